@@ -1,0 +1,24 @@
+//! The contract between span producers and the consumers of the spans topic.
+//!
+//! Anyone who publishes spans to Kafka for the ingester and the streaming
+//! analytics job, in any language, follows what this crate encodes: which
+//! protobuf messages a record holds ([`Encoding`]), how it is keyed
+//! ([`TraceId`] as 32 lowercase hex characters), which partition that key
+//! maps to ([`partition::murmur2_partition`]) and which headers it carries
+//! ([`headers`]). `README.md` beside this crate states the same in prose and
+//! `testdata/` holds golden records that other languages can check against.
+
+pub mod contract;
+pub mod headers;
+pub mod ids;
+pub mod jaeger_json;
+pub mod partition;
+pub mod proto;
+pub mod record;
+pub mod to_jaeger;
+
+pub use contract::{DEFAULT_TOPIC, Encoding, MAX_RECORD_BYTES, SCHEMA_VERSION};
+pub use ids::{IdError, SpanId, TraceId};
+pub use record::{
+    DecodeError, EncodeError, SpanRecord, decode_record, encode_trace, record_encoding,
+};

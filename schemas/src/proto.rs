@@ -1,0 +1,60 @@
+//! Types generated from the vendored `.proto` files (see `proto/VENDORED.md`).
+#![allow(missing_docs, missing_debug_implementations, clippy::all)]
+
+/// OpenTelemetry protocol (OTLP) types.
+pub mod opentelemetry {
+    pub mod proto {
+        pub mod common {
+            pub mod v1 {
+                include!(concat!(
+                    env!("OUT_DIR"),
+                    "/opentelemetry.proto.common.v1.rs"
+                ));
+            }
+        }
+        pub mod resource {
+            pub mod v1 {
+                include!(concat!(
+                    env!("OUT_DIR"),
+                    "/opentelemetry.proto.resource.v1.rs"
+                ));
+            }
+        }
+        pub mod trace {
+            pub mod v1 {
+                include!(concat!(env!("OUT_DIR"), "/opentelemetry.proto.trace.v1.rs"));
+            }
+        }
+        pub mod collector {
+            pub mod trace {
+                pub mod v1 {
+                    include!(concat!(
+                        env!("OUT_DIR"),
+                        "/opentelemetry.proto.collector.trace.v1.rs"
+                    ));
+                }
+            }
+        }
+    }
+}
+
+/// Jaeger `api_v2` types (`model.proto`, `collector.proto`, `sampling.proto`).
+pub mod jaeger {
+    pub mod api_v2 {
+        include!(concat!(env!("OUT_DIR"), "/jaeger.api_v2.rs"));
+    }
+}
+
+/// Short paths to the OTLP types used everywhere.
+pub mod otlp {
+    pub use super::opentelemetry::proto::collector::trace::v1::{
+        ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse,
+    };
+    pub use super::opentelemetry::proto::common::v1::{
+        AnyValue, ArrayValue, InstrumentationScope, KeyValue, KeyValueList, any_value,
+    };
+    pub use super::opentelemetry::proto::resource::v1::Resource;
+    pub use super::opentelemetry::proto::trace::v1::{
+        ResourceSpans, ScopeSpans, Span, Status, TracesData, span, status,
+    };
+}
