@@ -1,0 +1,223 @@
+//! Collector configuration: typed, with defaults, validated before any I/O.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use serde::Deserialize;
+use spanway_schemas::{DEFAULT_TOPIC, Encoding, MAX_RECORD_BYTES};
+use spanway_service_kit::config::ConfigError;
+
+/// Everything the collector reads at start.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CollectorConfig {
+    /// The OTLP/HTTP receiver.
+    pub otlp_http: OtlpHttpConfig,
+    /// Where and how spans are published.
+    pub kafka: ProducerConfig,
+    /// Health and metrics endpoint.
+    pub ops: OpsConfig,
+    /// Log output.
+    pub log: LogConfig,
+}
+
+/// OTLP over HTTP (`POST /v1/traces`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OtlpHttpConfig {
+    /// Whether the receiver listens at all.
+    pub enabled: bool,
+    /// Address to listen on; 4318 is the port OTLP exporters use by default.
+    pub listen: SocketAddr,
+    /// Largest request body accepted, in bytes, after gzip decompression.
+    pub max_request_bytes: usize,
+}
+
+/// The Kafka producer.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ProducerConfig {
+    /// Bootstrap brokers, `host:port`.
+    pub brokers: Vec<String>,
+    /// Topic spans are written to.
+    pub topic: String,
+    /// Record encoding (`otlp_proto`, `jaeger_proto`, `jaeger_json`).
+    pub encoding: Encoding,
+    /// Compression codec: `none`, `gzip`, `snappy`, `lz4` or `zstd`.
+    pub compression: String,
+    /// How long the producer waits to fill a batch.
+    #[serde(with = "humantime_serde")]
+    pub linger: Duration,
+    /// How long a record may wait for the broker's acknowledgement before the
+    /// request that carried it fails with a retryable status.
+    #[serde(with = "humantime_serde")]
+    pub delivery_timeout: Duration,
+    /// Largest record value written, in bytes before compression.
+    pub max_record_bytes: usize,
+}
+
+/// The operations endpoint.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OpsConfig {
+    /// Address of `/health/live`, `/health/ready` and `/metrics`.
+    pub listen: SocketAddr,
+}
+
+/// Log output.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// Default level filter (`RUST_LOG` overrides it).
+    pub level: String,
+    /// JSON lines instead of text.
+    pub json: bool,
+}
+
+impl Default for CollectorConfig {
+    fn default() -> Self {
+        CollectorConfig {
+            otlp_http: OtlpHttpConfig::default(),
+            kafka: ProducerConfig::default(),
+            ops: OpsConfig::default(),
+            log: LogConfig::default(),
+        }
+    }
+}
+
+impl Default for OtlpHttpConfig {
+    fn default() -> Self {
+        OtlpHttpConfig {
+            enabled: true,
+            listen: SocketAddr::from(([0, 0, 0, 0], 4318)),
+            max_request_bytes: 16 * 1024 * 1024,
+        }
+    }
+}
+
+impl Default for ProducerConfig {
+    fn default() -> Self {
+        ProducerConfig {
+            brokers: vec!["127.0.0.1:9092".into()],
+            topic: DEFAULT_TOPIC.into(),
+            encoding: Encoding::OtlpProto,
+            compression: "zstd".into(),
+            linger: Duration::from_millis(5),
+            delivery_timeout: Duration::from_secs(10),
+            max_record_bytes: MAX_RECORD_BYTES,
+        }
+    }
+}
+
+impl Default for OpsConfig {
+    fn default() -> Self {
+        OpsConfig {
+            listen: SocketAddr::from(([0, 0, 0, 0], 14269)),
+        }
+    }
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            level: "info".into(),
+            json: false,
+        }
+    }
+}
+
+const COMPRESSIONS: [&str; 5] = ["none", "gzip", "snappy", "lz4", "zstd"];
+
+impl CollectorConfig {
+    /// Checks the rules that span several fields or that serde cannot express.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.kafka.brokers.is_empty() || self.kafka.brokers.iter().any(|b| b.trim().is_empty()) {
+            return Err(ConfigError::invalid(
+                "kafka.brokers",
+                "at least one non-empty host:port is required",
+            ));
+        }
+        if self.kafka.topic.is_empty() {
+            return Err(ConfigError::invalid("kafka.topic", "must not be empty"));
+        }
+        if self.kafka.encoding == Encoding::OtlpJson {
+            return Err(ConfigError::invalid(
+                "kafka.encoding",
+                "otlp_json is read but not written; use otlp_proto, jaeger_proto or jaeger_json",
+            ));
+        }
+        if !COMPRESSIONS.contains(&self.kafka.compression.as_str()) {
+            return Err(ConfigError::invalid(
+                "kafka.compression",
+                format!(
+                    "{:?} is not one of {}",
+                    self.kafka.compression,
+                    COMPRESSIONS.join(", ")
+                ),
+            ));
+        }
+        if self.kafka.max_record_bytes == 0 || self.kafka.max_record_bytes > MAX_RECORD_BYTES {
+            return Err(ConfigError::invalid(
+                "kafka.max_record_bytes",
+                format!("must be between 1 and {MAX_RECORD_BYTES} (the topic contract's limit)"),
+            ));
+        }
+        if self.kafka.delivery_timeout < Duration::from_millis(100) {
+            return Err(ConfigError::invalid(
+                "kafka.delivery_timeout",
+                "must be at least 100ms",
+            ));
+        }
+        if self.otlp_http.max_request_bytes == 0 {
+            return Err(ConfigError::invalid(
+                "otlp_http.max_request_bytes",
+                "must be positive",
+            ));
+        }
+        if !self.otlp_http.enabled {
+            return Err(ConfigError::invalid(
+                "otlp_http.enabled",
+                "no receiver is enabled",
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        CollectorConfig::default().validate().unwrap();
+    }
+
+    #[test]
+    fn rules_name_the_key() {
+        let mut cfg = CollectorConfig::default();
+        cfg.kafka.compression = "brotli".into();
+        assert!(
+            cfg.validate()
+                .unwrap_err()
+                .to_string()
+                .starts_with("configuration key kafka.compression")
+        );
+        let mut cfg = CollectorConfig::default();
+        cfg.kafka.max_record_bytes = 2_000_000;
+        assert!(
+            cfg.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("kafka.max_record_bytes")
+        );
+        let mut cfg = CollectorConfig::default();
+        cfg.kafka.brokers.clear();
+        assert!(
+            cfg.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("kafka.brokers")
+        );
+    }
+}

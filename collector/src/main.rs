@@ -1,0 +1,59 @@
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use spanway_collector::Collector;
+use spanway_collector::config::CollectorConfig;
+use spanway_service_kit::{config, logging, shutdown};
+use tokio_util::sync::CancellationToken;
+
+/// Receives spans over OTLP/HTTP and publishes them to Kafka, one record per
+/// trace, keyed by trace id. A request is answered with success only after
+/// Kafka acknowledged every span in it; otherwise the client gets a
+/// retryable status (429 or 503 with Retry-After).
+///
+/// Configuration comes from an optional TOML file, then environment
+/// variables named SPANWAY_<SECTION>__<KEY>, e.g. SPANWAY_KAFKA__BROKERS=a:9092,b:9092
+/// or SPANWAY_OTLP_HTTP__LISTEN=0.0.0.0:4318. Operations endpoint: /health/live,
+/// /health/ready (Kafka reachable) and /metrics on ops.listen (default :14269).
+#[derive(Debug, Parser)]
+#[command(version, about, long_about)]
+struct Cli {
+    /// TOML configuration file (see collector/collector.example.toml).
+    #[arg(long, short, env = "SPANWAY_CONFIG_FILE")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the collector (the default).
+    Run,
+    /// Load and validate the configuration, print it, and exit.
+    CheckConfig,
+}
+
+fn load(path: Option<&std::path::Path>) -> anyhow::Result<CollectorConfig> {
+    let config: CollectorConfig = config::load(path)?;
+    config.validate()?;
+    Ok(config)
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let config = load(cli.config.as_deref())?;
+    if let Some(Command::CheckConfig) = cli.command {
+        println!("configuration is valid:\n{config:#?}");
+        return Ok(());
+    }
+    logging::init(&config.log.level, config.log.json);
+    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    runtime.block_on(async {
+        let token = CancellationToken::new();
+        shutdown::cancel_on_signal(token.clone());
+        let collector = Collector::start(&config, token).await?;
+        collector.wait().await;
+        Ok(())
+    })
+}

@@ -1,0 +1,70 @@
+//! Collector metrics. Labels are bounded: receiver names and refusal reasons
+//! are fixed sets, never values taken from a request.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::registry::Registry;
+
+/// Labels of per-receiver counters.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReceiverLabel {
+    /// `otlp_http`, …
+    pub receiver: &'static str,
+}
+
+/// Labels of refusal counters.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RefusalLabels {
+    /// `otlp_http`, …
+    pub receiver: &'static str,
+    /// One of the fixed reasons of [`crate::error::RequestError::reason`].
+    pub reason: &'static str,
+}
+
+/// Every counter the collector keeps.
+#[derive(Debug, Clone, Default)]
+pub struct CollectorMetrics {
+    /// Spans in requests that decoded.
+    pub spans_received: Family<ReceiverLabel, Counter>,
+    /// Spans acknowledged by Kafka and answered as accepted.
+    pub spans_accepted: Family<ReceiverLabel, Counter>,
+    /// Spans refused, by reason.
+    pub spans_refused: Family<RefusalLabels, Counter>,
+    /// Requests refused before their spans could be counted, by reason.
+    pub requests_refused: Family<RefusalLabels, Counter>,
+    /// Records acknowledged by Kafka.
+    pub records_produced: Counter,
+}
+
+impl CollectorMetrics {
+    /// Registers every metric under the `collector` prefix.
+    pub fn register(&self, registry: &mut Registry) {
+        let sub = registry.sub_registry_with_prefix("collector");
+        sub.register(
+            "spans_received",
+            "Spans in decoded requests",
+            self.spans_received.clone(),
+        );
+        sub.register(
+            "spans_accepted",
+            "Spans acknowledged by Kafka",
+            self.spans_accepted.clone(),
+        );
+        sub.register(
+            "spans_refused",
+            "Spans refused, by reason",
+            self.spans_refused.clone(),
+        );
+        sub.register(
+            "requests_refused",
+            "Requests refused, by reason",
+            self.requests_refused.clone(),
+        );
+        sub.register(
+            "kafka_records_produced",
+            "Records acknowledged by Kafka",
+            self.records_produced.clone(),
+        );
+    }
+}

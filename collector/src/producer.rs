@@ -1,0 +1,127 @@
+//! Publishes trace groups to Kafka and waits for every acknowledgement.
+
+use std::time::Duration;
+
+use futures::future::join_all;
+use rdkafka::ClientConfig;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use spanway_schemas::{Encoding, encode_trace};
+
+use crate::config::ProducerConfig;
+use crate::error::RequestError;
+use crate::grouping::TraceGroup;
+
+/// The Kafka side of the collector.
+pub struct SpanProducer {
+    producer: FutureProducer,
+    topic: String,
+    encoding: Encoding,
+    max_record_bytes: usize,
+}
+
+impl std::fmt::Debug for SpanProducer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SpanProducer")
+            .field("topic", &self.topic)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SpanProducer {
+    /// Creates the producer. Idempotence and `acks=all` make an acknowledged
+    /// record durable and never duplicated by the producer's own retries;
+    /// `murmur2_random` is the partitioner the topic contract prescribes.
+    pub fn new(config: &ProducerConfig) -> Result<Self, KafkaError> {
+        let producer: FutureProducer = ClientConfig::new()
+            .set("bootstrap.servers", config.brokers.join(","))
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("partitioner", "murmur2_random")
+            .set("compression.type", &config.compression)
+            .set("linger.ms", config.linger.as_millis().to_string())
+            .set(
+                "message.timeout.ms",
+                config.delivery_timeout.as_millis().to_string(),
+            )
+            .set(
+                "message.max.bytes",
+                (config.max_record_bytes + 64 * 1024).to_string(),
+            )
+            .create()?;
+        Ok(SpanProducer {
+            producer,
+            topic: config.topic.clone(),
+            encoding: config.encoding,
+            max_record_bytes: config.max_record_bytes,
+        })
+    }
+
+    /// Publishes every group and returns the number of records written.
+    /// Succeeds only when Kafka acknowledged all of them.
+    pub async fn publish(&self, groups: Vec<TraceGroup>) -> Result<usize, RequestError> {
+        let mut records = Vec::new();
+        for group in groups {
+            let encoded = encode_trace(self.encoding, group.trace_id, group.resource_spans)
+                .map_err(|e| RequestError::Malformed(e.to_string()))?;
+            for record in encoded {
+                if record.value.len() > self.max_record_bytes {
+                    return Err(RequestError::RecordTooLarge {
+                        trace_id: record.key,
+                        size: record.value.len(),
+                        limit: self.max_record_bytes,
+                    });
+                }
+                records.push(record);
+            }
+        }
+
+        let mut deliveries = Vec::with_capacity(records.len());
+        for record in &records {
+            let mut headers = OwnedHeaders::new_with_capacity(record.headers.len());
+            for (name, value) in record.headers {
+                headers = headers.insert(Header {
+                    key: name,
+                    value: Some(value),
+                });
+            }
+            let future_record = FutureRecord::to(&self.topic)
+                .key(record.key.as_str())
+                .payload(record.value.as_slice())
+                .headers(headers);
+            match self.producer.send_result(future_record) {
+                Ok(delivery) => deliveries.push(delivery),
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
+                    return Err(RequestError::Overloaded);
+                }
+                Err((error, _)) => return Err(RequestError::Unavailable(error.to_string())),
+            }
+        }
+
+        let count = deliveries.len();
+        for outcome in join_all(deliveries).await {
+            match outcome {
+                Ok(Ok(_)) => {}
+                Ok(Err((error, _))) => return Err(RequestError::Unavailable(error.to_string())),
+                Err(_canceled) => {
+                    return Err(RequestError::Unavailable("producer shut down".into()));
+                }
+            }
+        }
+        Ok(count)
+    }
+
+    /// Waits up to `timeout` for records still in flight.
+    pub fn flush(&self, timeout: Duration) -> Result<(), KafkaError> {
+        self.producer.flush(timeout)
+    }
+
+    /// Whether the brokers answer a metadata request.
+    pub fn check_brokers(&self, timeout: Duration) -> Result<(), KafkaError> {
+        self.producer
+            .client()
+            .fetch_metadata(Some(&self.topic), timeout)
+            .map(|_| ())
+    }
+}
