@@ -8,7 +8,7 @@ use spanway_schemas::{DEFAULT_TOPIC, Encoding, MAX_RECORD_BYTES};
 use spanway_service_kit::config::ConfigError;
 
 /// Everything the collector reads at start.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct CollectorConfig {
     /// The OTLP/HTTP receiver.
@@ -72,17 +72,6 @@ pub struct LogConfig {
     pub level: String,
     /// JSON lines instead of text.
     pub json: bool,
-}
-
-impl Default for CollectorConfig {
-    fn default() -> Self {
-        CollectorConfig {
-            otlp_http: OtlpHttpConfig::default(),
-            kafka: ProducerConfig::default(),
-            ops: OpsConfig::default(),
-            log: LogConfig::default(),
-        }
-    }
 }
 
 impl Default for OtlpHttpConfig {

@@ -1,0 +1,241 @@
+//! Ingester configuration: typed, with defaults, validated before any I/O.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use serde::Deserialize;
+use spanway_schemas::{DEFAULT_TOPIC, Encoding};
+use spanway_service_kit::config::ConfigError;
+
+/// Everything the ingester reads at start.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct IngesterConfig {
+    /// The Kafka consumer.
+    pub kafka: ConsumerConfig,
+    /// The search engine and the documents written to it.
+    pub elasticsearch: ElasticsearchConfig,
+    /// How documents are batched into bulk requests.
+    pub bulk: BulkConfig,
+    /// Health and metrics endpoint.
+    pub ops: OpsConfig,
+    /// Log output.
+    pub log: LogConfig,
+}
+
+/// The Kafka consumer group.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ConsumerConfig {
+    /// Bootstrap brokers, `host:port`.
+    pub brokers: Vec<String>,
+    /// Topics to read.
+    pub topics: Vec<String>,
+    /// Consumer group id; ingesters sharing it share the partitions.
+    pub group_id: String,
+    /// Where a new group starts: `earliest` or `latest`.
+    pub start_offset: String,
+    /// Encoding of records that carry no `encoding` header.
+    pub default_encoding: Encoding,
+}
+
+/// Connection and document options.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ElasticsearchConfig {
+    /// Base URL of the cluster, e.g. `http://127.0.0.1:9200`.
+    pub url: String,
+    /// Prefix of every index name; `prod` gives `prod-jaeger-span-…`, as in Jaeger.
+    pub index_prefix: String,
+    /// Primary shards of new daily indices.
+    pub shards: u32,
+    /// Replicas of new daily indices.
+    pub replicas: u32,
+    /// Install the index templates at start.
+    pub create_templates: bool,
+}
+
+/// Bulk request shaping.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BulkConfig {
+    /// Send when this many records are buffered.
+    pub max_records: usize,
+    /// Send when the buffered documents reach this many bytes.
+    pub max_bytes: usize,
+    /// Send at most this long after the first buffered record.
+    #[serde(with = "humantime_serde")]
+    pub flush_interval: Duration,
+    /// First retry delay after a failed bulk request or item; doubles each time.
+    #[serde(with = "humantime_serde")]
+    pub retry_initial_backoff: Duration,
+    /// Ceiling of the retry delay.
+    #[serde(with = "humantime_serde")]
+    pub retry_max_backoff: Duration,
+}
+
+/// The operations endpoint.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OpsConfig {
+    /// Address of `/health/live`, `/health/ready` and `/metrics`.
+    pub listen: SocketAddr,
+}
+
+/// Log output.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// Default level filter (`RUST_LOG` overrides it).
+    pub level: String,
+    /// JSON lines instead of text.
+    pub json: bool,
+}
+
+impl Default for ConsumerConfig {
+    fn default() -> Self {
+        ConsumerConfig {
+            brokers: vec!["127.0.0.1:9092".into()],
+            topics: vec![DEFAULT_TOPIC.into()],
+            group_id: "spanway-ingester".into(),
+            start_offset: "earliest".into(),
+            default_encoding: Encoding::OtlpProto,
+        }
+    }
+}
+
+impl Default for ElasticsearchConfig {
+    fn default() -> Self {
+        ElasticsearchConfig {
+            url: "http://127.0.0.1:9200".into(),
+            index_prefix: String::new(),
+            shards: 5,
+            replicas: 1,
+            create_templates: true,
+        }
+    }
+}
+
+impl Default for BulkConfig {
+    fn default() -> Self {
+        BulkConfig {
+            max_records: 1000,
+            max_bytes: 5 * 1024 * 1024,
+            flush_interval: Duration::from_millis(200),
+            retry_initial_backoff: Duration::from_millis(100),
+            retry_max_backoff: Duration::from_secs(10),
+        }
+    }
+}
+
+impl Default for OpsConfig {
+    fn default() -> Self {
+        OpsConfig {
+            listen: SocketAddr::from(([0, 0, 0, 0], 14270)),
+        }
+    }
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            level: "info".into(),
+            json: false,
+        }
+    }
+}
+
+impl IngesterConfig {
+    /// Checks rules serde cannot express; names the key at fault.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.kafka.brokers.is_empty() || self.kafka.brokers.iter().any(|b| b.trim().is_empty()) {
+            return Err(ConfigError::invalid(
+                "kafka.brokers",
+                "at least one non-empty host:port is required",
+            ));
+        }
+        if self.kafka.topics.is_empty() || self.kafka.topics.iter().any(String::is_empty) {
+            return Err(ConfigError::invalid(
+                "kafka.topics",
+                "at least one non-empty topic is required",
+            ));
+        }
+        if self.kafka.group_id.is_empty() {
+            return Err(ConfigError::invalid("kafka.group_id", "must not be empty"));
+        }
+        if !matches!(self.kafka.start_offset.as_str(), "earliest" | "latest") {
+            return Err(ConfigError::invalid(
+                "kafka.start_offset",
+                format!("{:?} is not earliest or latest", self.kafka.start_offset),
+            ));
+        }
+        if self.kafka.default_encoding == Encoding::OtlpJson {
+            return Err(ConfigError::invalid(
+                "kafka.default_encoding",
+                "otlp_json is not decoded by this version",
+            ));
+        }
+        if !(self.elasticsearch.url.starts_with("http://")
+            || self.elasticsearch.url.starts_with("https://"))
+        {
+            return Err(ConfigError::invalid(
+                "elasticsearch.url",
+                format!(
+                    "{:?} must start with http:// or https://",
+                    self.elasticsearch.url
+                ),
+            ));
+        }
+        if self.elasticsearch.shards == 0 {
+            return Err(ConfigError::invalid(
+                "elasticsearch.shards",
+                "must be at least 1",
+            ));
+        }
+        if self.bulk.max_records == 0 || self.bulk.max_bytes == 0 {
+            return Err(ConfigError::invalid(
+                "bulk.max_records",
+                "bulk.max_records and bulk.max_bytes must be positive",
+            ));
+        }
+        if self.bulk.retry_initial_backoff.is_zero()
+            || self.bulk.retry_initial_backoff > self.bulk.retry_max_backoff
+        {
+            return Err(ConfigError::invalid(
+                "bulk.retry_initial_backoff",
+                "must be positive and not above bulk.retry_max_backoff",
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        IngesterConfig::default().validate().unwrap();
+    }
+
+    #[test]
+    fn rules_name_the_key() {
+        let mut cfg = IngesterConfig::default();
+        cfg.kafka.start_offset = "beginning".into();
+        assert!(
+            cfg.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("kafka.start_offset")
+        );
+        let mut cfg = IngesterConfig::default();
+        cfg.elasticsearch.url = "127.0.0.1:9200".into();
+        assert!(
+            cfg.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("elasticsearch.url")
+        );
+    }
+}

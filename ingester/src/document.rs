@@ -1,0 +1,383 @@
+//! Jaeger span → the Elasticsearch documents Jaeger query reads.
+//!
+//! Field names, value types and index names follow Jaeger's Elasticsearch
+//! schema, so Jaeger query and the Jaeger UI read our indices unmodified.
+
+use serde::Serialize;
+use serde_json::Value;
+use spanway_schemas::prost_types as wkt;
+use spanway_schemas::proto::jaeger::api_v2 as jaeger;
+use time::OffsetDateTime;
+
+/// A document ready for a bulk `create`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Document {
+    /// Span or service document.
+    pub kind: DocumentKind,
+    /// Target index.
+    pub index: String,
+    /// Deterministic id: redelivering the same span writes the same id, and
+    /// the engine answers 409 instead of storing a duplicate.
+    pub id: String,
+    /// The JSON source.
+    pub source: Vec<u8>,
+}
+
+/// Which of Jaeger's document kinds a [`Document`] is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DocumentKind {
+    /// A span, in `jaeger-span-*`.
+    Span,
+    /// A service/operation pair, in `jaeger-service-*`.
+    Service,
+}
+
+/// Index names, with the optional prefix applied as Jaeger does (`prod` → `prod-jaeger-span-…`).
+#[derive(Debug, Clone)]
+pub struct IndexNames {
+    prefix: String,
+}
+
+impl IndexNames {
+    /// `prefix` may be empty.
+    pub fn new(prefix: &str) -> Self {
+        let prefix = if prefix.is_empty() {
+            String::new()
+        } else {
+            format!("{prefix}-")
+        };
+        IndexNames { prefix }
+    }
+
+    /// The daily span index for a span starting at `start_micros`.
+    pub fn span_index(&self, start_micros: u64) -> String {
+        format!("{}jaeger-span-{}", self.prefix, day(start_micros))
+    }
+
+    /// The daily service index for a span starting at `start_micros`.
+    pub fn service_index(&self, start_micros: u64) -> String {
+        format!("{}jaeger-service-{}", self.prefix, day(start_micros))
+    }
+
+    /// The prefix of all names, with its separator (empty or `name-`).
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+}
+
+/// `YYYY-MM-DD` of a UTC instant; indices are named after the span start,
+/// not the ingest time, so late spans land where queries look for them.
+fn day(micros: u64) -> String {
+    let nanos = i128::from(micros) * 1000;
+    match OffsetDateTime::from_unix_timestamp_nanos(nanos) {
+        Ok(t) => format!("{:04}-{:02}-{:02}", t.year(), u8::from(t.month()), t.day()),
+        Err(_) => "9999-12-31".into(),
+    }
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct SpanDoc<'a> {
+    #[serde(rename = "traceID")]
+    trace_id: String,
+    #[serde(rename = "spanID")]
+    span_id: String,
+    #[serde(skip_serializing_if = "is_zero")]
+    flags: u32,
+    operation_name: &'a str,
+    references: Vec<RefDoc>,
+    start_time: u64,
+    start_time_millis: u64,
+    duration: u64,
+    tags: Vec<KeyValueDoc<'a>>,
+    logs: Vec<LogDoc<'a>>,
+    process: ProcessDoc<'a>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct RefDoc {
+    ref_type: &'static str,
+    #[serde(rename = "traceID")]
+    trace_id: String,
+    #[serde(rename = "spanID")]
+    span_id: String,
+}
+
+#[derive(Serialize)]
+struct KeyValueDoc<'a> {
+    key: &'a str,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    value: Value,
+}
+
+#[derive(Serialize)]
+struct LogDoc<'a> {
+    timestamp: u64,
+    fields: Vec<KeyValueDoc<'a>>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ProcessDoc<'a> {
+    service_name: &'a str,
+    tags: Vec<KeyValueDoc<'a>>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ServiceDoc<'a> {
+    service_name: &'a str,
+    operation_name: &'a str,
+}
+
+fn is_zero(v: &u32) -> bool {
+    *v == 0
+}
+
+fn micros_of_timestamp(ts: Option<&wkt::Timestamp>) -> u64 {
+    ts.map(|t| {
+        let micros = i128::from(t.seconds) * 1_000_000 + i128::from(t.nanos) / 1000;
+        micros.clamp(0, i128::from(u64::MAX)) as u64
+    })
+    .unwrap_or(0)
+}
+
+fn micros_of_duration(d: Option<&wkt::Duration>) -> u64 {
+    d.map(|d| {
+        let micros = i128::from(d.seconds) * 1_000_000 + i128::from(d.nanos) / 1000;
+        micros.clamp(0, i128::from(u64::MAX)) as u64
+    })
+    .unwrap_or(0)
+}
+
+fn key_values(tags: &[jaeger::KeyValue]) -> Vec<KeyValueDoc<'_>> {
+    tags.iter().map(key_value).collect()
+}
+
+fn key_value(kv: &jaeger::KeyValue) -> KeyValueDoc<'_> {
+    use jaeger::ValueType;
+    let (kind, value) = match ValueType::try_from(kv.v_type).unwrap_or(ValueType::String) {
+        ValueType::String => ("string", Value::from(kv.v_str.as_str())),
+        ValueType::Bool => ("bool", Value::from(kv.v_bool)),
+        ValueType::Int64 => ("int64", Value::from(kv.v_int64)),
+        // JSON has no NaN or infinity; Jaeger's reader parses the string form.
+        ValueType::Float64 => (
+            "float64",
+            serde_json::Number::from_f64(kv.v_float64)
+                .map(Value::Number)
+                .unwrap_or_else(|| Value::from(kv.v_float64.to_string())),
+        ),
+        ValueType::Binary => ("binary", Value::from(hex::encode(&kv.v_binary))),
+    };
+    KeyValueDoc {
+        key: &kv.key,
+        kind,
+        value,
+    }
+}
+
+/// FNV-1a, 64 bit: what Jaeger uses for service document ids.
+fn fnv1a64(parts: &[&[u8]]) -> u64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for part in parts {
+        for byte in *part {
+            hash ^= u64::from(*byte);
+            hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+    hash
+}
+
+/// The span document, in the span's daily index.
+pub fn span_document(
+    span: &jaeger::Span,
+    names: &IndexNames,
+) -> Result<Document, serde_json::Error> {
+    let start_time = micros_of_timestamp(span.start_time.as_ref());
+    let trace_id = hex::encode(&span.trace_id);
+    let span_id = hex::encode(&span.span_id);
+    let process = span.process.as_ref();
+    let doc = SpanDoc {
+        trace_id: trace_id.clone(),
+        span_id: span_id.clone(),
+        flags: span.flags,
+        operation_name: &span.operation_name,
+        references: span
+            .references
+            .iter()
+            .map(|r| RefDoc {
+                ref_type: if r.ref_type == jaeger::SpanRefType::FollowsFrom as i32 {
+                    "FOLLOWS_FROM"
+                } else {
+                    "CHILD_OF"
+                },
+                trace_id: hex::encode(&r.trace_id),
+                span_id: hex::encode(&r.span_id),
+            })
+            .collect(),
+        start_time,
+        start_time_millis: start_time / 1000,
+        duration: micros_of_duration(span.duration.as_ref()),
+        tags: key_values(&span.tags),
+        logs: span
+            .logs
+            .iter()
+            .map(|log| LogDoc {
+                timestamp: micros_of_timestamp(log.timestamp.as_ref()),
+                fields: key_values(&log.fields),
+            })
+            .collect(),
+        process: ProcessDoc {
+            service_name: process.map(|p| p.service_name.as_str()).unwrap_or(""),
+            tags: process.map(|p| key_values(&p.tags)).unwrap_or_default(),
+        },
+    };
+    let source = serde_json::to_vec(&doc)?;
+    let id = format!("{trace_id}_{span_id}_{:016x}", fnv1a64(&[&source]));
+    Ok(Document {
+        kind: DocumentKind::Span,
+        index: names.span_index(start_time),
+        id,
+        source,
+    })
+}
+
+/// The service/operation document Jaeger query lists services and
+/// operations from; its id is FNV-1a of the two names, as in Jaeger.
+pub fn service_document(
+    span: &jaeger::Span,
+    names: &IndexNames,
+) -> Result<Document, serde_json::Error> {
+    let start_time = micros_of_timestamp(span.start_time.as_ref());
+    let service = span
+        .process
+        .as_ref()
+        .map(|p| p.service_name.as_str())
+        .unwrap_or("");
+    let doc = ServiceDoc {
+        service_name: service,
+        operation_name: &span.operation_name,
+    };
+    Ok(Document {
+        kind: DocumentKind::Service,
+        index: names.service_index(start_time),
+        id: format!(
+            "{:x}",
+            fnv1a64(&[service.as_bytes(), span.operation_name.as_bytes()])
+        ),
+        source: serde_json::to_vec(&doc)?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn span() -> jaeger::Span {
+        jaeger::Span {
+            trace_id: vec![0xab; 16],
+            span_id: vec![0xcd; 8],
+            operation_name: "GET /".into(),
+            references: vec![jaeger::SpanRef {
+                trace_id: vec![0xab; 16],
+                span_id: vec![0xef; 8],
+                ref_type: 0,
+            }],
+            flags: 1,
+            start_time: Some(wkt::Timestamp {
+                seconds: 1_767_225_599,
+                nanos: 999_999_999,
+            }),
+            duration: Some(wkt::Duration {
+                seconds: 1,
+                nanos: 2_000,
+            }),
+            tags: vec![
+                jaeger::KeyValue {
+                    key: "n".into(),
+                    v_type: 2,
+                    v_int64: 7,
+                    ..Default::default()
+                },
+                jaeger::KeyValue {
+                    key: "b".into(),
+                    v_type: 4,
+                    v_binary: vec![1, 255],
+                    ..Default::default()
+                },
+                jaeger::KeyValue {
+                    key: "f".into(),
+                    v_type: 3,
+                    v_float64: f64::NAN,
+                    ..Default::default()
+                },
+            ],
+            process: Some(jaeger::Process {
+                service_name: "svc".into(),
+                tags: vec![],
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn span_document_has_jaeger_shape() {
+        let doc = span_document(&span(), &IndexNames::new("")).unwrap();
+        assert_eq!(
+            doc.index, "jaeger-span-2025-12-31",
+            "UTC day of the start time"
+        );
+        let v: Value = serde_json::from_slice(&doc.source).unwrap();
+        assert_eq!(v["traceID"], "abababababababababababababababab");
+        assert_eq!(v["spanID"], "cdcdcdcdcdcdcdcd");
+        assert_eq!(v["startTime"], 1_767_225_599_999_999_u64);
+        assert_eq!(v["startTimeMillis"], 1_767_225_599_999_u64);
+        assert_eq!(v["duration"], 1_000_002);
+        assert_eq!(v["references"][0]["refType"], "CHILD_OF");
+        assert_eq!(v["references"][0]["spanID"], "efefefefefefefef");
+        assert_eq!(
+            v["tags"][0],
+            serde_json::json!({"key": "n", "type": "int64", "value": 7})
+        );
+        assert_eq!(v["tags"][1]["value"], "01ff");
+        assert_eq!(v["tags"][2]["value"], "NaN");
+        assert_eq!(v["process"]["serviceName"], "svc");
+        assert!(
+            doc.id
+                .starts_with("abababababababababababababababab_cdcdcdcdcdcdcdcd_")
+        );
+    }
+
+    #[test]
+    fn ids_are_deterministic_and_content_sensitive() {
+        let names = IndexNames::new("prod");
+        let a = span_document(&span(), &names).unwrap();
+        assert_eq!(a, span_document(&span(), &names).unwrap());
+        assert!(a.index.starts_with("prod-jaeger-span-"));
+        let mut changed = span();
+        changed.operation_name = "POST /".into();
+        assert_ne!(a.id, span_document(&changed, &names).unwrap().id);
+    }
+
+    #[test]
+    fn service_id_is_jaegers_fnv() {
+        // FNV-1a 64 of "svcGET /" computed independently.
+        let expected = {
+            let mut h: u64 = 0xcbf29ce484222325;
+            for b in b"svcGET /" {
+                h ^= u64::from(*b);
+                h = h.wrapping_mul(0x100000001b3);
+            }
+            format!("{h:x}")
+        };
+        let doc = service_document(&span(), &IndexNames::new("")).unwrap();
+        assert_eq!(doc.id, expected);
+        assert_eq!(doc.index, "jaeger-service-2025-12-31");
+        assert_eq!(
+            serde_json::from_slice::<Value>(&doc.source).unwrap(),
+            serde_json::json!({"serviceName": "svc", "operationName": "GET /"})
+        );
+    }
+}

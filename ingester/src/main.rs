@@ -1,0 +1,56 @@
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use spanway_ingester::Ingester;
+use spanway_ingester::config::IngesterConfig;
+use spanway_service_kit::{config, logging, shutdown};
+use tokio_util::sync::CancellationToken;
+
+/// Consumes spans from Kafka and bulk-writes them to Elasticsearch or
+/// OpenSearch as Jaeger-compatible documents (jaeger-span-YYYY-MM-DD and
+/// jaeger-service-YYYY-MM-DD), so Jaeger query and the Jaeger UI read them
+/// unmodified. A record's offset is committed only after the engine has
+/// stored its documents; document ids are deterministic, so a redelivered
+/// record never creates a duplicate.
+///
+/// Configuration comes from an optional TOML file, then environment
+/// variables named SPANWAY_<SECTION>__<KEY>, e.g. SPANWAY_KAFKA__BROKERS=a:9092,
+/// SPANWAY_ELASTICSEARCH__URL=http://es:9200. Operations endpoint: /health/live,
+/// /health/ready (search engine reachable) and /metrics on ops.listen (default :14270).
+#[derive(Debug, Parser)]
+#[command(version, about, long_about)]
+struct Cli {
+    /// TOML configuration file (see ingester/ingester.example.toml).
+    #[arg(long, short, env = "SPANWAY_CONFIG_FILE")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the ingester (the default).
+    Run,
+    /// Load and validate the configuration, print it, and exit.
+    CheckConfig,
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let config: IngesterConfig = config::load(cli.config.as_deref())?;
+    config.validate()?;
+    if let Some(Command::CheckConfig) = cli.command {
+        println!("configuration is valid:\n{config:#?}");
+        return Ok(());
+    }
+    logging::init(&config.log.level, config.log.json);
+    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    runtime.block_on(async {
+        let token = CancellationToken::new();
+        shutdown::cancel_on_signal(token.clone());
+        let ingester = Ingester::start(config, token).await?;
+        ingester.wait().await?;
+        Ok(())
+    })
+}

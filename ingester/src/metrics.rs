@@ -1,0 +1,76 @@
+//! Ingester metrics; every outcome of a record or document is counted.
+
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+/// Every counter the ingester keeps.
+#[derive(Debug, Clone, Default)]
+pub struct IngesterMetrics {
+    /// Records read from Kafka.
+    pub records_consumed: Counter,
+    /// Records that could not be decoded (logged with topic, partition, offset).
+    pub records_undecodable: Counter,
+    /// Span documents stored (including 409: already stored).
+    pub spans_indexed: Counter,
+    /// Service/operation documents stored.
+    pub services_indexed: Counter,
+    /// Document writes retried after a passing failure.
+    pub documents_retried: Counter,
+    /// Documents the engine refused for good (logged with the reason).
+    pub documents_rejected: Counter,
+    /// Bulk requests sent.
+    pub bulk_requests: Counter,
+    /// Offsets committed.
+    pub commits: Counter,
+    /// Bytes of documents waiting to be written.
+    pub bytes_in_flight: Gauge,
+}
+
+impl IngesterMetrics {
+    /// Registers every metric under the `ingester` prefix.
+    pub fn register(&self, registry: &mut Registry) {
+        let sub = registry.sub_registry_with_prefix("ingester");
+        sub.register(
+            "records_consumed",
+            "Records read from Kafka",
+            self.records_consumed.clone(),
+        );
+        sub.register(
+            "records_undecodable",
+            "Records that could not be decoded",
+            self.records_undecodable.clone(),
+        );
+        sub.register(
+            "spans_indexed",
+            "Span documents stored",
+            self.spans_indexed.clone(),
+        );
+        sub.register(
+            "services_indexed",
+            "Service documents stored",
+            self.services_indexed.clone(),
+        );
+        sub.register(
+            "documents_retried",
+            "Document writes retried",
+            self.documents_retried.clone(),
+        );
+        sub.register(
+            "documents_rejected",
+            "Documents refused by the engine",
+            self.documents_rejected.clone(),
+        );
+        sub.register(
+            "bulk_requests",
+            "Bulk requests sent",
+            self.bulk_requests.clone(),
+        );
+        sub.register("commits", "Offset commits", self.commits.clone());
+        sub.register(
+            "bytes_in_flight",
+            "Bytes of documents waiting to be written",
+            self.bytes_in_flight.clone(),
+        );
+    }
+}

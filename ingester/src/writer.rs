@@ -1,0 +1,186 @@
+//! Sends documents to the engine until each is stored or refused for good.
+
+use std::time::Duration;
+
+use elasticsearch::http::transport::Transport;
+use elasticsearch::indices::IndicesPutTemplateParts;
+use elasticsearch::{BulkParts, Elasticsearch};
+use rand::Rng;
+use tokio_util::sync::CancellationToken;
+
+use crate::bulk::create_lines;
+use crate::document::Document;
+use crate::metrics::IngesterMetrics;
+use crate::response::{ItemOutcome, classify};
+use crate::templates;
+
+/// Failures that stop the writer.
+#[derive(Debug, thiserror::Error)]
+pub enum WriterError {
+    /// The client could not be built from the URL.
+    #[error("elasticsearch.url: {0}")]
+    Client(String),
+    /// A template install failed.
+    #[error("cannot install index template {name}: {reason}")]
+    Template { name: String, reason: String },
+    /// Shutdown arrived while documents were still unwritten; their offsets
+    /// are not committed, so they will be read again.
+    #[error("shutdown before every document was written")]
+    Cancelled,
+}
+
+/// A document the engine will never accept, with its reason.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rejected {
+    /// The document.
+    pub document: Document,
+    /// The engine's status, error type and reason.
+    pub reason: String,
+}
+
+/// The bulk writer.
+#[derive(Debug, Clone)]
+pub struct BulkWriter {
+    client: Elasticsearch,
+    initial_backoff: Duration,
+    max_backoff: Duration,
+    metrics: IngesterMetrics,
+}
+
+impl BulkWriter {
+    /// A writer for the cluster at `url`.
+    pub fn new(
+        url: &str,
+        initial_backoff: Duration,
+        max_backoff: Duration,
+        metrics: IngesterMetrics,
+    ) -> Result<Self, WriterError> {
+        let transport =
+            Transport::single_node(url).map_err(|e| WriterError::Client(e.to_string()))?;
+        Ok(BulkWriter {
+            client: Elasticsearch::new(transport),
+            initial_backoff,
+            max_backoff,
+            metrics,
+        })
+    }
+
+    /// Whether the cluster answers.
+    pub async fn ping(&self) -> bool {
+        matches!(self.client.ping().send().await, Ok(r) if r.status_code().is_success())
+    }
+
+    /// Installs the span and service templates (legacy `_template`).
+    pub async fn install_templates(
+        &self,
+        prefix: &str,
+        shards: u32,
+        replicas: u32,
+    ) -> Result<(), WriterError> {
+        let all = [
+            (
+                format!("{prefix}jaeger-span"),
+                templates::span_template(prefix, shards, replicas),
+            ),
+            (
+                format!("{prefix}jaeger-service"),
+                templates::service_template(prefix, shards, replicas),
+            ),
+        ];
+        for (name, body) in all {
+            let failure = |reason: String| WriterError::Template {
+                name: name.clone(),
+                reason,
+            };
+            let response = self
+                .client
+                .indices()
+                .put_template(IndicesPutTemplateParts::Name(&name))
+                .body(body)
+                .send()
+                .await
+                .map_err(|e| failure(e.to_string()))?;
+            if !response.status_code().is_success() {
+                let status = response.status_code();
+                let text = response.text().await.unwrap_or_default();
+                return Err(failure(format!("{status}: {text}")));
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes every document. Passing failures are retried with exponential
+    /// backoff and jitter for as long as it takes; the result lists the
+    /// documents refused for good. Returns [`WriterError::Cancelled`] if
+    /// `cancel` fires while documents remain unwritten.
+    pub async fn write_all(
+        &self,
+        mut pending: Vec<Document>,
+        cancel: &CancellationToken,
+    ) -> Result<Vec<Rejected>, WriterError> {
+        let mut rejected = Vec::new();
+        let mut backoff = self.initial_backoff;
+        while !pending.is_empty() {
+            let outcomes = self.send(&pending).await;
+            let mut retry = Vec::new();
+            match outcomes {
+                Ok(outcomes) => {
+                    for (doc, outcome) in pending.into_iter().zip(outcomes) {
+                        match outcome {
+                            ItemOutcome::Stored => {}
+                            ItemOutcome::Retry(reason) => {
+                                tracing::debug!(index = %doc.index, id = %doc.id, %reason, "document will be retried");
+                                retry.push(doc);
+                            }
+                            ItemOutcome::Rejected(reason) => rejected.push(Rejected {
+                                document: doc,
+                                reason,
+                            }),
+                        }
+                    }
+                }
+                Err(reason) => {
+                    tracing::warn!(%reason, documents = pending.len(), "bulk request failed; retrying");
+                    retry = pending;
+                }
+            }
+            pending = retry;
+            if pending.is_empty() {
+                break;
+            }
+            self.metrics.documents_retried.inc_by(pending.len() as u64);
+            let jitter = rand::rng().random_range(0.5..1.0);
+            tokio::select! {
+                _ = cancel.cancelled() => return Err(WriterError::Cancelled),
+                _ = tokio::time::sleep(backoff.mul_f64(jitter)) => {}
+            }
+            backoff = (backoff * 2).min(self.max_backoff);
+        }
+        Ok(rejected)
+    }
+
+    /// One bulk request; `Err` when no item outcome can be trusted.
+    async fn send(&self, docs: &[Document]) -> Result<Vec<ItemOutcome>, String> {
+        let mut lines = Vec::with_capacity(docs.len() * 2);
+        for doc in docs {
+            lines.extend(create_lines(doc));
+        }
+        self.metrics.bulk_requests.inc();
+        let response = self
+            .client
+            .bulk(BulkParts::None)
+            .body(lines)
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        let status = response.status_code();
+        let body = response.bytes().await.map_err(|e| e.to_string())?;
+        if !status.is_success() {
+            return Err(format!(
+                "HTTP {status}: {}",
+                String::from_utf8_lossy(&body[..body.len().min(512)])
+            ));
+        }
+        classify(&body, docs.len()).map_err(|e| e.to_string())
+    }
+}
