@@ -17,6 +17,9 @@ pub mod proto;
 pub mod record;
 pub mod to_jaeger;
 
+/// The well-known types (`Timestamp`, `Duration`) the generated Jaeger model uses.
+pub use prost_types;
+
 pub use contract::{DEFAULT_TOPIC, Encoding, MAX_RECORD_BYTES, SCHEMA_VERSION};
 pub use ids::{IdError, SpanId, TraceId};
 pub use record::{

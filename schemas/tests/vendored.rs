@@ -19,8 +19,14 @@ fn vendored_protos_match_recorded_sums() {
         }
         let bytes = std::fs::read(root.join(file)).unwrap_or_else(|e| panic!("{file}: {e}"));
         let actual = hex::encode(Sha256::digest(&bytes));
-        assert_eq!(actual, sum, "{file} differs from the vendored upstream file");
+        assert_eq!(
+            actual, sum,
+            "{file} differs from the vendored upstream file"
+        );
         checked += 1;
     }
-    assert_eq!(checked, 10, "VENDORED.md should list every vendored .proto file");
+    assert_eq!(
+        checked, 10,
+        "VENDORED.md should list every vendored .proto file"
+    );
 }

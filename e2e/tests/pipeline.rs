@@ -1,0 +1,355 @@
+//! One known trace through the whole pipeline: OTLP/HTTP into the collector,
+//! through a real Kafka topic, into real OpenSearch via the ingester. The
+//! span documents must carry exactly the fields Jaeger query reads.
+
+use std::time::Duration;
+
+use prost::Message as _;
+use rdkafka::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Headers, Message};
+use serde_json::{Value, json};
+use spanway_collector::Collector;
+use spanway_collector::config::CollectorConfig;
+use spanway_e2e::{
+    create_topic, kafka_bootstrap, opensearch_url, require_kafka, require_opensearch, search,
+    unique_name,
+};
+use spanway_ingester::Ingester;
+use spanway_ingester::config::IngesterConfig;
+use spanway_schemas::proto::otlp::{self, any_value::Value as Any};
+use tokio_util::sync::CancellationToken;
+
+const TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+const ROOT: &str = "00f067aa0ba902b7";
+const CLIENT: &str = "1a2b3c4d5e6f7081";
+const SERVER: &str = "99aabbccddeeff00";
+/// 2026-03-14T01:59:26.535897Z in nanoseconds.
+const START_NS: u64 = 1_773_453_566_535_897_000;
+
+fn kv(key: &str, value: Any) -> otlp::KeyValue {
+    otlp::KeyValue {
+        key: key.into(),
+        value: Some(otlp::AnyValue { value: Some(value) }),
+    }
+}
+
+fn bytes(hex_text: &str) -> Vec<u8> {
+    (0..hex_text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&hex_text[i..i + 2], 16).unwrap())
+        .collect()
+}
+
+fn span(
+    id: &str,
+    parent: Option<&str>,
+    name: &str,
+    kind: otlp::span::SpanKind,
+    start: u64,
+    end: u64,
+) -> otlp::Span {
+    otlp::Span {
+        trace_id: bytes(TRACE),
+        span_id: bytes(id),
+        parent_span_id: parent.map(bytes).unwrap_or_default(),
+        name: name.into(),
+        kind: kind as i32,
+        start_time_unix_nano: start,
+        end_time_unix_nano: end,
+        ..Default::default()
+    }
+}
+
+fn resource_spans(service: &str, spans: Vec<otlp::Span>) -> otlp::ResourceSpans {
+    otlp::ResourceSpans {
+        resource: Some(otlp::Resource {
+            attributes: vec![
+                kv("service.name", Any::StringValue(service.into())),
+                kv("host.name", Any::StringValue("e2e-host".into())),
+            ],
+            ..Default::default()
+        }),
+        scope_spans: vec![otlp::ScopeSpans {
+            spans,
+            ..Default::default()
+        }],
+        ..Default::default()
+    }
+}
+
+fn known_trace() -> otlp::ExportTraceServiceRequest {
+    use otlp::span::SpanKind;
+    let mut root = span(
+        ROOT,
+        None,
+        "GET /checkout",
+        SpanKind::Server,
+        START_NS,
+        START_NS + 250_000_000,
+    );
+    root.attributes = vec![
+        kv("http.request.method", Any::StringValue("GET".into())),
+        kv("http.response.status_code", Any::IntValue(502)),
+    ];
+    root.status = Some(otlp::Status {
+        code: otlp::status::StatusCode::Error as i32,
+        message: "upstream failed".into(),
+    });
+    let mut client = span(
+        CLIENT,
+        Some(ROOT),
+        "charge",
+        SpanKind::Client,
+        START_NS + 10_000,
+        START_NS + 200_010_000,
+    );
+    client.attributes = vec![kv("peer.service", Any::StringValue("payments".into()))];
+    let server = span(
+        SERVER,
+        Some(CLIENT),
+        "POST /charge",
+        SpanKind::Server,
+        START_NS + 20_000,
+        START_NS + 199_000_000,
+    );
+    otlp::ExportTraceServiceRequest {
+        resource_spans: vec![
+            resource_spans("frontend", vec![root, client]),
+            resource_spans("payments", vec![server]),
+        ],
+    }
+}
+
+fn tag<'a>(doc: &'a Value, key: &str) -> &'a Value {
+    doc["tags"]
+        .as_array()
+        .and_then(|tags| tags.iter().find(|t| t["key"] == key))
+        .unwrap_or_else(|| panic!("span {} has no tag {key}: {doc}", doc["spanID"]))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn otlp_trace_reaches_opensearch_as_jaeger_documents() {
+    require_kafka();
+    require_opensearch().await;
+
+    let topic = unique_name("e2e-spans");
+    let prefix = unique_name("e2e");
+    create_topic(&topic, 3).await;
+    let shutdown = CancellationToken::new();
+
+    let mut collector_config = CollectorConfig::default();
+    collector_config.kafka.brokers = vec![kafka_bootstrap()];
+    collector_config.kafka.topic = topic.clone();
+    collector_config.otlp_http.listen = "127.0.0.1:0".parse().unwrap();
+    collector_config.ops.listen = "127.0.0.1:0".parse().unwrap();
+    collector_config.validate().unwrap();
+    let collector = Collector::start(&collector_config, shutdown.clone())
+        .await
+        .unwrap();
+
+    let mut ingester_config = IngesterConfig::default();
+    ingester_config.kafka.brokers = vec![kafka_bootstrap()];
+    ingester_config.kafka.topics = vec![topic.clone()];
+    ingester_config.kafka.group_id = unique_name("e2e-group");
+    ingester_config.elasticsearch.url = opensearch_url();
+    ingester_config.elasticsearch.index_prefix = prefix.clone();
+    ingester_config.elasticsearch.shards = 1;
+    ingester_config.elasticsearch.replicas = 0;
+    ingester_config.bulk.flush_interval = Duration::from_millis(100);
+    ingester_config.ops.listen = "127.0.0.1:0".parse().unwrap();
+    ingester_config.validate().unwrap();
+    let ingester = Ingester::start(ingester_config, shutdown.clone())
+        .await
+        .unwrap();
+
+    // Send the trace as an OTLP exporter does.
+    let response = reqwest::Client::new()
+        .post(format!("http://{}/v1/traces", collector.otlp_http_addr))
+        .header("content-type", "application/x-protobuf")
+        .body(known_trace().encode_to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200, "collector accepted the trace");
+
+    // Kafka holds one record for the trace, keyed and labelled as the contract says.
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", kafka_bootstrap())
+        .set("group.id", unique_name("e2e-inspect"))
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .unwrap();
+    consumer.subscribe(&[&topic]).unwrap();
+    let record = (0..60)
+        .find_map(|_| {
+            consumer
+                .poll(Duration::from_millis(500))
+                .map(|m| m.unwrap().detach())
+        })
+        .expect("a record on the topic");
+    assert_eq!(record.key(), Some(TRACE.as_bytes()));
+    let headers = record.headers().unwrap();
+    let encoding = headers
+        .iter()
+        .find(|h| h.key == "encoding")
+        .and_then(|h| h.value);
+    assert_eq!(encoding, Some(&b"otlp_proto"[..]));
+    let data = otlp::TracesData::decode(record.payload().unwrap()).unwrap();
+    assert_eq!(
+        data.resource_spans
+            .iter()
+            .map(|rs| rs.scope_spans[0].spans.len())
+            .sum::<usize>(),
+        3
+    );
+
+    // OpenSearch gets the three span documents in the daily index of the span start.
+    let span_index = format!("{prefix}-jaeger-span-2026-03-14");
+    let query = json!({"query": {"term": {"traceID": TRACE}}, "size": 10});
+    let mut docs = Vec::new();
+    for _ in 0..120 {
+        docs = search(&span_index, query.clone()).await;
+        if docs.len() >= 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert_eq!(docs.len(), 3, "span documents in {span_index}: {docs:?}");
+    let by_id = |id: &str| {
+        docs.iter()
+            .find(|d| d["spanID"] == id)
+            .unwrap_or_else(|| panic!("no span {id}"))
+    };
+
+    let root = by_id(ROOT);
+    assert_eq!(root["traceID"], TRACE);
+    assert_eq!(root["operationName"], "GET /checkout");
+    assert_eq!(root["process"]["serviceName"], "frontend");
+    assert_eq!(root["startTime"], START_NS / 1000);
+    assert_eq!(root["startTimeMillis"], START_NS / 1_000_000);
+    assert_eq!(root["duration"], 250_000);
+    assert_eq!(root["references"], json!([]));
+    assert_eq!(tag(root, "http.response.status_code")["value"], 502);
+    assert_eq!(tag(root, "http.response.status_code")["type"], "int64");
+    assert_eq!(tag(root, "span.kind")["value"], "server");
+    assert_eq!(tag(root, "error")["value"], true);
+    assert_eq!(
+        tag(root, "otel.status_description")["value"],
+        "upstream failed"
+    );
+    assert_eq!(
+        root["process"]["tags"][0],
+        json!({"key": "host.name", "type": "string", "value": "e2e-host"})
+    );
+
+    let client = by_id(CLIENT);
+    assert_eq!(client["operationName"], "charge");
+    assert_eq!(client["startTime"], START_NS / 1000 + 10);
+    assert_eq!(client["duration"], 200_000);
+    assert_eq!(tag(client, "span.kind")["value"], "client");
+    assert_eq!(tag(client, "peer.service")["value"], "payments");
+    assert_eq!(
+        client["references"],
+        json!([{"refType": "CHILD_OF", "traceID": TRACE, "spanID": ROOT}])
+    );
+
+    let server = by_id(SERVER);
+    assert_eq!(server["process"]["serviceName"], "payments");
+    assert_eq!(server["duration"], 198_980);
+    assert_eq!(
+        server["references"],
+        json!([{"refType": "CHILD_OF", "traceID": TRACE, "spanID": CLIENT}])
+    );
+
+    // The service index lists every service/operation pair once.
+    let service_index = format!("{prefix}-jaeger-service-2026-03-14");
+    let services = search(&service_index, json!({"size": 100})).await;
+    let mut pairs: Vec<(String, String)> = services
+        .iter()
+        .map(|d| {
+            (
+                d["serviceName"].as_str().unwrap().into(),
+                d["operationName"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    pairs.sort();
+    assert_eq!(
+        pairs,
+        vec![
+            ("frontend".into(), "GET /checkout".into()),
+            ("frontend".into(), "charge".into()),
+            ("payments".into(), "POST /charge".into()),
+        ]
+    );
+
+    // Sending the same trace again must not create duplicates (deterministic ids + create).
+    let again = reqwest::Client::new()
+        .post(format!("http://{}/v1/traces", collector.otlp_http_addr))
+        .header("content-type", "application/x-protobuf")
+        .body(known_trace().encode_to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), 200);
+    for _ in 0..60 {
+        if ingester.metrics.records_consumed.get() >= 2
+            && ingester.metrics.bytes_in_flight.get() == 0
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert_eq!(
+        ingester.metrics.records_consumed.get(),
+        2,
+        "the resent trace was consumed"
+    );
+    assert_eq!(
+        search(&span_index, query).await.len(),
+        3,
+        "redelivery created no duplicate"
+    );
+
+    shutdown.cancel();
+    collector.wait().await;
+    ingester.wait().await.unwrap();
+    let _ = reqwest::Client::new()
+        .delete(format!("{}/{prefix}-*", opensearch_url()))
+        .send()
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn collector_refuses_invalid_ids_naming_the_field() {
+    require_kafka();
+    let topic = unique_name("e2e-invalid");
+    create_topic(&topic, 1).await;
+    let shutdown = CancellationToken::new();
+    let mut config = CollectorConfig::default();
+    config.kafka.brokers = vec![kafka_bootstrap()];
+    config.kafka.topic = topic;
+    config.otlp_http.listen = "127.0.0.1:0".parse().unwrap();
+    config.ops.listen = "127.0.0.1:0".parse().unwrap();
+    let collector = Collector::start(&config, shutdown.clone()).await.unwrap();
+
+    let mut request = known_trace();
+    request.resource_spans[1].scope_spans[0].spans[0].trace_id = vec![0; 16];
+    let response = reqwest::Client::new()
+        .post(format!("http://{}/v1/traces", collector.otlp_http_addr))
+        .header("content-type", "application/x-protobuf")
+        .body(request.encode_to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 400);
+    let body = response.bytes().await.unwrap();
+    let text = String::from_utf8_lossy(&body);
+    assert!(
+        text.contains("resource_spans[1].scope_spans[0].spans[0].trace_id: all-zero id is invalid"),
+        "{text}"
+    );
+    shutdown.cancel();
+    collector.wait().await;
+}
