@@ -37,7 +37,7 @@ fn kv(key: &str, value: Any) -> otlp::KeyValue {
 fn bytes(hex_text: &str) -> Vec<u8> {
     (0..hex_text.len())
         .step_by(2)
-        .map(|i| u8::from_str_radix(&hex_text[i..i + 2], 16).unwrap())
+        .map(|i| u8::from_str_radix(&hex_text[i..i + 2], 16).expect("hex literal"))
         .collect()
 }
 
