@@ -17,6 +17,7 @@ use spanway_e2e::{
 };
 use spanway_ingester::Ingester;
 use spanway_ingester::config::IngesterConfig;
+use spanway_schemas::partition::murmur2_partition;
 use spanway_schemas::proto::otlp::{self, any_value::Value as Any};
 use tokio_util::sync::CancellationToken;
 
@@ -189,6 +190,11 @@ async fn otlp_trace_reaches_opensearch_as_jaeger_documents() {
         })
         .expect("a record on the topic");
     assert_eq!(record.key(), Some(TRACE.as_bytes()));
+    assert_eq!(
+        u32::try_from(record.partition()).unwrap(),
+        murmur2_partition(TRACE.as_bytes(), 3),
+        "the producer places the record where the contract's partitioner says"
+    );
     let headers = record.headers().unwrap();
     let encoding = headers
         .iter()
