@@ -21,6 +21,11 @@ pub fn opensearch_url() -> String {
     std::env::var("OPENSEARCH_URL").unwrap_or_else(|_| "http://127.0.0.1:9200".into())
 }
 
+/// Base URL of the Elasticsearch 7.17 test node (`ELASTICSEARCH_URL`, default `http://127.0.0.1:9201`).
+pub fn elasticsearch_url() -> String {
+    std::env::var("ELASTICSEARCH_URL").unwrap_or_else(|_| "http://127.0.0.1:9201".into())
+}
+
 /// A lowercase name unique to this test run, e.g. `e2e-4f9c2a`.
 pub fn unique_name(prefix: &str) -> String {
     let suffix: u32 = rand::rng().random();
@@ -45,9 +50,9 @@ pub fn require_kafka() {
     }
 }
 
-/// Panics with instructions unless the search engine answers.
-pub async fn require_opensearch() {
-    let url = opensearch_url();
+/// Panics with instructions unless the search engine at `url` answers.
+/// `name` and `service` say which engine and which `dev/services` name starts it.
+pub async fn require_engine(url: &str, name: &str, service: &str) {
     let answer = reqwest::get(format!(
         "{url}/_cluster/health?wait_for_status=yellow&timeout=10s"
     ))
@@ -55,12 +60,11 @@ pub async fn require_opensearch() {
     match answer {
         Ok(r) if r.status().is_success() => {}
         Ok(r) => panic!(
-            "OpenSearch at {url} answered {}; check `dev/services status`",
+            "{name} at {url} answered {}; check `dev/services status {service}`",
             r.status()
         ),
         Err(error) => panic!(
-            "OpenSearch is not reachable at {url} ({error}). Start the test services with \
-             `dev/services up` (or set OPENSEARCH_URL)."
+            "{name} is not reachable at {url} ({error}). Start it with `dev/services up {service}`."
         ),
     }
 }
@@ -83,9 +87,8 @@ pub async fn create_topic(topic: &str, partitions: i32) {
     }
 }
 
-/// Searches `index` (after a refresh) and returns the hits' `_source`s.
-pub async fn search(index: &str, query: serde_json::Value) -> Vec<serde_json::Value> {
-    let url = opensearch_url();
+/// Searches `index` on the engine at `url` (after a refresh) and returns the hits' `_source`s.
+pub async fn search(url: &str, index: &str, query: serde_json::Value) -> Vec<serde_json::Value> {
     let client = reqwest::Client::new();
     let _ = client.post(format!("{url}/{index}/_refresh")).send().await;
     let response = client

@@ -2,6 +2,9 @@
 //! through a real Kafka topic, into real OpenSearch via the ingester. The
 //! span documents must carry exactly the fields Jaeger query reads.
 
+// A failed step is a failed test: panicking on it is the point.
+#![allow(clippy::unwrap_used)]
+
 use std::time::Duration;
 
 use prost::Message as _;
@@ -12,8 +15,8 @@ use serde_json::{Value, json};
 use spanway_collector::Collector;
 use spanway_collector::config::CollectorConfig;
 use spanway_e2e::{
-    create_topic, kafka_bootstrap, opensearch_url, require_kafka, require_opensearch, search,
-    unique_name,
+    create_topic, elasticsearch_url, kafka_bootstrap, opensearch_url, require_engine,
+    require_kafka, search, unique_name,
 };
 use spanway_ingester::Ingester;
 use spanway_ingester::config::IngesterConfig;
@@ -131,8 +134,20 @@ fn tag<'a>(doc: &'a Value, key: &str) -> &'a Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn otlp_trace_reaches_opensearch_as_jaeger_documents() {
+    let url = opensearch_url();
+    require_engine(&url, "OpenSearch", "opensearch").await;
+    otlp_trace_reaches_engine(&url).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn otlp_trace_reaches_elasticsearch_as_jaeger_documents() {
+    let url = elasticsearch_url();
+    require_engine(&url, "Elasticsearch 7.17", "elasticsearch").await;
+    otlp_trace_reaches_engine(&url).await;
+}
+
+async fn otlp_trace_reaches_engine(engine: &str) {
     require_kafka();
-    require_opensearch().await;
 
     let topic = unique_name("e2e-spans");
     let prefix = unique_name("e2e");
@@ -153,7 +168,7 @@ async fn otlp_trace_reaches_opensearch_as_jaeger_documents() {
     ingester_config.kafka.brokers = vec![kafka_bootstrap()];
     ingester_config.kafka.topics = vec![topic.clone()];
     ingester_config.kafka.group_id = unique_name("e2e-group");
-    ingester_config.elasticsearch.url = opensearch_url();
+    ingester_config.elasticsearch.url = engine.to_owned();
     ingester_config.elasticsearch.index_prefix = prefix.clone();
     ingester_config.elasticsearch.shards = 1;
     ingester_config.elasticsearch.replicas = 0;
@@ -215,7 +230,7 @@ async fn otlp_trace_reaches_opensearch_as_jaeger_documents() {
     let query = json!({"query": {"term": {"traceID": TRACE}}, "size": 10});
     let mut docs = Vec::new();
     for _ in 0..120 {
-        docs = search(&span_index, query.clone()).await;
+        docs = search(engine, &span_index, query.clone()).await;
         if docs.len() >= 3 {
             break;
         }
@@ -270,7 +285,7 @@ async fn otlp_trace_reaches_opensearch_as_jaeger_documents() {
 
     // The service index lists every service/operation pair once.
     let service_index = format!("{prefix}-jaeger-service-2026-03-14");
-    let services = search(&service_index, json!({"size": 100})).await;
+    let services = search(engine, &service_index, json!({"size": 100})).await;
     let mut pairs: Vec<(String, String)> = services
         .iter()
         .map(|d| {
@@ -313,7 +328,7 @@ async fn otlp_trace_reaches_opensearch_as_jaeger_documents() {
         "the resent trace was consumed"
     );
     assert_eq!(
-        search(&span_index, query).await.len(),
+        search(engine, &span_index, query).await.len(),
         3,
         "redelivery created no duplicate"
     );
@@ -322,7 +337,7 @@ async fn otlp_trace_reaches_opensearch_as_jaeger_documents() {
     collector.wait().await;
     ingester.wait().await.unwrap();
     let _ = reqwest::Client::new()
-        .delete(format!("{}/{prefix}-*", opensearch_url()))
+        .delete(format!("{engine}/{prefix}-*"))
         .send()
         .await;
 }
