@@ -116,25 +116,17 @@ impl Collector {
     }
 }
 
-/// Ready means Kafka answers a metadata request; checked every few seconds.
+/// Ready means Kafka answers a metadata request.
 fn spawn_readiness_probe(pipeline: Arc<Pipeline>, ready: Readiness, shutdown: CancellationToken) {
-    tokio::spawn(async move {
-        loop {
-            let probe = pipeline.clone();
-            let ok = tokio::task::spawn_blocking(move || {
+    ops::spawn_readiness_probe(ready, Duration::from_secs(5), shutdown, move || {
+        let probe = pipeline.clone();
+        async move {
+            tokio::task::spawn_blocking(move || {
                 probe.producer().check_brokers(Duration::from_secs(2))
             })
             .await
             .map(|r| r.is_ok())
-            .unwrap_or(false);
-            ready.set(ok);
-            tokio::select! {
-                _ = shutdown.cancelled() => {
-                    ready.set(false);
-                    return;
-                }
-                _ = tokio::time::sleep(Duration::from_secs(5)) => {}
-            }
+            .unwrap_or(false)
         }
     });
 }

@@ -6,6 +6,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use spanway_schemas::{DEFAULT_TOPIC, Encoding};
 use spanway_service_kit::config::ConfigError;
+use spanway_service_kit::logging::LogConfig;
 
 /// Everything the ingester reads at start.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -82,16 +83,6 @@ pub struct OpsConfig {
     pub listen: SocketAddr,
 }
 
-/// Log output.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct LogConfig {
-    /// Default level filter (`RUST_LOG` overrides it).
-    pub level: String,
-    /// JSON lines instead of text.
-    pub json: bool,
-}
-
 impl Default for ConsumerConfig {
     fn default() -> Self {
         ConsumerConfig {
@@ -132,15 +123,6 @@ impl Default for OpsConfig {
     fn default() -> Self {
         OpsConfig {
             listen: SocketAddr::from(([0, 0, 0, 0], 14270)),
-        }
-    }
-}
-
-impl Default for LogConfig {
-    fn default() -> Self {
-        LogConfig {
-            level: "info".into(),
-            json: false,
         }
     }
 }

@@ -119,18 +119,10 @@ impl Ingester {
     }
 }
 
-/// Ready means the search engine answers; checked every few seconds.
+/// Ready means the search engine answers.
 fn spawn_readiness_probe(writer: BulkWriter, ready: Readiness, shutdown: CancellationToken) {
-    tokio::spawn(async move {
-        loop {
-            ready.set(writer.ping().await);
-            tokio::select! {
-                _ = shutdown.cancelled() => {
-                    ready.set(false);
-                    return;
-                }
-                _ = tokio::time::sleep(Duration::from_secs(5)) => {}
-            }
-        }
+    ops::spawn_readiness_probe(ready, Duration::from_secs(5), shutdown, move || {
+        let writer = writer.clone();
+        async move { writer.ping().await }
     });
 }

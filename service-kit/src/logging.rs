@@ -1,6 +1,26 @@
 //! Structured logs through `tracing`.
 
+use serde::Deserialize;
 use tracing_subscriber::EnvFilter;
+
+/// The `[log]` section every process shares.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// Default level filter (`RUST_LOG` overrides it).
+    pub level: String,
+    /// JSON lines instead of text.
+    pub json: bool,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            level: "info".into(),
+            json: false,
+        }
+    }
+}
 
 /// Installs the global subscriber: JSON lines when `json` is set (for log
 /// collectors), human-readable text otherwise. `RUST_LOG` overrides `level`.

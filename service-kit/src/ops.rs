@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use axum::Router;
 use axum::extract::State;
@@ -68,6 +69,30 @@ async fn metrics_handler(State(state): State<OpsState>) -> impl IntoResponse {
             StatusCode::INTERNAL_SERVER_ERROR.into_response()
         }
     }
+}
+
+/// Sets `ready` from `check` every `interval` until `shutdown`, then to not ready.
+pub fn spawn_readiness_probe<F, Fut>(
+    ready: Readiness,
+    interval: Duration,
+    shutdown: CancellationToken,
+    check: F,
+) where
+    F: Fn() -> Fut + Send + 'static,
+    Fut: Future<Output = bool> + Send,
+{
+    tokio::spawn(async move {
+        loop {
+            ready.set(check().await);
+            tokio::select! {
+                _ = shutdown.cancelled() => {
+                    ready.set(false);
+                    return;
+                }
+                _ = tokio::time::sleep(interval) => {}
+            }
+        }
+    });
 }
 
 /// Binds `addr` and serves the operations endpoint until `shutdown`.
