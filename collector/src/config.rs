@@ -192,3 +192,21 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod example_tests {
+    use super::*;
+
+    /// The shipped example must load, validate, and equal the defaults it documents.
+    #[test]
+    fn example_file_is_the_defaults() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("collector.example.toml");
+        let cfg: CollectorConfig =
+            spanway_service_kit::config::load_with_env(Some(&path), []).unwrap();
+        cfg.validate().unwrap();
+        assert_eq!(
+            format!("{cfg:?}"),
+            format!("{:?}", CollectorConfig::default())
+        );
+    }
+}

@@ -129,6 +129,7 @@ pub async fn run(
         }
         written_services.extend(new_services);
         store_offsets(&consumer, &batch)?;
+        metrics.offsets_stored.inc();
     }
     commit_on_exit(consumer).await;
     Ok(())

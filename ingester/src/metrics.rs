@@ -21,8 +21,9 @@ pub struct IngesterMetrics {
     pub documents_rejected: Counter,
     /// Bulk requests sent.
     pub bulk_requests: Counter,
-    /// Offsets committed.
-    pub commits: Counter,
+    /// Offset stores: a batch became durable and its offsets were handed to
+    /// the consumer for committing.
+    pub offsets_stored: Counter,
     /// Bytes of documents waiting to be written.
     pub bytes_in_flight: Gauge,
 }
@@ -66,7 +67,11 @@ impl IngesterMetrics {
             "Bulk requests sent",
             self.bulk_requests.clone(),
         );
-        sub.register("commits", "Offset commits", self.commits.clone());
+        sub.register(
+            "offsets_stored",
+            "Batches whose offsets were stored for commit",
+            self.offsets_stored.clone(),
+        );
         sub.register(
             "bytes_in_flight",
             "Bytes of documents waiting to be written",
