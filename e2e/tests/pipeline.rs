@@ -335,7 +335,7 @@ async fn otlp_trace_reaches_engine(engine: &str) {
 
     shutdown.cancel();
     collector.wait().await;
-    ingester.wait().await.unwrap();
+    ingester.wait().await;
     let _ = reqwest::Client::new()
         .delete(format!("{engine}/{prefix}-*"))
         .send()

@@ -18,6 +18,8 @@ pub struct IngesterConfig {
     pub elasticsearch: ElasticsearchConfig,
     /// How documents are batched into bulk requests.
     pub bulk: BulkConfig,
+    /// Where records that cannot be stored go.
+    pub dead_letter: DeadLetterConfig,
     /// Health and metrics endpoint.
     pub ops: OpsConfig,
     /// Log output.
@@ -38,6 +40,33 @@ pub struct ConsumerConfig {
     pub start_offset: String,
     /// Encoding of records that carry no `encoding` header.
     pub default_encoding: Encoding,
+    /// The group coordinator removes a member it has not heard from for this long.
+    #[serde(with = "humantime_serde")]
+    pub session_timeout: Duration,
+    /// On rebalance and shutdown, how long in-flight writes may take to
+    /// finish before their offsets are committed and the partitions let go.
+    /// Must be below `session_timeout`.
+    #[serde(with = "humantime_serde")]
+    pub drain_timeout: Duration,
+    /// Ceiling of librdkafka's prefetch queue, in kilobytes per consumer.
+    pub fetch_queue_kbytes: u32,
+}
+
+/// The dead-letter topic.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DeadLetterConfig {
+    /// Topic that receives undecodable records and documents the engine
+    /// refuses, with the reason and the source position as headers.
+    pub topic: String,
+}
+
+impl Default for DeadLetterConfig {
+    fn default() -> Self {
+        DeadLetterConfig {
+            topic: format!("{DEFAULT_TOPIC}-dlq"),
+        }
+    }
 }
 
 /// Connection and document options.
@@ -73,6 +102,12 @@ pub struct BulkConfig {
     /// Ceiling of the retry delay.
     #[serde(with = "humantime_serde")]
     pub retry_max_backoff: Duration,
+    /// Bulk requests in flight at once, whatever the number of partitions.
+    pub max_in_flight: usize,
+    /// Record bytes read but not yet durable; past it the partitions are
+    /// paused until writes catch up, which bounds memory when the engine is
+    /// slow or down.
+    pub max_bytes_in_flight: usize,
 }
 
 /// The operations endpoint.
@@ -91,6 +126,9 @@ impl Default for ConsumerConfig {
             group_id: "spanway-ingester".into(),
             start_offset: "earliest".into(),
             default_encoding: Encoding::OtlpProto,
+            session_timeout: Duration::from_secs(45),
+            drain_timeout: Duration::from_secs(15),
+            fetch_queue_kbytes: 16 * 1024,
         }
     }
 }
@@ -115,6 +153,8 @@ impl Default for BulkConfig {
             flush_interval: Duration::from_millis(200),
             retry_initial_backoff: Duration::from_millis(100),
             retry_max_backoff: Duration::from_secs(10),
+            max_in_flight: 4,
+            max_bytes_in_flight: 64 * 1024 * 1024,
         }
     }
 }
@@ -155,6 +195,35 @@ impl IngesterConfig {
             return Err(ConfigError::invalid(
                 "kafka.default_encoding",
                 "otlp_json is not decoded by this version",
+            ));
+        }
+        if self.kafka.drain_timeout >= self.kafka.session_timeout {
+            return Err(ConfigError::invalid(
+                "kafka.drain_timeout",
+                format!(
+                    "{} must be below kafka.session_timeout ({}), or the group evicts the member while it drains",
+                    humantime::format_duration(self.kafka.drain_timeout),
+                    humantime::format_duration(self.kafka.session_timeout)
+                ),
+            ));
+        }
+        if self.dead_letter.topic.is_empty() || self.kafka.topics.contains(&self.dead_letter.topic)
+        {
+            return Err(ConfigError::invalid(
+                "dead_letter.topic",
+                "must be set and differ from every topic in kafka.topics",
+            ));
+        }
+        if self.bulk.max_in_flight == 0 {
+            return Err(ConfigError::invalid(
+                "bulk.max_in_flight",
+                "must be at least 1",
+            ));
+        }
+        if self.bulk.max_bytes_in_flight < self.bulk.max_bytes {
+            return Err(ConfigError::invalid(
+                "bulk.max_bytes_in_flight",
+                "must be at least bulk.max_bytes, or no batch could ever fill",
             ));
         }
         if !(self.elasticsearch.url.starts_with("http://")

@@ -4,10 +4,13 @@
 
 pub mod bulk;
 pub mod config;
-pub mod consumer;
+pub mod dead_letter;
 pub mod document;
 pub mod metrics;
+pub mod offsets;
 pub mod response;
+pub mod sink;
+pub mod source;
 pub mod templates;
 pub mod writer;
 
@@ -21,9 +24,11 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::IngesterConfig;
-use crate::consumer::ConsumeError;
+use crate::dead_letter::DeadLetters;
 use crate::document::IndexNames;
 use crate::metrics::IngesterMetrics;
+use crate::sink::Sink;
+use crate::source::SourceError;
 use crate::writer::{BulkWriter, WriterError};
 
 /// Failures while starting.
@@ -31,12 +36,15 @@ use crate::writer::{BulkWriter, WriterError};
 pub enum StartError {
     /// The Kafka consumer could not be created or subscribed.
     #[error(transparent)]
-    Kafka(#[from] ConsumeError),
+    Kafka(#[from] SourceError),
+    /// The dead-letter producer could not be created.
+    #[error("dead-letter producer: {0}")]
+    DeadLetter(#[from] rdkafka::error::KafkaError),
     /// The search engine client or templates failed.
     #[error(transparent)]
     Writer(#[from] WriterError),
-    /// The operations endpoint could not bind.
-    #[error("cannot listen on {addr}: {source}")]
+    /// The operations endpoint could not bind, or a thread could not start.
+    #[error("cannot start at {addr}: {source}")]
     Bind {
         addr: SocketAddr,
         source: std::io::Error,
@@ -50,7 +58,8 @@ pub struct Ingester {
     pub ops_addr: SocketAddr,
     /// The counters, for tests and embedding.
     pub metrics: IngesterMetrics,
-    task: JoinHandle<Result<(), ConsumeError>>,
+    sink: JoinHandle<()>,
+    poller: std::thread::JoinHandle<()>,
 }
 
 impl Ingester {
@@ -91,31 +100,67 @@ impl Ingester {
             source,
         })?;
         spawn_readiness_probe(writer.clone(), ready, shutdown.clone());
-        let consumer = consumer::create_consumer(&config)?;
-        tracing::info!(%ops_addr, topics = ?config.kafka.topics, group = %config.kafka.group_id, "ingester started");
-        let task = tokio::spawn(consumer::run(
-            config,
+        let dead_letters =
+            DeadLetters::new(&config.kafka.brokers.join(","), &config.dead_letter.topic)?;
+        let source::Source {
             consumer,
+            shared,
+            batches,
+        } = source::create(&config, &metrics)?;
+        tracing::info!(%ops_addr, topics = ?config.kafka.topics, group = %config.kafka.group_id, "ingester started");
+
+        // `abort` fires when the drain timeout has passed on shutdown;
+        // `stopped` when the polling thread has let go of its partitions.
+        let abort = CancellationToken::new();
+        let stopped = CancellationToken::new();
+        let sink = Arc::new(Sink {
             writer,
-            metrics.clone(),
-            shutdown,
+            dead_letters,
+            names: IndexNames::new(&config.elasticsearch.index_prefix),
+            default_encoding: config.kafka.default_encoding,
+            metrics: metrics.clone(),
+            consumer: consumer.clone(),
+            shared: shared.clone(),
+            written_services: Default::default(),
+        });
+        let sink = tokio::spawn(sink.run(
+            batches,
+            config.bulk.max_in_flight,
+            stopped.clone(),
+            abort.clone(),
         ));
+        let poller = std::thread::Builder::new()
+            .name("kafka-poll".into())
+            .spawn(move || {
+                source::poll_loop(consumer, shared, shutdown, abort);
+                stopped.cancel();
+            })
+            .map_err(|source| StartError::Bind {
+                addr: config.ops.listen,
+                source,
+            })?;
         Ok(Ingester {
             ops_addr,
             metrics,
-            task,
+            sink,
+            poller,
         })
     }
 
-    /// Waits until the consumer loop has drained and committed.
-    pub async fn wait(self) -> Result<(), ConsumeError> {
-        match self.task.await {
-            Ok(result) => result,
-            Err(error) => {
-                tracing::error!(%error, "consumer task failed");
-                Ok(())
-            }
+    /// Waits until reading has stopped, in-flight writes have drained and
+    /// the offsets are committed.
+    pub async fn wait(self) {
+        let poller = self.poller;
+        if tokio::task::spawn_blocking(move || poller.join())
+            .await
+            .is_err()
+        {
+            tracing::error!("polling thread failed");
         }
+        if let Err(error) = self.sink.await {
+            tracing::error!(%error, "writing task failed");
+        }
+        tracing::info!("ingester stopped");
     }
 }
 

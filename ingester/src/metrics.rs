@@ -1,6 +1,7 @@
 //! Ingester metrics; every outcome of a record or document is counted.
 
 use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
@@ -24,8 +25,16 @@ pub struct IngesterMetrics {
     /// Offset stores: a batch became durable and its offsets were handed to
     /// the consumer for committing.
     pub offsets_stored: Counter,
-    /// Bytes of documents waiting to be written.
+    /// Record bytes read but not yet durable (the budget `bulk.max_bytes_in_flight` caps it).
     pub bytes_in_flight: Gauge,
+    /// Records dead-lettered (undecodable records and refused documents).
+    pub dead_lettered: Counter,
+    /// Times reading was paused because writes fell behind.
+    pub pauses: Counter,
+    /// Records between the consumer's position and the end of each partition.
+    pub lag_records: Family<crate::source::PartitionLabels, Gauge>,
+    /// Age in seconds of the newest record read from each partition.
+    pub lag_seconds: Family<crate::source::PartitionLabels, Gauge>,
 }
 
 impl IngesterMetrics {

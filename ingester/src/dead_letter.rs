@@ -1,0 +1,199 @@
+//! The dead-letter topic: where records and documents that can never be
+//! stored go, so that nothing is dropped and an operator can inspect and
+//! replay them. A batch's offsets are committed only after its dead letters
+//! are acknowledged by Kafka.
+
+use std::time::Duration;
+
+use rand::Rng;
+use rdkafka::ClientConfig;
+use rdkafka::error::KafkaError;
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use tokio_util::sync::CancellationToken;
+
+/// Header names on dead letters.
+pub mod headers {
+    /// Why the record or document was refused.
+    pub const REASON: &str = "dlq.reason";
+    /// `undecodable_record` or `rejected_document`.
+    pub const KIND: &str = "dlq.kind";
+    /// Topic of the source record.
+    pub const SOURCE_TOPIC: &str = "dlq.source.topic";
+    /// Partition of the source record, decimal.
+    pub const SOURCE_PARTITION: &str = "dlq.source.partition";
+    /// Offset of the source record, decimal.
+    pub const SOURCE_OFFSET: &str = "dlq.source.offset";
+    /// Index the refused document was written to.
+    pub const DOCUMENT_INDEX: &str = "dlq.document.index";
+    /// Id of the refused document.
+    pub const DOCUMENT_ID: &str = "dlq.document.id";
+}
+
+/// Where a record came from.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Origin {
+    /// Source topic.
+    pub topic: String,
+    /// Source partition.
+    pub partition: i32,
+    /// Source offset.
+    pub offset: i64,
+}
+
+/// What is dead-lettered.
+#[derive(Debug, Clone, PartialEq)]
+pub enum LetterKind {
+    /// A record that could not be decoded; the value is the original bytes.
+    UndecodableRecord,
+    /// A document the engine refused; the value is the document source.
+    RejectedDocument {
+        /// Target index.
+        index: String,
+        /// Document id.
+        id: String,
+    },
+}
+
+/// One dead letter.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeadLetter {
+    /// Source record.
+    pub origin: Origin,
+    /// Record key, if any (the trace id for contract records).
+    pub key: Option<Vec<u8>>,
+    /// The value to publish.
+    pub value: Vec<u8>,
+    /// Why.
+    pub reason: String,
+    /// What.
+    pub kind: LetterKind,
+}
+
+/// Shutdown arrived before every dead letter was acknowledged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("shutdown before the dead letters were acknowledged")]
+pub struct Cancelled;
+
+/// Publishes dead letters.
+#[derive(Clone)]
+pub struct DeadLetters {
+    producer: FutureProducer,
+    topic: String,
+}
+
+impl std::fmt::Debug for DeadLetters {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DeadLetters")
+            .field("topic", &self.topic)
+            .finish_non_exhaustive()
+    }
+}
+
+impl DeadLetters {
+    /// An idempotent producer to `topic`.
+    pub fn new(brokers: &str, topic: &str) -> Result<Self, KafkaError> {
+        let producer = ClientConfig::new()
+            .set("bootstrap.servers", brokers)
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("compression.type", "zstd")
+            .set("message.timeout.ms", "30000")
+            .create()?;
+        Ok(DeadLetters {
+            producer,
+            topic: topic.to_owned(),
+        })
+    }
+
+    /// Publishes every letter, retrying failures with backoff until each is
+    /// acknowledged or `cancel` fires.
+    pub async fn send_all(
+        &self,
+        letters: &[DeadLetter],
+        cancel: &CancellationToken,
+    ) -> Result<(), Cancelled> {
+        let mut backoff = Duration::from_millis(200);
+        let mut pending: Vec<&DeadLetter> = letters.iter().collect();
+        while !pending.is_empty() {
+            let mut deliveries = Vec::with_capacity(pending.len());
+            for letter in &pending {
+                deliveries.push(
+                    self.producer
+                        .send(self.record(letter), Duration::from_secs(5)),
+                );
+            }
+            let outcomes = futures::future::join_all(deliveries).await;
+            let mut failed = Vec::new();
+            for (letter, outcome) in pending.into_iter().zip(outcomes) {
+                if let Err((error, _)) = outcome {
+                    tracing::warn!(%error, topic = %self.topic, "dead letter not acknowledged; retrying");
+                    failed.push(letter);
+                }
+            }
+            pending = failed;
+            if pending.is_empty() {
+                break;
+            }
+            let jitter = rand::rng().random_range(0.5..1.0);
+            tokio::select! {
+                _ = cancel.cancelled() => return Err(Cancelled),
+                _ = tokio::time::sleep(backoff.mul_f64(jitter)) => {}
+            }
+            backoff = (backoff * 2).min(Duration::from_secs(10));
+        }
+        Ok(())
+    }
+
+    fn record<'a>(&'a self, letter: &'a DeadLetter) -> FutureRecord<'a, [u8], [u8]> {
+        let partition = letter.origin.partition.to_string();
+        let offset = letter.origin.offset.to_string();
+        let mut headers = OwnedHeaders::new()
+            .insert(Header {
+                key: headers::REASON,
+                value: Some(letter.reason.as_bytes()),
+            })
+            .insert(Header {
+                key: headers::SOURCE_TOPIC,
+                value: Some(letter.origin.topic.as_bytes()),
+            })
+            .insert(Header {
+                key: headers::SOURCE_PARTITION,
+                value: Some(partition.as_bytes()),
+            })
+            .insert(Header {
+                key: headers::SOURCE_OFFSET,
+                value: Some(offset.as_bytes()),
+            });
+        match &letter.kind {
+            LetterKind::UndecodableRecord => {
+                headers = headers.insert(Header {
+                    key: headers::KIND,
+                    value: Some("undecodable_record"),
+                });
+            }
+            LetterKind::RejectedDocument { index, id } => {
+                headers = headers
+                    .insert(Header {
+                        key: headers::KIND,
+                        value: Some("rejected_document"),
+                    })
+                    .insert(Header {
+                        key: headers::DOCUMENT_INDEX,
+                        value: Some(index.as_bytes()),
+                    })
+                    .insert(Header {
+                        key: headers::DOCUMENT_ID,
+                        value: Some(id.as_bytes()),
+                    });
+            }
+        }
+        let mut record = FutureRecord::to(&self.topic)
+            .payload(&letter.value[..])
+            .headers(headers);
+        if let Some(key) = &letter.key {
+            record = record.key(&key[..]);
+        }
+        record
+    }
+}

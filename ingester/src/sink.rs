@@ -1,0 +1,307 @@
+//! The writing side: turns batches into documents, writes them with several
+//! bulk requests in flight, dead-letters what can never be stored, and only
+//! then marks the batch's records durable.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+
+use spanway_schemas::{Encoding, decode_record, record_encoding};
+use tokio::sync::{Semaphore, mpsc};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::dead_letter::{DeadLetter, DeadLetters, LetterKind, Origin};
+use crate::document::{Document, IndexNames, service_document, span_document};
+use crate::metrics::IngesterMetrics;
+use crate::source::{Batch, RawRecord, Shared, SourceConsumer};
+use crate::writer::BulkWriter;
+
+/// Written service/operation pairs are remembered up to this many entries,
+/// then forgotten all at once (a rewrite is harmless: it is a 409).
+const SERVICE_CACHE_LIMIT: usize = 100_000;
+
+/// Documents built from one batch.
+#[derive(Debug, Default)]
+struct Built {
+    spans: Vec<(Document, usize)>,
+    services: Vec<(Document, usize)>,
+    letters: Vec<DeadLetter>,
+}
+
+/// Decodes records and builds their documents. CPU work: runs on the
+/// blocking pool. The `usize` beside each document is its record's index.
+fn build(records: &[RawRecord], names: &IndexNames, default_encoding: Encoding) -> Built {
+    let mut built = Built::default();
+    let mut seen_services = HashSet::new();
+    for (index, record) in records.iter().enumerate() {
+        let decoded = record_encoding(record.encoding.as_deref(), default_encoding)
+            .and_then(|encoding| decode_record(encoding, &record.payload));
+        let spans = match decoded {
+            Ok(spans) => spans,
+            Err(error) => {
+                built.letters.push(DeadLetter {
+                    origin: record.origin.clone(),
+                    key: record.key.clone(),
+                    value: record.payload.clone(),
+                    reason: error.to_string(),
+                    kind: LetterKind::UndecodableRecord,
+                });
+                continue;
+            }
+        };
+        for span in &spans {
+            match span_document(span, names) {
+                Ok(doc) => built.spans.push((doc, index)),
+                Err(error) => built.letters.push(DeadLetter {
+                    origin: record.origin.clone(),
+                    key: record.key.clone(),
+                    value: record.payload.clone(),
+                    reason: format!("span cannot be serialized: {error}"),
+                    kind: LetterKind::UndecodableRecord,
+                }),
+            }
+            if let Ok(doc) = service_document(span, names)
+                && seen_services.insert((doc.index.clone(), doc.id.clone()))
+            {
+                built.services.push((doc, index));
+            }
+        }
+    }
+    built
+}
+
+/// Everything the writing side needs.
+pub struct Sink {
+    /// Bulk writer.
+    pub writer: BulkWriter,
+    /// Dead-letter producer.
+    pub dead_letters: DeadLetters,
+    /// Index naming.
+    pub names: IndexNames,
+    /// Encoding of records without a header.
+    pub default_encoding: Encoding,
+    /// Counters.
+    pub metrics: IngesterMetrics,
+    /// The consumer, to store offsets.
+    pub consumer: Arc<SourceConsumer>,
+    /// Offset tracking shared with the reading side.
+    pub shared: Arc<Shared>,
+    /// Service/operation documents already written, keyed by index and id,
+    /// so a new daily index gets its own pairs.
+    pub written_services: Mutex<HashSet<(String, String)>>,
+}
+
+impl std::fmt::Debug for Sink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sink")
+            .field("names", &self.names)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Sink {
+    /// Takes batches until `stopped`, with at most `max_in_flight` being
+    /// written at once; then waits for those to finish.
+    pub async fn run(
+        self: Arc<Self>,
+        mut batches: mpsc::Receiver<Batch>,
+        max_in_flight: usize,
+        stopped: CancellationToken,
+        abort: CancellationToken,
+    ) {
+        let permits = Arc::new(Semaphore::new(max_in_flight));
+        let tasks = TaskTracker::new();
+        loop {
+            let permit = tokio::select! {
+                permit = permits.clone().acquire_owned() => match permit {
+                    Ok(permit) => permit,
+                    Err(_) => break,
+                },
+                _ = stopped.cancelled() => break,
+            };
+            let batch = tokio::select! {
+                batch = batches.recv() => match batch {
+                    Some(batch) => batch,
+                    None => break,
+                },
+                _ = stopped.cancelled() => break,
+            };
+            let sink = self.clone();
+            let abort = abort.clone();
+            tasks.spawn(async move {
+                sink.process(batch, &abort).await;
+                drop(permit);
+            });
+        }
+        tasks.close();
+        tasks.wait().await;
+    }
+
+    async fn process(&self, batch: Batch, abort: &CancellationToken) {
+        let origins: Vec<Origin> = batch.records.iter().map(|r| r.origin.clone()).collect();
+        let bytes = batch.bytes;
+        let names = self.names.clone();
+        let encoding = self.default_encoding;
+        let records = batch.records;
+        let built =
+            match tokio::task::spawn_blocking(move || build(&records, &names, encoding)).await {
+                Ok(built) => built,
+                Err(error) => {
+                    // The batch stays pending: its offsets are never committed.
+                    tracing::error!(%error, "document building failed");
+                    return;
+                }
+            };
+        let Built {
+            spans,
+            services,
+            mut letters,
+        } = built;
+        self.metrics
+            .records_undecodable
+            .inc_by(letters.len() as u64);
+
+        let new_services: Vec<(Document, usize)> = {
+            let written = self
+                .written_services
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            services
+                .into_iter()
+                .filter(|(doc, _)| !written.contains(&(doc.index.clone(), doc.id.clone())))
+                .collect()
+        };
+        let span_count = spans.len() as u64;
+        let service_count = new_services.len() as u64;
+        let mut origin_of: HashMap<String, usize> =
+            HashMap::with_capacity(spans.len() + new_services.len());
+        let mut documents = Vec::with_capacity(spans.len() + new_services.len());
+        for (doc, record) in spans.into_iter().chain(new_services.iter().cloned()) {
+            origin_of.insert(doc.id.clone(), record);
+            documents.push(doc);
+        }
+
+        let rejected = match self.writer.write_all(documents, abort).await {
+            Ok(rejected) => rejected,
+            Err(error) => {
+                tracing::info!(%error, "batch abandoned; its records will be reread");
+                return;
+            }
+        };
+        let mut rejected_spans = 0u64;
+        for r in &rejected {
+            if r.document.kind == crate::document::DocumentKind::Span {
+                rejected_spans += 1;
+            }
+            let record = origin_of.get(&r.document.id).copied().unwrap_or(0);
+            tracing::error!(index = %r.document.index, id = %r.document.id, reason = %r.reason, "document refused by the engine; dead-lettered");
+            letters.push(DeadLetter {
+                origin: origins[record].clone(),
+                key: None,
+                value: r.document.source.clone(),
+                reason: r.reason.clone(),
+                kind: LetterKind::RejectedDocument {
+                    index: r.document.index.clone(),
+                    id: r.document.id.clone(),
+                },
+            });
+        }
+        if self.dead_letters.send_all(&letters, abort).await.is_err() {
+            tracing::info!(
+                "batch abandoned before its dead letters were acknowledged; its records will be reread"
+            );
+            return;
+        }
+        self.metrics.dead_lettered.inc_by(letters.len() as u64);
+        self.metrics
+            .documents_rejected
+            .inc_by(rejected.len() as u64);
+        self.metrics
+            .spans_indexed
+            .inc_by(span_count - rejected_spans);
+        self.metrics
+            .services_indexed
+            .inc_by(service_count - (rejected.len() as u64 - rejected_spans));
+        {
+            let mut written = self
+                .written_services
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            if written.len() > SERVICE_CACHE_LIMIT {
+                written.clear();
+            }
+            written.extend(new_services.into_iter().map(|(doc, _)| (doc.index, doc.id)));
+        }
+        self.shared.complete(&self.consumer, &origins, bytes);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use prost::Message as _;
+    use spanway_schemas::proto::otlp;
+
+    fn record(offset: i64, payload: Vec<u8>, encoding: Option<&str>) -> RawRecord {
+        RawRecord {
+            origin: Origin {
+                topic: "t".into(),
+                partition: 0,
+                offset,
+            },
+            key: Some(b"k".to_vec()),
+            encoding: encoding.map(|e| e.as_bytes().to_vec()),
+            payload,
+        }
+    }
+
+    fn trace(span_ids: &[u8]) -> Vec<u8> {
+        otlp::TracesData {
+            resource_spans: vec![otlp::ResourceSpans {
+                scope_spans: vec![otlp::ScopeSpans {
+                    spans: span_ids
+                        .iter()
+                        .map(|i| otlp::Span {
+                            trace_id: vec![1; 16],
+                            span_id: vec![*i; 8],
+                            name: "op".into(),
+                            ..Default::default()
+                        })
+                        .collect(),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        }
+        .encode_to_vec()
+    }
+
+    #[test]
+    fn poison_records_become_dead_letters_with_their_origin() {
+        let records = vec![
+            record(1, trace(&[1, 2]), Some("otlp_proto")),
+            record(2, vec![0xff, 0x00, 0x13], None),
+            record(3, trace(&[3]), Some("avro")),
+        ];
+        let built = build(&records, &IndexNames::new(""), Encoding::OtlpProto);
+        assert_eq!(built.spans.len(), 2);
+        assert!(built.spans.iter().all(|(_, i)| *i == 0));
+        assert_eq!(built.services.len(), 1, "one service/operation pair");
+        assert_eq!(built.letters.len(), 2);
+        assert_eq!(built.letters[0].origin.offset, 2);
+        assert_eq!(
+            built.letters[0].value,
+            vec![0xff, 0x00, 0x13],
+            "original bytes kept"
+        );
+        assert!(
+            built.letters[0]
+                .reason
+                .starts_with("otlp_proto: malformed protobuf"),
+            "{}",
+            built.letters[0].reason
+        );
+        assert_eq!(built.letters[1].origin.offset, 3);
+        assert!(built.letters[1].reason.contains("\"avro\""));
+    }
+}

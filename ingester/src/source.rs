@@ -1,0 +1,524 @@
+//! The Kafka side: a dedicated thread polls the consumer group, groups
+//! records into batches, pauses the partitions when too many bytes are in
+//! flight, and handles rebalances and shutdown.
+//!
+//! Polling runs on its own thread, not on the async runtime, because
+//! librdkafka runs rebalance callbacks inside `poll`, and ours blocks while
+//! in-flight writes of revoked partitions drain. Blocking a tokio worker
+//! there would stall the very writes it waits for.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use prometheus_client::encoding::EncodeLabelSet;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::message::{Headers, Message};
+use rdkafka::statistics::Statistics;
+use rdkafka::{ClientConfig, ClientContext, Offset, TopicPartitionList};
+use spanway_schemas::headers;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::IngesterConfig;
+use crate::dead_letter::Origin;
+use crate::metrics::IngesterMetrics;
+use crate::offsets::{OffsetTracker, TopicPartition};
+
+/// One record as read from Kafka, owned so it can cross threads.
+#[derive(Debug, Clone)]
+pub struct RawRecord {
+    /// Where it came from.
+    pub origin: Origin,
+    /// Its key.
+    pub key: Option<Vec<u8>>,
+    /// Its `encoding` header, if any.
+    pub encoding: Option<Vec<u8>>,
+    /// Its value.
+    pub payload: Vec<u8>,
+}
+
+/// Records handed to the writing side together.
+#[derive(Debug, Default)]
+pub struct Batch {
+    /// The records, in the order read.
+    pub records: Vec<RawRecord>,
+    /// Sum of payload sizes.
+    pub bytes: usize,
+    started: Option<Instant>,
+}
+
+/// Labels of per-partition gauges; bounded by the partition count.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PartitionLabels {
+    /// Topic name.
+    pub topic: String,
+    /// Partition number.
+    pub partition: i32,
+}
+
+/// Failures that stop the consumer.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    /// The Kafka client failed.
+    #[error("kafka: {0}")]
+    Kafka(#[from] rdkafka::error::KafkaError),
+}
+
+struct State {
+    tracker: OffsetTracker,
+    open: Batch,
+    /// A full batch the writing side has not taken yet.
+    ready: Option<Batch>,
+}
+
+/// State shared by the polling thread, its rebalance callbacks and the
+/// writing side.
+pub struct Shared {
+    state: Mutex<State>,
+    completed: Condvar,
+    bytes_in_flight: AtomicUsize,
+    paused: AtomicBool,
+    batches: mpsc::Sender<Batch>,
+    metrics: IngesterMetrics,
+    drain_timeout: Duration,
+    max_records: usize,
+    max_bytes: usize,
+    flush_interval: Duration,
+    max_bytes_in_flight: usize,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared")
+            .field("bytes_in_flight", &self.bytes_in_flight)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock leaves consistent data (every
+        // method finishes its updates before anything can panic).
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Marks records durable and stores the offsets that advanced.
+    /// Offsets are stored under the lock so that two completions cannot
+    /// store out of order.
+    pub fn complete<C: ConsumerContext>(
+        &self,
+        consumer: &BaseConsumer<C>,
+        origins: &[Origin],
+        bytes: usize,
+    ) {
+        let mut state = self.lock();
+        let advanced = state.tracker.complete(
+            origins
+                .iter()
+                .map(|o| (o.topic.as_str(), o.partition, o.offset)),
+        );
+        if !advanced.is_empty() {
+            let list = offsets_list(&advanced);
+            if let Err(error) = consumer.store_offsets(&list) {
+                // Only a partition revoked meanwhile refuses a store; its new
+                // owner rereads these records, and their writes are 409s.
+                tracing::warn!(%error, "cannot store offsets");
+            } else {
+                self.metrics.offsets_stored.inc();
+            }
+        }
+        self.bytes_in_flight.fetch_sub(bytes, Ordering::AcqRel);
+        self.metrics
+            .bytes_in_flight
+            .set(self.bytes_in_flight.load(Ordering::Acquire) as i64);
+        drop(state);
+        self.completed.notify_all();
+    }
+
+    fn add(&self, record: RawRecord) {
+        let mut state = self.lock();
+        let origin = &record.origin;
+        state
+            .tracker
+            .begin(&origin.topic, origin.partition, origin.offset);
+        let size = record.payload.len();
+        self.bytes_in_flight.fetch_add(size, Ordering::AcqRel);
+        let open = &mut state.open;
+        open.started.get_or_insert_with(Instant::now);
+        open.bytes += size;
+        open.records.push(record);
+        if open.records.len() >= self.max_records || open.bytes >= self.max_bytes {
+            self.seal(&mut state);
+        }
+    }
+
+    /// Moves the open batch to `ready` if the ready slot is free.
+    fn seal(&self, state: &mut State) {
+        if state.ready.is_none() && !state.open.records.is_empty() {
+            state.ready = Some(std::mem::take(&mut state.open));
+        }
+    }
+
+    /// Seals a batch that has waited long enough and offers the ready batch
+    /// to the writing side without blocking.
+    fn flush(&self, now: Instant) {
+        let mut state = self.lock();
+        if state
+            .open
+            .started
+            .is_some_and(|t| now.duration_since(t) >= self.flush_interval)
+        {
+            self.seal(&mut state);
+        }
+        if let Some(batch) = state.ready.take() {
+            match self.batches.try_send(batch) {
+                Ok(()) => {}
+                Err(
+                    mpsc::error::TrySendError::Full(batch)
+                    | mpsc::error::TrySendError::Closed(batch),
+                ) => {
+                    state.ready = Some(batch);
+                }
+            }
+        }
+    }
+
+    /// Whether reading must stop until writes catch up.
+    fn over_budget(&self) -> bool {
+        self.bytes_in_flight.load(Ordering::Acquire) >= self.max_bytes_in_flight
+    }
+
+    fn under_resume_mark(&self) -> bool {
+        self.bytes_in_flight.load(Ordering::Acquire) < self.max_bytes_in_flight / 4 * 3
+    }
+
+    /// Drops unsent records of `partitions` (their offsets are not committed,
+    /// so the next owner reads them), waits for in-flight ones up to the
+    /// drain timeout, then returns the committable offsets and forgets the
+    /// partitions.
+    fn release(&self, partitions: &HashSet<TopicPartition>) -> Vec<(TopicPartition, i64)> {
+        let deadline = Instant::now() + self.drain_timeout;
+        let mut guard = self.lock();
+        let state = &mut *guard;
+        let keep =
+            |r: &RawRecord| !partitions.contains(&(r.origin.topic.clone(), r.origin.partition));
+        let mut unsent = Vec::new();
+        for batch in std::iter::once(&mut state.open).chain(state.ready.as_mut()) {
+            let (kept, dropped): (Vec<_>, Vec<_>) = std::mem::take(&mut batch.records)
+                .into_iter()
+                .partition(keep);
+            batch.records = kept;
+            batch.bytes = batch.records.iter().map(|r| r.payload.len()).sum();
+            unsent.extend(dropped);
+        }
+        if state.ready.as_ref().is_some_and(|b| b.records.is_empty()) {
+            state.ready = None;
+        }
+        let unsent_bytes: usize = unsent.iter().map(|r| r.payload.len()).sum();
+        self.bytes_in_flight
+            .fetch_sub(unsent_bytes, Ordering::AcqRel);
+        // Unsent records stay pending in the tracker, so the committable
+        // offset stops below them; only the in-flight ones are waited for.
+        let mut unsent_per_partition: std::collections::HashMap<TopicPartition, usize> =
+            Default::default();
+        for record in &unsent {
+            *unsent_per_partition
+                .entry((record.origin.topic.clone(), record.origin.partition))
+                .or_default() += 1;
+        }
+        loop {
+            let in_flight: usize = partitions
+                .iter()
+                .map(|tp| {
+                    let unsent = unsent_per_partition.get(tp).copied().unwrap_or(0);
+                    guard.tracker.pending(&tp.0, tp.1).saturating_sub(unsent)
+                })
+                .sum();
+            let now = Instant::now();
+            if in_flight == 0 || now >= deadline {
+                if in_flight > 0 {
+                    tracing::warn!(
+                        in_flight,
+                        "drain timeout: letting go of partitions with writes in flight; they will be reread"
+                    );
+                }
+                break;
+            }
+            guard = match self.completed.wait_timeout(guard, deadline - now) {
+                Ok((guard, _)) => guard,
+                Err(poisoned) => poisoned.into_inner().0,
+            };
+        }
+        let mut committable = Vec::new();
+        for (topic, partition) in partitions {
+            if let Some(offset) = guard.tracker.committable(topic, *partition) {
+                committable.push(((topic.clone(), *partition), offset));
+            }
+            guard.tracker.forget(topic, *partition);
+        }
+        committable
+    }
+}
+
+fn offsets_list(offsets: &[(TopicPartition, i64)]) -> TopicPartitionList {
+    let mut list = TopicPartitionList::new();
+    for ((topic, partition), offset) in offsets {
+        if let Err(error) = list.add_partition_offset(topic, *partition, Offset::Offset(*offset)) {
+            tracing::error!(%error, topic, partition, "invalid offset");
+        }
+    }
+    list
+}
+
+/// librdkafka callbacks: rebalances and statistics.
+#[derive(Debug)]
+pub struct SourceContext {
+    shared: Arc<Shared>,
+    lag_records: prometheus_client::metrics::family::Family<
+        PartitionLabels,
+        prometheus_client::metrics::gauge::Gauge,
+    >,
+}
+
+impl ClientContext for SourceContext {
+    fn stats(&self, statistics: Statistics) {
+        for (topic, stats) in &statistics.topics {
+            for (partition, p) in &stats.partitions {
+                if *partition < 0 || p.consumer_lag < 0 {
+                    continue;
+                }
+                let labels = PartitionLabels {
+                    topic: topic.clone(),
+                    partition: *partition,
+                };
+                self.lag_records.get_or_create(&labels).set(p.consumer_lag);
+            }
+        }
+    }
+}
+
+impl ConsumerContext for SourceContext {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Revoke(list) = rebalance {
+            let partitions: HashSet<TopicPartition> = list
+                .elements()
+                .iter()
+                .map(|e| (e.topic().to_owned(), e.partition()))
+                .collect();
+            tracing::info!(
+                partitions = partitions.len(),
+                "partitions revoked; draining in-flight writes"
+            );
+            let committable = self.shared.release(&partitions);
+            if !committable.is_empty() {
+                match consumer.commit(&offsets_list(&committable), CommitMode::Sync) {
+                    Ok(()) => tracing::info!(
+                        partitions = committable.len(),
+                        "offsets committed before letting go"
+                    ),
+                    Err(error) => {
+                        tracing::warn!(%error, "commit on revoke failed; the next owner rereads")
+                    }
+                }
+            }
+            for (topic, partition) in &partitions {
+                self.lag_records.remove(&PartitionLabels {
+                    topic: topic.clone(),
+                    partition: *partition,
+                });
+            }
+        }
+    }
+
+    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Assign(list) = rebalance {
+            tracing::info!(partitions = list.count(), "partitions assigned");
+            if self.shared.paused.load(Ordering::Acquire)
+                && let Err(error) = consumer.pause(list)
+            {
+                tracing::warn!(%error, "cannot pause newly assigned partitions");
+            }
+        }
+    }
+}
+
+/// A consumer group member with its shared state.
+pub type SourceConsumer = BaseConsumer<SourceContext>;
+
+/// A subscribed consumer, its shared state and the batches it produces.
+#[allow(missing_debug_implementations)] // librdkafka's consumer has no Debug
+pub struct Source {
+    /// The consumer group member.
+    pub consumer: Arc<SourceConsumer>,
+    /// State shared with the writing side.
+    pub shared: Arc<Shared>,
+    /// Batches ready to be written.
+    pub batches: mpsc::Receiver<Batch>,
+}
+
+/// Creates the consumer and subscribes it.
+pub fn create(config: &IngesterConfig, metrics: &IngesterMetrics) -> Result<Source, SourceError> {
+    // One batch waits in the channel; the writer's semaphore bounds the rest.
+    let (tx, rx) = mpsc::channel(1);
+    let shared = Arc::new(Shared {
+        state: Mutex::new(State {
+            tracker: OffsetTracker::default(),
+            open: Batch::default(),
+            ready: None,
+        }),
+        completed: Condvar::new(),
+        bytes_in_flight: AtomicUsize::new(0),
+        paused: AtomicBool::new(false),
+        batches: tx,
+        metrics: metrics.clone(),
+        drain_timeout: config.kafka.drain_timeout,
+        max_records: config.bulk.max_records,
+        max_bytes: config.bulk.max_bytes,
+        flush_interval: config.bulk.flush_interval,
+        max_bytes_in_flight: config.bulk.max_bytes_in_flight,
+    });
+    let context = SourceContext {
+        shared: shared.clone(),
+        lag_records: metrics.lag_records.clone(),
+    };
+    let consumer: SourceConsumer = ClientConfig::new()
+        .set("bootstrap.servers", config.kafka.brokers.join(","))
+        .set("group.id", &config.kafka.group_id)
+        .set("auto.offset.reset", &config.kafka.start_offset)
+        // Offsets are stored by us once durable; librdkafka commits what is
+        // stored every second, on revoke and on close.
+        .set("enable.auto.commit", "true")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.commit.interval.ms", "1000")
+        .set(
+            "session.timeout.ms",
+            config.kafka.session_timeout.as_millis().to_string(),
+        )
+        .set(
+            "queued.max.messages.kbytes",
+            config.kafka.fetch_queue_kbytes.to_string(),
+        )
+        .set("statistics.interval.ms", "5000")
+        .create_with_context(context)?;
+    let topics: Vec<&str> = config.kafka.topics.iter().map(String::as_str).collect();
+    consumer.subscribe(&topics)?;
+    Ok(Source {
+        consumer: Arc::new(consumer),
+        shared,
+        batches: rx,
+    })
+}
+
+/// The polling loop; runs on its own thread until `shutdown`, then drains,
+/// commits and, past the drain timeout, cancels `abort` so that writes still
+/// retrying give up (their records stay uncommitted).
+pub fn poll_loop(
+    consumer: Arc<SourceConsumer>,
+    shared: Arc<Shared>,
+    shutdown: CancellationToken,
+    abort: CancellationToken,
+) {
+    while !shutdown.is_cancelled() {
+        shared.flush(Instant::now());
+        manage_pause(&consumer, &shared);
+        match consumer.poll(Duration::from_millis(50)) {
+            None => {}
+            Some(Err(error)) => tracing::warn!(%error, "kafka consumer error"),
+            Some(Ok(message)) => {
+                shared.metrics.records_consumed.inc();
+                if let Some(ms) = message.timestamp().to_millis() {
+                    let now = SystemTime::now()
+                        .duration_since(UNIX_EPOCH)
+                        .map(|d| d.as_millis() as i64)
+                        .unwrap_or(ms);
+                    let labels = PartitionLabels {
+                        topic: message.topic().to_owned(),
+                        partition: message.partition(),
+                    };
+                    shared
+                        .metrics
+                        .lag_seconds
+                        .get_or_create(&labels)
+                        .set((now - ms).max(0) / 1000);
+                }
+                let encoding = message
+                    .headers()
+                    .and_then(|h| {
+                        h.iter()
+                            .find(|h| h.key == headers::ENCODING)
+                            .and_then(|h| h.value)
+                    })
+                    .map(<[u8]>::to_vec);
+                shared.add(RawRecord {
+                    origin: Origin {
+                        topic: message.topic().to_owned(),
+                        partition: message.partition(),
+                        offset: message.offset(),
+                    },
+                    key: message.key().map(<[u8]>::to_vec),
+                    encoding,
+                    payload: message.payload().unwrap_or_default().to_vec(),
+                });
+            }
+        }
+    }
+    tracing::info!("stopped reading; draining in-flight writes");
+    // Everything assigned is released as on a revoke: unsent records are
+    // dropped (uncommitted), in-flight ones get the drain timeout.
+    let assigned: HashSet<TopicPartition> = consumer
+        .assignment()
+        .map(|list| {
+            list.elements()
+                .iter()
+                .map(|e| (e.topic().to_owned(), e.partition()))
+                .collect()
+        })
+        .unwrap_or_default();
+    let committable = shared.release(&assigned);
+    abort.cancel();
+    if !committable.is_empty() {
+        match consumer.commit(&offsets_list(&committable), CommitMode::Sync) {
+            Ok(()) => tracing::info!(partitions = committable.len(), "offsets committed"),
+            Err(error) => {
+                tracing::warn!(%error, "final commit failed; uncommitted records will be reread")
+            }
+        }
+    }
+    consumer.unsubscribe();
+}
+
+fn manage_pause(consumer: &SourceConsumer, shared: &Shared) {
+    let paused = shared.paused.load(Ordering::Acquire);
+    // Both batch slots full: the writers are saturated, so stop growing the
+    // open batch past its size limit.
+    let backlog = {
+        let state = shared.lock();
+        state.ready.is_some()
+            && (state.open.records.len() >= shared.max_records
+                || state.open.bytes >= shared.max_bytes)
+    };
+    if !paused && (shared.over_budget() || backlog) {
+        if let Ok(list) = consumer.assignment()
+            && consumer.pause(&list).is_ok()
+        {
+            shared.paused.store(true, Ordering::Release);
+            shared.metrics.pauses.inc();
+            tracing::info!(
+                bytes_in_flight = shared.bytes_in_flight.load(Ordering::Acquire),
+                "paused reading: writes are behind"
+            );
+        }
+    } else if paused
+        && shared.under_resume_mark()
+        && !backlog
+        && let Ok(list) = consumer.assignment()
+        && consumer.resume(&list).is_ok()
+    {
+        shared.paused.store(false, Ordering::Release);
+        tracing::info!("resumed reading");
+    }
+}
