@@ -3,6 +3,8 @@
 //! A test that cannot reach a service fails with a message saying how to
 //! start it; it never skips.
 
+pub mod corpus;
+
 use std::time::Duration;
 
 use rand::Rng;
@@ -105,4 +107,83 @@ pub async fn search(url: &str, index: &str, query: serde_json::Value) -> Vec<ser
         .as_array()
         .map(|hits| hits.iter().map(|h| h["_source"].clone()).collect())
         .unwrap_or_default()
+}
+
+/// Counts documents in `index` (a name or pattern) on the engine at `url`,
+/// after a refresh; 0 when the index does not exist yet.
+pub async fn count(url: &str, index: &str) -> u64 {
+    let client = reqwest::Client::new();
+    let _ = client.post(format!("{url}/{index}/_refresh")).send().await;
+    let Ok(response) = client.get(format!("{url}/{index}/_count")).send().await else {
+        return 0;
+    };
+    let Ok(body) = response.json::<serde_json::Value>().await else {
+        return 0;
+    };
+    body["count"].as_u64().unwrap_or(0)
+}
+
+/// Polls [`count`] until it reaches `expected` or `timeout` passes; returns the last count.
+pub async fn wait_for_count(url: &str, index: &str, expected: u64, timeout: Duration) -> u64 {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        let n = count(url, index).await;
+        if n >= expected || std::time::Instant::now() >= deadline {
+            return n;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// Deletes every index matching `pattern`.
+pub async fn delete_indices(url: &str, pattern: &str) {
+    let _ = reqwest::Client::new()
+        .delete(format!("{url}/{pattern}"))
+        .send()
+        .await;
+}
+
+/// A producer configured as the topic contract requires.
+pub fn contract_producer() -> rdkafka::producer::FutureProducer {
+    ClientConfig::new()
+        .set("bootstrap.servers", kafka_bootstrap())
+        .set("partitioner", "murmur2_random")
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("linger.ms", "20")
+        .set("compression.type", "zstd")
+        .create()
+        .expect("kafka producer")
+}
+
+/// A record to produce: key, value and headers.
+pub type TestRecord = (Vec<u8>, Vec<u8>, Vec<(&'static str, &'static str)>);
+
+/// Produces records to `topic` and waits for every acknowledgement.
+pub async fn produce(topic: &str, records: &[TestRecord]) {
+    use rdkafka::message::{Header, OwnedHeaders};
+    use rdkafka::producer::FutureRecord;
+    let producer = contract_producer();
+    for chunk in records.chunks(1000) {
+        let mut deliveries = Vec::with_capacity(chunk.len());
+        for (key, value, headers) in chunk {
+            let mut owned = OwnedHeaders::new();
+            for (name, v) in headers {
+                owned = owned.insert(Header {
+                    key: name,
+                    value: Some(*v),
+                });
+            }
+            let record = FutureRecord::to(topic)
+                .key(&key[..])
+                .payload(&value[..])
+                .headers(owned);
+            deliveries.push(producer.send(record, Duration::from_secs(30)));
+        }
+        for delivery in deliveries {
+            if let Err((error, _)) = delivery.await {
+                panic!("record not acknowledged: {error}");
+            }
+        }
+    }
 }

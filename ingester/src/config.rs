@@ -104,6 +104,9 @@ pub struct BulkConfig {
     pub retry_max_backoff: Duration,
     /// Bulk requests in flight at once, whatever the number of partitions.
     pub max_in_flight: usize,
+    /// A bulk request that has not answered within this time is retried.
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
     /// Record bytes read but not yet durable; past it the partitions are
     /// paused until writes catch up, which bounds memory when the engine is
     /// slow or down.
@@ -154,6 +157,7 @@ impl Default for BulkConfig {
             retry_initial_backoff: Duration::from_millis(100),
             retry_max_backoff: Duration::from_secs(10),
             max_in_flight: 4,
+            request_timeout: Duration::from_secs(30),
             max_bytes_in_flight: 64 * 1024 * 1024,
         }
     }

@@ -71,12 +71,7 @@ impl Ingester {
         let metrics = IngesterMetrics::default();
         let mut registry = Registry::default();
         metrics.register(&mut registry);
-        let writer = BulkWriter::new(
-            &config.elasticsearch.url,
-            config.bulk.retry_initial_backoff,
-            config.bulk.retry_max_backoff,
-            metrics.clone(),
-        )?;
+        let writer = BulkWriter::new(&config.elasticsearch.url, &config.bulk, metrics.clone())?;
         if config.elasticsearch.create_templates {
             let names = IndexNames::new(&config.elasticsearch.index_prefix);
             writer

@@ -44,6 +44,7 @@ pub struct BulkWriter {
     client: Elasticsearch,
     initial_backoff: Duration,
     max_backoff: Duration,
+    request_timeout: Duration,
     metrics: IngesterMetrics,
 }
 
@@ -51,23 +52,29 @@ impl BulkWriter {
     /// A writer for the cluster at `url`.
     pub fn new(
         url: &str,
-        initial_backoff: Duration,
-        max_backoff: Duration,
+        bulk: &crate::config::BulkConfig,
         metrics: IngesterMetrics,
     ) -> Result<Self, WriterError> {
         let transport =
             Transport::single_node(url).map_err(|e| WriterError::Client(e.to_string()))?;
         Ok(BulkWriter {
             client: Elasticsearch::new(transport),
-            initial_backoff,
-            max_backoff,
+            initial_backoff: bulk.retry_initial_backoff,
+            max_backoff: bulk.retry_max_backoff,
+            request_timeout: bulk.request_timeout,
             metrics,
         })
     }
 
     /// Whether the cluster answers.
     pub async fn ping(&self) -> bool {
-        matches!(self.client.ping().send().await, Ok(r) if r.status_code().is_success())
+        let ping = self
+            .client
+            .ping()
+            .request_timeout(Duration::from_secs(5))
+            .send()
+            .await;
+        matches!(ping, Ok(r) if r.status_code().is_success())
     }
 
     /// Installs the span and service templates (legacy `_template`).
@@ -169,6 +176,7 @@ impl BulkWriter {
         let response = self
             .client
             .bulk(BulkParts::None)
+            .request_timeout(self.request_timeout)
             .body(lines)
             .send()
             .await

@@ -59,6 +59,7 @@ pub fn load_with_env<T: DeserializeOwned>(
         .try_parsing(true)
         .list_separator(",")
         .with_list_parse_key("kafka.brokers")
+        .with_list_parse_key("kafka.topics")
         .source(Some(env.into_iter().collect()));
     Ok(builder.add_source(source).build()?.try_deserialize()?)
 }

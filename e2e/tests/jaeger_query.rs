@@ -1,0 +1,611 @@
+//! The real Jaeger query (v1.76.0, built by `dev/jaeger build`) reads the
+//! indices the ingester writes: known traces go OTLP/HTTP → collector →
+//! Kafka → ingester → OpenSearch (and Elasticsearch 7.17), then Jaeger
+//! query's HTTP API must list the services and operations, find a trace by
+//! service and tag, and return it by id with every span and the parent/child
+//! structure intact.
+
+// A failed step is a failed test: panicking on it is the point.
+#![allow(clippy::unwrap_used)]
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs::File;
+use std::net::{SocketAddr, TcpListener};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use prost::Message as _;
+use serde_json::{Value, json};
+use spanway_collector::Collector;
+use spanway_collector::config::CollectorConfig;
+use spanway_e2e::{
+    create_topic, elasticsearch_url, kafka_bootstrap, opensearch_url, require_engine,
+    require_kafka, search, unique_name,
+};
+use spanway_ingester::Ingester;
+use spanway_ingester::config::IngesterConfig;
+use spanway_schemas::proto::otlp::{self, any_value::Value as Any};
+use tokio_util::sync::CancellationToken;
+
+/// The gold customer's order: frontend → checkout → payments.
+const GOLD: &str = "7c1e0a9b3d5f42e8a6b4c2d0e8f61a3b";
+/// The same shape for a silver customer: must not match the gold search.
+const SILVER: &str = "e4d3c2b1a0f9487e9d6c5b4a39281706";
+/// A single-span trace of the frontend alone.
+const HEALTH: &str = "5a5a5a5a5a5a4b4b8c8c8c8c8c8c8c8c";
+
+const SERVICES: [&str; 3] = ["checkout", "frontend", "payments"];
+
+/// One span of a known trace, with times relative to the test's base time.
+struct SpanSpec {
+    id: &'static str,
+    parent: Option<&'static str>,
+    service: &'static str,
+    name: &'static str,
+    kind: otlp::span::SpanKind,
+    /// Start, in µs after the trace's base time.
+    offset_us: u64,
+    duration_us: u64,
+    attributes: Vec<(&'static str, &'static str)>,
+}
+
+fn order_trace(ids: [&'static str; 5], tier: &'static str) -> Vec<SpanSpec> {
+    use otlp::span::SpanKind::{Client, Server};
+    let [root, place, order, charge, pay] = ids;
+    vec![
+        SpanSpec {
+            id: root,
+            parent: None,
+            service: "frontend",
+            name: "GET /cart/checkout",
+            kind: Server,
+            offset_us: 0,
+            duration_us: 120_000,
+            attributes: vec![("http.request.method", "GET")],
+        },
+        SpanSpec {
+            id: place,
+            parent: Some(root),
+            service: "frontend",
+            name: "checkout.PlaceOrder",
+            kind: Client,
+            offset_us: 1_000,
+            duration_us: 110_000,
+            attributes: vec![("peer.service", "checkout")],
+        },
+        SpanSpec {
+            id: order,
+            parent: Some(place),
+            service: "checkout",
+            name: "PlaceOrder",
+            kind: Server,
+            offset_us: 2_500,
+            duration_us: 105_000,
+            attributes: vec![("customer.tier", tier)],
+        },
+        SpanSpec {
+            id: charge,
+            parent: Some(order),
+            service: "checkout",
+            name: "payments.Charge",
+            kind: Client,
+            offset_us: 10_000,
+            duration_us: 80_000,
+            attributes: vec![("peer.service", "payments")],
+        },
+        SpanSpec {
+            id: pay,
+            parent: Some(charge),
+            service: "payments",
+            name: "POST /v2/charges",
+            kind: Server,
+            offset_us: 11_250,
+            duration_us: 77_777,
+            attributes: vec![("payment.method", "card")],
+        },
+    ]
+}
+
+fn known_traces() -> Vec<(&'static str, Vec<SpanSpec>)> {
+    use otlp::span::SpanKind::Server;
+    vec![
+        (
+            GOLD,
+            order_trace(
+                [
+                    "a1a1a1a1a1a1a1a1",
+                    "a2a2a2a2a2a2a2a2",
+                    "a3a3a3a3a3a3a3a3",
+                    "a4a4a4a4a4a4a4a4",
+                    "a5a5a5a5a5a5a5a5",
+                ],
+                "gold",
+            ),
+        ),
+        (
+            SILVER,
+            order_trace(
+                [
+                    "b1b1b1b1b1b1b1b1",
+                    "b2b2b2b2b2b2b2b2",
+                    "b3b3b3b3b3b3b3b3",
+                    "b4b4b4b4b4b4b4b4",
+                    "b5b5b5b5b5b5b5b5",
+                ],
+                "silver",
+            ),
+        ),
+        (
+            HEALTH,
+            vec![SpanSpec {
+                id: "c1c1c1c1c1c1c1c1",
+                parent: None,
+                service: "frontend",
+                name: "GET /healthz",
+                kind: Server,
+                offset_us: 0,
+                duration_us: 350,
+                attributes: vec![],
+            }],
+        ),
+    ]
+}
+
+fn bytes(hex_text: &str) -> Vec<u8> {
+    (0..hex_text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&hex_text[i..i + 2], 16).expect("hex literal"))
+        .collect()
+}
+
+fn kv(key: &str, value: &str) -> otlp::KeyValue {
+    otlp::KeyValue {
+        key: key.into(),
+        value: Some(otlp::AnyValue {
+            value: Some(Any::StringValue(value.into())),
+        }),
+    }
+}
+
+/// The known traces as one OTLP export request; trace `i` starts at
+/// `base_us + i` ms (µs since the epoch).
+fn export_request(base_us: u64) -> otlp::ExportTraceServiceRequest {
+    let mut resource_spans = Vec::new();
+    for (i, (trace, spans)) in known_traces().into_iter().enumerate() {
+        let trace_base_us = base_us + 1_000 * i as u64;
+        let mut by_service: BTreeMap<&str, Vec<otlp::Span>> = BTreeMap::new();
+        for s in spans {
+            let start_ns = (trace_base_us + s.offset_us) * 1_000;
+            by_service.entry(s.service).or_default().push(otlp::Span {
+                trace_id: bytes(trace),
+                span_id: bytes(s.id),
+                parent_span_id: s.parent.map(bytes).unwrap_or_default(),
+                name: s.name.into(),
+                kind: s.kind as i32,
+                start_time_unix_nano: start_ns,
+                end_time_unix_nano: start_ns + s.duration_us * 1_000,
+                attributes: s.attributes.iter().map(|(k, v)| kv(k, v)).collect(),
+                ..Default::default()
+            });
+        }
+        for (service, spans) in by_service {
+            resource_spans.push(otlp::ResourceSpans {
+                resource: Some(otlp::Resource {
+                    attributes: vec![
+                        kv("service.name", service),
+                        kv("host.name", &format!("{service}-host")),
+                    ],
+                    ..Default::default()
+                }),
+                scope_spans: vec![otlp::ScopeSpans {
+                    spans,
+                    ..Default::default()
+                }],
+                ..Default::default()
+            });
+        }
+    }
+    otlp::ExportTraceServiceRequest { resource_spans }
+}
+
+fn now_us() -> u64 {
+    u64::try_from(
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_micros(),
+    )
+    .unwrap()
+}
+
+/// Where `dev/jaeger build` puts the binary, unless `JAEGER_QUERY_BIN` says otherwise.
+fn jaeger_query_bin() -> PathBuf {
+    let path = std::env::var_os("JAEGER_QUERY_BIN").map_or_else(
+        || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.services/jaeger/bin/jaeger-query"),
+        PathBuf::from,
+    );
+    assert!(
+        path.is_file(),
+        "Jaeger query is not built: no binary at {}. Build it with `dev/jaeger build` \
+         (needs Go 1.24.6 or newer), or set JAEGER_QUERY_BIN.",
+        path.display()
+    );
+    path
+}
+
+/// Three distinct free loopback ports (all held until chosen, then released).
+fn free_ports() -> [u16; 3] {
+    let listeners: Vec<TcpListener> = (0..3)
+        .map(|_| TcpListener::bind("127.0.0.1:0").unwrap())
+        .collect();
+    let ports: Vec<u16> = listeners
+        .iter()
+        .map(|l| l.local_addr().unwrap().port())
+        .collect();
+    [ports[0], ports[1], ports[2]]
+}
+
+/// A running `jaeger-query`: killed when dropped, even when the test panics,
+/// and its log is printed then.
+struct JaegerQuery {
+    child: Child,
+    log: PathBuf,
+    api: String,
+}
+
+impl JaegerQuery {
+    fn start(storage_type: &str, engine: &str, index_prefix: &str) -> Self {
+        let bin = jaeger_query_bin();
+        let [http, grpc, admin] = free_ports();
+        let log = std::env::temp_dir().join(format!("{}.log", unique_name("jaeger-query")));
+        let out = File::create(&log).unwrap();
+        let child = Command::new(&bin)
+            .env("SPAN_STORAGE_TYPE", storage_type)
+            .args([
+                format!("--es.server-urls={engine}"),
+                format!("--es.index-prefix={index_prefix}"),
+                // The ingester owns the index templates; Jaeger must not replace them.
+                "--es.create-index-templates=false".into(),
+                format!("--query.http-server.host-port=127.0.0.1:{http}"),
+                format!("--query.grpc-server.host-port=127.0.0.1:{grpc}"),
+                format!("--admin.http.host-port=127.0.0.1:{admin}"),
+                "--log-level=debug".into(),
+            ])
+            .stdin(Stdio::null())
+            .stdout(out.try_clone().unwrap())
+            .stderr(out)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run {}: {e}", bin.display()));
+        Self {
+            child,
+            log,
+            api: format!("http://127.0.0.1:{http}/api"),
+        }
+    }
+
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Waits until the HTTP API answers `/api/services`.
+    async fn wait_ready(&mut self) {
+        let client = reqwest::Client::new();
+        for _ in 0..240 {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                panic!("jaeger-query exited ({status}):\n{}", self.log_text());
+            }
+            if let Ok(r) = client.get(format!("{}/services", self.api)).send().await
+                && r.status().is_success()
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        panic!(
+            "jaeger-query did not answer on {} within 60 s:\n{}",
+            self.api,
+            self.log_text()
+        );
+    }
+
+    /// GET `{api}{path}` with `query`, expecting 200 and a JSON body without errors.
+    async fn get(&self, path: &str, query: &[(&str, &str)]) -> Value {
+        let response = reqwest::Client::new()
+            .get(format!("{}{path}", self.api))
+            .query(query)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status();
+        let url = response.url().clone();
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(status, 200, "GET {url}: {body}");
+        assert!(body["errors"].is_null(), "GET {url}: {body}");
+        body
+    }
+}
+
+impl Drop for JaegerQuery {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            eprintln!("---- jaeger-query log ----\n{}", self.log_text());
+        }
+        let _ = std::fs::remove_file(&self.log);
+    }
+}
+
+fn sorted_strings(value: &Value) -> Vec<String> {
+    let mut names: Vec<String> = value
+        .as_array()
+        .unwrap_or_else(|| panic!("not an array: {value}"))
+        .iter()
+        .map(|v| v.as_str().unwrap().to_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+fn trace_ids(body: &Value) -> BTreeSet<String> {
+    body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["traceID"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jaeger_query_reads_opensearch_indices() {
+    jaeger_query_bin();
+    let url = opensearch_url();
+    require_engine(&url, "OpenSearch", "opensearch").await;
+    jaeger_query_reads(&url, "opensearch").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jaeger_query_reads_elasticsearch_indices() {
+    jaeger_query_bin();
+    let url = elasticsearch_url();
+    require_engine(&url, "Elasticsearch 7.17", "elasticsearch").await;
+    jaeger_query_reads(&url, "elasticsearch").await;
+}
+
+async fn jaeger_query_reads(engine: &str, storage_type: &str) {
+    require_kafka();
+
+    let topic = unique_name("e2e-jaeger");
+    let prefix = unique_name("e2e-jq");
+    create_topic(&topic, 3).await;
+    let shutdown = CancellationToken::new();
+
+    let mut collector_config = CollectorConfig::default();
+    collector_config.kafka.brokers = vec![kafka_bootstrap()];
+    collector_config.kafka.topic = topic.clone();
+    collector_config.otlp_http.listen = "127.0.0.1:0".parse::<SocketAddr>().unwrap();
+    collector_config.ops.listen = "127.0.0.1:0".parse().unwrap();
+    collector_config.validate().unwrap();
+    let collector = Collector::start(&collector_config, shutdown.clone())
+        .await
+        .unwrap();
+
+    let mut ingester_config = IngesterConfig::default();
+    ingester_config.kafka.brokers = vec![kafka_bootstrap()];
+    ingester_config.kafka.topics = vec![topic.clone()];
+    ingester_config.kafka.group_id = unique_name("e2e-group");
+    ingester_config.elasticsearch.url = engine.to_owned();
+    ingester_config.elasticsearch.index_prefix = prefix.clone();
+    ingester_config.elasticsearch.shards = 1;
+    ingester_config.elasticsearch.replicas = 0;
+    ingester_config.bulk.flush_interval = Duration::from_millis(100);
+    ingester_config.ops.listen = "127.0.0.1:0".parse().unwrap();
+    ingester_config.validate().unwrap();
+    let ingester = Ingester::start(ingester_config, shutdown.clone())
+        .await
+        .unwrap();
+
+    // The traces started a few seconds ago: Jaeger looks back 72 h for
+    // services and by the requested window for searches.
+    let base_us = now_us() - 5_000_000;
+    let response = reqwest::Client::new()
+        .post(format!("http://{}/v1/traces", collector.otlp_http_addr))
+        .header("content-type", "application/x-protobuf")
+        .body(export_request(base_us).encode_to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200, "collector accepted the traces");
+
+    // Wait until the ingester has written every span and service document.
+    let span_count: usize = known_traces().iter().map(|(_, s)| s.len()).sum();
+    let pair_count = known_traces()
+        .iter()
+        .flat_map(|(_, spans)| spans.iter().map(|s| (s.service, s.name)))
+        .collect::<BTreeSet<_>>()
+        .len();
+    let all = json!({"query": {"match_all": {}}, "size": 100});
+    let span_pattern = format!("{prefix}-jaeger-span-*");
+    let service_pattern = format!("{prefix}-jaeger-service-*");
+    let (mut spans, mut pairs) = (0, 0);
+    for _ in 0..120 {
+        spans = search(engine, &span_pattern, all.clone()).await.len();
+        pairs = search(engine, &service_pattern, all.clone()).await.len();
+        if spans >= span_count && pairs >= pair_count {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert_eq!(spans, span_count, "span documents in {span_pattern}");
+    assert_eq!(pairs, pair_count, "service documents in {service_pattern}");
+
+    let templates = |engine: String, prefix: String| async move {
+        reqwest::get(format!("{engine}/_template/{prefix}-jaeger-*"))
+            .await
+            .unwrap()
+            .json::<Value>()
+            .await
+            .unwrap()
+    };
+    let ours = templates(engine.to_owned(), prefix.clone()).await;
+    assert_eq!(ours.as_object().unwrap().len(), 2, "templates: {ours}");
+
+    let mut jaeger = JaegerQuery::start(storage_type, engine, &prefix);
+    jaeger.wait_ready().await;
+    assert_eq!(
+        templates(engine.to_owned(), prefix.clone()).await,
+        ours,
+        "Jaeger query left the ingester's index templates alone"
+    );
+
+    // Services and operations come from the service index.
+    let services = jaeger.get("/services", &[]).await;
+    assert_eq!(sorted_strings(&services["data"]), SERVICES, "{services}");
+
+    let operations = jaeger.get("/services/frontend/operations", &[]).await;
+    assert_eq!(
+        sorted_strings(&operations["data"]),
+        ["GET /cart/checkout", "GET /healthz", "checkout.PlaceOrder"],
+        "{operations}"
+    );
+    let operations = jaeger.get("/operations", &[("service", "checkout")]).await;
+    let names: BTreeSet<&str> = operations["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        BTreeSet::from(["PlaceOrder", "payments.Charge"]),
+        "{operations}"
+    );
+
+    // Searches use the span index, within a start-time window in µs.
+    let start = (base_us - 60_000_000).to_string();
+    let end = (now_us() + 60_000_000).to_string();
+    let window = [
+        ("start", start.as_str()),
+        ("end", end.as_str()),
+        ("limit", "20"),
+    ];
+    let find = |extra: Vec<(&'static str, &'static str)>| {
+        let mut query = window.to_vec();
+        query.extend(extra);
+        let jaeger = &jaeger;
+        async move { jaeger.get("/traces", &query).await }
+    };
+
+    let gold = find(vec![
+        ("service", "checkout"),
+        ("tags", r#"{"customer.tier":"gold"}"#),
+    ])
+    .await;
+    assert_eq!(
+        trace_ids(&gold),
+        BTreeSet::from([GOLD.to_owned()]),
+        "{gold}"
+    );
+    assert_eq!(gold["data"][0]["spans"].as_array().unwrap().len(), 5);
+
+    let none = find(vec![
+        ("service", "checkout"),
+        ("tags", r#"{"customer.tier":"platinum"}"#),
+    ])
+    .await;
+    assert_eq!(trace_ids(&none), BTreeSet::new(), "{none}");
+
+    let by_operation = find(vec![
+        ("service", "frontend"),
+        ("operation", "GET /cart/checkout"),
+    ])
+    .await;
+    assert_eq!(
+        trace_ids(&by_operation),
+        BTreeSet::from([GOLD.to_owned(), SILVER.to_owned()]),
+        "{by_operation}"
+    );
+
+    let frontend = find(vec![("service", "frontend")]).await;
+    assert_eq!(
+        trace_ids(&frontend),
+        BTreeSet::from([GOLD.to_owned(), SILVER.to_owned(), HEALTH.to_owned()]),
+        "{frontend}"
+    );
+
+    // Each trace by id: every span, names, services, parents, times in µs.
+    for (i, (trace_id, expected)) in known_traces().into_iter().enumerate() {
+        let body = jaeger.get(&format!("/traces/{trace_id}"), &[]).await;
+        let data = body["data"].as_array().unwrap();
+        assert_eq!(data.len(), 1, "{body}");
+        let trace = &data[0];
+        assert_eq!(trace["traceID"], trace_id);
+        let spans = trace["spans"].as_array().unwrap();
+        assert_eq!(spans.len(), expected.len(), "spans of {trace_id}: {trace}");
+        let trace_base_us = base_us + 1_000 * i as u64;
+        for want in &expected {
+            let got = spans
+                .iter()
+                .find(|s| s["spanID"] == want.id)
+                .unwrap_or_else(|| panic!("no span {} in {trace}", want.id));
+            assert_eq!(got["traceID"], trace_id);
+            assert_eq!(got["operationName"], want.name, "{got}");
+            assert_eq!(got["startTime"], trace_base_us + want.offset_us, "{got}");
+            assert_eq!(got["duration"], want.duration_us, "{got}");
+            let process = &trace["processes"][got["processID"].as_str().unwrap()];
+            assert_eq!(process["serviceName"], want.service, "{got} {process}");
+            let host = process["tags"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|t| t["key"] == "host.name")
+                .unwrap_or_else(|| panic!("no host.name in {process}"));
+            assert_eq!(host["value"], format!("{}-host", want.service));
+            let references = match want.parent {
+                Some(parent) => {
+                    json!([{"refType": "CHILD_OF", "traceID": trace_id, "spanID": parent}])
+                }
+                None => json!([]),
+            };
+            assert_eq!(got["references"], references, "{got}");
+            let tags = got["tags"].as_array().unwrap();
+            let tag = |key: &str| {
+                tags.iter()
+                    .find(|t| t["key"] == key)
+                    .unwrap_or_else(|| panic!("no tag {key} in {got}"))["value"]
+                    .clone()
+            };
+            let kind = match want.kind {
+                otlp::span::SpanKind::Client => "client",
+                _ => "server",
+            };
+            assert_eq!(tag("span.kind"), kind, "{got}");
+            for (key, value) in &want.attributes {
+                assert_eq!(tag(key), *value, "{got}");
+            }
+        }
+    }
+
+    // An id that was never written is a 404, not an empty trace.
+    let missing = reqwest::Client::new()
+        .get(format!(
+            "{}/traces/0123456789abcdef0123456789abcdef",
+            jaeger.api
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), 404);
+
+    drop(jaeger);
+    shutdown.cancel();
+    collector.wait().await;
+    ingester.wait().await;
+    let client = reqwest::Client::new();
+    let _ = client.delete(format!("{engine}/{prefix}-*")).send().await;
+    let _ = client
+        .delete(format!("{engine}/_template/{prefix}-*"))
+        .send()
+        .await;
+}

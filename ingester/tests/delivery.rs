@@ -1,0 +1,269 @@
+//! At-least-once delivery with no duplicates, against the real broker and
+//! the real OpenSearch node: volume, rebalance, and dead letters.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use rdkafka::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Headers, Message};
+use serde_json::json;
+use spanway_e2e::corpus::{self, DAY_START_NS};
+use spanway_e2e::{
+    count, create_topic, delete_indices, kafka_bootstrap, opensearch_url, produce, require_engine,
+    require_kafka, search, wait_for_count,
+};
+use spanway_ingester::Ingester;
+use tokio_util::sync::CancellationToken;
+
+use common::{Names, config};
+
+async fn ready() -> String {
+    spanway_service_kit::logging::init("info", false);
+    require_kafka();
+    let url = opensearch_url();
+    require_engine(&url, "OpenSearch", "opensearch").await;
+    url
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifty_thousand_spans_are_stored_exactly_once() {
+    let url = ready().await;
+    let names = Names::new("volume");
+    create_topic(&names.topic, 6).await;
+    let corpus = corpus::generate(7, 5_000, 10);
+    assert_eq!(corpus.spans.len(), 50_000);
+    produce(&names.topic, &corpus.as_produce_input()).await;
+
+    let shutdown = CancellationToken::new();
+    let ingester = Ingester::start(config(&names, &url), shutdown.clone())
+        .await
+        .unwrap();
+    let stored = wait_for_count(
+        &url,
+        &names.span_indices(),
+        50_000,
+        Duration::from_secs(600),
+    )
+    .await;
+    assert_eq!(stored, 50_000, "every span stored");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        count(&url, &names.span_indices()).await,
+        50_000,
+        "and none twice"
+    );
+    assert_eq!(ingester.metrics.spans_indexed.get(), 50_000);
+    assert_eq!(ingester.metrics.dead_lettered.get(), 0);
+
+    // Field-by-field check of a few thousand documents against their source spans.
+    let sample = search(
+        &url,
+        &names.span_indices(),
+        json!({"size": 5000, "query": {"match_all": {}}}),
+    )
+    .await;
+    assert_eq!(corpus.check_documents(&sample), 5000);
+
+    let services = search(&url, &names.service_indices(), json!({"size": 1000})).await;
+    let pairs: BTreeSet<(String, String)> = services
+        .iter()
+        .map(|d| {
+            (
+                d["serviceName"].as_str().unwrap().into(),
+                d["operationName"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    assert_eq!(pairs, corpus.pairs, "service index complete");
+    assert_eq!(services.len(), corpus.pairs.len(), "one document per pair");
+
+    shutdown.cancel();
+    ingester.wait().await;
+    delete_indices(&url, &format!("{}-*", names.prefix)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_leaving_mid_stream_loses_and_duplicates_nothing() {
+    let url = ready().await;
+    let names = Names::new("rebalance");
+    create_topic(&names.topic, 6).await;
+    let corpus = corpus::generate(11, 3_000, 10);
+    produce(&names.topic, &corpus.as_produce_input()).await;
+    let total = corpus.spans.len() as u64;
+
+    let mut small_batches = config(&names, &url);
+    small_batches.bulk.max_records = 100;
+    let first_stop = CancellationToken::new();
+    let first = Ingester::start(small_batches.clone(), first_stop.clone())
+        .await
+        .unwrap();
+    wait_for_count(&url, &names.span_indices(), 2_000, Duration::from_secs(120)).await;
+
+    let second_stop = CancellationToken::new();
+    let second = Ingester::start(small_batches, second_stop.clone())
+        .await
+        .unwrap();
+    // Let the second member take partitions and write some of them.
+    for _ in 0..120 {
+        if second.metrics.spans_indexed.get() > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert!(
+        second.metrics.spans_indexed.get() > 0,
+        "the second member got partitions"
+    );
+    second_stop.cancel();
+    second.wait().await;
+
+    let stored = wait_for_count(&url, &names.span_indices(), total, Duration::from_secs(300)).await;
+    assert_eq!(stored, total);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        count(&url, &names.span_indices()).await,
+        total,
+        "no duplicate after the rebalance"
+    );
+
+    first_stop.cancel();
+    first.wait().await;
+    delete_indices(&url, &format!("{}-*", names.prefix)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn poison_records_and_refused_documents_go_to_the_dead_letter_topic() {
+    let url = ready().await;
+    let names = Names::new("deadletter");
+    create_topic(&names.topic, 1).await;
+    create_topic(&names.dead_letter, 1).await;
+
+    // One day's index maps operationName as a number, so the engine refuses
+    // a span of that day whose operation name is text.
+    let refused_day = format!("{}-jaeger-span-2026-02-02", names.prefix);
+    let response = reqwest::Client::new()
+        .put(format!("{url}/{refused_day}"))
+        .json(&json!({"mappings": {"properties": {"operationName": {"type": "long"}}}}))
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        response.status().is_success(),
+        "{}",
+        response.text().await.unwrap()
+    );
+
+    let good = corpus::generate(3, 20, 5);
+    let mut records = good.as_produce_input();
+    records.insert(
+        5,
+        (
+            b"0123456789abcdef0123456789abcdef".to_vec(),
+            vec![0x0a, 0xff, 0xff, 0x01],
+            vec![("encoding", "otlp_proto")],
+        ),
+    );
+    let mut refused = corpus::generate(4, 1, 1);
+    let refused_value = {
+        use prost::Message as _;
+        let mut data =
+            spanway_schemas::proto::otlp::TracesData::decode(&refused.records[0].value[..])
+                .unwrap();
+        let span = &mut data.resource_spans[0].scope_spans[0].spans[0];
+        let day = 86_400_000_000_000;
+        span.start_time_unix_nano = DAY_START_NS + day + 1_000;
+        span.end_time_unix_nano = DAY_START_NS + day + 2_000;
+        data.encode_to_vec()
+    };
+    refused.records[0].value = refused_value;
+    records.extend(refused.as_produce_input());
+    produce(&names.topic, &records).await;
+
+    let shutdown = CancellationToken::new();
+    let ingester = Ingester::start(config(&names, &url), shutdown.clone())
+        .await
+        .unwrap();
+    let good_count = good.spans.len() as u64;
+    let stored = wait_for_count(
+        &url,
+        &format!("{}-jaeger-span-2026-02-01", names.prefix),
+        good_count,
+        Duration::from_secs(120),
+    )
+    .await;
+    assert_eq!(stored, good_count, "every valid span stored");
+
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", kafka_bootstrap())
+        .set("group.id", spanway_e2e::unique_name("dlq-reader"))
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .unwrap();
+    consumer.subscribe(&[&names.dead_letter]).unwrap();
+    let mut letters = Vec::new();
+    for _ in 0..120 {
+        if let Some(message) = consumer.poll(Duration::from_millis(500)) {
+            letters.push(message.unwrap().detach());
+            if letters.len() == 2 {
+                break;
+            }
+        }
+    }
+    assert_eq!(
+        letters.len(),
+        2,
+        "one poison record and one refused document"
+    );
+    let header = |m: &rdkafka::message::OwnedMessage, name: &str| -> String {
+        let value = m
+            .headers()
+            .unwrap()
+            .iter()
+            .find(|h| h.key == name)
+            .and_then(|h| h.value)
+            .unwrap();
+        String::from_utf8(value.to_vec()).unwrap()
+    };
+    let poison = letters
+        .iter()
+        .find(|m| header(m, "dlq.kind") == "undecodable_record")
+        .expect("poison letter");
+    assert_eq!(
+        poison.payload(),
+        Some(&[0x0a, 0xff, 0xff, 0x01][..]),
+        "original bytes"
+    );
+    assert_eq!(header(poison, "dlq.source.topic"), names.topic);
+    assert_eq!(header(poison, "dlq.source.offset"), "5");
+    assert!(
+        header(poison, "dlq.reason").contains("malformed protobuf"),
+        "{}",
+        header(poison, "dlq.reason")
+    );
+
+    let document = letters
+        .iter()
+        .find(|m| header(m, "dlq.kind") == "rejected_document")
+        .expect("refused letter");
+    assert_eq!(header(document, "dlq.document.index"), refused_day);
+    assert!(
+        header(document, "dlq.reason").starts_with("400 "),
+        "{}",
+        header(document, "dlq.reason")
+    );
+    let source: serde_json::Value = serde_json::from_slice(document.payload().unwrap()).unwrap();
+    assert!(source["spanID"].is_string(), "the refused document itself");
+    assert_eq!(
+        header(document, "dlq.source.offset"),
+        records.len().saturating_sub(1).to_string()
+    );
+
+    assert_eq!(ingester.metrics.dead_lettered.get(), 2);
+    shutdown.cancel();
+    ingester.wait().await;
+    delete_indices(&url, &format!("{}-*", names.prefix)).await;
+}
