@@ -190,13 +190,24 @@ fn fnv1a64(parts: &[&[u8]]) -> u64 {
     hash
 }
 
+/// The trace id as Jaeger writes and queries it: 32 hex characters, or 16
+/// when the high half is zero. Jaeger query looks a trace up by id with an
+/// exact term on this form (its model's `TraceID.String()`), so writing 32
+/// characters for such ids would make the trace unreachable by id.
+pub fn trace_id_text(bytes: &[u8]) -> String {
+    match bytes.split_at_checked(8) {
+        Some((high, low)) if bytes.len() == 16 && high.iter().all(|b| *b == 0) => hex::encode(low),
+        _ => hex::encode(bytes),
+    }
+}
+
 /// The span document, in the span's daily index.
 pub fn span_document(
     span: &jaeger::Span,
     names: &IndexNames,
 ) -> Result<Document, serde_json::Error> {
     let start_time = micros_of_timestamp(span.start_time.as_ref());
-    let trace_id = hex::encode(&span.trace_id);
+    let trace_id = trace_id_text(&span.trace_id);
     let span_id = hex::encode(&span.span_id);
     let process = span.process.as_ref();
     let doc = SpanDoc {
@@ -213,7 +224,7 @@ pub fn span_document(
                 } else {
                     "CHILD_OF"
                 },
-                trace_id: hex::encode(&r.trace_id),
+                trace_id: trace_id_text(&r.trace_id),
                 span_id: hex::encode(&r.span_id),
             })
             .collect(),
@@ -348,6 +359,23 @@ mod tests {
             doc.id
                 .starts_with("abababababababababababababababab_cdcdcdcdcdcdcdcd_")
         );
+    }
+
+    #[test]
+    fn trace_ids_with_zero_high_half_use_jaegers_short_form() {
+        let mut short = [0u8; 16];
+        short[8..].copy_from_slice(&[0x8c; 8]);
+        assert_eq!(trace_id_text(&short), "8c8c8c8c8c8c8c8c");
+        let mut full = short;
+        full[7] = 1;
+        assert_eq!(trace_id_text(&full), "00000000000000018c8c8c8c8c8c8c8c");
+        let mut s = span();
+        s.trace_id = short.to_vec();
+        s.references[0].trace_id = short.to_vec();
+        let doc = span_document(&s, &IndexNames::new("")).unwrap();
+        let v: Value = serde_json::from_slice(&doc.source).unwrap();
+        assert_eq!(v["traceID"], "8c8c8c8c8c8c8c8c");
+        assert_eq!(v["references"][0]["traceID"], "8c8c8c8c8c8c8c8c");
     }
 
     #[test]
