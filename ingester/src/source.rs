@@ -147,6 +147,7 @@ impl Shared {
             .begin(&origin.topic, origin.partition, origin.offset);
         let size = record.payload.len();
         self.bytes_in_flight.fetch_add(size, Ordering::AcqRel);
+        self.publish_bytes();
         let open = &mut state.open;
         open.started.get_or_insert_with(Instant::now);
         open.bytes += size;
@@ -154,6 +155,12 @@ impl Shared {
         if open.records.len() >= self.max_records || open.bytes >= self.max_bytes {
             self.seal(&mut state);
         }
+    }
+
+    fn publish_bytes(&self) {
+        self.metrics
+            .bytes_in_flight
+            .set(self.bytes_in_flight.load(Ordering::Acquire) as i64);
     }
 
     /// Moves the open batch to `ready` if the ready slot is free.

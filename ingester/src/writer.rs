@@ -127,6 +127,7 @@ impl BulkWriter {
     ) -> Result<Vec<Rejected>, WriterError> {
         let mut rejected = Vec::new();
         let mut backoff = self.initial_backoff;
+        let mut attempt = 0u32;
         while !pending.is_empty() {
             let outcomes = self.send(&pending).await;
             let mut retry = Vec::new();
@@ -147,7 +148,10 @@ impl BulkWriter {
                     }
                 }
                 Err(reason) => {
-                    tracing::warn!(%reason, documents = pending.len(), "bulk request failed; retrying");
+                    // One line per outage and batch, not one per retry.
+                    if attempt % 20 == 0 {
+                        tracing::warn!(%reason, documents = pending.len(), attempt, "bulk request failed; retrying");
+                    }
                     retry = pending;
                 }
             }
@@ -162,6 +166,7 @@ impl BulkWriter {
                 _ = tokio::time::sleep(backoff.mul_f64(jitter)) => {}
             }
             backoff = (backoff * 2).min(self.max_backoff);
+            attempt += 1;
         }
         Ok(rejected)
     }

@@ -34,8 +34,21 @@ fn services(action: &str) {
     assert!(status.success(), "dev/services {action} opensearch failed");
 }
 
+/// Brings the node back even when an assertion fails, so that later tests
+/// find it running.
+struct RestartOnDrop(bool);
+
+impl Drop for RestartOnDrop {
+    fn drop(&mut self) {
+        if self.0 {
+            services("up");
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn engine_outage_pauses_within_budget_and_loses_nothing() {
+    spanway_service_kit::logging::init("info", false);
     require_kafka();
     let url = opensearch_url();
     require_engine(&url, "OpenSearch", "opensearch").await;
@@ -60,14 +73,17 @@ async fn engine_outage_pauses_within_budget_and_loses_nothing() {
     wait_for_count(&url, &names.span_indices(), 5_000, Duration::from_secs(120)).await;
 
     services("down");
+    let mut restart = RestartOnDrop(true);
     let down_at = Instant::now();
     // The second half arrives while the node is down.
-    produce(&names.topic, &second).await;
+    let topic = names.topic.clone();
+    let producing = tokio::spawn(async move { produce(&topic, &second).await });
     let mut peak = 0i64;
-    while down_at.elapsed() < Duration::from_secs(32) {
+    while down_at.elapsed() < Duration::from_secs(32) || !producing.is_finished() {
         peak = peak.max(ingester.metrics.bytes_in_flight.get());
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    producing.await.unwrap();
     assert!(
         ingester.metrics.pauses.get() >= 1,
         "reading paused while the node was down"
@@ -85,6 +101,7 @@ async fn engine_outage_pauses_within_budget_and_loses_nothing() {
     );
 
     services("up");
+    restart.0 = false;
     let stored = wait_for_count(&url, &names.span_indices(), total, Duration::from_secs(300)).await;
     assert_eq!(stored, total);
     tokio::time::sleep(Duration::from_secs(2)).await;
