@@ -149,7 +149,7 @@ impl BulkWriter {
                 }
                 Err(reason) => {
                     // One line per outage and batch, not one per retry.
-                    if attempt % 20 == 0 {
+                    if attempt.is_multiple_of(20) {
                         tracing::warn!(%reason, documents = pending.len(), attempt, "bulk request failed; retrying");
                     }
                     retry = pending;
