@@ -83,6 +83,46 @@ pub struct ElasticsearchConfig {
     pub replicas: u32,
     /// Install the index templates at start.
     pub create_templates: bool,
+    /// Which template API to use: `auto` (legacy `_template` for OpenSearch
+    /// and Elasticsearch 7, composable `_index_template` for Elasticsearch 8
+    /// and later, from the server's answer at start), `legacy` or `composable`.
+    pub template_api: TemplateApi,
+    /// Tags stored as object fields instead of nested documents.
+    pub tags_as_fields: TagsAsFieldsConfig,
+}
+
+/// Template API choice.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TemplateApi {
+    /// Chosen from the detected server.
+    Auto,
+    /// `_template` (OpenSearch 1–3, Elasticsearch 6–7).
+    Legacy,
+    /// `_index_template` (Elasticsearch 7.8+, 8, 9; OpenSearch 1+).
+    Composable,
+}
+
+/// Jaeger's `--es.tags-as-fields.*` options.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TagsAsFieldsConfig {
+    /// Store every non-binary tag as a field.
+    pub all: bool,
+    /// Tag keys stored as fields when `all` is false.
+    pub keys: Vec<String>,
+    /// Replaces `.` in field names (Jaeger's default is `@`).
+    pub dot_replacement: String,
+}
+
+impl Default for TagsAsFieldsConfig {
+    fn default() -> Self {
+        TagsAsFieldsConfig {
+            all: false,
+            keys: Vec::new(),
+            dot_replacement: "@".into(),
+        }
+    }
 }
 
 /// Bulk request shaping.
@@ -144,6 +184,8 @@ impl Default for ElasticsearchConfig {
             shards: 5,
             replicas: 1,
             create_templates: true,
+            template_api: TemplateApi::Auto,
+            tags_as_fields: TagsAsFieldsConfig::default(),
         }
     }
 }
@@ -239,6 +281,13 @@ impl IngesterConfig {
                     "{:?} must start with http:// or https://",
                     self.elasticsearch.url
                 ),
+            ));
+        }
+        let dot = &self.elasticsearch.tags_as_fields.dot_replacement;
+        if dot.is_empty() || dot.contains('.') {
+            return Err(ConfigError::invalid(
+                "elasticsearch.tags_as_fields.dot_replacement",
+                format!("{dot:?} must be non-empty and contain no dot"),
             ));
         }
         if self.elasticsearch.shards == 0 {

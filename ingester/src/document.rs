@@ -90,6 +90,8 @@ struct SpanDoc<'a> {
     start_time_millis: u64,
     duration: u64,
     tags: Vec<KeyValueDoc<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tag: Option<serde_json::Map<String, Value>>,
     logs: Vec<LogDoc<'a>>,
     process: ProcessDoc<'a>,
 }
@@ -123,6 +125,8 @@ struct LogDoc<'a> {
 struct ProcessDoc<'a> {
     service_name: &'a str,
     tags: Vec<KeyValueDoc<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tag: Option<serde_json::Map<String, Value>>,
 }
 
 #[derive(Serialize)]
@@ -201,15 +205,69 @@ pub fn trace_id_text(bytes: &[u8]) -> String {
     }
 }
 
+/// Which tags are stored as plain object fields (`tag.<key>` and
+/// `process.tag.<key>`) instead of the nested `tags` list, as Jaeger's
+/// `--es.tags-as-fields.*` options do. Object fields are cheaper to store
+/// and easy to use in Kibana; Jaeger query must be started with the same
+/// options to search them. Binary tags always stay nested.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TagsAsFields {
+    /// Every non-binary tag.
+    pub all: bool,
+    /// These keys only (when `all` is false).
+    pub keys: std::collections::HashSet<String>,
+    /// Replaces `.` in keys, because a dot would nest the object field.
+    pub dot_replacement: String,
+}
+
+/// Nested tags and the object-field tags split from them.
+type SplitTags<'a> = (Vec<KeyValueDoc<'a>>, Option<serde_json::Map<String, Value>>);
+
+impl TagsAsFields {
+    fn applies(&self, kv: &jaeger::KeyValue) -> bool {
+        kv.v_type != jaeger::ValueType::Binary as i32 && (self.all || self.keys.contains(&kv.key))
+    }
+
+    fn split<'a>(&self, tags: &'a [jaeger::KeyValue]) -> SplitTags<'a> {
+        if !self.all && self.keys.is_empty() {
+            return (key_values(tags), None);
+        }
+        let mut nested = Vec::new();
+        let mut fields = serde_json::Map::new();
+        for kv in tags {
+            if self.applies(kv) {
+                fields.insert(
+                    kv.key.replace('.', &self.dot_replacement),
+                    key_value(kv).value,
+                );
+            } else {
+                nested.push(key_value(kv));
+            }
+        }
+        (nested, (!fields.is_empty()).then_some(fields))
+    }
+}
+
 /// The span document, in the span's daily index.
 pub fn span_document(
     span: &jaeger::Span,
     names: &IndexNames,
 ) -> Result<Document, serde_json::Error> {
+    span_document_with(span, names, &TagsAsFields::default())
+}
+
+/// [`span_document`] with some tags stored as object fields.
+pub fn span_document_with(
+    span: &jaeger::Span,
+    names: &IndexNames,
+    fields: &TagsAsFields,
+) -> Result<Document, serde_json::Error> {
     let start_time = micros_of_timestamp(span.start_time.as_ref());
     let trace_id = trace_id_text(&span.trace_id);
     let span_id = hex::encode(&span.span_id);
     let process = span.process.as_ref();
+    let (tags, tag) = fields.split(&span.tags);
+    let (process_tags, process_tag) = process.map(|p| fields.split(&p.tags)).unwrap_or_default();
     let doc = SpanDoc {
         trace_id: trace_id.clone(),
         span_id: span_id.clone(),
@@ -231,7 +289,8 @@ pub fn span_document(
         start_time,
         start_time_millis: start_time / 1000,
         duration: micros_of_duration(span.duration.as_ref()),
-        tags: key_values(&span.tags),
+        tags,
+        tag,
         logs: span
             .logs
             .iter()
@@ -242,7 +301,8 @@ pub fn span_document(
             .collect(),
         process: ProcessDoc {
             service_name: process.map(|p| p.service_name.as_str()).unwrap_or(""),
-            tags: process.map(|p| key_values(&p.tags)).unwrap_or_default(),
+            tags: process_tags,
+            tag: process_tag,
         },
     };
     let source = serde_json::to_vec(&doc)?;
@@ -359,6 +419,61 @@ mod tests {
             doc.id
                 .starts_with("abababababababababababababababab_cdcdcdcdcdcdcdcd_")
         );
+    }
+
+    #[test]
+    fn tags_as_fields_move_out_of_the_nested_list() {
+        let mut s = span();
+        s.tags.push(jaeger::KeyValue {
+            key: "http.method".into(),
+            v_str: "GET".into(),
+            ..Default::default()
+        });
+        s.process.as_mut().unwrap().tags.push(jaeger::KeyValue {
+            key: "host.name".into(),
+            v_str: "h1".into(),
+            ..Default::default()
+        });
+        let some = TagsAsFields {
+            all: false,
+            keys: ["http.method".to_string(), "host.name".to_string()].into(),
+            dot_replacement: "@".into(),
+        };
+        let doc = span_document_with(&s, &IndexNames::new(""), &some).unwrap();
+        let v: Value = serde_json::from_slice(&doc.source).unwrap();
+        assert_eq!(v["tag"], serde_json::json!({"http@method": "GET"}));
+        assert_eq!(v["process"]["tag"], serde_json::json!({"host@name": "h1"}));
+        assert_eq!(
+            v["tags"].as_array().unwrap().len(),
+            3,
+            "the others stay nested"
+        );
+        assert_eq!(v["process"]["tags"], serde_json::json!([]));
+
+        let all = TagsAsFields {
+            all: true,
+            dot_replacement: "@".into(),
+            ..Default::default()
+        };
+        let v: Value = serde_json::from_slice(
+            &span_document_with(&s, &IndexNames::new(""), &all)
+                .unwrap()
+                .source,
+        )
+        .unwrap();
+        assert_eq!(v["tag"]["n"], 7);
+        assert_eq!(
+            v["tags"].as_array().unwrap().len(),
+            1,
+            "binary stays nested"
+        );
+        assert_eq!(v["tags"][0]["type"], "binary");
+
+        let none = serde_json::from_slice::<Value>(
+            &span_document(&s, &IndexNames::new("")).unwrap().source,
+        )
+        .unwrap();
+        assert!(none.get("tag").is_none(), "no tag object unless configured");
     }
 
     #[test]

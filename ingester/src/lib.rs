@@ -25,7 +25,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::IngesterConfig;
 use crate::dead_letter::DeadLetters;
-use crate::document::IndexNames;
+use crate::document::{IndexNames, TagsAsFields};
 use crate::metrics::IngesterMetrics;
 use crate::sink::Sink;
 use crate::source::SourceError;
@@ -74,13 +74,15 @@ impl Ingester {
         let writer = BulkWriter::new(&config.elasticsearch.url, &config.bulk, metrics.clone())?;
         if config.elasticsearch.create_templates {
             let names = IndexNames::new(&config.elasticsearch.index_prefix);
-            writer
+            let api = writer
                 .install_templates(
                     names.prefix(),
                     config.elasticsearch.shards,
                     config.elasticsearch.replicas,
+                    config.elasticsearch.template_api,
                 )
                 .await?;
+            tracing::info!(?api, "index templates installed");
         }
         let ready = Readiness::default();
         let ops_addr = ops::serve(
@@ -94,7 +96,6 @@ impl Ingester {
             addr: config.ops.listen,
             source,
         })?;
-        spawn_readiness_probe(writer.clone(), ready, shutdown.clone());
         let dead_letters =
             DeadLetters::new(&config.kafka.brokers.join(","), &config.dead_letter.topic)?;
         let source::Source {
@@ -102,6 +103,7 @@ impl Ingester {
             shared,
             batches,
         } = source::create(&config, &metrics)?;
+        spawn_readiness_probe(writer.clone(), consumer.clone(), ready, shutdown.clone());
         tracing::info!(%ops_addr, topics = ?config.kafka.topics, group = %config.kafka.group_id, "ingester started");
 
         // `abort` fires when the drain timeout has passed on shutdown;
@@ -112,6 +114,17 @@ impl Ingester {
             writer,
             dead_letters,
             names: IndexNames::new(&config.elasticsearch.index_prefix),
+            tags_as_fields: Arc::new(TagsAsFields {
+                all: config.elasticsearch.tags_as_fields.all,
+                keys: config
+                    .elasticsearch
+                    .tags_as_fields
+                    .keys
+                    .iter()
+                    .cloned()
+                    .collect(),
+                dot_replacement: config.elasticsearch.tags_as_fields.dot_replacement.clone(),
+            }),
             default_encoding: config.kafka.default_encoding,
             metrics: metrics.clone(),
             consumer: consumer.clone(),
@@ -159,10 +172,24 @@ impl Ingester {
     }
 }
 
-/// Ready means the search engine answers.
-fn spawn_readiness_probe(writer: BulkWriter, ready: Readiness, shutdown: CancellationToken) {
+/// Ready means the search engine and the Kafka brokers both answer.
+fn spawn_readiness_probe(
+    writer: BulkWriter,
+    consumer: Arc<source::SourceConsumer>,
+    ready: Readiness,
+    shutdown: CancellationToken,
+) {
+    use rdkafka::consumer::Consumer as _;
     ops::spawn_readiness_probe(ready, Duration::from_secs(5), shutdown, move || {
         let writer = writer.clone();
-        async move { writer.ping().await }
+        let consumer = consumer.clone();
+        async move {
+            let kafka = tokio::task::spawn_blocking(move || {
+                consumer
+                    .fetch_metadata(None, Duration::from_secs(2))
+                    .is_ok()
+            });
+            writer.ping().await && kafka.await.unwrap_or(false)
+        }
     });
 }

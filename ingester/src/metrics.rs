@@ -3,6 +3,7 @@
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
 /// Every counter the ingester keeps.
@@ -35,6 +36,18 @@ pub struct IngesterMetrics {
     pub lag_records: Family<crate::source::PartitionLabels, Gauge>,
     /// Age in seconds of the newest record read from each partition.
     pub lag_seconds: Family<crate::source::PartitionLabels, Gauge>,
+    /// Duration of bulk requests, answered or failed.
+    pub bulk_latency: BulkLatency,
+}
+
+/// Bulk request latency in seconds, 5 ms to about 20 s.
+#[derive(Debug, Clone)]
+pub struct BulkLatency(pub Histogram);
+
+impl Default for BulkLatency {
+    fn default() -> Self {
+        BulkLatency(Histogram::new(exponential_buckets(0.005, 2.0, 13)))
+    }
 }
 
 impl IngesterMetrics {

@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::dead_letter::{DeadLetter, DeadLetters, LetterKind, Origin};
-use crate::document::{Document, IndexNames, service_document, span_document};
+use crate::document::{Document, IndexNames, TagsAsFields, service_document, span_document_with};
 use crate::metrics::IngesterMetrics;
 use crate::source::{Batch, RawRecord, Shared, SourceConsumer};
 use crate::writer::BulkWriter;
@@ -30,7 +30,12 @@ struct Built {
 
 /// Decodes records and builds their documents. CPU work: runs on the
 /// blocking pool. The `usize` beside each document is its record's index.
-fn build(records: &[RawRecord], names: &IndexNames, default_encoding: Encoding) -> Built {
+fn build(
+    records: &[RawRecord],
+    names: &IndexNames,
+    fields: &TagsAsFields,
+    default_encoding: Encoding,
+) -> Built {
     let mut built = Built::default();
     let mut seen_services = HashSet::new();
     for (index, record) in records.iter().enumerate() {
@@ -50,7 +55,7 @@ fn build(records: &[RawRecord], names: &IndexNames, default_encoding: Encoding) 
             }
         };
         for span in &spans {
-            match span_document(span, names) {
+            match span_document_with(span, names, fields) {
                 Ok(doc) => built.spans.push((doc, index)),
                 Err(error) => built.letters.push(DeadLetter {
                     origin: record.origin.clone(),
@@ -78,6 +83,8 @@ pub struct Sink {
     pub dead_letters: DeadLetters,
     /// Index naming.
     pub names: IndexNames,
+    /// Tags stored as object fields.
+    pub tags_as_fields: Arc<TagsAsFields>,
     /// Encoding of records without a header.
     pub default_encoding: Encoding,
     /// Counters.
@@ -141,10 +148,13 @@ impl Sink {
         let origins: Vec<Origin> = batch.records.iter().map(|r| r.origin.clone()).collect();
         let bytes = batch.bytes;
         let names = self.names.clone();
+        let fields = self.tags_as_fields.clone();
         let encoding = self.default_encoding;
         let records = batch.records;
         let built =
-            match tokio::task::spawn_blocking(move || build(&records, &names, encoding)).await {
+            match tokio::task::spawn_blocking(move || build(&records, &names, &fields, encoding))
+                .await
+            {
                 Ok(built) => built,
                 Err(error) => {
                     // The batch stays pending: its offsets are never committed.
@@ -283,7 +293,12 @@ mod tests {
             record(2, vec![0xff, 0x00, 0x13], None),
             record(3, trace(&[3]), Some("avro")),
         ];
-        let built = build(&records, &IndexNames::new(""), Encoding::OtlpProto);
+        let built = build(
+            &records,
+            &IndexNames::new(""),
+            &TagsAsFields::default(),
+            Encoding::OtlpProto,
+        );
         assert_eq!(built.spans.len(), 2);
         assert!(built.spans.iter().all(|(_, i)| *i == 0));
         assert_eq!(built.services.len(), 1, "one service/operation pair");

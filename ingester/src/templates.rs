@@ -89,6 +89,49 @@ pub fn service_template(prefix: &str, shards: u32, replicas: u32) -> Value {
     })
 }
 
+/// Wraps a legacy template body in the composable form: settings and
+/// mappings move under `template`, and a `priority` decides between
+/// templates matching the same index (0, as Jaeger installs them).
+pub fn composable(legacy: Value) -> Value {
+    json!({
+        "index_patterns": legacy["index_patterns"].clone(),
+        "priority": 0,
+        "template": {
+            "settings": legacy["settings"].clone(),
+            "mappings": legacy["mappings"].clone()
+        }
+    })
+}
+
+/// The template API a server understands best.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Api {
+    /// `_template`.
+    Legacy,
+    /// `_index_template`.
+    Composable,
+}
+
+/// Picks the API from a `GET /` answer: OpenSearch and Elasticsearch 7 keep
+/// the legacy API Jaeger uses there, Elasticsearch 8+ gets composable
+/// templates (legacy ones are deprecated there).
+pub fn detect(info: &Value) -> Api {
+    let version = &info["version"];
+    if version["distribution"] == "opensearch" {
+        return Api::Legacy;
+    }
+    let major = version["number"]
+        .as_str()
+        .and_then(|n| n.split('.').next())
+        .and_then(|m| m.parse::<u32>().ok())
+        .unwrap_or(7);
+    if major >= 8 {
+        Api::Composable
+    } else {
+        Api::Legacy
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -111,6 +154,34 @@ mod tests {
         assert_eq!(
             service_template("", 1, 1)["index_patterns"][0],
             "jaeger-service-*"
+        );
+    }
+
+    #[test]
+    fn composable_moves_settings_and_mappings_under_template() {
+        let legacy = span_template("", 1, 0);
+        let c = composable(legacy.clone());
+        assert_eq!(c["index_patterns"], legacy["index_patterns"]);
+        assert_eq!(c["template"]["mappings"], legacy["mappings"]);
+        assert_eq!(c["template"]["settings"], legacy["settings"]);
+        assert!(c.get("mappings").is_none());
+    }
+
+    #[test]
+    fn detects_the_api_from_the_server() {
+        let os = json!({"version": {"distribution": "opensearch", "number": "2.19.6"}});
+        assert_eq!(detect(&os), Api::Legacy);
+        assert_eq!(
+            detect(&json!({"version": {"number": "7.17.29"}})),
+            Api::Legacy
+        );
+        assert_eq!(
+            detect(&json!({"version": {"number": "8.15.0"}})),
+            Api::Composable
+        );
+        assert_eq!(
+            detect(&json!({"version": {"number": "9.1.0"}})),
+            Api::Composable
         );
     }
 }

@@ -3,12 +3,13 @@
 use std::time::Duration;
 
 use elasticsearch::http::transport::Transport;
-use elasticsearch::indices::IndicesPutTemplateParts;
+use elasticsearch::indices::{IndicesPutIndexTemplateParts, IndicesPutTemplateParts};
 use elasticsearch::{BulkParts, Elasticsearch};
 use rand::Rng;
 use tokio_util::sync::CancellationToken;
 
 use crate::bulk::create_lines;
+use crate::config::TemplateApi;
 use crate::document::Document;
 use crate::metrics::IngesterMetrics;
 use crate::response::{ItemOutcome, classify};
@@ -77,13 +78,29 @@ impl BulkWriter {
         matches!(ping, Ok(r) if r.status_code().is_success())
     }
 
-    /// Installs the span and service templates (legacy `_template`).
+    /// Installs the span and service templates with the API `choice` asks
+    /// for, detecting it from the server when `Auto`. Returns the API used.
     pub async fn install_templates(
         &self,
         prefix: &str,
         shards: u32,
         replicas: u32,
-    ) -> Result<(), WriterError> {
+        choice: TemplateApi,
+    ) -> Result<templates::Api, WriterError> {
+        let api = match choice {
+            TemplateApi::Legacy => templates::Api::Legacy,
+            TemplateApi::Composable => templates::Api::Composable,
+            TemplateApi::Auto => {
+                let info = self
+                    .server_info()
+                    .await
+                    .map_err(|reason| WriterError::Template {
+                        name: "(server detection)".into(),
+                        reason,
+                    })?;
+                templates::detect(&info)
+            }
+        };
         let all = [
             (
                 format!("{prefix}jaeger-span"),
@@ -99,21 +116,47 @@ impl BulkWriter {
                 name: name.clone(),
                 reason,
             };
-            let response = self
-                .client
-                .indices()
-                .put_template(IndicesPutTemplateParts::Name(&name))
-                .body(body)
-                .send()
-                .await
-                .map_err(|e| failure(e.to_string()))?;
+            let sent = match api {
+                templates::Api::Legacy => {
+                    self.client
+                        .indices()
+                        .put_template(IndicesPutTemplateParts::Name(&name))
+                        .body(body)
+                        .send()
+                        .await
+                }
+                templates::Api::Composable => {
+                    self.client
+                        .indices()
+                        .put_index_template(IndicesPutIndexTemplateParts::Name(&name))
+                        .body(templates::composable(body))
+                        .send()
+                        .await
+                }
+            };
+            let response = sent.map_err(|e| failure(e.to_string()))?;
             if !response.status_code().is_success() {
                 let status = response.status_code();
                 let text = response.text().await.unwrap_or_default();
                 return Err(failure(format!("{status}: {text}")));
             }
         }
-        Ok(())
+        Ok(api)
+    }
+
+    async fn server_info(&self) -> Result<serde_json::Value, String> {
+        let response = self
+            .client
+            .info()
+            .request_timeout(Duration::from_secs(10))
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        let status = response.status_code();
+        if !status.is_success() {
+            return Err(format!("GET / answered {status}"));
+        }
+        response.json().await.map_err(|e| e.to_string())
     }
 
     /// Writes every document. Passing failures are retried with exponential
@@ -178,6 +221,18 @@ impl BulkWriter {
             lines.extend(create_lines(doc));
         }
         self.metrics.bulk_requests.inc();
+        let started = std::time::Instant::now();
+        let outcome = self.send_lines(lines).await;
+        self.metrics
+            .bulk_latency
+            .0
+            .observe(started.elapsed().as_secs_f64());
+        let body = outcome?;
+        classify(&body, docs.len()).map_err(|e| e.to_string())
+    }
+
+    /// Sends one `_bulk` body; the answer's bytes when the status is 2xx.
+    async fn send_lines(&self, lines: Vec<Vec<u8>>) -> Result<bytes::Bytes, String> {
         let response = self
             .client
             .bulk(BulkParts::None)
@@ -194,6 +249,6 @@ impl BulkWriter {
                 String::from_utf8_lossy(&body[..body.len().min(512)])
             ));
         }
-        classify(&body, docs.len()).map_err(|e| e.to_string())
+        Ok(body)
     }
 }

@@ -1,0 +1,146 @@
+//! Index templates (composable and legacy, chosen by server) and
+//! tags-as-fields, against the real engines.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use spanway_e2e::corpus;
+use spanway_e2e::{
+    create_topic, delete_indices, elasticsearch_url, opensearch_url, produce, require_engine,
+    require_kafka, search, wait_for_count,
+};
+use spanway_ingester::Ingester;
+use spanway_ingester::config::TemplateApi;
+use tokio_util::sync::CancellationToken;
+
+use common::{Names, config};
+
+async fn get(url: &str) -> (u16, Value) {
+    let response = reqwest::get(url).await.unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+async fn delete_templates(url: &str, prefix: &str) {
+    let client = reqwest::Client::new();
+    for kind in ["span", "service"] {
+        let _ = client
+            .delete(format!("{url}/_index_template/{prefix}-jaeger-{kind}"))
+            .send()
+            .await;
+        let _ = client
+            .delete(format!("{url}/_template/{prefix}-jaeger-{kind}"))
+            .send()
+            .await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn composable_templates_and_tags_as_fields_on_opensearch() {
+    require_kafka();
+    let url = opensearch_url();
+    require_engine(&url, "OpenSearch", "opensearch").await;
+    let names = Names::new("composable");
+    create_topic(&names.topic, 1).await;
+    let corpus = corpus::generate(5, 20, 5);
+    produce(&names.topic, &corpus.as_produce_input()).await;
+
+    let mut cfg = config(&names, &url);
+    cfg.elasticsearch.template_api = TemplateApi::Composable;
+    cfg.elasticsearch.tags_as_fields.keys = vec!["attr.0".into()];
+    let shutdown = CancellationToken::new();
+    let ingester = Ingester::start(cfg, shutdown.clone()).await.unwrap();
+    let total = corpus.spans.len() as u64;
+    assert_eq!(
+        wait_for_count(&url, &names.span_indices(), total, Duration::from_secs(120)).await,
+        total
+    );
+
+    let (status, template) = get(&format!(
+        "{url}/_index_template/{}-jaeger-span",
+        names.prefix
+    ))
+    .await;
+    assert_eq!(status, 200, "composable template installed: {template}");
+    let (legacy_status, _) = get(&format!("{url}/_template/{}-jaeger-span", names.prefix)).await;
+    assert_eq!(
+        legacy_status, 404,
+        "no legacy template when composable is asked for"
+    );
+
+    let index = format!("{}-jaeger-span-2026-02-01", names.prefix);
+    let (_, mapping) = get(&format!("{url}/{index}/_mapping")).await;
+    let properties = &mapping[&index]["mappings"]["properties"];
+    assert_eq!(
+        properties["tags"]["type"], "nested",
+        "template mappings applied: {mapping}"
+    );
+    assert_eq!(properties["startTimeMillis"]["type"], "date");
+    assert_eq!(
+        properties["tag"]["properties"]["attr@0"]["type"], "keyword",
+        "dynamic template for tag.*"
+    );
+
+    let docs = search(&url, &index, json!({"size": 1})).await;
+    let value = docs[0]["tag"]["attr@0"]
+        .as_str()
+        .expect("attr.0 stored as a field")
+        .to_owned();
+    assert!(
+        docs[0]["tags"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|t| t["key"] != "attr.0"),
+        "not nested as well"
+    );
+    let hits = search(
+        &url,
+        &index,
+        json!({"size": 100, "query": {"term": {"tag.attr@0": value}}}),
+    )
+    .await;
+    assert!(!hits.is_empty(), "searchable as a field");
+
+    shutdown.cancel();
+    ingester.wait().await;
+    delete_indices(&url, &format!("{}-*", names.prefix)).await;
+    delete_templates(&url, &names.prefix).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auto_detection_keeps_legacy_templates_on_elasticsearch_7() {
+    require_kafka();
+    let url = elasticsearch_url();
+    require_engine(&url, "Elasticsearch 7.17", "elasticsearch").await;
+    let names = Names::new("legacy");
+    create_topic(&names.topic, 1).await;
+    let corpus = corpus::generate(6, 5, 2);
+    produce(&names.topic, &corpus.as_produce_input()).await;
+
+    let cfg = config(&names, &url);
+    assert_eq!(cfg.elasticsearch.template_api, TemplateApi::Auto);
+    let shutdown = CancellationToken::new();
+    let ingester = Ingester::start(cfg, shutdown.clone()).await.unwrap();
+    let total = corpus.spans.len() as u64;
+    assert_eq!(
+        wait_for_count(&url, &names.span_indices(), total, Duration::from_secs(120)).await,
+        total
+    );
+    let (status, _) = get(&format!("{url}/_template/{}-jaeger-span", names.prefix)).await;
+    assert_eq!(status, 200, "legacy template on Elasticsearch 7");
+    let (status, _) = get(&format!(
+        "{url}/_index_template/{}-jaeger-span",
+        names.prefix
+    ))
+    .await;
+    assert_eq!(status, 404);
+
+    shutdown.cancel();
+    ingester.wait().await;
+    delete_indices(&url, &format!("{}-*", names.prefix)).await;
+    delete_templates(&url, &names.prefix).await;
+}
