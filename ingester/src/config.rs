@@ -89,6 +89,11 @@ pub struct ElasticsearchConfig {
     pub template_api: TemplateApi,
     /// Tags stored as object fields instead of nested documents.
     pub tags_as_fields: TagsAsFieldsConfig,
+    /// Write to `<prefix>jaeger-span-write` / `-service-write` aliases
+    /// instead of daily indices (Jaeger's `--es.use-aliases`), for rollover
+    /// by an index lifecycle policy. The first indices and aliases are
+    /// created at start when missing.
+    pub use_aliases: bool,
 }
 
 /// Template API choice.
@@ -186,6 +191,7 @@ impl Default for ElasticsearchConfig {
             create_templates: true,
             template_api: TemplateApi::Auto,
             tags_as_fields: TagsAsFieldsConfig::default(),
+            use_aliases: false,
         }
     }
 }

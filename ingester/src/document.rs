@@ -36,27 +36,53 @@ pub enum DocumentKind {
 #[derive(Debug, Clone)]
 pub struct IndexNames {
     prefix: String,
+    aliases: bool,
 }
 
 impl IndexNames {
-    /// `prefix` may be empty.
+    /// Daily indices; `prefix` may be empty.
     pub fn new(prefix: &str) -> Self {
         let prefix = if prefix.is_empty() {
             String::new()
         } else {
             format!("{prefix}-")
         };
-        IndexNames { prefix }
+        IndexNames {
+            prefix,
+            aliases: false,
+        }
     }
 
-    /// The daily span index for a span starting at `start_micros`.
+    /// Rollover mode: every document goes to the `…-write` alias, which an
+    /// index lifecycle policy or Jaeger's rollover tool moves to new indices.
+    pub fn with_aliases(prefix: &str) -> Self {
+        IndexNames {
+            aliases: true,
+            ..Self::new(prefix)
+        }
+    }
+
+    /// The span index for a span starting at `start_micros`.
     pub fn span_index(&self, start_micros: u64) -> String {
-        format!("{}jaeger-span-{}", self.prefix, day(start_micros))
+        self.index("span", start_micros)
     }
 
-    /// The daily service index for a span starting at `start_micros`.
+    /// The service index for a span starting at `start_micros`.
     pub fn service_index(&self, start_micros: u64) -> String {
-        format!("{}jaeger-service-{}", self.prefix, day(start_micros))
+        self.index("service", start_micros)
+    }
+
+    fn index(&self, kind: &str, start_micros: u64) -> String {
+        if self.aliases {
+            format!("{}jaeger-{kind}-write", self.prefix)
+        } else {
+            format!("{}jaeger-{kind}-{}", self.prefix, day(start_micros))
+        }
+    }
+
+    /// Whether documents go to write aliases.
+    pub fn uses_aliases(&self) -> bool {
+        self.aliases
     }
 
     /// The prefix of all names, with its separator (empty or `name-`).
@@ -502,6 +528,17 @@ mod tests {
         let mut changed = span();
         changed.operation_name = "POST /".into();
         assert_ne!(a.id, span_document(&changed, &names).unwrap().id);
+    }
+
+    #[test]
+    fn alias_mode_writes_to_write_aliases() {
+        let names = IndexNames::with_aliases("prod");
+        assert_eq!(names.span_index(0), "prod-jaeger-span-write");
+        assert_eq!(names.service_index(0), "prod-jaeger-service-write");
+        assert_eq!(
+            IndexNames::with_aliases("").span_index(0),
+            "jaeger-span-write"
+        );
     }
 
     #[test]

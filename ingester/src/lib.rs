@@ -84,6 +84,14 @@ impl Ingester {
                 .await?;
             tracing::info!(?api, "index templates installed");
         }
+        let names = if config.elasticsearch.use_aliases {
+            IndexNames::with_aliases(&config.elasticsearch.index_prefix)
+        } else {
+            IndexNames::new(&config.elasticsearch.index_prefix)
+        };
+        if names.uses_aliases() {
+            writer.ensure_aliases(names.prefix()).await?;
+        }
         let ready = Readiness::default();
         let ops_addr = ops::serve(
             config.ops.listen,
@@ -113,7 +121,7 @@ impl Ingester {
         let sink = Arc::new(Sink {
             writer,
             dead_letters,
-            names: IndexNames::new(&config.elasticsearch.index_prefix),
+            names,
             tags_as_fields: Arc::new(TagsAsFields {
                 all: config.elasticsearch.tags_as_fields.all,
                 keys: config

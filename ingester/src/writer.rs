@@ -3,7 +3,10 @@
 use std::time::Duration;
 
 use elasticsearch::http::transport::Transport;
-use elasticsearch::indices::{IndicesPutIndexTemplateParts, IndicesPutTemplateParts};
+use elasticsearch::indices::{
+    IndicesCreateParts, IndicesExistsAliasParts, IndicesPutIndexTemplateParts,
+    IndicesPutTemplateParts,
+};
 use elasticsearch::{BulkParts, Elasticsearch};
 use rand::Rng;
 use tokio_util::sync::CancellationToken;
@@ -142,6 +145,49 @@ impl BulkWriter {
             }
         }
         Ok(api)
+    }
+
+    /// In rollover mode, creates `<prefix>jaeger-{span,service}-000001`
+    /// carrying the `-write` (write index) and `-read` aliases, unless the
+    /// write alias exists already. This is what Jaeger's rollover `init`
+    /// step does; later rollovers are the lifecycle policy's job.
+    pub async fn ensure_aliases(&self, prefix: &str) -> Result<(), WriterError> {
+        for kind in ["span", "service"] {
+            let write = format!("{prefix}jaeger-{kind}-write");
+            let read = format!("{prefix}jaeger-{kind}-read");
+            let failure = |reason: String| WriterError::Template {
+                name: write.clone(),
+                reason,
+            };
+            let exists = self
+                .client
+                .indices()
+                .exists_alias(IndicesExistsAliasParts::Name(&[write.as_str()]))
+                .send()
+                .await
+                .map_err(|e| failure(e.to_string()))?;
+            if exists.status_code().is_success() {
+                continue;
+            }
+            let first = format!("{prefix}jaeger-{kind}-000001");
+            let response = self
+                .client
+                .indices()
+                .create(IndicesCreateParts::Index(&first))
+                .body(serde_json::json!({
+                    "aliases": {write.as_str(): {"is_write_index": true}, read.as_str(): {}}
+                }))
+                .send()
+                .await
+                .map_err(|e| failure(e.to_string()))?;
+            let status = response.status_code();
+            let text = response.text().await.unwrap_or_default();
+            // Another ingester may have created it a moment ago.
+            if !status.is_success() && !text.contains("resource_already_exists_exception") {
+                return Err(failure(format!("{status}: {text}")));
+            }
+        }
+        Ok(())
     }
 
     async fn server_info(&self) -> Result<serde_json::Value, String> {

@@ -144,3 +144,46 @@ async fn auto_detection_keeps_legacy_templates_on_elasticsearch_7() {
     delete_indices(&url, &format!("{}-*", names.prefix)).await;
     delete_templates(&url, &names.prefix).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alias_mode_writes_through_the_write_alias() {
+    require_kafka();
+    let url = opensearch_url();
+    require_engine(&url, "OpenSearch", "opensearch").await;
+    let names = Names::new("aliases");
+    create_topic(&names.topic, 1).await;
+    let corpus = corpus::generate(8, 10, 3);
+    produce(&names.topic, &corpus.as_produce_input()).await;
+
+    let mut cfg = config(&names, &url);
+    cfg.elasticsearch.use_aliases = true;
+    let shutdown = CancellationToken::new();
+    let ingester = Ingester::start(cfg, shutdown.clone()).await.unwrap();
+    let total = corpus.spans.len() as u64;
+    let first = format!("{}-jaeger-span-000001", names.prefix);
+    assert_eq!(
+        wait_for_count(&url, &first, total, Duration::from_secs(120)).await,
+        total
+    );
+    let read = format!("{}-jaeger-span-read", names.prefix);
+    assert_eq!(
+        spanway_e2e::count(&url, &read).await,
+        total,
+        "readable through the read alias"
+    );
+    let (_, aliases) = get(&format!("{url}/{first}/_alias")).await;
+    assert_eq!(
+        aliases[&first]["aliases"][format!("{}-jaeger-span-write", names.prefix)]["is_write_index"],
+        true
+    );
+    let services = format!("{}-jaeger-service-read", names.prefix);
+    assert_eq!(
+        spanway_e2e::count(&url, &services).await,
+        corpus.pairs.len() as u64
+    );
+
+    shutdown.cancel();
+    ingester.wait().await;
+    delete_indices(&url, &format!("{}-*", names.prefix)).await;
+    delete_templates(&url, &names.prefix).await;
+}
