@@ -42,7 +42,7 @@ pub struct ProducerConfig {
     pub brokers: Vec<String>,
     /// Topic spans are written to.
     pub topic: String,
-    /// Record encoding (`otlp_proto`, `jaeger_proto`, `jaeger_json`).
+    /// Record encoding (`otlp_proto`, `otlp_json`, `jaeger_proto`, `jaeger_json`).
     pub encoding: Encoding,
     /// Compression codec: `none`, `gzip`, `snappy`, `lz4` or `zstd`.
     pub compression: String,
@@ -110,12 +110,6 @@ impl CollectorConfig {
         }
         if self.kafka.topic.is_empty() {
             return Err(ConfigError::invalid("kafka.topic", "must not be empty"));
-        }
-        if self.kafka.encoding == Encoding::OtlpJson {
-            return Err(ConfigError::invalid(
-                "kafka.encoding",
-                "otlp_json is read but not written; use otlp_proto, jaeger_proto or jaeger_json",
-            ));
         }
         if !COMPRESSIONS.contains(&self.kafka.compression.as_str()) {
             return Err(ConfigError::invalid(

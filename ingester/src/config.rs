@@ -243,12 +243,6 @@ impl IngesterConfig {
                 format!("{:?} is not earliest or latest", self.kafka.start_offset),
             ));
         }
-        if self.kafka.default_encoding == Encoding::OtlpJson {
-            return Err(ConfigError::invalid(
-                "kafka.default_encoding",
-                "otlp_json is not decoded by this version",
-            ));
-        }
         if self.kafka.drain_timeout >= self.kafka.session_timeout {
             return Err(ConfigError::invalid(
                 "kafka.drain_timeout",

@@ -20,8 +20,10 @@ pub const MAX_RECORD_BYTES: usize = 1_000_000;
 pub enum Encoding {
     /// Protobuf `opentelemetry.proto.trace.v1.TracesData` holding spans of one trace.
     OtlpProto,
-    /// The same message in OTLP/JSON (hex ids, integer enums), as the
-    /// OpenTelemetry Collector's Kafka exporter writes with `otlp_json`.
+    /// The same message in OTLP/JSON (lowerCamelCase names, hex ids, integer
+    /// enums, 64-bit integers as strings), as the OpenTelemetry Collector's
+    /// Kafka exporter writes with `encoding: otlp_json`; one record per trace
+    /// like [`Encoding::OtlpProto`]. Read and written: see [`crate::otlp_json`].
     OtlpJson,
     /// Protobuf `jaeger.api_v2.Span` with its `process` embedded; one span per record.
     JaegerProto,

@@ -12,6 +12,7 @@ pub mod contract;
 pub mod headers;
 pub mod ids;
 pub mod jaeger_json;
+pub mod otlp_json;
 pub mod partition;
 pub mod proto;
 pub mod record;

@@ -6,6 +6,7 @@ use crate::contract::{Encoding, SCHEMA_VERSION};
 use crate::headers;
 use crate::ids::TraceId;
 use crate::jaeger_json::{self, JsonError};
+use crate::otlp_json::{self, OtlpJsonError};
 use crate::proto::jaeger::api_v2 as jaeger;
 use crate::proto::otlp;
 use crate::to_jaeger::{self, ConvertError};
@@ -40,7 +41,8 @@ pub enum EncodeError {
     /// A span with an invalid id or reference.
     #[error(transparent)]
     Span(#[from] ConvertError),
-    /// This encoding is read but not written.
+    /// This encoding is read but not written. Every encoding can be written
+    /// by this version; the variant stays for callers that match on it.
     #[error("encoding {0} cannot be produced; use otlp_proto, jaeger_proto or jaeger_json")]
     NotProducible(Encoding),
 }
@@ -48,16 +50,21 @@ pub enum EncodeError {
 /// Encodes the spans of one trace as the contract requires.
 ///
 /// `resource_spans` must hold only spans of `trace_id`; the caller groups
-/// them. OTLP gives one record for the trace, the Jaeger encodings one
-/// record per span.
+/// them. OTLP (protobuf or JSON) gives one record for the trace, the Jaeger
+/// encodings one record per span.
 pub fn encode_trace(
     encoding: Encoding,
     trace_id: TraceId,
     resource_spans: Vec<otlp::ResourceSpans>,
 ) -> Result<Vec<SpanRecord>, EncodeError> {
     match encoding {
-        Encoding::OtlpProto => {
-            let value = otlp::TracesData { resource_spans }.encode_to_vec();
+        Encoding::OtlpProto | Encoding::OtlpJson => {
+            let data = otlp::TracesData { resource_spans };
+            let value = if encoding == Encoding::OtlpProto {
+                data.encode_to_vec()
+            } else {
+                otlp_json::encode(&data)
+            };
             Ok(vec![SpanRecord::new(trace_id, encoding, value)])
         }
         Encoding::JaegerProto | Encoding::JaegerJson => {
@@ -77,7 +84,6 @@ pub fn encode_trace(
                 })
                 .collect())
         }
-        Encoding::OtlpJson => Err(EncodeError::NotProducible(encoding)),
     }
 }
 
@@ -88,11 +94,19 @@ pub enum DecodeError {
     /// Bytes that are not a valid protobuf message of the expected type.
     #[error("{encoding}: malformed protobuf: {reason}")]
     Protobuf { encoding: Encoding, reason: String },
-    /// JSON that is not a valid message.
+    /// JSON that is not a valid Jaeger span (`jaeger_json`).
     #[error("{encoding}: {source}")]
     Json {
         encoding: Encoding,
         source: JsonError,
+    },
+    /// JSON that is not a valid OTLP/JSON `TracesData` (`otlp_json`); the
+    /// source names the field path, e.g.
+    /// `otlp_json: resourceSpans[0].scopeSpans[0].spans[2].traceId: "xyz" is not hexadecimal`.
+    #[error("{encoding}: {source}")]
+    OtlpJson {
+        encoding: Encoding,
+        source: OtlpJsonError,
     },
     /// A span with an invalid id.
     #[error("{encoding}: {source}")]
@@ -100,7 +114,8 @@ pub enum DecodeError {
         encoding: Encoding,
         source: ConvertError,
     },
-    /// An encoding this version cannot read yet.
+    /// An encoding this version cannot read. Every encoding can be read by
+    /// this version; the variant stays for callers that match on it.
     #[error("{0}: decoding is not supported by this version")]
     Unsupported(Encoding),
     /// The `encoding` header named no known encoding.
@@ -129,21 +144,24 @@ pub fn decode_record(encoding: Encoding, value: &[u8]) -> Result<Vec<jaeger::Spa
         encoding,
         reason: e.to_string(),
     };
-    match encoding {
-        Encoding::OtlpProto => {
-            let data = otlp::TracesData::decode(value).map_err(protobuf)?;
-            let mut spans = Vec::new();
-            for (i, rs) in data.resource_spans.iter().enumerate() {
-                to_jaeger::convert_resource_spans(i, rs, &mut spans)
-                    .map_err(|source| DecodeError::Span { encoding, source })?;
-            }
-            Ok(spans)
+    let otlp_spans = |data: otlp::TracesData| {
+        let mut spans = Vec::new();
+        for (i, rs) in data.resource_spans.iter().enumerate() {
+            to_jaeger::convert_resource_spans(i, rs, &mut spans)
+                .map_err(|source| DecodeError::Span { encoding, source })?;
         }
+        Ok(spans)
+    };
+    match encoding {
+        Encoding::OtlpProto => otlp_spans(otlp::TracesData::decode(value).map_err(protobuf)?),
+        Encoding::OtlpJson => otlp_spans(
+            otlp_json::decode(value)
+                .map_err(|source| DecodeError::OtlpJson { encoding, source })?,
+        ),
         Encoding::JaegerProto => Ok(vec![jaeger::Span::decode(value).map_err(protobuf)?]),
         Encoding::JaegerJson => jaeger_json::decode(value)
             .map(|span| vec![span])
             .map_err(|source| DecodeError::Json { encoding, source }),
-        Encoding::OtlpJson => Err(DecodeError::Unsupported(encoding)),
     }
 }
 
@@ -171,10 +189,14 @@ mod tests {
     #[test]
     fn otlp_is_one_record_per_trace_jaeger_one_per_span() {
         let id = TraceId::from_bytes([7; 16]).unwrap();
-        let otlp_records = encode_trace(Encoding::OtlpProto, id, trace(7, 3)).unwrap();
-        assert_eq!(otlp_records.len(), 1);
-        assert_eq!(otlp_records[0].key, "07070707070707070707070707070707");
-        assert_eq!(otlp_records[0].headers[0], ("encoding", "otlp_proto"));
+        for encoding in [Encoding::OtlpProto, Encoding::OtlpJson] {
+            let otlp_records = encode_trace(encoding, id, trace(7, 3)).unwrap();
+            assert_eq!(otlp_records.len(), 1);
+            assert_eq!(otlp_records[0].key, "07070707070707070707070707070707");
+            assert_eq!(otlp_records[0].headers[0], ("encoding", encoding.as_str()));
+            let decoded = decode_record(encoding, &otlp_records[0].value).unwrap();
+            assert_eq!(decoded.len(), 3);
+        }
         for encoding in [Encoding::JaegerProto, Encoding::JaegerJson] {
             let records = encode_trace(encoding, id, trace(7, 3)).unwrap();
             assert_eq!(records.len(), 3);
@@ -191,7 +213,11 @@ mod tests {
             &encode_trace(Encoding::OtlpProto, id, trace(7, 2)).unwrap()[0].value,
         )
         .unwrap();
-        for encoding in [Encoding::JaegerProto, Encoding::JaegerJson] {
+        for encoding in [
+            Encoding::OtlpJson,
+            Encoding::JaegerProto,
+            Encoding::JaegerJson,
+        ] {
             let spans: Vec<_> = encode_trace(encoding, id, trace(7, 2))
                 .unwrap()
                 .iter()
@@ -219,6 +245,16 @@ mod tests {
         assert_eq!(
             err.to_string(),
             "otlp_proto: resource_spans[0].scope_spans[0].spans[0].span_id: expected 8 bytes, got 2"
+        );
+        let err = decode_record(Encoding::OtlpJson, b"{\"resourceSpans\":").unwrap_err();
+        assert!(
+            err.to_string().starts_with("otlp_json: invalid JSON: "),
+            "{err}"
+        );
+        let err = decode_record(Encoding::OtlpJson, br#"{"resourceSpans":[7]}"#).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "otlp_json: resourceSpans[0]: expected an object, got 7"
         );
     }
 

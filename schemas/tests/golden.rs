@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 use spanway_schemas::partition::murmur2_partition;
 use spanway_schemas::proto::otlp::{self, any_value::Value as Any};
 use spanway_schemas::{
-    Encoding, TraceId, decode_record, encode_trace, jaeger_json, record_encoding,
+    Encoding, TraceId, decode_record, encode_trace, jaeger_json, otlp_json, record_encoding,
 };
 
 const PARTITION_COUNTS: [u32; 3] = [1, 6, 12];
@@ -170,6 +170,7 @@ fn vectors() -> Vec<Vector> {
     for (label, (trace_id, spans)) in sources {
         for encoding in [
             Encoding::OtlpProto,
+            Encoding::OtlpJson,
             Encoding::JaegerProto,
             Encoding::JaegerJson,
         ] {
@@ -253,6 +254,30 @@ fn golden_vectors_match() {
         let stored: Value =
             serde_json::from_slice(&std::fs::read(&manifest_path).unwrap()).unwrap();
         assert_eq!(stored, manifest, "{}: manifest changed", vector.name);
+    }
+}
+
+/// The OTLP/JSON vectors hold the same message as the protobuf ones: both
+/// decode to the same spans, and the JSON is the canonical encoding of the
+/// stored protobuf value.
+#[test]
+fn otlp_json_vectors_match_otlp_proto() {
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        return; // the files are being rewritten concurrently by golden_vectors_match
+    }
+    let dir = testdata();
+    for label in ["checkout", "short_id"] {
+        let read = |name: &str| std::fs::read(dir.join(name)).unwrap();
+        let proto = read(&format!("{label}.otlp_proto.value.bin"));
+        let json = read(&format!("{label}.otlp_json.value.bin"));
+        assert_eq!(
+            decode_record(Encoding::OtlpJson, &json).unwrap(),
+            decode_record(Encoding::OtlpProto, &proto).unwrap(),
+            "{label}"
+        );
+        let message = <otlp::TracesData as prost::Message>::decode(proto.as_slice()).unwrap();
+        assert_eq!(otlp_json::decode(&json).unwrap(), message, "{label}");
+        assert_eq!(otlp_json::encode(&message), json, "{label}");
     }
 }
 
