@@ -344,10 +344,17 @@ impl ConsumerContext for SourceContext {
     fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Assign(list) = rebalance {
             tracing::info!(partitions = list.count(), "partitions assigned");
-            if self.shared.paused.load(Ordering::Acquire)
-                && let Err(error) = consumer.pause(list)
-            {
-                tracing::warn!(%error, "cannot pause newly assigned partitions");
+            // librdkafka keeps a partition's application pause across
+            // rebalances, so a partition paused before a revoke would come
+            // back paused even though reading has resumed since. Set the
+            // state explicitly on every assignment.
+            let result = if self.shared.paused.load(Ordering::Acquire) {
+                consumer.pause(list)
+            } else {
+                consumer.resume(list)
+            };
+            if let Err(error) = result {
+                tracing::warn!(%error, "cannot set the pause state of newly assigned partitions");
             }
         }
     }
@@ -508,23 +515,28 @@ fn manage_pause(consumer: &SourceConsumer, shared: &Shared) {
             && (state.open.records.len() >= shared.max_records
                 || state.open.bytes >= shared.max_bytes)
     };
-    if !paused && (shared.over_budget() || backlog) {
-        if let Ok(list) = consumer.assignment()
-            && consumer.pause(&list).is_ok()
-        {
-            shared.paused.store(true, Ordering::Release);
-            shared.metrics.pauses.inc();
-            tracing::info!(
-                bytes_in_flight = shared.bytes_in_flight.load(Ordering::Acquire),
-                "paused reading: writes are behind"
-            );
-        }
-    } else if paused
-        && shared.under_resume_mark()
-        && !backlog
-        && let Ok(list) = consumer.assignment()
-        && consumer.resume(&list).is_ok()
-    {
+    let want_pause = !paused && (shared.over_budget() || backlog);
+    let want_resume = paused && shared.under_resume_mark() && !backlog;
+    if !want_pause && !want_resume {
+        return;
+    }
+    // Between a revoke and the next assignment there is nothing to pause or
+    // resume; flipping the flag then would leave it out of step with the
+    // partitions librdkafka still holds paused.
+    let Ok(assignment) = consumer.assignment() else {
+        return;
+    };
+    if assignment.count() == 0 {
+        return;
+    }
+    if want_pause && consumer.pause(&assignment).is_ok() {
+        shared.paused.store(true, Ordering::Release);
+        shared.metrics.pauses.inc();
+        tracing::info!(
+            bytes_in_flight = shared.bytes_in_flight.load(Ordering::Acquire),
+            "paused reading: writes are behind"
+        );
+    } else if want_resume && consumer.resume(&assignment).is_ok() {
         shared.paused.store(false, Ordering::Release);
         tracing::info!("resumed reading");
     }
