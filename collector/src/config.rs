@@ -53,8 +53,13 @@ pub struct ProducerConfig {
     /// request that carried it fails with a retryable status.
     #[serde(with = "humantime_serde")]
     pub delivery_timeout: Duration,
-    /// Largest record value written, in bytes before compression.
+    /// Largest record value written, in bytes before compression; larger
+    /// traces are split at span boundaries.
     pub max_record_bytes: usize,
+    /// Request bytes accepted but not yet acknowledged by Kafka. Past it new
+    /// requests are refused at once with a retryable status (HTTP 429), so a
+    /// slow or absent Kafka cannot make the collector run out of memory.
+    pub max_bytes_in_flight: usize,
 }
 
 /// The operations endpoint.
@@ -85,6 +90,7 @@ impl Default for ProducerConfig {
             linger: Duration::from_millis(5),
             delivery_timeout: Duration::from_secs(10),
             max_record_bytes: MAX_RECORD_BYTES,
+            max_bytes_in_flight: 256 * 1024 * 1024,
         }
     }
 }
@@ -131,6 +137,12 @@ impl CollectorConfig {
             return Err(ConfigError::invalid(
                 "kafka.delivery_timeout",
                 "must be at least 100ms",
+            ));
+        }
+        if self.kafka.max_bytes_in_flight < self.otlp_http.max_request_bytes {
+            return Err(ConfigError::invalid(
+                "kafka.max_bytes_in_flight",
+                "must be at least otlp_http.max_request_bytes, or the largest request could never be accepted",
             ));
         }
         if self.otlp_http.max_request_bytes == 0 {

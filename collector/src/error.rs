@@ -23,15 +23,13 @@ pub enum RequestError {
     /// A content encoding this receiver does not read.
     #[error("unsupported content encoding {0:?}: expected gzip or none")]
     UnsupportedEncoding(String),
-    /// One trace encodes to a record larger than the contract allows.
-    #[error("trace {trace_id} encodes to {size} bytes, over the record limit of {limit}")]
-    RecordTooLarge {
-        trace_id: String,
-        size: usize,
-        limit: usize,
-    },
-    /// The producer queue is full: Kafka is slower than the incoming load.
-    #[error("overloaded: the Kafka producer queue is full; retry later")]
+    /// One span alone is larger than a record may be; traces larger than
+    /// that are split, but a span cannot be.
+    #[error("{0}")]
+    SpanTooLarge(String),
+    /// The byte budget or the producer queue is full: Kafka is slower than
+    /// the incoming load.
+    #[error("overloaded: too much data is waiting for Kafka; retry later")]
     Overloaded,
     /// Kafka did not acknowledge every record in time.
     #[error("Kafka did not acknowledge the spans: {0}; retry later")]
@@ -67,7 +65,7 @@ impl RequestError {
             RequestError::TooLarge { .. } => "too_large",
             RequestError::UnsupportedMediaType(_) => "unsupported_media_type",
             RequestError::UnsupportedEncoding(_) => "unsupported_encoding",
-            RequestError::RecordTooLarge { .. } => "record_too_large",
+            RequestError::SpanTooLarge(_) => "span_too_large",
             RequestError::Overloaded => "overloaded",
             RequestError::Unavailable(_) => "kafka_unavailable",
         }

@@ -2,6 +2,7 @@
 //! as the `schemas` contract says and answers success only once Kafka has
 //! acknowledged every record of the request.
 
+pub mod budget;
 pub mod config;
 pub mod error;
 pub mod grouping;
@@ -19,6 +20,7 @@ use spanway_service_kit::ops::{self, Readiness};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::budget::Budget;
 use crate::config::CollectorConfig;
 use crate::metrics::CollectorMetrics;
 use crate::pipeline::Pipeline;
@@ -62,8 +64,9 @@ impl Collector {
         let metrics = CollectorMetrics::default();
         let mut registry = Registry::default();
         metrics.register(&mut registry);
-        let producer = SpanProducer::new(&config.kafka)?;
-        let pipeline = Arc::new(Pipeline::new(producer, metrics));
+        let producer = SpanProducer::new(&config.kafka, metrics.traces_split.clone())?;
+        let budget = Budget::new(config.kafka.max_bytes_in_flight);
+        let pipeline = Arc::new(Pipeline::new(producer, budget, metrics));
 
         let ready = Readiness::default();
         let ops_addr = ops::serve(

@@ -35,6 +35,10 @@ pub struct CollectorMetrics {
     pub requests_refused: Family<RefusalLabels, Counter>,
     /// Records acknowledged by Kafka.
     pub records_produced: Counter,
+    /// Traces split into several records to stay under the record limit.
+    pub traces_split: Counter,
+    /// Bytes of requests accepted but not yet acknowledged by Kafka.
+    pub bytes_in_flight: prometheus_client::metrics::gauge::Gauge,
 }
 
 impl CollectorMetrics {

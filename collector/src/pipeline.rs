@@ -3,6 +3,9 @@
 
 use spanway_schemas::proto::otlp;
 
+use prost::Message as _;
+
+use crate::budget::Budget;
 use crate::error::RequestError;
 use crate::grouping::group_by_trace;
 use crate::metrics::{CollectorMetrics, ReceiverLabel, RefusalLabels};
@@ -12,13 +15,18 @@ use crate::producer::SpanProducer;
 #[derive(Debug)]
 pub struct Pipeline {
     producer: SpanProducer,
+    budget: Budget,
     metrics: CollectorMetrics,
 }
 
 impl Pipeline {
     /// Wires the producer and the metrics.
-    pub fn new(producer: SpanProducer, metrics: CollectorMetrics) -> Self {
-        Pipeline { producer, metrics }
+    pub fn new(producer: SpanProducer, budget: Budget, metrics: CollectorMetrics) -> Self {
+        Pipeline {
+            producer,
+            budget,
+            metrics,
+        }
     }
 
     /// The producer, for readiness checks and the final flush.
@@ -43,9 +51,22 @@ impl Pipeline {
             .spans_received
             .get_or_create(&label)
             .inc_by(spans as u64);
-        let outcome = match group_by_trace(request) {
-            Ok(groups) => self.producer.publish(groups).await,
-            Err(invalid) => Err(RequestError::from(invalid)),
+        let outcome = match self.budget.try_reserve(request.encoded_len()) {
+            None => Err(RequestError::Overloaded),
+            Some(reservation) => {
+                self.metrics
+                    .bytes_in_flight
+                    .set(self.budget.in_use() as i64);
+                let outcome = match group_by_trace(request) {
+                    Ok(groups) => self.producer.publish(groups).await,
+                    Err(invalid) => Err(RequestError::from(invalid)),
+                };
+                drop(reservation);
+                self.metrics
+                    .bytes_in_flight
+                    .set(self.budget.in_use() as i64);
+                outcome
+            }
         };
         match outcome {
             Ok(records) => {

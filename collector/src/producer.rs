@@ -3,11 +3,12 @@
 use std::time::Duration;
 
 use futures::future::join_all;
+use prometheus_client::metrics::counter::Counter;
 use rdkafka::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
-use spanway_schemas::{Encoding, encode_trace};
+use spanway_schemas::{EncodeError, Encoding, encode_trace_within};
 
 use crate::config::ProducerConfig;
 use crate::error::RequestError;
@@ -19,6 +20,7 @@ pub struct SpanProducer {
     topic: String,
     encoding: Encoding,
     max_record_bytes: usize,
+    records_split: Counter,
 }
 
 impl std::fmt::Debug for SpanProducer {
@@ -33,7 +35,7 @@ impl SpanProducer {
     /// Creates the producer. Idempotence and `acks=all` make an acknowledged
     /// record durable and never duplicated by the producer's own retries;
     /// `murmur2_random` is the partitioner the topic contract prescribes.
-    pub fn new(config: &ProducerConfig) -> Result<Self, KafkaError> {
+    pub fn new(config: &ProducerConfig, records_split: Counter) -> Result<Self, KafkaError> {
         let producer: FutureProducer = ClientConfig::new()
             .set("bootstrap.servers", config.brokers.join(","))
             .set("enable.idempotence", "true")
@@ -55,6 +57,7 @@ impl SpanProducer {
             topic: config.topic.clone(),
             encoding: config.encoding,
             max_record_bytes: config.max_record_bytes,
+            records_split,
         })
     }
 
@@ -62,20 +65,24 @@ impl SpanProducer {
     /// Succeeds only when Kafka acknowledged all of them.
     pub async fn publish(&self, groups: Vec<TraceGroup>) -> Result<usize, RequestError> {
         let mut records = Vec::new();
+        let mut split = 0usize;
         for group in groups {
-            let encoded = encode_trace(self.encoding, group.trace_id, group.resource_spans)
-                .map_err(|e| RequestError::Malformed(e.to_string()))?;
-            for record in encoded {
-                if record.value.len() > self.max_record_bytes {
-                    return Err(RequestError::RecordTooLarge {
-                        trace_id: record.key,
-                        size: record.value.len(),
-                        limit: self.max_record_bytes,
-                    });
-                }
-                records.push(record);
+            let encoded = encode_trace_within(
+                self.encoding,
+                group.trace_id,
+                group.resource_spans,
+                self.max_record_bytes,
+            )
+            .map_err(|e| match e {
+                EncodeError::SpanTooLarge { .. } => RequestError::SpanTooLarge(e.to_string()),
+                other => RequestError::Malformed(other.to_string()),
+            })?;
+            if encoded.len() > 1 && !self.encoding.one_span_per_record() {
+                split += 1;
             }
+            records.extend(encoded);
         }
+        self.records_split.inc_by(split as u64);
 
         let mut deliveries = Vec::with_capacity(records.len());
         for record in &records {

@@ -45,6 +45,131 @@ pub enum EncodeError {
     /// by this version; the variant stays for callers that match on it.
     #[error("encoding {0} cannot be produced; use otlp_proto, jaeger_proto or jaeger_json")]
     NotProducible(Encoding),
+    /// One span alone encodes to more than the record limit.
+    #[error(
+        "span {span_id} of trace {trace_id} encodes to {size} bytes, over the record limit of {limit}"
+    )]
+    SpanTooLarge {
+        trace_id: String,
+        span_id: String,
+        size: usize,
+        limit: usize,
+    },
+}
+
+/// [`encode_trace`], split at span boundaries so that no record value
+/// exceeds `max_bytes`. Each piece is a valid record of the same trace
+/// (same key); a span that alone exceeds the limit is an error naming it.
+pub fn encode_trace_within(
+    encoding: Encoding,
+    trace_id: TraceId,
+    resource_spans: Vec<otlp::ResourceSpans>,
+    max_bytes: usize,
+) -> Result<Vec<SpanRecord>, EncodeError> {
+    let span_count = count_spans(&resource_spans);
+    let first_span_id = first_span_id(&resource_spans);
+    let records = encode_trace(encoding, trace_id, resource_spans.clone())?;
+    if records.iter().all(|r| r.value.len() <= max_bytes) {
+        return Ok(records);
+    }
+    if encoding.one_span_per_record() || span_count <= 1 {
+        // Jaeger records hold one span each, so the oversized one is a span;
+        // an OTLP record of one span is that span.
+        let oversized = records
+            .iter()
+            .position(|r| r.value.len() > max_bytes)
+            .unwrap_or(0);
+        let span_id = if encoding.one_span_per_record() {
+            all_span_ids(&resource_spans)
+                .get(oversized)
+                .cloned()
+                .unwrap_or_default()
+        } else {
+            first_span_id
+        };
+        return Err(EncodeError::SpanTooLarge {
+            trace_id: trace_id.to_hex(),
+            span_id,
+            size: records[oversized].value.len(),
+            limit: max_bytes,
+        });
+    }
+    let (left, right) = split_spans(resource_spans, span_count / 2);
+    let mut out = encode_trace_within(encoding, trace_id, left, max_bytes)?;
+    out.extend(encode_trace_within(encoding, trace_id, right, max_bytes)?);
+    Ok(out)
+}
+
+fn count_spans(resource_spans: &[otlp::ResourceSpans]) -> usize {
+    resource_spans
+        .iter()
+        .flat_map(|rs| &rs.scope_spans)
+        .map(|ss| ss.spans.len())
+        .sum()
+}
+
+fn all_span_ids(resource_spans: &[otlp::ResourceSpans]) -> Vec<String> {
+    resource_spans
+        .iter()
+        .flat_map(|rs| &rs.scope_spans)
+        .flat_map(|ss| &ss.spans)
+        .map(|s| hex::encode(&s.span_id))
+        .collect()
+}
+
+fn first_span_id(resource_spans: &[otlp::ResourceSpans]) -> String {
+    all_span_ids(resource_spans)
+        .into_iter()
+        .next()
+        .unwrap_or_default()
+}
+
+/// Splits after the first `at` spans, keeping every span under a copy of
+/// its resource and scope.
+fn split_spans(
+    resource_spans: Vec<otlp::ResourceSpans>,
+    at: usize,
+) -> (Vec<otlp::ResourceSpans>, Vec<otlp::ResourceSpans>) {
+    let mut left = Vec::new();
+    let mut right = Vec::new();
+    let mut seen = 0usize;
+    for rs in resource_spans {
+        let mut left_rs = otlp::ResourceSpans {
+            resource: rs.resource.clone(),
+            scope_spans: Vec::new(),
+            schema_url: rs.schema_url.clone(),
+        };
+        let mut right_rs = left_rs.clone();
+        for ss in rs.scope_spans {
+            let mut left_ss = otlp::ScopeSpans {
+                scope: ss.scope.clone(),
+                spans: Vec::new(),
+                schema_url: ss.schema_url.clone(),
+            };
+            let mut right_ss = left_ss.clone();
+            for span in ss.spans {
+                if seen < at {
+                    left_ss.spans.push(span);
+                } else {
+                    right_ss.spans.push(span);
+                }
+                seen += 1;
+            }
+            if !left_ss.spans.is_empty() {
+                left_rs.scope_spans.push(left_ss);
+            }
+            if !right_ss.spans.is_empty() {
+                right_rs.scope_spans.push(right_ss);
+            }
+        }
+        if !left_rs.scope_spans.is_empty() {
+            left.push(left_rs);
+        }
+        if !right_rs.scope_spans.is_empty() {
+            right.push(right_rs);
+        }
+    }
+    (left, right)
 }
 
 /// Encodes the spans of one trace as the contract requires.
@@ -225,6 +350,48 @@ mod tests {
                 .collect();
             assert_eq!(spans, from_otlp, "{encoding}");
         }
+    }
+
+    #[test]
+    fn oversized_traces_split_at_span_boundaries() {
+        let id = TraceId::from_bytes([7; 16]).unwrap();
+        let mut spans = trace(7, 40);
+        for span in &mut spans[0].scope_spans[0].spans {
+            span.attributes = vec![otlp::KeyValue {
+                key: "payload".into(),
+                value: Some(otlp::AnyValue {
+                    value: Some(otlp::any_value::Value::StringValue("x".repeat(1000))),
+                }),
+            }];
+        }
+        let whole = encode_trace(Encoding::OtlpProto, id, spans.clone()).unwrap();
+        assert!(whole[0].value.len() > 10_000);
+        let records = encode_trace_within(Encoding::OtlpProto, id, spans.clone(), 10_000).unwrap();
+        assert!(records.len() >= 5, "{} records", records.len());
+        assert!(
+            records
+                .iter()
+                .all(|r| r.value.len() <= 10_000 && r.key == whole[0].key)
+        );
+        let decoded: Vec<_> = records
+            .iter()
+            .flat_map(|r| decode_record(Encoding::OtlpProto, &r.value).unwrap())
+            .collect();
+        let expected = decode_record(Encoding::OtlpProto, &whole[0].value).unwrap();
+        assert_eq!(decoded, expected, "same spans, same order, nothing lost");
+
+        let err = encode_trace_within(Encoding::OtlpProto, id, spans.clone(), 500).unwrap_err();
+        assert!(
+            err.to_string().starts_with(
+                "span 0101010101010101 of trace 07070707070707070707070707070707 encodes to"
+            ),
+            "{err}"
+        );
+        let err = encode_trace_within(Encoding::JaegerProto, id, spans, 500).unwrap_err();
+        assert!(
+            matches!(err, EncodeError::SpanTooLarge { limit: 500, .. }),
+            "{err}"
+        );
     }
 
     #[test]
