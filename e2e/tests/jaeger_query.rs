@@ -3,7 +3,8 @@
 //! Kafka → ingester → OpenSearch (and Elasticsearch 7.17), then Jaeger
 //! query's HTTP API must list the services and operations, find a trace by
 //! service and tag, and return it by id with every span and the parent/child
-//! structure intact.
+//! structure intact, also for a trace id whose high half is zero (which
+//! Jaeger looks up in its 16-character form).
 
 // A failed step is a failed test: panicking on it is the point.
 #![allow(clippy::unwrap_used)]
@@ -34,6 +35,14 @@ const GOLD: &str = "7c1e0a9b3d5f42e8a6b4c2d0e8f61a3b";
 const SILVER: &str = "e4d3c2b1a0f9487e9d6c5b4a39281706";
 /// A single-span trace of the frontend alone.
 const HEALTH: &str = "5a5a5a5a5a5a4b4b8c8c8c8c8c8c8c8c";
+/// A frontend readiness check calling a cache, with a trace id whose high
+/// 8 bytes are zero (as from a client with 64-bit ids). Jaeger writes and
+/// looks up such ids in their 16-character form ([`ZERO_HIGH_JAEGER`]) with
+/// an exact term query, so the ingester must write that form too. Its low
+/// half is [`HEALTH`]'s, so a lookup that is not exact would mix the two.
+const ZERO_HIGH: &str = "00000000000000008c8c8c8c8c8c8c8c";
+/// [`ZERO_HIGH`] as Jaeger spells it.
+const ZERO_HIGH_JAEGER: &str = "8c8c8c8c8c8c8c8c";
 
 const SERVICES: [&str; 3] = ["checkout", "frontend", "payments"];
 
@@ -108,7 +117,7 @@ fn order_trace(ids: [&'static str; 5], tier: &'static str) -> Vec<SpanSpec> {
 }
 
 fn known_traces() -> Vec<(&'static str, Vec<SpanSpec>)> {
-    use otlp::span::SpanKind::Server;
+    use otlp::span::SpanKind::{Client, Server};
     vec![
         (
             GOLD,
@@ -149,7 +158,40 @@ fn known_traces() -> Vec<(&'static str, Vec<SpanSpec>)> {
                 attributes: vec![],
             }],
         ),
+        (
+            ZERO_HIGH,
+            vec![
+                SpanSpec {
+                    id: "d1d1d1d1d1d1d1d1",
+                    parent: None,
+                    service: "frontend",
+                    name: "GET /readyz",
+                    kind: Server,
+                    offset_us: 0,
+                    duration_us: 2_000,
+                    attributes: vec![("http.request.method", "GET")],
+                },
+                SpanSpec {
+                    id: "d2d2d2d2d2d2d2d2",
+                    parent: Some("d1d1d1d1d1d1d1d1"),
+                    service: "frontend",
+                    name: "cache.Get",
+                    kind: Client,
+                    offset_us: 300,
+                    duration_us: 1_200,
+                    attributes: vec![("peer.service", "cache")],
+                },
+            ],
+        ),
     ]
+}
+
+/// How Jaeger spells a trace id: 16 characters when the high half is zero.
+fn jaeger_id(trace_id: &str) -> &str {
+    match trace_id.strip_prefix("0000000000000000") {
+        Some(low) if trace_id.len() == 32 => low,
+        _ => trace_id,
+    }
 }
 
 fn bytes(hex_text: &str) -> Vec<u8> {
@@ -357,6 +399,17 @@ fn trace_ids(body: &Value) -> BTreeSet<String> {
         .collect()
 }
 
+/// A `/api/traces` answer with each trace's spans sorted by span id.
+fn spans_by_id(mut body: Value) -> Value {
+    for trace in body["data"].as_array_mut().unwrap() {
+        trace["spans"]
+            .as_array_mut()
+            .unwrap()
+            .sort_by(|a, b| a["spanID"].as_str().cmp(&b["spanID"].as_str()));
+    }
+    body
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn jaeger_query_reads_opensearch_indices() {
     jaeger_query_bin();
@@ -466,7 +519,13 @@ async fn jaeger_query_reads(engine: &str, storage_type: &str) {
     let operations = jaeger.get("/services/frontend/operations", &[]).await;
     assert_eq!(
         sorted_strings(&operations["data"]),
-        ["GET /cart/checkout", "GET /healthz", "checkout.PlaceOrder"],
+        [
+            "GET /cart/checkout",
+            "GET /healthz",
+            "GET /readyz",
+            "cache.Get",
+            "checkout.PlaceOrder"
+        ],
         "{operations}"
     );
     let operations = jaeger.get("/operations", &[("service", "checkout")]).await;
@@ -530,12 +589,35 @@ async fn jaeger_query_reads(engine: &str, storage_type: &str) {
     let frontend = find(vec![("service", "frontend")]).await;
     assert_eq!(
         trace_ids(&frontend),
-        BTreeSet::from([GOLD.to_owned(), SILVER.to_owned(), HEALTH.to_owned()]),
+        BTreeSet::from([
+            GOLD.to_owned(),
+            SILVER.to_owned(),
+            HEALTH.to_owned(),
+            ZERO_HIGH_JAEGER.to_owned(),
+        ]),
         "{frontend}"
     );
 
+    // The zero-high trace is found by its root's operation, whole, and
+    // answered under Jaeger's 16-character id. (A search fetches the stored
+    // id strings as they are, so it would pass with 32-character ids too:
+    // only the get by id below catches those.)
+    let readyz = find(vec![("service", "frontend"), ("operation", "GET /readyz")]).await;
+    assert_eq!(
+        trace_ids(&readyz),
+        BTreeSet::from([ZERO_HIGH_JAEGER.to_owned()]),
+        "{readyz}"
+    );
+    assert_eq!(
+        readyz["data"][0]["spans"].as_array().unwrap().len(),
+        2,
+        "{readyz}"
+    );
+
     // Each trace by id: every span, names, services, parents, times in µs.
+    // The zero-high trace goes by its 16-character id here.
     for (i, (trace_id, expected)) in known_traces().into_iter().enumerate() {
+        let trace_id = jaeger_id(trace_id);
         let body = jaeger.get(&format!("/traces/{trace_id}"), &[]).await;
         let data = body["data"].as_array().unwrap();
         assert_eq!(data.len(), 1, "{body}");
@@ -586,6 +668,31 @@ async fn jaeger_query_reads(engine: &str, storage_type: &str) {
             }
         }
     }
+
+    // Jaeger parses a 32-character id with a zero high half to the same
+    // id and looks it up in the 16-character form, so the zero-padded id
+    // answers with the same trace (ids spelled in the 16-character form).
+    // Span order varies between answers, hence the sorting.
+    let short = spans_by_id(
+        jaeger
+            .get(&format!("/traces/{ZERO_HIGH_JAEGER}"), &[])
+            .await,
+    );
+    let padded = spans_by_id(jaeger.get(&format!("/traces/{ZERO_HIGH}"), &[]).await);
+    assert_eq!(padded, short, "GET /traces/{ZERO_HIGH}");
+    let trace = &padded["data"][0];
+    assert_eq!(trace["traceID"], ZERO_HIGH_JAEGER, "{padded}");
+    let spans = trace["spans"].as_array().unwrap();
+    assert_eq!(spans.len(), 2, "{padded}");
+    let child = spans
+        .iter()
+        .find(|s| s["spanID"] == "d2d2d2d2d2d2d2d2")
+        .unwrap_or_else(|| panic!("no child span in {padded}"));
+    assert_eq!(
+        child["references"],
+        json!([{"refType": "CHILD_OF", "traceID": ZERO_HIGH_JAEGER, "spanID": "d1d1d1d1d1d1d1d1"}]),
+        "{padded}"
+    );
 
     // An id that was never written is a 404, not an empty trace.
     let missing = reqwest::Client::new()
