@@ -21,6 +21,7 @@ pub struct SpanProducer {
     encoding: Encoding,
     max_record_bytes: usize,
     records_split: Counter,
+    answer_deadline: Duration,
 }
 
 impl std::fmt::Debug for SpanProducer {
@@ -58,6 +59,7 @@ impl SpanProducer {
             encoding: config.encoding,
             max_record_bytes: config.max_record_bytes,
             records_split,
+            answer_deadline: config.delivery_timeout + Duration::from_secs(1),
         })
     }
 
@@ -107,7 +109,17 @@ impl SpanProducer {
         }
 
         let count = deliveries.len();
-        for outcome in join_all(deliveries).await {
+        // librdkafka's own timeout can run late (an idempotent producer
+        // waits for requests already on the wire), so the answer to the
+        // client is bounded here as well.
+        let Ok(outcomes) = tokio::time::timeout(self.answer_deadline, join_all(deliveries)).await
+        else {
+            return Err(RequestError::Unavailable(format!(
+                "no acknowledgement within {}ms",
+                self.answer_deadline.as_millis()
+            )));
+        };
+        for outcome in outcomes {
             match outcome {
                 Ok(Ok(_)) => {}
                 Ok(Err((error, _))) => return Err(RequestError::Unavailable(error.to_string())),
