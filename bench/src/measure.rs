@@ -1,0 +1,227 @@
+//! What a run costs, read from `/proc`: a process's CPU time and peak
+//! memory, the whole machine's busy time and load.
+//!
+//! Everything here reads files the kernel keeps up to date, so measuring a
+//! process costs it nothing and works for any process we can see, including
+//! the JVMs of Kafka and OpenSearch that we did not start.
+
+use std::path::Path;
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+/// A `/proc` file could not be read or did not have the expected shape.
+#[derive(Debug, thiserror::Error)]
+pub enum MeasureError {
+    /// The file is missing (the process has exited) or unreadable.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    /// The file did not contain the field.
+    #[error("{path}: no {field} field")]
+    Field { path: String, field: &'static str },
+}
+
+fn read(path: &str) -> Result<String, MeasureError> {
+    std::fs::read_to_string(path).map_err(|source| MeasureError::Read {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+/// Clock ticks per second, the unit of `/proc` CPU times. `getconf CLK_TCK`
+/// asks the C library (no `unsafe` here); 100 is the value on every Linux
+/// architecture we know of, used if `getconf` is missing.
+pub fn clock_ticks_per_second() -> u64 {
+    static TICKS: OnceLock<u64> = OnceLock::new();
+    *TICKS.get_or_init(|| {
+        Command::new("getconf")
+            .arg("CLK_TCK")
+            .output()
+            .ok()
+            .and_then(|out| String::from_utf8(out.stdout).ok())
+            .and_then(|text| text.trim().parse().ok())
+            .filter(|ticks| *ticks > 0)
+            .unwrap_or(100)
+    })
+}
+
+fn ticks_to_duration(ticks: u64) -> Duration {
+    let per_second = clock_ticks_per_second();
+    Duration::from_secs(ticks / per_second)
+        + Duration::from_nanos((ticks % per_second) * 1_000_000_000 / per_second)
+}
+
+/// User plus system CPU time of process `pid` so far, all threads included
+/// (fields 14 and 15 of `/proc/<pid>/stat`).
+pub fn process_cpu(pid: u32) -> Result<Duration, MeasureError> {
+    let path = format!("/proc/{pid}/stat");
+    let text = read(&path)?;
+    // The command name (field 2) is in parentheses and may hold spaces;
+    // the numbered fields start after the last `)`, with the state (field 3).
+    let fields: Vec<&str> = text
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    let field = |index: usize, name: &'static str| {
+        fields
+            .get(index)
+            .and_then(|v| v.parse::<u64>().ok())
+            .ok_or_else(|| MeasureError::Field {
+                path: path.clone(),
+                field: name,
+            })
+    };
+    let utime = field(14 - 3, "utime")?;
+    let stime = field(15 - 3, "stime")?;
+    Ok(ticks_to_duration(utime + stime))
+}
+
+/// This process's own CPU time so far.
+pub fn own_cpu() -> Result<Duration, MeasureError> {
+    process_cpu(std::process::id())
+}
+
+/// Peak resident set size of `pid` in KiB (`VmHWM`), the most memory the
+/// process has held at once since it started.
+pub fn peak_rss_kib(pid: u32) -> Result<u64, MeasureError> {
+    status_kib(pid, "VmHWM:")
+}
+
+fn status_kib(pid: u32, key: &'static str) -> Result<u64, MeasureError> {
+    let path = format!("/proc/{pid}/status");
+    let text = read(&path)?;
+    text.lines()
+        .find_map(|line| line.strip_prefix(key))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .ok_or(MeasureError::Field { path, field: key })
+}
+
+/// CPU time the whole machine has spent busy (all CPUs, everything but idle
+/// and I/O wait), from the first line of `/proc/stat`. The difference over a
+/// run minus what the measured processes used is what everybody else used:
+/// the interference on a shared machine.
+pub fn machine_busy() -> Result<Duration, MeasureError> {
+    let path = "/proc/stat";
+    let text = read(path)?;
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("cpu "))
+        .ok_or(MeasureError::Field {
+            path: path.into(),
+            field: "cpu",
+        })?;
+    // user nice system idle iowait irq softirq steal (guest time is already
+    // counted in user and nice).
+    let values: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .take(8)
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    if values.len() < 8 {
+        return Err(MeasureError::Field {
+            path: path.into(),
+            field: "cpu",
+        });
+    }
+    let busy = values[0] + values[1] + values[2] + values[5] + values[6] + values[7];
+    Ok(ticks_to_duration(busy))
+}
+
+/// The 1-, 5- and 15-minute load averages.
+pub fn load_average() -> Result<[f64; 3], MeasureError> {
+    let path = "/proc/loadavg";
+    let text = read(path)?;
+    let mut values = text.split_whitespace().filter_map(|v| v.parse().ok());
+    match (values.next(), values.next(), values.next()) {
+        (Some(a), Some(b), Some(c)) => Ok([a, b, c]),
+        _ => Err(MeasureError::Field {
+            path: path.into(),
+            field: "load averages",
+        }),
+    }
+}
+
+/// Reads a pid file such as `.services/opensearch/opensearch.pid`; `None`
+/// when it is missing or the process is gone.
+pub fn pid_from_file(path: &Path) -> Option<u32> {
+    let pid: u32 = std::fs::read_to_string(path).ok()?.trim().parse().ok()?;
+    Path::new(&format!("/proc/{pid}")).exists().then_some(pid)
+}
+
+/// The machine, for the report header.
+#[derive(Debug, Clone)]
+pub struct Machine {
+    /// Online CPUs.
+    pub cpus: usize,
+    /// `model name` of the first CPU.
+    pub cpu_model: String,
+    /// Total memory in MiB.
+    pub memory_mib: u64,
+    /// Kernel release.
+    pub kernel: String,
+}
+
+impl Machine {
+    /// Reads what `/proc` says; unknown parts are `?`.
+    pub fn describe() -> Machine {
+        let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+        let cpu_model = cpuinfo
+            .lines()
+            .find_map(|l| l.strip_prefix("model name"))
+            .and_then(|rest| rest.split_once(':'))
+            .map(|(_, model)| model.trim().to_owned())
+            .unwrap_or_else(|| "?".into());
+        let memory_mib = std::fs::read_to_string("/proc/meminfo")
+            .ok()
+            .and_then(|text| {
+                text.lines()
+                    .find_map(|l| l.strip_prefix("MemTotal:"))
+                    .and_then(|rest| rest.split_whitespace().next())
+                    .and_then(|v| v.parse::<u64>().ok())
+            })
+            .map(|kib| kib / 1024)
+            .unwrap_or(0);
+        let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
+            .map(|s| s.trim().to_owned())
+            .unwrap_or_else(|_| "?".into());
+        Machine {
+            cpus: std::thread::available_parallelism()
+                .map(usize::from)
+                .unwrap_or(0),
+            cpu_model,
+            memory_mib,
+            kernel,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_own_process() {
+        // Burn a little CPU so the figure cannot be zero ticks.
+        let mut x = 0u64;
+        let started = std::time::Instant::now();
+        while started.elapsed() < Duration::from_millis(50) {
+            x = x.wrapping_mul(31).wrapping_add(7);
+        }
+        assert!(x != 1);
+        assert!(own_cpu().unwrap() > Duration::ZERO);
+        assert!(peak_rss_kib(std::process::id()).unwrap() > 0);
+        assert!(machine_busy().unwrap() > Duration::ZERO);
+        assert!(load_average().unwrap()[0] >= 0.0);
+    }
+
+    #[test]
+    fn ticks_convert() {
+        let per_second = clock_ticks_per_second();
+        assert_eq!(ticks_to_duration(per_second * 3), Duration::from_secs(3));
+    }
+}

@@ -1,0 +1,994 @@
+//! The ingester benchmark: each run, one after another, measured alone.
+//!
+//! | run | process measured | destination |
+//! |---|---|---|
+//! | `spanway → null` | our ingester (child) | [`NullEndpoint`] |
+//! | `jaeger → null` | Jaeger's v1 ingester (child) | [`NullEndpoint`] |
+//! | `spanway (jaeger_proto) → null` | ours, on Jaeger's topic | [`NullEndpoint`] |
+//! | `spanway → OpenSearch` | our ingester | OpenSearch |
+//! | `jaeger → OpenSearch` | Jaeger's ingester | OpenSearch |
+//! | `raw bulk → OpenSearch` | this process's loader | OpenSearch |
+//!
+//! Our ingester reads the corpus as `otlp_proto`, one record per trace;
+//! Jaeger's v1 ingester cannot read OTLP, so it gets a second topic with the
+//! same spans as `jaeger_proto`, one record per span, as Jaeger's collector
+//! writes them. The `spanway (jaeger_proto)` run puts ours on that topic
+//! too, so one comparison is on identical input.
+//!
+//! An ingester run starts the binary with a fresh consumer group and index
+//! prefix on a topic that already holds the whole corpus, and ends when the
+//! destination has every span document: for the null endpoint the moment
+//! the last one arrives, for OpenSearch the first `_count` poll (every
+//! 250 ms, after a refresh) that sees them all. CPU and peak memory are read
+//! from `/proc` at that moment, before the process is stopped.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use bytes::Bytes;
+use futures::StreamExt as _;
+use spanway_e2e::corpus::Corpus;
+use spanway_ingester::document::IndexNames;
+use spanway_ingester::templates;
+use spanway_schemas::Encoding;
+
+use crate::measure;
+use crate::null_endpoint::{NullEndpoint, Snapshot};
+
+/// Everything a benchmark run needs to know.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Spans in the corpus (rounded up to whole traces).
+    pub spans: u64,
+    /// Partitions of the topics.
+    pub partitions: i32,
+    /// Spans per trace.
+    pub spans_per_trace: usize,
+    /// Also run Jaeger's v1 ingester.
+    pub with_jaeger: bool,
+    /// Leave out the OpenSearch and raw-loader runs.
+    pub null_only: bool,
+    /// Kafka bootstrap address.
+    pub kafka: String,
+    /// OpenSearch base URL.
+    pub opensearch: String,
+    /// Our ingester's release binary.
+    pub ingester_bin: PathBuf,
+    /// Jaeger's ingester binary (`dev/jaeger build ingester`).
+    pub jaeger_bin: PathBuf,
+    /// `.services/`, for the Kafka and OpenSearch pid files.
+    pub services_dir: PathBuf,
+    /// Where the child processes' logs go.
+    pub log_dir: PathBuf,
+    /// A run that has not finished after this long fails.
+    pub timeout: Duration,
+    /// A run whose destination count has not grown for this long stops and
+    /// is reported as incomplete (Jaeger drops documents the engine refuses).
+    pub stall: Duration,
+    /// Pause before each run, so the previous one's refreshes, merges and
+    /// garbage collection are over.
+    pub settle: Duration,
+    /// Documents per bulk request of the raw loader (the ingester's default).
+    pub raw_batch: usize,
+    /// Bulk requests in flight in the raw loader (the ingester's default).
+    pub raw_concurrency: usize,
+    /// `--kafka.consumer.protocol-version` for Jaeger: its sarama's default
+    /// (1.0.0) uses request versions Kafka 4 no longer accepts.
+    pub jaeger_kafka_version: String,
+    /// Extra arguments for Jaeger's ingester.
+    pub jaeger_args: Vec<String>,
+    /// Extra environment for our ingester (`SPANWAY_…=…`).
+    pub ingester_env: Vec<(String, String)>,
+    /// Keep topics, indices and templates afterwards.
+    pub keep: bool,
+}
+
+/// Where the documents went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Destination {
+    /// The [`NullEndpoint`].
+    Null,
+    /// The real OpenSearch.
+    OpenSearch,
+}
+
+/// The figures of one run.
+#[derive(Debug, Clone)]
+pub struct RunResult {
+    /// e.g. `spanway → null`.
+    pub name: String,
+    /// Where the documents went.
+    pub destination: Destination,
+    /// Span documents the run had to deliver.
+    pub expected: u64,
+    /// Span documents delivered (below `expected` only for a stalled run).
+    pub spans: u64,
+    /// From process start (or the loader's first request) to the last document.
+    pub wall: Duration,
+    /// From the first span document seen to the last, and the spans that
+    /// arrived in that window: the rate without start-up (joining the
+    /// group, installing templates).
+    pub steady: Option<(Duration, u64)>,
+    /// CPU time of the measured process.
+    pub cpu: Option<Duration>,
+    /// Peak RSS of the measured process, KiB.
+    pub peak_rss_kib: Option<u64>,
+    /// OpenSearch's CPU over the run.
+    pub engine_cpu: Option<Duration>,
+    /// Kafka's CPU over the run.
+    pub kafka_cpu: Option<Duration>,
+    /// This process's CPU over the run (null endpoint, polling), when it is
+    /// not the measured process.
+    pub bench_cpu: Option<Duration>,
+    /// CPU used by everything else on the machine over the run: other
+    /// people's builds and tests on a shared machine.
+    pub others_cpu: Option<Duration>,
+    /// Load averages when the run started.
+    pub load_before: [f64; 3],
+    /// Load averages when it ended.
+    pub load_after: [f64; 3],
+    /// What else is worth knowing (null endpoint counters, errors).
+    pub notes: Vec<String>,
+}
+
+impl RunResult {
+    /// Spans per second over the whole wall time.
+    pub fn rate(&self) -> f64 {
+        per_second(self.spans, self.wall)
+    }
+
+    /// Spans per second without start-up.
+    pub fn steady_rate(&self) -> Option<f64> {
+        self.steady.map(|(window, spans)| per_second(spans, window))
+    }
+
+    /// Whether other processes used a noticeable share of the machine
+    /// during the run (over a second, or over 5 % of all CPUs' time): its
+    /// throughput is then not to be trusted.
+    pub fn disturbed(&self) -> bool {
+        let cpus = std::thread::available_parallelism().map_or(1, usize::from) as f64;
+        self.others_cpu.is_some_and(|others| {
+            let others = others.as_secs_f64();
+            others > 1.0 && others > 0.05 * cpus * self.wall.as_secs_f64()
+        })
+    }
+
+    /// Microseconds of CPU per span.
+    pub fn cpu_per_span_us(&self) -> Option<f64> {
+        let cpu = self.cpu?;
+        (self.spans > 0).then(|| cpu.as_secs_f64() * 1e6 / self.spans as f64)
+    }
+}
+
+fn per_second(n: u64, d: Duration) -> f64 {
+    if d.is_zero() {
+        0.0
+    } else {
+        n as f64 / d.as_secs_f64()
+    }
+}
+
+/// The whole benchmark: prepares the workload, then runs each case.
+pub async fn ingester_benchmark(options: &Options) -> anyhow::Result<Vec<RunResult>> {
+    preflight(options).await?;
+    std::fs::create_dir_all(&options.log_dir)
+        .with_context(|| format!("creating {}", options.log_dir.display()))?;
+
+    let corpus = crate::workload::corpus(options.spans, options.spans_per_trace);
+    let expected = corpus.spans.len() as u64;
+    let otlp_topic = spanway_e2e::unique_name("bench-otlp");
+    let jaeger_topic = spanway_e2e::unique_name("bench-jaeger");
+    let mut topics = Vec::new();
+    let outcome = produce_and_run(
+        options,
+        &corpus,
+        expected,
+        &otlp_topic,
+        &jaeger_topic,
+        &mut topics,
+    )
+    .await;
+    if !options.keep && !topics.is_empty() {
+        let dead_letters: Vec<String> = topics.iter().map(|t| format!("{t}-dlq")).collect();
+        topics.extend(dead_letters);
+        if let Err(error) = crate::workload::delete_topics(&options.kafka, &topics).await {
+            eprintln!("warning: {error:#}");
+        }
+    }
+    outcome
+}
+
+/// Produces the corpus to the topics (recording each one created in
+/// `topics`, for the clean-up), then runs every case.
+async fn produce_and_run(
+    options: &Options,
+    corpus: &Corpus,
+    expected: u64,
+    otlp_topic: &str,
+    jaeger_topic: &str,
+    topics: &mut Vec<String>,
+) -> anyhow::Result<Vec<RunResult>> {
+    eprintln!(
+        "producing {expected} spans ({} otlp_proto records) to {otlp_topic}",
+        corpus.records.len()
+    );
+    let started = Instant::now();
+    crate::workload::create_topic(&options.kafka, otlp_topic, options.partitions).await?;
+    topics.push(otlp_topic.to_owned());
+    crate::workload::produce(&options.kafka, otlp_topic, &corpus.records, true).await?;
+    let otlp_bytes: usize = corpus.records.iter().map(|r| r.value.len()).sum();
+    eprintln!(
+        "  {:.1} s, {:.1} MiB of record values",
+        started.elapsed().as_secs_f64(),
+        otlp_bytes as f64 / 1048576.0
+    );
+    if options.with_jaeger {
+        let records = crate::workload::jaeger_records(corpus)?;
+        let bytes: usize = records.iter().map(|r| r.value.len()).sum();
+        eprintln!(
+            "producing the same spans as {} jaeger_proto records to {jaeger_topic}",
+            records.len()
+        );
+        let started = Instant::now();
+        crate::workload::create_topic(&options.kafka, jaeger_topic, options.partitions).await?;
+        topics.push(jaeger_topic.to_owned());
+        crate::workload::produce(&options.kafka, jaeger_topic, &records, false).await?;
+        eprintln!(
+            "  {:.1} s, {:.1} MiB of record values",
+            started.elapsed().as_secs_f64(),
+            bytes as f64 / 1048576.0
+        );
+    }
+
+    run_all(options, corpus, expected, otlp_topic, jaeger_topic).await
+}
+
+async fn run_all(
+    options: &Options,
+    corpus: &Corpus,
+    expected: u64,
+    otlp_topic: &str,
+    jaeger_topic: &str,
+) -> anyhow::Result<Vec<RunResult>> {
+    let spanway = |destination| Case {
+        ingester: Ingester::Spanway,
+        destination,
+        topic: otlp_topic,
+        encoding: Encoding::OtlpProto,
+    };
+    let jaeger = |destination| Case {
+        ingester: Ingester::Jaeger,
+        destination,
+        topic: jaeger_topic,
+        encoding: Encoding::JaegerProto,
+    };
+    let mut cases = vec![spanway(Destination::Null)];
+    if options.with_jaeger {
+        cases.push(jaeger(Destination::Null));
+        // Ours on Jaeger's topic: one record per span instead of one per
+        // trace, so the comparison with Jaeger is also made on equal input.
+        cases.push(Case {
+            ingester: Ingester::Spanway,
+            ..jaeger(Destination::Null)
+        });
+    }
+    if !options.null_only {
+        cases.push(spanway(Destination::OpenSearch));
+        if options.with_jaeger {
+            cases.push(jaeger(Destination::OpenSearch));
+        }
+    }
+    let mut results = Vec::new();
+    for case in cases {
+        let result = ingester_run(options, &case, expected).await?;
+        eprintln!("{}", crate::report::one_line(&result));
+        results.push(result);
+    }
+    if !options.null_only {
+        let result = raw_loader_run(options, corpus, expected).await?;
+        eprintln!("{}", crate::report::one_line(&result));
+        results.push(result);
+    }
+    Ok(results)
+}
+
+/// Fails early, with the command that fixes it, when something is missing.
+async fn preflight(options: &Options) -> anyhow::Result<()> {
+    if !options.ingester_bin.is_file() {
+        bail!(
+            "no ingester binary at {}; build it with `cargo build --release -p spanway-ingester`",
+            options.ingester_bin.display()
+        );
+    }
+    if options.with_jaeger && !options.jaeger_bin.is_file() {
+        bail!(
+            "no Jaeger ingester at {}; build it with `dev/jaeger build ingester`",
+            options.jaeger_bin.display()
+        );
+    }
+    if !options.null_only {
+        let health = format!(
+            "{}/_cluster/health?wait_for_status=yellow&timeout=10s",
+            options.opensearch
+        );
+        match reqwest::get(&health).await {
+            Ok(r) if r.status().is_success() => {}
+            Ok(r) => bail!(
+                "OpenSearch at {} answered {}",
+                options.opensearch,
+                r.status()
+            ),
+            Err(error) => bail!(
+                "OpenSearch is not reachable at {} ({error}); start it with `dev/services up opensearch`",
+                options.opensearch
+            ),
+        }
+    }
+    Ok(())
+}
+
+/// Which ingester a run starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ingester {
+    Spanway,
+    Jaeger,
+}
+
+impl Ingester {
+    fn name(self) -> &'static str {
+        match self {
+            Ingester::Spanway => "spanway",
+            Ingester::Jaeger => "jaeger",
+        }
+    }
+
+    fn command(
+        self,
+        options: &Options,
+        topic: &str,
+        group: &str,
+        url: &str,
+        prefix: &str,
+    ) -> Command {
+        match self {
+            Ingester::Spanway => {
+                let mut command = Command::new(&options.ingester_bin);
+                command
+                    .env("SPANWAY_KAFKA__BROKERS", &options.kafka)
+                    .env("SPANWAY_KAFKA__TOPICS", topic)
+                    .env("SPANWAY_KAFKA__GROUP_ID", group)
+                    .env("SPANWAY_DEAD_LETTER__TOPIC", format!("{topic}-dlq"))
+                    .env("SPANWAY_ELASTICSEARCH__URL", url)
+                    .env("SPANWAY_ELASTICSEARCH__INDEX_PREFIX", prefix)
+                    .env("SPANWAY_ELASTICSEARCH__SHARDS", "1")
+                    .env("SPANWAY_ELASTICSEARCH__REPLICAS", "0")
+                    .env("SPANWAY_OPS__LISTEN", "127.0.0.1:0")
+                    // Plain log lines in the log file.
+                    .env("NO_COLOR", "1")
+                    .envs(options.ingester_env.iter().cloned());
+                command
+            }
+            Ingester::Jaeger => {
+                let mut command = Command::new(&options.jaeger_bin);
+                command
+                    .env("SPAN_STORAGE_TYPE", "opensearch")
+                    .arg(format!("--kafka.consumer.brokers={}", options.kafka))
+                    .arg(format!("--kafka.consumer.topic={topic}"))
+                    .arg(format!("--kafka.consumer.group-id={group}"))
+                    .arg(format!(
+                        "--kafka.consumer.protocol-version={}",
+                        options.jaeger_kafka_version
+                    ))
+                    .arg(format!("--es.server-urls={url}"))
+                    .arg(format!("--es.index-prefix={prefix}"))
+                    .arg("--es.num-shards=1")
+                    .arg("--es.num-replicas=0")
+                    // Off 14270, which is our ingester's default port too.
+                    .arg("--admin.http.host-port=127.0.0.1:0")
+                    .args(&options.jaeger_args);
+                command
+            }
+        }
+    }
+}
+
+/// One ingester run: which ingester reads which topic and writes where.
+#[derive(Debug)]
+struct Case<'a> {
+    ingester: Ingester,
+    destination: Destination,
+    topic: &'a str,
+    /// The topic's record encoding.
+    encoding: Encoding,
+}
+
+impl Case<'_> {
+    /// e.g. `spanway → null`, `spanway (jaeger_proto) → null`.
+    fn name(&self) -> String {
+        let input = match (self.ingester, self.encoding) {
+            (Ingester::Spanway, Encoding::OtlpProto)
+            | (Ingester::Jaeger, Encoding::JaegerProto) => String::new(),
+            (_, encoding) => format!(" ({encoding})"),
+        };
+        let destination = match self.destination {
+            Destination::Null => "null",
+            Destination::OpenSearch => "OpenSearch",
+        };
+        format!("{}{input} → {destination}", self.ingester.name())
+    }
+
+    /// The log file name: the name in plain characters.
+    fn log_name(&self) -> String {
+        let mut slug = String::new();
+        for c in self.name().chars() {
+            if c.is_ascii_alphanumeric() || c == '_' {
+                slug.push(c.to_ascii_lowercase());
+            } else if !slug.ends_with('-') {
+                slug.push('-');
+            }
+        }
+        format!("{}.log", slug.trim_matches('-'))
+    }
+}
+
+async fn ingester_run(
+    options: &Options,
+    case: &Case<'_>,
+    expected: u64,
+) -> anyhow::Result<RunResult> {
+    let name = case.name();
+    let destination = case.destination;
+    tokio::time::sleep(options.settle).await;
+    eprintln!("run: {name}");
+    let prefix = spanway_e2e::unique_name("bench");
+    let null = match destination {
+        Destination::Null => Some(
+            NullEndpoint::start(expected)
+                .await
+                .context("starting the null endpoint")?,
+        ),
+        Destination::OpenSearch => None,
+    };
+    let url = null
+        .as_ref()
+        .map_or_else(|| options.opensearch.clone(), NullEndpoint::url);
+    let group = spanway_e2e::unique_name(&format!("bench-{}", case.ingester.name()));
+    let mut command = case
+        .ingester
+        .command(options, case.topic, &group, &url, &prefix);
+    match case.ingester {
+        Ingester::Jaeger => {
+            crate::workload::commit_start_offsets(
+                &options.kafka,
+                &group,
+                case.topic,
+                options.partitions,
+            )?;
+        }
+        Ingester::Spanway => {
+            // Jaeger's topic carries no encoding headers, as Jaeger's
+            // collector writes it.
+            command.env("SPANWAY_KAFKA__DEFAULT_ENCODING", case.encoding.as_str());
+        }
+    }
+    let log = options.log_dir.join(case.log_name());
+
+    let meter = Meter::start(&options.services_dir)?;
+    let mut child = MeasuredChild::spawn(&mut command, &log)?;
+    let progress = match &null {
+        Some(endpoint) => wait_null(endpoint, &mut child, options).await,
+        None => wait_engine(options, &prefix, expected, &mut child).await,
+    };
+    // Read the child's figures before anything else happens to it.
+    let sample = child.sample();
+    let costs = meter.finish(sample.as_ref().ok().map(|s| s.0));
+    child.terminate(Duration::from_secs(20));
+    if !options.keep {
+        // Empty once the ingester has left; a killed one leaves it behind.
+        let _ = crate::workload::delete_group(&options.kafka, &group).await;
+    }
+    let snapshot = match null {
+        Some(endpoint) => Some(endpoint.stop().await),
+        None => None,
+    };
+    if destination == Destination::OpenSearch && !options.keep {
+        delete_prefix(&options.opensearch, &prefix).await;
+    }
+    let progress = progress?;
+    let (cpu, peak) = sample.with_context(|| format!("measuring {name}"))?;
+
+    let mut notes = Vec::new();
+    if let Some(snapshot) = &snapshot {
+        notes.push(null_notes(snapshot));
+    }
+    if progress.spans < expected {
+        notes.push(format!(
+            "INCOMPLETE: {} of {expected} span documents, no progress for {} s",
+            progress.spans,
+            options.stall.as_secs()
+        ));
+    }
+    notes.push(format!("log: {}", log.display()));
+    Ok(RunResult {
+        name,
+        destination,
+        expected,
+        spans: progress.spans,
+        wall: progress.end.duration_since(child.started),
+        steady: progress
+            .first
+            .map(|(at, count)| {
+                (
+                    progress.end.duration_since(at),
+                    progress.spans.saturating_sub(count),
+                )
+            })
+            // One request, or one poll, holds no rate.
+            .filter(|(window, spans)| !window.is_zero() && *spans > 0),
+        cpu: Some(cpu),
+        peak_rss_kib: Some(peak),
+        engine_cpu: costs.engine,
+        kafka_cpu: costs.kafka,
+        bench_cpu: Some(costs.own),
+        others_cpu: costs.others,
+        load_before: meter.load,
+        load_after: costs.load,
+        notes,
+    })
+}
+
+fn null_notes(s: &Snapshot) -> String {
+    let mut text = format!(
+        "null endpoint: {} bulk requests, {} documents ({} spans), {:.1} MiB on the wire",
+        s.bulk_requests,
+        s.docs,
+        s.span_docs,
+        s.body_bytes as f64 / 1048576.0
+    );
+    if s.gzip_requests > 0 {
+        text.push_str(&format!(", {} gzipped", s.gzip_requests));
+    }
+    if !s.other_requests.is_empty() {
+        text.push_str(&format!(
+            "; other requests: {}",
+            s.other_requests.join(", ")
+        ));
+    }
+    text
+}
+
+/// How far a run got.
+#[derive(Debug)]
+struct Progress {
+    /// Span documents delivered.
+    spans: u64,
+    /// When the last one was seen (or when the run gave up).
+    end: Instant,
+    /// When the first ones were seen, and how many there were then.
+    first: Option<(Instant, u64)>,
+}
+
+async fn wait_null(
+    endpoint: &NullEndpoint,
+    child: &mut MeasuredChild,
+    options: &Options,
+) -> anyhow::Result<Progress> {
+    let stats = endpoint.stats();
+    let mut watch = Watch::new(options);
+    loop {
+        if let Some(end) = stats.done_at() {
+            return Ok(Progress {
+                spans: stats.span_docs(),
+                end,
+                first: stats.snapshot().first_spans,
+            });
+        }
+        child.check_running()?;
+        let count = stats.span_docs();
+        if watch.given_up(count)? {
+            return Ok(Progress {
+                spans: count,
+                end: watch.last_progress,
+                first: stats.snapshot().first_spans,
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn wait_engine(
+    options: &Options,
+    prefix: &str,
+    expected: u64,
+    child: &mut MeasuredChild,
+) -> anyhow::Result<Progress> {
+    let pattern = format!("{prefix}-jaeger-span-*");
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()?;
+    let mut watch = Watch::new(options);
+    let mut first = None;
+    loop {
+        child.check_running()?;
+        let count = engine_count(&client, &options.opensearch, &pattern).await;
+        let now = Instant::now();
+        if count > 0 && first.is_none() {
+            first = Some((now, count));
+        }
+        if count >= expected {
+            return Ok(Progress {
+                spans: count,
+                end: now,
+                first,
+            });
+        }
+        if watch.given_up(count)? {
+            return Ok(Progress {
+                spans: count,
+                end: watch.last_progress,
+                first,
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// Refreshes the indices matching `pattern` and counts their documents; 0
+/// when there are none yet or the engine does not answer.
+async fn engine_count(client: &reqwest::Client, url: &str, pattern: &str) -> u64 {
+    let _ = client
+        .post(format!("{url}/{pattern}/_refresh"))
+        .send()
+        .await;
+    let Ok(response) = client.get(format!("{url}/{pattern}/_count")).send().await else {
+        return 0;
+    };
+    let Ok(body) = response.json::<serde_json::Value>().await else {
+        return 0;
+    };
+    body["count"].as_u64().unwrap_or(0)
+}
+
+/// Timeout and stall detection for a run.
+#[derive(Debug)]
+struct Watch {
+    deadline: Instant,
+    stall: Duration,
+    count: u64,
+    last_progress: Instant,
+}
+
+impl Watch {
+    fn new(options: &Options) -> Watch {
+        let now = Instant::now();
+        Watch {
+            deadline: now + options.timeout,
+            stall: options.stall,
+            count: 0,
+            last_progress: now,
+        }
+    }
+
+    /// `Ok(true)` when the count has not grown for the stall time (the run
+    /// ends incomplete), `Err` past the overall timeout.
+    fn given_up(&mut self, count: u64) -> anyhow::Result<bool> {
+        let now = Instant::now();
+        if count > self.count {
+            self.count = count;
+            self.last_progress = now;
+        }
+        if now >= self.deadline {
+            bail!("timed out with {count} span documents delivered");
+        }
+        Ok(count > 0 && now.duration_since(self.last_progress) >= self.stall)
+    }
+}
+
+/// Deletes the indices and templates of a run's prefix.
+async fn delete_prefix(url: &str, prefix: &str) {
+    let client = reqwest::Client::new();
+    for path in [
+        format!("{prefix}-jaeger-*"),
+        format!("_template/{prefix}-jaeger-*"),
+        format!("_index_template/{prefix}-jaeger-*"),
+    ] {
+        let _ = client.delete(format!("{url}/{path}")).send().await;
+    }
+}
+
+/// The raw loader: the corpus's span documents sent straight to `_bulk`,
+/// `raw_batch` per request, `raw_concurrency` requests in flight, into
+/// indices made from our templates. What OpenSearch can take of these
+/// documents on this machine when nothing else is in the way.
+async fn raw_loader_run(
+    options: &Options,
+    corpus: &Corpus,
+    expected: u64,
+) -> anyhow::Result<RunResult> {
+    let name = "raw bulk → OpenSearch".to_owned();
+    tokio::time::sleep(options.settle).await;
+    eprintln!("run: {name}");
+    let prefix = spanway_e2e::unique_name("bench");
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(120))
+        .build()?;
+    install_templates(&client, &options.opensearch, &prefix).await?;
+    let bodies = crate::workload::bulk_bodies(corpus, &prefix, options.raw_batch)?;
+    let url = format!("{}/_bulk", options.opensearch);
+
+    let meter = Meter::start(&options.services_dir)?;
+    let started = Instant::now();
+    let outcome = load(&client, &url, bodies, options.raw_concurrency).await;
+    let end = Instant::now();
+    let costs = meter.finish(None);
+    let count = engine_count(
+        &client,
+        &options.opensearch,
+        &format!("{prefix}-jaeger-span-*"),
+    )
+    .await;
+    if !options.keep {
+        delete_prefix(&options.opensearch, &prefix).await;
+    }
+    let failed = outcome?;
+
+    let mut notes = vec![format!(
+        "{} documents per request, {} in flight; count after the run: {count}",
+        options.raw_batch, options.raw_concurrency
+    )];
+    if failed.0 > 0 {
+        notes.push(format!(
+            "INCOMPLETE: {} items refused, first: {}",
+            failed.0, failed.1
+        ));
+    }
+    Ok(RunResult {
+        name,
+        destination: Destination::OpenSearch,
+        expected,
+        spans: expected - failed.0,
+        wall: end.duration_since(started),
+        steady: None,
+        // The loader is this process: its CPU is the measured CPU. Its peak
+        // memory is the corpus held for all runs, not the loader's.
+        cpu: Some(costs.own),
+        peak_rss_kib: None,
+        engine_cpu: costs.engine,
+        kafka_cpu: costs.kafka,
+        bench_cpu: None,
+        others_cpu: costs.others,
+        load_before: meter.load,
+        load_after: costs.load,
+        notes,
+    })
+}
+
+/// Sends every body; returns the number of items refused and the first reason.
+async fn load(
+    client: &reqwest::Client,
+    url: &str,
+    bodies: Vec<Bytes>,
+    concurrency: usize,
+) -> anyhow::Result<(u64, String)> {
+    let mut responses = futures::stream::iter(bodies)
+        .map(|body| async move {
+            let response = client
+                .post(url)
+                .header("content-type", "application/x-ndjson")
+                .body(body)
+                .send()
+                .await?
+                .error_for_status()?;
+            response.bytes().await
+        })
+        .buffer_unordered(concurrency.max(1));
+    let mut failed = 0;
+    let mut first = String::new();
+    while let Some(response) = responses.next().await {
+        let body = response.context("bulk request")?;
+        // Cheap check first: a clean response starts `{"took":…,"errors":false`.
+        if !body.windows(15).take(64).any(|w| w == b"\"errors\":false") {
+            let value: serde_json::Value = serde_json::from_slice(&body)?;
+            for item in value["items"].as_array().into_iter().flatten() {
+                let result = &item["create"];
+                if result["status"].as_u64().is_none_or(|s| s >= 300) {
+                    failed += 1;
+                    if first.is_empty() {
+                        first = result["error"].to_string();
+                    }
+                }
+            }
+        }
+    }
+    Ok((failed, first))
+}
+
+/// Our templates for `prefix` (legacy API, as our ingester picks for
+/// OpenSearch), one shard, no replica.
+async fn install_templates(
+    client: &reqwest::Client,
+    url: &str,
+    prefix: &str,
+) -> anyhow::Result<()> {
+    let names = IndexNames::new(prefix);
+    let prefix = names.prefix();
+    for (name, body) in [
+        (
+            format!("{prefix}jaeger-span"),
+            templates::span_template(prefix, 1, 0),
+        ),
+        (
+            format!("{prefix}jaeger-service"),
+            templates::service_template(prefix, 1, 0),
+        ),
+    ] {
+        client
+            .put(format!("{url}/_template/{name}"))
+            .json(&body)
+            .send()
+            .await?
+            .error_for_status()
+            .with_context(|| format!("installing template {name}"))?;
+    }
+    Ok(())
+}
+
+/// Machine-wide CPU readings at the start of a run.
+#[derive(Debug)]
+struct Meter {
+    machine: Duration,
+    own: Duration,
+    engine: Option<(u32, Duration)>,
+    kafka: Option<(u32, Duration)>,
+    load: [f64; 3],
+}
+
+/// What a run cost besides the measured process.
+#[derive(Debug)]
+struct Costs {
+    own: Duration,
+    engine: Option<Duration>,
+    kafka: Option<Duration>,
+    others: Option<Duration>,
+    load: [f64; 3],
+}
+
+impl Meter {
+    fn start(services_dir: &Path) -> anyhow::Result<Meter> {
+        let service = |name: &str| {
+            let pid = measure::pid_from_file(&services_dir.join(name).join(format!("{name}.pid")))?;
+            Some((pid, measure::process_cpu(pid).ok()?))
+        };
+        Ok(Meter {
+            machine: measure::machine_busy()?,
+            own: measure::own_cpu()?,
+            engine: service("opensearch"),
+            kafka: service("kafka"),
+            load: measure::load_average()?,
+        })
+    }
+
+    /// Readings at the end. `measured` is the measured child's CPU, if any
+    /// (it started with the run); this process's own CPU is reported apart,
+    /// never as "others".
+    fn finish(&self, measured: Option<Duration>) -> Costs {
+        let delta = |start: Option<(u32, Duration)>| {
+            let (pid, before) = start?;
+            Some(measure::process_cpu(pid).ok()?.saturating_sub(before))
+        };
+        let own = measure::own_cpu()
+            .map(|now| now.saturating_sub(self.own))
+            .unwrap_or_default();
+        let engine = delta(self.engine);
+        let kafka = delta(self.kafka);
+        let others = measure::machine_busy().ok().map(|now| {
+            now.saturating_sub(self.machine)
+                .saturating_sub(own)
+                .saturating_sub(measured.unwrap_or_default())
+                .saturating_sub(engine.unwrap_or_default())
+                .saturating_sub(kafka.unwrap_or_default())
+        });
+        Costs {
+            own,
+            engine,
+            kafka,
+            others,
+            load: measure::load_average().unwrap_or([0.0; 3]),
+        }
+    }
+}
+
+/// A child process whose CPU and memory are the measurement.
+#[derive(Debug)]
+struct MeasuredChild {
+    child: Child,
+    started: Instant,
+    log: PathBuf,
+}
+
+impl MeasuredChild {
+    fn spawn(command: &mut Command, log: &Path) -> anyhow::Result<MeasuredChild> {
+        let out = File::create(log).with_context(|| format!("creating {}", log.display()))?;
+        let err = out.try_clone()?;
+        let started = Instant::now();
+        let child = command
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .with_context(|| format!("starting {:?}", command.get_program()))?;
+        Ok(MeasuredChild {
+            child,
+            started,
+            log: log.to_owned(),
+        })
+    }
+
+    /// `Err`, with the end of its log, if the process has exited.
+    fn check_running(&mut self) -> anyhow::Result<()> {
+        if let Some(status) = self.child.try_wait()? {
+            let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+            let tail: Vec<&str> = text.lines().rev().take(15).collect();
+            let tail: Vec<&str> = tail.into_iter().rev().collect();
+            bail!(
+                "the process exited early ({status}); end of {}:\n{}",
+                self.log.display(),
+                tail.join("\n")
+            );
+        }
+        Ok(())
+    }
+
+    /// CPU so far and peak RSS (KiB).
+    fn sample(&self) -> Result<(Duration, u64), measure::MeasureError> {
+        let pid = self.child.id();
+        Ok((measure::process_cpu(pid)?, measure::peak_rss_kib(pid)?))
+    }
+
+    /// SIGTERM (via `kill`, as this crate forbids `unsafe`), then SIGKILL
+    /// after `grace`.
+    fn terminate(&mut self, grace: Duration) {
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let deadline = Instant::now() + grace;
+        while Instant::now() < deadline {
+            if matches!(self.child.try_wait(), Ok(Some(_))) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        eprintln!(
+            "  {pid} did not stop within {} s; killing it",
+            grace.as_secs()
+        );
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn case_names() {
+        let case = Case {
+            ingester: Ingester::Spanway,
+            destination: Destination::Null,
+            topic: "t",
+            encoding: Encoding::JaegerProto,
+        };
+        assert_eq!(case.name(), "spanway (jaeger_proto) → null");
+        assert_eq!(case.log_name(), "spanway-jaeger_proto-null.log");
+        let case = Case {
+            ingester: Ingester::Jaeger,
+            destination: Destination::OpenSearch,
+            ..case
+        };
+        assert_eq!(case.name(), "jaeger → OpenSearch");
+        assert_eq!(case.log_name(), "jaeger-opensearch.log");
+    }
+}

@@ -1,0 +1,249 @@
+//! The workload: one deterministic corpus of spans, put on Kafka in the
+//! encoding each ingester reads, and the same spans as ready-made bulk
+//! bodies for the raw loader.
+
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use bytes::Bytes;
+use prost::Message as _;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use spanway_e2e::corpus::Corpus;
+use spanway_ingester::bulk::create_lines;
+use spanway_ingester::document::{IndexNames, span_document};
+use spanway_schemas::proto::otlp;
+use spanway_schemas::{Encoding, SpanRecord, TraceId, decode_record, encode_trace};
+
+/// Fixed, so every run of the benchmark sends the same spans.
+const SEED: u64 = 0x5eed_be4c;
+
+/// `spans` spans in traces of `spans_per_trace` (rounded up to whole
+/// traces): five services, nine attributes per span plus the service name,
+/// all on one UTC day (see [`spanway_e2e::corpus::generate`]).
+pub fn corpus(spans: u64, spans_per_trace: usize) -> Corpus {
+    let per_trace = spans_per_trace.max(1);
+    let traces = usize::try_from(spans)
+        .unwrap_or(usize::MAX)
+        .div_ceil(per_trace);
+    spanway_e2e::corpus::generate(SEED, traces, per_trace)
+}
+
+/// The corpus as Jaeger's collector writes it to Kafka (`jaeger_proto`, its
+/// `--kafka.producer.encoding=protobuf` default): one record per span, keyed
+/// by trace id.
+pub fn jaeger_records(corpus: &Corpus) -> anyhow::Result<Vec<SpanRecord>> {
+    let mut out = Vec::with_capacity(corpus.spans.len());
+    for record in &corpus.records {
+        let data = otlp::TracesData::decode(&record.value[..])
+            .context("corpus record is not OTLP protobuf")?;
+        let trace_id = TraceId::from_hex(&record.key).context("corpus record key")?;
+        out.extend(
+            encode_trace(Encoding::JaegerProto, trace_id, data.resource_spans)
+                .context("re-encoding the corpus as jaeger_proto")?,
+        );
+    }
+    Ok(out)
+}
+
+/// The corpus's span documents for an index prefix, as `_bulk` bodies of
+/// `batch` `create` actions: byte for byte what our ingester sends (same
+/// document builder, same action lines), minus the few service documents.
+pub fn bulk_bodies(corpus: &Corpus, prefix: &str, batch: usize) -> anyhow::Result<Vec<Bytes>> {
+    let names = IndexNames::new(prefix);
+    let mut bodies = Vec::new();
+    let mut body = Vec::new();
+    let mut in_body = 0;
+    for record in &corpus.records {
+        for span in decode_record(Encoding::OtlpProto, &record.value)? {
+            let doc = span_document(&span, &names)?;
+            for line in create_lines(&doc) {
+                body.extend_from_slice(&line);
+                body.push(b'\n');
+            }
+            in_body += 1;
+            if in_body == batch {
+                bodies.push(Bytes::from(std::mem::take(&mut body)));
+                in_body = 0;
+            }
+        }
+    }
+    if in_body > 0 {
+        bodies.push(Bytes::from(body));
+    }
+    Ok(bodies)
+}
+
+fn admin(bootstrap: &str) -> anyhow::Result<AdminClient<DefaultClientContext>> {
+    ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()
+        .context("Kafka admin client")
+}
+
+/// Creates `topic` with `partitions` partitions.
+pub async fn create_topic(bootstrap: &str, topic: &str, partitions: i32) -> anyhow::Result<()> {
+    let results = admin(bootstrap)?
+        .create_topics(
+            &[NewTopic::new(topic, partitions, TopicReplication::Fixed(1))],
+            &AdminOptions::new().operation_timeout(Some(Duration::from_secs(30))),
+        )
+        .await
+        .with_context(|| {
+            format!("creating topic {topic} (is Kafka up at {bootstrap}? `dev/services up kafka`)")
+        })?;
+    for result in results {
+        result.map_err(|(name, code)| anyhow::anyhow!("creating topic {name}: {code}"))?;
+    }
+    Ok(())
+}
+
+/// Deletes topics, ignoring ones that do not exist.
+pub async fn delete_topics(bootstrap: &str, topics: &[String]) -> anyhow::Result<()> {
+    let names: Vec<&str> = topics.iter().map(String::as_str).collect();
+    admin(bootstrap)?
+        .delete_topics(
+            &names,
+            &AdminOptions::new().operation_timeout(Some(Duration::from_secs(30))),
+        )
+        .await
+        .context("deleting topics")?;
+    Ok(())
+}
+
+/// Deletes a consumer group; fails while it still has members.
+pub async fn delete_group(bootstrap: &str, group: &str) -> anyhow::Result<()> {
+    let results = admin(bootstrap)?
+        .delete_groups(
+            &[group],
+            &AdminOptions::new().operation_timeout(Some(Duration::from_secs(30))),
+        )
+        .await
+        .with_context(|| format!("deleting group {group}"))?;
+    for result in results {
+        result.map_err(|(name, code)| anyhow::anyhow!("deleting group {name}: {code}"))?;
+    }
+    Ok(())
+}
+
+/// Produces `records` to `topic` as the topic contract's producer does
+/// (murmur2 partitioner, idempotent, `acks=all`, zstd) and waits for every
+/// acknowledgement. `headers: false` leaves out the contract headers, as
+/// Jaeger's own collector writes none.
+pub async fn produce(
+    bootstrap: &str,
+    topic: &str,
+    records: &[SpanRecord],
+    headers: bool,
+) -> anyhow::Result<()> {
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("partitioner", "murmur2_random")
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("linger.ms", "20")
+        .set("compression.type", "zstd")
+        .create()
+        .context("Kafka producer")?;
+    for chunk in records.chunks(5000) {
+        let mut deliveries = Vec::with_capacity(chunk.len());
+        for record in chunk {
+            let mut future = FutureRecord::to(topic)
+                .key(record.key.as_bytes())
+                .payload(&record.value[..]);
+            if headers {
+                let mut owned = OwnedHeaders::new();
+                for (name, value) in record.headers {
+                    owned = owned.insert(Header {
+                        key: name,
+                        value: Some(value),
+                    });
+                }
+                future = future.headers(owned);
+            }
+            deliveries.push(producer.send(future, Duration::from_secs(60)));
+        }
+        // `send` enqueues only when polled: awaiting the futures one by one
+        // would send one record per linger period. Polling them together
+        // enqueues the whole chunk at once.
+        for delivery in futures::future::join_all(deliveries).await {
+            if let Err((error, _)) = delivery {
+                bail!("record to {topic} not acknowledged: {error}");
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Commits offset 0 on every partition of `topic` for consumer group
+/// `group`, before any member has joined.
+///
+/// Jaeger's v1 ingester has no option for where a new group starts and
+/// sarama's default is the newest offset, so a fresh group would skip the
+/// spans produced before it. A committed offset wins over that default.
+pub fn commit_start_offsets(
+    bootstrap: &str,
+    group: &str,
+    topic: &str,
+    partitions: i32,
+) -> anyhow::Result<()> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .create()
+        .context("Kafka consumer for the offset commit")?;
+    let mut list = TopicPartitionList::new();
+    for partition in 0..partitions {
+        list.add_partition_offset(topic, partition, Offset::Offset(0))
+            .context("partition list")?;
+    }
+    consumer
+        .commit(&list, CommitMode::Sync)
+        .with_context(|| format!("committing start offsets for group {group}"))?;
+    let committed = consumer
+        .committed_offsets(list, Duration::from_secs(10))
+        .context("reading back committed offsets")?;
+    for element in committed.elements() {
+        if element.offset() != Offset::Offset(0) {
+            bail!(
+                "group {group} partition {} has offset {:?} after the commit",
+                element.partition(),
+                element.offset()
+            );
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn corpus_rounds_up_to_whole_traces() {
+        let corpus = corpus(25, 10);
+        assert_eq!(corpus.spans.len(), 30);
+        assert_eq!(corpus.records.len(), 3);
+    }
+
+    #[test]
+    fn same_spans_in_every_form() {
+        let corpus = corpus(40, 10);
+        let jaeger = jaeger_records(&corpus).unwrap();
+        assert_eq!(jaeger.len(), 40);
+        let bodies = bulk_bodies(&corpus, "p", 15).unwrap();
+        assert_eq!(bodies.len(), 3);
+        let lines: usize = bodies
+            .iter()
+            .map(|b| b.iter().filter(|c| **c == b'\n').count())
+            .sum();
+        assert_eq!(lines, 80);
+        let first = bodies[0].split(|c| *c == b'\n').next().unwrap();
+        assert!(String::from_utf8_lossy(first).contains(r#""_index":"p-jaeger-span-2026-02-01""#));
+    }
+}
