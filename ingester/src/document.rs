@@ -30,6 +30,10 @@ pub enum DocumentKind {
     Span,
     /// A service/operation pair, in `jaeger-service-*`.
     Service,
+    /// An aggregate recomputed from spans (a dependency window, say). Written
+    /// with `index`, not `create`: a recomputation after a replay replaces
+    /// the document under the same deterministic id.
+    Aggregate,
 }
 
 /// Index names, with the optional prefix applied as Jaeger does (`prod` → `prod-jaeger-span-…`).

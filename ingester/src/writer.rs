@@ -90,7 +90,25 @@ impl BulkWriter {
         replicas: u32,
         choice: TemplateApi,
     ) -> Result<templates::Api, WriterError> {
-        let api = match choice {
+        let api = self.template_api(choice).await?;
+        let all = vec![
+            (
+                format!("{prefix}jaeger-span"),
+                templates::span_template(prefix, shards, replicas),
+            ),
+            (
+                format!("{prefix}jaeger-service"),
+                templates::service_template(prefix, shards, replicas),
+            ),
+        ];
+        self.put_templates(all, api).await?;
+        Ok(api)
+    }
+
+    /// The template API to use: `choice`, or the one the server understands
+    /// best when `Auto`.
+    pub async fn template_api(&self, choice: TemplateApi) -> Result<templates::Api, WriterError> {
+        Ok(match choice {
             TemplateApi::Legacy => templates::Api::Legacy,
             TemplateApi::Composable => templates::Api::Composable,
             TemplateApi::Auto => {
@@ -103,17 +121,16 @@ impl BulkWriter {
                     })?;
                 templates::detect(&info)
             }
-        };
-        let all = [
-            (
-                format!("{prefix}jaeger-span"),
-                templates::span_template(prefix, shards, replicas),
-            ),
-            (
-                format!("{prefix}jaeger-service"),
-                templates::service_template(prefix, shards, replicas),
-            ),
-        ];
+        })
+    }
+
+    /// Installs `(name, legacy template body)` pairs with `api`; composable
+    /// bodies are derived from the legacy ones.
+    pub async fn put_templates(
+        &self,
+        all: Vec<(String, serde_json::Value)>,
+        api: templates::Api,
+    ) -> Result<(), WriterError> {
         for (name, body) in all {
             let failure = |reason: String| WriterError::Template {
                 name: name.clone(),
@@ -144,7 +161,7 @@ impl BulkWriter {
                 return Err(failure(format!("{status}: {text}")));
             }
         }
-        Ok(api)
+        Ok(())
     }
 
     /// In rollover mode, creates `<prefix>jaeger-{span,service}-000001`

@@ -1,51 +1,174 @@
-//! Streaming analytics: service dependencies and service-graph aggregates.
+//! Streaming analytics: service dependencies and service-graph aggregates,
+//! computed from the spans topic in event-time windows and written to
+//! Elasticsearch/OpenSearch, identical after a crash and replay.
 //!
-//! This version provides the process shell only: configuration, the
-//! operations endpoint and shutdown. It does not consume the topic yet, and
-//! `/health/ready` says so by answering 503, so that nothing mistakes it for
-//! a working aggregation job.
+//! Layout: [`span`] reduces decoded spans to the facts analysis needs;
+//! [`model`] turns the spans of a trace into edges; [`aggregate`] counts
+//! edges per window; [`partition`] holds a partition's pairing store,
+//! windows and commit bookkeeping; [`documents`] renders closed windows;
+//! [`job`] is the polling thread and [`writer`] the task that stores
+//! windows; [`batch`] recomputes the same edges from stored span documents.
+
+pub mod aggregate;
+pub mod batch;
+pub mod config;
+pub mod documents;
+pub mod job;
+pub mod metrics;
+pub mod model;
+pub mod partition;
+pub mod span;
+pub mod writer;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use prometheus_client::registry::Registry;
-use serde::Deserialize;
+use spanway_ingester::config::BulkConfig;
+use spanway_ingester::metrics::IngesterMetrics;
+use spanway_ingester::writer::{BulkWriter, WriterError};
 use spanway_service_kit::ops::{self, Readiness};
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-/// Configuration of the analytics job.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct AnalyticsConfig {
-    /// Address of `/health/live`, `/health/ready` and `/metrics`.
-    pub ops_listen: SocketAddr,
-    /// Default log level (`RUST_LOG` overrides it).
-    pub log_level: String,
+pub use crate::config::AnalyticsConfig;
+use crate::documents::Indices;
+use crate::job::Job;
+use crate::metrics::{AnalyticsMetrics, EdgeSeries};
+
+/// Failures while starting.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The engine client or a template.
+    #[error(transparent)]
+    Writer(#[from] WriterError),
+    /// The Kafka consumer could not be created.
+    #[error("kafka consumer: {0}")]
+    Kafka(#[from] rdkafka::error::KafkaError),
+    /// A listener could not bind, or the polling thread could not start.
+    #[error("cannot start {what}: {source}")]
+    Io {
+        what: String,
+        source: std::io::Error,
+    },
 }
 
-impl Default for AnalyticsConfig {
-    fn default() -> Self {
-        AnalyticsConfig {
-            ops_listen: SocketAddr::from(([0, 0, 0, 0], 14271)),
-            log_level: "info".into(),
+/// A running job.
+#[derive(Debug)]
+pub struct Analytics {
+    /// Where the operations endpoint listens.
+    pub ops_addr: SocketAddr,
+    /// The job's counters.
+    pub metrics: AnalyticsMetrics,
+    poller: std::thread::JoinHandle<()>,
+    writer: JoinHandle<()>,
+    writer_cancel: CancellationToken,
+}
+
+impl Analytics {
+    /// Installs the templates, joins the consumer group and starts reading.
+    pub async fn start(
+        config: &AnalyticsConfig,
+        shutdown: CancellationToken,
+    ) -> Result<Analytics, StartError> {
+        let metrics = AnalyticsMetrics::default();
+        let mut registry = Registry::default();
+        metrics.register(&mut registry);
+        let edge_series = config
+            .edge_metrics
+            .enabled
+            .then(|| EdgeSeries::new(&mut registry, config.edge_metrics.max_edges));
+        let writer_metrics = IngesterMetrics::default();
+        let out = &config.elasticsearch;
+        let bulk = BulkConfig {
+            retry_initial_backoff: out.retry_initial_backoff,
+            retry_max_backoff: out.retry_max_backoff,
+            request_timeout: out.request_timeout,
+            ..BulkConfig::default()
+        };
+        let writer = BulkWriter::new(&out.url, &bulk, writer_metrics)?;
+        if out.create_templates {
+            let api = writer.template_api(out.template_api).await?;
+            let indices = Indices::new(&out.index_prefix, &out.service_graph_index);
+            writer
+                .put_templates(indices.templates(out.shards, out.replicas), api)
+                .await?;
+            tracing::info!(?api, "index templates installed");
         }
+
+        let ready = Readiness::default();
+        let ops_addr = ops::serve(
+            config.ops.listen,
+            Arc::new(registry),
+            ready.clone(),
+            shutdown.clone(),
+        )
+        .await
+        .map_err(|source| StartError::Io {
+            what: format!("the operations endpoint on {}", config.ops.listen),
+            source,
+        })?;
+        let kafka_ready = Readiness::default();
+        spawn_readiness_probe(writer.clone(), kafka_ready.clone(), ready, shutdown.clone());
+
+        let (write_tx, write_rx) = tokio::sync::mpsc::unbounded_channel();
+        let (ack_tx, ack_rx) = std::sync::mpsc::channel();
+        let job = Job::new(
+            config,
+            metrics.clone(),
+            edge_series,
+            write_tx,
+            ack_rx,
+            kafka_ready,
+        )?;
+        let writer_cancel = CancellationToken::new();
+        let writer = tokio::spawn(writer::run(writer, write_rx, ack_tx, writer_cancel.clone()));
+        let poller = std::thread::Builder::new()
+            .name("kafka-poll".into())
+            .spawn(move || job.run(&shutdown))
+            .map_err(|source| StartError::Io {
+                what: "the polling thread".into(),
+                source,
+            })?;
+        tracing::info!(%ops_addr, topics = ?config.kafka.topics, group = %config.kafka.group_id, "streaming analytics started");
+        Ok(Analytics {
+            ops_addr,
+            metrics,
+            poller,
+            writer,
+            writer_cancel,
+        })
+    }
+
+    /// Waits until the polling thread has drained, committed and left the
+    /// group, then stops the writer.
+    pub async fn wait(self) {
+        let poller = self.poller;
+        if tokio::task::spawn_blocking(move || poller.join())
+            .await
+            .is_err()
+        {
+            tracing::error!("polling thread failed");
+        }
+        self.writer_cancel.cancel();
+        if let Err(error) = self.writer.await {
+            tracing::error!(%error, "writer task failed");
+        }
+        tracing::info!("streaming analytics stopped");
     }
 }
 
-/// Serves the operations endpoint until `shutdown`; returns its address.
-pub async fn start(
-    config: &AnalyticsConfig,
+/// Ready means the engine answers and the poll loop reached Kafka lately.
+fn spawn_readiness_probe(
+    writer: BulkWriter,
+    kafka: Readiness,
+    ready: Readiness,
     shutdown: CancellationToken,
-) -> std::io::Result<SocketAddr> {
-    let ready = Readiness::default();
-    ready.set(false);
-    let addr = ops::serve(
-        config.ops_listen,
-        Arc::new(Registry::default()),
-        ready,
-        shutdown,
-    )
-    .await?;
-    tracing::warn!(%addr, "dependency aggregation is not available in this version; serving health endpoints only");
-    Ok(addr)
+) {
+    ops::spawn_readiness_probe(ready, Duration::from_secs(5), shutdown, move || {
+        let writer = writer.clone();
+        let kafka = kafka.clone();
+        async move { kafka.get() && writer.ping().await }
+    });
 }

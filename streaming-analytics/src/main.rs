@@ -1,35 +1,70 @@
 use std::path::PathBuf;
+use std::process::ExitCode;
 
-use clap::Parser;
+use anyhow::Context;
+use clap::{Parser, Subcommand};
 use spanway_service_kit::{config, logging, shutdown};
-use spanway_streaming_analytics::AnalyticsConfig;
+use spanway_streaming_analytics::{Analytics, AnalyticsConfig};
 use tokio_util::sync::CancellationToken;
 
-/// Streaming service-dependency analytics. This version serves its health
-/// and metrics endpoints only (ops_listen, default :14271); /health/ready
-/// answers 503 because no aggregation runs yet.
+/// Computes service dependencies and service-graph aggregates from the spans
+/// topic, in real time, and writes them to Elasticsearch or OpenSearch:
+/// Jaeger's jaeger-dependencies-YYYY-MM-DD (read by Jaeger query's
+/// /api/dependencies and the Jaeger UI) and a service-graph index for Kibana
+/// (calls, errors, latency percentiles per edge and window).
 ///
-/// Configuration: optional TOML file, then SPANWAY_<KEY> environment variables.
+/// Windows are cut on span start time (event time). A window is written once
+/// the partition's clock is windows.allowed_lateness past its end; offsets are
+/// committed only up to what written windows cover, with the clock in the
+/// commit, so a crash and replay rewrite the same documents with the same
+/// numbers.
+///
+/// Configuration comes from an optional TOML file (see
+/// streaming-analytics/analytics.example.toml), then environment variables
+/// named SPANWAY_<SECTION>__<KEY>, e.g. SPANWAY_WINDOWS__SIZE=5m. Operations
+/// endpoint: /health/live, /health/ready and /metrics on ops.listen (default :14271).
 #[derive(Debug, Parser)]
 #[command(version, about, long_about)]
 struct Cli {
     /// TOML configuration file.
     #[arg(long, short, env = "SPANWAY_CONFIG_FILE")]
     config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the job (the default).
+    Run,
+    /// Load and validate the configuration, print it, and exit.
+    CheckConfig,
+}
+
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
     let config: AnalyticsConfig = config::load(cli.config.as_deref())?;
-    logging::init(&config.log_level, false);
-    let token = CancellationToken::new();
-    shutdown::cancel_on_signal(token.clone());
-    start_and_wait(&config, token).await
-}
-
-async fn start_and_wait(config: &AnalyticsConfig, token: CancellationToken) -> anyhow::Result<()> {
-    spanway_streaming_analytics::start(config, token.clone()).await?;
-    token.cancelled().await;
-    Ok(())
+    config.validate()?;
+    if let Some(Command::CheckConfig) = cli.command {
+        println!("configuration is valid:\n{config:#?}");
+        return Ok(());
+    }
+    logging::init(&config.log.level, config.log.json);
+    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    runtime.block_on(async {
+        let token = CancellationToken::new();
+        shutdown::cancel_on_signal(token.clone());
+        let analytics = Analytics::start(&config, token).await?;
+        analytics.wait().await;
+        Ok(())
+    })
 }

@@ -1,0 +1,406 @@
+//! Configuration of the analytics job: typed, with defaults, validated
+//! before any I/O.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use serde::Deserialize;
+use spanway_ingester::config::TemplateApi;
+use spanway_schemas::{DEFAULT_TOPIC, Encoding};
+use spanway_service_kit::config::ConfigError;
+use spanway_service_kit::logging::LogConfig;
+
+use crate::model::Rules;
+use crate::partition::Timing;
+use crate::span::PeerSource;
+
+/// Everything the job reads at start.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AnalyticsConfig {
+    /// The Kafka consumer group.
+    pub kafka: ConsumerConfig,
+    /// Where the aggregates are written.
+    pub elasticsearch: OutputConfig,
+    /// Windows, lateness and pairing.
+    pub windows: WindowConfig,
+    /// Which edges count.
+    pub model: ModelConfig,
+    /// The optional Prometheus view of the aggregates.
+    pub edge_metrics: EdgeMetricsConfig,
+    /// Health and metrics endpoint.
+    pub ops: OpsConfig,
+    /// Log output.
+    pub log: LogConfig,
+}
+
+/// The Kafka consumer group (its own, beside the ingester's).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ConsumerConfig {
+    /// Bootstrap brokers, `host:port`.
+    pub brokers: Vec<String>,
+    /// Topics to read.
+    pub topics: Vec<String>,
+    /// Consumer group id; instances sharing it share the partitions.
+    pub group_id: String,
+    /// Where a new group starts: `earliest` or `latest`.
+    pub start_offset: String,
+    /// Encoding of records that carry no `encoding` header.
+    pub default_encoding: Encoding,
+    /// The group coordinator removes a member it has not heard from for this long.
+    #[serde(with = "humantime_serde")]
+    pub session_timeout: Duration,
+    /// How often the safe offsets are committed.
+    #[serde(with = "humantime_serde")]
+    pub commit_interval: Duration,
+    /// On shutdown and rebalance, how long closed windows may take to be
+    /// written before what is written is committed. Below `session_timeout`.
+    #[serde(with = "humantime_serde")]
+    pub drain_timeout: Duration,
+}
+
+/// Output indices.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OutputConfig {
+    /// Base URL of the cluster.
+    pub url: String,
+    /// Prefix of Jaeger's dependency indices: `prod` gives `prod-jaeger-dependencies-…`.
+    pub index_prefix: String,
+    /// Name of the service-graph indices; a `-YYYY-MM-DD` suffix is added.
+    pub service_graph_index: String,
+    /// Primary shards of new indices.
+    pub shards: u32,
+    /// Replicas of new indices.
+    pub replicas: u32,
+    /// Install the index templates at start.
+    pub create_templates: bool,
+    /// `auto`, `legacy` or `composable`, as for the ingester.
+    pub template_api: TemplateApi,
+    /// First retry delay of a failed write; doubles each time.
+    #[serde(with = "humantime_serde")]
+    pub retry_initial_backoff: Duration,
+    /// Ceiling of the retry delay.
+    #[serde(with = "humantime_serde")]
+    pub retry_max_backoff: Duration,
+    /// A bulk request that has not answered within this time is retried.
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
+    /// Closed windows waiting to be written; past it reading pauses until
+    /// the engine catches up.
+    pub max_pending_windows: usize,
+}
+
+/// Event-time rules.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WindowConfig {
+    /// Length of a tumbling window.
+    #[serde(with = "humantime_serde")]
+    pub size: Duration,
+    /// How long after its end (in event time) a window is written; spans
+    /// later than that are counted in the window they arrive in, flagged late.
+    #[serde(with = "humantime_serde")]
+    pub allowed_lateness: Duration,
+    /// How long a trace is held, in event time after its latest span, for
+    /// its other spans to arrive. At most `allowed_lateness`.
+    #[serde(with = "humantime_serde")]
+    pub pairing_wait: Duration,
+    /// Spans held for pairing per partition; past it the oldest trace is
+    /// analysed early (counted as evicted). Bounds memory.
+    pub max_spans_per_partition: usize,
+    /// A partition that delivers nothing for this long (wall clock) has its
+    /// waiting traces analysed and its windows written.
+    #[serde(with = "humantime_serde")]
+    pub idle_flush: Duration,
+}
+
+/// Switches of the dependency model.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ModelConfig {
+    /// Count edges from a service to itself (Jaeger does).
+    pub same_service_edges: bool,
+    /// Unanswered client and producer spans make edges to a named peer.
+    pub virtual_nodes: bool,
+    /// Root server spans make edges from `user`.
+    pub user_node: bool,
+    /// Attributes that name a peer, tried in order: `peer_service`, `db`,
+    /// `messaging`, `server_address`.
+    pub peer_attributes: Vec<PeerSource>,
+}
+
+/// Aggregates as Prometheus series.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EdgeMetricsConfig {
+    /// Export per-edge call and error counters and latency histograms.
+    pub enabled: bool,
+    /// Distinct edges given their own series; further edges are counted in
+    /// `edges_over_limit` instead, so label cardinality stays bounded.
+    pub max_edges: usize,
+}
+
+/// The operations endpoint.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OpsConfig {
+    /// Address of `/health/live`, `/health/ready` and `/metrics`.
+    pub listen: SocketAddr,
+}
+
+impl Default for ConsumerConfig {
+    fn default() -> Self {
+        ConsumerConfig {
+            brokers: vec!["127.0.0.1:9092".into()],
+            topics: vec![DEFAULT_TOPIC.into()],
+            group_id: "spanway-analytics".into(),
+            start_offset: "earliest".into(),
+            default_encoding: Encoding::OtlpProto,
+            session_timeout: Duration::from_secs(45),
+            commit_interval: Duration::from_secs(2),
+            drain_timeout: Duration::from_secs(15),
+        }
+    }
+}
+
+impl Default for OutputConfig {
+    fn default() -> Self {
+        OutputConfig {
+            url: "http://127.0.0.1:9200".into(),
+            index_prefix: String::new(),
+            service_graph_index: "spanway-service-graph".into(),
+            shards: 1,
+            replicas: 1,
+            create_templates: true,
+            template_api: TemplateApi::Auto,
+            retry_initial_backoff: Duration::from_millis(100),
+            retry_max_backoff: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(30),
+            max_pending_windows: 10_000,
+        }
+    }
+}
+
+impl Default for WindowConfig {
+    fn default() -> Self {
+        WindowConfig {
+            size: Duration::from_secs(60),
+            allowed_lateness: Duration::from_secs(60),
+            pairing_wait: Duration::from_secs(30),
+            max_spans_per_partition: 500_000,
+            idle_flush: Duration::from_secs(30),
+        }
+    }
+}
+
+impl Default for ModelConfig {
+    fn default() -> Self {
+        ModelConfig {
+            same_service_edges: true,
+            virtual_nodes: true,
+            user_node: true,
+            peer_attributes: vec![
+                PeerSource::PeerService,
+                PeerSource::Db,
+                PeerSource::Messaging,
+                PeerSource::ServerAddress,
+            ],
+        }
+    }
+}
+
+impl Default for EdgeMetricsConfig {
+    fn default() -> Self {
+        EdgeMetricsConfig {
+            enabled: true,
+            max_edges: 1_000,
+        }
+    }
+}
+
+impl Default for OpsConfig {
+    fn default() -> Self {
+        OpsConfig {
+            listen: SocketAddr::from(([0, 0, 0, 0], 14271)),
+        }
+    }
+}
+
+fn micros(d: Duration) -> i64 {
+    i64::try_from(d.as_micros()).unwrap_or(i64::MAX)
+}
+
+impl AnalyticsConfig {
+    /// The time rules the partition state runs on.
+    pub fn timing(&self) -> Timing {
+        Timing {
+            window_micros: micros(self.windows.size),
+            lateness_micros: micros(self.windows.allowed_lateness),
+            wait_micros: micros(self.windows.pairing_wait),
+            max_spans: self.windows.max_spans_per_partition,
+            rules: self.rules(),
+        }
+    }
+
+    /// The model's switches.
+    pub fn rules(&self) -> Rules {
+        Rules {
+            same_service_edges: self.model.same_service_edges,
+            virtual_nodes: self.model.virtual_nodes,
+            user_node: self.model.user_node,
+        }
+    }
+
+    /// Checks rules serde cannot express; names the key at fault.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let k = &self.kafka;
+        if k.brokers.is_empty() || k.brokers.iter().any(|b| b.trim().is_empty()) {
+            return Err(ConfigError::invalid(
+                "kafka.brokers",
+                "at least one non-empty host:port is required",
+            ));
+        }
+        if k.topics.is_empty() || k.topics.iter().any(String::is_empty) {
+            return Err(ConfigError::invalid(
+                "kafka.topics",
+                "at least one non-empty topic is required",
+            ));
+        }
+        if k.group_id.is_empty() {
+            return Err(ConfigError::invalid("kafka.group_id", "must not be empty"));
+        }
+        if !matches!(k.start_offset.as_str(), "earliest" | "latest") {
+            return Err(ConfigError::invalid(
+                "kafka.start_offset",
+                format!("{:?} is not earliest or latest", k.start_offset),
+            ));
+        }
+        if k.drain_timeout >= k.session_timeout {
+            return Err(ConfigError::invalid(
+                "kafka.drain_timeout",
+                "must be below kafka.session_timeout, or the group evicts the member while it drains",
+            ));
+        }
+        if k.commit_interval.is_zero() {
+            return Err(ConfigError::invalid(
+                "kafka.commit_interval",
+                "must be positive",
+            ));
+        }
+        let w = &self.windows;
+        if w.size < Duration::from_secs(1) {
+            return Err(ConfigError::invalid("windows.size", "must be at least 1s"));
+        }
+        if w.pairing_wait > w.allowed_lateness {
+            return Err(ConfigError::invalid(
+                "windows.pairing_wait",
+                format!(
+                    "{} is above windows.allowed_lateness ({}): every call would be counted late",
+                    humantime::format_duration(w.pairing_wait),
+                    humantime::format_duration(w.allowed_lateness)
+                ),
+            ));
+        }
+        if w.max_spans_per_partition == 0 {
+            return Err(ConfigError::invalid(
+                "windows.max_spans_per_partition",
+                "must be at least 1",
+            ));
+        }
+        if w.idle_flush.is_zero() {
+            return Err(ConfigError::invalid(
+                "windows.idle_flush",
+                "must be positive",
+            ));
+        }
+        if self.model.virtual_nodes && self.model.peer_attributes.is_empty() {
+            return Err(ConfigError::invalid(
+                "model.peer_attributes",
+                "must list at least one source when model.virtual_nodes is on",
+            ));
+        }
+        let o = &self.elasticsearch;
+        if !(o.url.starts_with("http://") || o.url.starts_with("https://")) {
+            return Err(ConfigError::invalid(
+                "elasticsearch.url",
+                format!("{:?} must start with http:// or https://", o.url),
+            ));
+        }
+        let name = &o.service_graph_index;
+        if name.is_empty()
+            || name.starts_with(['-', '_', '+'])
+            || name
+                .chars()
+                .any(|c| c.is_ascii_uppercase() || " \"*\\<|,>/?#:".contains(c))
+        {
+            return Err(ConfigError::invalid(
+                "elasticsearch.service_graph_index",
+                format!(
+                    "{name:?} is not a valid index name (lowercase, no spaces or \\/*?\"<>|,#:)"
+                ),
+            ));
+        }
+        if o.shards == 0 {
+            return Err(ConfigError::invalid(
+                "elasticsearch.shards",
+                "must be at least 1",
+            ));
+        }
+        if o.max_pending_windows == 0 {
+            return Err(ConfigError::invalid(
+                "elasticsearch.max_pending_windows",
+                "must be at least 1",
+            ));
+        }
+        if o.retry_initial_backoff.is_zero() || o.retry_initial_backoff > o.retry_max_backoff {
+            return Err(ConfigError::invalid(
+                "elasticsearch.retry_initial_backoff",
+                "must be positive and not above elasticsearch.retry_max_backoff",
+            ));
+        }
+        if self.edge_metrics.enabled && self.edge_metrics.max_edges == 0 {
+            return Err(ConfigError::invalid(
+                "edge_metrics.max_edges",
+                "must be at least 1 when edge_metrics.enabled",
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        AnalyticsConfig::default().validate().unwrap();
+    }
+
+    #[test]
+    fn rules_name_the_key() {
+        let mut cfg = AnalyticsConfig::default();
+        cfg.windows.pairing_wait = Duration::from_secs(600);
+        let error = cfg.validate().unwrap_err().to_string();
+        assert!(error.contains("windows.pairing_wait"), "{error}");
+        let mut cfg = AnalyticsConfig::default();
+        cfg.elasticsearch.service_graph_index = "Service Graph".into();
+        let error = cfg.validate().unwrap_err().to_string();
+        assert!(error.contains("service_graph_index"), "{error}");
+    }
+
+    /// The shipped example must load, validate, and equal the defaults it documents.
+    #[test]
+    fn example_file_is_the_defaults() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("analytics.example.toml");
+        let cfg: AnalyticsConfig =
+            spanway_service_kit::config::load_with_env(Some(&path), []).unwrap();
+        cfg.validate().unwrap();
+        assert_eq!(
+            format!("{cfg:?}"),
+            format!("{:?}", AnalyticsConfig::default())
+        );
+    }
+}

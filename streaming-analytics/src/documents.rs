@@ -1,0 +1,299 @@
+//! The documents a closed window becomes, and their index templates.
+//!
+//! Each partition writes its own share of a window: one Jaeger dependency
+//! document per window and partition, one service-graph document per
+//! window, edge and partition. Ids are derived from the window, the edge
+//! and the partition only, so rewriting a window after a replay replaces
+//! the same documents, and instances that share the partitions never write
+//! over each other. Jaeger query sums `callCount` over every document in
+//! the range it is asked for, and Kibana sums `calls` and `errors` the same
+//! way, so totals over any range are exact.
+
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use spanway_ingester::document::{Document, DocumentKind};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+use crate::aggregate::{BUCKETS_MS, Histogram, WindowEdges};
+use crate::partition::ClosedWindow;
+
+/// The value of `source` in Jaeger dependency links written here.
+pub const LINK_SOURCE: &str = "spanway";
+
+/// Index naming.
+#[derive(Debug, Clone)]
+pub struct Indices {
+    dependencies_prefix: String,
+    service_graph: String,
+}
+
+impl Indices {
+    /// `prefix` as Jaeger takes it (`prod` → `prod-jaeger-dependencies-…`);
+    /// `service_graph` is the base name of the service-graph indices.
+    pub fn new(prefix: &str, service_graph: &str) -> Self {
+        let dependencies_prefix = if prefix.is_empty() {
+            "jaeger-dependencies-".to_owned()
+        } else {
+            format!("{prefix}-jaeger-dependencies-")
+        };
+        Indices {
+            dependencies_prefix,
+            service_graph: format!("{service_graph}-"),
+        }
+    }
+
+    /// Jaeger's daily dependency index for a window starting at `micros`.
+    pub fn dependencies(&self, micros: i64) -> String {
+        format!("{}{}", self.dependencies_prefix, day(micros))
+    }
+
+    /// The daily service-graph index for a window starting at `micros`.
+    pub fn service_graph(&self, micros: i64) -> String {
+        format!("{}{}", self.service_graph, day(micros))
+    }
+
+    /// Legacy template bodies, by template name.
+    pub fn templates(&self, shards: u32, replicas: u32) -> Vec<(String, Value)> {
+        let settings =
+            json!({"index.number_of_shards": shards, "index.number_of_replicas": replicas});
+        let keyword = json!({"type": "keyword", "ignore_above": 256});
+        let latency = json!({"properties": {
+            "p50": {"type": "double"}, "p95": {"type": "double"}, "p99": {"type": "double"},
+            "count": {"type": "long"}, "sum": {"type": "double"}
+        }});
+        let buckets = json!({"properties": {"le": {"type": "double"}, "counts": {"type": "long"}}});
+        vec![
+            (
+                self.dependencies_prefix.trim_end_matches('-').to_owned(),
+                json!({
+                    "index_patterns": [format!("{}*", self.dependencies_prefix)],
+                    "settings": settings,
+                    "mappings": {"properties": {
+                        "timestamp": {"type": "date"},
+                        "dependencies": {"type": "nested", "properties": {
+                            "parent": keyword, "child": keyword,
+                            "callCount": {"type": "long"}, "source": keyword
+                        }}
+                    }}
+                }),
+            ),
+            (
+                self.service_graph.trim_end_matches('-').to_owned(),
+                json!({
+                    "index_patterns": [format!("{}*", self.service_graph)],
+                    "settings": settings,
+                    "mappings": {"dynamic": false, "properties": {
+                        "@timestamp": {"type": "date"},
+                        "window_end": {"type": "date"},
+                        "client": keyword, "server": keyword, "connection_type": keyword,
+                        "calls": {"type": "long"}, "errors": {"type": "long"},
+                        "late_calls": {"type": "long"},
+                        "client_latency_ms": latency, "server_latency_ms": latency,
+                        "client_latency_buckets": buckets, "server_latency_buckets": buckets,
+                        "source_topic": keyword, "source_partition": {"type": "integer"}
+                    }}
+                }),
+            ),
+        ]
+    }
+}
+
+fn datetime(micros: i64) -> OffsetDateTime {
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(micros) * 1000)
+        .unwrap_or(OffsetDateTime::UNIX_EPOCH)
+}
+
+fn day(micros: i64) -> String {
+    let d = datetime(micros).date();
+    format!("{:04}-{:02}-{:02}", d.year(), u8::from(d.month()), d.day())
+}
+
+fn rfc3339(micros: i64) -> String {
+    datetime(micros)
+        .format(&Rfc3339)
+        .unwrap_or_else(|_| micros.to_string())
+}
+
+fn digest(parts: &[&str]) -> String {
+    let mut hasher = Sha256::new();
+    for part in parts {
+        hasher.update(part.as_bytes());
+        hasher.update([0]);
+    }
+    hasher.finalize()[..16]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+fn latency(h: &Histogram) -> Value {
+    json!({
+        "p50": h.quantile_ms(0.5),
+        "p95": h.quantile_ms(0.95),
+        "p99": h.quantile_ms(0.99),
+        "count": h.total(),
+        "sum": h.sum_micros as f64 / 1000.0,
+    })
+}
+
+fn buckets(h: &Histogram) -> Value {
+    json!({"le": BUCKETS_MS, "counts": h.counts})
+}
+
+/// Jaeger's dependency links of a window, one per edge.
+fn links(edges: &WindowEdges) -> Vec<Value> {
+    edges
+        .iter()
+        .map(|(key, stats)| {
+            json!({
+                "parent": &*key.client,
+                "child": &*key.server,
+                "callCount": stats.calls,
+                "source": LINK_SOURCE,
+            })
+        })
+        .collect()
+}
+
+fn to_bytes(value: &Value) -> Vec<u8> {
+    value.to_string().into_bytes()
+}
+
+/// The documents of one window of `topic`/`partition`.
+pub fn window_documents(
+    indices: &Indices,
+    topic: &str,
+    partition: i32,
+    window: &ClosedWindow,
+    window_micros: i64,
+) -> Vec<Document> {
+    let start = window.start_micros;
+    let partition_text = partition.to_string();
+    let start_text = start.to_string();
+    let mut docs = Vec::with_capacity(window.edges.len() + 1);
+    docs.push(Document {
+        kind: DocumentKind::Aggregate,
+        index: indices.dependencies(start),
+        id: digest(&["dependencies", &start_text, topic, &partition_text]),
+        source: to_bytes(&json!({
+            "timestamp": rfc3339(start),
+            "dependencies": links(&window.edges),
+        })),
+    });
+    for (key, stats) in &window.edges {
+        docs.push(Document {
+            kind: DocumentKind::Aggregate,
+            index: indices.service_graph(start),
+            id: digest(&[
+                "edge",
+                &start_text,
+                &key.client,
+                &key.server,
+                key.connection.as_str(),
+                topic,
+                &partition_text,
+            ]),
+            source: to_bytes(&json!({
+                "@timestamp": rfc3339(start),
+                "window_end": rfc3339(start.saturating_add(window_micros)),
+                "client": &*key.client,
+                "server": &*key.server,
+                "connection_type": key.connection.as_str(),
+                "calls": stats.calls,
+                "errors": stats.errors,
+                "late_calls": stats.late,
+                "client_latency_ms": latency(&stats.client_latency),
+                "server_latency_ms": latency(&stats.server_latency),
+                "client_latency_buckets": buckets(&stats.client_latency),
+                "server_latency_buckets": buckets(&stats.server_latency),
+                "source_topic": topic,
+                "source_partition": partition,
+            })),
+        });
+    }
+    docs
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::aggregate::{self, WindowEdges};
+    use crate::model::Edge;
+    use crate::span::Connection;
+
+    fn window() -> ClosedWindow {
+        let mut edges = WindowEdges::new();
+        let edge = Edge {
+            client: Arc::from("frontend"),
+            server: Arc::from("cart"),
+            connection: Connection::Direct,
+            time_micros: 0,
+            error: true,
+            client_micros: Some(3_000),
+            server_micros: Some(2_000),
+        };
+        aggregate::add(&mut edges, &edge, false);
+        aggregate::add(&mut edges, &edge, true);
+        ClosedWindow {
+            // 2026-11-26T01:02:00Z
+            start_micros: 1_795_654_920_000_000,
+            edges,
+        }
+    }
+
+    #[test]
+    fn jaeger_document_has_the_fields_jaeger_query_reads() {
+        let indices = Indices::new("prod", "spanway-service-graph");
+        let docs = window_documents(&indices, "jaeger-spans", 3, &window(), 60_000_000);
+        assert_eq!(docs.len(), 2);
+        assert_eq!(docs[0].index, "prod-jaeger-dependencies-2026-11-26");
+        let source: Value = serde_json::from_slice(&docs[0].source).unwrap();
+        assert_eq!(source["timestamp"], "2026-11-26T01:02:00Z");
+        assert_eq!(
+            source["dependencies"],
+            json!([{"parent": "frontend", "child": "cart", "callCount": 2, "source": "spanway"}])
+        );
+        assert!(docs.iter().all(|d| d.kind == DocumentKind::Aggregate));
+    }
+
+    #[test]
+    fn service_graph_document_counts_errors_late_calls_and_latency() {
+        let indices = Indices::new("", "graph");
+        let docs = window_documents(&indices, "jaeger-spans", 3, &window(), 60_000_000);
+        assert_eq!(docs[1].index, "graph-2026-11-26");
+        let source: Value = serde_json::from_slice(&docs[1].source).unwrap();
+        assert_eq!(source["calls"], 2);
+        assert_eq!(source["errors"], 2);
+        assert_eq!(source["late_calls"], 1);
+        assert_eq!(source["window_end"], "2026-11-26T01:03:00Z");
+        assert_eq!(source["client_latency_ms"]["count"], 2);
+        assert_eq!(source["server_latency_ms"]["p50"], 1.5);
+        assert_eq!(source["source_partition"], 3);
+    }
+
+    #[test]
+    fn ids_depend_on_window_edge_and_partition_only() {
+        let indices = Indices::new("", "graph");
+        let a = window_documents(&indices, "t", 0, &window(), 60_000_000);
+        let again = window_documents(&indices, "t", 0, &window(), 60_000_000);
+        let other_partition = window_documents(&indices, "t", 1, &window(), 60_000_000);
+        assert_eq!(a, again);
+        assert_ne!(a[0].id, other_partition[0].id);
+        assert_ne!(a[1].id, other_partition[1].id);
+        assert_ne!(a[0].id, a[1].id);
+    }
+
+    #[test]
+    fn templates_cover_both_index_families() {
+        let indices = Indices::new("prod", "graph");
+        let names: Vec<String> = indices
+            .templates(1, 0)
+            .into_iter()
+            .map(|(n, _)| n)
+            .collect();
+        assert_eq!(names, ["prod-jaeger-dependencies", "graph"]);
+    }
+}

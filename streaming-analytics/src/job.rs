@@ -1,0 +1,550 @@
+//! The polling thread: reads records, feeds the partition states, hands
+//! closed windows to the writer, commits what is safe.
+//!
+//! Everything that touches partition state runs on this one thread, in
+//! offset order per partition, including librdkafka's rebalance callbacks
+//! (they run inside `poll`). Writes happen on the async writer task; their
+//! acknowledgements come back through a channel and are applied here.
+
+use std::collections::HashMap;
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::error::KafkaResult;
+use rdkafka::message::{BorrowedMessage, Headers, Message};
+use rdkafka::statistics::Statistics;
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use spanway_schemas::record::{decode_record, record_encoding};
+use spanway_schemas::{Encoding, headers};
+use spanway_service_kit::ops::Readiness;
+use tokio::sync::mpsc::UnboundedSender;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::AnalyticsConfig;
+use crate::documents::{Indices, window_documents};
+use crate::metrics::{AnalyticsMetrics, EdgeSeries, PartitionLabels};
+use crate::partition::{NO_CLOCK, PartitionState, Position, Resume, Step, Timing};
+use crate::span::{PeerSource, SpanFacts};
+use crate::writer::{Ack, WriteJob};
+
+type Key = (String, i32);
+
+/// Kafka brokers refuse commit metadata over `offset.metadata.max.bytes`
+/// (4096 by default).
+const MAX_METADATA_BYTES: usize = 4000;
+
+struct Slot {
+    state: PartitionState,
+    generation: u64,
+    last_record: Instant,
+    committed: Option<Position>,
+}
+
+/// State shared by the loop and the rebalance callbacks (same thread; the
+/// mutex only satisfies the `Sync` bound librdkafka's context needs).
+struct Shared {
+    slots: HashMap<Key, Slot>,
+    acks: Receiver<Ack>,
+    /// Closed windows handed to the writer and not yet acknowledged.
+    unwritten: usize,
+    next_generation: u64,
+}
+
+struct JobContext {
+    shared: Arc<Mutex<Shared>>,
+    metrics: AnalyticsMetrics,
+    drain_timeout: Duration,
+}
+
+impl ClientContext for JobContext {
+    fn stats(&self, statistics: Statistics) {
+        for (topic, stats) in &statistics.topics {
+            for (partition, p) in &stats.partitions {
+                if *partition < 0 || p.consumer_lag < 0 {
+                    continue;
+                }
+                let labels = PartitionLabels {
+                    topic: topic.clone(),
+                    partition: *partition,
+                };
+                self.metrics
+                    .lag_records
+                    .get_or_create(&labels)
+                    .set(p.consumer_lag);
+            }
+        }
+    }
+}
+
+impl ConsumerContext for JobContext {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        let Rebalance::Revoke(revoked) = rebalance else {
+            return;
+        };
+        let keys: Vec<Key> = revoked
+            .elements()
+            .iter()
+            .map(|e| (e.topic().to_owned(), e.partition()))
+            .collect();
+        let mut shared = lock(&self.shared);
+        if !consumer.assignment_lost() {
+            drain(&mut shared, &self.metrics, self.drain_timeout);
+            commit(
+                consumer,
+                &mut shared,
+                &self.metrics,
+                Some(&keys),
+                CommitMode::Sync,
+            );
+        }
+        for key in &keys {
+            shared.slots.remove(key);
+            self.metrics.clock_seconds.remove(&PartitionLabels {
+                topic: key.0.clone(),
+                partition: key.1,
+            });
+        }
+        tracing::info!(
+            partitions = keys.len(),
+            "partitions revoked; their state is rebuilt by the next owner from the committed position"
+        );
+    }
+}
+
+fn lock(shared: &Mutex<Shared>) -> MutexGuard<'_, Shared> {
+    shared
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Applies every acknowledgement already received.
+fn apply_acks(shared: &mut Shared, metrics: &AnalyticsMetrics) {
+    while let Ok(ack) = shared.acks.try_recv() {
+        apply_ack(shared, metrics, ack);
+    }
+}
+
+fn apply_ack(shared: &mut Shared, metrics: &AnalyticsMetrics, ack: Ack) {
+    shared.unwritten = shared.unwritten.saturating_sub(1);
+    metrics.windows_written.inc();
+    metrics.documents_rejected.inc_by(ack.rejected as u64);
+    if let Some(slot) = shared.slots.get_mut(&ack.key)
+        && slot.generation == ack.generation
+    {
+        slot.state.mark_written(ack.window_start);
+    }
+}
+
+/// Waits up to `timeout` for the writer to acknowledge what it holds.
+fn drain(shared: &mut Shared, metrics: &AnalyticsMetrics, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    while shared.unwritten > 0 {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            tracing::warn!(
+                windows = shared.unwritten,
+                "windows still unwritten at the drain deadline; they will be rebuilt from the committed position"
+            );
+            return;
+        }
+        match shared
+            .acks
+            .recv_timeout(left.min(Duration::from_millis(100)))
+        {
+            Ok(ack) => apply_ack(shared, metrics, ack),
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => return,
+        }
+    }
+}
+
+/// Commits the safe position of `only` (or every) partition, with the
+/// clock in the metadata.
+fn commit(
+    consumer: &BaseConsumer<JobContext>,
+    shared: &mut Shared,
+    metrics: &AnalyticsMetrics,
+    only: Option<&[Key]>,
+    mode: CommitMode,
+) {
+    let mut list = TopicPartitionList::new();
+    let mut advanced = Vec::new();
+    for (key, slot) in &shared.slots {
+        if only.is_some_and(|keys| !keys.contains(key)) {
+            continue;
+        }
+        let Some(resume) = slot.state.commit_position() else {
+            continue;
+        };
+        let position = resume.position;
+        if slot.committed == Some(position) {
+            continue;
+        }
+        let metadata = resume.metadata();
+        if metadata.len() > MAX_METADATA_BYTES {
+            tracing::warn!(topic = %key.0, partition = key.1, windows = resume.written.len(), "commit metadata too large; commit deferred (shorten windows.allowed_lateness or lengthen windows.size)");
+            continue;
+        }
+        if list
+            .add_partition_offset(&key.0, key.1, Offset::Offset(position.offset))
+            .is_err()
+        {
+            continue;
+        }
+        if let Some(mut element) = list.find_partition(&key.0, key.1) {
+            element.set_metadata(metadata);
+        }
+        advanced.push((key.clone(), position));
+    }
+    if advanced.is_empty() {
+        return;
+    }
+    match consumer.commit(&list, mode) {
+        Ok(()) => {
+            metrics.commits.inc();
+            for (key, position) in advanced {
+                if let Some(slot) = shared.slots.get_mut(&key) {
+                    slot.committed = Some(position);
+                    slot.state.prune(position);
+                }
+            }
+        }
+        Err(error) => tracing::warn!(%error, "offset commit failed; retried at the next interval"),
+    }
+}
+
+/// The job's consumer and everything the loop needs.
+pub struct Job {
+    consumer: BaseConsumer<JobContext>,
+    shared: Arc<Mutex<Shared>>,
+    metrics: AnalyticsMetrics,
+    edge_series: Option<EdgeSeries>,
+    writes: UnboundedSender<WriteJob>,
+    timing: Timing,
+    indices: Indices,
+    peer_order: Vec<PeerSource>,
+    default_encoding: Encoding,
+    commit_interval: Duration,
+    idle_flush: Duration,
+    drain_timeout: Duration,
+    max_pending_windows: usize,
+    kafka_ready: Readiness,
+}
+
+impl std::fmt::Debug for Job {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Job").finish_non_exhaustive()
+    }
+}
+
+impl Job {
+    /// Creates the consumer and subscribes.
+    pub fn new(
+        config: &AnalyticsConfig,
+        metrics: AnalyticsMetrics,
+        edge_series: Option<EdgeSeries>,
+        writes: UnboundedSender<WriteJob>,
+        acks: Receiver<Ack>,
+        kafka_ready: Readiness,
+    ) -> KafkaResult<Job> {
+        let shared = Arc::new(Mutex::new(Shared {
+            slots: HashMap::new(),
+            acks,
+            unwritten: 0,
+            next_generation: 0,
+        }));
+        let context = JobContext {
+            shared: shared.clone(),
+            metrics: metrics.clone(),
+            drain_timeout: config.kafka.drain_timeout,
+        };
+        let consumer: BaseConsumer<JobContext> = ClientConfig::new()
+            .set("bootstrap.servers", config.kafka.brokers.join(","))
+            .set("group.id", &config.kafka.group_id)
+            .set("auto.offset.reset", &config.kafka.start_offset)
+            // Only positions whose windows are written are committed, by us.
+            .set("enable.auto.commit", "false")
+            .set(
+                "session.timeout.ms",
+                config.kafka.session_timeout.as_millis().to_string(),
+            )
+            .set("statistics.interval.ms", "5000")
+            .create_with_context(context)?;
+        let topics: Vec<&str> = config.kafka.topics.iter().map(String::as_str).collect();
+        consumer.subscribe(&topics)?;
+        Ok(Job {
+            consumer,
+            shared,
+            metrics,
+            edge_series,
+            writes,
+            timing: config.timing(),
+            indices: Indices::new(
+                &config.elasticsearch.index_prefix,
+                &config.elasticsearch.service_graph_index,
+            ),
+            peer_order: config.model.peer_attributes.clone(),
+            default_encoding: config.kafka.default_encoding,
+            commit_interval: config.kafka.commit_interval,
+            idle_flush: config.windows.idle_flush,
+            drain_timeout: config.kafka.drain_timeout,
+            max_pending_windows: config.elasticsearch.max_pending_windows,
+            kafka_ready,
+        })
+    }
+
+    /// Runs until `shutdown`, then drains the writer, commits and leaves
+    /// the group.
+    pub fn run(self, shutdown: &CancellationToken) {
+        let mut last_tick = Instant::now();
+        let mut last_probe: Option<Instant> = None;
+        let mut paused = false;
+        while !shutdown.is_cancelled() {
+            if let Some(result) = self.consumer.poll(Duration::from_millis(100)) {
+                match result {
+                    Ok(message) => self.handle(&message),
+                    Err(error) => tracing::warn!(%error, "consumer error"),
+                }
+            }
+            let mut shared = lock(&self.shared);
+            apply_acks(&mut shared, &self.metrics);
+            paused = self.apply_backpressure(&shared, paused);
+            if last_tick.elapsed() >= self.commit_interval {
+                last_tick = Instant::now();
+                self.flush_idle(&mut shared);
+                commit(
+                    &self.consumer,
+                    &mut shared,
+                    &self.metrics,
+                    None,
+                    CommitMode::Async,
+                );
+                self.update_gauges(&shared);
+            }
+            drop(shared);
+            if last_probe.is_none_or(|t| t.elapsed() >= Duration::from_secs(5)) {
+                last_probe = Some(Instant::now());
+                let reachable = self
+                    .consumer
+                    .fetch_metadata(None, Duration::from_secs(2))
+                    .is_ok();
+                self.kafka_ready.set(reachable);
+            }
+        }
+        let mut shared = lock(&self.shared);
+        drain(&mut shared, &self.metrics, self.drain_timeout);
+        commit(
+            &self.consumer,
+            &mut shared,
+            &self.metrics,
+            None,
+            CommitMode::Sync,
+        );
+        drop(shared);
+        self.consumer.unsubscribe();
+        tracing::info!("analytics consumer stopped");
+    }
+
+    fn apply_backpressure(&self, shared: &Shared, paused: bool) -> bool {
+        let over = shared.unwritten >= self.max_pending_windows;
+        let under = shared.unwritten <= self.max_pending_windows / 2;
+        if over == paused || (paused && !under) {
+            return paused;
+        }
+        let Ok(assignment) = self.consumer.assignment() else {
+            return paused;
+        };
+        if over {
+            if self.consumer.pause(&assignment).is_ok() {
+                self.metrics.pauses.inc();
+                tracing::warn!(windows = shared.unwritten, "writer behind; reading paused");
+                return true;
+            }
+        } else if self.consumer.resume(&assignment).is_ok() {
+            tracing::info!("writer caught up; reading resumed");
+            return false;
+        }
+        paused
+    }
+
+    fn update_gauges(&self, shared: &Shared) {
+        let held: usize = shared.slots.values().map(|s| s.state.spans_held()).sum();
+        let pending: usize = shared
+            .slots
+            .values()
+            .map(|s| s.state.windows_pending())
+            .sum();
+        self.metrics.spans_held.set(held as i64);
+        self.metrics.windows_pending.set(pending as i64);
+        for (key, slot) in &shared.slots {
+            if slot.state.clock() != NO_CLOCK {
+                self.metrics
+                    .clock_seconds
+                    .get_or_create(&PartitionLabels {
+                        topic: key.0.clone(),
+                        partition: key.1,
+                    })
+                    .set(slot.state.clock() / 1_000_000);
+            }
+        }
+    }
+
+    fn flush_idle(&self, shared: &mut Shared) {
+        let idle: Vec<Key> = shared
+            .slots
+            .iter()
+            .filter(|(_, slot)| slot.last_record.elapsed() >= self.idle_flush)
+            .map(|(key, _)| key.clone())
+            .collect();
+        for key in idle {
+            let Some(slot) = shared.slots.get_mut(&key) else {
+                continue;
+            };
+            let step = slot.state.flush_idle();
+            let generation = slot.generation;
+            if !step.closed.is_empty() {
+                tracing::debug!(topic = %key.0, partition = key.1, windows = step.closed.len(), "idle partition flushed");
+            }
+            self.apply_step(shared, &key, generation, step);
+        }
+    }
+
+    /// The committed position of a partition this consumer just received.
+    fn resume_position(&self, topic: &str, partition: i32) -> Option<Resume> {
+        let mut list = TopicPartitionList::new();
+        list.add_partition(topic, partition);
+        let committed = match self
+            .consumer
+            .committed_offsets(list, Duration::from_secs(10))
+        {
+            Ok(committed) => committed,
+            Err(error) => {
+                tracing::warn!(%error, topic, partition, "cannot read the committed position; starting without a clock");
+                return None;
+            }
+        };
+        let element = committed.find_partition(topic, partition)?;
+        let Offset::Offset(offset) = element.offset() else {
+            return None;
+        };
+        Some(
+            Resume::from_metadata(offset, element.metadata()).unwrap_or_else(|| {
+                tracing::warn!(topic, partition, offset, "committed offset without this job's metadata; windows around it may be counted partially");
+                Resume {
+                    position: Position {
+                        offset,
+                        clock: NO_CLOCK,
+                    },
+                    written: Vec::new(),
+                }
+            }),
+        )
+    }
+
+    fn handle(&self, message: &BorrowedMessage<'_>) {
+        self.metrics.records_consumed.inc();
+        let key: Key = (message.topic().to_owned(), message.partition());
+        let offset = message.offset();
+        let facts = self.read(message);
+        let resume = {
+            let shared = lock(&self.shared);
+            if shared.slots.contains_key(&key) {
+                None
+            } else {
+                Some(())
+            }
+        };
+        let resume = resume.map(|()| self.resume_position(&key.0, key.1));
+        let mut shared = lock(&self.shared);
+        if let Some(resume) = resume {
+            let generation = shared.next_generation;
+            shared.next_generation += 1;
+            tracing::info!(topic = %key.0, partition = key.1, ?resume, "partition state created");
+            shared.slots.insert(
+                key.clone(),
+                Slot {
+                    committed: resume.as_ref().map(|r| r.position),
+                    state: PartitionState::new(self.timing, resume),
+                    generation,
+                    last_record: Instant::now(),
+                },
+            );
+        }
+        let Some(slot) = shared.slots.get_mut(&key) else {
+            return;
+        };
+        slot.last_record = Instant::now();
+        let generation = slot.generation;
+        let step = slot.state.process(offset, facts);
+        self.apply_step(&mut shared, &key, generation, step);
+    }
+
+    /// Decodes a record into span facts; an undecodable record yields none
+    /// (and is counted), so that its offset is still passed.
+    fn read(&self, message: &BorrowedMessage<'_>) -> Vec<SpanFacts> {
+        let header = message.headers().and_then(|h| {
+            h.iter()
+                .find(|h| h.key == headers::ENCODING)
+                .and_then(|h| h.value)
+        });
+        let decoded = record_encoding(header, self.default_encoding)
+            .and_then(|encoding| decode_record(encoding, message.payload().unwrap_or_default()));
+        let spans = match decoded {
+            Ok(spans) => spans,
+            Err(error) => {
+                self.metrics.records_undecodable.inc();
+                tracing::warn!(topic = message.topic(), partition = message.partition(), offset = message.offset(), %error, "undecodable record skipped");
+                return Vec::new();
+            }
+        };
+        self.metrics.spans_read.inc_by(spans.len() as u64);
+        spans
+            .iter()
+            .filter_map(|span| match SpanFacts::from_jaeger(span, &self.peer_order) {
+                Ok(facts) => Some(facts),
+                Err(error) => {
+                    self.metrics.spans_unreadable.inc();
+                    tracing::warn!(topic = message.topic(), partition = message.partition(), offset = message.offset(), %error, "span skipped");
+                    None
+                }
+            })
+            .collect()
+    }
+
+    fn apply_step(&self, shared: &mut Shared, key: &Key, generation: u64, step: Step) {
+        self.metrics.traces_expired.inc_by(step.traces_expired);
+        self.metrics.traces_evicted.inc_by(step.traces_evicted);
+        self.metrics.edges_counted.inc_by(step.edges.len() as u64);
+        for (edge, late) in &step.edges {
+            if *late {
+                self.metrics.edges_late.inc();
+            }
+            if let Some(series) = &self.edge_series {
+                series.observe(edge);
+            }
+        }
+        for window in step.closed {
+            let documents = window_documents(
+                &self.indices,
+                &key.0,
+                key.1,
+                &window,
+                self.timing.window_micros,
+            );
+            let job = WriteJob {
+                key: key.clone(),
+                generation,
+                window_start: window.start_micros,
+                documents,
+            };
+            if self.writes.send(job).is_err() {
+                tracing::error!("writer stopped; window left unwritten and uncommitted");
+                continue;
+            }
+            shared.unwritten += 1;
+        }
+    }
+}

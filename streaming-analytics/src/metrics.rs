@@ -1,0 +1,283 @@
+//! Job metrics, and the optional per-edge series with their cardinality cap.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+use crate::aggregate::BUCKETS_MS;
+use crate::model::Edge;
+
+/// Labels of a partition.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PartitionLabels {
+    /// Topic.
+    pub topic: String,
+    /// Partition number.
+    pub partition: i32,
+}
+
+/// Labels of an edge.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct EdgeLabels {
+    /// Calling node.
+    pub client: String,
+    /// Called node.
+    pub server: String,
+    /// `direct`, `database`, `messaging` or `virtual`.
+    pub connection_type: String,
+}
+
+fn latency_histogram() -> Histogram {
+    Histogram::new(BUCKETS_MS.iter().map(|ms| ms / 1000.0))
+}
+
+/// Every counter the job keeps.
+#[derive(Debug, Clone, Default)]
+pub struct AnalyticsMetrics {
+    /// Records read from Kafka.
+    pub records_consumed: Counter,
+    /// Records that could not be decoded (skipped, logged with their position).
+    pub records_undecodable: Counter,
+    /// Spans read.
+    pub spans_read: Counter,
+    /// Spans that could not be analysed (bad ids), skipped and logged.
+    pub spans_unreadable: Counter,
+    /// Traces analysed after the pairing wait.
+    pub traces_expired: Counter,
+    /// Traces analysed early because the pairing store was full.
+    pub traces_evicted: Counter,
+    /// Edges counted.
+    pub edges_counted: Counter,
+    /// Edges counted past their own window (later than the allowed lateness).
+    pub edges_late: Counter,
+    /// Windows written (one per partition and window).
+    pub windows_written: Counter,
+    /// Documents the engine refused for good (logged with the reason).
+    pub documents_rejected: Counter,
+    /// Spans held for pairing.
+    pub spans_held: Gauge,
+    /// Windows open or waiting to be written.
+    pub windows_pending: Gauge,
+    /// Times reading paused because writes fell behind.
+    pub pauses: Counter,
+    /// Records between the consumer's position and the end of each partition.
+    pub lag_records: Family<PartitionLabels, Gauge>,
+    /// Event-time clock of each partition (latest span start read), seconds since the epoch.
+    pub clock_seconds: Family<PartitionLabels, Gauge>,
+    /// Offsets committed.
+    pub commits: Counter,
+}
+
+impl AnalyticsMetrics {
+    /// Registers every metric under `analytics_`.
+    pub fn register(&self, registry: &mut Registry) {
+        let sub = registry.sub_registry_with_prefix("analytics");
+        let counters: [(&str, &str, &Counter); 11] = [
+            (
+                "records_consumed",
+                "Records read from Kafka",
+                &self.records_consumed,
+            ),
+            (
+                "records_undecodable",
+                "Records that could not be decoded",
+                &self.records_undecodable,
+            ),
+            ("spans_read", "Spans read", &self.spans_read),
+            (
+                "spans_unreadable",
+                "Spans skipped for invalid ids",
+                &self.spans_unreadable,
+            ),
+            (
+                "traces_expired",
+                "Traces analysed after the pairing wait",
+                &self.traces_expired,
+            ),
+            (
+                "traces_evicted",
+                "Traces analysed early because the pairing store was full",
+                &self.traces_evicted,
+            ),
+            (
+                "edges_counted",
+                "Edges counted into windows",
+                &self.edges_counted,
+            ),
+            (
+                "edges_late",
+                "Edges counted after their own window was written",
+                &self.edges_late,
+            ),
+            (
+                "windows_written",
+                "Windows written, per partition",
+                &self.windows_written,
+            ),
+            (
+                "documents_rejected",
+                "Documents the engine refused",
+                &self.documents_rejected,
+            ),
+            (
+                "pauses",
+                "Times reading paused for the writer",
+                &self.pauses,
+            ),
+        ];
+        for (name, help, counter) in counters {
+            sub.register(name, help, counter.clone());
+        }
+        sub.register("commits", "Offset commits sent", self.commits.clone());
+        sub.register(
+            "spans_held",
+            "Spans held for pairing",
+            self.spans_held.clone(),
+        );
+        sub.register(
+            "windows_pending",
+            "Windows open or not yet written",
+            self.windows_pending.clone(),
+        );
+        sub.register(
+            "lag_records",
+            "Records behind the end of each partition",
+            self.lag_records.clone(),
+        );
+        sub.register(
+            "clock_seconds",
+            "Latest span start read per partition (event time)",
+            self.clock_seconds.clone(),
+        );
+    }
+}
+
+/// The aggregates as Prometheus series, for at most `max_edges` distinct edges.
+#[derive(Debug, Clone)]
+pub struct EdgeSeries {
+    calls: Family<EdgeLabels, Counter>,
+    errors: Family<EdgeLabels, Counter>,
+    server_latency: Family<EdgeLabels, Histogram>,
+    client_latency: Family<EdgeLabels, Histogram>,
+    over_limit: Counter,
+    known: Arc<Mutex<HashSet<EdgeLabels>>>,
+    max_edges: usize,
+}
+
+impl EdgeSeries {
+    /// Series registered under `analytics_edge_`.
+    pub fn new(registry: &mut Registry, max_edges: usize) -> Self {
+        let series = EdgeSeries {
+            calls: Family::default(),
+            errors: Family::default(),
+            server_latency: Family::new_with_constructor(latency_histogram),
+            client_latency: Family::new_with_constructor(latency_histogram),
+            over_limit: Counter::default(),
+            known: Arc::new(Mutex::new(HashSet::new())),
+            max_edges,
+        };
+        let sub = registry.sub_registry_with_prefix("analytics_edge");
+        sub.register(
+            "calls",
+            "Calls per edge (recounted on replay)",
+            series.calls.clone(),
+        );
+        sub.register("errors", "Failed calls per edge", series.errors.clone());
+        sub.register(
+            "server_latency_seconds",
+            "Duration measured by the called side",
+            series.server_latency.clone(),
+        );
+        sub.register(
+            "client_latency_seconds",
+            "Duration measured by the calling side",
+            series.client_latency.clone(),
+        );
+        sub.register(
+            "over_limit",
+            "Edges not given series because edge_metrics.max_edges was reached",
+            series.over_limit.clone(),
+        );
+        series
+    }
+
+    /// Counts one edge, unless it would be one distinct edge too many.
+    pub fn observe(&self, edge: &Edge) {
+        let labels = EdgeLabels {
+            client: edge.client.to_string(),
+            server: edge.server.to_string(),
+            connection_type: edge.connection.as_str().to_owned(),
+        };
+        {
+            let Ok(mut known) = self.known.lock() else {
+                return;
+            };
+            if !known.contains(&labels) {
+                if known.len() >= self.max_edges {
+                    self.over_limit.inc();
+                    return;
+                }
+                known.insert(labels.clone());
+            }
+        }
+        self.calls.get_or_create(&labels).inc();
+        if edge.error {
+            self.errors.get_or_create(&labels).inc();
+        }
+        if let Some(micros) = edge.server_micros {
+            self.server_latency
+                .get_or_create(&labels)
+                .observe(micros as f64 / 1e6);
+        }
+        if let Some(micros) = edge.client_micros {
+            self.client_latency
+                .get_or_create(&labels)
+                .observe(micros as f64 / 1e6);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::span::Connection;
+
+    fn edge(server: &str) -> Edge {
+        Edge {
+            client: Arc::from("a"),
+            server: Arc::from(server),
+            connection: Connection::Direct,
+            time_micros: 0,
+            error: false,
+            client_micros: None,
+            server_micros: Some(1_000),
+        }
+    }
+
+    #[test]
+    fn distinct_edges_are_capped_and_the_rest_counted() {
+        let mut registry = Registry::default();
+        let series = EdgeSeries::new(&mut registry, 2);
+        for server in ["b", "c", "b", "d", "e"] {
+            series.observe(&edge(server));
+        }
+        assert_eq!(series.over_limit.get(), 2);
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+        assert!(
+            text.contains(
+                r#"analytics_edge_calls_total{client="a",server="b",connection_type="direct"} 2"#
+            ),
+            "{text}"
+        );
+        assert!(!text.contains(r#"server="d""#));
+    }
+}

@@ -1,0 +1,312 @@
+//! The dependency model: which edges a set of spans of one trace makes.
+//!
+//! The streaming job applies it to each trace once the trace has been quiet
+//! for the pairing wait, and the batch recomputation applies it to whole
+//! traces read back from the span index, so both count by the same rules.
+//!
+//! Rules, in the order they are tried for each span `s`:
+//! 1. `s` is a SERVER or CONSUMER span that shares its span id with a CLIENT
+//!    or PRODUCER span (Zipkin's shared spans): one edge from the client's
+//!    service to `s`'s service. Its parent reference is then not followed,
+//!    because it points at the client's parent and would count the call twice.
+//! 2. `s` references a parent span present in the trace: an edge from the
+//!    parent's service to `s`'s service (CHILD_OF and FOLLOWS_FROM alike, as
+//!    spark-dependencies counts them). Same-service edges are kept unless
+//!    switched off.
+//! 3. `s` is a root SERVER or CONSUMER span: an edge from `user`, if enabled.
+//!
+//! Independently, a CLIENT or PRODUCER span that nobody answered (no span
+//! has it as parent, and none shares its id) makes an edge to the peer its
+//! attributes name (`unknown` when none), if virtual nodes are enabled.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::span::{Connection, Kind, SpanFacts};
+
+/// The node a root server span is called from.
+pub const USER: &str = "user";
+/// The node a calling span with no named peer calls.
+pub const UNKNOWN: &str = "unknown";
+
+/// Switches of the model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rules {
+    /// Count edges whose two ends are the same service.
+    pub same_service_edges: bool,
+    /// Unanswered client and producer spans make edges to their named peer.
+    pub virtual_nodes: bool,
+    /// Root server spans make edges from `user`.
+    pub user_node: bool,
+}
+
+impl Default for Rules {
+    fn default() -> Self {
+        Rules {
+            same_service_edges: true,
+            virtual_nodes: true,
+            user_node: true,
+        }
+    }
+}
+
+/// One call between two nodes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Edge {
+    /// The calling node.
+    pub client: Arc<str>,
+    /// The called node.
+    pub server: Arc<str>,
+    /// How the two are connected.
+    pub connection: Connection,
+    /// When the call started, µs since the epoch: the calling span's start.
+    pub time_micros: i64,
+    /// Either side reported an error.
+    pub error: bool,
+    /// The calling span's duration, when the caller is a client or producer span.
+    pub client_micros: Option<u64>,
+    /// The called span's duration, when there is a called span.
+    pub server_micros: Option<u64>,
+}
+
+/// The edges the spans of one trace make (in span order, then by rule).
+pub fn edges(spans: &[SpanFacts], rules: Rules) -> Vec<Edge> {
+    let mut by_id: HashMap<u64, Vec<&SpanFacts>> = HashMap::with_capacity(spans.len());
+    for span in spans {
+        by_id.entry(span.span_id).or_default().push(span);
+    }
+    let mut answered: HashMap<u64, bool> = HashMap::new();
+    let mut out = Vec::new();
+    for span in spans {
+        let shared_client = if span.kind.is_called() {
+            by_id
+                .get(&span.span_id)
+                .and_then(|same| same.iter().find(|o| o.kind.calls_out()).copied())
+        } else {
+            None
+        };
+        if let Some(client) = shared_client {
+            answered.insert(client.span_id, true);
+            push_call(&mut out, client, span, rules);
+            continue;
+        }
+        let parent = span.parent_id.and_then(|id| {
+            by_id.get(&id).and_then(|candidates| {
+                // Of a shared pair, the server side is the parent of the
+                // server's own children.
+                candidates
+                    .iter()
+                    .find(|c| c.kind.is_called())
+                    .or_else(|| candidates.first())
+                    .copied()
+            })
+        });
+        match parent {
+            Some(parent) => {
+                if parent.kind.calls_out() {
+                    answered.insert(parent.span_id, true);
+                }
+                push_call(&mut out, parent, span, rules);
+            }
+            None if span.parent_id.is_none() && span.kind.is_called() && rules.user_node => {
+                out.push(Edge {
+                    client: Arc::from(USER),
+                    server: span.service.clone(),
+                    connection: Connection::Direct,
+                    time_micros: span.start_micros,
+                    error: span.error,
+                    client_micros: None,
+                    server_micros: Some(span.duration_micros),
+                });
+            }
+            None => {}
+        }
+    }
+    if rules.virtual_nodes {
+        for span in spans {
+            if span.kind.calls_out() && !answered.contains_key(&span.span_id) {
+                let (server, connection) = span
+                    .peer
+                    .clone()
+                    .unwrap_or_else(|| (Arc::from(UNKNOWN), Connection::Virtual));
+                out.push(Edge {
+                    client: span.service.clone(),
+                    server,
+                    connection,
+                    time_micros: span.start_micros,
+                    error: span.error,
+                    client_micros: Some(span.duration_micros),
+                    server_micros: None,
+                });
+            }
+        }
+    }
+    out
+}
+
+fn push_call(out: &mut Vec<Edge>, caller: &SpanFacts, called: &SpanFacts, rules: Rules) {
+    if caller.service == called.service && !rules.same_service_edges {
+        return;
+    }
+    let connection = if caller.kind == Kind::Producer && called.kind == Kind::Consumer {
+        Connection::Messaging
+    } else {
+        Connection::Direct
+    };
+    let caller_measures = caller.kind.calls_out();
+    out.push(Edge {
+        client: caller.service.clone(),
+        server: called.service.clone(),
+        connection,
+        time_micros: caller.start_micros,
+        error: called.error || (caller_measures && caller.error),
+        client_micros: caller_measures.then_some(caller.duration_micros),
+        server_micros: Some(called.duration_micros),
+    });
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// A span for tests: trace 1, given id, parent, service and kind.
+    pub(crate) fn facts(id: u64, parent: Option<u64>, service: &str, kind: Kind) -> SpanFacts {
+        SpanFacts {
+            trace_id: 1,
+            span_id: id,
+            parent_id: parent,
+            service: Arc::from(service),
+            kind,
+            start_micros: 1_000_000 + id as i64,
+            duration_micros: 100 * id,
+            error: false,
+            peer: None,
+        }
+    }
+
+    fn pairs(edges: &[Edge]) -> Vec<(String, String, &'static str)> {
+        edges
+            .iter()
+            .map(|e| {
+                (
+                    e.client.to_string(),
+                    e.server.to_string(),
+                    e.connection.as_str(),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn client_server_call_is_one_edge_with_both_latencies() {
+        let spans = [
+            facts(1, None, "frontend", Kind::Server),
+            facts(2, Some(1), "frontend", Kind::Client),
+            facts(3, Some(2), "cart", Kind::Server),
+        ];
+        let out = edges(&spans, Rules::default());
+        assert_eq!(
+            pairs(&out),
+            [
+                ("user".into(), "frontend".into(), "direct"),
+                ("frontend".into(), "frontend".into(), "direct"),
+                ("frontend".into(), "cart".into(), "direct"),
+            ]
+        );
+        let call = &out[2];
+        assert_eq!(call.client_micros, Some(200));
+        assert_eq!(call.server_micros, Some(300));
+        assert_eq!(call.time_micros, spans[1].start_micros);
+    }
+
+    #[test]
+    fn switches_remove_same_service_and_user_edges() {
+        let spans = [
+            facts(1, None, "frontend", Kind::Server),
+            facts(2, Some(1), "frontend", Kind::Client),
+            facts(3, Some(2), "cart", Kind::Server),
+        ];
+        let rules = Rules {
+            same_service_edges: false,
+            virtual_nodes: true,
+            user_node: false,
+        };
+        assert_eq!(
+            pairs(&edges(&spans, rules)),
+            [("frontend".into(), "cart".into(), "direct")]
+        );
+    }
+
+    #[test]
+    fn zipkin_shared_span_counts_once() {
+        // Zipkin: client and server share id 2; both name 1 as parent.
+        let spans = [
+            facts(1, None, "frontend", Kind::Server),
+            facts(2, Some(1), "frontend", Kind::Client),
+            facts(2, Some(1), "cart", Kind::Server),
+            facts(4, Some(2), "cart", Kind::Internal),
+        ];
+        let rules = Rules {
+            user_node: false,
+            ..Rules::default()
+        };
+        assert_eq!(
+            pairs(&edges(&spans, rules)),
+            [
+                ("frontend".into(), "frontend".into(), "direct"),
+                ("frontend".into(), "cart".into(), "direct"),
+                ("cart".into(), "cart".into(), "direct"),
+            ]
+        );
+    }
+
+    #[test]
+    fn unanswered_calls_go_to_named_or_unknown_peers() {
+        let mut db = facts(2, Some(1), "orders", Kind::Client);
+        db.peer = Some((Arc::from("postgresql/orders"), Connection::Database));
+        db.error = true;
+        let spans = [
+            facts(1, None, "orders", Kind::Internal),
+            db,
+            facts(3, Some(1), "orders", Kind::Producer),
+        ];
+        let rules = Rules {
+            same_service_edges: false,
+            ..Rules::default()
+        };
+        let out = edges(&spans, rules);
+        assert_eq!(
+            pairs(&out),
+            [
+                ("orders".into(), "postgresql/orders".into(), "database"),
+                ("orders".into(), "unknown".into(), "virtual"),
+            ]
+        );
+        assert!(out[0].error);
+        assert_eq!(out[0].server_micros, None);
+        let off = Rules {
+            virtual_nodes: false,
+            ..rules
+        };
+        assert!(edges(&spans, off).is_empty());
+    }
+
+    #[test]
+    fn producer_consumer_is_messaging_and_errors_come_from_either_side() {
+        let mut consumer = facts(2, Some(1), "billing", Kind::Consumer);
+        consumer.error = true;
+        let spans = [facts(1, Some(99), "orders", Kind::Producer), consumer];
+        let out = edges(&spans, Rules::default());
+        assert_eq!(
+            pairs(&out),
+            [("orders".into(), "billing".into(), "messaging")]
+        );
+        assert!(out[0].error);
+    }
+
+    #[test]
+    fn a_missing_parent_makes_no_edge() {
+        let spans = [facts(5, Some(4), "cart", Kind::Server)];
+        assert!(edges(&spans, Rules::default()).is_empty());
+    }
+}
