@@ -4,6 +4,7 @@
 //! start it; it never skips.
 
 pub mod corpus;
+pub mod topology;
 
 use std::time::Duration;
 
@@ -164,7 +165,10 @@ pub async fn produce(topic: &str, records: &[TestRecord]) {
     use rdkafka::message::{Header, OwnedHeaders};
     use rdkafka::producer::FutureRecord;
     let producer = contract_producer();
-    for chunk in records.chunks(1000) {
+    for chunk in records.chunks(5000) {
+        // Enqueue the whole chunk first (`send_result` does not wait), then
+        // wait for every acknowledgement: awaiting each send before the
+        // next would cost one linger per record.
         let mut deliveries = Vec::with_capacity(chunk.len());
         for (key, value, headers) in chunk {
             let mut owned = OwnedHeaders::new();
@@ -174,15 +178,35 @@ pub async fn produce(topic: &str, records: &[TestRecord]) {
                     value: Some(*v),
                 });
             }
-            let record = FutureRecord::to(topic)
+            let mut record = FutureRecord::to(topic)
                 .key(&key[..])
                 .payload(&value[..])
                 .headers(owned);
-            deliveries.push(producer.send(record, Duration::from_secs(30)));
+            loop {
+                match producer.send_result(record) {
+                    Ok(delivery) => {
+                        deliveries.push(delivery);
+                        break;
+                    }
+                    Err((error, back)) => {
+                        assert!(
+                            matches!(
+                                error.rdkafka_error_code(),
+                                Some(rdkafka::types::RDKafkaErrorCode::QueueFull)
+                            ),
+                            "record not enqueued: {error}"
+                        );
+                        record = back;
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                    }
+                }
+            }
         }
         for delivery in deliveries {
-            if let Err((error, _)) = delivery.await {
-                panic!("record not acknowledged: {error}");
+            match delivery.await {
+                Ok(Ok(_)) => {}
+                Ok(Err((error, _))) => panic!("record not acknowledged: {error}"),
+                Err(_) => panic!("producer dropped a delivery"),
             }
         }
     }

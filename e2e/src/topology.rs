@@ -1,0 +1,394 @@
+//! Traces of a known service topology, with the dependency counts they must
+//! produce computed from the topology itself (not from any analysis code).
+//!
+//! Topology (every trace makes every call):
+//!
+//! ```text
+//! user → frontend ─┬→ cart ──→ recommendations (×3, fan-out)
+//!                  └→ checkout ─┬→ payments ──→ fraud-api (uninstrumented, peer.service)
+//!                               ├→ inventory ──→ warehouse
+//!                               ├→ postgresql/orders (database, db.* attributes)
+//!                               └→ kafka order-events ──→ notifications ──→ smtp.mail.internal
+//! ```
+//!
+//! Eight instrumented services, a database, a message queue and two
+//! uninstrumented peers. `payments` fails every 10th trace (server side),
+//! the fraud check every 7th (client side).
+
+use std::collections::BTreeMap;
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use spanway_schemas::proto::otlp::{self, any_value::Value as Any};
+use spanway_schemas::{Encoding, SpanRecord, TraceId, encode_trace};
+
+/// Instrumented services.
+pub const SERVICES: [&str; 8] = [
+    "frontend",
+    "cart",
+    "recommendations",
+    "checkout",
+    "payments",
+    "inventory",
+    "warehouse",
+    "notifications",
+];
+
+const SERVER: i32 = 2;
+const CLIENT: i32 = 3;
+const PRODUCER: i32 = 4;
+const CONSUMER: i32 = 5;
+
+/// Counts per (client, server) edge.
+pub type EdgeCounts = BTreeMap<(String, String), u64>;
+
+/// What the traces must produce.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Expected {
+    /// Calls per edge, same-service edges (a service's server span calling
+    /// its own client span) included, as Jaeger counts them.
+    pub calls: EdgeCounts,
+    /// Failed calls per edge.
+    pub errors: EdgeCounts,
+}
+
+/// The generated traffic.
+#[derive(Debug, Default)]
+pub struct Traffic {
+    /// Contract records (otlp_proto), one per service and trace, in send order.
+    pub records: Vec<SpanRecord>,
+    /// The dependency counts.
+    pub expected: Expected,
+    /// Earliest and latest span start, µs since the epoch.
+    pub span_micros: (u64, u64),
+}
+
+fn kv(key: &str, value: &str) -> otlp::KeyValue {
+    otlp::KeyValue {
+        key: key.into(),
+        value: Some(otlp::AnyValue {
+            value: Some(Any::StringValue(value.into())),
+        }),
+    }
+}
+
+struct Builder {
+    trace_id: [u8; 16],
+    next_id: u64,
+    /// Spans per service, in creation order.
+    by_service: BTreeMap<&'static str, Vec<otlp::Span>>,
+}
+
+impl Builder {
+    #[allow(clippy::too_many_arguments)]
+    fn span(
+        &mut self,
+        service: &'static str,
+        name: &str,
+        kind: i32,
+        parent: Option<u64>,
+        start_ns: u64,
+        duration_ns: u64,
+        error: bool,
+        attributes: Vec<otlp::KeyValue>,
+    ) -> u64 {
+        self.next_id += 1;
+        let id = self.next_id;
+        let span = otlp::Span {
+            trace_id: self.trace_id.to_vec(),
+            span_id: id.to_be_bytes().to_vec(),
+            parent_span_id: parent.map(|p| p.to_be_bytes().to_vec()).unwrap_or_default(),
+            name: name.into(),
+            kind,
+            start_time_unix_nano: start_ns,
+            end_time_unix_nano: start_ns + duration_ns,
+            attributes,
+            status: error.then(|| otlp::Status {
+                code: 2,
+                message: "failed".into(),
+            }),
+            ..Default::default()
+        };
+        self.by_service.entry(service).or_default().push(span);
+        id
+    }
+
+    /// A synchronous call: the caller's client span and the callee's server span.
+    #[allow(clippy::too_many_arguments)]
+    fn call(
+        &mut self,
+        from: &'static str,
+        from_span: u64,
+        to: &'static str,
+        start_ns: u64,
+        server_ns: u64,
+        error: bool,
+    ) -> u64 {
+        let client = self.span(
+            from,
+            &format!("call {to}"),
+            CLIENT,
+            Some(from_span),
+            start_ns,
+            server_ns + 2_000_000,
+            false,
+            vec![],
+        );
+        self.span(
+            to,
+            &format!("serve {to}"),
+            SERVER,
+            Some(client),
+            start_ns + 1_000_000,
+            server_ns,
+            error,
+            vec![],
+        )
+    }
+}
+
+fn add(counts: &mut EdgeCounts, from: &str, to: &str, n: u64) {
+    *counts.entry((from.to_owned(), to.to_owned())).or_default() += n;
+}
+
+/// `traces` traces starting `spacing_ms` apart from `start_ms` (µs precision),
+/// records shuffled within a small horizon as independent exporters would
+/// deliver them.
+pub fn generate(seed: u64, traces: usize, start_ms: u64, spacing_ms: u64) -> Traffic {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut traffic = Traffic {
+        span_micros: (u64::MAX, 0),
+        ..Traffic::default()
+    };
+    let mut pending: Vec<SpanRecord> = Vec::new();
+    for i in 0..traces {
+        let mut trace_id = [0u8; 16];
+        rng.fill(&mut trace_id);
+        trace_id[0] |= 1;
+        let t0 =
+            (start_ms + i as u64 * spacing_ms) * 1_000_000 + rng.random_range(0..1_000) * 1_000;
+        let payments_fails = i % 10 == 0;
+        let fraud_fails = i % 7 == 0;
+        let mut b = Builder {
+            trace_id,
+            next_id: 0,
+            by_service: BTreeMap::new(),
+        };
+        let ms = 1_000_000u64;
+        let root = b.span(
+            "frontend",
+            "GET /",
+            SERVER,
+            None,
+            t0,
+            400 * ms,
+            false,
+            vec![],
+        );
+        let cart = b.call("frontend", root, "cart", t0 + ms, 40 * ms, false);
+        for k in 0..3 {
+            b.call(
+                "cart",
+                cart,
+                "recommendations",
+                t0 + (3 + k) * ms,
+                5 * ms,
+                false,
+            );
+        }
+        let checkout = b.call("frontend", root, "checkout", t0 + 50 * ms, 300 * ms, false);
+        let payments = b.call(
+            "checkout",
+            checkout,
+            "payments",
+            t0 + 60 * ms,
+            30 * ms,
+            payments_fails,
+        );
+        b.span(
+            "payments",
+            "POST /score",
+            CLIENT,
+            Some(payments),
+            t0 + 62 * ms,
+            15 * ms,
+            fraud_fails,
+            vec![kv("peer.service", "fraud-api")],
+        );
+        let inventory = b.call(
+            "checkout",
+            checkout,
+            "inventory",
+            t0 + 100 * ms,
+            20 * ms,
+            false,
+        );
+        b.call(
+            "inventory",
+            inventory,
+            "warehouse",
+            t0 + 102 * ms,
+            10 * ms,
+            false,
+        );
+        b.span(
+            "checkout",
+            "INSERT orders",
+            CLIENT,
+            Some(checkout),
+            t0 + 130 * ms,
+            8 * ms,
+            false,
+            vec![kv("db.system", "postgresql"), kv("db.name", "orders")],
+        );
+        let produce = b.span(
+            "checkout",
+            "order-events publish",
+            PRODUCER,
+            Some(checkout),
+            t0 + 140 * ms,
+            3 * ms,
+            false,
+            vec![
+                kv("messaging.system", "kafka"),
+                kv("messaging.destination.name", "order-events"),
+            ],
+        );
+        let consume = b.span(
+            "notifications",
+            "order-events process",
+            CONSUMER,
+            Some(produce),
+            t0 + 160 * ms,
+            50 * ms,
+            false,
+            vec![],
+        );
+        b.span(
+            "notifications",
+            "send mail",
+            CLIENT,
+            Some(consume),
+            t0 + 165 * ms,
+            40 * ms,
+            false,
+            vec![kv("server.address", "smtp.mail.internal")],
+        );
+        let starts = b
+            .by_service
+            .values()
+            .flatten()
+            .map(|s| s.start_time_unix_nano / 1000);
+        for start in starts {
+            traffic.span_micros.0 = traffic.span_micros.0.min(start);
+            traffic.span_micros.1 = traffic.span_micros.1.max(start);
+        }
+        let id = TraceId::from_bytes(trace_id).expect("non-zero trace id");
+        for (service, spans) in b.by_service {
+            let resource = otlp::ResourceSpans {
+                resource: Some(otlp::Resource {
+                    attributes: vec![kv("service.name", service)],
+                    ..Default::default()
+                }),
+                scope_spans: vec![otlp::ScopeSpans {
+                    spans,
+                    ..Default::default()
+                }],
+                ..Default::default()
+            };
+            pending.extend(
+                encode_trace(Encoding::OtlpProto, id, vec![resource]).expect("valid spans"),
+            );
+        }
+        while pending.len() > 12 {
+            let pick = rng.random_range(0..pending.len());
+            traffic.records.push(pending.swap_remove(pick));
+        }
+        expect_trace(&mut traffic.expected, payments_fails, fraud_fails);
+    }
+    traffic.records.append(&mut pending);
+    traffic
+}
+
+/// The edges one trace makes, written out from the topology.
+fn expect_trace(expected: &mut Expected, payments_fails: bool, fraud_fails: bool) {
+    let calls = &mut expected.calls;
+    add(calls, "user", "frontend", 1);
+    // Each outgoing call: the caller's server (or consumer) span → its own
+    // client span, then client → callee.
+    for (from, to, n) in [
+        ("frontend", "cart", 1),
+        ("cart", "recommendations", 3),
+        ("frontend", "checkout", 1),
+        ("checkout", "payments", 1),
+        ("payments", "fraud-api", 1),
+        ("checkout", "inventory", 1),
+        ("inventory", "warehouse", 1),
+        ("checkout", "postgresql/orders", 1),
+        ("checkout", "notifications", 1),
+        ("notifications", "smtp.mail.internal", 1),
+    ] {
+        add(calls, from, from, n);
+        add(calls, from, to, n);
+    }
+    if payments_fails {
+        add(&mut expected.errors, "checkout", "payments", 1);
+    }
+    if fraud_fails {
+        // The failing span is payments' client span: the call to the
+        // unanswered peer fails, and so does the same-service edge from
+        // payments' server span to it (an edge fails when either side does).
+        add(&mut expected.errors, "payments", "fraud-api", 1);
+        add(&mut expected.errors, "payments", "payments", 1);
+    }
+}
+
+impl Traffic {
+    /// The records as `(key, value, headers)` for [`crate::produce`].
+    pub fn as_produce_input(&self) -> Vec<crate::TestRecord> {
+        self.records
+            .iter()
+            .map(|r| {
+                (
+                    r.key.as_bytes().to_vec(),
+                    r.value.clone(),
+                    r.headers.to_vec(),
+                )
+            })
+            .collect()
+    }
+
+    /// Total calls over every edge.
+    pub fn total_calls(&self) -> u64 {
+        self.expected.calls.values().sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_scale_with_traces_and_errors_follow_the_rates() {
+        let traffic = generate(1, 70, 1_000, 10);
+        assert_eq!(
+            traffic.expected.calls[&("cart".into(), "recommendations".into())],
+            210
+        );
+        assert_eq!(
+            traffic.expected.calls[&("user".into(), "frontend".into())],
+            70
+        );
+        assert_eq!(
+            traffic.expected.errors[&("checkout".into(), "payments".into())],
+            7
+        );
+        assert_eq!(
+            traffic.expected.errors[&("payments".into(), "fraud-api".into())],
+            10
+        );
+        // One record per service per trace.
+        assert_eq!(traffic.records.len(), 70 * SERVICES.len());
+        assert!(traffic.span_micros.0 >= 1_000_000);
+    }
+}
