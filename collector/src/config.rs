@@ -1,6 +1,7 @@
 //! Collector configuration: typed, with defaults, validated before any I/O.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -14,6 +15,16 @@ use spanway_service_kit::logging::LogConfig;
 pub struct CollectorConfig {
     /// The OTLP/HTTP receiver.
     pub otlp_http: OtlpHttpConfig,
+    /// The Zipkin v2 JSON receiver.
+    pub zipkin: ZipkinConfig,
+    /// The Jaeger Thrift-over-HTTP receiver.
+    pub jaeger_thrift_http: JaegerThriftHttpConfig,
+    /// The OTLP/gRPC receiver.
+    pub otlp_grpc: OtlpGrpcConfig,
+    /// The Jaeger gRPC receiver.
+    pub jaeger_grpc: JaegerGrpcConfig,
+    /// Jaeger remote sampling: strategies served to SDKs.
+    pub sampling: SamplingConfig,
     /// Where and how spans are published.
     pub kafka: ProducerConfig,
     /// Health and metrics endpoint.
@@ -32,6 +43,79 @@ pub struct OtlpHttpConfig {
     pub listen: SocketAddr,
     /// Largest request body accepted, in bytes, after gzip decompression.
     pub max_request_bytes: usize,
+}
+
+/// Zipkin's HTTP API (`POST /api/v2/spans`, JSON v2). Off by default: a
+/// collector opens only the ports its operator asks for beyond OTLP's.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ZipkinConfig {
+    /// Whether the receiver listens at all.
+    pub enabled: bool,
+    /// Address to listen on; 9411 is the port Zipkin reporters use.
+    pub listen: SocketAddr,
+    /// Largest request body accepted, in bytes, after gzip decompression.
+    pub max_request_bytes: usize,
+}
+
+/// Jaeger's collector HTTP API (`POST /api/traces`, a Thrift binary
+/// `Batch`, as Jaeger clients' `HttpSender` posts). Off by default, like
+/// [`ZipkinConfig`].
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct JaegerThriftHttpConfig {
+    /// Whether the receiver listens at all.
+    pub enabled: bool,
+    /// Address to listen on; 14268 is the port Jaeger clients post to.
+    pub listen: SocketAddr,
+    /// Largest request body accepted, in bytes, after gzip decompression.
+    pub max_request_bytes: usize,
+}
+
+/// OTLP over gRPC (`opentelemetry.proto.collector.trace.v1.TraceService/Export`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OtlpGrpcConfig {
+    /// Whether the receiver listens at all.
+    pub enabled: bool,
+    /// Address to listen on; 4317 is the port OTLP exporters use by default.
+    pub listen: SocketAddr,
+    /// Largest request message accepted, in bytes, after gzip decompression.
+    /// 4 MiB is the gRPC default that exporters are tuned for.
+    pub max_message_bytes: usize,
+}
+
+/// Jaeger over gRPC (`jaeger.api_v2.CollectorService/PostSpans`). The same
+/// server also answers `jaeger.api_v2.SamplingManager` when sampling is on.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct JaegerGrpcConfig {
+    /// Whether `PostSpans` is served.
+    pub enabled: bool,
+    /// Address to listen on; 14250 is the port Jaeger clients and agents use.
+    pub listen: SocketAddr,
+    /// Largest request message accepted, in bytes, after gzip decompression.
+    pub max_message_bytes: usize,
+}
+
+/// Jaeger remote sampling. SDKs poll `GET /sampling?service=NAME` on
+/// `http_listen` (or call `jaeger.api_v2.SamplingManager` on the Jaeger gRPC
+/// port) and get the strategy for their service from `strategies_file`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SamplingConfig {
+    /// Whether strategies are served at all.
+    pub enabled: bool,
+    /// A strategies file in Jaeger's format (`default_strategy`,
+    /// `service_strategies`). Without one every service gets the default:
+    /// probabilistic with probability 0.001, as in Jaeger.
+    pub strategies_file: Option<PathBuf>,
+    /// How often the file is checked for changes. A changed file that does
+    /// not validate is refused: the previous strategies stay in force.
+    #[serde(with = "humantime_serde")]
+    pub reload_interval: Duration,
+    /// Address of the HTTP endpoint; 5778 is the port Jaeger SDKs poll.
+    pub http_listen: SocketAddr,
 }
 
 /// The Kafka producer.
@@ -80,6 +164,60 @@ impl Default for OtlpHttpConfig {
     }
 }
 
+/// 4 MiB, the gRPC default message limit that clients are tuned for.
+const GRPC_MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
+
+impl Default for OtlpGrpcConfig {
+    fn default() -> Self {
+        OtlpGrpcConfig {
+            enabled: true,
+            listen: SocketAddr::from(([0, 0, 0, 0], 4317)),
+            max_message_bytes: GRPC_MAX_MESSAGE_BYTES,
+        }
+    }
+}
+
+impl Default for JaegerGrpcConfig {
+    fn default() -> Self {
+        JaegerGrpcConfig {
+            enabled: true,
+            listen: SocketAddr::from(([0, 0, 0, 0], 14250)),
+            max_message_bytes: GRPC_MAX_MESSAGE_BYTES,
+        }
+    }
+}
+
+impl Default for SamplingConfig {
+    fn default() -> Self {
+        SamplingConfig {
+            enabled: true,
+            strategies_file: None,
+            reload_interval: Duration::from_secs(30),
+            http_listen: SocketAddr::from(([0, 0, 0, 0], 5778)),
+        }
+    }
+}
+
+impl Default for ZipkinConfig {
+    fn default() -> Self {
+        ZipkinConfig {
+            enabled: true,
+            listen: SocketAddr::from(([0, 0, 0, 0], 9411)),
+            max_request_bytes: 16 * 1024 * 1024,
+        }
+    }
+}
+
+impl Default for JaegerThriftHttpConfig {
+    fn default() -> Self {
+        JaegerThriftHttpConfig {
+            enabled: true,
+            listen: SocketAddr::from(([0, 0, 0, 0], 14268)),
+            max_request_bytes: 16 * 1024 * 1024,
+        }
+    }
+}
+
 impl Default for ProducerConfig {
     fn default() -> Self {
         ProducerConfig {
@@ -106,6 +244,19 @@ impl Default for OpsConfig {
 const COMPRESSIONS: [&str; 5] = ["none", "gzip", "snappy", "lz4", "zstd"];
 
 impl CollectorConfig {
+    /// Every listener on 127.0.0.1 with a port the system picks: for
+    /// tests and embedding, where several collectors share one machine.
+    pub fn on_ephemeral_loopback_ports(&mut self) {
+        let any = SocketAddr::from(([127, 0, 0, 1], 0));
+        self.otlp_http.listen = any;
+        self.otlp_grpc.listen = any;
+        self.jaeger_grpc.listen = any;
+        self.sampling.http_listen = any;
+        self.zipkin.listen = any;
+        self.jaeger_thrift_http.listen = any;
+        self.ops.listen = any;
+    }
+
     /// Checks the rules that span several fields or that serde cannot express.
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.kafka.brokers.is_empty() || self.kafka.brokers.iter().any(|b| b.trim().is_empty()) {
@@ -151,10 +302,93 @@ impl CollectorConfig {
                 "must be positive",
             ));
         }
-        if !self.otlp_http.enabled {
+        let http_receivers = [
+            (
+                "zipkin.max_request_bytes",
+                self.zipkin.enabled,
+                self.zipkin.max_request_bytes,
+            ),
+            (
+                "jaeger_thrift_http.max_request_bytes",
+                self.jaeger_thrift_http.enabled,
+                self.jaeger_thrift_http.max_request_bytes,
+            ),
+        ];
+        for (key, enabled, max_request_bytes) in http_receivers {
+            if !enabled {
+                continue;
+            }
+            if max_request_bytes == 0 {
+                return Err(ConfigError::invalid(key, "must be positive"));
+            }
+            if self.kafka.max_bytes_in_flight < max_request_bytes {
+                return Err(ConfigError::invalid(
+                    "kafka.max_bytes_in_flight",
+                    format!(
+                        "must be at least {key}, or the largest request could never be accepted"
+                    ),
+                ));
+            }
+        }
+        let any_receiver = self.otlp_http.enabled
+            || self.otlp_grpc.enabled
+            || self.jaeger_grpc.enabled
+            || self.zipkin.enabled
+            || self.jaeger_thrift_http.enabled;
+        if !any_receiver {
             return Err(ConfigError::invalid(
                 "otlp_http.enabled",
-                "no receiver is enabled",
+                "no receiver is enabled (otlp_http, otlp_grpc, jaeger_grpc, zipkin, jaeger_thrift_http)",
+            ));
+        }
+        self.validate_grpc_and_sampling()
+    }
+
+    /// The rules of the gRPC receivers and of sampling.
+    fn validate_grpc_and_sampling(&self) -> Result<(), ConfigError> {
+        let grpc = [
+            (
+                "otlp_grpc.max_message_bytes",
+                self.otlp_grpc.enabled,
+                self.otlp_grpc.max_message_bytes,
+            ),
+            (
+                "jaeger_grpc.max_message_bytes",
+                self.jaeger_grpc.enabled,
+                self.jaeger_grpc.max_message_bytes,
+            ),
+        ];
+        for (key, enabled, max) in grpc {
+            if !enabled {
+                continue;
+            }
+            if max == 0 {
+                return Err(ConfigError::invalid(key, "must be positive"));
+            }
+            if self.kafka.max_bytes_in_flight < max {
+                return Err(ConfigError::invalid(
+                    "kafka.max_bytes_in_flight",
+                    format!(
+                        "must be at least {key} ({max}), or the largest request could never be accepted"
+                    ),
+                ));
+            }
+        }
+        if self.sampling.reload_interval < Duration::from_millis(100) {
+            return Err(ConfigError::invalid(
+                "sampling.reload_interval",
+                "must be at least 100ms",
+            ));
+        }
+        if self
+            .sampling
+            .strategies_file
+            .as_ref()
+            .is_some_and(|path| path.as_os_str().is_empty())
+        {
+            return Err(ConfigError::invalid(
+                "sampling.strategies_file",
+                "must not be empty; leave the key out to serve the default strategy",
             ));
         }
         Ok(())
@@ -187,6 +421,48 @@ mod tests {
                 .unwrap_err()
                 .to_string()
                 .contains("kafka.max_record_bytes")
+        );
+        let mut cfg = CollectorConfig::default();
+        cfg.otlp_grpc.max_message_bytes = 0;
+        assert!(
+            cfg.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("otlp_grpc.max_message_bytes")
+        );
+        let mut cfg = CollectorConfig::default();
+        cfg.jaeger_grpc.max_message_bytes = cfg.kafka.max_bytes_in_flight + 1;
+        assert!(
+            cfg.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("jaeger_grpc.max_message_bytes")
+        );
+        let mut cfg = CollectorConfig::default();
+        cfg.sampling.reload_interval = Duration::ZERO;
+        assert!(
+            cfg.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("sampling.reload_interval")
+        );
+        let mut cfg = CollectorConfig::default();
+        cfg.zipkin.enabled = true;
+        cfg.zipkin.max_request_bytes = 0;
+        assert!(
+            cfg.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("zipkin.max_request_bytes")
+        );
+        let mut cfg = CollectorConfig::default();
+        cfg.jaeger_thrift_http.enabled = true;
+        cfg.jaeger_thrift_http.max_request_bytes = cfg.kafka.max_bytes_in_flight + 1;
+        assert!(
+            cfg.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("jaeger_thrift_http.max_request_bytes")
         );
         let mut cfg = CollectorConfig::default();
         cfg.kafka.brokers.clear();

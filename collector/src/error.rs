@@ -14,12 +14,20 @@ pub enum RequestError {
     /// A span with an invalid id.
     #[error("invalid span: {0}")]
     InvalidSpan(#[from] InvalidSpan),
+    /// A Jaeger span whose id cannot become an OTLP id; names the Jaeger field.
+    #[error("invalid span: {0}")]
+    InvalidJaegerSpan(#[from] crate::convert::jaeger_model::ConvertError),
     /// The body is larger than `otlp_http.max_request_bytes`.
     #[error("request body exceeds the limit of {limit} bytes")]
     TooLarge { limit: usize },
-    /// A content type this receiver does not read.
-    #[error("unsupported content type {0:?}: expected application/x-protobuf")]
-    UnsupportedMediaType(String),
+    /// A content type this receiver does not read; `expected` lists the
+    /// ones it does.
+    #[error("unsupported content type {got:?}: expected {expected}")]
+    UnsupportedMediaType { got: String, expected: &'static str },
+    /// Every span of an OTLP request was invalid, so there is nothing to
+    /// accept partially; lists the spans and their problems.
+    #[error("every span is invalid: {0}")]
+    AllSpansInvalid(String),
     /// A content encoding this receiver does not read.
     #[error("unsupported content encoding {0:?}: expected gzip or none")]
     UnsupportedEncoding(String),
@@ -62,8 +70,10 @@ impl RequestError {
         match self {
             RequestError::Malformed(_) => "malformed",
             RequestError::InvalidSpan(_) => "invalid_span",
+            RequestError::InvalidJaegerSpan(_) => "invalid_span",
             RequestError::TooLarge { .. } => "too_large",
-            RequestError::UnsupportedMediaType(_) => "unsupported_media_type",
+            RequestError::AllSpansInvalid(_) => "invalid_span",
+            RequestError::UnsupportedMediaType { .. } => "unsupported_media_type",
             RequestError::UnsupportedEncoding(_) => "unsupported_encoding",
             RequestError::SpanTooLarge(_) => "span_too_large",
             RequestError::Overloaded => "overloaded",
@@ -76,7 +86,7 @@ impl RequestError {
     pub fn http_status(&self) -> StatusCode {
         match self {
             RequestError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            RequestError::UnsupportedMediaType(_) | RequestError::UnsupportedEncoding(_) => {
+            RequestError::UnsupportedMediaType { .. } | RequestError::UnsupportedEncoding(_) => {
                 StatusCode::UNSUPPORTED_MEDIA_TYPE
             }
             _ => match self.class() {

@@ -4,12 +4,14 @@
 
 pub mod budget;
 pub mod config;
+pub mod convert;
 pub mod error;
 pub mod grouping;
 pub mod metrics;
 pub mod pipeline;
 pub mod producer;
 pub mod receiver;
+pub mod sampling;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -25,6 +27,7 @@ use crate::config::CollectorConfig;
 use crate::metrics::CollectorMetrics;
 use crate::pipeline::Pipeline;
 use crate::producer::SpanProducer;
+use crate::sampling::SamplingMetrics;
 
 /// How long the final flush may take on shutdown.
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(10);
@@ -41,17 +44,34 @@ pub enum StartError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    /// The sampling strategies file is unreadable or invalid.
+    #[error(transparent)]
+    Sampling(#[from] sampling::SamplingError),
 }
 
 /// A started collector.
 #[derive(Debug)]
 pub struct Collector {
-    /// Where the OTLP/HTTP receiver listens.
-    pub otlp_http_addr: SocketAddr,
+    /// Where the OTLP/HTTP receiver listens, when enabled.
+    pub otlp_http_addr: Option<SocketAddr>,
     /// Where the operations endpoint listens.
     pub ops_addr: SocketAddr,
+    /// Where the OTLP/gRPC receiver listens, when enabled.
+    pub otlp_grpc_addr: Option<SocketAddr>,
+    /// Where the Jaeger gRPC server (`PostSpans`, `SamplingManager`)
+    /// listens, when either is enabled.
+    pub jaeger_grpc_addr: Option<SocketAddr>,
+    /// Where the sampling HTTP endpoint listens, when sampling is enabled.
+    pub sampling_http_addr: Option<SocketAddr>,
+    /// Where the Zipkin receiver listens, when enabled.
+    pub zipkin_addr: Option<SocketAddr>,
+    /// Where the Jaeger Thrift/HTTP receiver listens, when enabled.
+    pub jaeger_thrift_http_addr: Option<SocketAddr>,
+    /// The Zipkin and Jaeger Thrift/HTTP servers.
+    http_tasks: Vec<JoinHandle<()>>,
     pipeline: Arc<Pipeline>,
-    receiver: JoinHandle<()>,
+    /// The gRPC servers and the sampling HTTP endpoint.
+    grpc_tasks: Vec<JoinHandle<()>>,
 }
 
 impl Collector {
@@ -64,6 +84,8 @@ impl Collector {
         let metrics = CollectorMetrics::default();
         let mut registry = Registry::default();
         metrics.register(&mut registry);
+        let sampling_metrics = SamplingMetrics::default();
+        sampling_metrics.register(&mut registry);
         let producer = SpanProducer::new(&config.kafka, metrics.traces_split.clone())?;
         let budget = Budget::new(config.kafka.max_bytes_in_flight);
         let pipeline = Arc::new(Pipeline::new(producer, budget, metrics));
@@ -82,31 +104,59 @@ impl Collector {
         })?;
         spawn_readiness_probe(pipeline.clone(), ready, shutdown.clone());
 
-        let (otlp_http_addr, receiver) = receiver::otlp_http::serve(
-            config.otlp_http.listen,
-            config.otlp_http.max_request_bytes,
-            pipeline.clone(),
-            shutdown,
-        )
-        .await
-        .map_err(|source| StartError::Bind {
-            addr: config.otlp_http.listen,
-            source,
-        })?;
-        tracing::info!(%otlp_http_addr, %ops_addr, topic = %config.kafka.topic, "collector started");
+        let grpc =
+            start_grpc_and_sampling(config, pipeline.clone(), sampling_metrics, shutdown.clone())
+                .await?;
+        let mut http = start_http_receivers(config, pipeline.clone(), shutdown.clone()).await?;
+        let otlp_http_addr = if config.otlp_http.enabled {
+            let (addr, task) = receiver::otlp_http::serve(
+                config.otlp_http.listen,
+                config.otlp_http.max_request_bytes,
+                pipeline.clone(),
+                shutdown,
+            )
+            .await
+            .map_err(|source| StartError::Bind {
+                addr: config.otlp_http.listen,
+                source,
+            })?;
+            http.tasks.push(task);
+            Some(addr)
+        } else {
+            None
+        };
+        tracing::info!(
+            otlp_http_addr = ?otlp_http_addr,
+            otlp_grpc_addr = ?grpc.otlp_grpc_addr,
+            jaeger_grpc_addr = ?grpc.jaeger_grpc_addr,
+            sampling_http_addr = ?grpc.sampling_http_addr,
+            zipkin_addr = ?http.zipkin_addr,
+            jaeger_thrift_http_addr = ?http.jaeger_thrift_http_addr,
+            %ops_addr,
+            topic = %config.kafka.topic,
+            "collector started"
+        );
         Ok(Collector {
             otlp_http_addr,
             ops_addr,
+            otlp_grpc_addr: grpc.otlp_grpc_addr,
+            jaeger_grpc_addr: grpc.jaeger_grpc_addr,
+            sampling_http_addr: grpc.sampling_http_addr,
+            zipkin_addr: http.zipkin_addr,
+            jaeger_thrift_http_addr: http.jaeger_thrift_http_addr,
+            http_tasks: http.tasks,
             pipeline,
-            receiver,
+            grpc_tasks: grpc.tasks,
         })
     }
 
     /// Waits until the receivers have stopped and finished their requests,
     /// then flushes the producer.
     pub async fn wait(self) {
-        if let Err(error) = self.receiver.await {
-            tracing::error!(%error, "receiver task failed");
+        for task in self.http_tasks.into_iter().chain(self.grpc_tasks) {
+            if let Err(error) = task.await {
+                tracing::error!(%error, "receiver task failed");
+            }
         }
         let pipeline = self.pipeline;
         let flushed =
@@ -132,4 +182,113 @@ fn spawn_readiness_probe(pipeline: Arc<Pipeline>, ready: Readiness, shutdown: Ca
             .unwrap_or(false)
         }
     });
+}
+
+/// What [`start_grpc_and_sampling`] started.
+#[derive(Debug, Default)]
+struct GrpcStarted {
+    otlp_grpc_addr: Option<SocketAddr>,
+    jaeger_grpc_addr: Option<SocketAddr>,
+    sampling_http_addr: Option<SocketAddr>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+/// Starts the OTLP/gRPC receiver, the Jaeger gRPC server and the sampling
+/// endpoints that the configuration enables. The strategies file is
+/// validated first, so a bad one stops the start before anything listens.
+async fn start_grpc_and_sampling(
+    config: &CollectorConfig,
+    pipeline: Arc<Pipeline>,
+    sampling_metrics: SamplingMetrics,
+    shutdown: CancellationToken,
+) -> Result<GrpcStarted, StartError> {
+    let bind_error = |addr: SocketAddr| move |source| StartError::Bind { addr, source };
+    let mut started = GrpcStarted::default();
+    let store = if config.sampling.enabled {
+        Some(sampling::start(
+            config.sampling.strategies_file.as_deref(),
+            config.sampling.reload_interval,
+            sampling_metrics,
+            shutdown.clone(),
+        )?)
+    } else {
+        None
+    };
+    if config.otlp_grpc.enabled {
+        let (addr, task) = receiver::otlp_grpc::serve(
+            config.otlp_grpc.listen,
+            config.otlp_grpc.max_message_bytes,
+            pipeline.clone(),
+            shutdown.clone(),
+        )
+        .await
+        .map_err(bind_error(config.otlp_grpc.listen))?;
+        started.otlp_grpc_addr = Some(addr);
+        started.tasks.push(task);
+    }
+    if config.jaeger_grpc.enabled || store.is_some() {
+        let services = receiver::jaeger_grpc::JaegerGrpcServices {
+            collector: config.jaeger_grpc.enabled.then(|| pipeline.clone()),
+            sampling: store.clone(),
+            max_message_bytes: config.jaeger_grpc.max_message_bytes,
+        };
+        let (addr, task) =
+            receiver::jaeger_grpc::serve(config.jaeger_grpc.listen, services, shutdown.clone())
+                .await
+                .map_err(bind_error(config.jaeger_grpc.listen))?;
+        started.jaeger_grpc_addr = Some(addr);
+        started.tasks.push(task);
+    }
+    if let Some(store) = store {
+        let (addr, task) = sampling::http::serve(config.sampling.http_listen, store, shutdown)
+            .await
+            .map_err(bind_error(config.sampling.http_listen))?;
+        started.sampling_http_addr = Some(addr);
+        started.tasks.push(task);
+    }
+    Ok(started)
+}
+
+/// What [`start_http_receivers`] started.
+#[derive(Debug, Default)]
+struct HttpStarted {
+    zipkin_addr: Option<SocketAddr>,
+    jaeger_thrift_http_addr: Option<SocketAddr>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+/// Starts the Zipkin and Jaeger Thrift/HTTP receivers the configuration
+/// enables, each on its own listener.
+async fn start_http_receivers(
+    config: &CollectorConfig,
+    pipeline: Arc<Pipeline>,
+    shutdown: CancellationToken,
+) -> Result<HttpStarted, StartError> {
+    let bind_error = |addr: SocketAddr| move |source| StartError::Bind { addr, source };
+    let mut started = HttpStarted::default();
+    if config.zipkin.enabled {
+        let (addr, task) = receiver::zipkin::serve(
+            config.zipkin.listen,
+            config.zipkin.max_request_bytes,
+            pipeline.clone(),
+            shutdown.clone(),
+        )
+        .await
+        .map_err(bind_error(config.zipkin.listen))?;
+        started.zipkin_addr = Some(addr);
+        started.tasks.push(task);
+    }
+    if config.jaeger_thrift_http.enabled {
+        let (addr, task) = receiver::jaeger_thrift::serve(
+            config.jaeger_thrift_http.listen,
+            config.jaeger_thrift_http.max_request_bytes,
+            pipeline,
+            shutdown,
+        )
+        .await
+        .map_err(bind_error(config.jaeger_thrift_http.listen))?;
+        started.jaeger_thrift_http_addr = Some(addr);
+        started.tasks.push(task);
+    }
+    Ok(started)
 }

@@ -55,6 +55,13 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> anyhow::Result<()> {
     let config = load(cli.config.as_deref())?;
     if let Some(Command::CheckConfig) = cli.command {
+        // The strategies file is part of what an operator wants checked.
+        if let (true, Some(path)) = (
+            config.sampling.enabled,
+            config.sampling.strategies_file.as_deref(),
+        ) {
+            spanway_collector::sampling::load_file(path)?;
+        }
         println!("configuration is valid:\n{config:#?}");
         return Ok(());
     }

@@ -9,7 +9,7 @@ use prometheus_client::registry::Registry;
 /// Labels of per-receiver counters.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReceiverLabel {
-    /// `otlp_http`, …
+    /// `otlp_http`, `zipkin`, `jaeger_thrift_http`, …
     pub receiver: &'static str,
 }
 
@@ -18,7 +18,9 @@ pub struct ReceiverLabel {
 pub struct RefusalLabels {
     /// `otlp_http`, …
     pub receiver: &'static str,
-    /// One of the fixed reasons of [`crate::error::RequestError::reason`].
+    /// One of the fixed reasons of [`crate::error::RequestError::reason`],
+    /// or, for a span removed from a partially accepted OTLP request, of
+    /// [`crate::grouping::SpanProblem::reason`].
     pub reason: &'static str,
 }
 

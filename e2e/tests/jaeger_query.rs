@@ -11,7 +11,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
-use std::net::{SocketAddr, TcpListener};
+use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -437,8 +437,7 @@ async fn jaeger_query_reads(engine: &str, storage_type: &str) {
     let mut collector_config = CollectorConfig::default();
     collector_config.kafka.brokers = vec![kafka_bootstrap()];
     collector_config.kafka.topic = topic.clone();
-    collector_config.otlp_http.listen = "127.0.0.1:0".parse::<SocketAddr>().unwrap();
-    collector_config.ops.listen = "127.0.0.1:0".parse().unwrap();
+    collector_config.on_ephemeral_loopback_ports();
     collector_config.validate().unwrap();
     let collector = Collector::start(&collector_config, shutdown.clone())
         .await
@@ -463,7 +462,10 @@ async fn jaeger_query_reads(engine: &str, storage_type: &str) {
     // services and by the requested window for searches.
     let base_us = now_us() - 5_000_000;
     let response = reqwest::Client::new()
-        .post(format!("http://{}/v1/traces", collector.otlp_http_addr))
+        .post(format!(
+            "http://{}/v1/traces",
+            collector.otlp_http_addr.unwrap()
+        ))
         .header("content-type", "application/x-protobuf")
         .body(export_request(base_us).encode_to_vec())
         .send()

@@ -157,8 +157,7 @@ async fn otlp_trace_reaches_engine(engine: &str) {
     let mut collector_config = CollectorConfig::default();
     collector_config.kafka.brokers = vec![kafka_bootstrap()];
     collector_config.kafka.topic = topic.clone();
-    collector_config.otlp_http.listen = "127.0.0.1:0".parse().unwrap();
-    collector_config.ops.listen = "127.0.0.1:0".parse().unwrap();
+    collector_config.on_ephemeral_loopback_ports();
     collector_config.validate().unwrap();
     let collector = Collector::start(&collector_config, shutdown.clone())
         .await
@@ -181,7 +180,10 @@ async fn otlp_trace_reaches_engine(engine: &str) {
 
     // Send the trace as an OTLP exporter does.
     let response = reqwest::Client::new()
-        .post(format!("http://{}/v1/traces", collector.otlp_http_addr))
+        .post(format!(
+            "http://{}/v1/traces",
+            collector.otlp_http_addr.unwrap()
+        ))
         .header("content-type", "application/x-protobuf")
         .body(known_trace().encode_to_vec())
         .send()
@@ -307,7 +309,10 @@ async fn otlp_trace_reaches_engine(engine: &str) {
 
     // Sending the same trace again must not create duplicates (deterministic ids + create).
     let again = reqwest::Client::new()
-        .post(format!("http://{}/v1/traces", collector.otlp_http_addr))
+        .post(format!(
+            "http://{}/v1/traces",
+            collector.otlp_http_addr.unwrap()
+        ))
         .header("content-type", "application/x-protobuf")
         .body(known_trace().encode_to_vec())
         .send()
@@ -351,25 +356,34 @@ async fn collector_refuses_invalid_ids_naming_the_field() {
     let mut config = CollectorConfig::default();
     config.kafka.brokers = vec![kafka_bootstrap()];
     config.kafka.topic = topic;
-    config.otlp_http.listen = "127.0.0.1:0".parse().unwrap();
-    config.ops.listen = "127.0.0.1:0".parse().unwrap();
+    config.on_ephemeral_loopback_ports();
     let collector = Collector::start(&config, shutdown.clone()).await.unwrap();
 
     let mut request = known_trace();
     request.resource_spans[1].scope_spans[0].spans[0].trace_id = vec![0; 16];
     let response = reqwest::Client::new()
-        .post(format!("http://{}/v1/traces", collector.otlp_http_addr))
+        .post(format!(
+            "http://{}/v1/traces",
+            collector.otlp_http_addr.unwrap()
+        ))
         .header("content-type", "application/x-protobuf")
         .body(request.encode_to_vec())
         .send()
         .await
         .unwrap();
-    assert_eq!(response.status(), 400);
+    // OTLP partial success: the other spans are published, the invalid one
+    // is left out and reported with the field named.
+    assert_eq!(response.status(), 200);
     let body = response.bytes().await.unwrap();
-    let text = String::from_utf8_lossy(&body);
+    let answer = otlp::ExportTraceServiceResponse::decode(body).unwrap();
+    let partial = answer.partial_success.unwrap_or_default();
+    assert_eq!(partial.rejected_spans, 1);
     assert!(
-        text.contains("resource_spans[1].scope_spans[0].spans[0].trace_id: all-zero id is invalid"),
-        "{text}"
+        partial
+            .error_message
+            .contains("resource_spans[1].scope_spans[0].spans[0].trace_id: all-zero id is invalid"),
+        "{}",
+        partial.error_message
     );
     shutdown.cancel();
     collector.wait().await;

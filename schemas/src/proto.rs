@@ -58,3 +58,19 @@ pub mod otlp {
         ResourceSpans, ScopeSpans, Span, Status, TracesData, span, status,
     };
 }
+
+/// gRPC server and client stubs (feature `grpc`), over the message types above.
+#[cfg(feature = "grpc")]
+pub mod grpc {
+    /// `opentelemetry.proto.collector.trace.v1.TraceService`.
+    pub mod otlp_trace {
+        include!(concat!(
+            env!("OUT_DIR"),
+            "/grpc/opentelemetry.proto.collector.trace.v1.rs"
+        ));
+    }
+    /// `jaeger.api_v2.CollectorService` and `jaeger.api_v2.SamplingManager`.
+    pub mod jaeger {
+        include!(concat!(env!("OUT_DIR"), "/grpc/jaeger.api_v2.rs"));
+    }
+}

@@ -1,0 +1,134 @@
+//! What the HTTP receivers share: reading the media type, undoing gzip
+//! within the size limit, and running the decoder off the reactor.
+
+use std::io::Read;
+
+use axum::body::Bytes;
+use axum::http::{HeaderMap, HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+
+use crate::error::{ErrorClass, RequestError};
+
+/// The media type of the request, lowercased, without parameters
+/// (`application/json; charset=utf-8` → `application/json`).
+pub(crate) fn media_type(headers: &HeaderMap) -> String {
+    content_type(headers)
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase()
+}
+
+/// The raw `Content-Type` header, for error messages.
+pub(crate) fn content_type(headers: &HeaderMap) -> &str {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+}
+
+/// The body with its `Content-Encoding` undone; `gzip` and none are read.
+pub(crate) fn decompress(
+    headers: &HeaderMap,
+    body: Bytes,
+    limit: usize,
+) -> Result<Bytes, RequestError> {
+    let encoding = headers
+        .get(header::CONTENT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    match encoding.as_str() {
+        "" | "identity" => Ok(body),
+        "gzip" => Ok(Bytes::from(gunzip(&body, limit)?)),
+        other => Err(RequestError::UnsupportedEncoding(other.to_owned())),
+    }
+}
+
+/// Decompresses at most `limit` bytes, so a small gzip bomb cannot make us
+/// allocate more than the configured request size.
+pub(crate) fn gunzip(body: &[u8], limit: usize) -> Result<Vec<u8>, RequestError> {
+    let mut out = Vec::with_capacity(body.len().saturating_mul(4).min(limit));
+    let mut decoder = flate2::read::GzDecoder::new(body).take(limit as u64 + 1);
+    decoder
+        .read_to_end(&mut out)
+        .map_err(|e| RequestError::Malformed(format!("gzip: {e}")))?;
+    if out.len() > limit {
+        return Err(RequestError::TooLarge { limit });
+    }
+    Ok(out)
+}
+
+/// Runs a decoder on the blocking pool: a request of several megabytes takes
+/// milliseconds to decode, which a tokio worker must not spend.
+pub(crate) async fn off_reactor<T, F>(decode: F) -> Result<T, RequestError>
+where
+    F: FnOnce() -> Result<T, RequestError> + Send + 'static,
+    T: Send + 'static,
+{
+    tokio::task::spawn_blocking(decode)
+        .await
+        .unwrap_or_else(|e| Err(RequestError::Malformed(format!("decoder failed: {e}"))))
+}
+
+/// Adds `Retry-After` to the answer of a retryable refusal.
+pub(crate) fn with_retry_after(mut response: Response, error: &RequestError) -> Response {
+    if error.class() != ErrorClass::BadInput {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    }
+    response
+}
+
+/// A refusal as Zipkin and Jaeger give it: the status and a one-line
+/// message, plus `Retry-After` when retrying later can help.
+pub(crate) fn text_error(error: &RequestError) -> Response {
+    let response = (
+        error.http_status(),
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        format!("{error}\n"),
+    )
+        .into_response();
+    with_retry_after(response, error)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn gzip(data: &[u8]) -> Vec<u8> {
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        enc.write_all(data).unwrap();
+        enc.finish().unwrap()
+    }
+
+    #[test]
+    fn media_type_drops_parameters_and_case() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("Application/JSON; charset=utf-8"),
+        );
+        assert_eq!(media_type(&h), "application/json");
+        assert_eq!(media_type(&HeaderMap::new()), "");
+    }
+
+    #[test]
+    fn gzip_is_undone_within_the_limit() {
+        let mut h = HeaderMap::new();
+        h.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+        let out = decompress(&h, Bytes::from(gzip(b"hello")), 10).unwrap();
+        assert_eq!(&out[..], b"hello");
+        let err = decompress(&h, Bytes::from(gzip(&[0u8; 100])), 10).unwrap_err();
+        assert!(matches!(err, RequestError::TooLarge { limit: 10 }));
+        let err = decompress(&h, Bytes::from_static(b"not gzip"), 10).unwrap_err();
+        assert!(err.to_string().contains("gzip"), "{err}");
+        h.insert(header::CONTENT_ENCODING, HeaderValue::from_static("br"));
+        let err = decompress(&h, Bytes::new(), 10).unwrap_err();
+        assert_eq!(err.reason(), "unsupported_encoding");
+    }
+}

@@ -1,0 +1,101 @@
+//! Jaeger over gRPC: `jaeger.api_v2.CollectorService/PostSpans`, the
+//! protocol of Jaeger agents and of OpenTelemetry Collectors' Jaeger
+//! exporters, on port 14250.
+//!
+//! The batch is converted to OTLP ([`crate::convert::jaeger_model`]) and
+//! goes through the shared pipeline. Jaeger's protocol has no partial
+//! success, so one invalid span refuses the whole batch with
+//! INVALID_ARGUMENT naming it; Kafka trouble is UNAVAILABLE or
+//! RESOURCE_EXHAUSTED, as for OTLP.
+//!
+//! The same server answers `jaeger.api_v2.SamplingManager` when sampling is
+//! enabled, as Jaeger's collector does on this port.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use spanway_schemas::proto::grpc::jaeger::collector_service_server::{
+    CollectorService, CollectorServiceServer,
+};
+use spanway_schemas::proto::jaeger::api_v2 as jaeger;
+use tokio_util::sync::CancellationToken;
+use tonic::codec::CompressionEncoding;
+use tonic::transport::server::TcpIncoming;
+use tonic::{Request, Response, Status};
+
+use crate::convert::jaeger_model::batch_to_otlp;
+use crate::error::RequestError;
+use crate::pipeline::Pipeline;
+use crate::receiver::otlp_grpc::grpc_status;
+use crate::sampling::StrategyStore;
+use crate::sampling::grpc::SamplingService;
+
+const RECEIVER: &str = "jaeger_grpc";
+
+/// The `CollectorService` implementation.
+#[derive(Debug, Clone)]
+pub struct JaegerGrpc {
+    pipeline: Arc<Pipeline>,
+}
+
+#[tonic::async_trait]
+impl CollectorService for JaegerGrpc {
+    async fn post_spans(
+        &self,
+        request: Request<jaeger::PostSpansRequest>,
+    ) -> Result<Response<jaeger::PostSpansResponse>, Status> {
+        let batch = request.into_inner().batch.unwrap_or_default();
+        let otlp = match batch_to_otlp(batch) {
+            Ok(otlp) => otlp,
+            Err(invalid) => {
+                let error = RequestError::from(invalid);
+                self.pipeline.count_request_refusal(RECEIVER, &error);
+                return Err(grpc_status(&error));
+            }
+        };
+        self.pipeline
+            .accept(RECEIVER, otlp)
+            .await
+            .map_err(|error| grpc_status(&error))?;
+        Ok(Response::new(jaeger::PostSpansResponse {}))
+    }
+}
+
+/// What the Jaeger gRPC server hosts; at least one of the two is set.
+#[derive(Debug, Clone)]
+pub struct JaegerGrpcServices {
+    /// `CollectorService`, when `jaeger_grpc.enabled`.
+    pub collector: Option<Arc<Pipeline>>,
+    /// `SamplingManager`, when `sampling.enabled`.
+    pub sampling: Option<Arc<StrategyStore>>,
+    /// Largest request message, after gzip decompression.
+    pub max_message_bytes: usize,
+}
+
+/// Binds `addr` and serves until `shutdown`; in-flight requests finish first.
+pub async fn serve(
+    addr: SocketAddr,
+    services: JaegerGrpcServices,
+    shutdown: CancellationToken,
+) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let bound = listener.local_addr()?;
+    let collector = services.collector.map(|pipeline| {
+        CollectorServiceServer::new(JaegerGrpc { pipeline })
+            .accept_compressed(CompressionEncoding::Gzip)
+            .max_decoding_message_size(services.max_message_bytes)
+    });
+    let sampling = services.sampling.map(SamplingService::server);
+    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+    let task = tokio::spawn(async move {
+        let result = tonic::transport::Server::builder()
+            .add_optional_service(collector)
+            .add_optional_service(sampling)
+            .serve_with_incoming_shutdown(incoming, shutdown.cancelled_owned())
+            .await;
+        if let Err(error) = result {
+            tracing::error!(%error, "Jaeger gRPC server stopped");
+        }
+    });
+    Ok((bound, task))
+}

@@ -1,0 +1,157 @@
+//! Jaeger's collector HTTP API: `POST /api/traces` with a Thrift
+//! binary-protocol `Batch` (what Jaeger clients' `HttpSender` posts), on its
+//! own listener (14268 by default, as Jaeger's collector).
+//!
+//! The batch is decoded into Jaeger's `api_v2` model
+//! ([`crate::receiver::jaeger_thrift_model`]), converted into OTLP like the
+//! Jaeger gRPC receiver's batches, and handed to the shared pipeline. The
+//! answer is 202 once Kafka acknowledged every span, as Jaeger's collector
+//! answers; refusals are plain text, 400 naming the field at fault, or
+//! 429/503 with `Retry-After` when Kafka is slow or down. Jaeger has no
+//! partial success: one invalid span refuses the batch.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use spanway_schemas::proto::otlp;
+use tokio_util::sync::CancellationToken;
+
+use crate::convert::jaeger_model;
+use crate::error::RequestError;
+use crate::pipeline::Pipeline;
+use crate::receiver::http_body::{content_type, decompress, media_type, off_reactor, text_error};
+use crate::receiver::jaeger_thrift_model;
+
+/// Metric label of this receiver.
+pub const RECEIVER: &str = "jaeger_thrift_http";
+/// The media types Jaeger's collector reads as a binary-protocol batch.
+const THRIFT_TYPES: [&str; 2] = [
+    "application/x-thrift",
+    "application/vnd.apache.thrift.binary",
+];
+
+#[derive(Clone)]
+struct ReceiverState {
+    pipeline: Arc<Pipeline>,
+    max_request_bytes: usize,
+}
+
+/// Binds `addr` and serves until `shutdown`; in-flight requests finish first.
+pub async fn serve(
+    addr: SocketAddr,
+    max_request_bytes: usize,
+    pipeline: Arc<Pipeline>,
+    shutdown: CancellationToken,
+) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let bound = listener.local_addr()?;
+    let app = Router::new()
+        .route("/api/traces", post(traces))
+        .layer(DefaultBodyLimit::max(max_request_bytes))
+        .with_state(ReceiverState {
+            pipeline,
+            max_request_bytes,
+        });
+    let task = tokio::spawn(async move {
+        let result = axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown.cancelled_owned())
+            .await;
+        if let Err(error) = result {
+            tracing::error!(%error, "Jaeger Thrift/HTTP receiver stopped");
+        }
+    });
+    Ok((bound, task))
+}
+
+async fn traces(State(state): State<ReceiverState>, headers: HeaderMap, body: Bytes) -> Response {
+    let limit = state.max_request_bytes;
+    let request = match off_reactor(move || decode(&headers, body, limit)).await {
+        Ok(request) => request,
+        Err(error) => {
+            state.pipeline.count_request_refusal(RECEIVER, &error);
+            return text_error(&error);
+        }
+    };
+    match state.pipeline.accept(RECEIVER, request).await {
+        Ok(()) => StatusCode::ACCEPTED.into_response(),
+        Err(error) => text_error(&error),
+    }
+}
+
+fn decode(
+    headers: &HeaderMap,
+    body: Bytes,
+    limit: usize,
+) -> Result<otlp::ExportTraceServiceRequest, RequestError> {
+    if !THRIFT_TYPES.contains(&media_type(headers).as_str()) {
+        return Err(RequestError::UnsupportedMediaType {
+            got: content_type(headers).to_owned(),
+            expected: "application/x-thrift or application/vnd.apache.thrift.binary",
+        });
+    }
+    let bytes = decompress(headers, body, limit)?;
+    let batch = jaeger_thrift_model::decode_batch(&bytes)
+        .map_err(|e| RequestError::Malformed(e.to_string()))?;
+    // An id the model conversion refuses (a reference's) is a bad span.
+    jaeger_model::batch_to_otlp(batch).map_err(RequestError::from)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::{HeaderValue, header};
+
+    fn headers(content_type: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_str(content_type).unwrap(),
+        );
+        h
+    }
+
+    #[test]
+    fn converts_the_java_clients_batch() {
+        let body = Bytes::from_static(include_bytes!("../../testdata/jaeger-java-batch.thrift"));
+        for t in THRIFT_TYPES {
+            let request = decode(&headers(t), body.clone(), 1 << 20).unwrap();
+            let resource = &request.resource_spans[0];
+            assert_eq!(
+                spanway_schemas::to_jaeger::service_name(resource.resource.as_ref()),
+                "java-jaeger-client"
+            );
+            let spans: Vec<_> = resource.scope_spans.iter().flat_map(|s| &s.spans).collect();
+            let child = spans.iter().find(|s| s.name == "child-0-1").unwrap();
+            assert_eq!(child.kind, otlp::span::SpanKind::Client as i32);
+            assert_eq!(
+                child.status.as_ref().map(|s| s.code),
+                Some(otlp::status::StatusCode::Error as i32)
+            );
+            assert_eq!(child.events.len(), 1);
+            assert_eq!(child.parent_span_id.len(), 8);
+        }
+    }
+
+    #[test]
+    fn refusals() {
+        let err = decode(&headers("application/json"), Bytes::new(), 10).unwrap_err();
+        assert_eq!(err.http_status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+        let err = decode(
+            &headers("application/x-thrift"),
+            Bytes::from_static(&[0]),
+            10,
+        )
+        .unwrap_err();
+        assert_eq!(err.http_status(), StatusCode::BAD_REQUEST);
+        assert_eq!(
+            err.to_string(),
+            "malformed request body: batch.process: missing (required)"
+        );
+    }
+}

@@ -1,0 +1,63 @@
+//! `GET /sampling?service=NAME` and `GET /api/sampling?service=NAME`: the
+//! paths Jaeger's agent (port 5778) and collector serve, answered with the
+//! JSON Jaeger's SDKs and OpenTelemetry's Jaeger remote samplers parse.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use tokio_util::sync::CancellationToken;
+
+use super::StrategyStore;
+use super::strategies::JsonResponse;
+
+/// Binds `addr` and serves until `shutdown`.
+pub async fn serve(
+    addr: SocketAddr,
+    store: Arc<StrategyStore>,
+    shutdown: CancellationToken,
+) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let bound = listener.local_addr()?;
+    let app = Router::new()
+        .route("/sampling", get(strategy))
+        .route("/api/sampling", get(strategy))
+        .with_state(store);
+    let task = tokio::spawn(async move {
+        let result = axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown.cancelled_owned())
+            .await;
+        if let Err(error) = result {
+            tracing::error!(%error, "sampling HTTP endpoint stopped");
+        }
+    });
+    Ok((bound, task))
+}
+
+async fn strategy(
+    State(store): State<Arc<StrategyStore>>,
+    Query(params): Query<Vec<(String, String)>>,
+) -> Response {
+    // As Jaeger: exactly one `service`; an empty name is a name (it gets
+    // the default strategy).
+    let mut services = params.iter().filter(|(k, _)| k == "service");
+    let (Some((_, service)), None) = (services.next(), services.next()) else {
+        return (
+            StatusCode::BAD_REQUEST,
+            "'service' parameter must be provided once",
+        )
+            .into_response();
+    };
+    let response = store.lookup(service, "http");
+    match serde_json::to_vec(&JsonResponse::from(&response)) {
+        Ok(body) => ([(header::CONTENT_TYPE, "application/json")], body).into_response(),
+        Err(error) => {
+            tracing::error!(%error, "cannot encode a sampling strategy");
+            StatusCode::INTERNAL_SERVER_ERROR.into_response()
+        }
+    }
+}

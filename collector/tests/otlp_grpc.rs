@@ -1,0 +1,238 @@
+//! OTLP/gRPC against the real broker: spans sent by the OpenTelemetry
+//! Python SDK's gRPC exporter (gzip) come out of Kafka as they were sent,
+//! one trace per key and partition; partial success and the retryable
+//! statuses reach a tonic client as the OTLP specification describes.
+#![allow(clippy::unwrap_used)]
+
+mod grpc_common;
+
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use grpc_common::{config, hex, metric, read_topic, spans_by_id};
+use prost::Message as _;
+use spanway_collector::Collector;
+use spanway_e2e::{create_topic, require_kafka, unique_name};
+use spanway_schemas::proto::grpc::otlp_trace::trace_service_client::TraceServiceClient;
+use spanway_schemas::proto::otlp;
+use tokio_util::sync::CancellationToken;
+use tonic::Code;
+use tonic::codec::CompressionEncoding;
+
+const PARTITIONS: i32 = 3;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_sdk_spans_reach_kafka_unchanged() {
+    require_kafka();
+    let topic = unique_name("it-otlp-grpc");
+    create_topic(&topic, PARTITIONS).await;
+    let shutdown = CancellationToken::new();
+    let collector = Collector::start(&config(&topic), shutdown.clone())
+        .await
+        .unwrap();
+    let endpoint = collector.otlp_grpc_addr.unwrap().to_string();
+
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("sent.binpb");
+    let run_id = unique_name("run");
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../dev/clients/otel-python");
+    let client = {
+        let out = out.clone();
+        let run_id = run_id.clone();
+        tokio::task::spawn_blocking(move || {
+            std::process::Command::new("bash")
+                .arg(script)
+                .args(["--endpoint", &endpoint, "--run-id", &run_id, "--out"])
+                .arg(out)
+                .output()
+                .unwrap()
+        })
+    };
+    let output = client.await.unwrap();
+    assert!(
+        output.status.success(),
+        "dev/clients/otel-python failed:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let sent =
+        otlp::ExportTraceServiceRequest::decode(std::fs::read(&out).unwrap().as_slice()).unwrap();
+    let mut expected = HashMap::new();
+    for rs in &sent.resource_spans {
+        for ss in &rs.scope_spans {
+            for span in &ss.spans {
+                let entry = (
+                    rs.resource.clone().unwrap_or_default(),
+                    ss.scope.clone().unwrap_or_default(),
+                    span.clone(),
+                );
+                expected.insert(span.span_id.clone(), entry);
+            }
+        }
+    }
+    assert_eq!(expected.len(), 31, "the client's known set");
+    let traces: HashSet<_> = expected
+        .values()
+        .map(|(_, _, s)| s.trace_id.clone())
+        .collect();
+    assert_eq!(traces.len(), 3);
+
+    let records = read_topic(&topic, expected.len(), Duration::from_secs(30)).await;
+    let received = spans_by_id(&records, PARTITIONS as u32);
+    assert_eq!(received.len(), expected.len(), "every span, once");
+    for (id, want) in &expected {
+        let got = received
+            .get(id)
+            .unwrap_or_else(|| panic!("span {} is not on the topic", hex(id)));
+        assert_eq!(got, want, "span {} differs from what was sent", hex(id));
+    }
+    let mut partitions: HashMap<&str, HashSet<i32>> = HashMap::new();
+    for record in &records {
+        partitions
+            .entry(&record.key)
+            .or_default()
+            .insert(record.partition);
+    }
+    assert_eq!(partitions.len(), 3, "one key per trace");
+    assert!(
+        partitions.values().all(|p| p.len() == 1),
+        "every span of a trace is on one partition: {partitions:?}"
+    );
+    assert_eq!(
+        metric(
+            collector.ops_addr,
+            "collector_spans_accepted_total{receiver=\"otlp_grpc\"}"
+        )
+        .await,
+        31.0
+    );
+
+    shutdown.cancel();
+    collector.wait().await;
+}
+
+fn span(trace: u8, id: u8, payload: usize) -> otlp::Span {
+    otlp::Span {
+        trace_id: vec![trace; 16],
+        span_id: vec![id; 8],
+        name: "op".into(),
+        start_time_unix_nano: 1_700_000_000_000_000_000,
+        end_time_unix_nano: 1_700_000_000_001_000_000,
+        attributes: vec![otlp::KeyValue {
+            key: "payload".into(),
+            value: Some(otlp::AnyValue {
+                value: Some(otlp::any_value::Value::StringValue("x".repeat(payload))),
+            }),
+        }],
+        ..Default::default()
+    }
+}
+
+fn request(spans: Vec<otlp::Span>) -> otlp::ExportTraceServiceRequest {
+    otlp::ExportTraceServiceRequest {
+        resource_spans: vec![otlp::ResourceSpans {
+            scope_spans: vec![otlp::ScopeSpans {
+                spans,
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_spans_are_reported_by_partial_success_or_invalid_argument() {
+    require_kafka();
+    let topic = unique_name("it-otlp-grpc-partial");
+    create_topic(&topic, PARTITIONS).await;
+    let shutdown = CancellationToken::new();
+    let collector = Collector::start(&config(&topic), shutdown.clone())
+        .await
+        .unwrap();
+    let mut client =
+        TraceServiceClient::connect(format!("http://{}", collector.otlp_grpc_addr.unwrap()))
+            .await
+            .unwrap()
+            .send_compressed(CompressionEncoding::Gzip);
+
+    let mut bad = span(0x42, 2, 10);
+    bad.trace_id.truncate(8);
+    let response = client
+        .export(request(vec![span(0x41, 1, 10), bad.clone()]))
+        .await
+        .unwrap()
+        .into_inner();
+    let partial = response.partial_success.unwrap();
+    assert_eq!(partial.rejected_spans, 1);
+    assert_eq!(
+        partial.error_message,
+        "1 span rejected: resource_spans[0].scope_spans[0].spans[1].trace_id: expected 16 bytes, got 8"
+    );
+
+    let status = client.export(request(vec![bad])).await.unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert!(
+        status
+            .message()
+            .contains("resource_spans[0].scope_spans[0].spans[0].trace_id"),
+        "{}",
+        status.message()
+    );
+
+    let records = read_topic(&topic, 1, Duration::from_secs(20)).await;
+    let received = spans_by_id(&records, PARTITIONS as u32);
+    assert_eq!(received.len(), 1, "only the valid span is published");
+    assert!(received.contains_key(&vec![1u8; 8]));
+
+    shutdown.cancel();
+    collector.wait().await;
+}
+
+/// With no broker at all: a request waits for the delivery timeout and gets
+/// UNAVAILABLE; a request arriving while the byte budget is taken gets
+/// RESOURCE_EXHAUSTED at once. Both carry a RetryInfo. A shutdown meanwhile
+/// lets the waiting request finish.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kafka_trouble_maps_to_retryable_codes() {
+    let mut config = config("it-otlp-grpc-nowhere");
+    config.kafka.brokers = vec!["127.0.0.1:1".into()];
+    config.kafka.delivery_timeout = Duration::from_secs(2);
+    config.kafka.max_bytes_in_flight = 64 * 1024;
+    config.otlp_http.max_request_bytes = 64 * 1024;
+    config.otlp_grpc.max_message_bytes = 64 * 1024;
+    config.jaeger_grpc.max_message_bytes = 64 * 1024;
+    config.zipkin.enabled = false;
+    config.jaeger_thrift_http.enabled = false;
+    config.validate().unwrap();
+    let shutdown = CancellationToken::new();
+    let collector = Collector::start(&config, shutdown.clone()).await.unwrap();
+    let client =
+        TraceServiceClient::connect(format!("http://{}", collector.otlp_grpc_addr.unwrap()))
+            .await
+            .unwrap();
+
+    let started = Instant::now();
+    let mut first = client.clone();
+    let slow = tokio::spawn(async move { first.export(request(vec![span(1, 1, 40_000)])).await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut second = client.clone();
+    let status = second
+        .export(request(vec![span(2, 2, 40_000)]))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+    assert!(!status.details().is_empty(), "RetryInfo in the details");
+
+    // Shutting down stops accepting but lets the request in flight finish
+    // with its real answer rather than a cut connection.
+    shutdown.cancel();
+    let status = slow.await.unwrap().unwrap_err();
+    assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+    assert!(!status.details().is_empty(), "RetryInfo in the details");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "answered within the delivery timeout plus a margin: {:?}",
+        started.elapsed()
+    );
+    collector.wait().await;
+}
