@@ -1,0 +1,119 @@
+//! The same input, read once without interruption and once with the job
+//! killed (SIGKILL) at random moments, yields identical dependency and
+//! service-graph documents.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use rand::Rng;
+use spanway_e2e::{
+    create_topic, delete_indices, opensearch_url, produce, require_engine, require_kafka, topology,
+    unique_name,
+};
+
+use common::{Names, START_MS, documents, env, progress, wait_until_read};
+
+const PARTITIONS: i32 = 4;
+
+fn spawn(names: &Names, url: &str, log: &std::path::Path) -> Child {
+    let log = std::fs::File::create(log).unwrap();
+    Command::new(env!("CARGO_BIN_EXE_spanway-streaming-analytics"))
+        .envs(env(names, url))
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap()
+}
+
+fn terminate(mut child: Child) {
+    Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
+    let status = child.wait().unwrap();
+    assert!(status.success(), "clean exit on SIGTERM: {status}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_at_random_moments_changes_no_document() {
+    require_kafka();
+    let url = opensearch_url();
+    require_engine(&url, "OpenSearch", "opensearch").await;
+    let topic = unique_name("analytics-crash");
+    create_topic(&topic, PARTITIONS).await;
+    // A minute of event time: a dozen 5 s windows per partition.
+    let traffic = topology::generate(11, 6_000, START_MS, 10);
+    produce(&topic, &traffic.as_produce_input()).await;
+    let logs = std::env::temp_dir().join(&topic);
+    std::fs::create_dir_all(&logs).unwrap();
+
+    let clean = Names::new(&topic, "clean");
+    let child = spawn(&clean, &url, &logs.join("clean.log"));
+    wait_until_read(&clean.group, &topic, PARTITIONS, Duration::from_secs(300)).await;
+    terminate(child);
+
+    let crashed = Names::new(&topic, "crashed");
+    let mut rng = rand::rng();
+    let mut mid_stream_kills = 0;
+    for kill in 0..3 {
+        let mut child = spawn(&crashed, &url, &logs.join(format!("crashed-{kill}.log")));
+        // Kill while it works: once its committed position has moved (or
+        // after a while on the first run), at a random moment after that.
+        let (before, end) = progress(&crashed.group, &topic, PARTITIONS);
+        for _ in 0..120 {
+            let (now, _) = progress(&crashed.group, &topic, PARTITIONS);
+            if now > before {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(rng.random_range(0..700))).await;
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+        let (now, _) = progress(&crashed.group, &topic, PARTITIONS);
+        eprintln!("kill {}: committed {now} of {end}", kill + 1);
+        if now > 0 && now < end {
+            mid_stream_kills += 1;
+        }
+    }
+    assert!(
+        mid_stream_kills >= 1,
+        "at least one kill must land mid-stream for the test to mean anything"
+    );
+    let child = spawn(&crashed, &url, &logs.join("crashed-final.log"));
+    wait_until_read(&crashed.group, &topic, PARTITIONS, Duration::from_secs(300)).await;
+    terminate(child);
+
+    for (a, b) in [
+        (clean.dependency_indices(), crashed.dependency_indices()),
+        (clean.graph_indices(), crashed.graph_indices()),
+    ] {
+        let expected = documents(&url, &a).await;
+        let got = documents(&url, &b).await;
+        assert!(expected.len() > 10, "{a}: {} documents", expected.len());
+        assert_eq!(
+            expected.keys().collect::<Vec<_>>(),
+            got.keys().collect::<Vec<_>>(),
+            "same document ids in {a} and {b} (logs in {})",
+            logs.display()
+        );
+        for (id, doc) in &expected {
+            assert_eq!(doc, &got[id], "document {id}");
+        }
+    }
+    let totals = common::dependency_totals(&documents(&url, &clean.dependency_indices()).await);
+    assert_eq!(
+        totals, traffic.expected.calls,
+        "the uninterrupted run counts right too"
+    );
+
+    for names in [clean, crashed] {
+        delete_indices(&url, &format!("{}-*", names.prefix)).await;
+        delete_indices(&url, &names.graph_indices()).await;
+    }
+}
