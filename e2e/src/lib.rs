@@ -4,6 +4,7 @@
 //! start it; it never skips.
 
 pub mod corpus;
+pub mod jaeger_query;
 pub mod topology;
 
 use std::time::Duration;

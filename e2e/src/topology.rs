@@ -61,6 +61,8 @@ pub struct Traffic {
     pub expected: Expected,
     /// Earliest and latest span start, µs since the epoch.
     pub span_micros: (u64, u64),
+    /// Spans generated.
+    pub spans: u64,
 }
 
 fn kv(key: &str, value: &str) -> otlp::KeyValue {
@@ -280,6 +282,7 @@ pub fn generate(seed: u64, traces: usize, start_ms: u64, spacing_ms: u64) -> Tra
             .flatten()
             .map(|s| s.start_time_unix_nano / 1000);
         for start in starts {
+            traffic.spans += 1;
             traffic.span_micros.0 = traffic.span_micros.0.min(start);
             traffic.span_micros.1 = traffic.span_micros.1.max(start);
         }
@@ -390,5 +393,6 @@ mod tests {
         // One record per service per trace.
         assert_eq!(traffic.records.len(), 70 * SERVICES.len());
         assert!(traffic.span_micros.0 >= 1_000_000);
+        assert_eq!(traffic.spans, 70 * 22, "22 spans per trace");
     }
 }
