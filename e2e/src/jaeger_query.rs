@@ -45,7 +45,8 @@ fn free_ports() -> [u16; 3] {
 pub struct JaegerQuery {
     child: Child,
     log: PathBuf,
-    api: String,
+    /// Base URL of the HTTP API, `http://127.0.0.1:PORT/api`.
+    pub api: String,
 }
 
 impl JaegerQuery {

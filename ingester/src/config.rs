@@ -94,6 +94,46 @@ pub struct ElasticsearchConfig {
     /// by an index lifecycle policy. The first indices and aliases are
     /// created at start when missing.
     pub use_aliases: bool,
+    /// An optional lifecycle policy that deletes old indices (and, with
+    /// `use_aliases`, rolls the write aliases over).
+    pub retention: RetentionConfig,
+}
+
+/// Index retention, enforced by the engine itself: an ISM policy on
+/// OpenSearch, an ILM policy on Elasticsearch, installed at start as
+/// `<prefix>jaeger-retention`. Both are optional engine features (the ISM
+/// plugin, x-pack ILM); when the engine lacks them, start fails naming
+/// `elasticsearch.retention.enabled` rather than running without the
+/// retention the operator asked for.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RetentionConfig {
+    /// Install the policy and attach it to the span and service indices.
+    /// Off by default: deleting data is the operator's decision.
+    pub enabled: bool,
+    /// How long an index is kept: counted from its creation for daily
+    /// indices, from its rollover with `use_aliases` (an index still written
+    /// to is never deleted).
+    #[serde(with = "humantime_serde")]
+    pub delete_after: Duration,
+    /// With `use_aliases`: roll the write alias over to a new index once the
+    /// current one is this old...
+    #[serde(with = "humantime_serde")]
+    pub rollover_max_age: Duration,
+    /// ...or once its primary shards hold this much, in the engine's byte
+    /// units (`500mb`, `50gb`), whichever comes first.
+    pub rollover_max_size: String,
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        RetentionConfig {
+            enabled: false,
+            delete_after: Duration::from_secs(7 * 86_400),
+            rollover_max_age: Duration::from_secs(86_400),
+            rollover_max_size: "50gb".into(),
+        }
+    }
 }
 
 /// Template API choice.
@@ -134,9 +174,15 @@ impl Default for TagsAsFieldsConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct BulkConfig {
-    /// Send when this many records are buffered.
-    pub max_records: usize,
-    /// Send when the buffered documents reach this many bytes.
+    /// Most documents in one bulk request. Counted in documents, not Kafka
+    /// records: one OTLP record can carry a whole trace of hundreds of
+    /// spans. A batch of records that yields more is split into several
+    /// requests. `max_records`, the old name, is still read.
+    #[serde(alias = "max_records")]
+    pub max_documents: usize,
+    /// Most bytes in one bulk request body (action lines included); only a
+    /// single document larger than this is sent alone, above it. The reading
+    /// side also cuts its batches at this many record bytes.
     pub max_bytes: usize,
     /// Send at most this long after the first buffered record.
     #[serde(with = "humantime_serde")]
@@ -192,6 +238,7 @@ impl Default for ElasticsearchConfig {
             template_api: TemplateApi::Auto,
             tags_as_fields: TagsAsFieldsConfig::default(),
             use_aliases: false,
+            retention: RetentionConfig::default(),
         }
     }
 }
@@ -199,7 +246,7 @@ impl Default for ElasticsearchConfig {
 impl Default for BulkConfig {
     fn default() -> Self {
         BulkConfig {
-            max_records: 1000,
+            max_documents: 1000,
             max_bytes: 5 * 1024 * 1024,
             flush_interval: Duration::from_millis(200),
             retry_initial_backoff: Duration::from_millis(100),
@@ -296,11 +343,14 @@ impl IngesterConfig {
                 "must be at least 1",
             ));
         }
-        if self.bulk.max_records == 0 || self.bulk.max_bytes == 0 {
+        if self.bulk.max_documents == 0 {
             return Err(ConfigError::invalid(
-                "bulk.max_records",
-                "bulk.max_records and bulk.max_bytes must be positive",
+                "bulk.max_documents",
+                "must be at least 1",
             ));
+        }
+        if self.bulk.max_bytes == 0 {
+            return Err(ConfigError::invalid("bulk.max_bytes", "must be positive"));
         }
         if self.bulk.retry_initial_backoff.is_zero()
             || self.bulk.retry_initial_backoff > self.bulk.retry_max_backoff
@@ -310,8 +360,69 @@ impl IngesterConfig {
                 "must be positive and not above bulk.retry_max_backoff",
             ));
         }
+        self.validate_retention()
+    }
+
+    fn validate_retention(&self) -> Result<(), ConfigError> {
+        let es = &self.elasticsearch;
+        let retention = &es.retention;
+        if !retention.enabled {
+            return Ok(());
+        }
+        if !es.create_templates {
+            return Err(ConfigError::invalid(
+                "elasticsearch.retention.enabled",
+                "needs elasticsearch.create_templates = true: the index templates attach the policy to new indices",
+            ));
+        }
+        if !whole_seconds(retention.delete_after) {
+            return Err(ConfigError::invalid(
+                "elasticsearch.retention.delete_after",
+                "must be a positive whole number of seconds",
+            ));
+        }
+        if es.use_aliases {
+            if !whole_seconds(retention.rollover_max_age) {
+                return Err(ConfigError::invalid(
+                    "elasticsearch.retention.rollover_max_age",
+                    "must be a positive whole number of seconds",
+                ));
+            }
+            if !is_byte_size(&retention.rollover_max_size) {
+                return Err(ConfigError::invalid(
+                    "elasticsearch.retention.rollover_max_size",
+                    format!(
+                        "{:?} is not a byte size such as 500mb or 50gb (units b, kb, mb, gb, tb, pb)",
+                        retention.rollover_max_size
+                    ),
+                ));
+            }
+        } else if retention.delete_after < Duration::from_secs(86_400) {
+            // A daily index is written to all day long (and later, for late
+            // spans); deleting it sooner would delete data still arriving.
+            return Err(ConfigError::invalid(
+                "elasticsearch.retention.delete_after",
+                format!(
+                    "{} is below one day, which daily indices need (or set elasticsearch.use_aliases)",
+                    humantime::format_duration(retention.delete_after)
+                ),
+            ));
+        }
         Ok(())
     }
+}
+
+/// Engine time values have no unit below the millisecond we want to rely
+/// on, and sub-second retention makes no sense.
+fn whole_seconds(d: Duration) -> bool {
+    !d.is_zero() && d.subsec_nanos() == 0
+}
+
+/// The engines' byte-size syntax: digits then a lowercase unit.
+fn is_byte_size(text: &str) -> bool {
+    let digits = text.chars().take_while(char::is_ascii_digit).count();
+    let unit = &text[digits..];
+    digits > 0 && matches!(unit, "b" | "kb" | "mb" | "gb" | "tb" | "pb")
 }
 
 #[cfg(test)]
@@ -341,6 +452,77 @@ mod tests {
                 .to_string()
                 .contains("elasticsearch.url")
         );
+    }
+
+    #[test]
+    fn max_records_is_read_as_max_documents() {
+        let path = std::env::temp_dir().join(format!(
+            "spanway-ingester-alias-{}.toml",
+            std::process::id()
+        ));
+        std::fs::write(&path, "[bulk]\nmax_records = 42\n").unwrap();
+        let loaded = spanway_service_kit::config::load_with_env::<IngesterConfig>(Some(&path), []);
+        let _ = std::fs::remove_file(&path);
+        let cfg = loaded.unwrap();
+        assert_eq!(cfg.bulk.max_documents, 42);
+        let mut cfg = IngesterConfig::default();
+        cfg.bulk.max_documents = 0;
+        assert!(
+            cfg.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("bulk.max_documents")
+        );
+    }
+
+    fn with_retention() -> IngesterConfig {
+        let mut cfg = IngesterConfig::default();
+        cfg.elasticsearch.retention.enabled = true;
+        cfg
+    }
+
+    fn fails_on(cfg: &IngesterConfig, key: &str) {
+        let error = cfg.validate().unwrap_err().to_string();
+        assert!(error.contains(key), "{error}");
+    }
+
+    #[test]
+    fn retention_rules_name_the_key() {
+        with_retention().validate().unwrap();
+
+        let mut cfg = with_retention();
+        cfg.elasticsearch.create_templates = false;
+        fails_on(&cfg, "elasticsearch.retention.enabled");
+
+        let mut cfg = with_retention();
+        cfg.elasticsearch.retention.delete_after = Duration::from_secs(3_600);
+        fails_on(&cfg, "elasticsearch.retention.delete_after");
+        cfg.elasticsearch.use_aliases = true;
+        cfg.validate().unwrap();
+
+        cfg.elasticsearch.retention.delete_after = Duration::from_millis(1_500);
+        fails_on(&cfg, "elasticsearch.retention.delete_after");
+
+        let mut cfg = with_retention();
+        cfg.elasticsearch.use_aliases = true;
+        cfg.elasticsearch.retention.rollover_max_age = Duration::ZERO;
+        fails_on(&cfg, "elasticsearch.retention.rollover_max_age");
+
+        for bad in ["50", "gb", "50GB", "5.5gb", "50 gb", ""] {
+            let mut cfg = with_retention();
+            cfg.elasticsearch.use_aliases = true;
+            cfg.elasticsearch.retention.rollover_max_size = bad.into();
+            fails_on(&cfg, "elasticsearch.retention.rollover_max_size");
+        }
+        assert!(is_byte_size("500mb") && is_byte_size("1b") && is_byte_size("50gb"));
+    }
+
+    #[test]
+    fn retention_settings_are_ignored_while_disabled() {
+        let mut cfg = IngesterConfig::default();
+        cfg.elasticsearch.retention.delete_after = Duration::ZERO;
+        cfg.elasticsearch.create_templates = false;
+        cfg.validate().unwrap();
     }
 }
 

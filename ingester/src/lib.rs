@@ -9,6 +9,7 @@ pub mod document;
 pub mod metrics;
 pub mod offsets;
 pub mod response;
+pub mod retention;
 pub mod sink;
 pub mod source;
 pub mod templates;
@@ -27,6 +28,7 @@ use crate::config::IngesterConfig;
 use crate::dead_letter::DeadLetters;
 use crate::document::{IndexNames, TagsAsFields};
 use crate::metrics::IngesterMetrics;
+use crate::retention::RetentionError;
 use crate::sink::Sink;
 use crate::source::SourceError;
 use crate::writer::{BulkWriter, WriterError};
@@ -43,6 +45,9 @@ pub enum StartError {
     /// The search engine client or templates failed.
     #[error(transparent)]
     Writer(#[from] WriterError),
+    /// Retention was asked for and could not be installed.
+    #[error(transparent)]
+    Retention(#[from] RetentionError),
     /// The operations endpoint could not bind, or a thread could not start.
     #[error("cannot start at {addr}: {source}")]
     Bind {
@@ -72,23 +77,40 @@ impl Ingester {
         let mut registry = Registry::default();
         metrics.register(&mut registry);
         let writer = BulkWriter::new(&config.elasticsearch.url, &config.bulk, metrics.clone())?;
-        if config.elasticsearch.create_templates {
-            let names = IndexNames::new(&config.elasticsearch.index_prefix);
+        let es = &config.elasticsearch;
+        let names = if es.use_aliases {
+            IndexNames::with_aliases(&es.index_prefix)
+        } else {
+            IndexNames::new(&es.index_prefix)
+        };
+        // The policy goes first: the templates refer to it, and Elasticsearch
+        // refuses settings naming a lifecycle feature it does not have.
+        let lifecycle = if es.retention.enabled {
+            Some(
+                retention::install(
+                    &writer,
+                    &es.url,
+                    &es.retention,
+                    names.prefix(),
+                    names.uses_aliases(),
+                )
+                .await?,
+            )
+        } else {
+            None
+        };
+        if es.create_templates {
             let api = writer
                 .install_templates(
                     names.prefix(),
-                    config.elasticsearch.shards,
-                    config.elasticsearch.replicas,
-                    config.elasticsearch.template_api,
+                    es.shards,
+                    es.replicas,
+                    es.template_api,
+                    lifecycle.as_ref(),
                 )
                 .await?;
             tracing::info!(?api, "index templates installed");
         }
-        let names = if config.elasticsearch.use_aliases {
-            IndexNames::with_aliases(&config.elasticsearch.index_prefix)
-        } else {
-            IndexNames::new(&config.elasticsearch.index_prefix)
-        };
         if names.uses_aliases() {
             writer.ensure_aliases(names.prefix()).await?;
         }

@@ -191,6 +191,10 @@ impl Sink {
             documents.push(doc);
         }
 
+        // A record's documents may land in different bulk requests when the
+        // writer splits the batch (`bulk.max_documents`, `bulk.max_bytes`);
+        // the records are completed below only after every request has
+        // answered, so no offset moves past a record with a document unsent.
         let rejected = match self.writer.write_all(documents, abort).await {
             Ok(rejected) => rejected,
             Err(error) => {

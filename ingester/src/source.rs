@@ -83,7 +83,14 @@ pub struct Shared {
     batches: mpsc::Sender<Batch>,
     metrics: IngesterMetrics,
     drain_timeout: Duration,
+    /// A batch is sealed at this many records. The limit is in documents
+    /// (`bulk.max_documents`): every decodable record yields at least one
+    /// document, so a sealed batch fills at least one bulk request, and the
+    /// writer splits the rest into further requests.
     max_records: usize,
+    /// A batch is sealed at this many record bytes (`bulk.max_bytes`);
+    /// documents are larger than their encoded records, so again a sealed
+    /// batch fills at least one request.
     max_bytes: usize,
     flush_interval: Duration,
     max_bytes_in_flight: usize,
@@ -390,7 +397,7 @@ pub fn create(config: &IngesterConfig, metrics: &IngesterMetrics) -> Result<Sour
         batches: tx,
         metrics: metrics.clone(),
         drain_timeout: config.kafka.drain_timeout,
-        max_records: config.bulk.max_records,
+        max_records: config.bulk.max_documents,
         max_bytes: config.bulk.max_bytes,
         flush_interval: config.bulk.flush_interval,
         max_bytes_in_flight: config.bulk.max_bytes_in_flight,

@@ -89,18 +89,45 @@ pub fn service_template(prefix: &str, shards: u32, replicas: u32) -> Value {
     })
 }
 
+/// Adds index settings to a legacy template body (before [`composable`]
+/// wraps it, which carries them over).
+pub fn add_settings(template: &mut Value, settings: serde_json::Map<String, Value>) {
+    if let Some(existing) = template["settings"].as_object_mut() {
+        existing.extend(settings);
+    }
+}
+
+/// Adds aliases that every new index matching a legacy template body gets.
+pub fn add_aliases(template: &mut Value, aliases: serde_json::Map<String, Value>) {
+    if aliases.is_empty() {
+        return;
+    }
+    if let Some(body) = template.as_object_mut() {
+        let existing = body
+            .entry("aliases")
+            .or_insert_with(|| Value::Object(Default::default()));
+        if let Some(existing) = existing.as_object_mut() {
+            existing.extend(aliases);
+        }
+    }
+}
+
 /// Wraps a legacy template body in the composable form: settings and
 /// mappings move under `template`, and a `priority` decides between
 /// templates matching the same index (0, as Jaeger installs them).
 pub fn composable(legacy: Value) -> Value {
-    json!({
+    let mut body = json!({
         "index_patterns": legacy["index_patterns"].clone(),
         "priority": 0,
         "template": {
             "settings": legacy["settings"].clone(),
             "mappings": legacy["mappings"].clone()
         }
-    })
+    });
+    if let Some(aliases) = legacy.get("aliases") {
+        body["template"]["aliases"] = aliases.clone();
+    }
+    body
 }
 
 /// The template API a server understands best.
@@ -165,6 +192,32 @@ mod tests {
         assert_eq!(c["template"]["mappings"], legacy["mappings"]);
         assert_eq!(c["template"]["settings"], legacy["settings"]);
         assert!(c.get("mappings").is_none());
+    }
+
+    #[test]
+    fn added_settings_reach_both_template_forms() {
+        let mut t = span_template("", 1, 0);
+        let mut extra = serde_json::Map::new();
+        extra.insert("index.lifecycle.name".into(), json!("jaeger-retention"));
+        add_settings(&mut t, extra);
+        assert_eq!(t["settings"]["index.lifecycle.name"], "jaeger-retention");
+        assert_eq!(t["settings"]["index.number_of_shards"], 1, "kept");
+        let mut aliases = serde_json::Map::new();
+        aliases.insert("jaeger-span-read".into(), json!({}));
+        add_aliases(&mut t, aliases);
+        assert_eq!(t["aliases"], json!({"jaeger-span-read": {}}));
+        let c = composable(t);
+        assert_eq!(
+            c["template"]["settings"]["index.lifecycle.name"],
+            "jaeger-retention"
+        );
+        assert_eq!(c["template"]["aliases"], json!({"jaeger-span-read": {}}));
+        assert!(
+            composable(span_template("", 1, 0))["template"]
+                .get("aliases")
+                .is_none(),
+            "no aliases unless asked for"
+        );
     }
 
     #[test]

@@ -11,7 +11,7 @@ use elasticsearch::{BulkParts, Elasticsearch};
 use rand::Rng;
 use tokio_util::sync::CancellationToken;
 
-use crate::bulk::create_lines;
+use crate::bulk::{Limits, create_lines, split};
 use crate::config::TemplateApi;
 use crate::document::Document;
 use crate::metrics::IngesterMetrics;
@@ -49,6 +49,7 @@ pub struct BulkWriter {
     initial_backoff: Duration,
     max_backoff: Duration,
     request_timeout: Duration,
+    limits: Limits,
     metrics: IngesterMetrics,
 }
 
@@ -66,6 +67,10 @@ impl BulkWriter {
             initial_backoff: bulk.retry_initial_backoff,
             max_backoff: bulk.retry_max_backoff,
             request_timeout: bulk.request_timeout,
+            limits: Limits {
+                max_documents: bulk.max_documents,
+                max_bytes: bulk.max_bytes,
+            },
             metrics,
         })
     }
@@ -81,25 +86,36 @@ impl BulkWriter {
         matches!(ping, Ok(r) if r.status_code().is_success())
     }
 
+    /// The client, for the start-up steps kept in their own modules.
+    pub(crate) fn client(&self) -> &Elasticsearch {
+        &self.client
+    }
+
     /// Installs the span and service templates with the API `choice` asks
-    /// for, detecting it from the server when `Auto`. Returns the API used.
+    /// for, detecting it from the server when `Auto`. With `lifecycle`, each
+    /// template also carries the settings that attach the retention policy
+    /// (and, in alias mode, the read alias for indices a rollover creates).
+    /// Returns the API used.
     pub async fn install_templates(
         &self,
         prefix: &str,
         shards: u32,
         replicas: u32,
         choice: TemplateApi,
+        lifecycle: Option<&crate::retention::Lifecycle>,
     ) -> Result<templates::Api, WriterError> {
         let api = self.template_api(choice).await?;
+        let mut span = templates::span_template(prefix, shards, replicas);
+        let mut service = templates::service_template(prefix, shards, replicas);
+        if let Some(lifecycle) = lifecycle {
+            for (body, kind) in [(&mut span, "span"), (&mut service, "service")] {
+                templates::add_settings(body, lifecycle.index_settings(kind));
+                templates::add_aliases(body, lifecycle.index_aliases(kind));
+            }
+        }
         let all = vec![
-            (
-                format!("{prefix}jaeger-span"),
-                templates::span_template(prefix, shards, replicas),
-            ),
-            (
-                format!("{prefix}jaeger-service"),
-                templates::service_template(prefix, shards, replicas),
-            ),
+            (format!("{prefix}jaeger-span"), span),
+            (format!("{prefix}jaeger-service"), service),
         ];
         self.put_templates(all, api).await?;
         Ok(api)
@@ -207,7 +223,8 @@ impl BulkWriter {
         Ok(())
     }
 
-    async fn server_info(&self) -> Result<serde_json::Value, String> {
+    /// The server's `GET /` answer (name, distribution, version).
+    pub(crate) async fn server_info(&self) -> Result<serde_json::Value, String> {
         let response = self
             .client
             .info()
@@ -222,11 +239,30 @@ impl BulkWriter {
         response.json().await.map_err(|e| e.to_string())
     }
 
-    /// Writes every document. Passing failures are retried with exponential
+    /// Writes every document, in as many bulk requests as `bulk.max_documents`
+    /// and `bulk.max_bytes` require, one after the other: the caller's
+    /// concurrency (`bulk.max_in_flight` batches) stays the number of
+    /// requests in flight. Passing failures are retried with exponential
     /// backoff and jitter for as long as it takes; the result lists the
     /// documents refused for good. Returns [`WriterError::Cancelled`] if
-    /// `cancel` fires while documents remain unwritten.
+    /// `cancel` fires while documents remain unwritten; then nothing may be
+    /// treated as durable, even the requests already answered, since the
+    /// caller's unit of durability is the whole call.
     pub async fn write_all(
+        &self,
+        documents: Vec<Document>,
+        cancel: &CancellationToken,
+    ) -> Result<Vec<Rejected>, WriterError> {
+        let mut rejected = Vec::new();
+        for request in split(documents, self.limits) {
+            rejected.extend(self.write_request(request, cancel).await?);
+        }
+        Ok(rejected)
+    }
+
+    /// Writes documents that fit one request until each is stored or
+    /// refused; retries only ever send a subset, so they fit as well.
+    async fn write_request(
         &self,
         mut pending: Vec<Document>,
         cancel: &CancellationToken,

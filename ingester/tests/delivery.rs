@@ -98,7 +98,7 @@ async fn a_member_leaving_mid_stream_loses_and_duplicates_nothing() {
     // Small batches and a tiny byte budget keep the members pausing and
     // resuming all the time, so the rebalance finds partitions paused.
     let mut small_batches = config(&names, &url);
-    small_batches.bulk.max_records = 100;
+    small_batches.bulk.max_documents = 100;
     small_batches.bulk.max_bytes = 32 * 1024;
     small_batches.bulk.max_bytes_in_flight = 64 * 1024;
     let first_stop = CancellationToken::new();

@@ -1,7 +1,7 @@
 //! Batch recomputation: the same edges, computed from the span documents
 //! already stored in `jaeger-span-*`, trace by trace, the way
 //! spark-dependencies computes them once a day. Used to check the streaming
-//! totals over a range, and to backfill.
+//! totals over a range (`spanway-streaming-analytics recompute`).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;

@@ -517,6 +517,8 @@ impl Job {
     fn apply_step(&self, shared: &mut Shared, key: &Key, generation: u64, step: Step) {
         self.metrics.traces_expired.inc_by(step.traces_expired);
         self.metrics.traces_evicted.inc_by(step.traces_evicted);
+        self.metrics.unpaired_calls.inc_by(step.unpaired_calls);
+        self.metrics.orphan_spans.inc_by(step.orphan_spans);
         self.metrics.edges_counted.inc_by(step.edges.len() as u64);
         for (edge, late) in &step.edges {
             if *late {

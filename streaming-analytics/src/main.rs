@@ -4,7 +4,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use spanway_service_kit::{config, logging, shutdown};
-use spanway_streaming_analytics::{Analytics, AnalyticsConfig};
+use spanway_streaming_analytics::{Analytics, AnalyticsConfig, batch};
 use tokio_util::sync::CancellationToken;
 
 /// Computes service dependencies and service-graph aggregates from the spans
@@ -39,6 +39,24 @@ enum Command {
     Run,
     /// Load and validate the configuration, print it, and exit.
     CheckConfig,
+    /// Recompute the dependency totals of a time range from the span
+    /// documents in the engine (elasticsearch.url, index_prefix), by the
+    /// same rules, and print them as JSON lines {parent, child, callCount}.
+    /// Writes nothing. Use it to check the streaming totals over a range.
+    Recompute {
+        /// Range start, RFC 3339 (e.g. 2026-03-02T00:00:00Z).
+        #[arg(long)]
+        from: String,
+        /// Range end (exclusive), RFC 3339.
+        #[arg(long)]
+        to: String,
+    },
+}
+
+fn epoch_ms(flag: &str, text: &str) -> anyhow::Result<i64> {
+    let at = time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+        .with_context(|| format!("--{flag} {text:?} is not an RFC 3339 time"))?;
+    Ok((at.unix_timestamp_nanos() / 1_000_000) as i64)
 }
 
 fn main() -> ExitCode {
@@ -59,6 +77,32 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         return Ok(());
     }
     logging::init(&config.log.level, config.log.json);
+    if let Some(Command::Recompute { from, to }) = &cli.command {
+        let (from_ms, to_ms) = (epoch_ms("from", from)?, epoch_ms("to", to)?);
+        anyhow::ensure!(from_ms < to_ms, "--from must be before --to");
+        let prefix = &config.elasticsearch.index_prefix;
+        let pattern = if prefix.is_empty() {
+            "jaeger-span-*".to_owned()
+        } else {
+            format!("{prefix}-jaeger-span-*")
+        };
+        let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+        let totals = runtime.block_on(batch::recompute(
+            &config.elasticsearch.url,
+            &pattern,
+            from_ms,
+            to_ms,
+            config.rules(),
+            &config.model.peer_attributes,
+        ))?;
+        for ((parent, child), calls) in totals {
+            println!(
+                "{}",
+                serde_json::json!({"parent": parent, "child": child, "callCount": calls})
+            );
+        }
+        return Ok(());
+    }
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     runtime.block_on(async {
         let token = CancellationToken::new();

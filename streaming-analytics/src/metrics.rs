@@ -52,6 +52,10 @@ pub struct AnalyticsMetrics {
     pub traces_expired: Counter,
     /// Traces analysed early because the pairing store was full.
     pub traces_evicted: Counter,
+    /// Client and producer spans nobody answered within the pairing wait.
+    pub unpaired_calls: Counter,
+    /// Spans whose parent did not arrive within the pairing wait.
+    pub orphan_spans: Counter,
     /// Edges counted.
     pub edges_counted: Counter,
     /// Edges counted past their own window (later than the allowed lateness).
@@ -78,7 +82,17 @@ impl AnalyticsMetrics {
     /// Registers every metric under `analytics_`.
     pub fn register(&self, registry: &mut Registry) {
         let sub = registry.sub_registry_with_prefix("analytics");
-        let counters: [(&str, &str, &Counter); 11] = [
+        let counters: [(&str, &str, &Counter); 13] = [
+            (
+                "unpaired_calls",
+                "Client and producer spans nobody answered within the pairing wait",
+                &self.unpaired_calls,
+            ),
+            (
+                "orphan_spans",
+                "Spans whose parent did not arrive within the pairing wait",
+                &self.orphan_spans,
+            ),
             (
                 "records_consumed",
                 "Records read from Kafka",

@@ -139,6 +139,11 @@ pub struct Step {
     pub traces_expired: u64,
     /// Traces analysed early because the store was full.
     pub traces_evicted: u64,
+    /// Client and producer spans nobody answered (counted towards a
+    /// virtual peer, or dropped when virtual nodes are off).
+    pub unpaired_calls: u64,
+    /// Spans whose parent never arrived within the pairing wait.
+    pub orphan_spans: u64,
 }
 
 #[derive(Debug)]
@@ -357,6 +362,29 @@ impl PartitionState {
         if marked_current {
             self.window_mut(current, trace.first);
         }
+        let ids: std::collections::HashSet<u64> = trace.spans.iter().map(|s| s.span_id).collect();
+        step.orphan_spans += trace
+            .spans
+            .iter()
+            .filter(|s| s.parent_id.is_some_and(|p| !ids.contains(&p)))
+            .count() as u64;
+        let answered: std::collections::HashSet<u64> = trace
+            .spans
+            .iter()
+            .filter_map(|s| {
+                if s.kind.is_called() {
+                    Some(s.span_id)
+                } else {
+                    None
+                }
+            })
+            .chain(trace.spans.iter().filter_map(|s| s.parent_id))
+            .collect();
+        step.unpaired_calls += trace
+            .spans
+            .iter()
+            .filter(|s| s.kind.calls_out() && !answered.contains(&s.span_id))
+            .count() as u64;
         for edge in model::edges(&trace.spans, self.timing.rules) {
             let own = self.window_of(edge.time_micros);
             let late = self.is_closed(own, watermark);
@@ -591,6 +619,21 @@ mod tests {
             .find(|w| w.edges.values().any(|s| s.late == 1))
             .unwrap();
         assert_eq!(window.start_micros, 180 * SECOND, "window of the watermark");
+    }
+
+    #[test]
+    fn unpaired_calls_and_orphans_are_counted() {
+        let mut state = PartitionState::new(timing(), None);
+        state.process(
+            0,
+            vec![
+                span(1, 1, None, "a", Kind::Client, 0),
+                span(1, 2, Some(7), "a", Kind::Server, 0),
+            ],
+        );
+        let step = state.flush_idle();
+        assert_eq!(step.unpaired_calls, 1);
+        assert_eq!(step.orphan_spans, 1);
     }
 
     #[test]

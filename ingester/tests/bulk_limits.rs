@@ -1,0 +1,122 @@
+//! Bulk requests are cut by documents and bytes, not by Kafka records,
+//! against the real OpenSearch node.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::time::Duration;
+
+use spanway_e2e::corpus;
+use spanway_e2e::{
+    count, create_topic, delete_indices, opensearch_url, produce, require_engine, require_kafka,
+    unique_name, wait_for_count,
+};
+use spanway_ingester::Ingester;
+use spanway_ingester::bulk::{Limits, encoded_len, split};
+use spanway_ingester::config::BulkConfig;
+use spanway_ingester::document::{Document, DocumentKind};
+use spanway_ingester::metrics::IngesterMetrics;
+use spanway_ingester::writer::BulkWriter;
+use tokio_util::sync::CancellationToken;
+
+use common::{Names, config};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_write_is_split_by_bytes_and_count() {
+    let url = opensearch_url();
+    require_engine(&url, "OpenSearch", "opensearch").await;
+    let index = unique_name("bulk-limits");
+    let documents: Vec<Document> = (0..250)
+        .map(|i| Document {
+            kind: DocumentKind::Span,
+            index: index.clone(),
+            id: format!("doc-{i}"),
+            source: format!(r#"{{"n":{i},"pad":"{}"}}"#, "x".repeat(i % 97)).into_bytes(),
+        })
+        .collect();
+    let bulk = BulkConfig {
+        max_documents: 40,
+        max_bytes: 4 * 1024,
+        ..BulkConfig::default()
+    };
+    let limits = Limits {
+        max_documents: bulk.max_documents,
+        max_bytes: bulk.max_bytes,
+    };
+    let planned = split(documents.clone(), limits);
+    assert!(
+        planned
+            .iter()
+            .all(|r| r.len() <= 40 && r.iter().map(encoded_len).sum::<usize>() <= 4 * 1024),
+        "every planned request within both limits"
+    );
+    let metrics = IngesterMetrics::default();
+    let writer = BulkWriter::new(&url, &bulk, metrics.clone()).unwrap();
+    let rejected = writer
+        .write_all(documents, &CancellationToken::new())
+        .await
+        .unwrap();
+    assert!(rejected.is_empty(), "{rejected:?}");
+    assert_eq!(
+        metrics.bulk_requests.get(),
+        planned.len() as u64,
+        "one request per planned chunk"
+    );
+    assert!(planned.len() > 250 / 40, "bytes cut some requests short");
+    assert_eq!(
+        wait_for_count(&url, &index, 250, Duration::from_secs(30)).await,
+        250
+    );
+    delete_indices(&url, &index).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_of_many_spans_are_written_in_document_sized_requests() {
+    require_kafka();
+    let url = opensearch_url();
+    require_engine(&url, "OpenSearch", "opensearch").await;
+    let names = Names::new("doclimit");
+    create_topic(&names.topic, 1).await;
+    // One record per trace, 50 spans each: 20 records, 1,000 span documents.
+    let corpus = corpus::generate(31, 20, 50);
+    produce(&names.topic, &corpus.as_produce_input()).await;
+    let total = corpus.spans.len() as u64;
+
+    let mut cfg = config(&names, &url);
+    cfg.bulk.max_documents = 40;
+    cfg.validate().unwrap();
+    let shutdown = CancellationToken::new();
+    let ingester = Ingester::start(cfg, shutdown.clone()).await.unwrap();
+    assert_eq!(
+        wait_for_count(&url, &names.span_indices(), total, Duration::from_secs(120)).await,
+        total
+    );
+    // Counted in records, all 20 would have fitted one request.
+    let requests = ingester.metrics.bulk_requests.get();
+    assert!(
+        requests >= total.div_ceil(40),
+        "{requests} bulk requests for {total} spans at 40 documents each"
+    );
+    for _ in 0..40 {
+        if ingester.metrics.spans_indexed.get() == total {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert_eq!(ingester.metrics.spans_indexed.get(), total);
+    shutdown.cancel();
+    ingester.wait().await;
+    assert_eq!(
+        count(&url, &names.span_indices()).await,
+        total,
+        "no duplicates"
+    );
+    delete_indices(&url, &format!("{}-*", names.prefix)).await;
+    let client = reqwest::Client::new();
+    for kind in ["span", "service"] {
+        let _ = client
+            .delete(format!("{url}/_template/{}-jaeger-{kind}", names.prefix))
+            .send()
+            .await;
+    }
+}

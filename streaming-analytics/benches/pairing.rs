@@ -1,0 +1,93 @@
+//! Spans per second through pairing and aggregation on one core: the
+//! partition state fed with the known-topology traffic, already reduced to
+//! span facts (decoding is measured separately, as it is the ingester's
+//! cost too).
+//!
+//! Run: `cargo bench -p spanway-streaming-analytics --bench pairing`.
+#![allow(clippy::unwrap_used, missing_docs)]
+
+use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
+use spanway_e2e::topology;
+use spanway_schemas::Encoding;
+use spanway_schemas::record::decode_record;
+use spanway_streaming_analytics::model::Rules;
+use spanway_streaming_analytics::partition::{PartitionState, Timing};
+use spanway_streaming_analytics::span::{PeerSource, SpanFacts};
+
+const ORDER: [PeerSource; 4] = [
+    PeerSource::PeerService,
+    PeerSource::Db,
+    PeerSource::Messaging,
+    PeerSource::ServerAddress,
+];
+
+fn timing() -> Timing {
+    Timing {
+        window_micros: 60_000_000,
+        lateness_micros: 60_000_000,
+        wait_micros: 30_000_000,
+        max_spans: 1_000_000,
+        rules: Rules::default(),
+    }
+}
+
+/// 5,000 traces (110,000 spans) 10 ms apart, as records of span facts.
+fn records() -> (Vec<Vec<SpanFacts>>, u64) {
+    let traffic = topology::generate(3, 5_000, 1_772_409_600_000, 10);
+    let records = traffic
+        .records
+        .iter()
+        .map(|r| {
+            decode_record(Encoding::OtlpProto, &r.value)
+                .unwrap()
+                .iter()
+                .map(|span| SpanFacts::from_jaeger(span, &ORDER).unwrap())
+                .collect()
+        })
+        .collect();
+    (records, traffic.spans)
+}
+
+fn pairing(c: &mut Criterion) {
+    let (records, spans) = records();
+    let mut group = c.benchmark_group("partition");
+    group.throughput(Throughput::Elements(spans));
+    group.sample_size(20);
+    group.bench_function("process_and_flush", |b| {
+        b.iter_batched(
+            || records.clone(),
+            |records| {
+                let mut state = PartitionState::new(timing(), None);
+                let mut windows = 0;
+                for (offset, facts) in records.into_iter().enumerate() {
+                    windows += state.process(offset as i64, facts).closed.len();
+                }
+                windows += state.flush_idle().closed.len();
+                assert!(windows > 0);
+                windows
+            },
+            BatchSize::LargeInput,
+        );
+    });
+    group.finish();
+
+    let traffic = topology::generate(3, 1_000, 1_772_409_600_000, 10);
+    let mut group = c.benchmark_group("decode");
+    group.throughput(Throughput::Elements(traffic.spans));
+    group.sample_size(20);
+    group.bench_function("otlp_proto_to_facts", |b| {
+        b.iter(|| {
+            let mut n = 0;
+            for record in &traffic.records {
+                for span in decode_record(Encoding::OtlpProto, &record.value).unwrap() {
+                    n += usize::from(SpanFacts::from_jaeger(&span, &ORDER).is_ok());
+                }
+            }
+            n
+        });
+    });
+    group.finish();
+}
+
+criterion_group!(benches, pairing);
+criterion_main!(benches);
