@@ -13,8 +13,8 @@ use std::time::Duration;
 use serde_json::Value;
 use spanway_e2e::jaeger_query::{JaegerQuery, jaeger_query_bin};
 use spanway_e2e::{
-    create_topic, delete_indices, kafka_bootstrap, opensearch_url, produce, require_engine,
-    require_kafka, topology, unique_name, wait_for_count,
+    create_topic, delete_indices, elasticsearch_url, kafka_bootstrap, opensearch_url, produce,
+    require_engine, require_kafka, topology, unique_name, wait_for_count,
 };
 use spanway_ingester::Ingester;
 use spanway_ingester::config::IngesterConfig;
@@ -101,11 +101,23 @@ fn pair(a: &str, b: &str) -> Pair {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn known_topology_is_counted_exactly_and_batch_and_jaeger_agree() {
-    require_kafka();
+async fn opensearch_counts_exactly_and_batch_and_jaeger_agree() {
     let url = opensearch_url();
     require_engine(&url, "OpenSearch", "opensearch").await;
+    known_topology_is_counted_exactly(&url, "opensearch").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn elasticsearch_counts_exactly_and_batch_and_jaeger_agree() {
+    let url = elasticsearch_url();
+    require_engine(&url, "Elasticsearch 7.17", "elasticsearch").await;
+    known_topology_is_counted_exactly(&url, "elasticsearch").await;
+}
+
+async fn known_topology_is_counted_exactly(url: &str, storage_type: &str) {
+    require_kafka();
     jaeger_query_bin();
+    let url = url.to_owned();
     let topic = unique_name("analytics-accuracy");
     create_topic(&topic, PARTITIONS).await;
     // 2,000 traces 20 ms apart: 40 s of event time, eight 5 s windows.
@@ -174,7 +186,7 @@ async fn known_topology_is_counted_exactly_and_batch_and_jaeger_agree() {
     assert_eq!(batch, dependencies, "batch recomputation vs stream");
 
     // Jaeger query reads our dependency indices unmodified.
-    let mut jaeger = JaegerQuery::start("opensearch", &url, &names.prefix);
+    let mut jaeger = JaegerQuery::start(storage_type, &url, &names.prefix);
     jaeger.wait_ready().await;
     let end_ms = to_ms + 60_000;
     let body = jaeger
