@@ -133,6 +133,11 @@ pub struct ProducerConfig {
     /// How long the producer waits to fill a batch.
     #[serde(with = "humantime_serde")]
     pub linger: Duration,
+    /// Largest batch sent to one partition, in bytes (librdkafka
+    /// `batch.size`).
+    pub batch_bytes: usize,
+    /// Most records in one batch (librdkafka `batch.num.messages`).
+    pub batch_records: usize,
     /// How long a record may wait for the broker's acknowledgement before the
     /// request that carried it fails with a retryable status.
     #[serde(with = "humantime_serde")]
@@ -226,6 +231,8 @@ impl Default for ProducerConfig {
             encoding: Encoding::OtlpProto,
             compression: "zstd".into(),
             linger: Duration::from_millis(5),
+            batch_bytes: 1_000_000,
+            batch_records: 10_000,
             delivery_timeout: Duration::from_secs(10),
             max_record_bytes: MAX_RECORD_BYTES,
             max_bytes_in_flight: 256 * 1024 * 1024,
@@ -276,6 +283,12 @@ impl CollectorConfig {
                     self.kafka.compression,
                     COMPRESSIONS.join(", ")
                 ),
+            ));
+        }
+        if self.kafka.batch_bytes == 0 || self.kafka.batch_records == 0 {
+            return Err(ConfigError::invalid(
+                "kafka.batch_bytes",
+                "kafka.batch_bytes and kafka.batch_records must be positive",
             ));
         }
         if self.kafka.max_record_bytes == 0 || self.kafka.max_record_bytes > MAX_RECORD_BYTES {

@@ -4,6 +4,7 @@
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
 /// Labels of per-receiver counters.
@@ -41,6 +42,23 @@ pub struct CollectorMetrics {
     pub traces_split: Counter,
     /// Bytes of requests accepted but not yet acknowledged by Kafka.
     pub bytes_in_flight: prometheus_client::metrics::gauge::Gauge,
+    /// Spans whose resource had no `service.name`; they are published
+    /// under `unknown_service`, as OpenTelemetry SDKs name them.
+    pub spans_without_service: Counter,
+    /// Time from handing a request's records to the producer until Kafka
+    /// acknowledged all of them (or one failed), per request.
+    pub produce_latency: ProduceLatency,
+}
+
+/// Histogram of [`CollectorMetrics::produce_latency`], in seconds from
+/// 1 ms to about 33 s.
+#[derive(Debug, Clone)]
+pub struct ProduceLatency(pub Histogram);
+
+impl Default for ProduceLatency {
+    fn default() -> Self {
+        ProduceLatency(Histogram::new(exponential_buckets(0.001, 2.0, 16)))
+    }
 }
 
 impl CollectorMetrics {
@@ -71,6 +89,26 @@ impl CollectorMetrics {
             "kafka_records_produced",
             "Records acknowledged by Kafka",
             self.records_produced.clone(),
+        );
+        sub.register(
+            "traces_split",
+            "Traces split into several records to stay under the record limit",
+            self.traces_split.clone(),
+        );
+        sub.register(
+            "bytes_in_flight",
+            "Request bytes waiting for Kafka's acknowledgement",
+            self.bytes_in_flight.clone(),
+        );
+        sub.register(
+            "spans_without_service",
+            "Spans without service.name, published as unknown_service",
+            self.spans_without_service.clone(),
+        );
+        sub.register(
+            "kafka_produce_latency_seconds",
+            "Time until Kafka acknowledged every record of a request",
+            self.produce_latency.0.clone(),
         );
     }
 }

@@ -82,9 +82,13 @@ impl Pipeline {
     async fn handle(
         &self,
         receiver: &'static str,
-        request: otlp::ExportTraceServiceRequest,
+        mut request: otlp::ExportTraceServiceRequest,
         invalid: InvalidSpans,
     ) -> Result<Accepted, RequestError> {
+        let unnamed = name_unknown_services(&mut request);
+        if unnamed > 0 {
+            self.metrics.spans_without_service.inc_by(unnamed);
+        }
         let spans: usize = request
             .resource_spans
             .iter()
@@ -130,7 +134,13 @@ impl Pipeline {
         let outcome = if grouped.groups.is_empty() {
             Ok(0)
         } else {
-            self.producer.publish(grouped.groups).await
+            let started = std::time::Instant::now();
+            let published = self.producer.publish(grouped.groups).await;
+            self.metrics
+                .produce_latency
+                .0
+                .observe(started.elapsed().as_secs_f64());
+            published
         };
         drop(reservation);
         self.metrics
@@ -174,5 +184,95 @@ impl Pipeline {
         };
         self.metrics.requests_refused.get_or_create(&labels).inc();
         tracing::debug!(receiver, %error, "request refused");
+    }
+}
+
+/// Gives every resource without a `service.name` the name OpenTelemetry
+/// SDKs use for that case, so the span is stored and findable rather than
+/// filed under an empty service. Returns the spans renamed.
+fn name_unknown_services(request: &mut otlp::ExportTraceServiceRequest) -> u64 {
+    use spanway_schemas::proto::otlp::any_value::Value;
+    let mut renamed = 0;
+    for rs in &mut request.resource_spans {
+        let resource = rs.resource.get_or_insert_with(Default::default);
+        let named = resource.attributes.iter().any(|kv| {
+            kv.key == "service.name"
+                && matches!(
+                    kv.value.as_ref().and_then(|v| v.value.as_ref()),
+                    Some(Value::StringValue(s)) if !s.is_empty()
+                )
+        });
+        if named {
+            continue;
+        }
+        resource.attributes.retain(|kv| kv.key != "service.name");
+        resource.attributes.push(otlp::KeyValue {
+            key: "service.name".into(),
+            value: Some(otlp::AnyValue {
+                value: Some(Value::StringValue(
+                    spanway_schemas::to_jaeger::UNKNOWN_SERVICE.into(),
+                )),
+            }),
+        });
+        renamed += rs
+            .scope_spans
+            .iter()
+            .map(|ss| ss.spans.len() as u64)
+            .sum::<u64>();
+    }
+    renamed
+}
+
+#[cfg(test)]
+mod unknown_service_tests {
+    use super::*;
+
+    #[test]
+    fn resources_without_a_service_name_are_named_and_counted() {
+        let span = otlp::Span::default();
+        let named = otlp::ResourceSpans {
+            resource: Some(otlp::Resource {
+                attributes: vec![otlp::KeyValue {
+                    key: "service.name".into(),
+                    value: Some(otlp::AnyValue {
+                        value: Some(otlp::any_value::Value::StringValue("cart".into())),
+                    }),
+                }],
+                ..Default::default()
+            }),
+            scope_spans: vec![otlp::ScopeSpans {
+                spans: vec![span.clone()],
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let unnamed = otlp::ResourceSpans {
+            resource: None,
+            scope_spans: vec![otlp::ScopeSpans {
+                spans: vec![span.clone(), span],
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let mut request = otlp::ExportTraceServiceRequest {
+            resource_spans: vec![named.clone(), unnamed],
+        };
+        assert_eq!(name_unknown_services(&mut request), 2);
+        assert_eq!(
+            request.resource_spans[0], named,
+            "named resources are untouched"
+        );
+        let attributes = &request.resource_spans[1]
+            .resource
+            .as_ref()
+            .unwrap()
+            .attributes;
+        assert_eq!(attributes.len(), 1);
+        assert_eq!(
+            attributes[0].value.as_ref().unwrap().value,
+            Some(otlp::any_value::Value::StringValue(
+                "unknown_service".into()
+            ))
+        );
     }
 }

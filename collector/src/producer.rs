@@ -44,6 +44,8 @@ impl SpanProducer {
             .set("partitioner", "murmur2_random")
             .set("compression.type", &config.compression)
             .set("linger.ms", config.linger.as_millis().to_string())
+            .set("batch.size", config.batch_bytes.to_string())
+            .set("batch.num.messages", config.batch_records.to_string())
             .set(
                 "message.timeout.ms",
                 config.delivery_timeout.as_millis().to_string(),
