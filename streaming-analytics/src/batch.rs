@@ -12,7 +12,7 @@ use elasticsearch::{ClearScrollParts, Elasticsearch, ScrollParts, SearchParts};
 use serde_json::{Value, json};
 
 use crate::model::{self, Rules};
-use crate::span::{Connection, Kind, PeerSource, SpanFacts};
+use crate::span::{PeerSource, SpanFacts, kind_named, peer_named};
 
 /// Failures of a recomputation.
 #[derive(Debug, thiserror::Error)]
@@ -52,14 +52,6 @@ fn tag_str<'a>(tags: &'a [Value], key: &str) -> Option<&'a str> {
         .filter(|s| !s.is_empty())
 }
 
-fn joined(a: Option<&str>, b: Option<&str>) -> Option<String> {
-    match (a, b) {
-        (Some(a), Some(b)) => Some(format!("{a}/{b}")),
-        (Some(a), None) | (None, Some(a)) => Some(a.to_owned()),
-        (None, None) => None,
-    }
-}
-
 /// Reads a span document as Jaeger writes it (and the ingester does).
 pub fn facts_of_document(
     id: &str,
@@ -89,32 +81,11 @@ pub fn facts_of_document(
     };
     let empty = Vec::new();
     let tags = doc["tags"].as_array().unwrap_or(&empty);
-    let kind = match tag_str(tags, "span.kind") {
-        Some("client") => Kind::Client,
-        Some("server") => Kind::Server,
-        Some("producer") => Kind::Producer,
-        Some("consumer") => Kind::Consumer,
-        _ => Kind::Internal,
-    };
+    let kind = kind_named(tag_str(tags, "span.kind"));
     let error = matches!(tag(tags, "error"), Some(v) if v == true || v == "true")
         || tag_str(tags, "otel.status_code") == Some("ERROR");
     let peer = if kind.calls_out() {
-        order.iter().find_map(|source| match source {
-            PeerSource::PeerService => {
-                tag_str(tags, "peer.service").map(|s| (s.to_owned(), Connection::Virtual))
-            }
-            PeerSource::Db => joined(tag_str(tags, "db.system"), tag_str(tags, "db.name"))
-                .map(|s| (s, Connection::Database)),
-            PeerSource::Messaging => joined(
-                tag_str(tags, "messaging.system"),
-                tag_str(tags, "messaging.destination.name")
-                    .or_else(|| tag_str(tags, "messaging.destination")),
-            )
-            .map(|s| (s, Connection::Messaging)),
-            PeerSource::ServerAddress => tag_str(tags, "server.address")
-                .or_else(|| tag_str(tags, "net.peer.name"))
-                .map(|s| (s.to_owned(), Connection::Virtual)),
-        })
+        peer_named(order, |key| tag_str(tags, key))
     } else {
         None
     };
@@ -127,7 +98,7 @@ pub fn facts_of_document(
         start_micros: doc["startTime"].as_i64().unwrap_or(0),
         duration_micros: doc["duration"].as_u64().unwrap_or(0),
         error,
-        peer: peer.map(|(name, c)| (Arc::from(name), c)),
+        peer,
     })
 }
 
@@ -220,6 +191,7 @@ pub async fn recompute(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::span::{Connection, Kind};
 
     const ORDER: [PeerSource; 1] = [PeerSource::PeerService];
 

@@ -150,8 +150,9 @@ fn tag_str<'a>(tags: &'a [jaeger::KeyValue], key: &str) -> Option<&'a str> {
         .filter(|s| !s.is_empty())
 }
 
-fn kind_of(tags: &[jaeger::KeyValue]) -> Kind {
-    match tag_str(tags, "span.kind") {
+/// The kind a `span.kind` value names.
+pub(crate) fn kind_named(value: Option<&str>) -> Kind {
+    match value {
         Some("client") => Kind::Client,
         Some("server") => Kind::Server,
         Some("producer") => Kind::Producer,
@@ -173,23 +174,27 @@ fn joined(first: Option<&str>, second: Option<&str>) -> Option<String> {
     }
 }
 
-/// Names the peer of a calling span from its attributes, in `order`.
-fn peer_of(tags: &[jaeger::KeyValue], order: &[PeerSource]) -> Option<(Arc<str>, Connection)> {
+/// Names the peer of a calling span from its string attributes (`tag`
+/// looks one up by key), trying the sources in `order`.
+pub(crate) fn peer_named<'a>(
+    order: &[PeerSource],
+    tag: impl Fn(&str) -> Option<&'a str>,
+) -> Option<(Arc<str>, Connection)> {
     order.iter().find_map(|source| {
         let found = match source {
             PeerSource::PeerService => {
-                tag_str(tags, "peer.service").map(|s| (s.to_owned(), Connection::Virtual))
+                tag("peer.service").map(|s| (s.to_owned(), Connection::Virtual))
             }
-            PeerSource::Db => joined(tag_str(tags, "db.system"), tag_str(tags, "db.name"))
-                .map(|s| (s, Connection::Database)),
+            PeerSource::Db => {
+                joined(tag("db.system"), tag("db.name")).map(|s| (s, Connection::Database))
+            }
             PeerSource::Messaging => {
-                let destination = tag_str(tags, "messaging.destination.name")
-                    .or_else(|| tag_str(tags, "messaging.destination"));
-                joined(tag_str(tags, "messaging.system"), destination)
-                    .map(|s| (s, Connection::Messaging))
+                let destination =
+                    tag("messaging.destination.name").or_else(|| tag("messaging.destination"));
+                joined(tag("messaging.system"), destination).map(|s| (s, Connection::Messaging))
             }
-            PeerSource::ServerAddress => tag_str(tags, "server.address")
-                .or_else(|| tag_str(tags, "net.peer.name"))
+            PeerSource::ServerAddress => tag("server.address")
+                .or_else(|| tag("net.peer.name"))
                 .map(|s| (s.to_owned(), Connection::Virtual)),
         };
         found.map(|(name, connection)| (Arc::from(name), connection))
@@ -206,14 +211,14 @@ impl SpanFacts {
             Some(r) => Some(id_u64(&r.span_id, "references[0].spanId")?),
             None => None,
         };
-        let kind = kind_of(&span.tags);
+        let kind = kind_named(tag_str(&span.tags, "span.kind"));
         let service: Arc<str> = span
             .process
             .as_ref()
             .map_or("", |p| p.service_name.as_str())
             .into();
         let peer = if kind.calls_out() {
-            peer_of(&span.tags, peer_order)
+            peer_named(peer_order, |key| tag_str(&span.tags, key))
         } else {
             None
         };

@@ -1,13 +1,101 @@
-//! What the HTTP receivers share: reading the media type, undoing gzip
-//! within the size limit, and running the decoder off the reactor.
+//! What the HTTP receivers share: the server with its size limit and
+//! graceful shutdown, reading the media type, undoing gzip within the size
+//! limit, running the decoder off the reactor, and the handler of protocols
+//! that accept or refuse a request as a whole.
 
 use std::io::Read;
+use std::net::SocketAddr;
+use std::sync::Arc;
 
+use axum::Router;
 use axum::body::Bytes;
-use axum::http::{HeaderMap, HeaderValue, header};
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use spanway_schemas::proto::otlp;
+use tokio_util::sync::CancellationToken;
 
 use crate::error::{ErrorClass, RequestError};
+use crate::pipeline::Pipeline;
+
+/// Binds `addr` and serves `app` until `shutdown`, with bodies (compressed
+/// or not) capped at `max_request_bytes`; in-flight requests finish first.
+/// `name` says which receiver stopped if the server fails.
+pub(crate) async fn serve(
+    addr: SocketAddr,
+    app: Router,
+    max_request_bytes: usize,
+    name: &'static str,
+    shutdown: CancellationToken,
+) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let bound = listener.local_addr()?;
+    let app = app.layer(DefaultBodyLimit::max(max_request_bytes));
+    let task = tokio::spawn(async move {
+        let result = axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown.cancelled_owned())
+            .await;
+        if let Err(error) = result {
+            tracing::error!(%error, "{name} receiver stopped");
+        }
+    });
+    Ok((bound, task))
+}
+
+/// Turns a request's headers and body into OTLP, within a size limit.
+pub(crate) type Decoder =
+    fn(&HeaderMap, Bytes, usize) -> Result<otlp::ExportTraceServiceRequest, RequestError>;
+
+/// A protocol without partial success (Zipkin, Jaeger Thrift): one path,
+/// 202 once Kafka has every span, a plain-text error otherwise.
+#[derive(Clone)]
+pub(crate) struct WholeRequest {
+    /// The metric label.
+    pub receiver: &'static str,
+    /// The receiver's decoder.
+    pub decode: Decoder,
+    /// Largest body, after decompression.
+    pub max_request_bytes: usize,
+    /// Where decoded requests go.
+    pub pipeline: Arc<Pipeline>,
+}
+
+impl WholeRequest {
+    /// Serves `path` on `addr` until `shutdown`.
+    pub(crate) async fn serve(
+        self,
+        addr: SocketAddr,
+        path: &'static str,
+        name: &'static str,
+        shutdown: CancellationToken,
+    ) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
+        let limit = self.max_request_bytes;
+        let app = Router::new()
+            .route(path, post(accept_whole))
+            .with_state(self);
+        serve(addr, app, limit, name, shutdown).await
+    }
+}
+
+async fn accept_whole(
+    State(state): State<WholeRequest>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let (limit, decode) = (state.max_request_bytes, state.decode);
+    let request = match off_reactor(move || decode(&headers, body, limit)).await {
+        Ok(request) => request,
+        Err(error) => {
+            state.pipeline.count_request_refusal(state.receiver, &error);
+            return text_error(&error);
+        }
+    };
+    match state.pipeline.accept(state.receiver, request).await {
+        Ok(()) => StatusCode::ACCEPTED.into_response(),
+        Err(error) => text_error(&error),
+    }
+}
 
 /// The media type of the request, lowercased, without parameters
 /// (`application/json; charset=utf-8` → `application/json`).

@@ -13,19 +13,15 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
-use axum::routing::post;
+use axum::http::HeaderMap;
 use spanway_schemas::proto::otlp;
 use tokio_util::sync::CancellationToken;
 
 use crate::convert::jaeger_model;
 use crate::error::RequestError;
 use crate::pipeline::Pipeline;
-use crate::receiver::http_body::{content_type, decompress, media_type, off_reactor, text_error};
+use crate::receiver::http_body::{WholeRequest, content_type, decompress, media_type};
 use crate::receiver::jaeger_thrift_model;
 
 /// Metric label of this receiver.
@@ -36,12 +32,6 @@ const THRIFT_TYPES: [&str; 2] = [
     "application/vnd.apache.thrift.binary",
 ];
 
-#[derive(Clone)]
-struct ReceiverState {
-    pipeline: Arc<Pipeline>,
-    max_request_bytes: usize,
-}
-
 /// Binds `addr` and serves until `shutdown`; in-flight requests finish first.
 pub async fn serve(
     addr: SocketAddr,
@@ -49,39 +39,14 @@ pub async fn serve(
     pipeline: Arc<Pipeline>,
     shutdown: CancellationToken,
 ) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
-    let listener = tokio::net::TcpListener::bind(addr).await?;
-    let bound = listener.local_addr()?;
-    let app = Router::new()
-        .route("/api/traces", post(traces))
-        .layer(DefaultBodyLimit::max(max_request_bytes))
-        .with_state(ReceiverState {
-            pipeline,
-            max_request_bytes,
-        });
-    let task = tokio::spawn(async move {
-        let result = axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown.cancelled_owned())
-            .await;
-        if let Err(error) = result {
-            tracing::error!(%error, "Jaeger Thrift/HTTP receiver stopped");
-        }
-    });
-    Ok((bound, task))
-}
-
-async fn traces(State(state): State<ReceiverState>, headers: HeaderMap, body: Bytes) -> Response {
-    let limit = state.max_request_bytes;
-    let request = match off_reactor(move || decode(&headers, body, limit)).await {
-        Ok(request) => request,
-        Err(error) => {
-            state.pipeline.count_request_refusal(RECEIVER, &error);
-            return text_error(&error);
-        }
-    };
-    match state.pipeline.accept(RECEIVER, request).await {
-        Ok(()) => StatusCode::ACCEPTED.into_response(),
-        Err(error) => text_error(&error),
+    WholeRequest {
+        receiver: RECEIVER,
+        decode,
+        max_request_bytes,
+        pipeline,
     }
+    .serve(addr, "/api/traces", "Jaeger Thrift/HTTP", shutdown)
+    .await
 }
 
 fn decode(
@@ -105,7 +70,7 @@ fn decode(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use axum::http::{HeaderValue, header};
+    use axum::http::{HeaderValue, StatusCode, header};
 
     fn headers(content_type: &str) -> HeaderMap {
         let mut h = HeaderMap::new();

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
@@ -21,7 +21,7 @@ use crate::error::RequestError;
 use crate::grouping::{FieldNaming, RejectedSpan};
 use crate::pipeline::Pipeline;
 use crate::receiver::http_body::{
-    content_type, decompress, media_type, off_reactor, with_retry_after,
+    self, content_type, decompress, media_type, off_reactor, with_retry_after,
 };
 
 /// Metric label of this receiver.
@@ -77,25 +77,13 @@ pub async fn serve(
     pipeline: Arc<Pipeline>,
     shutdown: CancellationToken,
 ) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
-    let listener = tokio::net::TcpListener::bind(addr).await?;
-    let bound = listener.local_addr()?;
     let app = Router::new()
         .route("/v1/traces", post(export))
-        // The compressed body may not exceed the limit either.
-        .layer(DefaultBodyLimit::max(max_request_bytes))
         .with_state(ReceiverState {
             pipeline,
             max_request_bytes,
         });
-    let task = tokio::spawn(async move {
-        let result = axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown.cancelled_owned())
-            .await;
-        if let Err(error) = result {
-            tracing::error!(%error, "OTLP/HTTP receiver stopped");
-        }
-    });
-    Ok((bound, task))
+    http_body::serve(addr, app, max_request_bytes, "OTLP/HTTP", shutdown).await
 }
 
 async fn export(State(state): State<ReceiverState>, headers: HeaderMap, body: Bytes) -> Response {
