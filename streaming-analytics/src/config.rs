@@ -178,7 +178,7 @@ impl Default for OutputConfig {
             retry_initial_backoff: Duration::from_millis(100),
             retry_max_backoff: Duration::from_secs(10),
             request_timeout: Duration::from_secs(30),
-            max_pending_windows: 10_000,
+            max_pending_windows: 1_000,
         }
     }
 }
@@ -189,7 +189,7 @@ impl Default for WindowConfig {
             size: Duration::from_secs(60),
             allowed_lateness: Duration::from_secs(60),
             pairing_wait: Duration::from_secs(30),
-            max_spans_per_partition: 500_000,
+            max_spans_per_partition: 200_000,
             idle_flush: Duration::from_secs(30),
         }
     }
