@@ -1,8 +1,10 @@
 //! On-demand benchmarks of spanway's components against real services.
 //! Not part of the test suite: `cargo run --release -p spanway-bench --
-//! ingester --help` says how to run one, and `docs/benchmarks.md` holds the
-//! figures, the machine and the commands.
+//! ingester --help` (or `collector --help`, `analytics --help`) says how to run one, and
+//! `docs/benchmarks.md` holds the figures, the machine and the commands.
 
+pub mod analytics;
+pub mod collector;
 pub mod measure;
 pub mod null_endpoint;
 pub mod report;

@@ -4,8 +4,9 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
+use spanway_bench::collector::load::Rate;
 use spanway_bench::measure::{self, Machine};
-use spanway_bench::{report, runs};
+use spanway_bench::{analytics, collector, report, runs};
 
 /// On-demand benchmarks of spanway against the real services of
 /// `dev/services up` (Kafka on 127.0.0.1:9092, OpenSearch on :9200).
@@ -26,6 +27,123 @@ enum Command {
     /// Build first: `cargo build --release -p spanway-ingester` and, for
     /// --with-jaeger, `dev/jaeger build ingester`.
     Ingester(IngesterArgs),
+    /// The collector: OTLP/gRPC export requests at a chosen span rate (or
+    /// as fast as they are answered); accepted spans/s, request latency,
+    /// CPU per 100,000 spans and peak memory, checked against what reached
+    /// the topic; with --with-jaeger, the same load against Jaeger's v1
+    /// collector writing to Kafka.
+    ///
+    /// Build first: `cargo build --release -p spanway-collector` and, for
+    /// --with-jaeger, `dev/jaeger build collector`.
+    Collector(CollectorArgs),
+    /// Streaming analytics as a whole process: spans/s read from Kafka
+    /// through decoding, pairing and aggregation, CPU per span and peak
+    /// memory, on a topic filled beforehand with known-topology traffic;
+    /// a run counts only if its documents sum to the expected calls.
+    ///
+    /// Build first: `cargo build --release -p spanway-streaming-analytics`.
+    Analytics(AnalyticsArgs),
+}
+
+#[derive(Debug, Args)]
+struct AnalyticsArgs {
+    /// Traces in the topic (22 spans each, 5 ms apart in event time).
+    #[arg(long, default_value_t = 20_000)]
+    traces: usize,
+    /// Partitions of the topic.
+    #[arg(long, default_value_t = 6)]
+    partitions: i32,
+    /// Runs over the same topic, each with a fresh consumer group.
+    #[arg(long, default_value_t = 3)]
+    runs: usize,
+    /// Kafka bootstrap address.
+    #[arg(long, env = "KAFKA_BOOTSTRAP", default_value = "127.0.0.1:9092")]
+    kafka: String,
+    /// OpenSearch base URL (the job writes its windows there).
+    #[arg(long, env = "OPENSEARCH_URL", default_value = "http://127.0.0.1:9200")]
+    opensearch: String,
+    /// The job's binary [default: target/release/spanway-streaming-analytics].
+    #[arg(long)]
+    bin: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+struct CollectorArgs {
+    /// Spans per second, sent open loop, or `max`: as fast as answered,
+    /// --concurrency calls in flight. Repeatable; each rate is a set of runs.
+    #[arg(long = "rate", value_parser = Rate::parse, default_value = "20000")]
+    rates: Vec<Rate>,
+    /// Seconds each run is measured for, after the warm-up.
+    #[arg(long, default_value_t = 30.0)]
+    seconds: f64,
+    /// Seconds of load before the measured part of each run (fresh topic
+    /// metadata, connections); its spans are checked on the topic too.
+    #[arg(long, default_value_t = 3.0)]
+    warmup: f64,
+    /// Calls in flight at most.
+    #[arg(long, default_value_t = 32)]
+    concurrency: usize,
+    /// gRPC (HTTP/2) connections the calls are spread over.
+    #[arg(long, default_value_t = 4)]
+    connections: usize,
+    /// Runs of each rate and collector.
+    #[arg(long, default_value_t = 1)]
+    repeat: usize,
+    /// Also run Jaeger's v1 collector with its Kafka span writer.
+    #[arg(long)]
+    with_jaeger: bool,
+    /// Whole traces per request (5 to 20 spans each).
+    #[arg(long, default_value_t = 40)]
+    traces_per_request: usize,
+    /// Distinct requests generated before the runs and re-sent with new ids.
+    #[arg(long, default_value_t = 64)]
+    pool_requests: usize,
+    /// gzip the requests.
+    #[arg(long)]
+    gzip: bool,
+    /// Partitions of each run's topic.
+    #[arg(long, default_value_t = 6)]
+    partitions: i32,
+    /// Kafka bootstrap address.
+    #[arg(long, env = "KAFKA_BOOTSTRAP", default_value = "127.0.0.1:9092")]
+    kafka: String,
+    /// Our collector binary [default: target/release/spanway-collector].
+    #[arg(long)]
+    collector_bin: Option<PathBuf>,
+    /// Jaeger's collector binary [default: .services/jaeger/bin/jaeger-collector].
+    #[arg(long)]
+    jaeger_bin: Option<PathBuf>,
+    /// The services' state directory, for Kafka's pid file [default: .services].
+    #[arg(long)]
+    services_dir: Option<PathBuf>,
+    /// Where the collectors' logs go [default: target/bench/collector-<id>].
+    #[arg(long)]
+    log_dir: Option<PathBuf>,
+    /// Pause before each run.
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    settle: Duration,
+    /// After the last answer, the topic counts as flushed once it has not
+    /// grown for this long.
+    #[arg(long, default_value = "3s", value_parser = humantime::parse_duration)]
+    drain_quiet: Duration,
+    /// A call unanswered after this long fails (DEADLINE_EXCEEDED).
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    request_timeout: Duration,
+    /// Kafka protocol version Jaeger's producer speaks (sarama); zstd needs
+    /// 2.1.0 or later, and Kafka 4 has dropped the oldest request versions.
+    #[arg(long, default_value = "2.8.0")]
+    jaeger_kafka_version: String,
+    /// An extra argument for Jaeger's collector (repeatable), e.g.
+    /// --jaeger-arg=--collector.queue-size=100000.
+    #[arg(long = "jaeger-arg", allow_hyphen_values = true)]
+    jaeger_args: Vec<String>,
+    /// An extra KEY=VALUE environment variable for our collector
+    /// (repeatable), e.g. --collector-env SPANWAY_KAFKA__LINGER=20ms.
+    #[arg(long = "collector-env", value_parser = parse_env)]
+    collector_env: Vec<(String, String)>,
+    /// Keep the topics afterwards.
+    #[arg(long)]
+    keep: bool,
 }
 
 #[derive(Debug, Args)]
@@ -132,7 +250,103 @@ fn main() -> ExitCode {
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Ingester(args) => ingester(args).await,
+        Command::Collector(args) => collector(args).await,
+        Command::Analytics(args) => analytics_bench(args).await,
     }
+}
+
+async fn analytics_bench(args: AnalyticsArgs) -> anyhow::Result<()> {
+    let bin = args
+        .bin
+        .unwrap_or_else(|| workspace_root().join("target/release/spanway-streaming-analytics"));
+    anyhow::ensure!(
+        bin.is_file(),
+        "{} is missing: cargo build --release -p spanway-streaming-analytics",
+        bin.display()
+    );
+    let options = analytics::AnalyticsOptions {
+        traces: args.traces,
+        partitions: args.partitions,
+        runs: args.runs.max(1),
+        kafka: args.kafka,
+        opensearch: args.opensearch,
+        bin,
+    };
+    let results = analytics::analytics_benchmark(&options).await?;
+    println!("{}", analytics::markdown(&results));
+    Ok(())
+}
+
+async fn collector(args: CollectorArgs) -> anyhow::Result<()> {
+    let root = workspace_root();
+    let options = collector::run::Options {
+        rates: args.rates,
+        duration: Duration::try_from_secs_f64(args.seconds)
+            .ok()
+            .filter(|d| !d.is_zero())
+            .context("--seconds must be a positive number")?,
+        warmup: Duration::try_from_secs_f64(args.warmup)
+            .ok()
+            .context("--warmup must be a number of seconds")?,
+        concurrency: args.concurrency.max(1),
+        connections: args.connections.max(1),
+        repeat: args.repeat.max(1),
+        with_jaeger: args.with_jaeger,
+        kafka: args.kafka,
+        partitions: args.partitions,
+        collector_bin: args
+            .collector_bin
+            .unwrap_or_else(|| root.join("target/release/spanway-collector")),
+        jaeger_bin: args
+            .jaeger_bin
+            .unwrap_or_else(|| root.join(".services/jaeger/bin/jaeger-collector")),
+        services_dir: args.services_dir.unwrap_or_else(|| root.join(".services")),
+        log_dir: args.log_dir.unwrap_or_else(|| {
+            root.join("target/bench")
+                .join(spanway_e2e::unique_name("collector"))
+        }),
+        settle: args.settle,
+        drain_quiet: args.drain_quiet,
+        request_timeout: args.request_timeout,
+        gzip: args.gzip,
+        traces_per_request: args.traces_per_request.max(1),
+        pool_requests: args.pool_requests.max(1),
+        jaeger_kafka_version: args.jaeger_kafka_version,
+        jaeger_args: args.jaeger_args,
+        collector_env: args.collector_env,
+        keep: args.keep,
+    };
+    let load = measure::load_average().context("reading the load average")?;
+    eprintln!(
+        "machine: {}; load average {:.2} {:.2} {:.2}",
+        report::machine(&Machine::describe()),
+        load[0],
+        load[1],
+        load[2]
+    );
+    let results = collector::benchmark(&options).await?;
+    let load_end = measure::load_average().context("reading the load average")?;
+    println!("machine: {}", report::machine(&Machine::describe()));
+    println!(
+        "load average at start {:.2} {:.2} {:.2}, at end {:.2} {:.2} {:.2}; {} s per run after {} s of warm-up, \
+         {} calls in flight at most over {} connections, {} traces per request{}; logs in {}",
+        load[0],
+        load[1],
+        load[2],
+        load_end[0],
+        load_end[1],
+        load_end[2],
+        options.duration.as_secs_f64(),
+        options.warmup.as_secs_f64(),
+        options.concurrency,
+        options.connections,
+        options.traces_per_request,
+        if options.gzip { ", gzip" } else { "" },
+        options.log_dir.display()
+    );
+    println!();
+    print!("{}", collector::report::markdown(&results));
+    Ok(())
 }
 
 async fn ingester(args: IngesterArgs) -> anyhow::Result<()> {

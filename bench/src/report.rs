@@ -11,7 +11,8 @@ fn secs(d: Option<Duration>) -> String {
     d.map_or_else(|| "—".into(), |d| format!("{:.2}", d.as_secs_f64()))
 }
 
-fn thousands(n: f64) -> String {
+/// `n` rounded, with thousands separated by commas.
+pub fn thousands(n: f64) -> String {
     let n = n.round() as u64;
     let digits = n.to_string();
     let mut out = String::new();

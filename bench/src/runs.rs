@@ -838,26 +838,26 @@ async fn install_templates(
 
 /// Machine-wide CPU readings at the start of a run.
 #[derive(Debug)]
-struct Meter {
+pub(crate) struct Meter {
     machine: Duration,
     own: Duration,
     engine: Option<(u32, Duration)>,
     kafka: Option<(u32, Duration)>,
-    load: [f64; 3],
+    pub(crate) load: [f64; 3],
 }
 
 /// What a run cost besides the measured process.
 #[derive(Debug)]
-struct Costs {
-    own: Duration,
-    engine: Option<Duration>,
-    kafka: Option<Duration>,
-    others: Option<Duration>,
-    load: [f64; 3],
+pub(crate) struct Costs {
+    pub(crate) own: Duration,
+    pub(crate) engine: Option<Duration>,
+    pub(crate) kafka: Option<Duration>,
+    pub(crate) others: Option<Duration>,
+    pub(crate) load: [f64; 3],
 }
 
 impl Meter {
-    fn start(services_dir: &Path) -> anyhow::Result<Meter> {
+    pub(crate) fn start(services_dir: &Path) -> anyhow::Result<Meter> {
         let service = |name: &str| {
             let pid = measure::pid_from_file(&services_dir.join(name).join(format!("{name}.pid")))?;
             Some((pid, measure::process_cpu(pid).ok()?))
@@ -874,7 +874,7 @@ impl Meter {
     /// Readings at the end. `measured` is the measured child's CPU, if any
     /// (it started with the run); this process's own CPU is reported apart,
     /// never as "others".
-    fn finish(&self, measured: Option<Duration>) -> Costs {
+    pub(crate) fn finish(&self, measured: Option<Duration>) -> Costs {
         let delta = |start: Option<(u32, Duration)>| {
             let (pid, before) = start?;
             Some(measure::process_cpu(pid).ok()?.saturating_sub(before))
@@ -903,14 +903,14 @@ impl Meter {
 
 /// A child process whose CPU and memory are the measurement.
 #[derive(Debug)]
-struct MeasuredChild {
-    child: Child,
-    started: Instant,
+pub(crate) struct MeasuredChild {
+    pub(crate) child: Child,
+    pub(crate) started: Instant,
     log: PathBuf,
 }
 
 impl MeasuredChild {
-    fn spawn(command: &mut Command, log: &Path) -> anyhow::Result<MeasuredChild> {
+    pub(crate) fn spawn(command: &mut Command, log: &Path) -> anyhow::Result<MeasuredChild> {
         let out = File::create(log).with_context(|| format!("creating {}", log.display()))?;
         let err = out.try_clone()?;
         let started = Instant::now();
@@ -928,7 +928,7 @@ impl MeasuredChild {
     }
 
     /// `Err`, with the end of its log, if the process has exited.
-    fn check_running(&mut self) -> anyhow::Result<()> {
+    pub(crate) fn check_running(&mut self) -> anyhow::Result<()> {
         if let Some(status) = self.child.try_wait()? {
             let text = std::fs::read_to_string(&self.log).unwrap_or_default();
             let tail: Vec<&str> = text.lines().rev().take(15).collect();
@@ -943,14 +943,14 @@ impl MeasuredChild {
     }
 
     /// CPU so far and peak RSS (KiB).
-    fn sample(&self) -> Result<(Duration, u64), measure::MeasureError> {
+    pub(crate) fn sample(&self) -> Result<(Duration, u64), measure::MeasureError> {
         let pid = self.child.id();
         Ok((measure::process_cpu(pid)?, measure::peak_rss_kib(pid)?))
     }
 
     /// SIGTERM (via `kill`, as this crate forbids `unsafe`), then SIGKILL
     /// after `grace`.
-    fn terminate(&mut self, grace: Duration) {
+    pub(crate) fn terminate(&mut self, grace: Duration) {
         let pid = self.child.id().to_string();
         let _ = Command::new("kill").args(["-TERM", &pid]).status();
         let deadline = Instant::now() + grace;

@@ -1,0 +1,262 @@
+//! The streaming-analytics job as a whole process: spans per second read
+//! from Kafka through decoding, pairing and aggregation, its CPU per span
+//! and peak memory, on a topic filled beforehand with known-topology
+//! traffic. The run counts only if the documents it wrote sum to the
+//! expected calls.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use rdkafka::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::{Offset, TopicPartitionList};
+use serde_json::{Value, json};
+use spanway_e2e::topology;
+
+use crate::measure;
+use crate::workload;
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct AnalyticsOptions {
+    /// Traces in the topic (22 spans each).
+    pub traces: usize,
+    /// Partitions of the topic.
+    pub partitions: i32,
+    /// Runs over the same topic, each with a fresh group.
+    pub runs: usize,
+    /// Kafka bootstrap address.
+    pub kafka: String,
+    /// OpenSearch base URL.
+    pub opensearch: String,
+    /// The release binary.
+    pub bin: PathBuf,
+}
+
+/// One run's figures.
+#[derive(Debug, Clone)]
+pub struct AnalyticsRun {
+    /// Spans read.
+    pub spans: u64,
+    /// From the first span read to the last.
+    pub elapsed: Duration,
+    /// The job's CPU time over the same interval.
+    pub cpu: Duration,
+    /// Peak resident memory of the job, KiB.
+    pub peak_rss_kib: u64,
+    /// Calls in the written documents (checked against the traffic).
+    pub calls: u64,
+}
+
+impl AnalyticsRun {
+    /// Spans per second.
+    pub fn rate(&self) -> f64 {
+        self.spans as f64 / self.elapsed.as_secs_f64()
+    }
+
+    /// CPU µs per span.
+    pub fn cpu_per_span_us(&self) -> f64 {
+        self.cpu.as_secs_f64() * 1e6 / self.spans as f64
+    }
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    Ok(listener.local_addr()?.port())
+}
+
+fn spawn(options: &AnalyticsOptions, topic: &str, run: &str, port: u16) -> anyhow::Result<Child> {
+    Command::new(&options.bin)
+        .env("SPANWAY_KAFKA__BROKERS", &options.kafka)
+        .env("SPANWAY_KAFKA__TOPICS", topic)
+        .env("SPANWAY_KAFKA__GROUP_ID", format!("{run}-group"))
+        .env("SPANWAY_ELASTICSEARCH__URL", &options.opensearch)
+        .env("SPANWAY_ELASTICSEARCH__INDEX_PREFIX", run)
+        .env(
+            "SPANWAY_ELASTICSEARCH__SERVICE_GRAPH_INDEX",
+            format!("{run}-graph"),
+        )
+        .env("SPANWAY_ELASTICSEARCH__REPLICAS", "0")
+        .env("SPANWAY_WINDOWS__IDLE_FLUSH", "3s")
+        .env("SPANWAY_OPS__LISTEN", format!("127.0.0.1:{port}"))
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .with_context(|| format!("cannot run {}", options.bin.display()))
+}
+
+async fn spans_read(client: &reqwest::Client, port: u16) -> Option<u64> {
+    let text = client
+        .get(format!("http://127.0.0.1:{port}/metrics"))
+        .send()
+        .await
+        .ok()?
+        .text()
+        .await
+        .ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("analytics_spans_read_total "))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+fn committed_all(kafka: &str, group: &str, topic: &str, partitions: i32) -> anyhow::Result<bool> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", kafka)
+        .set("group.id", group)
+        .create()?;
+    let mut list = TopicPartitionList::new();
+    for p in 0..partitions {
+        list.add_partition(topic, p);
+    }
+    let committed = consumer.committed_offsets(list, Duration::from_secs(10))?;
+    for p in 0..partitions {
+        let (_, high) = consumer.fetch_watermarks(topic, p, Duration::from_secs(10))?;
+        let done = committed
+            .find_partition(topic, p)
+            .map(|e| e.offset())
+            .is_some_and(|o| o == Offset::Offset(high));
+        if !done {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+async fn written_calls(client: &reqwest::Client, url: &str, run: &str) -> anyhow::Result<u64> {
+    let pattern = format!("{run}-jaeger-dependencies-*");
+    client
+        .post(format!("{url}/{pattern}/_refresh"))
+        .send()
+        .await?;
+    let body: Value = client
+        .post(format!("{url}/{pattern}/_search"))
+        .json(&json!({"size": 10000}))
+        .send()
+        .await?
+        .json()
+        .await?;
+    let mut calls = 0;
+    for hit in body["hits"]["hits"].as_array().into_iter().flatten() {
+        for link in hit["_source"]["dependencies"]
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
+            calls += link["callCount"].as_u64().unwrap_or(0);
+        }
+    }
+    Ok(calls)
+}
+
+/// Fills a topic once, then runs the job over it `runs` times.
+pub async fn analytics_benchmark(options: &AnalyticsOptions) -> anyhow::Result<Vec<AnalyticsRun>> {
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let topic = format!("bench-analytics-{stamp}");
+    workload::create_topic(&options.kafka, &topic, options.partitions).await?;
+    // Spans 5 ms apart over the day of 2026-03-02, one-minute windows.
+    let traffic = topology::generate(17, options.traces, 1_772_409_600_000, 5);
+    eprintln!(
+        "producing {} records ({} spans) to {topic}",
+        traffic.records.len(),
+        traffic.spans
+    );
+    workload::produce(&options.kafka, &topic, &traffic.records, true).await?;
+    let expected: u64 = traffic.total_calls();
+    let client = reqwest::Client::new();
+    let mut results = Vec::new();
+    for i in 0..options.runs {
+        let run = format!("bench-analytics-{stamp}-{i}");
+        let port = free_port()?;
+        let mut child = spawn(options, &topic, &run, port)?;
+        let pid = child.id();
+        let deadline = Instant::now() + Duration::from_secs(900);
+        let mut first: Option<(Instant, Duration)> = None;
+        let last = loop {
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                bail!("run {i}: not all spans read within 15 minutes");
+            }
+            if let Some(status) = child.try_wait()? {
+                bail!("run {i}: the job exited early ({status})");
+            }
+            let read = spans_read(&client, port).await.unwrap_or(0);
+            if read > 0 && first.is_none() {
+                first = Some((Instant::now(), measure::process_cpu(pid)?));
+            }
+            if read >= traffic.spans {
+                break (Instant::now(), measure::process_cpu(pid)?);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        let Some((start, start_cpu)) = first else {
+            bail!("run {i}: no progress seen");
+        };
+        // The run counts once everything is written and committed.
+        while !committed_all(
+            &options.kafka,
+            &format!("{run}-group"),
+            &topic,
+            options.partitions,
+        )? {
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                bail!("run {i}: windows not all written within 15 minutes");
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        let peak_rss_kib = measure::peak_rss_kib(pid)?;
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(pid.to_string())
+            .status();
+        let _ = child.wait();
+        let calls = written_calls(&client, &options.opensearch, &run).await?;
+        if calls != expected {
+            bail!("run {i}: documents hold {calls} calls, the traffic made {expected}");
+        }
+        let result = AnalyticsRun {
+            spans: traffic.spans,
+            elapsed: last.0.duration_since(start),
+            cpu: last.1.saturating_sub(start_cpu),
+            peak_rss_kib,
+            calls,
+        };
+        eprintln!(
+            "run {i}: {:.0} spans/s, {:.2} µs CPU/span, peak {} MiB, {calls} calls written",
+            result.rate(),
+            result.cpu_per_span_us(),
+            result.peak_rss_kib / 1024
+        );
+        results.push(result);
+        let _ = client
+            .delete(format!("{}/{run}-*", options.opensearch))
+            .send()
+            .await;
+    }
+    let _ = workload::delete_topics(&options.kafka, std::slice::from_ref(&topic)).await;
+    Ok(results)
+}
+
+/// The results as a Markdown table.
+pub fn markdown(results: &[AnalyticsRun]) -> String {
+    let mut out = String::from(
+        "| run | spans | spans/s | CPU µs/span | peak RSS MiB | calls written |\n|---|---|---|---|---|---|\n",
+    );
+    for (i, r) in results.iter().enumerate() {
+        out.push_str(&format!(
+            "| {i} | {} | {:.0} | {:.2} | {} | {} |\n",
+            r.spans,
+            r.rate(),
+            r.cpu_per_span_us(),
+            r.peak_rss_kib / 1024,
+            r.calls
+        ));
+    }
+    out
+}
