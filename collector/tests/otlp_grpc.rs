@@ -1,6 +1,7 @@
 //! OTLP/gRPC against the real broker: spans sent by the OpenTelemetry
-//! Python SDK's gRPC exporter (gzip) come out of Kafka as they were sent,
-//! one trace per key and partition; partial success and the retryable
+//! Python SDK's gRPC exporter (gzip), and by its HTTP/protobuf exporter to
+//! the OTLP/HTTP receiver, come out of Kafka as they were sent, one trace
+//! per key and partition; partial success and the retryable
 //! statuses reach a tonic client as the OTLP specification describes.
 #![allow(clippy::unwrap_used)]
 
@@ -24,14 +25,29 @@ const PARTITIONS: i32 = 3;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn python_sdk_spans_reach_kafka_unchanged() {
+    python_sdk_spans_over("grpc", "otlp_grpc").await;
+}
+
+/// The same client and spans over OTLP/HTTP with protobuf bodies (gzip).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_sdk_http_protobuf_spans_reach_kafka_unchanged() {
+    python_sdk_spans_over("http/protobuf", "otlp_http").await;
+}
+
+async fn python_sdk_spans_over(protocol: &str, receiver: &str) {
     require_kafka();
-    let topic = unique_name("it-otlp-grpc");
+    let topic = unique_name("it-otlp-sdk");
     create_topic(&topic, PARTITIONS).await;
     let shutdown = CancellationToken::new();
     let collector = Collector::start(&config(&topic), shutdown.clone())
         .await
         .unwrap();
-    let endpoint = collector.otlp_grpc_addr.unwrap().to_string();
+    let endpoint = if protocol == "grpc" {
+        collector.otlp_grpc_addr.unwrap().to_string()
+    } else {
+        collector.otlp_http_addr.unwrap().to_string()
+    };
+    let protocol = protocol.to_owned();
 
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("sent.binpb");
@@ -43,7 +59,8 @@ async fn python_sdk_spans_reach_kafka_unchanged() {
         tokio::task::spawn_blocking(move || {
             std::process::Command::new("bash")
                 .arg(script)
-                .args(["--endpoint", &endpoint, "--run-id", &run_id, "--out"])
+                .args(["--endpoint", &endpoint, "--protocol", &protocol])
+                .args(["--run-id", &run_id, "--out"])
                 .arg(out)
                 .output()
                 .unwrap()
@@ -101,7 +118,7 @@ async fn python_sdk_spans_reach_kafka_unchanged() {
     assert_eq!(
         metric(
             collector.ops_addr,
-            "collector_spans_accepted_total{receiver=\"otlp_grpc\"}"
+            &format!("collector_spans_accepted_total{{receiver=\"{receiver}\"}}"),
         )
         .await,
         31.0

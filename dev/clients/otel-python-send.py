@@ -1,4 +1,4 @@
-"""Sends a known set of traces with the OpenTelemetry Python SDK over OTLP/gRPC.
+"""Sends a known set of traces with the OpenTelemetry Python SDK over OTLP/gRPC or OTLP/HTTP.
 
 Run through dev/clients/otel-python, which provides the pinned SDK. Every
 span that the exporter reports as delivered is written to --out as one
@@ -17,6 +17,10 @@ import sys
 from grpc import Compression
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+from opentelemetry.exporter.otlp.proto.http import Compression as HttpCompression
+from opentelemetry.exporter.otlp.proto.http.trace_exporter import (
+    OTLPSpanExporter as HttpSpanExporter,
+)
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import (
@@ -98,7 +102,13 @@ def emit(provider):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--endpoint", required=True, help="host:port of an OTLP/gRPC receiver")
+    parser.add_argument("--endpoint", required=True, help="host:port of the receiver")
+    parser.add_argument(
+        "--protocol",
+        choices=["grpc", "http/protobuf"],
+        default="grpc",
+        help="OTLP/gRPC (TraceService/Export) or OTLP/HTTP protobuf (POST /v1/traces)",
+    )
     parser.add_argument("--out", required=True, help="file for the delivered spans")
     parser.add_argument("--run-id", default="manual", help="value of spanway.test.run")
     args = parser.parse_args()
@@ -111,14 +121,20 @@ def main():
         }
     )
     provider = TracerProvider(resource=resource)
-    exporter = Recording(
-        OTLPSpanExporter(
+    if args.protocol == "grpc":
+        inner = OTLPSpanExporter(
             endpoint=f"http://{args.endpoint}",
             insecure=True,
             compression=Compression.Gzip,
             timeout=20,
         )
-    )
+    else:
+        inner = HttpSpanExporter(
+            endpoint=f"http://{args.endpoint}/v1/traces",
+            compression=HttpCompression.Gzip,
+            timeout=20,
+        )
+    exporter = Recording(inner)
     provider.add_span_processor(BatchSpanProcessor(exporter))
     emit(provider)
     provider.shutdown()  # flushes the batch processor
