@@ -449,17 +449,12 @@ impl Job {
         let key: Key = (message.topic().to_owned(), message.partition());
         let offset = message.offset();
         let facts = self.read(message);
-        let resume = {
-            let shared = lock(&self.shared);
-            if shared.slots.contains_key(&key) {
-                None
-            } else {
-                Some(())
-            }
-        };
-        let resume = resume.map(|()| self.resume_position(&key.0, key.1));
+        // One lock per record. Reading the committed position while holding
+        // it is safe: the only other holder is the rebalance callback, which
+        // runs inside `poll` on this same thread.
         let mut shared = lock(&self.shared);
-        if let Some(resume) = resume {
+        if !shared.slots.contains_key(&key) {
+            let resume = self.resume_position(&key.0, key.1);
             let generation = shared.next_generation;
             shared.next_generation += 1;
             tracing::info!(topic = %key.0, partition = key.1, ?resume, "partition state created");

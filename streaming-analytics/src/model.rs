@@ -69,8 +69,28 @@ pub struct Edge {
     pub server_micros: Option<u64>,
 }
 
+/// What the spans of one trace make.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Analysis {
+    /// The edges, in span order, then by rule.
+    pub edges: Vec<Edge>,
+    /// Client and producer spans nobody answered (whether or not virtual
+    /// nodes turn them into edges).
+    pub unpaired_calls: u64,
+    /// Spans whose parent is not among the spans.
+    pub orphan_spans: u64,
+}
+
 /// The edges the spans of one trace make (in span order, then by rule).
 pub fn edges(spans: &[SpanFacts], rules: Rules) -> Vec<Edge> {
+    analyse(spans, rules).edges
+}
+
+/// The edges of one trace, with the calls left unanswered and the spans
+/// whose parent is missing, from one pass over the spans.
+pub fn analyse(spans: &[SpanFacts], rules: Rules) -> Analysis {
+    let mut orphan_spans = 0;
+    let mut unpaired_calls = 0;
     let mut by_id: HashMap<u64, Vec<&SpanFacts>> = HashMap::with_capacity(spans.len());
     for span in spans {
         by_id.entry(span.span_id).or_default().push(span);
@@ -119,12 +139,15 @@ pub fn edges(spans: &[SpanFacts], rules: Rules) -> Vec<Edge> {
                     server_micros: Some(span.duration_micros),
                 });
             }
-            None => {}
+            None => {
+                orphan_spans += u64::from(span.parent_id.is_some());
+            }
         }
     }
-    if rules.virtual_nodes {
-        for span in spans {
-            if span.kind.calls_out() && !answered.contains_key(&span.span_id) {
+    for span in spans {
+        if span.kind.calls_out() && !answered.contains_key(&span.span_id) {
+            unpaired_calls += 1;
+            if rules.virtual_nodes {
                 let (server, connection) = span
                     .peer
                     .clone()
@@ -141,7 +164,11 @@ pub fn edges(spans: &[SpanFacts], rules: Rules) -> Vec<Edge> {
             }
         }
     }
-    out
+    Analysis {
+        edges: out,
+        unpaired_calls,
+        orphan_spans,
+    }
 }
 
 fn push_call(out: &mut Vec<Edge>, caller: &SpanFacts, called: &SpanFacts, rules: Rules) {

@@ -362,30 +362,10 @@ impl PartitionState {
         if marked_current {
             self.window_mut(current, trace.first);
         }
-        let ids: std::collections::HashSet<u64> = trace.spans.iter().map(|s| s.span_id).collect();
-        step.orphan_spans += trace
-            .spans
-            .iter()
-            .filter(|s| s.parent_id.is_some_and(|p| !ids.contains(&p)))
-            .count() as u64;
-        let answered: std::collections::HashSet<u64> = trace
-            .spans
-            .iter()
-            .filter_map(|s| {
-                if s.kind.is_called() {
-                    Some(s.span_id)
-                } else {
-                    None
-                }
-            })
-            .chain(trace.spans.iter().filter_map(|s| s.parent_id))
-            .collect();
-        step.unpaired_calls += trace
-            .spans
-            .iter()
-            .filter(|s| s.kind.calls_out() && !answered.contains(&s.span_id))
-            .count() as u64;
-        for edge in model::edges(&trace.spans, self.timing.rules) {
+        let analysis = model::analyse(&trace.spans, self.timing.rules);
+        step.orphan_spans += analysis.orphan_spans;
+        step.unpaired_calls += analysis.unpaired_calls;
+        for edge in analysis.edges {
             let own = self.window_of(edge.time_micros);
             let late = self.is_closed(own, watermark);
             let window = self.window_mut(if late { current } else { own }, trace.first);
