@@ -6,4 +6,5 @@
 pub mod config;
 pub mod logging;
 pub mod ops;
+pub mod secret;
 pub mod shutdown;
