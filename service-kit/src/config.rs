@@ -53,15 +53,36 @@ pub fn load_with_env<T: DeserializeOwned>(
     if let Some(path) = file {
         builder = builder.add_source(::config::File::from(path).format(::config::FileFormat::Toml));
     }
-    let source = ::config::Environment::with_prefix(ENV_PREFIX)
+    // Secrets are taken verbatim: parsing would turn a password `0123` into
+    // the number 123.
+    let (secrets, plain): (Vec<_>, Vec<_>) =
+        env.into_iter().partition(|(key, _)| is_secret_key(key));
+    let parsed = ::config::Environment::with_prefix(ENV_PREFIX)
         .prefix_separator("_")
         .separator("__")
         .try_parsing(true)
         .list_separator(",")
         .with_list_parse_key("kafka.brokers")
         .with_list_parse_key("kafka.topics")
-        .source(Some(env.into_iter().collect()));
-    Ok(builder.add_source(source).build()?.try_deserialize()?)
+        .with_list_parse_key("elasticsearch.urls")
+        .source(Some(plain.into_iter().collect()));
+    let verbatim = ::config::Environment::with_prefix(ENV_PREFIX)
+        .prefix_separator("_")
+        .separator("__")
+        .source(Some(secrets.into_iter().collect()));
+    Ok(builder
+        .add_source(parsed)
+        .add_source(verbatim)
+        .build()?
+        .try_deserialize()?)
+}
+
+/// Whether an environment variable holds a secret value (not a file path).
+fn is_secret_key(key: &str) -> bool {
+    let key = key.to_ascii_lowercase();
+    ["password", "api_key", "token", "secret", "passphrase"]
+        .iter()
+        .any(|word| key.ends_with(word))
 }
 
 #[cfg(test)]
@@ -122,6 +143,23 @@ mod tests {
         assert_eq!(cfg.kafka.topic, "from-env");
         assert_eq!(cfg.kafka.brokers, vec!["a:1", "b:2"]);
         assert_eq!(cfg.max_request_bytes, 20);
+    }
+
+    #[test]
+    fn secrets_from_the_environment_are_not_parsed() {
+        #[derive(Debug, Default, Deserialize)]
+        #[serde(default, deny_unknown_fields)]
+        struct WithSecret {
+            sasl: Sasl,
+        }
+        #[derive(Debug, Default, Deserialize)]
+        #[serde(default, deny_unknown_fields)]
+        struct Sasl {
+            password: Option<crate::secret::Secret>,
+        }
+        let env = [("SPANWAY_SASL__PASSWORD".to_string(), "0123".to_string())];
+        let cfg: WithSecret = load_with_env(None, env).unwrap();
+        assert_eq!(cfg.sasl.password.unwrap().expose(), "0123");
     }
 
     #[test]

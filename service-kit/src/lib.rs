@@ -7,4 +7,5 @@ pub mod config;
 pub mod logging;
 pub mod ops;
 pub mod secret;
+pub mod section;
 pub mod shutdown;

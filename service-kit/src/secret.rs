@@ -54,9 +54,33 @@ impl fmt::Display for Secret {
     }
 }
 
+/// Accepts a string, or a number or boolean: an environment variable such
+/// as `SPANWAY_KAFKA__SASL__PASSWORD=123456` arrives parsed as a number.
 impl<'de> Deserialize<'de> for Secret {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        String::deserialize(deserializer).map(Secret)
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = Secret;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Secret, E> {
+                Ok(Secret::new(v))
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Secret, E> {
+                Ok(Secret::new(v.to_string()))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Secret, E> {
+                Ok(Secret::new(v.to_string()))
+            }
+            fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Secret, E> {
+                Ok(Secret::new(v.to_string()))
+            }
+            fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<Secret, E> {
+                Ok(Secret::new(v.to_string()))
+            }
+        }
+        deserializer.deserialize_any(Visitor)
     }
 }
 
@@ -211,11 +235,16 @@ where
             for source in &files {
                 match source.refresh() {
                     Ok(true) => {
-                        tracing::info!(key = source.file_key(), "secret file changed; new value in use");
+                        tracing::info!(
+                            key = source.file_key(),
+                            "secret file changed; new value in use"
+                        );
                         on_change(source);
                     }
                     Ok(false) => {}
-                    Err(error) => tracing::warn!(key = error.key, path = %error.path.display(), error = %error.source, "cannot re-read secret file; keeping the last value"),
+                    Err(error) => {
+                        tracing::warn!(key = error.key, path = %error.path.display(), error = %error.source, "cannot re-read secret file; keeping the last value")
+                    }
                 }
             }
         }
@@ -224,7 +253,10 @@ where
 
 /// Reads a secret file; a single trailing newline (as `echo` and most
 /// editors write) is not part of the value.
-fn read_file(key: &'static str, path: &Path) -> Result<(Secret, Option<SystemTime>), SecretFileError> {
+fn read_file(
+    key: &'static str,
+    path: &Path,
+) -> Result<(Secret, Option<SystemTime>), SecretFileError> {
     let error = |source| SecretFileError {
         key,
         path: path.to_path_buf(),
@@ -272,7 +304,10 @@ mod tests {
             Some(Path::new("/nonexistent")),
         )
         .unwrap_err();
-        assert!(err.to_string().contains("kafka.sasl.password_file"), "{err}");
+        assert!(
+            err.to_string().contains("kafka.sasl.password_file"),
+            "{err}"
+        );
         assert!(
             SecretSource::from_pair("a", None, "a_file", None)
                 .unwrap()
