@@ -5,9 +5,11 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::Deserialize;
+use spanway_kafka::KafkaClientConfig;
 use spanway_schemas::{DEFAULT_TOPIC, Encoding, MAX_RECORD_BYTES};
 use spanway_service_kit::config::ConfigError;
 use spanway_service_kit::logging::LogConfig;
+use spanway_service_kit::section::Section;
 
 /// Everything the collector reads at start.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -25,8 +27,9 @@ pub struct CollectorConfig {
     pub jaeger_grpc: JaegerGrpcConfig,
     /// Jaeger remote sampling: strategies served to SDKs.
     pub sampling: SamplingConfig,
-    /// Where and how spans are published.
-    pub kafka: ProducerConfig,
+    /// Where and how spans are published: the shared Kafka client settings
+    /// (`brokers`, `tls`, `sasl`, `properties`) and the producer's own.
+    pub kafka: KafkaSection,
     /// Health and metrics endpoint.
     pub ops: OpsConfig,
     /// Log output.
@@ -118,12 +121,14 @@ pub struct SamplingConfig {
     pub http_listen: SocketAddr,
 }
 
-/// The Kafka producer.
+/// The `[kafka]` section: connection settings shared with the other
+/// processes, and the producer's own.
+pub type KafkaSection = Section<KafkaClientConfig, ProducerConfig>;
+
+/// The Kafka producer's own settings.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ProducerConfig {
-    /// Bootstrap brokers, `host:port`.
-    pub brokers: Vec<String>,
     /// Topic spans are written to.
     pub topic: String,
     /// Record encoding (`otlp_proto`, `otlp_json`, `jaeger_proto`, `jaeger_json`).
@@ -226,7 +231,6 @@ impl Default for JaegerThriftHttpConfig {
 impl Default for ProducerConfig {
     fn default() -> Self {
         ProducerConfig {
-            brokers: vec!["127.0.0.1:9092".into()],
             topic: DEFAULT_TOPIC.into(),
             encoding: Encoding::OtlpProto,
             compression: "zstd".into(),
@@ -266,12 +270,7 @@ impl CollectorConfig {
 
     /// Checks the rules that span several fields or that serde cannot express.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        if self.kafka.brokers.is_empty() || self.kafka.brokers.iter().any(|b| b.trim().is_empty()) {
-            return Err(ConfigError::invalid(
-                "kafka.brokers",
-                "at least one non-empty host:port is required",
-            ));
-        }
+        self.kafka.client.validate()?;
         if self.kafka.topic.is_empty() {
             return Err(ConfigError::invalid("kafka.topic", "must not be empty"));
         }
@@ -478,7 +477,7 @@ mod tests {
                 .contains("jaeger_thrift_http.max_request_bytes")
         );
         let mut cfg = CollectorConfig::default();
-        cfg.kafka.brokers.clear();
+        cfg.kafka.client.brokers.clear();
         assert!(
             cfg.validate()
                 .unwrap_err()

@@ -36,8 +36,8 @@ const FLUSH_TIMEOUT: Duration = Duration::from_secs(10);
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     /// The Kafka client could not be created from the configuration.
-    #[error("kafka producer: {0}")]
-    Kafka(#[from] rdkafka::error::KafkaError),
+    #[error(transparent)]
+    Kafka(#[from] producer::ProducerError),
     /// A listener could not bind.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -86,7 +86,10 @@ impl Collector {
         metrics.register(&mut registry);
         let sampling_metrics = SamplingMetrics::default();
         sampling_metrics.register(&mut registry);
-        let producer = SpanProducer::new(&config.kafka, metrics.traces_split.clone())?;
+        let faults = spanway_kafka::FaultReporter::new("producer", &config.kafka.client);
+        faults.register(registry.sub_registry_with_prefix("collector"));
+        let producer = SpanProducer::new(&config.kafka, metrics.traces_split.clone(), faults)?;
+        producer.spawn_password_refresh(shutdown.clone());
         let budget = Budget::new(config.kafka.max_bytes_in_flight);
         let pipeline = Arc::new(Pipeline::new(producer, budget, metrics));
 

@@ -4,19 +4,22 @@ use std::time::Duration;
 
 use futures::future::join_all;
 use prometheus_client::metrics::counter::Counter;
-use rdkafka::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use spanway_kafka::{FaultReporter, KafkaClient, ReportingContext};
 use spanway_schemas::{EncodeError, Encoding, encode_trace_within};
+use spanway_service_kit::config::ConfigError;
 
-use crate::config::ProducerConfig;
+use crate::config::KafkaSection;
 use crate::error::RequestError;
 use crate::grouping::TraceGroup;
 
 /// The Kafka side of the collector.
 pub struct SpanProducer {
-    producer: FutureProducer,
+    producer: FutureProducer<ReportingContext>,
+    client: KafkaClient,
+    faults: FaultReporter,
     topic: String,
     encoding: Encoding,
     max_record_bytes: usize,
@@ -36,33 +39,58 @@ impl SpanProducer {
     /// Creates the producer. Idempotence and `acks=all` make an acknowledged
     /// record durable and never duplicated by the producer's own retries;
     /// `murmur2_random` is the partitioner the topic contract prescribes.
-    pub fn new(config: &ProducerConfig, records_split: Counter) -> Result<Self, KafkaError> {
-        let producer: FutureProducer = ClientConfig::new()
-            .set("bootstrap.servers", config.brokers.join(","))
-            .set("enable.idempotence", "true")
-            .set("acks", "all")
-            .set("partitioner", "murmur2_random")
-            .set("compression.type", &config.compression)
-            .set("linger.ms", config.linger.as_millis().to_string())
-            .set("batch.size", config.batch_bytes.to_string())
-            .set("batch.num.messages", config.batch_records.to_string())
-            .set(
-                "message.timeout.ms",
-                config.delivery_timeout.as_millis().to_string(),
-            )
-            .set(
-                "message.max.bytes",
-                (config.max_record_bytes + 64 * 1024).to_string(),
-            )
-            .create()?;
+    /// Connection faults (credentials, ACLs, certificates) go to `faults`.
+    pub fn new(
+        config: &KafkaSection,
+        records_split: Counter,
+        faults: FaultReporter,
+    ) -> Result<Self, ProducerError> {
+        let client = KafkaClient::new(&config.client)?;
+        client.log_settings("producer");
+        let properties = client.client_config(|role| {
+            role.set("enable.idempotence", "true")
+                .set("acks", "all")
+                .set("partitioner", "murmur2_random")
+                .set("compression.type", &config.compression)
+                .set("linger.ms", config.linger.as_millis().to_string())
+                .set("batch.size", config.batch_bytes.to_string())
+                .set("batch.num.messages", config.batch_records.to_string())
+                .set(
+                    "message.timeout.ms",
+                    config.delivery_timeout.as_millis().to_string(),
+                )
+                .set(
+                    "message.max.bytes",
+                    (config.max_record_bytes + 64 * 1024).to_string(),
+                );
+        });
+        let producer: FutureProducer<ReportingContext> =
+            properties.create_with_context(ReportingContext(faults.clone()))?;
         Ok(SpanProducer {
             producer,
+            client,
+            faults,
             topic: config.topic.clone(),
             encoding: config.encoding,
             max_record_bytes: config.max_record_bytes,
             records_split,
             answer_deadline: config.delivery_timeout + Duration::from_secs(1),
         })
+    }
+
+    /// Hands a rotated `kafka.sasl.password_file` to the producer until
+    /// `token` is cancelled.
+    pub fn spawn_password_refresh(
+        &self,
+        token: tokio_util::sync::CancellationToken,
+    ) -> Option<tokio::task::JoinHandle<()>> {
+        let producer = self.producer.clone();
+        self.client.spawn_password_refresh(
+            move |username, password| {
+                spanway_kafka::set_sasl_credentials(producer.client(), username, password)
+            },
+            token,
+        )
     }
 
     /// Publishes every group and returns the number of records written.
@@ -124,12 +152,17 @@ impl SpanProducer {
         for outcome in outcomes {
             match outcome {
                 Ok(Ok(_)) => {}
-                Ok(Err((error, _))) => return Err(RequestError::Unavailable(error.to_string())),
+                Ok(Err((error, _))) => {
+                    let reason = error.to_string();
+                    self.faults.report(&error, &reason);
+                    return Err(RequestError::Unavailable(reason));
+                }
                 Err(_canceled) => {
                     return Err(RequestError::Unavailable("producer shut down".into()));
                 }
             }
         }
+        self.faults.clear();
         Ok(count)
     }
 
@@ -138,11 +171,39 @@ impl SpanProducer {
         self.producer.flush(timeout)
     }
 
-    /// Whether the brokers answer a metadata request.
-    pub fn check_brokers(&self, timeout: Duration) -> Result<(), KafkaError> {
-        self.producer
+    /// Whether the brokers answer a metadata request for the topic, the
+    /// topic may be written, and no connection fault (credentials, ACL,
+    /// certificate) was reported lately.
+    pub fn check_brokers(&self, timeout: Duration) -> Result<(), String> {
+        if let Some(fault) = self.faults.current() {
+            return Err(format!(
+                "{} fault; check {}",
+                fault.kind.as_str(),
+                fault.setting
+            ));
+        }
+        let metadata = self
+            .producer
             .client()
             .fetch_metadata(Some(&self.topic), timeout)
-            .map(|_| ())
+            .map_err(|e| e.to_string())?;
+        if let Some(error) = metadata.topics().iter().find_map(|t| t.error()) {
+            let error = KafkaError::MetadataFetch(error.into());
+            let reason = error.to_string();
+            self.faults.report(&error, &reason);
+            return Err(reason);
+        }
+        Ok(())
     }
+}
+
+/// The producer could not be created.
+#[derive(Debug, thiserror::Error)]
+pub enum ProducerError {
+    /// A setting is invalid or a file it names cannot be read.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// librdkafka refused the properties.
+    #[error("kafka producer: {0}")]
+    Kafka(#[from] KafkaError),
 }

@@ -86,7 +86,7 @@ async fn broker_outage_is_refused_retryably_and_nothing_acknowledged_is_lost() {
     let topic = unique_name("it-outage-collector");
     create_topic(&topic, 3).await;
     let mut config = CollectorConfig::default();
-    config.kafka.brokers = vec![kafka_bootstrap()];
+    config.kafka.client.brokers = vec![kafka_bootstrap()];
     config.kafka.topic = topic.clone();
     config.kafka.delivery_timeout = Duration::from_secs(3);
     let budget = 2 * 1024 * 1024;

@@ -212,7 +212,7 @@ async fn invalid_spans_are_reported_by_partial_success_or_invalid_argument() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kafka_trouble_maps_to_retryable_codes() {
     let mut config = config("it-otlp-grpc-nowhere");
-    config.kafka.brokers = vec!["127.0.0.1:1".into()];
+    config.kafka.client.brokers = vec!["127.0.0.1:1".into()];
     config.kafka.delivery_timeout = Duration::from_secs(2);
     config.kafka.max_bytes_in_flight = 64 * 1024;
     config.otlp_http.max_request_bytes = 64 * 1024;

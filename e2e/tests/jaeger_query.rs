@@ -314,7 +314,7 @@ async fn jaeger_query_reads(engine: &str, storage_type: &str) {
     let shutdown = CancellationToken::new();
 
     let mut collector_config = CollectorConfig::default();
-    collector_config.kafka.brokers = vec![kafka_bootstrap()];
+    collector_config.kafka.client.brokers = vec![kafka_bootstrap()];
     collector_config.kafka.topic = topic.clone();
     collector_config.on_ephemeral_loopback_ports();
     collector_config.validate().unwrap();
@@ -323,7 +323,7 @@ async fn jaeger_query_reads(engine: &str, storage_type: &str) {
         .unwrap();
 
     let mut ingester_config = IngesterConfig::default();
-    ingester_config.kafka.brokers = vec![kafka_bootstrap()];
+    ingester_config.kafka.client.brokers = vec![kafka_bootstrap()];
     ingester_config.kafka.topics = vec![topic.clone()];
     ingester_config.kafka.group_id = unique_name("e2e-group");
     ingester_config.elasticsearch.url = engine.to_owned();

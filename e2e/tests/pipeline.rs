@@ -155,7 +155,7 @@ async fn otlp_trace_reaches_engine(engine: &str) {
     let shutdown = CancellationToken::new();
 
     let mut collector_config = CollectorConfig::default();
-    collector_config.kafka.brokers = vec![kafka_bootstrap()];
+    collector_config.kafka.client.brokers = vec![kafka_bootstrap()];
     collector_config.kafka.topic = topic.clone();
     collector_config.on_ephemeral_loopback_ports();
     collector_config.validate().unwrap();
@@ -164,7 +164,7 @@ async fn otlp_trace_reaches_engine(engine: &str) {
         .unwrap();
 
     let mut ingester_config = IngesterConfig::default();
-    ingester_config.kafka.brokers = vec![kafka_bootstrap()];
+    ingester_config.kafka.client.brokers = vec![kafka_bootstrap()];
     ingester_config.kafka.topics = vec![topic.clone()];
     ingester_config.kafka.group_id = unique_name("e2e-group");
     ingester_config.elasticsearch.url = engine.to_owned();
@@ -354,7 +354,7 @@ async fn collector_refuses_invalid_ids_naming_the_field() {
     create_topic(&topic, 1).await;
     let shutdown = CancellationToken::new();
     let mut config = CollectorConfig::default();
-    config.kafka.brokers = vec![kafka_bootstrap()];
+    config.kafka.client.brokers = vec![kafka_bootstrap()];
     config.kafka.topic = topic;
     config.on_ephemeral_loopback_ports();
     let collector = Collector::start(&config, shutdown.clone()).await.unwrap();

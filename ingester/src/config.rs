@@ -4,16 +4,19 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use serde::Deserialize;
+use spanway_kafka::KafkaClientConfig;
 use spanway_schemas::{DEFAULT_TOPIC, Encoding};
 use spanway_service_kit::config::ConfigError;
 use spanway_service_kit::logging::LogConfig;
+use spanway_service_kit::section::Section;
 
 /// Everything the ingester reads at start.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct IngesterConfig {
-    /// The Kafka consumer.
-    pub kafka: ConsumerConfig,
+    /// The Kafka consumer: the shared client settings (`brokers`, `tls`,
+    /// `sasl`, `properties`) and the consumer group's own.
+    pub kafka: KafkaSection,
     /// The search engine and the documents written to it.
     pub elasticsearch: ElasticsearchConfig,
     /// How documents are batched into bulk requests.
@@ -26,12 +29,13 @@ pub struct IngesterConfig {
     pub log: LogConfig,
 }
 
+/// The `[kafka]` section.
+pub type KafkaSection = Section<KafkaClientConfig, ConsumerConfig>;
+
 /// The Kafka consumer group.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ConsumerConfig {
-    /// Bootstrap brokers, `host:port`.
-    pub brokers: Vec<String>,
     /// Topics to read.
     pub topics: Vec<String>,
     /// Consumer group id; ingesters sharing it share the partitions.
@@ -215,7 +219,6 @@ pub struct OpsConfig {
 impl Default for ConsumerConfig {
     fn default() -> Self {
         ConsumerConfig {
-            brokers: vec!["127.0.0.1:9092".into()],
             topics: vec![DEFAULT_TOPIC.into()],
             group_id: "spanway-ingester".into(),
             start_offset: "earliest".into(),
@@ -269,12 +272,7 @@ impl Default for OpsConfig {
 impl IngesterConfig {
     /// Checks rules serde cannot express; names the key at fault.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        if self.kafka.brokers.is_empty() || self.kafka.brokers.iter().any(|b| b.trim().is_empty()) {
-            return Err(ConfigError::invalid(
-                "kafka.brokers",
-                "at least one non-empty host:port is required",
-            ));
-        }
+        self.kafka.client.validate()?;
         if self.kafka.topics.is_empty() || self.kafka.topics.iter().any(String::is_empty) {
             return Err(ConfigError::invalid(
                 "kafka.topics",

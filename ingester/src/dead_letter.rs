@@ -6,10 +6,10 @@
 use std::time::Duration;
 
 use rand::Rng;
-use rdkafka::ClientConfig;
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
+use spanway_kafka::{FaultReporter, KafkaClient, ReportingContext};
 use tokio_util::sync::CancellationToken;
 
 /// Header names on dead letters.
@@ -78,7 +78,7 @@ pub struct Cancelled;
 /// Publishes dead letters.
 #[derive(Clone)]
 pub struct DeadLetters {
-    producer: FutureProducer,
+    producer: FutureProducer<ReportingContext>,
     topic: String,
 }
 
@@ -91,19 +91,34 @@ impl std::fmt::Debug for DeadLetters {
 }
 
 impl DeadLetters {
-    /// An idempotent producer to `topic`.
-    pub fn new(brokers: &str, topic: &str) -> Result<Self, KafkaError> {
-        let producer = ClientConfig::new()
-            .set("bootstrap.servers", brokers)
-            .set("enable.idempotence", "true")
-            .set("acks", "all")
-            .set("compression.type", "zstd")
-            .set("message.timeout.ms", "30000")
-            .create()?;
+    /// An idempotent producer to `topic`, connected as the consumer is
+    /// (`client`), reporting connection faults to `faults`.
+    pub fn new(
+        client: &KafkaClient,
+        topic: &str,
+        faults: FaultReporter,
+    ) -> Result<Self, KafkaError> {
+        let producer = client
+            .client_config(|role| {
+                role.set("enable.idempotence", "true")
+                    .set("acks", "all")
+                    .set("compression.type", "zstd")
+                    .set("message.timeout.ms", "30000");
+            })
+            .create_with_context(ReportingContext(faults))?;
         Ok(DeadLetters {
             producer,
             topic: topic.to_owned(),
         })
+    }
+
+    /// Hands a rotated SASL password to the producer.
+    pub fn set_sasl_credentials(&self, username: &str, password: &str) -> Result<(), String> {
+        spanway_kafka::set_sasl_credentials(
+            rdkafka::producer::Producer::client(&self.producer),
+            username,
+            password,
+        )
     }
 
     /// Publishes every letter, retrying failures with backoff until each is

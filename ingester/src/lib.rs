@@ -24,6 +24,8 @@ use spanway_service_kit::ops::{self, Readiness};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use spanway_kafka::{FaultReporter, KafkaClient};
+
 use crate::config::IngesterConfig;
 use crate::dead_letter::DeadLetters;
 use crate::document::{IndexNames, TagsAsFields};
@@ -39,6 +41,9 @@ pub enum StartError {
     /// The Kafka consumer could not be created or subscribed.
     #[error(transparent)]
     Kafka(#[from] SourceError),
+    /// A Kafka setting is invalid or a file it names cannot be read.
+    #[error(transparent)]
+    KafkaConfig(#[from] spanway_service_kit::config::ConfigError),
     /// The dead-letter producer could not be created.
     #[error("dead-letter producer: {0}")]
     DeadLetter(#[from] rdkafka::error::KafkaError),
@@ -76,6 +81,10 @@ impl Ingester {
         let metrics = IngesterMetrics::default();
         let mut registry = Registry::default();
         metrics.register(&mut registry);
+        let kafka = KafkaClient::new(&config.kafka.client)?;
+        kafka.log_settings("consumer");
+        let faults = FaultReporter::new("consumer", &config.kafka.client);
+        faults.register(registry.sub_registry_with_prefix("ingester"));
         let writer = BulkWriter::new(&config.elasticsearch.url, &config.bulk, metrics.clone())?;
         let es = &config.elasticsearch;
         let names = if es.use_aliases {
@@ -126,14 +135,37 @@ impl Ingester {
             addr: config.ops.listen,
             source,
         })?;
-        let dead_letters =
-            DeadLetters::new(&config.kafka.brokers.join(","), &config.dead_letter.topic)?;
+        let dead_letters = DeadLetters::new(&kafka, &config.dead_letter.topic, faults.clone())?;
         let source::Source {
             consumer,
             shared,
             batches,
-        } = source::create(&config, &metrics)?;
-        spawn_readiness_probe(writer.clone(), consumer.clone(), ready, shutdown.clone());
+        } = source::create(&config, &kafka, faults.clone(), &metrics)?;
+        {
+            let consumer = consumer.clone();
+            kafka.spawn_password_refresh(
+                move |username, password| {
+                    spanway_kafka::set_sasl_credentials(
+                        rdkafka::consumer::Consumer::client(&*consumer),
+                        username,
+                        password,
+                    )
+                },
+                shutdown.clone(),
+            );
+            let producer = dead_letters.clone();
+            kafka.spawn_password_refresh(
+                move |username, password| producer.set_sasl_credentials(username, password),
+                shutdown.clone(),
+            );
+        }
+        spawn_readiness_probe(
+            writer.clone(),
+            consumer.clone(),
+            faults,
+            ready,
+            shutdown.clone(),
+        );
         tracing::info!(%ops_addr, topics = ?config.kafka.topics, group = %config.kafka.group_id, "ingester started");
 
         // `abort` fires when the drain timeout has passed on shutdown;
@@ -202,10 +234,12 @@ impl Ingester {
     }
 }
 
-/// Ready means the search engine and the Kafka brokers both answer.
+/// Ready means the search engine and the Kafka brokers both answer, and
+/// Kafka reported no fault (credentials, ACL, certificate) lately.
 fn spawn_readiness_probe(
     writer: BulkWriter,
     consumer: Arc<source::SourceConsumer>,
+    faults: FaultReporter,
     ready: Readiness,
     shutdown: CancellationToken,
 ) {
@@ -213,11 +247,13 @@ fn spawn_readiness_probe(
     ops::spawn_readiness_probe(ready, Duration::from_secs(5), shutdown, move || {
         let writer = writer.clone();
         let consumer = consumer.clone();
+        let faults = faults.clone();
         async move {
             let kafka = tokio::task::spawn_blocking(move || {
-                consumer
-                    .fetch_metadata(None, Duration::from_secs(2))
-                    .is_ok()
+                faults.current().is_none()
+                    && consumer
+                        .fetch_metadata(None, Duration::from_secs(2))
+                        .is_ok()
             });
             writer.ping().await && kafka.await.unwrap_or(false)
         }

@@ -14,9 +14,11 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use prometheus_client::encoding::EncodeLabelSet;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::error::KafkaError;
 use rdkafka::message::{Headers, Message};
 use rdkafka::statistics::Statistics;
-use rdkafka::{ClientConfig, ClientContext, Offset, TopicPartitionList};
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use spanway_kafka::{FaultReporter, KafkaClient};
 use spanway_schemas::headers;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -288,10 +290,11 @@ fn offsets_list(offsets: &[(TopicPartition, i64)]) -> TopicPartitionList {
     list
 }
 
-/// librdkafka callbacks: rebalances and statistics.
+/// librdkafka callbacks: rebalances, statistics and connection faults.
 #[derive(Debug)]
 pub struct SourceContext {
     shared: Arc<Shared>,
+    faults: FaultReporter,
     lag_records: prometheus_client::metrics::family::Family<
         PartitionLabels,
         prometheus_client::metrics::gauge::Gauge,
@@ -299,6 +302,12 @@ pub struct SourceContext {
 }
 
 impl ClientContext for SourceContext {
+    fn error(&self, error: KafkaError, reason: &str) {
+        if self.faults.report(&error, reason).is_none() {
+            tracing::warn!(%error, reason, "kafka client error");
+        }
+    }
+
     fn stats(&self, statistics: Statistics) {
         for (topic, stats) in &statistics.topics {
             for (partition, p) in &stats.partitions {
@@ -382,7 +391,12 @@ pub struct Source {
 }
 
 /// Creates the consumer and subscribes it.
-pub fn create(config: &IngesterConfig, metrics: &IngesterMetrics) -> Result<Source, SourceError> {
+pub fn create(
+    config: &IngesterConfig,
+    client: &KafkaClient,
+    faults: FaultReporter,
+    metrics: &IngesterMetrics,
+) -> Result<Source, SourceError> {
     // One batch waits in the channel; the writer's semaphore bounds the rest.
     let (tx, rx) = mpsc::channel(1);
     let shared = Arc::new(Shared {
@@ -404,26 +418,28 @@ pub fn create(config: &IngesterConfig, metrics: &IngesterMetrics) -> Result<Sour
     });
     let context = SourceContext {
         shared: shared.clone(),
+        faults,
         lag_records: metrics.lag_records.clone(),
     };
-    let consumer: SourceConsumer = ClientConfig::new()
-        .set("bootstrap.servers", config.kafka.brokers.join(","))
-        .set("group.id", &config.kafka.group_id)
-        .set("auto.offset.reset", &config.kafka.start_offset)
-        // Offsets are stored by us once durable; librdkafka commits what is
-        // stored every second, on revoke and on close.
-        .set("enable.auto.commit", "true")
-        .set("enable.auto.offset.store", "false")
-        .set("auto.commit.interval.ms", "1000")
-        .set(
-            "session.timeout.ms",
-            config.kafka.session_timeout.as_millis().to_string(),
-        )
-        .set(
-            "queued.max.messages.kbytes",
-            config.kafka.fetch_queue_kbytes.to_string(),
-        )
-        .set("statistics.interval.ms", "5000")
+    let consumer: SourceConsumer = client
+        .client_config(|role| {
+            role.set("group.id", &config.kafka.group_id)
+                .set("auto.offset.reset", &config.kafka.start_offset)
+                // Offsets are stored by us once durable; librdkafka commits
+                // what is stored every second, on revoke and on close.
+                .set("enable.auto.commit", "true")
+                .set("enable.auto.offset.store", "false")
+                .set("auto.commit.interval.ms", "1000")
+                .set(
+                    "session.timeout.ms",
+                    config.kafka.session_timeout.as_millis().to_string(),
+                )
+                .set(
+                    "queued.max.messages.kbytes",
+                    config.kafka.fetch_queue_kbytes.to_string(),
+                )
+                .set("statistics.interval.ms", "5000");
+        })
         .create_with_context(context)?;
     let topics: Vec<&str> = config.kafka.topics.iter().map(String::as_str).collect();
     consumer.subscribe(&topics)?;
@@ -448,7 +464,13 @@ pub fn poll_loop(
         manage_pause(&consumer, &shared);
         match consumer.poll(Duration::from_millis(50)) {
             None => {}
-            Some(Err(error)) => tracing::warn!(%error, "kafka consumer error"),
+            Some(Err(error)) => {
+                // A missing ACL arrives here, once per poll while it lasts.
+                let reason = error.to_string();
+                if consumer.context().faults.report(&error, &reason).is_none() {
+                    tracing::warn!(%error, "kafka consumer error");
+                }
+            }
             Some(Ok(message)) => {
                 shared.metrics.records_consumed.inc();
                 if let Some(ms) = message.timestamp().to_millis() {

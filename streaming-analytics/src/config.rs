@@ -6,9 +6,11 @@ use std::time::Duration;
 
 use serde::Deserialize;
 use spanway_ingester::config::TemplateApi;
+use spanway_kafka::KafkaClientConfig;
 use spanway_schemas::{DEFAULT_TOPIC, Encoding};
 use spanway_service_kit::config::ConfigError;
 use spanway_service_kit::logging::LogConfig;
+use spanway_service_kit::section::Section;
 
 use crate::model::Rules;
 use crate::partition::Timing;
@@ -18,8 +20,9 @@ use crate::span::PeerSource;
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AnalyticsConfig {
-    /// The Kafka consumer group.
-    pub kafka: ConsumerConfig,
+    /// The Kafka consumer group: the shared client settings (`brokers`,
+    /// `tls`, `sasl`, `properties`) and the group's own.
+    pub kafka: KafkaSection,
     /// Where the aggregates are written.
     pub elasticsearch: OutputConfig,
     /// Windows, lateness and pairing.
@@ -34,12 +37,13 @@ pub struct AnalyticsConfig {
     pub log: LogConfig,
 }
 
+/// The `[kafka]` section.
+pub type KafkaSection = Section<KafkaClientConfig, ConsumerConfig>;
+
 /// The Kafka consumer group (its own, beside the ingester's).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ConsumerConfig {
-    /// Bootstrap brokers, `host:port`.
-    pub brokers: Vec<String>,
     /// Topics to read.
     pub topics: Vec<String>,
     /// Consumer group id; instances sharing it share the partitions.
@@ -153,7 +157,6 @@ pub struct OpsConfig {
 impl Default for ConsumerConfig {
     fn default() -> Self {
         ConsumerConfig {
-            brokers: vec!["127.0.0.1:9092".into()],
             topics: vec![DEFAULT_TOPIC.into()],
             group_id: "spanway-analytics".into(),
             start_offset: "earliest".into(),
@@ -256,12 +259,7 @@ impl AnalyticsConfig {
     /// Checks rules serde cannot express; names the key at fault.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let k = &self.kafka;
-        if k.brokers.is_empty() || k.brokers.iter().any(|b| b.trim().is_empty()) {
-            return Err(ConfigError::invalid(
-                "kafka.brokers",
-                "at least one non-empty host:port is required",
-            ));
-        }
+        k.client.validate()?;
         if k.topics.is_empty() || k.topics.iter().any(String::is_empty) {
             return Err(ConfigError::invalid(
                 "kafka.topics",

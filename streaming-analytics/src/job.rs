@@ -11,12 +11,12 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::KafkaResult;
 use rdkafka::message::{BorrowedMessage, Headers, Message};
 use rdkafka::statistics::Statistics;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use spanway_kafka::{FaultReporter, KafkaClient};
 use spanway_schemas::record::{decode_record, record_encoding};
 use spanway_schemas::{Encoding, headers};
 use spanway_service_kit::ops::Readiness;
@@ -55,11 +55,18 @@ struct Shared {
 
 struct JobContext {
     shared: Arc<Mutex<Shared>>,
+    faults: FaultReporter,
     metrics: AnalyticsMetrics,
     drain_timeout: Duration,
 }
 
 impl ClientContext for JobContext {
+    fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
+        if self.faults.report(&error, reason).is_none() {
+            tracing::warn!(%error, reason, "kafka client error");
+        }
+    }
+
     fn stats(&self, statistics: Statistics) {
         for (topic, stats) in &statistics.topics {
             for (partition, p) in &stats.partitions {
@@ -232,6 +239,7 @@ pub struct Job {
     drain_timeout: Duration,
     max_pending_windows: usize,
     kafka_ready: Readiness,
+    kafka: KafkaClient,
 }
 
 impl std::fmt::Debug for Job {
@@ -249,6 +257,7 @@ impl Job {
         writes: UnboundedSender<WriteJob>,
         acks: Receiver<Ack>,
         kafka_ready: Readiness,
+        (kafka, faults): (KafkaClient, FaultReporter),
     ) -> KafkaResult<Job> {
         let shared = Arc::new(Mutex::new(Shared {
             slots: HashMap::new(),
@@ -258,20 +267,22 @@ impl Job {
         }));
         let context = JobContext {
             shared: shared.clone(),
+            faults,
             metrics: metrics.clone(),
             drain_timeout: config.kafka.drain_timeout,
         };
-        let consumer: BaseConsumer<JobContext> = ClientConfig::new()
-            .set("bootstrap.servers", config.kafka.brokers.join(","))
-            .set("group.id", &config.kafka.group_id)
-            .set("auto.offset.reset", &config.kafka.start_offset)
-            // Only positions whose windows are written are committed, by us.
-            .set("enable.auto.commit", "false")
-            .set(
-                "session.timeout.ms",
-                config.kafka.session_timeout.as_millis().to_string(),
-            )
-            .set("statistics.interval.ms", "5000")
+        let consumer: BaseConsumer<JobContext> = kafka
+            .client_config(|role| {
+                role.set("group.id", &config.kafka.group_id)
+                    .set("auto.offset.reset", &config.kafka.start_offset)
+                    // Only positions whose windows are written are committed, by us.
+                    .set("enable.auto.commit", "false")
+                    .set(
+                        "session.timeout.ms",
+                        config.kafka.session_timeout.as_millis().to_string(),
+                    )
+                    .set("statistics.interval.ms", "5000");
+            })
             .create_with_context(context)?;
         let topics: Vec<&str> = config.kafka.topics.iter().map(String::as_str).collect();
         consumer.subscribe(&topics)?;
@@ -293,6 +304,7 @@ impl Job {
             drain_timeout: config.kafka.drain_timeout,
             max_pending_windows: config.elasticsearch.max_pending_windows,
             kafka_ready,
+            kafka,
         })
     }
 
@@ -306,7 +318,19 @@ impl Job {
             if let Some(result) = self.consumer.poll(Duration::from_millis(100)) {
                 match result {
                     Ok(message) => self.handle(&message),
-                    Err(error) => tracing::warn!(%error, "consumer error"),
+                    Err(error) => {
+                        // A missing ACL arrives here, once per poll while it lasts.
+                        let reason = error.to_string();
+                        if self
+                            .consumer
+                            .context()
+                            .faults
+                            .report(&error, &reason)
+                            .is_none()
+                        {
+                            tracing::warn!(%error, "consumer error");
+                        }
+                    }
                 }
             }
             let mut shared = lock(&self.shared);
@@ -327,10 +351,12 @@ impl Job {
             drop(shared);
             if last_probe.is_none_or(|t| t.elapsed() >= Duration::from_secs(5)) {
                 last_probe = Some(Instant::now());
-                let reachable = self
-                    .consumer
-                    .fetch_metadata(None, Duration::from_secs(2))
-                    .is_ok();
+                self.kafka.refresh_password(self.consumer.client());
+                let reachable = self.consumer.context().faults.current().is_none()
+                    && self
+                        .consumer
+                        .fetch_metadata(None, Duration::from_secs(2))
+                        .is_ok();
                 self.kafka_ready.set(reachable);
             }
         }

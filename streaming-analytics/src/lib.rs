@@ -46,6 +46,9 @@ pub enum StartError {
     /// The Kafka consumer could not be created.
     #[error("kafka consumer: {0}")]
     Kafka(#[from] rdkafka::error::KafkaError),
+    /// A Kafka setting is invalid or a file it names cannot be read.
+    #[error(transparent)]
+    KafkaConfig(#[from] spanway_service_kit::config::ConfigError),
     /// A listener could not bind, or the polling thread could not start.
     #[error("cannot start {what}: {source}")]
     Io {
@@ -75,6 +78,10 @@ impl Analytics {
         let metrics = AnalyticsMetrics::default();
         let mut registry = Registry::default();
         metrics.register(&mut registry);
+        let kafka = spanway_kafka::KafkaClient::new(&config.kafka.client)?;
+        kafka.log_settings("consumer");
+        let faults = spanway_kafka::FaultReporter::new("consumer", &config.kafka.client);
+        faults.register(registry.sub_registry_with_prefix("analytics"));
         let edge_series = config
             .edge_metrics
             .enabled
@@ -121,6 +128,7 @@ impl Analytics {
             write_tx,
             ack_rx,
             kafka_ready,
+            (kafka, faults),
         )?;
         let writer_cancel = CancellationToken::new();
         let writer = tokio::spawn(writer::run(writer, write_rx, ack_tx, writer_cancel.clone()));

@@ -27,7 +27,7 @@ const PARTITIONS: i32 = 3;
 
 fn analytics_config(names: &Names, url: &str) -> AnalyticsConfig {
     let mut config = AnalyticsConfig::default();
-    config.kafka.brokers = vec![kafka_bootstrap()];
+    config.kafka.client.brokers = vec![kafka_bootstrap()];
     config.kafka.topics = vec![names.topic.clone()];
     config.kafka.group_id = names.group.clone();
     config.kafka.session_timeout = Duration::from_secs(6);
@@ -48,7 +48,7 @@ fn analytics_config(names: &Names, url: &str) -> AnalyticsConfig {
 
 fn ingester_config(names: &Names, url: &str) -> IngesterConfig {
     let mut config = IngesterConfig::default();
-    config.kafka.brokers = vec![kafka_bootstrap()];
+    config.kafka.client.brokers = vec![kafka_bootstrap()];
     config.kafka.topics = vec![names.topic.clone()];
     config.kafka.group_id = format!("{}-ingester", names.group);
     config.elasticsearch.url = url.to_owned();

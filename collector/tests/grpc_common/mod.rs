@@ -15,7 +15,7 @@ use spanway_schemas::proto::otlp;
 /// A configuration writing to `topic`, every listener on a free loopback port.
 pub fn config(topic: &str) -> CollectorConfig {
     let mut config = CollectorConfig::default();
-    config.kafka.brokers = vec![kafka_bootstrap()];
+    config.kafka.client.brokers = vec![kafka_bootstrap()];
     config.kafka.topic = topic.to_owned();
     config.on_ephemeral_loopback_ports();
     config.validate().unwrap();

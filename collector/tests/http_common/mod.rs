@@ -92,7 +92,7 @@ pub async fn start(prefix: &str) -> Started {
     let topic = unique_name(prefix);
     create_topic(&topic, 3).await;
     let mut config = CollectorConfig::default();
-    config.kafka.brokers = vec![kafka_bootstrap()];
+    config.kafka.client.brokers = vec![kafka_bootstrap()];
     config.kafka.topic = topic.clone();
     config.on_ephemeral_loopback_ports();
     config.zipkin.enabled = true;
@@ -117,7 +117,7 @@ pub async fn start(prefix: &str) -> Started {
 /// waits finds it spent.
 pub async fn start_without_kafka(max_request_bytes: usize) -> Started {
     let mut config = CollectorConfig::default();
-    config.kafka.brokers = vec!["127.0.0.1:1".to_owned()];
+    config.kafka.client.brokers = vec!["127.0.0.1:1".to_owned()];
     config.kafka.topic = unique_name("it-unreachable");
     config.kafka.delivery_timeout = Duration::from_millis(1500);
     config.kafka.max_bytes_in_flight = max_request_bytes;
@@ -135,7 +135,7 @@ pub async fn start_without_kafka(max_request_bytes: usize) -> Started {
     let collector = Collector::start(&config, shutdown.clone()).await.unwrap();
     Started {
         collector,
-        topic: config.kafka.topic,
+        topic: config.kafka.topic.clone(),
         shutdown,
     }
 }

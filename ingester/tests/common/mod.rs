@@ -38,7 +38,7 @@ impl Names {
 /// timeouts so that rebalances after a kill settle quickly.
 pub fn config(names: &Names, engine: &str) -> IngesterConfig {
     let mut config = IngesterConfig::default();
-    config.kafka.brokers = vec![kafka_bootstrap()];
+    config.kafka.client.brokers = vec![kafka_bootstrap()];
     config.kafka.topics = vec![names.topic.clone()];
     config.kafka.group_id = names.group.clone();
     config.kafka.session_timeout = Duration::from_secs(6);
