@@ -65,7 +65,7 @@ impl SpanProducer {
                 );
         });
         let producer: FutureProducer<ReportingContext> =
-            properties.create_with_context(ReportingContext(faults.clone()))?;
+            properties.create_with_context(ReportingContext::new(&client, faults.clone()))?;
         Ok(SpanProducer {
             producer,
             client,

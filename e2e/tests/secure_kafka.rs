@@ -168,8 +168,14 @@ async fn scram_collector_and_mtls_ingester_store_every_span_once() {
     )
     .await;
     assert_eq!(stored, corpus.spans.len() as u64, "every span stored once");
-    assert_eq!(wait_for_ready(collector.ops_addr, 200, Duration::from_secs(15)).await, 200);
-    assert_eq!(wait_for_ready(ingester.ops_addr, 200, Duration::from_secs(15)).await, 200);
+    assert_eq!(
+        wait_for_ready(collector.ops_addr, 200, Duration::from_secs(15)).await,
+        200
+    );
+    assert_eq!(
+        wait_for_ready(ingester.ops_addr, 200, Duration::from_secs(15)).await,
+        200
+    );
     shutdown.cancel();
     collector.wait().await;
     ingester.wait().await;
@@ -213,10 +219,15 @@ async fn wrong_password_is_named_not_ready_and_nothing_is_acknowledged() {
     )
     .await;
     assert!(
-        text.contains(r#"collector_kafka_faults_total{kind="authentication",setting="kafka.sasl.password"}"#),
+        text.contains(
+            r#"collector_kafka_faults_total{kind="authentication",setting="kafka.sasl.password"}"#
+        ),
         "the fault names kafka.sasl.password:\n{text}"
     );
-    assert_eq!(wait_for_ready(collector.ops_addr, 503, Duration::from_secs(15)).await, 503);
+    assert_eq!(
+        wait_for_ready(collector.ops_addr, 503, Duration::from_secs(15)).await,
+        503
+    );
     assert_eq!(records_on(&topic), 0, "nothing reached the topic");
     shutdown.cancel();
     collector.wait().await;
@@ -246,10 +257,15 @@ async fn missing_acl_is_named_for_producer_and_consumer() {
     )
     .await;
     assert!(
-        text.contains(r#"collector_kafka_faults_total{kind="authorization",setting="kafka.topic"}"#),
+        text.contains(
+            r#"collector_kafka_faults_total{kind="authorization",setting="kafka.topic"}"#
+        ),
         "the fault names kafka.topic:\n{text}"
     );
-    assert_eq!(wait_for_ready(collector.ops_addr, 503, Duration::from_secs(15)).await, 503);
+    assert_eq!(
+        wait_for_ready(collector.ops_addr, 503, Duration::from_secs(15)).await,
+        503
+    );
 
     // A consumer without ACLs: not ready, the fault named, nothing stored.
     let prefix = unique_name("secure");
@@ -271,7 +287,10 @@ async fn missing_acl_is_named_for_producer_and_consumer() {
         text.contains(r#"ingester_kafka_faults_total{kind="authorization""#),
         "the consumer's fault is an authorization fault:\n{text}"
     );
-    assert_eq!(wait_for_ready(ingester.ops_addr, 503, Duration::from_secs(15)).await, 503);
+    assert_eq!(
+        wait_for_ready(ingester.ops_addr, 503, Duration::from_secs(15)).await,
+        503
+    );
     assert_eq!(records_on(&topic), 0);
     shutdown.cancel();
     collector.wait().await;
@@ -305,7 +324,10 @@ async fn untrusted_client_certificate_is_named() {
         text.contains(r#"ingester_kafka_faults_total{kind="tls",setting="kafka.tls.cert_file"}"#),
         "the refused certificate names kafka.tls.cert_file:\n{text}"
     );
-    assert_eq!(wait_for_ready(ingester.ops_addr, 503, Duration::from_secs(15)).await, 503);
+    assert_eq!(
+        wait_for_ready(ingester.ops_addr, 503, Duration::from_secs(15)).await,
+        503
+    );
     shutdown.cancel();
     ingester.wait().await;
 }
@@ -331,7 +353,10 @@ async fn password_rotated_in_its_file_is_used_without_restart() {
         .await
         .expect("collector starts");
     let corpus = corpus::generate(12, 4, 2);
-    assert_eq!(post_traces(&collector, corpus.records[0].value.clone()).await, 200);
+    assert_eq!(
+        post_traces(&collector, corpus.records[0].value.clone()).await,
+        200
+    );
 
     // Rotate: the broker first, then the file, as a secret manager would.
     set_scram_password(&user, "second-password");
@@ -376,5 +401,123 @@ fn write_later(path: &Path, content: &str) {
 /// Longer than the broker's `connections.max.reauth.ms` plus the file check
 /// interval, so the next request runs on a re-authenticated connection.
 fn reauth_wait() -> Duration {
-    secure::REAUTH_INTERVAL + spanway_service_kit::secret::DEFAULT_REFRESH_INTERVAL + Duration::from_secs(2)
+    secure::REAUTH_INTERVAL
+        + spanway_service_kit::secret::DEFAULT_REFRESH_INTERVAL
+        + Duration::from_secs(2)
+}
+
+/// A token endpoint for the client credentials grant that answers the
+/// client `client_id` with secret `secret` with an unsecured JWT for
+/// `subject` (the test broker validates tokens with Kafka's unsecured
+/// validator; the flow up to the broker is the real one).
+async fn token_endpoint(client_id: &'static str, secret: &'static str, subject: String) -> String {
+    use axum::http::{HeaderMap, StatusCode};
+    use base64::Engine as _;
+    let encode = |s: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s);
+    let expected = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{client_id}:{secret}"))
+    );
+    let app = axum::Router::new().route(
+        "/token",
+        axum::routing::post(move |headers: HeaderMap, body: String| {
+            let expected = expected.clone();
+            let subject = subject.clone();
+            async move {
+                let authorized = headers
+                    .get("authorization")
+                    .is_some_and(|v| v.as_bytes() == expected.as_bytes());
+                if !authorized || !body.contains("grant_type=client_credentials") {
+                    return (
+                        StatusCode::UNAUTHORIZED,
+                        r#"{"error":"invalid_client"}"#.to_string(),
+                    );
+                }
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .expect("clock")
+                    .as_secs();
+                let claims = format!(r#"{{"sub":"{subject}","iat":{now},"exp":{}}}"#, now + 3600);
+                let jwt = format!("{}.{}.", encode(r#"{"alg":"none"}"#), encode(&claims));
+                (
+                    StatusCode::OK,
+                    format!(
+                        r#"{{"access_token":"{jwt}","token_type":"Bearer","expires_in":3600}}"#
+                    ),
+                )
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind token endpoint");
+    let addr = listener.local_addr().expect("address");
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    format!("http://{addr}/token")
+}
+
+fn oauthbearer(token_endpoint_url: String, secret: &str) -> KafkaClientConfig {
+    let mut client = KafkaClientConfig::default();
+    client.brokers = vec![kafka_sasl_bootstrap()];
+    client.tls.enabled = true;
+    client.tls.ca_file = Some(ca_path());
+    client.sasl.mechanism = Some(SaslMechanism::OauthBearer);
+    client.sasl.oidc = Some(spanway_kafka::oidc::OidcConfig {
+        token_endpoint_url,
+        client_id: "spanway-client".into(),
+        client_secret: Some(Secret::new(secret)),
+        ..Default::default()
+    });
+    client
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oauthbearer_tokens_from_an_oidc_provider() {
+    require_secure_kafka();
+    let url = token_endpoint("spanway-client", "oidc-secret", KAFKA_USER.into()).await;
+    let topic = unique_name("secure-oidc");
+    create_secure_topic(&topic, 1).await;
+    let shutdown = CancellationToken::new();
+
+    let collector = Collector::start(
+        &collector_config(oauthbearer(url.clone(), "oidc-secret"), &topic),
+        shutdown.clone(),
+    )
+    .await
+    .expect("collector starts");
+    let corpus = corpus::generate(13, 3, 2);
+    for record in &corpus.records {
+        assert_eq!(post_traces(&collector, record.value.clone()).await, 200);
+    }
+    assert_eq!(records_on(&topic), corpus.records.len() as i64);
+
+    // A secret the provider refuses: named, not ready, nothing acknowledged.
+    let refused = Collector::start(
+        &collector_config(oauthbearer(url, "wrong-secret"), &topic),
+        shutdown.clone(),
+    )
+    .await
+    .expect("collector starts");
+    let status = post_traces(&refused, corpus.records[0].value.clone()).await;
+    assert!(status == 503 || status == 429, "refused, got {status}");
+    let text = wait_for_metric(
+        refused.ops_addr,
+        r#"setting="kafka.sasl.oidc.client_secret""#,
+        Duration::from_secs(20),
+    )
+    .await;
+    assert!(
+        text.contains(r#"collector_kafka_faults_total{kind="authentication",setting="kafka.sasl.oidc.client_secret"}"#),
+        "the fault names kafka.sasl.oidc.client_secret:\n{text}"
+    );
+    assert_eq!(
+        wait_for_ready(refused.ops_addr, 503, Duration::from_secs(15)).await,
+        503
+    );
+    assert_eq!(records_on(&topic), corpus.records.len() as i64);
+    shutdown.cancel();
+    collector.wait().await;
+    refused.wait().await;
 }

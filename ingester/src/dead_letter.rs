@@ -105,7 +105,7 @@ impl DeadLetters {
                     .set("compression.type", "zstd")
                     .set("message.timeout.ms", "30000");
             })
-            .create_with_context(ReportingContext(faults))?;
+            .create_with_context(ReportingContext::new(client, faults))?;
         Ok(DeadLetters {
             producer,
             topic: topic.to_owned(),

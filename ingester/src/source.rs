@@ -295,6 +295,7 @@ fn offsets_list(offsets: &[(TopicPartition, i64)]) -> TopicPartitionList {
 pub struct SourceContext {
     shared: Arc<Shared>,
     faults: FaultReporter,
+    kafka: KafkaClient,
     lag_records: prometheus_client::metrics::family::Family<
         PartitionLabels,
         prometheus_client::metrics::gauge::Gauge,
@@ -302,6 +303,15 @@ pub struct SourceContext {
 }
 
 impl ClientContext for SourceContext {
+    const ENABLE_REFRESH_OAUTH_TOKEN: bool = true;
+
+    fn generate_oauth_token(
+        &self,
+        _config: Option<&str>,
+    ) -> Result<rdkafka::client::OAuthToken, Box<dyn std::error::Error>> {
+        self.kafka.oauth_token()
+    }
+
     fn error(&self, error: KafkaError, reason: &str) {
         if self.faults.report(&error, reason).is_none() {
             tracing::warn!(%error, reason, "kafka client error");
@@ -419,6 +429,7 @@ pub fn create(
     let context = SourceContext {
         shared: shared.clone(),
         faults,
+        kafka: client.clone(),
         lag_records: metrics.lag_records.clone(),
     };
     let consumer: SourceConsumer = client

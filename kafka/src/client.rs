@@ -8,12 +8,15 @@
 use std::path::Path;
 
 use rdkafka::ClientConfig;
-use rdkafka::client::{Client, ClientContext};
+use std::sync::Arc;
+
+use rdkafka::client::{Client, ClientContext, OAuthToken};
 use spanway_service_kit::config::ConfigError;
 use spanway_service_kit::secret::{self, SecretSource};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::KafkaClientConfig;
+use crate::oidc::TokenSource;
 
 /// A validated client configuration with its secrets resolved.
 #[derive(Debug, Clone)]
@@ -21,6 +24,7 @@ pub struct KafkaClient {
     config: KafkaClientConfig,
     password: Option<SecretSource>,
     key_password: Option<SecretSource>,
+    tokens: Option<Arc<TokenSource>>,
 }
 
 impl KafkaClient {
@@ -49,11 +53,25 @@ impl KafkaClient {
                 readable(key, path)?;
             }
         }
+        let tokens = match &config.sasl.oidc {
+            Some(oidc) => Some(Arc::new(TokenSource::new(oidc)?)),
+            None => None,
+        };
         Ok(KafkaClient {
             config: config.clone(),
             password,
             key_password,
+            tokens,
         })
+    }
+
+    /// A fresh OAUTHBEARER token, for a context's `generate_oauth_token`.
+    /// Blocks on the provider; librdkafka calls it from polling threads.
+    pub fn oauth_token(&self) -> Result<OAuthToken, Box<dyn std::error::Error>> {
+        match &self.tokens {
+            Some(tokens) => Ok(tokens.fetch()?),
+            None => Err("kafka.sasl.oidc: OAUTHBEARER needs an OpenID Connect provider".into()),
+        }
     }
 
     /// The settings this client was made from.
@@ -251,6 +269,7 @@ mod tests {
             username: "spanway".into(),
             password: None,
             password_file: Some(password),
+            oidc: None,
         };
         config.properties.0.insert(
             "ssl.endpoint.identification.algorithm".into(),
@@ -287,6 +306,7 @@ mod tests {
                 username: "u".into(),
                 password: None,
                 password_file: Some("/nonexistent/password".into()),
+                oidc: None,
             },
             ..KafkaClientConfig::default()
         };

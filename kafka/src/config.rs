@@ -16,6 +16,8 @@ use spanway_service_kit::config::ConfigError;
 use spanway_service_kit::secret::Secret;
 use spanway_service_kit::section::ClientKeys;
 
+use crate::oidc::OidcConfig;
+
 /// Connection settings of a Kafka client.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -98,8 +100,7 @@ pub enum SaslMechanism {
     /// Salted challenge-response, SHA-512 (MSK, Confluent Platform, Strimzi).
     #[serde(rename = "SCRAM-SHA-512")]
     ScramSha512,
-    /// Bearer tokens; configured through `properties`
-    /// (`sasl.oauthbearer.config`, or librdkafka's unsecured JWT for tests).
+    /// Bearer tokens from an OpenID Connect provider (`kafka.sasl.oidc`).
     #[serde(rename = "OAUTHBEARER")]
     OauthBearer,
 }
@@ -134,6 +135,9 @@ pub struct KafkaSaslConfig {
     /// `password`); a rotated password is used from the next
     /// authentication on, without a restart.
     pub password_file: Option<PathBuf>,
+    /// With `OAUTHBEARER`: the OpenID Connect provider that issues tokens
+    /// by the client credentials grant.
+    pub oidc: Option<OidcConfig>,
 }
 
 /// Free-form librdkafka properties. `Debug` redacts the values of keys
@@ -297,10 +301,25 @@ impl KafkaClientConfig {
                     ),
                 ));
             }
-        } else if has_password || !sasl.username.is_empty() {
+        } else {
+            if has_password || !sasl.username.is_empty() {
+                return Err(ConfigError::invalid(
+                    "kafka.sasl.username",
+                    "OAUTHBEARER takes no username or password; its tokens come from kafka.sasl.oidc",
+                ));
+            }
+            let Some(oidc) = &sasl.oidc else {
+                return Err(ConfigError::invalid(
+                    "kafka.sasl.oidc",
+                    "OAUTHBEARER needs kafka.sasl.oidc (token_endpoint_url, client_id, client_secret)",
+                ));
+            };
+            oidc.validate()?;
+        }
+        if sasl.oidc.is_some() && mechanism != SaslMechanism::OauthBearer {
             return Err(ConfigError::invalid(
-                "kafka.sasl.username",
-                "OAUTHBEARER takes no username or password; configure the token with kafka.properties",
+                "kafka.sasl.oidc",
+                format!("is only used with OAUTHBEARER, not {}", mechanism.as_str()),
             ));
         }
         Ok(())
@@ -319,6 +338,7 @@ mod tests {
             username: "spanway".into(),
             password: Some(Secret::new("hunter2")),
             password_file: None,
+            oidc: None,
         };
         cfg
     }

@@ -109,6 +109,21 @@ pub fn diagnose(
         }
         _ => {}
     }
+    // Our own token fetcher's errors name their key (see `oidc::OidcError`);
+    // librdkafka passes them on as "Failed to acquire SASL OAUTHBEARER token".
+    for key in [
+        "kafka.sasl.oidc.client_secret",
+        "kafka.sasl.oidc.token_endpoint_url",
+        "kafka.sasl.oidc",
+    ] {
+        if reason.contains(key) {
+            return diagnosis(
+                FaultKind::Authentication,
+                key,
+                "no OAUTHBEARER token could be had from the OpenID Connect provider",
+            );
+        }
+    }
     if lower.contains("sasl authentication error")
         || lower.contains("invalid credentials")
         || lower.contains("authentication failed")
@@ -371,6 +386,19 @@ mod tests {
             .setting,
             "kafka.tls.enabled"
         );
+    }
+
+    #[test]
+    fn token_fetch_failures_name_the_oidc_key() {
+        let reason = "Failed to acquire SASL OAUTHBEARER token: kafka.sasl.oidc.client_secret: \
+                      the provider refused client spanway: 401 unauthorized";
+        let d = diagnose(
+            Some(RDKafkaErrorCode::Authentication),
+            reason,
+            &scram(false),
+        )
+        .unwrap();
+        assert_eq!(d.setting, "kafka.sasl.oidc.client_secret");
     }
 
     #[test]

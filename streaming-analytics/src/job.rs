@@ -56,11 +56,21 @@ struct Shared {
 struct JobContext {
     shared: Arc<Mutex<Shared>>,
     faults: FaultReporter,
+    kafka: KafkaClient,
     metrics: AnalyticsMetrics,
     drain_timeout: Duration,
 }
 
 impl ClientContext for JobContext {
+    const ENABLE_REFRESH_OAUTH_TOKEN: bool = true;
+
+    fn generate_oauth_token(
+        &self,
+        _config: Option<&str>,
+    ) -> Result<rdkafka::client::OAuthToken, Box<dyn std::error::Error>> {
+        self.kafka.oauth_token()
+    }
+
     fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
         if self.faults.report(&error, reason).is_none() {
             tracing::warn!(%error, reason, "kafka client error");
@@ -268,6 +278,7 @@ impl Job {
         let context = JobContext {
             shared: shared.clone(),
             faults,
+            kafka: kafka.clone(),
             metrics: metrics.clone(),
             drain_timeout: config.kafka.drain_timeout,
         };
