@@ -7,6 +7,7 @@ pub(crate) mod http_body;
 pub mod jaeger_grpc;
 pub mod jaeger_thrift;
 pub mod jaeger_thrift_model;
+pub mod listener;
 pub mod otlp_grpc;
 pub mod otlp_http;
 pub mod reload;
