@@ -223,27 +223,12 @@ impl Security {
         metrics: ListenerMetrics,
         shutdown: &CancellationToken,
     ) -> Result<Security, FileError> {
-        let mut tls = HashMap::new();
-        let mut tls_reloaders = Vec::new();
-        for listener in Listener::ALL {
-            let settings = listener.settings(config);
-            let (true, Some(tls_config)) = (settings.enabled, settings.tls) else {
-                continue;
-            };
-            let alpn = match listener.protocol() {
-                Protocol::Grpc => tls::ALPN_GRPC,
-                Protocol::Http => tls::ALPN_HTTP,
-            };
-            let (server_tls, reloader) = tls::load(tls_config, listener.tls_keys(), alpn)?;
-            tls.insert(listener, server_tls);
-            tls_reloaders.push((reloader, tls_config.reload_interval));
-        }
-        let credentials = Credentials::load(&config.auth)?;
+        let files = read_files(config)?;
         let mut auth = HashMap::new();
         if let Some(Loaded {
             credentials,
             reloaders,
-        }) = credentials
+        }) = files.credentials
         {
             for listener in Listener::ALL {
                 if let Some(scope) = listener.settings(config).auth {
@@ -267,7 +252,7 @@ impl Security {
                 );
             }
         }
-        for (reloader, interval) in tls_reloaders {
+        for (reloader, interval) in files.tls_reloaders {
             reload::spawn(
                 reloader,
                 interval,
@@ -275,7 +260,17 @@ impl Security {
                 shutdown.clone(),
             );
         }
-        Ok(Security { tls, auth, metrics })
+        Ok(Security {
+            tls: files.tls,
+            auth,
+            metrics,
+        })
+    }
+
+    /// Reads the same files as [`Security::start`] and drops them: what
+    /// `check-config` runs, without a runtime.
+    pub fn check_files(config: &CollectorConfig) -> Result<(), FileError> {
+        read_files(config).map(drop)
     }
 
     /// What `listener` serves with, listening on `listen`.
@@ -294,6 +289,38 @@ impl Security {
                 .clone(),
         }
     }
+}
+
+/// What [`read_files`] read.
+#[derive(Debug)]
+struct Files {
+    tls: HashMap<Listener, Arc<ServerTls>>,
+    tls_reloaders: Vec<(tls::TlsReloader, Duration)>,
+    credentials: Option<Loaded>,
+}
+
+fn read_files(config: &CollectorConfig) -> Result<Files, FileError> {
+    let mut tls = HashMap::new();
+    let mut tls_reloaders = Vec::new();
+    for listener in Listener::ALL {
+        let settings = listener.settings(config);
+        let (true, Some(tls_config)) = (settings.enabled, settings.tls) else {
+            continue;
+        };
+        let alpn = match listener.protocol() {
+            Protocol::Grpc => tls::ALPN_GRPC,
+            Protocol::Http => tls::ALPN_HTTP,
+        };
+        let (server_tls, reloader) = tls::load(tls_config, listener.tls_keys(), alpn)?;
+        tls.insert(listener, server_tls);
+        tls_reloaders.push((reloader, tls_config.reload_interval));
+    }
+    let credentials = Credentials::load(&config.auth)?;
+    Ok(Files {
+        tls,
+        tls_reloaders,
+        credentials,
+    })
 }
 
 /// One listener, ready to bind: its address, TLS and authentication.
