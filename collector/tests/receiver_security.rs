@@ -522,6 +522,15 @@ async fn a_certificate_replaced_on_disk_is_served_without_a_restart() {
             .send()
     };
     assert_eq!(send(1).await.unwrap().status(), 200);
+    // HTTP listeners speak h2 too when the client offers it by ALPN: a gRPC
+    // client (h2 only) reaches the router, which has no gRPC route (404 is
+    // UNIMPLEMENTED to gRPC).
+    let status = grpc_client(addr, &ca)
+        .await
+        .export(export_request(3))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::Unimplemented, "{status:?}");
 
     let second = ca.leaf(dir.path(), "second", true);
     assert_ne!(first.der, second.der);

@@ -1,37 +1,27 @@
-//! Authentication of the span receivers: bearer tokens and HTTP Basic,
-//! checked by one tower layer in front of both the axum (HTTP) and the
-//! tonic (gRPC) servers.
+//! Authentication of the span receivers, bearer tokens and HTTP Basic:
+//! the `[auth]` section, what a request presents, the decision on it, and
+//! the credentials in force.
 //!
-//! The layer reads only the `Authorization` header, before any handler or
-//! extractor runs: a refused request's body is never read and never reaches
-//! the pipeline. A refusal is HTTP 401 with a `WWW-Authenticate` challenge
-//! for each configured scheme, or gRPC UNAUTHENTICATED, and is counted by
-//! receiver and reason.
-//!
-//! Tokens are compared in constant time, as SHA-256 digests, so that
-//! neither their content nor their length shows in response times. The
-//! token and htpasswd files are re-read when they change; a version that
-//! does not parse is refused and the previous one stays in force.
+//! The token and htpasswd files are re-read when they change; a version
+//! that does not parse is refused and the previous one stays in force, so a
+//! bad edit never locks every client out or lets a revoked one back in.
+//! The layer that applies the decision to requests is
+//! [`crate::receiver::auth_layer`].
 
 use std::path::PathBuf;
 use std::sync::{Arc, PoisonError, RwLock};
-use std::task::{Context, Poll};
 use std::time::Duration;
 
-use axum::http::{HeaderMap, HeaderValue, Request, Response, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, header};
 use base64::Engine as _;
-use futures::future::BoxFuture;
-use prometheus_client::encoding::EncodeLabelSet;
-use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::family::Family;
 use serde::Deserialize;
 use spanway_service_kit::config::ConfigError;
 use spanway_service_kit::secret::Secret;
-use subtle::ConstantTimeEq;
 use tokio::sync::Semaphore;
 
 use crate::receiver::htpasswd::Htpasswd;
 use crate::receiver::reload::{FileError, Look, Outcome, Reload, WatchedFiles};
+pub use crate::receiver::tokens::{Tokens, TokensError};
 
 /// The `[auth]` section: credentials the span receivers ask for.
 /// Authentication is on when at least one file is set.
@@ -105,82 +95,6 @@ impl AuthConfig {
         }
         Ok(())
     }
-}
-
-/// Why a tokens file cannot be used. Names the line, never a token.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum TokensError {
-    /// A line with whitespace inside: two tokens on a line, or a token
-    /// pasted with its `Bearer` prefix.
-    #[error("line {line}: a token cannot contain whitespace")]
-    Whitespace { line: usize },
-    /// Not a single token: nobody could ever be let in.
-    #[error("no token in the file")]
-    Empty,
-}
-
-/// The accepted bearer tokens, kept as SHA-256 digests.
-pub struct Tokens {
-    digests: Vec<[u8; 32]>,
-}
-
-impl std::fmt::Debug for Tokens {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Tokens")
-            .field("count", &self.digests.len())
-            .finish()
-    }
-}
-
-impl Tokens {
-    /// Parses a tokens file: one token per line, surrounding whitespace
-    /// dropped, blank lines and `#` comments skipped.
-    pub fn parse(text: &str) -> Result<Tokens, TokensError> {
-        let mut digests = Vec::new();
-        for (index, raw) in text.lines().enumerate() {
-            let token = raw.trim();
-            if token.is_empty() || token.starts_with('#') {
-                continue;
-            }
-            if token.chars().any(char::is_whitespace) {
-                return Err(TokensError::Whitespace { line: index + 1 });
-            }
-            digests.push(sha256(token.as_bytes()));
-        }
-        if digests.is_empty() {
-            return Err(TokensError::Empty);
-        }
-        Ok(Tokens { digests })
-    }
-
-    /// How many tokens are accepted.
-    pub fn len(&self) -> usize {
-        self.digests.len()
-    }
-
-    /// True when no token is accepted (never, once parsed).
-    pub fn is_empty(&self) -> bool {
-        self.digests.is_empty()
-    }
-
-    /// Whether `token` is one of them. Every digest is compared, each in
-    /// constant time, so the time taken depends only on how many there are.
-    pub fn accepts(&self, token: &str) -> bool {
-        let presented = sha256(token.as_bytes());
-        let matched = self
-            .digests
-            .iter()
-            .fold(subtle::Choice::from(0), |found, d| {
-                found | d.ct_eq(&presented)
-            });
-        bool::from(matched)
-    }
-}
-
-fn sha256(bytes: &[u8]) -> [u8; 32] {
-    let mut out = [0; 32];
-    out.copy_from_slice(ring::digest::digest(&ring::digest::SHA256, bytes).as_ref());
-    out
 }
 
 /// What a request presents in its `Authorization` header.
@@ -260,7 +174,8 @@ impl Refusal {
         }
     }
 
-    fn message(self) -> &'static str {
+    /// What the refusal answer says.
+    pub(crate) fn message(self) -> &'static str {
         match self {
             Refusal::Missing => "credentials required",
             Refusal::Malformed => "malformed Authorization header",
@@ -300,7 +215,8 @@ type Slot<T> = Arc<RwLock<Arc<T>>>;
 pub struct Credentials {
     tokens: Option<Slot<Tokens>>,
     users: Option<Slot<Htpasswd>>,
-    challenges: Vec<HeaderValue>,
+    /// The `WWW-Authenticate` values, one per configured scheme.
+    pub(crate) challenges: Vec<HeaderValue>,
     /// Bounds the bcrypt checks running at once to the number of cores, so
     /// a flood of wrong passwords cannot take the blocking pool that
     /// decoding needs.
@@ -371,7 +287,7 @@ impl Credentials {
 
     /// The decision on a request's credentials, off the async workers when
     /// it takes a bcrypt check.
-    async fn check(self: Arc<Self>, presented: Presented) -> Result<(), Refusal> {
+    pub(crate) async fn check(self: Arc<Self>, presented: Presented) -> Result<(), Refusal> {
         let (tokens, users) = self.snapshot();
         let quick = match (&presented, &users) {
             (Presented::Basic { user, password }, Some(users)) => {
@@ -466,193 +382,6 @@ impl Reload for FileReloader {
     }
 }
 
-/// Labels of the refusal counter.
-#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct UnauthenticatedLabels {
-    /// The listener: `otlp_http`, `otlp_grpc`, … A fixed set.
-    pub receiver: &'static str,
-    /// `missing`, `malformed` or `invalid`.
-    pub reason: &'static str,
-}
-
-/// Requests refused for want of valid credentials.
-pub type UnauthenticatedCounter = Family<UnauthenticatedLabels, Counter>;
-
-/// How a listener answers a refusal.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Protocol {
-    /// HTTP 401 with `WWW-Authenticate`.
-    Http,
-    /// gRPC status UNAUTHENTICATED.
-    Grpc,
-}
-
-/// Which requests of a listener must authenticate, by path prefix.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Scope {
-    /// Every request.
-    All,
-    /// Every request except those under the prefix.
-    Except(&'static str),
-    /// Only requests under the prefix.
-    Only(&'static str),
-}
-
-impl Scope {
-    fn covers(self, path: &str) -> bool {
-        match self {
-            Scope::All => true,
-            Scope::Except(prefix) => !path.starts_with(prefix),
-            Scope::Only(prefix) => path.starts_with(prefix),
-        }
-    }
-}
-
-#[derive(Debug)]
-struct Gate {
-    credentials: Arc<Credentials>,
-    receiver: &'static str,
-    protocol: Protocol,
-    scope: Scope,
-    refused: UnauthenticatedCounter,
-}
-
-/// The tower layer that checks credentials; open (passing everything)
-/// when authentication is off for the listener.
-#[derive(Debug, Clone, Default)]
-pub struct AuthLayer {
-    gate: Option<Arc<Gate>>,
-}
-
-impl AuthLayer {
-    /// A layer that lets every request through.
-    pub fn open() -> AuthLayer {
-        AuthLayer { gate: None }
-    }
-
-    /// A layer that asks the requests in `scope` for `credentials`.
-    pub fn new(
-        credentials: Arc<Credentials>,
-        receiver: &'static str,
-        protocol: Protocol,
-        scope: Scope,
-        refused: UnauthenticatedCounter,
-    ) -> AuthLayer {
-        AuthLayer {
-            gate: Some(Arc::new(Gate {
-                credentials,
-                receiver,
-                protocol,
-                scope,
-                refused,
-            })),
-        }
-    }
-}
-
-impl<S> tower::Layer<S> for AuthLayer {
-    type Service = Auth<S>;
-
-    fn layer(&self, inner: S) -> Auth<S> {
-        Auth {
-            inner,
-            gate: self.gate.clone(),
-        }
-    }
-}
-
-/// The service [`AuthLayer`] makes.
-#[derive(Debug, Clone)]
-pub struct Auth<S> {
-    inner: S,
-    gate: Option<Arc<Gate>>,
-}
-
-/// A response body a refusal can be written in: text for HTTP, nothing
-/// for gRPC, whose status travels in headers.
-pub trait RefusalBody: Default {
-    /// A body saying `message`.
-    fn text(message: &'static str) -> Self;
-}
-
-impl RefusalBody for axum::body::Body {
-    fn text(message: &'static str) -> Self {
-        axum::body::Body::from(message)
-    }
-}
-
-impl RefusalBody for tonic::body::Body {
-    fn text(_message: &'static str) -> Self {
-        tonic::body::Body::default()
-    }
-}
-
-impl Gate {
-    fn refuse<B: RefusalBody>(&self, refusal: Refusal) -> Response<B> {
-        self.refused
-            .get_or_create(&UnauthenticatedLabels {
-                receiver: self.receiver,
-                reason: refusal.reason(),
-            })
-            .inc();
-        tracing::debug!(
-            receiver = self.receiver,
-            reason = refusal.reason(),
-            "request refused: not authenticated"
-        );
-        match self.protocol {
-            Protocol::Grpc => tonic::Status::unauthenticated(refusal.message()).into_http(),
-            Protocol::Http => {
-                let mut response = Response::new(B::text(refusal.message()));
-                *response.status_mut() = StatusCode::UNAUTHORIZED;
-                let headers = response.headers_mut();
-                headers.insert(
-                    header::CONTENT_TYPE,
-                    HeaderValue::from_static("text/plain; charset=utf-8"),
-                );
-                for challenge in &self.credentials.challenges {
-                    headers.append(header::WWW_AUTHENTICATE, challenge.clone());
-                }
-                response
-            }
-        }
-    }
-}
-
-impl<S, B, RB> tower::Service<Request<B>> for Auth<S>
-where
-    S: tower::Service<Request<B>, Response = Response<RB>> + Clone + Send + 'static,
-    S::Future: Send + 'static,
-    B: Send + 'static,
-    RB: RefusalBody + Send + 'static,
-{
-    type Response = Response<RB>;
-    type Error = S::Error;
-    type Future = BoxFuture<'static, Result<Response<RB>, S::Error>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, request: Request<B>) -> Self::Future {
-        let gate = match &self.gate {
-            Some(gate) if gate.scope.covers(request.uri().path()) => gate.clone(),
-            _ => return Box::pin(self.inner.call(request)),
-        };
-        let presented = Presented::from_headers(request.headers());
-        // The service that was made ready goes with the request; a clone
-        // stays for the next one.
-        let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
-        Box::pin(async move {
-            match gate.credentials.clone().check(presented).await {
-                Ok(()) => inner.call(request).await,
-                Err(refusal) => Ok(gate.refuse(refusal)),
-            }
-        })
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -670,24 +399,6 @@ mod tests {
             "Basic {}",
             base64::engine::general_purpose::STANDARD.encode(user_password)
         )
-    }
-
-    #[test]
-    fn tokens_file_skips_comments_and_blanks() {
-        let tokens =
-            Tokens::parse("# ingest tokens\n\n  tok-one  \n#tok-old\ntok-two\r\n").unwrap();
-        assert_eq!(tokens.len(), 2);
-        assert!(tokens.accepts("tok-one"));
-        assert!(tokens.accepts("tok-two"));
-        assert!(!tokens.accepts("tok-old"));
-        assert!(!tokens.accepts("tok-on"));
-        assert!(!tokens.accepts(""));
-        assert_eq!(
-            Tokens::parse("a\nBearer b\n").unwrap_err(),
-            TokensError::Whitespace { line: 2 }
-        );
-        assert_eq!(Tokens::parse("# none\n\n").unwrap_err(), TokensError::Empty);
-        assert!(!format!("{tokens:?}").contains("tok"));
     }
 
     #[test]

@@ -31,9 +31,8 @@ use tower::Layer as _;
 
 use crate::config::CollectorConfig;
 use crate::metrics::ReceiverLabel;
-use crate::receiver::auth::{
-    AuthLayer, Credentials, Loaded, Protocol, Scope, UnauthenticatedCounter,
-};
+use crate::receiver::auth::{Credentials, Loaded};
+use crate::receiver::auth_layer::{AuthLayer, Protocol, Scope, UnauthenticatedCounter};
 use crate::receiver::reload::{self, FileError, ReloadMetrics};
 use crate::receiver::tls::{self, ServerTls, TlsConfig, TlsKeys, tls_keys};
 

@@ -2,6 +2,7 @@
 //! request to the shared [`crate::pipeline::Pipeline`].
 
 pub mod auth;
+pub mod auth_layer;
 pub mod htpasswd;
 pub(crate) mod http_body;
 pub mod jaeger_grpc;
@@ -13,5 +14,6 @@ pub mod otlp_http;
 pub mod reload;
 pub mod thrift_binary;
 pub mod tls;
+pub mod tokens;
 pub mod zipkin;
 pub mod zipkin_v2;
