@@ -51,7 +51,8 @@ pub enum Scope {
 }
 
 impl Scope {
-    fn covers(self, path: &str) -> bool {
+    /// Whether a request to `path` must authenticate.
+    pub fn covers(self, path: &str) -> bool {
         match self {
             Scope::All => true,
             Scope::Except(prefix) => !path.starts_with(prefix),

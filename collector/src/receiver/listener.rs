@@ -566,3 +566,30 @@ impl AsyncWrite for Connection {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sampling_on_the_jaeger_grpc_port_follows_sampling_require_auth() {
+        let mut config = CollectorConfig::default();
+        let scope = |c: &CollectorConfig| Listener::JaegerGrpc.settings(c).auth;
+        assert_eq!(scope(&config), Some(Scope::Except(SAMPLING_GRPC_PREFIX)));
+        config.sampling.require_auth = true;
+        assert_eq!(scope(&config), Some(Scope::All));
+        config.jaeger_grpc.require_auth = false;
+        assert_eq!(scope(&config), Some(Scope::Only(SAMPLING_GRPC_PREFIX)));
+        config.sampling.require_auth = false;
+        assert_eq!(scope(&config), None);
+        assert_eq!(Listener::SamplingHttp.settings(&config).auth, None);
+        assert_eq!(Listener::Zipkin.settings(&config).auth, Some(Scope::All));
+
+        let post_spans = "/jaeger.api_v2.CollectorService/PostSpans";
+        let strategy = "/jaeger.api_v2.SamplingManager/GetSamplingStrategy";
+        let except = Scope::Except(SAMPLING_GRPC_PREFIX);
+        assert!(except.covers(post_spans) && !except.covers(strategy));
+        let only = Scope::Only(SAMPLING_GRPC_PREFIX);
+        assert!(!only.covers(post_spans) && only.covers(strategy));
+    }
+}
