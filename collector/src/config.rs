@@ -11,6 +11,11 @@ use spanway_service_kit::config::ConfigError;
 use spanway_service_kit::logging::LogConfig;
 use spanway_service_kit::section::Section;
 
+pub use crate::receiver::auth::AuthConfig;
+pub use crate::receiver::tls::TlsConfig;
+
+use crate::receiver::listener::Listener;
+
 /// Everything the collector reads at start.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -27,6 +32,8 @@ pub struct CollectorConfig {
     pub jaeger_grpc: JaegerGrpcConfig,
     /// Jaeger remote sampling: strategies served to SDKs.
     pub sampling: SamplingConfig,
+    /// Credentials the receivers ask for; off unless a file is set.
+    pub auth: AuthConfig,
     /// Where and how spans are published: the shared Kafka client settings
     /// (`brokers`, `tls`, `sasl`, `properties`) and the producer's own.
     pub kafka: KafkaSection,
@@ -46,6 +53,10 @@ pub struct OtlpHttpConfig {
     pub listen: SocketAddr,
     /// Largest request body accepted, in bytes, after gzip decompression.
     pub max_request_bytes: usize,
+    /// TLS for this listener; without the table it speaks plain text.
+    pub tls: Option<TlsConfig>,
+    /// Whether requests must carry credentials when `[auth]` has any.
+    pub require_auth: bool,
 }
 
 /// Zipkin's HTTP API (`POST /api/v2/spans`, JSON v2). Off by default: a
@@ -59,6 +70,10 @@ pub struct ZipkinConfig {
     pub listen: SocketAddr,
     /// Largest request body accepted, in bytes, after gzip decompression.
     pub max_request_bytes: usize,
+    /// TLS for this listener; without the table it speaks plain text.
+    pub tls: Option<TlsConfig>,
+    /// Whether requests must carry credentials when `[auth]` has any.
+    pub require_auth: bool,
 }
 
 /// Jaeger's collector HTTP API (`POST /api/traces`, a Thrift binary
@@ -73,6 +88,10 @@ pub struct JaegerThriftHttpConfig {
     pub listen: SocketAddr,
     /// Largest request body accepted, in bytes, after gzip decompression.
     pub max_request_bytes: usize,
+    /// TLS for this listener; without the table it speaks plain text.
+    pub tls: Option<TlsConfig>,
+    /// Whether requests must carry credentials when `[auth]` has any.
+    pub require_auth: bool,
 }
 
 /// OTLP over gRPC (`opentelemetry.proto.collector.trace.v1.TraceService/Export`).
@@ -86,6 +105,10 @@ pub struct OtlpGrpcConfig {
     /// Largest request message accepted, in bytes, after gzip decompression.
     /// 4 MiB is the gRPC default that exporters are tuned for.
     pub max_message_bytes: usize,
+    /// TLS for this listener; without the table it speaks plain text.
+    pub tls: Option<TlsConfig>,
+    /// Whether requests must carry credentials when `[auth]` has any.
+    pub require_auth: bool,
 }
 
 /// Jaeger over gRPC (`jaeger.api_v2.CollectorService/PostSpans`). The same
@@ -99,6 +122,12 @@ pub struct JaegerGrpcConfig {
     pub listen: SocketAddr,
     /// Largest request message accepted, in bytes, after gzip decompression.
     pub max_message_bytes: usize,
+    /// TLS for this listener (`CollectorService` and `SamplingManager`);
+    /// without the table it speaks plain text.
+    pub tls: Option<TlsConfig>,
+    /// Whether `PostSpans` requests must carry credentials when `[auth]`
+    /// has any; `SamplingManager` follows `sampling.require_auth`.
+    pub require_auth: bool,
 }
 
 /// Jaeger remote sampling. SDKs poll `GET /sampling?service=NAME` on
@@ -119,6 +148,13 @@ pub struct SamplingConfig {
     pub reload_interval: Duration,
     /// Address of the HTTP endpoint; 5778 is the port Jaeger SDKs poll.
     pub http_listen: SocketAddr,
+    /// TLS for the HTTP endpoint; the gRPC one uses `jaeger_grpc.tls`.
+    pub tls: Option<TlsConfig>,
+    /// Whether strategy requests, HTTP and gRPC, must carry credentials
+    /// when `[auth]` has any. Off by default: Jaeger and OpenTelemetry
+    /// SDKs poll without credentials unless specially set up, and a
+    /// strategy reveals only sampling rates.
+    pub require_auth: bool,
 }
 
 /// The `[kafka]` section: connection settings shared with the other
@@ -170,6 +206,8 @@ impl Default for OtlpHttpConfig {
             enabled: true,
             listen: SocketAddr::from(([0, 0, 0, 0], 4318)),
             max_request_bytes: 16 * 1024 * 1024,
+            tls: None,
+            require_auth: true,
         }
     }
 }
@@ -183,6 +221,8 @@ impl Default for OtlpGrpcConfig {
             enabled: true,
             listen: SocketAddr::from(([0, 0, 0, 0], 4317)),
             max_message_bytes: GRPC_MAX_MESSAGE_BYTES,
+            tls: None,
+            require_auth: true,
         }
     }
 }
@@ -193,6 +233,8 @@ impl Default for JaegerGrpcConfig {
             enabled: true,
             listen: SocketAddr::from(([0, 0, 0, 0], 14250)),
             max_message_bytes: GRPC_MAX_MESSAGE_BYTES,
+            tls: None,
+            require_auth: true,
         }
     }
 }
@@ -204,6 +246,8 @@ impl Default for SamplingConfig {
             strategies_file: None,
             reload_interval: Duration::from_secs(30),
             http_listen: SocketAddr::from(([0, 0, 0, 0], 5778)),
+            tls: None,
+            require_auth: false,
         }
     }
 }
@@ -214,6 +258,8 @@ impl Default for ZipkinConfig {
             enabled: true,
             listen: SocketAddr::from(([0, 0, 0, 0], 9411)),
             max_request_bytes: 16 * 1024 * 1024,
+            tls: None,
+            require_auth: true,
         }
     }
 }
@@ -224,6 +270,8 @@ impl Default for JaegerThriftHttpConfig {
             enabled: true,
             listen: SocketAddr::from(([0, 0, 0, 0], 14268)),
             max_request_bytes: 16 * 1024 * 1024,
+            tls: None,
+            require_auth: true,
         }
     }
 }
@@ -353,7 +401,26 @@ impl CollectorConfig {
                 "no receiver is enabled (otlp_http, otlp_grpc, jaeger_grpc, zipkin, jaeger_thrift_http)",
             ));
         }
-        self.validate_grpc_and_sampling()
+        self.validate_grpc_and_sampling()?;
+        self.validate_receiver_security()
+    }
+
+    /// The rules of the listeners' `tls` tables and of `[auth]`.
+    fn validate_receiver_security(&self) -> Result<(), ConfigError> {
+        for listener in Listener::ALL {
+            let settings = listener.settings(self);
+            if let (true, Some(tls)) = (settings.enabled, settings.tls) {
+                tls.validate(&listener.tls_keys())?;
+            }
+        }
+        self.auth.validate()?;
+        if self.sampling.enabled && self.sampling.require_auth && !self.auth.is_enabled() {
+            return Err(ConfigError::invalid(
+                "sampling.require_auth",
+                "needs credentials: set auth.bearer_tokens_file or auth.htpasswd_file",
+            ));
+        }
+        Ok(())
     }
 
     /// The rules of the gRPC receivers and of sampling.
@@ -484,6 +551,51 @@ mod tests {
                 .to_string()
                 .contains("kafka.brokers")
         );
+    }
+}
+
+#[cfg(test)]
+mod security_tests {
+    use super::*;
+
+    fn load(toml: &str) -> CollectorConfig {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, toml).unwrap();
+        spanway_service_kit::config::load_with_env(Some(&path), []).unwrap()
+    }
+
+    #[test]
+    fn tls_tables_are_checked_by_listener_and_name_their_key() {
+        let cfg = load("[otlp_grpc.tls]\ncert_file = \"c.pem\"\n");
+        let err = cfg.validate().unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "configuration key otlp_grpc.tls.key_file: required when otlp_grpc.tls.cert_file is set"
+        );
+        let cfg = load("[sampling.tls]\nkey_file = \"k.pem\"\n");
+        let err = cfg.validate().unwrap_err().to_string();
+        assert!(err.contains("sampling.tls.cert_file"), "{err}");
+        // A disabled listener's table is not looked at.
+        let cfg = load("[zipkin]\nenabled = false\n[zipkin.tls]\n");
+        cfg.validate().unwrap();
+        let cfg = load(
+            "[jaeger_thrift_http.tls]\ncert_file = \"c\"\nkey_file = \"k\"\nclient_ca_file = \"ca\"\nreload_interval = \"1m\"\n",
+        );
+        cfg.validate().unwrap();
+        let tls = cfg.jaeger_thrift_http.tls.unwrap();
+        assert_eq!(tls.reload_interval, Duration::from_secs(60));
+    }
+
+    #[test]
+    fn sampling_auth_needs_credentials() {
+        let mut cfg = CollectorConfig::default();
+        cfg.sampling.require_auth = true;
+        let err = cfg.validate().unwrap_err().to_string();
+        assert!(err.contains("sampling.require_auth"), "{err}");
+        cfg.auth.bearer_tokens_file = Some("tokens".into());
+        cfg.validate().unwrap();
+        assert!(cfg.auth.is_enabled());
     }
 }
 

@@ -27,6 +27,8 @@ use crate::config::CollectorConfig;
 use crate::metrics::CollectorMetrics;
 use crate::pipeline::Pipeline;
 use crate::producer::SpanProducer;
+use crate::receiver::listener::{Listener, ListenerMetrics, Security};
+use crate::receiver::reload::FileError;
 use crate::sampling::SamplingMetrics;
 
 /// How long the final flush may take on shutdown.
@@ -47,6 +49,10 @@ pub enum StartError {
     /// The sampling strategies file is unreadable or invalid.
     #[error(transparent)]
     Sampling(#[from] sampling::SamplingError),
+    /// A certificate, key, CA, tokens or htpasswd file is unreadable or
+    /// invalid; names its configuration key.
+    #[error(transparent)]
+    ReceiverFile(#[from] FileError),
 }
 
 /// A started collector.
@@ -86,6 +92,11 @@ impl Collector {
         metrics.register(&mut registry);
         let sampling_metrics = SamplingMetrics::default();
         sampling_metrics.register(&mut registry);
+        let listener_metrics = ListenerMetrics::default();
+        listener_metrics.register(&mut registry);
+        // Certificates and credentials first: a bad file stops the start
+        // before anything listens.
+        let security = Security::start(config, listener_metrics, &shutdown)?;
         let faults = spanway_kafka::FaultReporter::new("producer", &config.kafka.client);
         faults.register(registry.sub_registry_with_prefix("collector"));
         let producer = SpanProducer::new(&config.kafka, metrics.traces_split.clone(), faults)?;
@@ -107,13 +118,19 @@ impl Collector {
         })?;
         spawn_readiness_probe(pipeline.clone(), ready, shutdown.clone());
 
-        let grpc =
-            start_grpc_and_sampling(config, pipeline.clone(), sampling_metrics, shutdown.clone())
-                .await?;
-        let mut http = start_http_receivers(config, pipeline.clone(), shutdown.clone()).await?;
+        let grpc = start_grpc_and_sampling(
+            config,
+            &security,
+            pipeline.clone(),
+            sampling_metrics,
+            shutdown.clone(),
+        )
+        .await?;
+        let mut http =
+            start_http_receivers(config, &security, pipeline.clone(), shutdown.clone()).await?;
         let otlp_http_addr = if config.otlp_http.enabled {
             let (addr, task) = receiver::otlp_http::serve(
-                config.otlp_http.listen,
+                security.endpoint(Listener::OtlpHttp, config.otlp_http.listen),
                 config.otlp_http.max_request_bytes,
                 pipeline.clone(),
                 shutdown,
@@ -201,6 +218,7 @@ struct GrpcStarted {
 /// validated first, so a bad one stops the start before anything listens.
 async fn start_grpc_and_sampling(
     config: &CollectorConfig,
+    security: &Security,
     pipeline: Arc<Pipeline>,
     sampling_metrics: SamplingMetrics,
     shutdown: CancellationToken,
@@ -219,7 +237,7 @@ async fn start_grpc_and_sampling(
     };
     if config.otlp_grpc.enabled {
         let (addr, task) = receiver::otlp_grpc::serve(
-            config.otlp_grpc.listen,
+            security.endpoint(Listener::OtlpGrpc, config.otlp_grpc.listen),
             config.otlp_grpc.max_message_bytes,
             pipeline.clone(),
             shutdown.clone(),
@@ -235,15 +253,16 @@ async fn start_grpc_and_sampling(
             sampling: store.clone(),
             max_message_bytes: config.jaeger_grpc.max_message_bytes,
         };
-        let (addr, task) =
-            receiver::jaeger_grpc::serve(config.jaeger_grpc.listen, services, shutdown.clone())
-                .await
-                .map_err(bind_error(config.jaeger_grpc.listen))?;
+        let endpoint = security.endpoint(Listener::JaegerGrpc, config.jaeger_grpc.listen);
+        let (addr, task) = receiver::jaeger_grpc::serve(endpoint, services, shutdown.clone())
+            .await
+            .map_err(bind_error(config.jaeger_grpc.listen))?;
         started.jaeger_grpc_addr = Some(addr);
         started.tasks.push(task);
     }
     if let Some(store) = store {
-        let (addr, task) = sampling::http::serve(config.sampling.http_listen, store, shutdown)
+        let endpoint = security.endpoint(Listener::SamplingHttp, config.sampling.http_listen);
+        let (addr, task) = sampling::http::serve(endpoint, store, shutdown)
             .await
             .map_err(bind_error(config.sampling.http_listen))?;
         started.sampling_http_addr = Some(addr);
@@ -264,6 +283,7 @@ struct HttpStarted {
 /// enables, each on its own listener.
 async fn start_http_receivers(
     config: &CollectorConfig,
+    security: &Security,
     pipeline: Arc<Pipeline>,
     shutdown: CancellationToken,
 ) -> Result<HttpStarted, StartError> {
@@ -271,7 +291,7 @@ async fn start_http_receivers(
     let mut started = HttpStarted::default();
     if config.zipkin.enabled {
         let (addr, task) = receiver::zipkin::serve(
-            config.zipkin.listen,
+            security.endpoint(Listener::Zipkin, config.zipkin.listen),
             config.zipkin.max_request_bytes,
             pipeline.clone(),
             shutdown.clone(),
@@ -283,7 +303,7 @@ async fn start_http_receivers(
     }
     if config.jaeger_thrift_http.enabled {
         let (addr, task) = receiver::jaeger_thrift::serve(
-            config.jaeger_thrift_http.listen,
+            security.endpoint(Listener::JaegerThriftHttp, config.jaeger_thrift_http.listen),
             config.jaeger_thrift_http.max_request_bytes,
             pipeline,
             shutdown,

@@ -62,6 +62,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         ) {
             spanway_collector::sampling::load_file(path)?;
         }
+        // So are certificates, keys and credentials files.
+        spanway_collector::receiver::listener::Security::check_files(&config)?;
         println!("configuration is valid:\n{config:#?}");
         return Ok(());
     }

@@ -14,6 +14,7 @@ across traces, and OK and ERROR statuses. One resource names the run
 import argparse
 import sys
 
+import grpc
 from grpc import Compression
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
@@ -111,7 +112,20 @@ def main():
     )
     parser.add_argument("--out", required=True, help="file for the delivered spans")
     parser.add_argument("--run-id", default="manual", help="value of spanway.test.run")
+    parser.add_argument(
+        "--ca-file",
+        help="PEM CA certificate: connect over TLS and trust the server's certificate if it signed it",
+    )
+    parser.add_argument(
+        "--header",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="request header (gRPC metadata; lower-case keys), e.g. 'authorization=Bearer TOKEN'",
+    )
     args = parser.parse_args()
+    headers = dict(h.split("=", 1) for h in args.header) or None
+    scheme = "https" if args.ca_file else "http"
 
     resource = Resource.create(
         {
@@ -122,15 +136,23 @@ def main():
     )
     provider = TracerProvider(resource=resource)
     if args.protocol == "grpc":
+        credentials = None
+        if args.ca_file:
+            with open(args.ca_file, "rb") as ca:
+                credentials = grpc.ssl_channel_credentials(root_certificates=ca.read())
         inner = OTLPSpanExporter(
-            endpoint=f"http://{args.endpoint}",
-            insecure=True,
+            endpoint=f"{scheme}://{args.endpoint}",
+            insecure=not args.ca_file,
+            credentials=credentials,
+            headers=headers,
             compression=Compression.Gzip,
             timeout=20,
         )
     else:
         inner = HttpSpanExporter(
-            endpoint=f"http://{args.endpoint}/v1/traces",
+            endpoint=f"{scheme}://{args.endpoint}/v1/traces",
+            certificate_file=args.ca_file,
+            headers=headers,
             compression=HttpCompression.Gzip,
             timeout=20,
         )

@@ -18,29 +18,19 @@ use tokio_util::sync::CancellationToken;
 
 use crate::error::{ErrorClass, RequestError};
 use crate::pipeline::Pipeline;
+use crate::receiver::listener::{self, Endpoint};
 
-/// Binds `addr` and serves `app` until `shutdown`, with bodies (compressed
-/// or not) capped at `max_request_bytes`; in-flight requests finish first.
-/// `name` says which receiver stopped if the server fails.
+/// Binds `endpoint` and serves `app` until `shutdown`, with bodies
+/// (compressed or not) capped at `max_request_bytes`; in-flight requests
+/// finish first.
 pub(crate) async fn serve(
-    addr: SocketAddr,
+    endpoint: Endpoint,
     app: Router,
     max_request_bytes: usize,
-    name: &'static str,
     shutdown: CancellationToken,
 ) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
-    let listener = tokio::net::TcpListener::bind(addr).await?;
-    let bound = listener.local_addr()?;
     let app = app.layer(DefaultBodyLimit::max(max_request_bytes));
-    let task = tokio::spawn(async move {
-        let result = axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown.cancelled_owned())
-            .await;
-        if let Err(error) = result {
-            tracing::error!(%error, "{name} receiver stopped");
-        }
-    });
-    Ok((bound, task))
+    listener::serve_http(endpoint, app, shutdown).await
 }
 
 /// Turns a request's headers and body into OTLP, within a size limit.
@@ -62,19 +52,18 @@ pub(crate) struct WholeRequest {
 }
 
 impl WholeRequest {
-    /// Serves `path` on `addr` until `shutdown`.
+    /// Serves `path` on `endpoint` until `shutdown`.
     pub(crate) async fn serve(
         self,
-        addr: SocketAddr,
+        endpoint: Endpoint,
         path: &'static str,
-        name: &'static str,
         shutdown: CancellationToken,
     ) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
         let limit = self.max_request_bytes;
         let app = Router::new()
             .route(path, post(accept_whole))
             .with_state(self);
-        serve(addr, app, limit, name, shutdown).await
+        serve(endpoint, app, limit, shutdown).await
     }
 }
 

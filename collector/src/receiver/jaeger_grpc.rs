@@ -20,12 +20,13 @@ use spanway_schemas::proto::grpc::jaeger::collector_service_server::{
 use spanway_schemas::proto::jaeger::api_v2 as jaeger;
 use tokio_util::sync::CancellationToken;
 use tonic::codec::CompressionEncoding;
-use tonic::transport::server::TcpIncoming;
+use tonic::service::Routes;
 use tonic::{Request, Response, Status};
 
 use crate::convert::jaeger_model::batch_to_otlp;
 use crate::error::RequestError;
 use crate::pipeline::Pipeline;
+use crate::receiver::listener::{self, Endpoint};
 use crate::receiver::otlp_grpc::grpc_status;
 use crate::sampling::StrategyStore;
 use crate::sampling::grpc::SamplingService;
@@ -72,30 +73,23 @@ pub struct JaegerGrpcServices {
     pub max_message_bytes: usize,
 }
 
-/// Binds `addr` and serves until `shutdown`; in-flight requests finish first.
+/// Binds `endpoint` and serves until `shutdown`; in-flight requests finish
+/// first.
 pub async fn serve(
-    addr: SocketAddr,
+    endpoint: Endpoint,
     services: JaegerGrpcServices,
     shutdown: CancellationToken,
 ) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
-    let listener = tokio::net::TcpListener::bind(addr).await?;
-    let bound = listener.local_addr()?;
-    let collector = services.collector.map(|pipeline| {
-        CollectorServiceServer::new(JaegerGrpc { pipeline })
-            .accept_compressed(CompressionEncoding::Gzip)
-            .max_decoding_message_size(services.max_message_bytes)
-    });
-    let sampling = services.sampling.map(SamplingService::server);
-    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
-    let task = tokio::spawn(async move {
-        let result = tonic::transport::Server::builder()
-            .add_optional_service(collector)
-            .add_optional_service(sampling)
-            .serve_with_incoming_shutdown(incoming, shutdown.cancelled_owned())
-            .await;
-        if let Err(error) = result {
-            tracing::error!(%error, "Jaeger gRPC server stopped");
-        }
-    });
-    Ok((bound, task))
+    let mut routes = Routes::default();
+    if let Some(pipeline) = services.collector {
+        routes = routes.add_service(
+            CollectorServiceServer::new(JaegerGrpc { pipeline })
+                .accept_compressed(CompressionEncoding::Gzip)
+                .max_decoding_message_size(services.max_message_bytes),
+        );
+    }
+    if let Some(store) = services.sampling {
+        routes = routes.add_service(SamplingService::server(store));
+    }
+    listener::serve_grpc(endpoint, routes, shutdown).await
 }

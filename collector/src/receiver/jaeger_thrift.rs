@@ -23,6 +23,7 @@ use crate::error::RequestError;
 use crate::pipeline::Pipeline;
 use crate::receiver::http_body::{WholeRequest, content_type, decompress, media_type};
 use crate::receiver::jaeger_thrift_model;
+use crate::receiver::listener::Endpoint;
 
 /// Metric label of this receiver.
 pub const RECEIVER: &str = "jaeger_thrift_http";
@@ -32,9 +33,10 @@ const THRIFT_TYPES: [&str; 2] = [
     "application/vnd.apache.thrift.binary",
 ];
 
-/// Binds `addr` and serves until `shutdown`; in-flight requests finish first.
+/// Binds `endpoint` and serves until `shutdown`; in-flight requests finish
+/// first.
 pub async fn serve(
-    addr: SocketAddr,
+    endpoint: Endpoint,
     max_request_bytes: usize,
     pipeline: Arc<Pipeline>,
     shutdown: CancellationToken,
@@ -45,7 +47,7 @@ pub async fn serve(
         max_request_bytes,
         pipeline,
     }
-    .serve(addr, "/api/traces", "Jaeger Thrift/HTTP", shutdown)
+    .serve(endpoint, "/api/traces", shutdown)
     .await
 }
 

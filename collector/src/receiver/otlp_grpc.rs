@@ -19,12 +19,13 @@ use spanway_schemas::proto::grpc::otlp_trace::trace_service_server::{
 use spanway_schemas::proto::otlp;
 use tokio_util::sync::CancellationToken;
 use tonic::codec::CompressionEncoding;
-use tonic::transport::server::TcpIncoming;
+use tonic::service::Routes;
 use tonic::{Code, Request, Response, Status};
 
 use crate::error::{ErrorClass, RequestError};
 use crate::grouping::{FieldNaming, RejectedSpan};
 use crate::pipeline::Pipeline;
+use crate::receiver::listener::{self, Endpoint};
 
 const RECEIVER: &str = "otlp_grpc";
 
@@ -130,29 +131,18 @@ impl TraceService for OtlpGrpc {
     }
 }
 
-/// Binds `addr` and serves until `shutdown`; in-flight requests finish first.
+/// Binds `endpoint` and serves until `shutdown`; in-flight requests finish
+/// first.
 pub async fn serve(
-    addr: SocketAddr,
+    endpoint: Endpoint,
     max_message_bytes: usize,
     pipeline: Arc<Pipeline>,
     shutdown: CancellationToken,
 ) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
-    let listener = tokio::net::TcpListener::bind(addr).await?;
-    let bound = listener.local_addr()?;
     let service = TraceServiceServer::new(OtlpGrpc { pipeline })
         .accept_compressed(CompressionEncoding::Gzip)
         .max_decoding_message_size(max_message_bytes);
-    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
-    let task = tokio::spawn(async move {
-        let result = tonic::transport::Server::builder()
-            .add_service(service)
-            .serve_with_incoming_shutdown(incoming, shutdown.cancelled_owned())
-            .await;
-        if let Err(error) = result {
-            tracing::error!(%error, "OTLP/gRPC receiver stopped");
-        }
-    });
-    Ok((bound, task))
+    listener::serve_grpc(endpoint, Routes::new(service), shutdown).await
 }
 
 #[cfg(test)]

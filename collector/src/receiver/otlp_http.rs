@@ -23,6 +23,7 @@ use crate::pipeline::Pipeline;
 use crate::receiver::http_body::{
     self, content_type, decompress, media_type, off_reactor, with_retry_after,
 };
+use crate::receiver::listener::Endpoint;
 
 /// Metric label of this receiver.
 pub const RECEIVER: &str = "otlp_http";
@@ -70,9 +71,10 @@ struct ReceiverState {
     max_request_bytes: usize,
 }
 
-/// Binds `addr` and serves until `shutdown`; in-flight requests finish first.
+/// Binds `endpoint` and serves until `shutdown`; in-flight requests finish
+/// first.
 pub async fn serve(
-    addr: SocketAddr,
+    endpoint: Endpoint,
     max_request_bytes: usize,
     pipeline: Arc<Pipeline>,
     shutdown: CancellationToken,
@@ -83,7 +85,7 @@ pub async fn serve(
             pipeline,
             max_request_bytes,
         });
-    http_body::serve(addr, app, max_request_bytes, "OTLP/HTTP", shutdown).await
+    http_body::serve(endpoint, app, max_request_bytes, shutdown).await
 }
 
 async fn export(State(state): State<ReceiverState>, headers: HeaderMap, body: Bytes) -> Response {

@@ -17,14 +17,16 @@ use tokio_util::sync::CancellationToken;
 use crate::error::RequestError;
 use crate::pipeline::Pipeline;
 use crate::receiver::http_body::{WholeRequest, content_type, decompress, media_type};
+use crate::receiver::listener::Endpoint;
 use crate::receiver::zipkin_v2;
 
 /// Metric label of this receiver.
 pub const RECEIVER: &str = "zipkin";
 
-/// Binds `addr` and serves until `shutdown`; in-flight requests finish first.
+/// Binds `endpoint` and serves until `shutdown`; in-flight requests finish
+/// first.
 pub async fn serve(
-    addr: SocketAddr,
+    endpoint: Endpoint,
     max_request_bytes: usize,
     pipeline: Arc<Pipeline>,
     shutdown: CancellationToken,
@@ -35,7 +37,7 @@ pub async fn serve(
         max_request_bytes,
         pipeline,
     }
-    .serve(addr, "/api/v2/spans", "Zipkin", shutdown)
+    .serve(endpoint, "/api/v2/spans", shutdown)
     .await
 }
 

@@ -14,28 +14,19 @@ use tokio_util::sync::CancellationToken;
 
 use super::StrategyStore;
 use super::strategies::JsonResponse;
+use crate::receiver::listener::{self, Endpoint};
 
-/// Binds `addr` and serves until `shutdown`.
+/// Binds `endpoint` and serves until `shutdown`.
 pub async fn serve(
-    addr: SocketAddr,
+    endpoint: Endpoint,
     store: Arc<StrategyStore>,
     shutdown: CancellationToken,
 ) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
-    let listener = tokio::net::TcpListener::bind(addr).await?;
-    let bound = listener.local_addr()?;
     let app = Router::new()
         .route("/sampling", get(strategy))
         .route("/api/sampling", get(strategy))
         .with_state(store);
-    let task = tokio::spawn(async move {
-        let result = axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown.cancelled_owned())
-            .await;
-        if let Err(error) = result {
-            tracing::error!(%error, "sampling HTTP endpoint stopped");
-        }
-    });
-    Ok((bound, task))
+    listener::serve_http(endpoint, app, shutdown).await
 }
 
 async fn strategy(

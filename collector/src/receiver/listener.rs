@@ -1,0 +1,595 @@
+//! Where every receiver listens: binding, TLS, authentication, and serving
+//! an axum router or tonic routes until shutdown, written once for the
+//! HTTP and gRPC receivers and the sampling endpoint alike.
+//!
+//! One accept loop per listener takes TCP connections and, when the
+//! listener has TLS, runs each handshake in its own task with a deadline,
+//! so a client that stalls its handshake holds up nobody else. Finished
+//! connections go to the server through a short queue. Handshake failures
+//! (no client certificate, one from an unknown CA, a client that does not
+//! speak TLS) are counted per listener.
+
+use std::collections::HashMap;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use axum::Router;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::registry::Registry;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tonic::service::Routes;
+use tonic::transport::server::{Connected, TcpConnectInfo};
+use tower::Layer as _;
+
+use crate::config::CollectorConfig;
+use crate::metrics::ReceiverLabel;
+use crate::receiver::auth::{Credentials, Loaded};
+use crate::receiver::auth_layer::{AuthLayer, Protocol, Scope, UnauthenticatedCounter};
+use crate::receiver::reload::{self, FileError, ReloadMetrics};
+use crate::receiver::tls::{self, ServerTls, TlsConfig, TlsKeys, tls_keys};
+
+/// How long a client may take to finish its TLS handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Connections accepted but not yet taken by the server.
+const ACCEPT_QUEUE: usize = 64;
+/// The gRPC path prefix of `jaeger.api_v2.SamplingManager`, served on the
+/// Jaeger gRPC port beside `CollectorService`.
+const SAMPLING_GRPC_PREFIX: &str = "/jaeger.api_v2.SamplingManager/";
+
+/// The collector's listeners, named as their configuration sections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Listener {
+    /// `[otlp_http]`.
+    OtlpHttp,
+    /// `[otlp_grpc]`.
+    OtlpGrpc,
+    /// `[jaeger_grpc]`: `CollectorService` and `SamplingManager`.
+    JaegerGrpc,
+    /// `[zipkin]`.
+    Zipkin,
+    /// `[jaeger_thrift_http]`.
+    JaegerThriftHttp,
+    /// `[sampling]`: the HTTP endpoint on `http_listen`.
+    SamplingHttp,
+}
+
+/// What the configuration says about one listener.
+#[derive(Debug, Clone, Copy)]
+pub struct ListenerSettings<'a> {
+    /// Whether it listens at all.
+    pub enabled: bool,
+    /// Where.
+    pub listen: SocketAddr,
+    /// Its `tls` table.
+    pub tls: Option<&'a TlsConfig>,
+    /// Which requests must authenticate when `[auth]` has credentials;
+    /// `None` for none.
+    pub auth: Option<Scope>,
+}
+
+impl Listener {
+    /// Every listener.
+    pub const ALL: [Listener; 6] = [
+        Listener::OtlpHttp,
+        Listener::OtlpGrpc,
+        Listener::JaegerGrpc,
+        Listener::Zipkin,
+        Listener::JaegerThriftHttp,
+        Listener::SamplingHttp,
+    ];
+
+    /// The configuration section, also the `receiver` metric label.
+    pub fn name(self) -> &'static str {
+        match self {
+            Listener::OtlpHttp => "otlp_http",
+            Listener::OtlpGrpc => "otlp_grpc",
+            Listener::JaegerGrpc => "jaeger_grpc",
+            Listener::Zipkin => "zipkin",
+            Listener::JaegerThriftHttp => "jaeger_thrift_http",
+            Listener::SamplingHttp => "sampling",
+        }
+    }
+
+    /// The keys of its `tls` table.
+    pub fn tls_keys(self) -> TlsKeys {
+        match self {
+            Listener::OtlpHttp => tls_keys!("otlp_http"),
+            Listener::OtlpGrpc => tls_keys!("otlp_grpc"),
+            Listener::JaegerGrpc => tls_keys!("jaeger_grpc"),
+            Listener::Zipkin => tls_keys!("zipkin"),
+            Listener::JaegerThriftHttp => tls_keys!("jaeger_thrift_http"),
+            Listener::SamplingHttp => tls_keys!("sampling"),
+        }
+    }
+
+    fn protocol(self) -> Protocol {
+        match self {
+            Listener::OtlpGrpc | Listener::JaegerGrpc => Protocol::Grpc,
+            _ => Protocol::Http,
+        }
+    }
+
+    /// Its settings in `config`.
+    pub fn settings(self, config: &CollectorConfig) -> ListenerSettings<'_> {
+        let all = |required: bool| required.then_some(Scope::All);
+        let (enabled, listen, tls, auth) = match self {
+            Listener::OtlpHttp => {
+                let c = &config.otlp_http;
+                (c.enabled, c.listen, &c.tls, all(c.require_auth))
+            }
+            Listener::OtlpGrpc => {
+                let c = &config.otlp_grpc;
+                (c.enabled, c.listen, &c.tls, all(c.require_auth))
+            }
+            Listener::JaegerGrpc => {
+                let c = &config.jaeger_grpc;
+                let scope = match (c.require_auth, config.sampling.require_auth) {
+                    (true, true) => Some(Scope::All),
+                    (true, false) => Some(Scope::Except(SAMPLING_GRPC_PREFIX)),
+                    (false, true) => Some(Scope::Only(SAMPLING_GRPC_PREFIX)),
+                    (false, false) => None,
+                };
+                (
+                    c.enabled || config.sampling.enabled,
+                    c.listen,
+                    &c.tls,
+                    scope,
+                )
+            }
+            Listener::Zipkin => {
+                let c = &config.zipkin;
+                (c.enabled, c.listen, &c.tls, all(c.require_auth))
+            }
+            Listener::JaegerThriftHttp => {
+                let c = &config.jaeger_thrift_http;
+                (c.enabled, c.listen, &c.tls, all(c.require_auth))
+            }
+            Listener::SamplingHttp => {
+                let c = &config.sampling;
+                (c.enabled, c.http_listen, &c.tls, all(c.require_auth))
+            }
+        };
+        ListenerSettings {
+            enabled,
+            listen,
+            tls: tls.as_ref(),
+            auth,
+        }
+    }
+}
+
+/// Counters of the listeners' TLS and authentication.
+#[derive(Debug, Clone, Default)]
+pub struct ListenerMetrics {
+    /// TLS handshakes that failed or timed out, by listener.
+    pub tls_handshake_failures: Family<ReceiverLabel, Counter>,
+    /// Requests refused for want of valid credentials.
+    pub unauthenticated: UnauthenticatedCounter,
+    /// Reloads of certificate, token and htpasswd files.
+    pub reloads: ReloadMetrics,
+}
+
+impl ListenerMetrics {
+    /// Registers the counters under the `collector` prefix.
+    pub fn register(&self, registry: &mut Registry) {
+        let sub = registry.sub_registry_with_prefix("collector");
+        sub.register(
+            "tls_handshake_failures",
+            "TLS handshakes that failed or timed out, by receiver",
+            self.tls_handshake_failures.clone(),
+        );
+        sub.register(
+            "requests_unauthenticated",
+            "Requests refused for want of valid credentials, by receiver and reason",
+            self.unauthenticated.clone(),
+        );
+        sub.register(
+            "security_file_reloads",
+            "Changed certificate, token or htpasswd files taken into use",
+            self.reloads.reloads.clone(),
+        );
+        sub.register(
+            "security_file_reload_failures",
+            "Changed certificate, token or htpasswd files refused; the previous version stays in force",
+            self.reloads.failures.clone(),
+        );
+    }
+}
+
+/// TLS settings and credentials of every enabled listener, kept current.
+#[derive(Debug, Clone)]
+pub struct Security {
+    tls: HashMap<Listener, Arc<ServerTls>>,
+    auth: HashMap<Listener, AuthLayer>,
+    metrics: ListenerMetrics,
+}
+
+impl Security {
+    /// Reads every certificate, key, CA, token and htpasswd file that the
+    /// enabled listeners need, then starts their reloaders. A file that
+    /// cannot be used stops the start, named by its key, before anything
+    /// listens. `config` must have passed validation.
+    pub fn start(
+        config: &CollectorConfig,
+        metrics: ListenerMetrics,
+        shutdown: &CancellationToken,
+    ) -> Result<Security, FileError> {
+        let files = read_files(config)?;
+        let mut auth = HashMap::new();
+        if let Some(Loaded {
+            credentials,
+            reloaders,
+        }) = files.credentials
+        {
+            for listener in Listener::ALL {
+                if let Some(scope) = listener.settings(config).auth {
+                    let layer = AuthLayer::new(
+                        credentials.clone(),
+                        listener.name(),
+                        listener.protocol(),
+                        scope,
+                        metrics.unauthenticated.clone(),
+                    );
+                    auth.insert(listener, layer);
+                }
+            }
+            for reloader in reloaders {
+                let interval = config.auth.reload_interval;
+                reload::spawn(
+                    reloader,
+                    interval,
+                    metrics.reloads.clone(),
+                    shutdown.clone(),
+                );
+            }
+        }
+        for (reloader, interval) in files.tls_reloaders {
+            reload::spawn(
+                reloader,
+                interval,
+                metrics.reloads.clone(),
+                shutdown.clone(),
+            );
+        }
+        Ok(Security {
+            tls: files.tls,
+            auth,
+            metrics,
+        })
+    }
+
+    /// Reads the same files as [`Security::start`] and drops them: what
+    /// `check-config` runs, without a runtime.
+    pub fn check_files(config: &CollectorConfig) -> Result<(), FileError> {
+        read_files(config).map(drop)
+    }
+
+    /// What `listener` serves with, listening on `listen`.
+    pub fn endpoint(&self, listener: Listener, listen: SocketAddr) -> Endpoint {
+        Endpoint {
+            listener,
+            listen,
+            tls: self.tls.get(&listener).cloned(),
+            auth: self.auth.get(&listener).cloned().unwrap_or_default(),
+            handshake_failures: self
+                .metrics
+                .tls_handshake_failures
+                .get_or_create(&ReceiverLabel {
+                    receiver: listener.name(),
+                })
+                .clone(),
+        }
+    }
+}
+
+/// What [`read_files`] read.
+#[derive(Debug)]
+struct Files {
+    tls: HashMap<Listener, Arc<ServerTls>>,
+    tls_reloaders: Vec<(tls::TlsReloader, Duration)>,
+    credentials: Option<Loaded>,
+}
+
+fn read_files(config: &CollectorConfig) -> Result<Files, FileError> {
+    let mut tls = HashMap::new();
+    let mut tls_reloaders = Vec::new();
+    for listener in Listener::ALL {
+        let settings = listener.settings(config);
+        let (true, Some(tls_config)) = (settings.enabled, settings.tls) else {
+            continue;
+        };
+        let alpn = match listener.protocol() {
+            Protocol::Grpc => tls::ALPN_GRPC,
+            Protocol::Http => tls::ALPN_HTTP,
+        };
+        let (server_tls, reloader) = tls::load(tls_config, listener.tls_keys(), alpn)?;
+        tls.insert(listener, server_tls);
+        tls_reloaders.push((reloader, tls_config.reload_interval));
+    }
+    let credentials = Credentials::load(&config.auth)?;
+    Ok(Files {
+        tls,
+        tls_reloaders,
+        credentials,
+    })
+}
+
+/// One listener, ready to bind: its address, TLS and authentication.
+#[derive(Debug, Clone)]
+pub struct Endpoint {
+    listener: Listener,
+    listen: SocketAddr,
+    tls: Option<Arc<ServerTls>>,
+    auth: AuthLayer,
+    handshake_failures: Counter,
+}
+
+/// Binds `endpoint` and serves `app` until `shutdown`; in-flight requests
+/// finish first.
+pub(crate) async fn serve_http(
+    endpoint: Endpoint,
+    app: Router,
+    shutdown: CancellationToken,
+) -> io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
+    let (bound, incoming) = bind(&endpoint, shutdown.clone()).await?;
+    let service = endpoint.auth.layer(app);
+    let name = endpoint.listener.name();
+    let task = tokio::spawn(async move {
+        let result = axum::serve(
+            incoming,
+            axum::ServiceExt::<axum::extract::Request>::into_make_service(service),
+        )
+        .with_graceful_shutdown(shutdown.cancelled_owned())
+        .await;
+        if let Err(error) = result {
+            tracing::error!(receiver = name, %error, "HTTP server stopped");
+        }
+    });
+    Ok((bound, task))
+}
+
+/// Binds `endpoint` and serves `routes` until `shutdown`; in-flight
+/// requests finish first.
+pub(crate) async fn serve_grpc(
+    endpoint: Endpoint,
+    routes: Routes,
+    shutdown: CancellationToken,
+) -> io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
+    let (bound, incoming) = bind(&endpoint, shutdown.clone()).await?;
+    let name = endpoint.listener.name();
+    let task = tokio::spawn(async move {
+        let result = tonic::transport::Server::builder()
+            .layer(endpoint.auth)
+            .add_routes(routes)
+            .serve_with_incoming_shutdown(incoming, shutdown.cancelled_owned())
+            .await;
+        if let Err(error) = result {
+            tracing::error!(receiver = name, %error, "gRPC server stopped");
+        }
+    });
+    Ok((bound, task))
+}
+
+async fn bind(
+    endpoint: &Endpoint,
+    shutdown: CancellationToken,
+) -> io::Result<(SocketAddr, Incoming)> {
+    let listener = TcpListener::bind(endpoint.listen).await?;
+    let local = listener.local_addr()?;
+    let (sender, connections) = mpsc::channel(ACCEPT_QUEUE);
+    tokio::spawn(accept(listener, endpoint.clone(), sender, shutdown));
+    Ok((local, Incoming { connections, local }))
+}
+
+/// Accepts until `shutdown`, handing each connection, once its TLS
+/// handshake (if any) is done, to the server.
+async fn accept(
+    listener: TcpListener,
+    endpoint: Endpoint,
+    sender: mpsc::Sender<(Connection, SocketAddr)>,
+    shutdown: CancellationToken,
+) {
+    let name = endpoint.listener.name();
+    loop {
+        let accepted = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            accepted = listener.accept() => accepted,
+        };
+        let (stream, remote) = match accepted {
+            Ok(accepted) => accepted,
+            Err(error) => {
+                // Out of file descriptors, say: wait instead of spinning.
+                tracing::warn!(receiver = name, %error, "cannot accept a connection");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        // Small responses should not wait for Nagle's algorithm.
+        let _ = stream.set_nodelay(true);
+        let Some(tls) = &endpoint.tls else {
+            if sender
+                .send((Connection::Plain(stream), remote))
+                .await
+                .is_err()
+            {
+                return;
+            }
+            continue;
+        };
+        let acceptor = tls.acceptor();
+        let sender = sender.clone();
+        let failures = endpoint.handshake_failures.clone();
+        tokio::spawn(async move {
+            match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                Ok(Ok(stream)) => {
+                    let _ = sender
+                        .send((Connection::Tls(Box::new(stream)), remote))
+                        .await;
+                }
+                Ok(Err(error)) => {
+                    failures.inc();
+                    tracing::debug!(receiver = name, %remote, %error, "TLS handshake failed");
+                }
+                Err(_) => {
+                    failures.inc();
+                    tracing::debug!(receiver = name, %remote, "TLS handshake timed out");
+                }
+            }
+        });
+    }
+}
+
+/// Connections ready to serve, for axum (as a [`axum::serve::Listener`])
+/// and tonic (as a stream).
+#[derive(Debug)]
+pub(crate) struct Incoming {
+    connections: mpsc::Receiver<(Connection, SocketAddr)>,
+    local: SocketAddr,
+}
+
+impl axum::serve::Listener for Incoming {
+    type Io = Connection;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Connection, SocketAddr) {
+        match self.connections.recv().await {
+            Some(connection) => connection,
+            // The accept loop stopped for shutdown, which stops the server.
+            None => std::future::pending().await,
+        }
+    }
+
+    fn local_addr(&self) -> io::Result<SocketAddr> {
+        Ok(self.local)
+    }
+}
+
+impl futures::Stream for Incoming {
+    type Item = io::Result<Connection>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.connections
+            .poll_recv(cx)
+            .map(|next| next.map(|(connection, _)| Ok(connection)))
+    }
+}
+
+/// An accepted connection, with or without TLS.
+#[derive(Debug)]
+pub(crate) enum Connection {
+    Plain(TcpStream),
+    Tls(Box<tokio_rustls::server::TlsStream<TcpStream>>),
+}
+
+impl Connection {
+    fn tcp(&self) -> &TcpStream {
+        match self {
+            Connection::Plain(stream) => stream,
+            Connection::Tls(stream) => stream.get_ref().0,
+        }
+    }
+}
+
+impl Connected for Connection {
+    type ConnectInfo = TcpConnectInfo;
+
+    fn connect_info(&self) -> TcpConnectInfo {
+        TcpConnectInfo {
+            local_addr: self.tcp().local_addr().ok(),
+            remote_addr: self.tcp().peer_addr().ok(),
+        }
+    }
+}
+
+impl AsyncRead for Connection {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Connection::Plain(stream) => Pin::new(stream).poll_read(cx, buf),
+            Connection::Tls(stream) => Pin::new(stream).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Connection {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Connection::Plain(stream) => Pin::new(stream).poll_write(cx, buf),
+            Connection::Tls(stream) => Pin::new(stream).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Connection::Plain(stream) => Pin::new(stream).poll_write_vectored(cx, bufs),
+            Connection::Tls(stream) => Pin::new(stream).poll_write_vectored(cx, bufs),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            Connection::Plain(stream) => stream.is_write_vectored(),
+            Connection::Tls(stream) => stream.is_write_vectored(),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Connection::Plain(stream) => Pin::new(stream).poll_flush(cx),
+            Connection::Tls(stream) => Pin::new(stream).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Connection::Plain(stream) => Pin::new(stream).poll_shutdown(cx),
+            Connection::Tls(stream) => Pin::new(stream).poll_shutdown(cx),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sampling_on_the_jaeger_grpc_port_follows_sampling_require_auth() {
+        let mut config = CollectorConfig::default();
+        let scope = |c: &CollectorConfig| Listener::JaegerGrpc.settings(c).auth;
+        assert_eq!(scope(&config), Some(Scope::Except(SAMPLING_GRPC_PREFIX)));
+        config.sampling.require_auth = true;
+        assert_eq!(scope(&config), Some(Scope::All));
+        config.jaeger_grpc.require_auth = false;
+        assert_eq!(scope(&config), Some(Scope::Only(SAMPLING_GRPC_PREFIX)));
+        config.sampling.require_auth = false;
+        assert_eq!(scope(&config), None);
+        assert_eq!(Listener::SamplingHttp.settings(&config).auth, None);
+        assert_eq!(Listener::Zipkin.settings(&config).auth, Some(Scope::All));
+
+        let post_spans = "/jaeger.api_v2.CollectorService/PostSpans";
+        let strategy = "/jaeger.api_v2.SamplingManager/GetSamplingStrategy";
+        let except = Scope::Except(SAMPLING_GRPC_PREFIX);
+        assert!(except.covers(post_spans) && !except.covers(strategy));
+        let only = Scope::Only(SAMPLING_GRPC_PREFIX);
+        assert!(!only.covers(post_spans) && only.covers(strategy));
+    }
+}
