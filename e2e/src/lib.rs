@@ -5,6 +5,7 @@
 
 pub mod corpus;
 pub mod jaeger_query;
+pub mod secure;
 pub mod topology;
 
 use std::time::Duration;

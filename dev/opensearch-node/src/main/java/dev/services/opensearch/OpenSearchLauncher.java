@@ -27,6 +27,11 @@ import org.opensearch.plugins.Plugin;
  *
  * <p>Arguments are OpenSearch settings as {@code key=value} (an optional leading {@code -E} is
  * accepted). {@code path.home} is required; everything else has loopback-friendly defaults.
+ *
+ * <p>More plugins can be loaded from the classpath with the system property
+ * {@value #EXTRA_PLUGINS_PROPERTY} (comma-separated class names); unlike the modules above, each
+ * of them is required (dev/services uses it for the security plugin, whose absence must not go
+ * unnoticed).
  */
 public final class OpenSearchLauncher {
 
@@ -38,6 +43,9 @@ public final class OpenSearchLauncher {
         "org.opensearch.index.reindex.ReindexPlugin",
         "org.opensearch.painless.PainlessPlugin",
         "org.opensearch.script.mustache.MustachePlugin");
+
+    /** System property with more plugin classes to load; a missing one is an error. */
+    static final String EXTRA_PLUGINS_PROPERTY = "dev.services.opensearch.plugins";
 
     /** Defaults; any of them can be overridden by an argument. */
     static final Map<String, String> DEFAULTS = Map.of(
@@ -103,6 +111,18 @@ public final class OpenSearchLauncher {
                 plugins.add(Class.forName(name).asSubclass(Plugin.class));
             } catch (ClassNotFoundException | LinkageError | ClassCastException e) {
                 logger.warn("skipping plugin {}: {}", name, e.toString());
+            }
+        }
+        for (String name : System.getProperty(EXTRA_PLUGINS_PROPERTY, "").split(",")) {
+            if (name.isBlank()) {
+                continue;
+            }
+            try {
+                plugins.add(Class.forName(name.trim()).asSubclass(Plugin.class));
+            } catch (ClassNotFoundException | LinkageError | ClassCastException e) {
+                logger.error("cannot load plugin {} named in -D{}", name, EXTRA_PLUGINS_PROPERTY, e);
+                System.exit(1);
+                return;
             }
         }
         logger.info("classpath plugins: {}", plugins);
