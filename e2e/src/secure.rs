@@ -37,6 +37,9 @@ pub const KAFKA_NOACL_USER: &str = "noacl";
 pub const KAFKA_NOACL_PASSWORD: &str = "noacl-secret";
 /// Every topic and consumer group the test users may use starts with this.
 pub const SECURE_PREFIX: &str = "secure-";
+/// How often the secured broker makes SASL clients re-authenticate
+/// (`connections.max.reauth.ms` on its SASL_SSL listener).
+pub const REAUTH_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// OpenSearch internal user with role `spanway_writer` (indices `*jaeger-*`, `*spanway-*`).
 pub const OPENSEARCH_USER: &str = "spanway";

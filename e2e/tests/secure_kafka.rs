@@ -20,11 +20,21 @@ use spanway_kafka::{KafkaClientConfig, SaslMechanism};
 use spanway_service_kit::secret::Secret;
 use tokio_util::sync::CancellationToken;
 
+/// TLS to `brokers`, trusting the test CA.
+fn over_tls(brokers: String) -> KafkaClientConfig {
+    KafkaClientConfig {
+        brokers: vec![brokers],
+        tls: spanway_kafka::KafkaTlsConfig {
+            enabled: true,
+            ca_file: Some(ca_path()),
+            ..Default::default()
+        },
+        ..Default::default()
+    }
+}
+
 fn scram(user: &str, password: &str) -> KafkaClientConfig {
-    let mut client = KafkaClientConfig::default();
-    client.brokers = vec![kafka_sasl_bootstrap()];
-    client.tls.enabled = true;
-    client.tls.ca_file = Some(ca_path());
+    let mut client = over_tls(kafka_sasl_bootstrap());
     client.sasl.mechanism = Some(SaslMechanism::ScramSha512);
     client.sasl.username = user.into();
     client.sasl.password = Some(Secret::new(password));
@@ -32,10 +42,7 @@ fn scram(user: &str, password: &str) -> KafkaClientConfig {
 }
 
 fn mtls(cert: &str) -> KafkaClientConfig {
-    let mut client = KafkaClientConfig::default();
-    client.brokers = vec![kafka_mtls_bootstrap()];
-    client.tls.enabled = true;
-    client.tls.ca_file = Some(ca_path());
+    let mut client = over_tls(kafka_mtls_bootstrap());
     client.tls.cert_file = Some(cert_path(cert));
     client.tls.key_file = Some(key_path(cert));
     client
@@ -459,10 +466,7 @@ async fn token_endpoint(client_id: &'static str, secret: &'static str, subject: 
 }
 
 fn oauthbearer(token_endpoint_url: String, secret: &str) -> KafkaClientConfig {
-    let mut client = KafkaClientConfig::default();
-    client.brokers = vec![kafka_sasl_bootstrap()];
-    client.tls.enabled = true;
-    client.tls.ca_file = Some(ca_path());
+    let mut client = over_tls(kafka_sasl_bootstrap());
     client.sasl.mechanism = Some(SaslMechanism::OauthBearer);
     client.sasl.oidc = Some(spanway_kafka::oidc::OidcConfig {
         token_endpoint_url,
