@@ -6,7 +6,8 @@
 //! fetching them here keeps the build free of it and lets a rotated client
 //! secret file be used at the next refresh. librdkafka asks for a token at
 //! start and again at 80 % of each token's lifetime, from the thread that
-//! polls the client (never a tokio worker), so a blocking request is right.
+//! polls the client; that thread waits for the request, which runs on the
+//! process's runtime.
 
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -104,12 +105,17 @@ struct TokenResponse {
 pub struct TokenSource {
     config: OidcConfig,
     secret: SecretSource,
-    http: reqwest::blocking::Client,
+    http: reqwest::Client,
+    runtime: tokio::runtime::Handle,
 }
 
 impl TokenSource {
-    /// Reads the secret and CA files, naming the key of one that cannot be read.
+    /// Reads the secret and CA files, naming the key of one that cannot be
+    /// read. Call within the runtime that will carry the token requests.
     pub fn new(config: &OidcConfig) -> Result<Self, ConfigError> {
+        let runtime = tokio::runtime::Handle::try_current().map_err(|_| {
+            ConfigError::invalid("kafka.sasl.oidc", "needs an async runtime to fetch tokens")
+        })?;
         config.validate()?;
         let secret = SecretSource::from_pair(
             "kafka.sasl.oidc.client_secret",
@@ -118,7 +124,7 @@ impl TokenSource {
             config.client_secret_file.as_deref(),
         )?
         .ok_or_else(|| ConfigError::invalid("kafka.sasl.oidc.client_secret", "missing"))?;
-        let mut http = reqwest::blocking::Client::builder().timeout(Duration::from_secs(10));
+        let mut http = reqwest::Client::builder().timeout(Duration::from_secs(10));
         if let Some(path) = &config.ca_file {
             let pem = std::fs::read(path).map_err(|e| {
                 ConfigError::invalid(
@@ -140,11 +146,23 @@ impl TokenSource {
             config: config.clone(),
             secret,
             http,
+            runtime,
         })
     }
 
-    /// Asks the provider for a token. Blocks; call from a polling thread.
+    /// Asks the provider for a token, waiting for the answer. The request
+    /// runs on the runtime from a thread of its own, so waiting is safe
+    /// whatever thread librdkafka calls from.
     pub fn fetch(&self) -> Result<OAuthToken, OidcError> {
+        std::thread::scope(|scope| {
+            scope
+                .spawn(|| self.runtime.block_on(self.request()))
+                .join()
+                .unwrap_or_else(|_| Err(OidcError::Request("token request panicked".into())))
+        })
+    }
+
+    async fn request(&self) -> Result<OAuthToken, OidcError> {
         if let Err(error) = self.secret.refresh() {
             tracing::warn!(key = error.key, error = %error.source, "cannot re-read secret file; keeping the last value");
         }
@@ -158,10 +176,12 @@ impl TokenSource {
             .basic_auth(&self.config.client_id, Some(self.secret.current().expose()))
             .form(&form)
             .send()
+            .await
             .map_err(|e| OidcError::Request(e.to_string()))?;
         let status = response.status();
         let body = response
             .text()
+            .await
             .map_err(|e| OidcError::Request(e.to_string()))?;
         if !status.is_success() {
             return Err(OidcError::Refused {
