@@ -31,9 +31,9 @@ use anyhow::{Context, bail};
 use bytes::Bytes;
 use futures::StreamExt as _;
 use spanway_e2e::corpus::Corpus;
-use spanway_ingester::document::IndexNames;
-use spanway_ingester::templates;
 use spanway_schemas::Encoding;
+use spanway_search::index::{Family, Prefix};
+use spanway_search::templates;
 
 use crate::measure;
 use crate::null_endpoint::{NullEndpoint, Snapshot};
@@ -813,16 +813,15 @@ async fn install_templates(
     url: &str,
     prefix: &str,
 ) -> anyhow::Result<()> {
-    let names = IndexNames::new(prefix);
-    let prefix = names.prefix();
+    let prefix = Prefix::new(prefix);
     for (name, body) in [
         (
-            format!("{prefix}jaeger-span"),
-            templates::span_template(prefix, 1, 0),
+            prefix.base(Family::Span),
+            templates::span_template(&prefix, 1, 0),
         ),
         (
-            format!("{prefix}jaeger-service"),
-            templates::service_template(prefix, 1, 0),
+            prefix.base(Family::Service),
+            templates::service_template(&prefix, 1, 0),
         ),
     ] {
         client

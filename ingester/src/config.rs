@@ -5,6 +5,9 @@ use std::time::Duration;
 
 use serde::Deserialize;
 use spanway_schemas::{DEFAULT_TOPIC, Encoding};
+pub use spanway_search::retention::RetentionConfig;
+pub use spanway_search::templates::TemplateApi;
+use spanway_search::writer::WriterOptions;
 use spanway_service_kit::config::ConfigError;
 use spanway_service_kit::logging::LogConfig;
 
@@ -97,55 +100,6 @@ pub struct ElasticsearchConfig {
     /// An optional lifecycle policy that deletes old indices (and, with
     /// `use_aliases`, rolls the write aliases over).
     pub retention: RetentionConfig,
-}
-
-/// Index retention, enforced by the engine itself: an ISM policy on
-/// OpenSearch, an ILM policy on Elasticsearch, installed at start as
-/// `<prefix>jaeger-retention`. Both are optional engine features (the ISM
-/// plugin, x-pack ILM); when the engine lacks them, start fails naming
-/// `elasticsearch.retention.enabled` rather than running without the
-/// retention the operator asked for.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct RetentionConfig {
-    /// Install the policy and attach it to the span and service indices.
-    /// Off by default: deleting data is the operator's decision.
-    pub enabled: bool,
-    /// How long an index is kept: counted from its creation for daily
-    /// indices, from its rollover with `use_aliases` (an index still written
-    /// to is never deleted).
-    #[serde(with = "humantime_serde")]
-    pub delete_after: Duration,
-    /// With `use_aliases`: roll the write alias over to a new index once the
-    /// current one is this old...
-    #[serde(with = "humantime_serde")]
-    pub rollover_max_age: Duration,
-    /// ...or once its primary shards hold this much, in the engine's byte
-    /// units (`500mb`, `50gb`), whichever comes first.
-    pub rollover_max_size: String,
-}
-
-impl Default for RetentionConfig {
-    fn default() -> Self {
-        RetentionConfig {
-            enabled: false,
-            delete_after: Duration::from_secs(7 * 86_400),
-            rollover_max_age: Duration::from_secs(86_400),
-            rollover_max_size: "50gb".into(),
-        }
-    }
-}
-
-/// Template API choice.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum TemplateApi {
-    /// Chosen from the detected server.
-    Auto,
-    /// `_template` (OpenSearch 1–3, Elasticsearch 6–7).
-    Legacy,
-    /// `_index_template` (Elasticsearch 7.8+, 8, 9; OpenSearch 1+).
-    Composable,
 }
 
 /// Jaeger's `--es.tags-as-fields.*` options.
@@ -254,6 +208,21 @@ impl Default for BulkConfig {
             max_in_flight: 4,
             request_timeout: Duration::from_secs(30),
             max_bytes_in_flight: 64 * 1024 * 1024,
+        }
+    }
+}
+
+impl BulkConfig {
+    /// What the bulk writer needs of these settings.
+    pub fn writer_options(&self) -> WriterOptions {
+        WriterOptions {
+            limits: spanway_search::bulk::Limits {
+                max_documents: self.max_documents,
+                max_bytes: self.max_bytes,
+            },
+            retry_initial_backoff: self.retry_initial_backoff,
+            retry_max_backoff: self.retry_max_backoff,
+            request_timeout: self.request_timeout,
         }
     }
 }

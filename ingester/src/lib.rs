@@ -2,36 +2,32 @@
 //! and service documents to Elasticsearch or OpenSearch, committing a
 //! record's offset only once the engine has its documents.
 
-pub mod bulk;
 pub mod config;
 pub mod dead_letter;
 pub mod document;
 pub mod metrics;
 pub mod offsets;
-pub mod response;
-pub mod retention;
 pub mod sink;
 pub mod source;
-pub mod templates;
-pub mod writer;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use prometheus_client::registry::Registry;
+use spanway_search::index::IndexNames;
+use spanway_search::retention::{self, RetentionError};
+use spanway_search::writer::{BulkWriter, WriterError};
 use spanway_service_kit::ops::{self, Readiness};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::IngesterConfig;
 use crate::dead_letter::DeadLetters;
-use crate::document::{IndexNames, TagsAsFields};
+use crate::document::TagsAsFields;
 use crate::metrics::IngesterMetrics;
-use crate::retention::RetentionError;
 use crate::sink::Sink;
 use crate::source::SourceError;
-use crate::writer::{BulkWriter, WriterError};
 
 /// Failures while starting.
 #[derive(Debug, thiserror::Error)]
@@ -76,7 +72,11 @@ impl Ingester {
         let metrics = IngesterMetrics::default();
         let mut registry = Registry::default();
         metrics.register(&mut registry);
-        let writer = BulkWriter::new(&config.elasticsearch.url, &config.bulk, metrics.clone())?;
+        let writer = BulkWriter::new(
+            &config.elasticsearch.url,
+            config.bulk.writer_options(),
+            metrics.writer.clone(),
+        )?;
         let es = &config.elasticsearch;
         let names = if es.use_aliases {
             IndexNames::with_aliases(&es.index_prefix)

@@ -5,8 +5,8 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use serde::Deserialize;
-use spanway_ingester::config::TemplateApi;
 use spanway_schemas::{DEFAULT_TOPIC, Encoding};
+use spanway_search::templates::TemplateApi;
 use spanway_service_kit::config::ConfigError;
 use spanway_service_kit::logging::LogConfig;
 

@@ -25,9 +25,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use prometheus_client::registry::Registry;
-use spanway_ingester::config::BulkConfig;
-use spanway_ingester::metrics::IngesterMetrics;
-use spanway_ingester::writer::{BulkWriter, WriterError};
+use spanway_search::writer::{BulkWriter, WriterError, WriterOptions};
 use spanway_service_kit::ops::{self, Readiness};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -79,15 +77,14 @@ impl Analytics {
             .edge_metrics
             .enabled
             .then(|| EdgeSeries::new(&mut registry, config.edge_metrics.max_edges));
-        let writer_metrics = IngesterMetrics::default();
         let out = &config.elasticsearch;
-        let bulk = BulkConfig {
+        let options = WriterOptions {
             retry_initial_backoff: out.retry_initial_backoff,
             retry_max_backoff: out.retry_max_backoff,
             request_timeout: out.request_timeout,
-            ..BulkConfig::default()
+            ..WriterOptions::default()
         };
-        let writer = BulkWriter::new(&out.url, &bulk, writer_metrics)?;
+        let writer = BulkWriter::new(&out.url, options, metrics.writer.clone())?;
         if out.create_templates {
             let api = writer.template_api(out.template_api).await?;
             let indices = Indices::new(&out.index_prefix, &out.service_graph_index);

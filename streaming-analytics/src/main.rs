@@ -3,6 +3,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use spanway_search::index::{Family, Prefix};
 use spanway_service_kit::{config, logging, shutdown};
 use spanway_streaming_analytics::{Analytics, AnalyticsConfig, batch};
 use tokio_util::sync::CancellationToken;
@@ -80,12 +81,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     if let Some(Command::Recompute { from, to }) = &cli.command {
         let (from_ms, to_ms) = (epoch_ms("from", from)?, epoch_ms("to", to)?);
         anyhow::ensure!(from_ms < to_ms, "--from must be before --to");
-        let prefix = &config.elasticsearch.index_prefix;
-        let pattern = if prefix.is_empty() {
-            "jaeger-span-*".to_owned()
-        } else {
-            format!("{prefix}-jaeger-span-*")
-        };
+        let pattern = Prefix::new(&config.elasticsearch.index_prefix).pattern(Family::Span);
         let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
         let totals = runtime.block_on(batch::recompute(
             &config.elasticsearch.url,

@@ -1,4 +1,10 @@
 //! Sends documents to the engine until each is stored or refused for good.
+//!
+//! A batch handed to [`BulkWriter::write_all`] comes back only when every
+//! document in it has an answer it can keep: stored (or already stored),
+//! or refused for a reason retrying cannot cure. Anything passing (an
+//! outage, a full queue, a timeout) is retried with backoff for as long as
+//! it takes, so the caller never treats an unwritten document as written.
 
 use std::time::Duration;
 
@@ -12,11 +18,11 @@ use rand::Rng;
 use tokio_util::sync::CancellationToken;
 
 use crate::bulk::{Limits, create_lines, split};
-use crate::config::TemplateApi;
 use crate::document::Document;
-use crate::metrics::IngesterMetrics;
+use crate::index::{Family, Prefix};
+use crate::metrics::WriterMetrics;
 use crate::response::{ItemOutcome, classify};
-use crate::templates;
+use crate::templates::{self, TemplateApi};
 
 /// Failures that stop the writer.
 #[derive(Debug, thiserror::Error)]
@@ -42,6 +48,33 @@ pub struct Rejected {
     pub reason: String,
 }
 
+/// How the writer cuts and retries requests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WriterOptions {
+    /// The most one bulk request carries.
+    pub limits: Limits,
+    /// First retry delay after a failed bulk request or item; doubles each time.
+    pub retry_initial_backoff: Duration,
+    /// Ceiling of the retry delay.
+    pub retry_max_backoff: Duration,
+    /// A bulk request without an answer within this time is retried.
+    pub request_timeout: Duration,
+}
+
+impl Default for WriterOptions {
+    fn default() -> Self {
+        WriterOptions {
+            limits: Limits {
+                max_documents: 1000,
+                max_bytes: 5 * 1024 * 1024,
+            },
+            retry_initial_backoff: Duration::from_millis(100),
+            retry_max_backoff: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
 /// The bulk writer.
 #[derive(Debug, Clone)]
 pub struct BulkWriter {
@@ -50,27 +83,24 @@ pub struct BulkWriter {
     max_backoff: Duration,
     request_timeout: Duration,
     limits: Limits,
-    metrics: IngesterMetrics,
+    metrics: WriterMetrics,
 }
 
 impl BulkWriter {
     /// A writer for the cluster at `url`.
     pub fn new(
         url: &str,
-        bulk: &crate::config::BulkConfig,
-        metrics: IngesterMetrics,
+        options: WriterOptions,
+        metrics: WriterMetrics,
     ) -> Result<Self, WriterError> {
         let transport =
             Transport::single_node(url).map_err(|e| WriterError::Client(e.to_string()))?;
         Ok(BulkWriter {
             client: Elasticsearch::new(transport),
-            initial_backoff: bulk.retry_initial_backoff,
-            max_backoff: bulk.retry_max_backoff,
-            request_timeout: bulk.request_timeout,
-            limits: Limits {
-                max_documents: bulk.max_documents,
-                max_bytes: bulk.max_bytes,
-            },
+            initial_backoff: options.retry_initial_backoff,
+            max_backoff: options.retry_max_backoff,
+            request_timeout: options.request_timeout,
+            limits: options.limits,
             metrics,
         })
     }
@@ -98,7 +128,7 @@ impl BulkWriter {
     /// Returns the API used.
     pub async fn install_templates(
         &self,
-        prefix: &str,
+        prefix: &Prefix,
         shards: u32,
         replicas: u32,
         choice: TemplateApi,
@@ -108,14 +138,14 @@ impl BulkWriter {
         let mut span = templates::span_template(prefix, shards, replicas);
         let mut service = templates::service_template(prefix, shards, replicas);
         if let Some(lifecycle) = lifecycle {
-            for (body, kind) in [(&mut span, "span"), (&mut service, "service")] {
+            for (body, kind) in [(&mut span, Family::Span), (&mut service, Family::Service)] {
                 templates::add_settings(body, lifecycle.index_settings(kind));
                 templates::add_aliases(body, lifecycle.index_aliases(kind));
             }
         }
         let all = vec![
-            (format!("{prefix}jaeger-span"), span),
-            (format!("{prefix}jaeger-service"), service),
+            (prefix.base(Family::Span), span),
+            (prefix.base(Family::Service), service),
         ];
         self.put_templates(all, api).await?;
         Ok(api)
@@ -184,10 +214,10 @@ impl BulkWriter {
     /// carrying the `-write` (write index) and `-read` aliases, unless the
     /// write alias exists already. This is what Jaeger's rollover `init`
     /// step does; later rollovers are the lifecycle policy's job.
-    pub async fn ensure_aliases(&self, prefix: &str) -> Result<(), WriterError> {
-        for kind in ["span", "service"] {
-            let write = format!("{prefix}jaeger-{kind}-write");
-            let read = format!("{prefix}jaeger-{kind}-read");
+    pub async fn ensure_aliases(&self, prefix: &Prefix) -> Result<(), WriterError> {
+        for family in [Family::Span, Family::Service] {
+            let write = prefix.write_alias(family);
+            let read = prefix.read_alias(family);
             let failure = |reason: String| WriterError::Template {
                 name: write.clone(),
                 reason,
@@ -202,7 +232,7 @@ impl BulkWriter {
             if exists.status_code().is_success() {
                 continue;
             }
-            let first = format!("{prefix}jaeger-{kind}-000001");
+            let first = prefix.first_rollover_index(family);
             let response = self
                 .client
                 .indices()
@@ -324,10 +354,13 @@ impl BulkWriter {
         let outcome = self.send_lines(lines).await;
         self.metrics
             .bulk_latency
-            .0
             .observe(started.elapsed().as_secs_f64());
-        let body = outcome?;
-        classify(&body, docs.len()).map_err(|e| e.to_string())
+        let outcomes =
+            outcome.and_then(|body| classify(&body, docs.len()).map_err(|e| e.to_string()));
+        if outcomes.is_err() {
+            self.metrics.bulk_failures.inc();
+        }
+        outcomes
     }
 
     /// Sends one `_bulk` body; the answer's bytes when the status is 2xx.
