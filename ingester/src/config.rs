@@ -5,11 +5,13 @@ use std::time::Duration;
 
 use serde::Deserialize;
 use spanway_schemas::{DEFAULT_TOPIC, Encoding};
+use spanway_search::client::EngineClientConfig;
 pub use spanway_search::retention::RetentionConfig;
 pub use spanway_search::templates::TemplateApi;
 use spanway_search::writer::WriterOptions;
 use spanway_service_kit::config::ConfigError;
 use spanway_service_kit::logging::LogConfig;
+use spanway_service_kit::section::Section;
 
 /// Everything the ingester reads at start.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -17,8 +19,10 @@ use spanway_service_kit::logging::LogConfig;
 pub struct IngesterConfig {
     /// The Kafka consumer.
     pub kafka: ConsumerConfig,
-    /// The search engine and the documents written to it.
-    pub elasticsearch: ElasticsearchConfig,
+    /// The search engine (connection keys from `EngineClientConfig`, the
+    /// rest from `ElasticsearchConfig`, side by side in one section) and the
+    /// documents written to it.
+    pub elasticsearch: Section<EngineClientConfig, ElasticsearchConfig>,
     /// How documents are batched into bulk requests.
     pub bulk: BulkConfig,
     /// Where records that cannot be stored go.
@@ -72,12 +76,11 @@ impl Default for DeadLetterConfig {
     }
 }
 
-/// Connection and document options.
+/// Index and document options; the connection keys of the same section
+/// are `spanway_search::client::EngineClientConfig`'s.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ElasticsearchConfig {
-    /// Base URL of the cluster, e.g. `http://127.0.0.1:9200`.
-    pub url: String,
     /// Prefix of every index name; `prod` gives `prod-jaeger-span-…`, as in Jaeger.
     pub index_prefix: String,
     /// Primary shards of new daily indices.
@@ -184,7 +187,6 @@ impl Default for ConsumerConfig {
 impl Default for ElasticsearchConfig {
     fn default() -> Self {
         ElasticsearchConfig {
-            url: "http://127.0.0.1:9200".into(),
             index_prefix: String::new(),
             shards: 5,
             replicas: 1,
@@ -288,17 +290,7 @@ impl IngesterConfig {
                 "must be at least bulk.max_bytes, or no batch could ever fill",
             ));
         }
-        if !(self.elasticsearch.url.starts_with("http://")
-            || self.elasticsearch.url.starts_with("https://"))
-        {
-            return Err(ConfigError::invalid(
-                "elasticsearch.url",
-                format!(
-                    "{:?} must start with http:// or https://",
-                    self.elasticsearch.url
-                ),
-            ));
-        }
+        self.elasticsearch.client.validate()?;
         let dot = &self.elasticsearch.tags_as_fields.dot_replacement;
         if dot.is_empty() || dot.contains('.') {
             return Err(ConfigError::invalid(
@@ -414,7 +406,7 @@ mod tests {
                 .contains("kafka.start_offset")
         );
         let mut cfg = IngesterConfig::default();
-        cfg.elasticsearch.url = "127.0.0.1:9200".into();
+        cfg.elasticsearch.client.url = Some("127.0.0.1:9200".into());
         assert!(
             cfg.validate()
                 .unwrap_err()
@@ -442,6 +434,48 @@ mod tests {
                 .to_string()
                 .contains("bulk.max_documents")
         );
+    }
+
+    #[test]
+    fn connection_and_index_keys_share_the_elasticsearch_section() {
+        let path = std::env::temp_dir().join(format!(
+            "spanway-ingester-section-{}.toml",
+            std::process::id()
+        ));
+        std::fs::write(
+            &path,
+            "[elasticsearch]\nindex_prefix = \"prod\"\nusername = \"writer\"\ncompression = \"gzip\"\n[elasticsearch.tls]\ninsecure_skip_verify = false\n",
+        )
+        .unwrap();
+        let env = [
+            ("SPANWAY_ELASTICSEARCH__URL", "https://es:9200"),
+            ("SPANWAY_ELASTICSEARCH__PASSWORD", "0123"),
+            ("SPANWAY_ELASTICSEARCH__SHARDS", "3"),
+        ]
+        .map(|(k, v)| (k.to_string(), v.to_string()));
+        let loaded = spanway_service_kit::config::load_with_env::<IngesterConfig>(Some(&path), env);
+        let _ = std::fs::remove_file(&path);
+        let cfg = loaded.unwrap();
+        cfg.validate().unwrap();
+        let client = &cfg.elasticsearch.client;
+        assert_eq!(client.url.as_deref(), Some("https://es:9200"));
+        assert_eq!(client.username.as_deref(), Some("writer"));
+        assert_eq!(client.password.as_ref().unwrap().expose(), "0123");
+        assert_eq!(
+            client.compression,
+            spanway_search::client::Compression::Gzip
+        );
+        assert_eq!(cfg.elasticsearch.index_prefix, "prod");
+        assert_eq!(cfg.elasticsearch.shards, 3);
+        let printed = format!("{cfg:?}");
+        assert!(!printed.contains("0123"), "{printed}");
+
+        let env =
+            [("SPANWAY_ELASTICSEARCH__PASWORD", "x")].map(|(k, v)| (k.to_string(), v.to_string()));
+        let error = spanway_service_kit::config::load_with_env::<IngesterConfig>(None, env)
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("pasword"), "{error}");
     }
 
     fn with_retention() -> IngesterConfig {

@@ -15,10 +15,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use prometheus_client::registry::Registry;
+use spanway_search::client::{ClientError, EngineClient};
 use spanway_search::index::IndexNames;
 use spanway_search::retention::{self, RetentionError};
 use spanway_search::writer::{BulkWriter, WriterError};
 use spanway_service_kit::ops::{self, Readiness};
+use spanway_service_kit::secret::DEFAULT_REFRESH_INTERVAL;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -38,7 +40,10 @@ pub enum StartError {
     /// The dead-letter producer could not be created.
     #[error("dead-letter producer: {0}")]
     DeadLetter(#[from] rdkafka::error::KafkaError),
-    /// The search engine client or templates failed.
+    /// The search engine client could not be built from its settings.
+    #[error(transparent)]
+    Client(#[from] ClientError),
+    /// The index templates or aliases could not be installed.
     #[error(transparent)]
     Writer(#[from] WriterError),
     /// Retention was asked for and could not be installed.
@@ -72,11 +77,9 @@ impl Ingester {
         let metrics = IngesterMetrics::default();
         let mut registry = Registry::default();
         metrics.register(&mut registry);
-        let writer = BulkWriter::new(
-            &config.elasticsearch.url,
-            config.bulk.writer_options(),
-            metrics.writer.clone(),
-        )?;
+        let engine = EngineClient::new(&config.elasticsearch.client)?;
+        engine.spawn_credential_refresh(DEFAULT_REFRESH_INTERVAL, shutdown.clone());
+        let writer = BulkWriter::new(engine, config.bulk.writer_options(), metrics.writer.clone());
         let es = &config.elasticsearch;
         let names = if es.use_aliases {
             IndexNames::with_aliases(&es.index_prefix)
@@ -87,14 +90,8 @@ impl Ingester {
         // refuses settings naming a lifecycle feature it does not have.
         let lifecycle = if es.retention.enabled {
             Some(
-                retention::install(
-                    &writer,
-                    &es.url,
-                    &es.retention,
-                    names.prefix(),
-                    names.uses_aliases(),
-                )
-                .await?,
+                retention::install(&writer, &es.retention, names.prefix(), names.uses_aliases())
+                    .await?,
             )
         } else {
             None
@@ -202,7 +199,8 @@ impl Ingester {
     }
 }
 
-/// Ready means the search engine and the Kafka brokers both answer.
+/// Ready means the search engine answers and accepts our credentials, and
+/// the Kafka brokers answer.
 fn spawn_readiness_probe(
     writer: BulkWriter,
     consumer: Arc<source::SourceConsumer>,
@@ -219,7 +217,7 @@ fn spawn_readiness_probe(
                     .fetch_metadata(None, Duration::from_secs(2))
                     .is_ok()
             });
-            writer.ping().await && kafka.await.unwrap_or(false)
+            writer.ready().await && kafka.await.unwrap_or(false)
         }
     });
 }

@@ -33,7 +33,8 @@ struct Cli {
 enum Command {
     /// Run the ingester (the default).
     Run,
-    /// Load and validate the configuration, print it, and exit.
+    /// Load and validate the configuration (reading the secret and
+    /// certificate files it names), print it, and exit.
     CheckConfig,
 }
 
@@ -52,6 +53,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     let config: IngesterConfig = config::load(cli.config.as_deref())?;
     config.validate()?;
     if let Some(Command::CheckConfig) = cli.command {
+        config.elasticsearch.client.check_files()?;
         println!("configuration is valid:\n{config:#?}");
         return Ok(());
     }

@@ -14,6 +14,7 @@ use spanway_e2e::{
 use spanway_ingester::Ingester;
 use spanway_ingester::config::BulkConfig;
 use spanway_search::bulk::{Limits, encoded_len, split};
+use spanway_search::client::{EngineClient, EngineClientConfig};
 use spanway_search::document::{Document, DocumentKind};
 use spanway_search::metrics::WriterMetrics;
 use spanway_search::writer::BulkWriter;
@@ -51,7 +52,8 @@ async fn one_write_is_split_by_bytes_and_count() {
         "every planned request within both limits"
     );
     let metrics = WriterMetrics::default();
-    let writer = BulkWriter::new(&url, bulk.writer_options(), metrics.clone()).unwrap();
+    let engine = EngineClient::new(&EngineClientConfig::for_url(&url)).unwrap();
+    let writer = BulkWriter::new(engine, bulk.writer_options(), metrics.clone());
     let rejected = writer
         .write_all(documents, &CancellationToken::new())
         .await

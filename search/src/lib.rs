@@ -2,7 +2,8 @@
 //! OpenSearch, shared by the ingester and streaming analytics so that both
 //! name indices, install templates, retry and count the same way.
 //!
-//! Layout, in the order a document travels: [`index`] names the target,
+//! Layout, in the order a document travels: [`client`] holds the
+//! connection settings and the client built from them, [`index`] names the target,
 //! [`document`] is what gets sent, [`bulk`] builds and cuts `_bulk`
 //! requests, [`response`] classifies every item of the answer, [`writer`]
 //! sends and retries until each document has a final answer. [`templates`]
@@ -15,6 +16,7 @@
 //! `…_bulk_latency_seconds` histogram.
 
 pub mod bulk;
+pub mod client;
 pub mod document;
 pub mod index;
 pub mod metrics;

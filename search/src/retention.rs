@@ -389,6 +389,7 @@ async fn call(
 ) -> Result<Answer, String> {
     let body = body.map(|b| b.to_string().into_bytes());
     let response = writer
+        .engine()
         .client()
         .send(
             method,
@@ -413,12 +414,13 @@ fn excerpt(body: &str) -> String {
 /// the templates need to attach it.
 pub async fn install(
     writer: &BulkWriter,
-    url: &str,
     config: &RetentionConfig,
     prefix: &Prefix,
     aliases: bool,
 ) -> Result<Lifecycle, RetentionError> {
+    let url = writer.engine().urls();
     let info = writer
+        .engine()
         .server_info()
         .await
         .map_err(|reason| RetentionError::Detect {

@@ -8,16 +8,16 @@
 
 use std::time::Duration;
 
-use elasticsearch::http::transport::Transport;
+use elasticsearch::BulkParts;
 use elasticsearch::indices::{
     IndicesCreateParts, IndicesExistsAliasParts, IndicesPutIndexTemplateParts,
     IndicesPutTemplateParts,
 };
-use elasticsearch::{BulkParts, Elasticsearch};
 use rand::Rng;
 use tokio_util::sync::CancellationToken;
 
 use crate::bulk::{Limits, create_lines, split};
+use crate::client::EngineClient;
 use crate::document::Document;
 use crate::index::{Family, Prefix};
 use crate::metrics::WriterMetrics;
@@ -27,9 +27,6 @@ use crate::templates::{self, TemplateApi};
 /// Failures that stop the writer.
 #[derive(Debug, thiserror::Error)]
 pub enum WriterError {
-    /// The client could not be built from the URL.
-    #[error("elasticsearch.url: {0}")]
-    Client(String),
     /// A template install failed.
     #[error("cannot install index template {name}: {reason}")]
     Template { name: String, reason: String },
@@ -78,7 +75,7 @@ impl Default for WriterOptions {
 /// The bulk writer.
 #[derive(Debug, Clone)]
 pub struct BulkWriter {
-    client: Elasticsearch,
+    engine: EngineClient,
     initial_backoff: Duration,
     max_backoff: Duration,
     request_timeout: Duration,
@@ -87,38 +84,26 @@ pub struct BulkWriter {
 }
 
 impl BulkWriter {
-    /// A writer for the cluster at `url`.
-    pub fn new(
-        url: &str,
-        options: WriterOptions,
-        metrics: WriterMetrics,
-    ) -> Result<Self, WriterError> {
-        let transport =
-            Transport::single_node(url).map_err(|e| WriterError::Client(e.to_string()))?;
-        Ok(BulkWriter {
-            client: Elasticsearch::new(transport),
+    /// A writer sending through `engine`.
+    pub fn new(engine: EngineClient, options: WriterOptions, metrics: WriterMetrics) -> Self {
+        BulkWriter {
+            engine,
             initial_backoff: options.retry_initial_backoff,
             max_backoff: options.retry_max_backoff,
             request_timeout: options.request_timeout,
             limits: options.limits,
             metrics,
-        })
+        }
     }
 
-    /// Whether the cluster answers.
-    pub async fn ping(&self) -> bool {
-        let ping = self
-            .client
-            .ping()
-            .request_timeout(Duration::from_secs(5))
-            .send()
-            .await;
-        matches!(ping, Ok(r) if r.status_code().is_success())
+    /// Whether the engine answers and accepts the credentials.
+    pub async fn ready(&self) -> bool {
+        self.engine.reachable().await
     }
 
     /// The client, for the start-up steps kept in their own modules.
-    pub(crate) fn client(&self) -> &Elasticsearch {
-        &self.client
+    pub fn engine(&self) -> &EngineClient {
+        &self.engine
     }
 
     /// Installs the span and service templates with the API `choice` asks
@@ -158,13 +143,14 @@ impl BulkWriter {
             TemplateApi::Legacy => templates::Api::Legacy,
             TemplateApi::Composable => templates::Api::Composable,
             TemplateApi::Auto => {
-                let info = self
-                    .server_info()
-                    .await
-                    .map_err(|reason| WriterError::Template {
-                        name: "(server detection)".into(),
-                        reason,
-                    })?;
+                let info =
+                    self.engine
+                        .server_info()
+                        .await
+                        .map_err(|reason| WriterError::Template {
+                            name: "(server detection)".into(),
+                            reason,
+                        })?;
                 templates::detect(&info)
             }
         })
@@ -184,7 +170,8 @@ impl BulkWriter {
             };
             let sent = match api {
                 templates::Api::Legacy => {
-                    self.client
+                    self.engine
+                        .client()
                         .indices()
                         .put_template(IndicesPutTemplateParts::Name(&name))
                         .body(body)
@@ -192,7 +179,8 @@ impl BulkWriter {
                         .await
                 }
                 templates::Api::Composable => {
-                    self.client
+                    self.engine
+                        .client()
                         .indices()
                         .put_index_template(IndicesPutIndexTemplateParts::Name(&name))
                         .body(templates::composable(body))
@@ -223,7 +211,8 @@ impl BulkWriter {
                 reason,
             };
             let exists = self
-                .client
+                .engine
+                .client()
                 .indices()
                 .exists_alias(IndicesExistsAliasParts::Name(&[write.as_str()]))
                 .send()
@@ -234,7 +223,8 @@ impl BulkWriter {
             }
             let first = prefix.first_rollover_index(family);
             let response = self
-                .client
+                .engine
+                .client()
                 .indices()
                 .create(IndicesCreateParts::Index(&first))
                 .body(serde_json::json!({
@@ -251,22 +241,6 @@ impl BulkWriter {
             }
         }
         Ok(())
-    }
-
-    /// The server's `GET /` answer (name, distribution, version).
-    pub(crate) async fn server_info(&self) -> Result<serde_json::Value, String> {
-        let response = self
-            .client
-            .info()
-            .request_timeout(Duration::from_secs(10))
-            .send()
-            .await
-            .map_err(|e| e.to_string())?;
-        let status = response.status_code();
-        if !status.is_success() {
-            return Err(format!("GET / answered {status}"));
-        }
-        response.json().await.map_err(|e| e.to_string())
     }
 
     /// Writes every document, in as many bulk requests as `bulk.max_documents`
@@ -366,7 +340,8 @@ impl BulkWriter {
     /// Sends one `_bulk` body; the answer's bytes when the status is 2xx.
     async fn send_lines(&self, lines: Vec<Vec<u8>>) -> Result<bytes::Bytes, String> {
         let response = self
-            .client
+            .engine
+            .client()
             .bulk(BulkParts::None)
             .request_timeout(self.request_timeout)
             .body(lines)

@@ -25,8 +25,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use prometheus_client::registry::Registry;
+use spanway_search::client::{ClientError, EngineClient};
 use spanway_search::writer::{BulkWriter, WriterError, WriterOptions};
 use spanway_service_kit::ops::{self, Readiness};
+use spanway_service_kit::secret::DEFAULT_REFRESH_INTERVAL;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -38,7 +40,10 @@ use crate::metrics::{AnalyticsMetrics, EdgeSeries};
 /// Failures while starting.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    /// The engine client or a template.
+    /// The engine client could not be built from its settings.
+    #[error(transparent)]
+    Client(#[from] ClientError),
+    /// A template could not be installed.
     #[error(transparent)]
     Writer(#[from] WriterError),
     /// The Kafka consumer could not be created.
@@ -84,7 +89,9 @@ impl Analytics {
             request_timeout: out.request_timeout,
             ..WriterOptions::default()
         };
-        let writer = BulkWriter::new(&out.url, options, metrics.writer.clone())?;
+        let engine = EngineClient::new(&out.client)?;
+        engine.spawn_credential_refresh(DEFAULT_REFRESH_INTERVAL, shutdown.clone());
+        let writer = BulkWriter::new(engine, options, metrics.writer.clone());
         if out.create_templates {
             let api = writer.template_api(out.template_api).await?;
             let indices = Indices::new(&out.index_prefix, &out.service_graph_index);
@@ -156,7 +163,8 @@ impl Analytics {
     }
 }
 
-/// Ready means the engine answers and the poll loop reached Kafka lately.
+/// Ready means the engine answers and accepts our credentials, and the poll
+/// loop reached Kafka lately.
 fn spawn_readiness_probe(
     writer: BulkWriter,
     kafka: Readiness,
@@ -166,6 +174,6 @@ fn spawn_readiness_probe(
     ops::spawn_readiness_probe(ready, Duration::from_secs(5), shutdown, move || {
         let writer = writer.clone();
         let kafka = kafka.clone();
-        async move { kafka.get() && writer.ping().await }
+        async move { kafka.get() && writer.ready().await }
     });
 }

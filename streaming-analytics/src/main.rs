@@ -38,12 +38,14 @@ struct Cli {
 enum Command {
     /// Run the job (the default).
     Run,
-    /// Load and validate the configuration, print it, and exit.
+    /// Load and validate the configuration (reading the secret and
+    /// certificate files it names), print it, and exit.
     CheckConfig,
     /// Recompute the dependency totals of a time range from the span
-    /// documents in the engine (elasticsearch.url, index_prefix), by the
-    /// same rules, and print them as JSON lines {parent, child, callCount}.
-    /// Writes nothing. Use it to check the streaming totals over a range.
+    /// documents in the engine (the elasticsearch connection settings and
+    /// index_prefix), by the same rules, and print them as JSON lines
+    /// {parent, child, callCount}. Writes nothing. Use it to check the
+    /// streaming totals over a range.
     Recompute {
         /// Range start, RFC 3339 (e.g. 2026-03-02T00:00:00Z).
         #[arg(long)]
@@ -74,6 +76,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     let config: AnalyticsConfig = config::load(cli.config.as_deref())?;
     config.validate()?;
     if let Some(Command::CheckConfig) = cli.command {
+        config.elasticsearch.client.check_files()?;
         println!("configuration is valid:\n{config:#?}");
         return Ok(());
     }
@@ -84,7 +87,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         let pattern = Prefix::new(&config.elasticsearch.index_prefix).pattern(Family::Span);
         let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
         let totals = runtime.block_on(batch::recompute(
-            &config.elasticsearch.url,
+            &config.elasticsearch.client,
             &pattern,
             from_ms,
             to_ms,

@@ -1,0 +1,232 @@
+//! What the client puts on the wire: credentials of each kind, a password
+//! file rotated while running, gzip bodies, several nodes in turn. A small
+//! HTTP listener stands in for the engine and records each request.
+#![allow(clippy::unwrap_used)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::Path;
+use std::sync::mpsc;
+use std::time::{Duration, Instant, SystemTime};
+
+use base64::Engine as _;
+use elasticsearch::http::Method;
+use elasticsearch::http::headers::HeaderMap;
+use spanway_search::client::{Compression, EngineClient, EngineClientConfig};
+use spanway_service_kit::secret::Secret;
+use tokio_util::sync::CancellationToken;
+
+/// One request as received: method and path, then the headers, lowercased names.
+#[derive(Debug)]
+struct Seen {
+    line: String,
+    headers: Vec<(String, String)>,
+}
+
+impl Seen {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Answers every request with an empty 200 and reports it.
+fn engine() -> (SocketAddr, mpsc::Receiver<Seen>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(stream) = stream else { return };
+            let tx = tx.clone();
+            std::thread::spawn(move || serve(stream, &tx));
+        }
+    });
+    (addr, rx)
+}
+
+fn serve(stream: TcpStream, tx: &mpsc::Sender<Seen>) {
+    let mut writer = stream.try_clone().unwrap();
+    let mut reader = BufReader::new(stream);
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+            return;
+        }
+        let mut headers = Vec::new();
+        loop {
+            let mut header = String::new();
+            reader.read_line(&mut header).unwrap();
+            let header = header.trim_end();
+            if header.is_empty() {
+                break;
+            }
+            let (name, value) = header.split_once(':').unwrap();
+            headers.push((name.to_ascii_lowercase(), value.trim().to_owned()));
+        }
+        let seen = Seen {
+            line: line.trim_end().to_owned(),
+            headers,
+        };
+        let length: usize = seen
+            .header("content-length")
+            .map_or(0, |v| v.parse().unwrap());
+        let mut body = vec![0; length];
+        reader.read_exact(&mut body).unwrap();
+        if tx.send(seen).is_err() {
+            return;
+        }
+        writer
+            .write_all(
+                b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{}",
+            )
+            .unwrap();
+    }
+}
+
+fn next(rx: &mpsc::Receiver<Seen>) -> Seen {
+    rx.recv_timeout(Duration::from_secs(10)).unwrap()
+}
+
+fn basic(user: &str, password: &str) -> String {
+    let encoded = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+    format!("Basic {encoded}")
+}
+
+/// Rewrites a file so that its modification time surely moves.
+fn rewrite(path: &Path, text: &str) {
+    std::fs::write(path, text).unwrap();
+    let later = SystemTime::now() + Duration::from_secs(2);
+    std::fs::File::options()
+        .write(true)
+        .open(path)
+        .unwrap()
+        .set_modified(later)
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_rotated_password_file_is_used_without_restart() {
+    let (addr, rx) = engine();
+    let dir = tempfile::tempdir().unwrap();
+    let password = dir.path().join("password");
+    std::fs::write(&password, "first\n").unwrap();
+    let config = EngineClientConfig {
+        username: Some("writer".into()),
+        password_file: Some(password.clone()),
+        ..EngineClientConfig::for_url(&format!("http://{addr}"))
+    };
+    let client = EngineClient::new(&config).unwrap();
+    let shutdown = CancellationToken::new();
+    let refresh = client
+        .spawn_credential_refresh(Duration::from_millis(50), shutdown.clone())
+        .expect("a file to watch");
+
+    assert!(client.reachable().await);
+    let seen = next(&rx);
+    assert_eq!(seen.line, "HEAD / HTTP/1.1");
+    assert_eq!(
+        seen.header("authorization"),
+        Some(basic("writer", "first").as_str())
+    );
+
+    rewrite(&password, "second\n");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        assert!(client.reachable().await);
+        if next(&rx).header("authorization") == Some(basic("writer", "second").as_str()) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "new password never used");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    shutdown.cancel();
+    refresh.await.unwrap();
+}
+
+#[tokio::test]
+async fn api_keys_and_bearer_tokens_go_in_the_authorization_header() {
+    let (addr, rx) = engine();
+    let url = format!("http://{addr}");
+    let config = EngineClientConfig {
+        api_key: Some(Secret::new("aWQ6c2VjcmV0")),
+        ..EngineClientConfig::for_url(&url)
+    };
+    assert!(EngineClient::new(&config).unwrap().reachable().await);
+    assert_eq!(
+        next(&rx).header("authorization"),
+        Some("ApiKey aWQ6c2VjcmV0")
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let token = dir.path().join("token");
+    std::fs::write(&token, "eyJhbGciOi.payload.sig\n").unwrap();
+    let config = EngineClientConfig {
+        bearer_token_file: Some(token),
+        ..EngineClientConfig::for_url(&url)
+    };
+    assert!(EngineClient::new(&config).unwrap().reachable().await);
+    assert_eq!(
+        next(&rx).header("authorization"),
+        Some("Bearer eyJhbGciOi.payload.sig")
+    );
+
+    assert!(
+        EngineClient::new(&EngineClientConfig::for_url(&url))
+            .unwrap()
+            .reachable()
+            .await
+    );
+    assert_eq!(next(&rx).header("authorization"), None);
+}
+
+#[tokio::test]
+async fn gzip_compresses_request_bodies() {
+    let (addr, rx) = engine();
+    let config = EngineClientConfig {
+        compression: Compression::Gzip,
+        ..EngineClientConfig::for_url(&format!("http://{addr}"))
+    };
+    let client = EngineClient::new(&config).unwrap();
+    let body = br#"{"create":{"_index":"i","_id":"1"}}
+{"a":1}
+"#
+    .repeat(100);
+    client
+        .client()
+        .send(
+            Method::Post,
+            "/_bulk",
+            HeaderMap::new(),
+            None::<&()>,
+            Some(body.clone()),
+            None,
+        )
+        .await
+        .unwrap();
+    let seen = next(&rx);
+    assert_eq!(seen.header("content-encoding"), Some("gzip"));
+    let sent: usize = seen.header("content-length").unwrap().parse().unwrap();
+    assert!(sent < body.len() / 5, "{sent} bytes for {}", body.len());
+}
+
+#[tokio::test]
+async fn several_urls_take_requests_in_turn() {
+    let (a, rx_a) = engine();
+    let (b, rx_b) = engine();
+    let config = EngineClientConfig {
+        urls: vec![format!("http://{a}"), format!("http://{b}")],
+        ..Default::default()
+    };
+    let client = EngineClient::new(&config).unwrap();
+    for _ in 0..4 {
+        assert!(client.reachable().await);
+    }
+    for rx in [&rx_a, &rx_b] {
+        next(rx);
+        next(rx);
+        assert!(rx.try_recv().is_err(), "more than half on one node");
+    }
+}
