@@ -4,8 +4,10 @@
 #![allow(clippy::unwrap_used)]
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener};
 use std::path::Path;
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::sync::mpsc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -21,6 +23,8 @@ use tokio_util::sync::CancellationToken;
 struct Seen {
     line: String,
     headers: Vec<(String, String)>,
+    /// Whether the client presented a certificate the server verified.
+    client_certificate: bool,
 }
 
 impl Seen {
@@ -41,14 +45,14 @@ fn engine() -> (SocketAddr, mpsc::Receiver<Seen>) {
         for stream in listener.incoming() {
             let Ok(stream) = stream else { return };
             let tx = tx.clone();
-            std::thread::spawn(move || serve(stream, &tx));
+            std::thread::spawn(move || serve(stream, &tx, |_| false));
         }
     });
     (addr, rx)
 }
 
-fn serve(stream: TcpStream, tx: &mpsc::Sender<Seen>) {
-    let mut writer = stream.try_clone().unwrap();
+/// Reads requests off one connection until it closes.
+fn serve<S: Read + Write>(stream: S, tx: &mpsc::Sender<Seen>, client_certificate: fn(&S) -> bool) {
     let mut reader = BufReader::new(stream);
     loop {
         let mut line = String::new();
@@ -69,6 +73,7 @@ fn serve(stream: TcpStream, tx: &mpsc::Sender<Seen>) {
         let seen = Seen {
             line: line.trim_end().to_owned(),
             headers,
+            client_certificate: client_certificate(reader.get_ref()),
         };
         let length: usize = seen
             .header("content-length")
@@ -78,11 +83,13 @@ fn serve(stream: TcpStream, tx: &mpsc::Sender<Seen>) {
         if tx.send(seen).is_err() {
             return;
         }
-        writer
+        let answer = reader.get_mut();
+        answer
             .write_all(
                 b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{}",
             )
             .unwrap();
+        answer.flush().unwrap();
     }
 }
 
@@ -229,4 +236,111 @@ async fn several_urls_take_requests_in_turn() {
         next(rx);
         assert!(rx.try_recv().is_err(), "more than half on one node");
     }
+}
+
+/// The test PKI in `tests/tls` (EC P-256, valid for a century): `ca.pem`
+/// signed `server.pem` (127.0.0.1, localhost) and `client.pem`, made with
+/// `openssl req -x509` and `openssl x509 -req` with the usual v3 extensions
+/// (CA:TRUE on the CA; serverAuth, clientAuth on the leaves).
+fn pki(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/tls")
+        .join(name)
+}
+
+/// An HTTPS listener with the test server certificate; with
+/// `require_client_certificate`, the handshake fails without one from the
+/// test CA.
+fn tls_engine(require_client_certificate: bool) -> (SocketAddr, mpsc::Receiver<Seen>) {
+    use rustls::pki_types::pem::PemObject as _;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(pki("server.pem"))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    let key = PrivateKeyDer::from_pem_file(pki("server-key.pem")).unwrap();
+    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .unwrap();
+    let builder = if require_client_certificate {
+        let mut roots = rustls::RootCertStore::empty();
+        for ca in CertificateDer::pem_file_iter(pki("ca.pem")).unwrap() {
+            roots.add(ca.unwrap()).unwrap();
+        }
+        let verifier =
+            rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+                .build()
+                .unwrap();
+        builder.with_client_cert_verifier(verifier)
+    } else {
+        builder.with_no_client_auth()
+    };
+    let config = Arc::new(builder.with_single_cert(chain, key).unwrap());
+
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(stream) = stream else { return };
+            let tx = tx.clone();
+            let connection = rustls::ServerConnection::new(config.clone()).unwrap();
+            let tls = rustls::StreamOwned::new(connection, stream);
+            std::thread::spawn(move || {
+                serve(tls, &tx, |tls| tls.conn.peer_certificates().is_some())
+            });
+        }
+    });
+    (addr, rx)
+}
+
+fn https(addr: SocketAddr) -> EngineClientConfig {
+    EngineClientConfig::for_url(&format!("https://{addr}"))
+}
+
+#[tokio::test]
+async fn a_private_ca_is_trusted_and_nothing_else_by_default() {
+    let (addr, rx) = tls_engine(false);
+    let unknown_ca = EngineClient::new(&https(addr)).unwrap();
+    assert!(
+        !unknown_ca.reachable().await,
+        "a certificate from an unknown CA must be refused"
+    );
+
+    let mut config = https(addr);
+    config.tls.ca_file = Some(pki("ca.pem"));
+    assert!(EngineClient::new(&config).unwrap().reachable().await);
+    assert_eq!(next(&rx).line, "HEAD / HTTP/1.1");
+
+    let mut config = https(addr);
+    config.tls.insecure_skip_verify = true;
+    assert!(EngineClient::new(&config).unwrap().reachable().await);
+    next(&rx);
+}
+
+#[tokio::test]
+async fn a_client_certificate_is_presented_beside_basic_auth() {
+    let (addr, rx) = tls_engine(true);
+    let mut config = https(addr);
+    config.tls.ca_file = Some(pki("ca.pem"));
+    assert!(
+        !EngineClient::new(&config).unwrap().reachable().await,
+        "no certificate, no connection"
+    );
+
+    config.tls.cert_file = Some(pki("client.pem"));
+    config.tls.key_file = Some(pki("client-key.pem"));
+    config.username = Some("writer".into());
+    config.password = Some(Secret::new("pw"));
+    let client = EngineClient::new(&config).unwrap();
+    assert!(client.client_certificate());
+    assert!(client.reachable().await);
+    let seen = next(&rx);
+    assert!(seen.client_certificate);
+    assert_eq!(
+        seen.header("authorization"),
+        Some(basic("writer", "pw").as_str())
+    );
 }
