@@ -6,7 +6,8 @@
 //! connection settings and the client built from them, [`index`] names the target,
 //! [`document`] is what gets sent, [`bulk`] builds and cuts `_bulk`
 //! requests, [`response`] classifies every item of the answer, [`writer`]
-//! sends and retries until each document has a final answer. [`templates`]
+//! sends and retries until each document has a final answer, keeping
+//! documents the engine refuses for credentials or rights ([`auth`]). [`templates`]
 //! and [`retention`] are installed at start; [`metrics`] counts the writes.
 //!
 //! Metrics: each process registers [`metrics::WriterMetrics`] under its own
@@ -15,6 +16,7 @@
 //! `…_documents_retried_total`, `…_bulk_auth_failures_total` and the
 //! `…_bulk_latency_seconds` histogram.
 
+pub mod auth;
 pub mod bulk;
 pub mod client;
 pub mod document;

@@ -6,7 +6,9 @@
 //! outage, a full queue, a timeout) is retried with backoff for as long as
 //! it takes, so the caller never treats an unwritten document as written.
 
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use elasticsearch::BulkParts;
 use elasticsearch::indices::{
@@ -16,12 +18,13 @@ use elasticsearch::indices::{
 use rand::Rng;
 use tokio_util::sync::CancellationToken;
 
+use crate::auth::{self, AuthFailure};
 use crate::bulk::{Limits, create_lines, split};
 use crate::client::EngineClient;
 use crate::document::Document;
 use crate::index::{Family, Prefix};
 use crate::metrics::WriterMetrics;
-use crate::response::{ItemOutcome, classify};
+use crate::response::{BulkAnswer, ItemOutcome, classify_answer};
 use crate::templates::{self, TemplateApi};
 
 /// Failures that stop the writer.
@@ -44,6 +47,10 @@ pub struct Rejected {
     /// The engine's status, error type and reason.
     pub reason: String,
 }
+
+/// At most one error line per this long while the engine refuses our
+/// writes for credentials or rights: each retry would log one otherwise.
+pub const AUTH_LOG_INTERVAL: Duration = Duration::from_secs(30);
 
 /// How the writer cuts and retries requests.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -81,6 +88,7 @@ pub struct BulkWriter {
     request_timeout: Duration,
     limits: Limits,
     metrics: WriterMetrics,
+    auth: Arc<AuthState>,
 }
 
 impl BulkWriter {
@@ -93,12 +101,16 @@ impl BulkWriter {
             request_timeout: options.request_timeout,
             limits: options.limits,
             metrics,
+            auth: Arc::default(),
         }
     }
 
-    /// Whether the engine answers and accepts the credentials.
+    /// Whether writes can go through: the engine answers and accepts the
+    /// credentials, and the last bulk answer did not refuse our writes for
+    /// credentials or rights (a role without write rights passes the first
+    /// check).
     pub async fn ready(&self) -> bool {
-        self.engine.reachable().await
+        !self.auth.failing.load(Ordering::Relaxed) && self.engine.reachable().await
     }
 
     /// The client, for the start-up steps kept in their own modules.
@@ -246,9 +258,9 @@ impl BulkWriter {
     /// Writes every document, in as many bulk requests as `bulk.max_documents`
     /// and `bulk.max_bytes` require, one after the other: the caller's
     /// concurrency (`bulk.max_in_flight` batches) stays the number of
-    /// requests in flight. Passing failures are retried with exponential
-    /// backoff and jitter for as long as it takes; the result lists the
-    /// documents refused for good. Returns [`WriterError::Cancelled`] if
+    /// requests in flight. Passing failures, and refusals for credentials
+    /// or rights, are retried with exponential backoff and jitter for as
+    /// long as it takes; the result lists the documents refused for good. Returns [`WriterError::Cancelled`] if
     /// `cancel` fires while documents remain unwritten; then nothing may be
     /// treated as durable, even the requests already answered, since the
     /// caller's unit of durability is the whole call.
@@ -275,15 +287,22 @@ impl BulkWriter {
         let mut backoff = self.initial_backoff;
         let mut attempt = 0u32;
         while !pending.is_empty() {
-            let outcomes = self.send(&pending).await;
+            let answer = self.send(&pending).await;
             let mut retry = Vec::new();
-            match outcomes {
-                Ok(outcomes) => {
+            match answer {
+                BulkAnswer::Items(outcomes) => {
+                    let mut refused = None;
                     for (doc, outcome) in pending.into_iter().zip(outcomes) {
                         match outcome {
                             ItemOutcome::Stored => {}
                             ItemOutcome::Retry(reason) => {
                                 tracing::debug!(index = %doc.index, id = %doc.id, %reason, "document will be retried");
+                                retry.push(doc);
+                            }
+                            ItemOutcome::Unauthorized(failure) => {
+                                if refused.is_none() {
+                                    refused = Some((failure, doc.index.clone()));
+                                }
                                 retry.push(doc);
                             }
                             ItemOutcome::Rejected(reason) => rejected.push(Rejected {
@@ -292,8 +311,18 @@ impl BulkWriter {
                             }),
                         }
                     }
+                    match refused {
+                        Some((failure, index)) => self.auth_refused(&failure, &index),
+                        None => self.auth_accepted(),
+                    }
                 }
-                Err(reason) => {
+                BulkAnswer::Unauthorized(failure) => {
+                    if let Some(doc) = pending.first() {
+                        self.auth_refused(&failure, &doc.index);
+                    }
+                    retry = pending;
+                }
+                BulkAnswer::Failed(reason) => {
                     // One line per outage and batch, not one per retry.
                     if attempt.is_multiple_of(20) {
                         tracing::warn!(%reason, documents = pending.len(), attempt, "bulk request failed; retrying");
@@ -317,28 +346,30 @@ impl BulkWriter {
         Ok(rejected)
     }
 
-    /// One bulk request; `Err` when no item outcome can be trusted.
-    async fn send(&self, docs: &[Document]) -> Result<Vec<ItemOutcome>, String> {
+    /// One bulk request and what its answer says.
+    async fn send(&self, docs: &[Document]) -> BulkAnswer {
         let mut lines = Vec::with_capacity(docs.len() * 2);
         for doc in docs {
             lines.extend(create_lines(doc));
         }
         self.metrics.bulk_requests.inc();
         let started = std::time::Instant::now();
-        let outcome = self.send_lines(lines).await;
+        let response = self.send_lines(lines).await;
         self.metrics
             .bulk_latency
             .observe(started.elapsed().as_secs_f64());
-        let outcomes =
-            outcome.and_then(|body| classify(&body, docs.len()).map_err(|e| e.to_string()));
-        if outcomes.is_err() {
+        let answer = match response {
+            Ok((status, body)) => classify_answer(status, &body, docs.len()),
+            Err(reason) => BulkAnswer::Failed(reason),
+        };
+        if matches!(answer, BulkAnswer::Failed(_)) {
             self.metrics.bulk_failures.inc();
         }
-        outcomes
+        answer
     }
 
-    /// Sends one `_bulk` body; the answer's bytes when the status is 2xx.
-    async fn send_lines(&self, lines: Vec<Vec<u8>>) -> Result<bytes::Bytes, String> {
+    /// Sends one `_bulk` body; the answer's status and bytes.
+    async fn send_lines(&self, lines: Vec<Vec<u8>>) -> Result<(u16, bytes::Bytes), String> {
         let response = self
             .engine
             .client()
@@ -348,14 +379,58 @@ impl BulkWriter {
             .send()
             .await
             .map_err(|e| e.to_string())?;
-        let status = response.status_code();
+        let status = response.status_code().as_u16();
         let body = response.bytes().await.map_err(|e| e.to_string())?;
-        if !status.is_success() {
-            return Err(format!(
-                "HTTP {status}: {}",
-                String::from_utf8_lossy(&body[..body.len().min(512)])
-            ));
-        }
-        Ok(body)
+        Ok((status, body))
     }
+
+    /// A write was refused for credentials or rights: counted, readiness
+    /// withdrawn, and one error line per [`AUTH_LOG_INTERVAL`] naming the
+    /// setting to fix.
+    fn auth_refused(&self, failure: &AuthFailure, index: &str) {
+        self.metrics.auth_failures.inc();
+        self.auth.failing.store(true, Ordering::Relaxed);
+        let now = Instant::now();
+        let due = {
+            let mut last = self
+                .auth
+                .last_logged
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            let due = last.is_none_or(|at| now.duration_since(at) >= AUTH_LOG_INTERVAL);
+            if due {
+                *last = Some(now);
+            }
+            due
+        };
+        if due {
+            let method = self.engine.auth_method();
+            tracing::error!(
+                status = failure.status,
+                setting = auth::setting_at_fault(&method),
+                %index,
+                engine_reason = %failure.reason,
+                fix = %auth::advice(&method, self.engine.client_certificate(), failure, index),
+                "the engine refuses our writes for credentials or rights; the documents are kept and retried, and the process reports not ready until a write succeeds"
+            );
+        }
+    }
+
+    /// A write got item answers with no refusal for rights.
+    fn auth_accepted(&self) {
+        if self.auth.failing.swap(false, Ordering::Relaxed) {
+            tracing::info!("the engine accepts our writes again");
+            if let Ok(mut last) = self.auth.last_logged.lock() {
+                *last = None;
+            }
+        }
+    }
+}
+
+/// Shared by the clones of a writer: whether the last answer refused our
+/// writes for credentials or rights, and when that was last logged.
+#[derive(Debug, Default)]
+struct AuthState {
+    failing: AtomicBool,
+    last_logged: Mutex<Option<Instant>>,
 }

@@ -3,12 +3,10 @@
 //! HTTP listener stands in for the engine and records each request.
 #![allow(clippy::unwrap_used)]
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener};
+mod common;
+
+use std::net::SocketAddr;
 use std::path::Path;
-use std::path::PathBuf;
-use std::sync::Arc;
-use std::sync::mpsc;
 use std::time::{Duration, Instant, SystemTime};
 
 use base64::Engine as _;
@@ -18,84 +16,7 @@ use spanway_search::client::{Compression, EngineClient, EngineClientConfig};
 use spanway_service_kit::secret::Secret;
 use tokio_util::sync::CancellationToken;
 
-/// One request as received: method and path, then the headers, lowercased names.
-#[derive(Debug)]
-struct Seen {
-    line: String,
-    headers: Vec<(String, String)>,
-    /// Whether the client presented a certificate the server verified.
-    client_certificate: bool,
-}
-
-impl Seen {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
-    }
-}
-
-/// Answers every request with an empty 200 and reports it.
-fn engine() -> (SocketAddr, mpsc::Receiver<Seen>) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(stream) = stream else { return };
-            let tx = tx.clone();
-            std::thread::spawn(move || serve(stream, &tx, |_| false));
-        }
-    });
-    (addr, rx)
-}
-
-/// Reads requests off one connection until it closes.
-fn serve<S: Read + Write>(stream: S, tx: &mpsc::Sender<Seen>, client_certificate: fn(&S) -> bool) {
-    let mut reader = BufReader::new(stream);
-    loop {
-        let mut line = String::new();
-        if reader.read_line(&mut line).unwrap_or(0) == 0 {
-            return;
-        }
-        let mut headers = Vec::new();
-        loop {
-            let mut header = String::new();
-            reader.read_line(&mut header).unwrap();
-            let header = header.trim_end();
-            if header.is_empty() {
-                break;
-            }
-            let (name, value) = header.split_once(':').unwrap();
-            headers.push((name.to_ascii_lowercase(), value.trim().to_owned()));
-        }
-        let seen = Seen {
-            line: line.trim_end().to_owned(),
-            headers,
-            client_certificate: client_certificate(reader.get_ref()),
-        };
-        let length: usize = seen
-            .header("content-length")
-            .map_or(0, |v| v.parse().unwrap());
-        let mut body = vec![0; length];
-        reader.read_exact(&mut body).unwrap();
-        if tx.send(seen).is_err() {
-            return;
-        }
-        let answer = reader.get_mut();
-        answer
-            .write_all(
-                b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{}",
-            )
-            .unwrap();
-        answer.flush().unwrap();
-    }
-}
-
-fn next(rx: &mpsc::Receiver<Seen>) -> Seen {
-    rx.recv_timeout(Duration::from_secs(10)).unwrap()
-}
+use common::{engine, next, ok, pki, tls_engine};
 
 fn basic(user: &str, password: &str) -> String {
     let encoded = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
@@ -116,7 +37,7 @@ fn rewrite(path: &Path, text: &str) {
 
 #[tokio::test]
 async fn a_rotated_password_file_is_used_without_restart() {
-    let (addr, rx) = engine();
+    let (addr, rx) = engine(ok());
     let dir = tempfile::tempdir().unwrap();
     let password = dir.path().join("password");
     std::fs::write(&password, "first\n").unwrap();
@@ -155,7 +76,7 @@ async fn a_rotated_password_file_is_used_without_restart() {
 
 #[tokio::test]
 async fn api_keys_and_bearer_tokens_go_in_the_authorization_header() {
-    let (addr, rx) = engine();
+    let (addr, rx) = engine(ok());
     let url = format!("http://{addr}");
     let config = EngineClientConfig {
         api_key: Some(Secret::new("aWQ6c2VjcmV0")),
@@ -191,7 +112,7 @@ async fn api_keys_and_bearer_tokens_go_in_the_authorization_header() {
 
 #[tokio::test]
 async fn gzip_compresses_request_bodies() {
-    let (addr, rx) = engine();
+    let (addr, rx) = engine(ok());
     let config = EngineClientConfig {
         compression: Compression::Gzip,
         ..EngineClientConfig::for_url(&format!("http://{addr}"))
@@ -221,8 +142,8 @@ async fn gzip_compresses_request_bodies() {
 
 #[tokio::test]
 async fn several_urls_take_requests_in_turn() {
-    let (a, rx_a) = engine();
-    let (b, rx_b) = engine();
+    let (a, rx_a) = engine(ok());
+    let (b, rx_b) = engine(ok());
     let config = EngineClientConfig {
         urls: vec![format!("http://{a}"), format!("http://{b}")],
         ..Default::default()
@@ -236,64 +157,6 @@ async fn several_urls_take_requests_in_turn() {
         next(rx);
         assert!(rx.try_recv().is_err(), "more than half on one node");
     }
-}
-
-/// The test PKI in `tests/tls` (EC P-256, valid for a century): `ca.pem`
-/// signed `server.pem` (127.0.0.1, localhost) and `client.pem`, made with
-/// `openssl req -x509` and `openssl x509 -req` with the usual v3 extensions
-/// (CA:TRUE on the CA; serverAuth, clientAuth on the leaves).
-fn pki(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/tls")
-        .join(name)
-}
-
-/// An HTTPS listener with the test server certificate; with
-/// `require_client_certificate`, the handshake fails without one from the
-/// test CA.
-fn tls_engine(require_client_certificate: bool) -> (SocketAddr, mpsc::Receiver<Seen>) {
-    use rustls::pki_types::pem::PemObject as _;
-    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(pki("server.pem"))
-        .unwrap()
-        .map(Result::unwrap)
-        .collect();
-    let key = PrivateKeyDer::from_pem_file(pki("server-key.pem")).unwrap();
-    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()
-        .unwrap();
-    let builder = if require_client_certificate {
-        let mut roots = rustls::RootCertStore::empty();
-        for ca in CertificateDer::pem_file_iter(pki("ca.pem")).unwrap() {
-            roots.add(ca.unwrap()).unwrap();
-        }
-        let verifier =
-            rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
-                .build()
-                .unwrap();
-        builder.with_client_cert_verifier(verifier)
-    } else {
-        builder.with_no_client_auth()
-    };
-    let config = Arc::new(builder.with_single_cert(chain, key).unwrap());
-
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(stream) = stream else { return };
-            let tx = tx.clone();
-            let connection = rustls::ServerConnection::new(config.clone()).unwrap();
-            let tls = rustls::StreamOwned::new(connection, stream);
-            std::thread::spawn(move || {
-                serve(tls, &tx, |tls| tls.conn.peer_certificates().is_some())
-            });
-        }
-    });
-    (addr, rx)
 }
 
 fn https(addr: SocketAddr) -> EngineClientConfig {
