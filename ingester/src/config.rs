@@ -470,6 +470,18 @@ mod tests {
         let printed = format!("{cfg:?}");
         assert!(!printed.contains("0123"), "{printed}");
 
+        let env = [(
+            "SPANWAY_ELASTICSEARCH__URLS",
+            "https://es-1:9200,https://es-2:9200",
+        )]
+        .map(|(k, v)| (k.to_string(), v.to_string()));
+        let cfg = spanway_service_kit::config::load_with_env::<IngesterConfig>(None, env).unwrap();
+        assert_eq!(
+            cfg.elasticsearch.client.urls,
+            ["https://es-1:9200", "https://es-2:9200"]
+        );
+        cfg.validate().unwrap();
+
         let env =
             [("SPANWAY_ELASTICSEARCH__PASWORD", "x")].map(|(k, v)| (k.to_string(), v.to_string()));
         let error = spanway_service_kit::config::load_with_env::<IngesterConfig>(None, env)

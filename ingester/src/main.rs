@@ -18,7 +18,9 @@ use tokio_util::sync::CancellationToken;
 /// Configuration comes from an optional TOML file, then environment
 /// variables named SPANWAY_<SECTION>__<KEY>, e.g. SPANWAY_KAFKA__BROKERS=a:9092,
 /// SPANWAY_ELASTICSEARCH__URL=http://es:9200. Operations endpoint: /health/live,
-/// /health/ready (search engine reachable) and /metrics on ops.listen (default :14270).
+/// /health/ready (Kafka answers; the search engine answers, accepts the
+/// credentials and did not refuse the last writes) and /metrics on ops.listen
+/// (default :14270).
 #[derive(Debug, Parser)]
 #[command(version, about, long_about)]
 struct Cli {

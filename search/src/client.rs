@@ -394,7 +394,7 @@ impl Login {
     /// Reads the secret files the settings name.
     fn from_config(config: &EngineClientConfig) -> Result<Login, ConfigError> {
         if let Some(username) = &config.username {
-            let password = SecretSource::from_pair(
+            let password = secret(
                 PASSWORD,
                 config.password.as_ref(),
                 PASSWORD_FILE,
@@ -408,7 +408,7 @@ impl Login {
                 password,
             });
         }
-        if let Some(key) = SecretSource::from_pair(
+        if let Some(key) = secret(
             API_KEY,
             config.api_key.as_ref(),
             API_KEY_FILE,
@@ -416,9 +416,12 @@ impl Login {
         )? {
             return Ok(Login::ApiKey(key));
         }
-        if let Some(path) = &config.bearer_token_file {
-            let token = SecretSource::file(BEARER_TOKEN_FILE, path)
-                .map_err(|e| ConfigError::invalid(BEARER_TOKEN_FILE, e.source.to_string()))?;
+        if let Some(token) = secret(
+            BEARER_TOKEN_FILE,
+            None,
+            BEARER_TOKEN_FILE,
+            config.bearer_token_file.as_deref(),
+        )? {
             return Ok(Login::Bearer(token));
         }
         Ok(Login::None)
@@ -475,6 +478,25 @@ impl Login {
             },
             Login::Bearer(_) => AuthMethod::Bearer,
         }
+    }
+}
+
+/// The source of an `x` / `x_file` pair of settings, the file read now;
+/// errors name the key, and the file when it cannot be read.
+fn secret(
+    value_key: &'static str,
+    value: Option<&Secret>,
+    file_key: &'static str,
+    file: Option<&Path>,
+) -> Result<Option<SecretSource>, ConfigError> {
+    match (value, file) {
+        (None, Some(path)) => SecretSource::file(file_key, path).map(Some).map_err(|e| {
+            ConfigError::invalid(
+                file_key,
+                format!("cannot read {}: {}", path.display(), e.source),
+            )
+        }),
+        _ => SecretSource::from_pair(value_key, value, file_key, file),
     }
 }
 
