@@ -605,7 +605,7 @@ async fn wait_engine(
     expected: u64,
     child: &mut MeasuredChild,
 ) -> anyhow::Result<Progress> {
-    let pattern = format!("{prefix}-jaeger-span-*");
+    let pattern = Prefix::new(prefix).pattern(Family::Span);
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(30))
         .build()?;
@@ -727,7 +727,7 @@ async fn raw_loader_run(
     let count = engine_count(
         &client,
         &options.opensearch,
-        &format!("{prefix}-jaeger-span-*"),
+        &Prefix::new(&prefix).pattern(Family::Span),
     )
     .await;
     if !options.keep {
