@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 use spanway_schemas::{DEFAULT_TOPIC, Encoding};
-use spanway_search::client::EngineClientConfig;
+use spanway_search::config::EngineClientConfig;
 pub use spanway_search::retention::RetentionConfig;
 pub use spanway_search::templates::TemplateApi;
 use spanway_search::writer::WriterOptions;
@@ -77,7 +77,7 @@ impl Default for DeadLetterConfig {
 }
 
 /// Index and document options; the connection keys of the same section
-/// are `spanway_search::client::EngineClientConfig`'s.
+/// are `spanway_search::config::EngineClientConfig`'s.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ElasticsearchConfig {
@@ -463,7 +463,7 @@ mod tests {
         assert_eq!(client.password.as_ref().unwrap().expose(), "0123");
         assert_eq!(
             client.compression,
-            spanway_search::client::Compression::Gzip
+            spanway_search::config::Compression::Gzip
         );
         assert_eq!(cfg.elasticsearch.index_prefix, "prod");
         assert_eq!(cfg.elasticsearch.shards, 3);

@@ -14,7 +14,8 @@ use spanway_e2e::{
 use spanway_ingester::Ingester;
 use spanway_ingester::config::BulkConfig;
 use spanway_search::bulk::{Limits, encoded_len, split};
-use spanway_search::client::{EngineClient, EngineClientConfig};
+use spanway_search::client::EngineClient;
+use spanway_search::config::EngineClientConfig;
 use spanway_search::document::{Document, DocumentKind};
 use spanway_search::metrics::WriterMetrics;
 use spanway_search::writer::BulkWriter;

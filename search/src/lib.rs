@@ -2,8 +2,9 @@
 //! OpenSearch, shared by the ingester and streaming analytics so that both
 //! name indices, install templates, retry and count the same way.
 //!
-//! Layout, in the order a document travels: [`client`] holds the
-//! connection settings and the client built from them, [`index`] names the target,
+//! Layout, in the order a document travels: [`config`] holds the
+//! connection settings and [`client`] the client built from them, [`index`]
+//! names the target,
 //! [`document`] is what gets sent, [`bulk`] builds and cuts `_bulk`
 //! requests, [`response`] classifies every item of the answer, [`writer`]
 //! sends and retries until each document has a final answer, keeping
@@ -19,6 +20,7 @@
 pub mod auth;
 pub mod bulk;
 pub mod client;
+pub mod config;
 pub mod document;
 pub mod index;
 pub mod metrics;

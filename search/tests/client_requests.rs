@@ -12,7 +12,8 @@ use std::time::{Duration, Instant, SystemTime};
 use base64::Engine as _;
 use elasticsearch::http::Method;
 use elasticsearch::http::headers::HeaderMap;
-use spanway_search::client::{Compression, EngineClient, EngineClientConfig};
+use spanway_search::client::EngineClient;
+use spanway_search::config::{Compression, EngineClientConfig};
 use spanway_service_kit::secret::Secret;
 use tokio_util::sync::CancellationToken;
 

@@ -11,7 +11,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::{Duration, Instant};
 
-use spanway_search::client::{EngineClient, EngineClientConfig};
+use spanway_search::client::EngineClient;
+use spanway_search::config::EngineClientConfig;
 use spanway_search::document::{Document, DocumentKind};
 use spanway_search::metrics::WriterMetrics;
 use spanway_search::writer::{BulkWriter, WriterOptions};

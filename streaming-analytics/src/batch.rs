@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use elasticsearch::{ClearScrollParts, ScrollParts, SearchParts};
 use serde_json::{Value, json};
-use spanway_search::client::{ClientError, EngineClient, EngineClientConfig};
+use spanway_search::client::{ClientError, EngineClient};
+use spanway_search::config::EngineClientConfig;
 
 use crate::model::{self, Rules};
 use crate::span::{PeerSource, SpanFacts, kind_named, peer_named};

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 use spanway_schemas::{DEFAULT_TOPIC, Encoding};
-use spanway_search::client::EngineClientConfig;
+use spanway_search::config::EngineClientConfig;
 use spanway_search::templates::TemplateApi;
 use spanway_service_kit::config::ConfigError;
 use spanway_service_kit::logging::LogConfig;
@@ -65,7 +65,7 @@ pub struct ConsumerConfig {
 }
 
 /// Output indices and write retries; the connection keys of the same
-/// section are `spanway_search::client::EngineClientConfig`'s.
+/// section are `spanway_search::config::EngineClientConfig`'s.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct OutputConfig {
