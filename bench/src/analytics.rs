@@ -14,6 +14,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{Offset, TopicPartitionList};
 use serde_json::{Value, json};
 use spanway_e2e::topology;
+use spanway_search::index::{Family, Prefix};
 
 use crate::measure;
 use crate::workload;
@@ -126,7 +127,7 @@ fn committed_all(kafka: &str, group: &str, topic: &str, partitions: i32) -> anyh
 }
 
 async fn written_calls(client: &reqwest::Client, url: &str, run: &str) -> anyhow::Result<u64> {
-    let pattern = format!("{run}-jaeger-dependencies-*");
+    let pattern = Prefix::new(run).pattern(Family::Dependencies);
     client
         .post(format!("{url}/{pattern}/_refresh"))
         .send()

@@ -31,9 +31,9 @@ use anyhow::{Context, bail};
 use bytes::Bytes;
 use futures::StreamExt as _;
 use spanway_e2e::corpus::Corpus;
-use spanway_ingester::document::IndexNames;
-use spanway_ingester::templates;
 use spanway_schemas::Encoding;
+use spanway_search::index::{Family, Prefix};
+use spanway_search::templates;
 
 use crate::measure;
 use crate::null_endpoint::{NullEndpoint, Snapshot};
@@ -605,7 +605,7 @@ async fn wait_engine(
     expected: u64,
     child: &mut MeasuredChild,
 ) -> anyhow::Result<Progress> {
-    let pattern = format!("{prefix}-jaeger-span-*");
+    let pattern = Prefix::new(prefix).pattern(Family::Span);
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(30))
         .build()?;
@@ -727,7 +727,7 @@ async fn raw_loader_run(
     let count = engine_count(
         &client,
         &options.opensearch,
-        &format!("{prefix}-jaeger-span-*"),
+        &Prefix::new(&prefix).pattern(Family::Span),
     )
     .await;
     if !options.keep {
@@ -813,16 +813,15 @@ async fn install_templates(
     url: &str,
     prefix: &str,
 ) -> anyhow::Result<()> {
-    let names = IndexNames::new(prefix);
-    let prefix = names.prefix();
+    let prefix = Prefix::new(prefix);
     for (name, body) in [
         (
-            format!("{prefix}jaeger-span"),
-            templates::span_template(prefix, 1, 0),
+            prefix.base(Family::Span),
+            templates::span_template(&prefix, 1, 0),
         ),
         (
-            format!("{prefix}jaeger-service"),
-            templates::service_template(prefix, 1, 0),
+            prefix.base(Family::Service),
+            templates::service_template(&prefix, 1, 0),
         ),
     ] {
         client

@@ -14,10 +14,11 @@ use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use spanway_e2e::corpus::Corpus;
-use spanway_ingester::bulk::create_lines;
-use spanway_ingester::document::{IndexNames, span_document};
+use spanway_ingester::document::span_document;
 use spanway_schemas::proto::otlp;
 use spanway_schemas::{Encoding, SpanRecord, TraceId, decode_record, encode_trace};
+use spanway_search::bulk::create_lines;
+use spanway_search::index::IndexNames;
 
 /// Fixed, so every run of the benchmark sends the same spans.
 const SEED: u64 = 0x5eed_be4c;

@@ -326,7 +326,7 @@ async fn jaeger_query_reads(engine: &str, storage_type: &str) {
     ingester_config.kafka.client.brokers = vec![kafka_bootstrap()];
     ingester_config.kafka.topics = vec![topic.clone()];
     ingester_config.kafka.group_id = unique_name("e2e-group");
-    ingester_config.elasticsearch.url = engine.to_owned();
+    ingester_config.elasticsearch.client.url = Some(engine.to_owned());
     ingester_config.elasticsearch.index_prefix = prefix.clone();
     ingester_config.elasticsearch.shards = 1;
     ingester_config.elasticsearch.replicas = 0;

@@ -167,7 +167,7 @@ async fn otlp_trace_reaches_engine(engine: &str) {
     ingester_config.kafka.client.brokers = vec![kafka_bootstrap()];
     ingester_config.kafka.topics = vec![topic.clone()];
     ingester_config.kafka.group_id = unique_name("e2e-group");
-    ingester_config.elasticsearch.url = engine.to_owned();
+    ingester_config.elasticsearch.client.url = Some(engine.to_owned());
     ingester_config.elasticsearch.index_prefix = prefix.clone();
     ingester_config.elasticsearch.shards = 1;
     ingester_config.elasticsearch.replicas = 0;

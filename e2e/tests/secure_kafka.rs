@@ -190,7 +190,7 @@ async fn scram_collector_and_mtls_ingester_store_every_span_once() {
 
 /// Points the ingester at the plain test engine.
 fn set_engine(config: &mut IngesterConfig, engine: &str, prefix: &str) {
-    config.elasticsearch.url = engine.to_owned();
+    config.elasticsearch.client.url = Some(engine.to_owned());
     config.elasticsearch.index_prefix = prefix.to_owned();
     config.elasticsearch.shards = 1;
     config.elasticsearch.replicas = 0;

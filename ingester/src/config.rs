@@ -6,6 +6,10 @@ use std::time::Duration;
 use serde::Deserialize;
 use spanway_kafka::KafkaClientConfig;
 use spanway_schemas::{DEFAULT_TOPIC, Encoding};
+use spanway_search::config::EngineClientConfig;
+pub use spanway_search::retention::RetentionConfig;
+pub use spanway_search::templates::TemplateApi;
+use spanway_search::writer::WriterOptions;
 use spanway_service_kit::config::ConfigError;
 use spanway_service_kit::logging::LogConfig;
 use spanway_service_kit::section::Section;
@@ -17,8 +21,10 @@ pub struct IngesterConfig {
     /// The Kafka consumer: the shared client settings (`brokers`, `tls`,
     /// `sasl`, `properties`) and the consumer group's own.
     pub kafka: KafkaSection,
-    /// The search engine and the documents written to it.
-    pub elasticsearch: ElasticsearchConfig,
+    /// The search engine (connection keys from `EngineClientConfig`, the
+    /// rest from `ElasticsearchConfig`, side by side in one section) and the
+    /// documents written to it.
+    pub elasticsearch: Section<EngineClientConfig, ElasticsearchConfig>,
     /// How documents are batched into bulk requests.
     pub bulk: BulkConfig,
     /// Where records that cannot be stored go.
@@ -73,12 +79,11 @@ impl Default for DeadLetterConfig {
     }
 }
 
-/// Connection and document options.
+/// Index and document options; the connection keys of the same section
+/// are `spanway_search::config::EngineClientConfig`'s.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ElasticsearchConfig {
-    /// Base URL of the cluster, e.g. `http://127.0.0.1:9200`.
-    pub url: String,
     /// Prefix of every index name; `prod` gives `prod-jaeger-span-…`, as in Jaeger.
     pub index_prefix: String,
     /// Primary shards of new daily indices.
@@ -101,55 +106,6 @@ pub struct ElasticsearchConfig {
     /// An optional lifecycle policy that deletes old indices (and, with
     /// `use_aliases`, rolls the write aliases over).
     pub retention: RetentionConfig,
-}
-
-/// Index retention, enforced by the engine itself: an ISM policy on
-/// OpenSearch, an ILM policy on Elasticsearch, installed at start as
-/// `<prefix>jaeger-retention`. Both are optional engine features (the ISM
-/// plugin, x-pack ILM); when the engine lacks them, start fails naming
-/// `elasticsearch.retention.enabled` rather than running without the
-/// retention the operator asked for.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct RetentionConfig {
-    /// Install the policy and attach it to the span and service indices.
-    /// Off by default: deleting data is the operator's decision.
-    pub enabled: bool,
-    /// How long an index is kept: counted from its creation for daily
-    /// indices, from its rollover with `use_aliases` (an index still written
-    /// to is never deleted).
-    #[serde(with = "humantime_serde")]
-    pub delete_after: Duration,
-    /// With `use_aliases`: roll the write alias over to a new index once the
-    /// current one is this old...
-    #[serde(with = "humantime_serde")]
-    pub rollover_max_age: Duration,
-    /// ...or once its primary shards hold this much, in the engine's byte
-    /// units (`500mb`, `50gb`), whichever comes first.
-    pub rollover_max_size: String,
-}
-
-impl Default for RetentionConfig {
-    fn default() -> Self {
-        RetentionConfig {
-            enabled: false,
-            delete_after: Duration::from_secs(7 * 86_400),
-            rollover_max_age: Duration::from_secs(86_400),
-            rollover_max_size: "50gb".into(),
-        }
-    }
-}
-
-/// Template API choice.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum TemplateApi {
-    /// Chosen from the detected server.
-    Auto,
-    /// `_template` (OpenSearch 1–3, Elasticsearch 6–7).
-    Legacy,
-    /// `_index_template` (Elasticsearch 7.8+, 8, 9; OpenSearch 1+).
-    Composable,
 }
 
 /// Jaeger's `--es.tags-as-fields.*` options.
@@ -233,7 +189,6 @@ impl Default for ConsumerConfig {
 impl Default for ElasticsearchConfig {
     fn default() -> Self {
         ElasticsearchConfig {
-            url: "http://127.0.0.1:9200".into(),
             index_prefix: String::new(),
             shards: 5,
             replicas: 1,
@@ -257,6 +212,21 @@ impl Default for BulkConfig {
             max_in_flight: 4,
             request_timeout: Duration::from_secs(30),
             max_bytes_in_flight: 64 * 1024 * 1024,
+        }
+    }
+}
+
+impl BulkConfig {
+    /// What the bulk writer needs of these settings.
+    pub fn writer_options(&self) -> WriterOptions {
+        WriterOptions {
+            limits: spanway_search::bulk::Limits {
+                max_documents: self.max_documents,
+                max_bytes: self.max_bytes,
+            },
+            retry_initial_backoff: self.retry_initial_backoff,
+            retry_max_backoff: self.retry_max_backoff,
+            request_timeout: self.request_timeout,
         }
     }
 }
@@ -317,17 +287,7 @@ impl IngesterConfig {
                 "must be at least bulk.max_bytes, or no batch could ever fill",
             ));
         }
-        if !(self.elasticsearch.url.starts_with("http://")
-            || self.elasticsearch.url.starts_with("https://"))
-        {
-            return Err(ConfigError::invalid(
-                "elasticsearch.url",
-                format!(
-                    "{:?} must start with http:// or https://",
-                    self.elasticsearch.url
-                ),
-            ));
-        }
+        self.elasticsearch.client.validate()?;
         let dot = &self.elasticsearch.tags_as_fields.dot_replacement;
         if dot.is_empty() || dot.contains('.') {
             return Err(ConfigError::invalid(
@@ -443,7 +403,7 @@ mod tests {
                 .contains("kafka.start_offset")
         );
         let mut cfg = IngesterConfig::default();
-        cfg.elasticsearch.url = "127.0.0.1:9200".into();
+        cfg.elasticsearch.client.url = Some("127.0.0.1:9200".into());
         assert!(
             cfg.validate()
                 .unwrap_err()
@@ -471,6 +431,60 @@ mod tests {
                 .to_string()
                 .contains("bulk.max_documents")
         );
+    }
+
+    #[test]
+    fn connection_and_index_keys_share_the_elasticsearch_section() {
+        let path = std::env::temp_dir().join(format!(
+            "spanway-ingester-section-{}.toml",
+            std::process::id()
+        ));
+        std::fs::write(
+            &path,
+            "[elasticsearch]\nindex_prefix = \"prod\"\nusername = \"writer\"\ncompression = \"gzip\"\n[elasticsearch.tls]\ninsecure_skip_verify = false\n",
+        )
+        .unwrap();
+        let env = [
+            ("SPANWAY_ELASTICSEARCH__URL", "https://es:9200"),
+            ("SPANWAY_ELASTICSEARCH__PASSWORD", "0123"),
+            ("SPANWAY_ELASTICSEARCH__SHARDS", "3"),
+        ]
+        .map(|(k, v)| (k.to_string(), v.to_string()));
+        let loaded = spanway_service_kit::config::load_with_env::<IngesterConfig>(Some(&path), env);
+        let _ = std::fs::remove_file(&path);
+        let cfg = loaded.unwrap();
+        cfg.validate().unwrap();
+        let client = &cfg.elasticsearch.client;
+        assert_eq!(client.url.as_deref(), Some("https://es:9200"));
+        assert_eq!(client.username.as_deref(), Some("writer"));
+        assert_eq!(client.password.as_ref().unwrap().expose(), "0123");
+        assert_eq!(
+            client.compression,
+            spanway_search::config::Compression::Gzip
+        );
+        assert_eq!(cfg.elasticsearch.index_prefix, "prod");
+        assert_eq!(cfg.elasticsearch.shards, 3);
+        let printed = format!("{cfg:?}");
+        assert!(!printed.contains("0123"), "{printed}");
+
+        let env = [(
+            "SPANWAY_ELASTICSEARCH__URLS",
+            "https://es-1:9200,https://es-2:9200",
+        )]
+        .map(|(k, v)| (k.to_string(), v.to_string()));
+        let cfg = spanway_service_kit::config::load_with_env::<IngesterConfig>(None, env).unwrap();
+        assert_eq!(
+            cfg.elasticsearch.client.urls,
+            ["https://es-1:9200", "https://es-2:9200"]
+        );
+        cfg.validate().unwrap();
+
+        let env =
+            [("SPANWAY_ELASTICSEARCH__PASWORD", "x")].map(|(k, v)| (k.to_string(), v.to_string()));
+        let error = spanway_service_kit::config::load_with_env::<IngesterConfig>(None, env)
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("pasword"), "{error}");
     }
 
     fn with_retention() -> IngesterConfig {

@@ -1,109 +1,15 @@
 //! Jaeger span → the Elasticsearch documents Jaeger query reads.
 //!
-//! Field names, value types and index names follow Jaeger's Elasticsearch
-//! schema, so Jaeger query and the Jaeger UI read our indices unmodified.
+//! Field names and value types follow Jaeger's Elasticsearch schema (index
+//! names come from `spanway_search::index`), so Jaeger query and the Jaeger
+//! UI read our indices unmodified.
 
 use serde::Serialize;
 use serde_json::Value;
 use spanway_schemas::prost_types as wkt;
 use spanway_schemas::proto::jaeger::api_v2 as jaeger;
-use time::OffsetDateTime;
-
-/// A document ready for a bulk `create`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Document {
-    /// Span or service document.
-    pub kind: DocumentKind,
-    /// Target index.
-    pub index: String,
-    /// Deterministic id: redelivering the same span writes the same id, and
-    /// the engine answers 409 instead of storing a duplicate.
-    pub id: String,
-    /// The JSON source.
-    pub source: Vec<u8>,
-}
-
-/// Which of Jaeger's document kinds a [`Document`] is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DocumentKind {
-    /// A span, in `jaeger-span-*`.
-    Span,
-    /// A service/operation pair, in `jaeger-service-*`.
-    Service,
-    /// An aggregate recomputed from spans (a dependency window, say). Written
-    /// with `index`, not `create`: a recomputation after a replay replaces
-    /// the document under the same deterministic id.
-    Aggregate,
-}
-
-/// Index names, with the optional prefix applied as Jaeger does (`prod` → `prod-jaeger-span-…`).
-#[derive(Debug, Clone)]
-pub struct IndexNames {
-    prefix: String,
-    aliases: bool,
-}
-
-impl IndexNames {
-    /// Daily indices; `prefix` may be empty.
-    pub fn new(prefix: &str) -> Self {
-        let prefix = if prefix.is_empty() {
-            String::new()
-        } else {
-            format!("{prefix}-")
-        };
-        IndexNames {
-            prefix,
-            aliases: false,
-        }
-    }
-
-    /// Rollover mode: every document goes to the `…-write` alias, which an
-    /// index lifecycle policy or Jaeger's rollover tool moves to new indices.
-    pub fn with_aliases(prefix: &str) -> Self {
-        IndexNames {
-            aliases: true,
-            ..Self::new(prefix)
-        }
-    }
-
-    /// The span index for a span starting at `start_micros`.
-    pub fn span_index(&self, start_micros: u64) -> String {
-        self.index("span", start_micros)
-    }
-
-    /// The service index for a span starting at `start_micros`.
-    pub fn service_index(&self, start_micros: u64) -> String {
-        self.index("service", start_micros)
-    }
-
-    fn index(&self, kind: &str, start_micros: u64) -> String {
-        if self.aliases {
-            format!("{}jaeger-{kind}-write", self.prefix)
-        } else {
-            format!("{}jaeger-{kind}-{}", self.prefix, day(start_micros))
-        }
-    }
-
-    /// Whether documents go to write aliases.
-    pub fn uses_aliases(&self) -> bool {
-        self.aliases
-    }
-
-    /// The prefix of all names, with its separator (empty or `name-`).
-    pub fn prefix(&self) -> &str {
-        &self.prefix
-    }
-}
-
-/// `YYYY-MM-DD` of a UTC instant; indices are named after the span start,
-/// not the ingest time, so late spans land where queries look for them.
-fn day(micros: u64) -> String {
-    let nanos = i128::from(micros) * 1000;
-    match OffsetDateTime::from_unix_timestamp_nanos(nanos) {
-        Ok(t) => format!("{:04}-{:02}-{:02}", t.year(), u8::from(t.month()), t.day()),
-        Err(_) => "9999-12-31".into(),
-    }
-}
+use spanway_search::document::{Document, DocumentKind};
+use spanway_search::index::IndexNames;
 
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -532,17 +438,6 @@ mod tests {
         let mut changed = span();
         changed.operation_name = "POST /".into();
         assert_ne!(a.id, span_document(&changed, &names).unwrap().id);
-    }
-
-    #[test]
-    fn alias_mode_writes_to_write_aliases() {
-        let names = IndexNames::with_aliases("prod");
-        assert_eq!(names.span_index(0), "prod-jaeger-span-write");
-        assert_eq!(names.service_index(0), "prod-jaeger-service-write");
-        assert_eq!(
-            IndexNames::with_aliases("").span_index(0),
-            "jaeger-span-write"
-        );
     }
 
     #[test]

@@ -2,25 +2,25 @@
 //! and service documents to Elasticsearch or OpenSearch, committing a
 //! record's offset only once the engine has its documents.
 
-pub mod bulk;
 pub mod config;
 pub mod dead_letter;
 pub mod document;
 pub mod metrics;
 pub mod offsets;
-pub mod response;
-pub mod retention;
 pub mod sink;
 pub mod source;
-pub mod templates;
-pub mod writer;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use prometheus_client::registry::Registry;
+use spanway_search::client::{ClientError, EngineClient};
+use spanway_search::index::IndexNames;
+use spanway_search::retention::{self, RetentionError};
+use spanway_search::writer::{BulkWriter, WriterError};
 use spanway_service_kit::ops::{self, Readiness};
+use spanway_service_kit::secret::DEFAULT_REFRESH_INTERVAL;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -28,12 +28,10 @@ use spanway_kafka::{FaultReporter, KafkaClient};
 
 use crate::config::IngesterConfig;
 use crate::dead_letter::DeadLetters;
-use crate::document::{IndexNames, TagsAsFields};
+use crate::document::TagsAsFields;
 use crate::metrics::IngesterMetrics;
-use crate::retention::RetentionError;
 use crate::sink::Sink;
 use crate::source::SourceError;
-use crate::writer::{BulkWriter, WriterError};
 
 /// Failures while starting.
 #[derive(Debug, thiserror::Error)]
@@ -47,7 +45,10 @@ pub enum StartError {
     /// The dead-letter producer could not be created.
     #[error("dead-letter producer: {0}")]
     DeadLetter(#[from] rdkafka::error::KafkaError),
-    /// The search engine client or templates failed.
+    /// The search engine client could not be built from its settings.
+    #[error(transparent)]
+    Client(#[from] ClientError),
+    /// The index templates or aliases could not be installed.
     #[error(transparent)]
     Writer(#[from] WriterError),
     /// Retention was asked for and could not be installed.
@@ -85,7 +86,9 @@ impl Ingester {
         kafka.log_settings("consumer");
         let faults = FaultReporter::new("consumer", &config.kafka.client);
         faults.register(registry.sub_registry_with_prefix("ingester"));
-        let writer = BulkWriter::new(&config.elasticsearch.url, &config.bulk, metrics.clone())?;
+        let engine = EngineClient::new(&config.elasticsearch.client)?;
+        engine.spawn_credential_refresh(DEFAULT_REFRESH_INTERVAL, shutdown.clone());
+        let writer = BulkWriter::new(engine, config.bulk.writer_options(), metrics.writer.clone());
         let es = &config.elasticsearch;
         let names = if es.use_aliases {
             IndexNames::with_aliases(&es.index_prefix)
@@ -96,14 +99,8 @@ impl Ingester {
         // refuses settings naming a lifecycle feature it does not have.
         let lifecycle = if es.retention.enabled {
             Some(
-                retention::install(
-                    &writer,
-                    &es.url,
-                    &es.retention,
-                    names.prefix(),
-                    names.uses_aliases(),
-                )
-                .await?,
+                retention::install(&writer, &es.retention, names.prefix(), names.uses_aliases())
+                    .await?,
             )
         } else {
             None
@@ -234,8 +231,9 @@ impl Ingester {
     }
 }
 
-/// Ready means the search engine and the Kafka brokers both answer, and
-/// Kafka reported no fault (credentials, ACL, certificate) lately.
+/// Ready means the search engine answers and accepts our credentials, and
+/// the Kafka brokers answer and reported no fault (credentials, ACL,
+/// certificate) lately.
 fn spawn_readiness_probe(
     writer: BulkWriter,
     consumer: Arc<source::SourceConsumer>,
@@ -255,7 +253,7 @@ fn spawn_readiness_probe(
                         .fetch_metadata(None, Duration::from_secs(2))
                         .is_ok()
             });
-            writer.ping().await && kafka.await.unwrap_or(false)
+            writer.ready().await && kafka.await.unwrap_or(false)
         }
     });
 }

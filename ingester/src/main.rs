@@ -18,7 +18,9 @@ use tokio_util::sync::CancellationToken;
 /// Configuration comes from an optional TOML file, then environment
 /// variables named SPANWAY_<SECTION>__<KEY>, e.g. SPANWAY_KAFKA__BROKERS=a:9092,
 /// SPANWAY_ELASTICSEARCH__URL=http://es:9200. Operations endpoint: /health/live,
-/// /health/ready (search engine reachable) and /metrics on ops.listen (default :14270).
+/// /health/ready (Kafka answers; the search engine answers, accepts the
+/// credentials and did not refuse the last writes) and /metrics on ops.listen
+/// (default :14270).
 #[derive(Debug, Parser)]
 #[command(version, about, long_about)]
 struct Cli {
@@ -33,7 +35,8 @@ struct Cli {
 enum Command {
     /// Run the ingester (the default).
     Run,
-    /// Load and validate the configuration, print it, and exit.
+    /// Load and validate the configuration (reading the secret and
+    /// certificate files it names), print it, and exit.
     CheckConfig,
 }
 
@@ -52,6 +55,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     let config: IngesterConfig = config::load(cli.config.as_deref())?;
     config.validate()?;
     if let Some(Command::CheckConfig) = cli.command {
+        config.elasticsearch.client.check_files()?;
         println!("configuration is valid:\n{config:#?}");
         return Ok(());
     }

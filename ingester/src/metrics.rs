@@ -3,8 +3,8 @@
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
+use spanway_search::metrics::WriterMetrics;
 
 /// Every counter the ingester keeps.
 #[derive(Debug, Clone, Default)]
@@ -17,12 +17,10 @@ pub struct IngesterMetrics {
     pub spans_indexed: Counter,
     /// Service/operation documents stored.
     pub services_indexed: Counter,
-    /// Document writes retried after a passing failure.
-    pub documents_retried: Counter,
     /// Documents the engine refused for good (logged with the reason).
     pub documents_rejected: Counter,
-    /// Bulk requests sent.
-    pub bulk_requests: Counter,
+    /// The bulk writer's requests, retries and latency.
+    pub writer: WriterMetrics,
     /// Offset stores: a batch became durable and its offsets were handed to
     /// the consumer for committing.
     pub offsets_stored: Counter,
@@ -36,18 +34,6 @@ pub struct IngesterMetrics {
     pub lag_records: Family<crate::source::PartitionLabels, Gauge>,
     /// Age in seconds of the newest record read from each partition.
     pub lag_seconds: Family<crate::source::PartitionLabels, Gauge>,
-    /// Duration of bulk requests, answered or failed.
-    pub bulk_latency: BulkLatency,
-}
-
-/// Bulk request latency in seconds, 5 ms to about 20 s.
-#[derive(Debug, Clone)]
-pub struct BulkLatency(pub Histogram);
-
-impl Default for BulkLatency {
-    fn default() -> Self {
-        BulkLatency(Histogram::new(exponential_buckets(0.005, 2.0, 13)))
-    }
 }
 
 impl IngesterMetrics {
@@ -75,19 +61,9 @@ impl IngesterMetrics {
             self.services_indexed.clone(),
         );
         sub.register(
-            "documents_retried",
-            "Document writes retried",
-            self.documents_retried.clone(),
-        );
-        sub.register(
             "documents_rejected",
             "Documents refused by the engine",
             self.documents_rejected.clone(),
-        );
-        sub.register(
-            "bulk_requests",
-            "Bulk requests sent",
-            self.bulk_requests.clone(),
         );
         sub.register(
             "offsets_stored",
@@ -99,5 +75,6 @@ impl IngesterMetrics {
             "Bytes of documents waiting to be written",
             self.bytes_in_flight.clone(),
         );
+        self.writer.register(sub);
     }
 }

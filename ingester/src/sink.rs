@@ -6,15 +6,17 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use spanway_schemas::{Encoding, decode_record, record_encoding};
+use spanway_search::document::{Document, DocumentKind};
+use spanway_search::index::IndexNames;
+use spanway_search::writer::BulkWriter;
 use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::dead_letter::{DeadLetter, DeadLetters, LetterKind, Origin};
-use crate::document::{Document, IndexNames, TagsAsFields, service_document, span_document_with};
+use crate::document::{TagsAsFields, service_document, span_document_with};
 use crate::metrics::IngesterMetrics;
 use crate::source::{Batch, RawRecord, Shared, SourceConsumer};
-use crate::writer::BulkWriter;
 
 /// Written service/operation pairs are remembered up to this many entries,
 /// then forgotten all at once (a rewrite is harmless: it is a 409).
@@ -204,7 +206,7 @@ impl Sink {
         };
         let mut rejected_spans = 0u64;
         for r in &rejected {
-            if r.document.kind == crate::document::DocumentKind::Span {
+            if r.document.kind == DocumentKind::Span {
                 rejected_spans += 1;
             }
             let record = origin_of.get(&r.document.id).copied().unwrap_or(0);

@@ -12,11 +12,13 @@ use spanway_e2e::{
     unique_name, wait_for_count,
 };
 use spanway_ingester::Ingester;
-use spanway_ingester::bulk::{Limits, encoded_len, split};
 use spanway_ingester::config::BulkConfig;
-use spanway_ingester::document::{Document, DocumentKind};
-use spanway_ingester::metrics::IngesterMetrics;
-use spanway_ingester::writer::BulkWriter;
+use spanway_search::bulk::{Limits, encoded_len, split};
+use spanway_search::client::EngineClient;
+use spanway_search::config::EngineClientConfig;
+use spanway_search::document::{Document, DocumentKind};
+use spanway_search::metrics::WriterMetrics;
+use spanway_search::writer::BulkWriter;
 use tokio_util::sync::CancellationToken;
 
 use common::{Names, config};
@@ -50,8 +52,9 @@ async fn one_write_is_split_by_bytes_and_count() {
             .all(|r| r.len() <= 40 && r.iter().map(encoded_len).sum::<usize>() <= 4 * 1024),
         "every planned request within both limits"
     );
-    let metrics = IngesterMetrics::default();
-    let writer = BulkWriter::new(&url, &bulk, metrics.clone()).unwrap();
+    let metrics = WriterMetrics::default();
+    let engine = EngineClient::new(&EngineClientConfig::for_url(&url)).unwrap();
+    let writer = BulkWriter::new(engine, bulk.writer_options(), metrics.clone());
     let rejected = writer
         .write_all(documents, &CancellationToken::new())
         .await
@@ -92,7 +95,7 @@ async fn records_of_many_spans_are_written_in_document_sized_requests() {
         total
     );
     // Counted in records, all 20 would have fitted one request.
-    let requests = ingester.metrics.bulk_requests.get();
+    let requests = ingester.metrics.writer.bulk_requests.get();
     assert!(
         requests >= total.div_ceil(40),
         "{requests} bulk requests for {total} spans at 40 documents each"

@@ -89,7 +89,7 @@ async fn engine_outage_pauses_within_budget_and_loses_nothing() {
         "reading paused while the node was down"
     );
     assert!(
-        ingester.metrics.documents_retried.get() >= 1,
+        ingester.metrics.writer.documents_retried.get() >= 1,
         "writes were retried"
     );
     // The budget is checked before each record is read; at most the records

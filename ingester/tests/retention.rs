@@ -18,8 +18,8 @@ use spanway_e2e::{
     create_topic, delete_indices, elasticsearch_url, opensearch_url, produce, require_engine,
     require_kafka, wait_for_count,
 };
-use spanway_ingester::retention::RetentionError;
 use spanway_ingester::{Ingester, StartError};
+use spanway_search::retention::RetentionError;
 use tokio_util::sync::CancellationToken;
 
 use common::{Names, config};

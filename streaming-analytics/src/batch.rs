@@ -7,9 +7,10 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
-use elasticsearch::http::transport::Transport;
-use elasticsearch::{ClearScrollParts, Elasticsearch, ScrollParts, SearchParts};
+use elasticsearch::{ClearScrollParts, ScrollParts, SearchParts};
 use serde_json::{Value, json};
+use spanway_search::client::{ClientError, EngineClient};
+use spanway_search::config::EngineClientConfig;
 
 use crate::model::{self, Rules};
 use crate::span::{PeerSource, SpanFacts, kind_named, peer_named};
@@ -17,7 +18,10 @@ use crate::span::{PeerSource, SpanFacts, kind_named, peer_named};
 /// Failures of a recomputation.
 #[derive(Debug, thiserror::Error)]
 pub enum BatchError {
-    /// The client could not be built or a request failed.
+    /// The client could not be built from its settings.
+    #[error(transparent)]
+    Client(#[from] ClientError),
+    /// A request failed.
     #[error("elasticsearch: {0}")]
     Engine(String),
     /// A span document is not in Jaeger's format.
@@ -117,7 +121,7 @@ pub fn totals(traces: impl IntoIterator<Item = Vec<SpanFacts>>, rules: Rules) ->
 /// Reads every span document of `index_pattern` that started in
 /// `[from_ms, to_ms)` and returns the totals of the traces they make up.
 pub async fn recompute(
-    url: &str,
+    connection: &EngineClientConfig,
     index_pattern: &str,
     from_ms: i64,
     to_ms: i64,
@@ -125,8 +129,8 @@ pub async fn recompute(
     order: &[PeerSource],
 ) -> Result<Totals, BatchError> {
     let engine = |e: elasticsearch::Error| BatchError::Engine(e.to_string());
-    let transport = Transport::single_node(url).map_err(engine)?;
-    let client = Elasticsearch::new(transport);
+    let engine_client = EngineClient::new(connection)?;
+    let client = engine_client.client();
     let query = json!({
         "size": 5000,
         "query": {"range": {"startTimeMillis": {"gte": from_ms, "lt": to_ms}}},

@@ -5,9 +5,10 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use serde::Deserialize;
-use spanway_ingester::config::TemplateApi;
 use spanway_kafka::KafkaClientConfig;
 use spanway_schemas::{DEFAULT_TOPIC, Encoding};
+use spanway_search::config::EngineClientConfig;
+use spanway_search::templates::TemplateApi;
 use spanway_service_kit::config::ConfigError;
 use spanway_service_kit::logging::LogConfig;
 use spanway_service_kit::section::Section;
@@ -23,8 +24,10 @@ pub struct AnalyticsConfig {
     /// The Kafka consumer group: the shared client settings (`brokers`,
     /// `tls`, `sasl`, `properties`) and the group's own.
     pub kafka: KafkaSection,
-    /// Where the aggregates are written.
-    pub elasticsearch: OutputConfig,
+    /// Where the aggregates are written: connection keys from
+    /// `EngineClientConfig`, the rest from `OutputConfig`, side by side in
+    /// one section.
+    pub elasticsearch: Section<EngineClientConfig, OutputConfig>,
     /// Windows, lateness and pairing.
     pub windows: WindowConfig,
     /// Which edges count.
@@ -64,12 +67,11 @@ pub struct ConsumerConfig {
     pub drain_timeout: Duration,
 }
 
-/// Output indices.
+/// Output indices and write retries; the connection keys of the same
+/// section are `spanway_search::config::EngineClientConfig`'s.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct OutputConfig {
-    /// Base URL of the cluster.
-    pub url: String,
     /// Prefix of Jaeger's dependency indices: `prod` gives `prod-jaeger-dependencies-…`.
     pub index_prefix: String,
     /// Name of the service-graph indices; a `-YYYY-MM-DD` suffix is added.
@@ -171,7 +173,6 @@ impl Default for ConsumerConfig {
 impl Default for OutputConfig {
     fn default() -> Self {
         OutputConfig {
-            url: "http://127.0.0.1:9200".into(),
             index_prefix: String::new(),
             service_graph_index: "spanway-service-graph".into(),
             shards: 1,
@@ -319,13 +320,8 @@ impl AnalyticsConfig {
                 "must list at least one source when model.virtual_nodes is on",
             ));
         }
+        self.elasticsearch.client.validate()?;
         let o = &self.elasticsearch;
-        if !(o.url.starts_with("http://") || o.url.starts_with("https://")) {
-            return Err(ConfigError::invalid(
-                "elasticsearch.url",
-                format!("{:?} must start with http:// or https://", o.url),
-            ));
-        }
         let name = &o.service_graph_index;
         if name.is_empty()
             || name.starts_with(['-', '_', '+'])

@@ -11,7 +11,9 @@
 
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
-use spanway_ingester::document::{Document, DocumentKind};
+use spanway_search::document::{Document, DocumentKind};
+use spanway_search::index::{self, Family, Prefix};
+use spanway_search::templates;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
@@ -21,10 +23,10 @@ use crate::partition::ClosedWindow;
 /// The value of `source` in Jaeger dependency links written here.
 pub const LINK_SOURCE: &str = "spanway";
 
-/// Index naming.
+/// Index naming: Jaeger's dependency indices and the service-graph indices.
 #[derive(Debug, Clone)]
 pub struct Indices {
-    dependencies_prefix: String,
+    prefix: Prefix,
     service_graph: String,
 }
 
@@ -32,25 +34,20 @@ impl Indices {
     /// `prefix` as Jaeger takes it (`prod` → `prod-jaeger-dependencies-…`);
     /// `service_graph` is the base name of the service-graph indices.
     pub fn new(prefix: &str, service_graph: &str) -> Self {
-        let dependencies_prefix = if prefix.is_empty() {
-            "jaeger-dependencies-".to_owned()
-        } else {
-            format!("{prefix}-jaeger-dependencies-")
-        };
         Indices {
-            dependencies_prefix,
-            service_graph: format!("{service_graph}-"),
+            prefix: Prefix::new(prefix),
+            service_graph: service_graph.to_owned(),
         }
     }
 
     /// Jaeger's daily dependency index for a window starting at `micros`.
     pub fn dependencies(&self, micros: i64) -> String {
-        format!("{}{}", self.dependencies_prefix, day(micros))
+        self.prefix.daily(Family::Dependencies, micros)
     }
 
     /// The daily service-graph index for a window starting at `micros`.
     pub fn service_graph(&self, micros: i64) -> String {
-        format!("{}{}", self.service_graph, day(micros))
+        index::daily(&self.service_graph, micros)
     }
 
     /// Legacy template bodies, by template name.
@@ -65,23 +62,13 @@ impl Indices {
         let buckets = json!({"properties": {"le": {"type": "double"}, "counts": {"type": "long"}}});
         vec![
             (
-                self.dependencies_prefix.trim_end_matches('-').to_owned(),
-                json!({
-                    "index_patterns": [format!("{}*", self.dependencies_prefix)],
-                    "settings": settings,
-                    "mappings": {"properties": {
-                        "timestamp": {"type": "date"},
-                        "dependencies": {"type": "nested", "properties": {
-                            "parent": keyword, "child": keyword,
-                            "callCount": {"type": "long"}, "source": keyword
-                        }}
-                    }}
-                }),
+                self.prefix.base(Family::Dependencies),
+                templates::dependencies_template(&self.prefix, shards, replicas),
             ),
             (
-                self.service_graph.trim_end_matches('-').to_owned(),
+                self.service_graph.clone(),
                 json!({
-                    "index_patterns": [format!("{}*", self.service_graph)],
+                    "index_patterns": [index::pattern(&self.service_graph)],
                     "settings": settings,
                     "mappings": {"dynamic": false, "properties": {
                         "@timestamp": {"type": "date"},
@@ -102,11 +89,6 @@ impl Indices {
 fn datetime(micros: i64) -> OffsetDateTime {
     OffsetDateTime::from_unix_timestamp_nanos(i128::from(micros) * 1000)
         .unwrap_or(OffsetDateTime::UNIX_EPOCH)
-}
-
-fn day(micros: i64) -> String {
-    let d = datetime(micros).date();
-    format!("{:04}-{:02}-{:02}", d.year(), u8::from(d.month()), d.day())
 }
 
 fn rfc3339(micros: i64) -> String {

@@ -25,10 +25,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use prometheus_client::registry::Registry;
-use spanway_ingester::config::BulkConfig;
-use spanway_ingester::metrics::IngesterMetrics;
-use spanway_ingester::writer::{BulkWriter, WriterError};
+use spanway_search::client::{ClientError, EngineClient};
+use spanway_search::writer::{BulkWriter, WriterError, WriterOptions};
 use spanway_service_kit::ops::{self, Readiness};
+use spanway_service_kit::secret::DEFAULT_REFRESH_INTERVAL;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -40,7 +40,10 @@ use crate::metrics::{AnalyticsMetrics, EdgeSeries};
 /// Failures while starting.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    /// The engine client or a template.
+    /// The engine client could not be built from its settings.
+    #[error(transparent)]
+    Client(#[from] ClientError),
+    /// A template could not be installed.
     #[error(transparent)]
     Writer(#[from] WriterError),
     /// The Kafka consumer could not be created.
@@ -86,15 +89,16 @@ impl Analytics {
             .edge_metrics
             .enabled
             .then(|| EdgeSeries::new(&mut registry, config.edge_metrics.max_edges));
-        let writer_metrics = IngesterMetrics::default();
         let out = &config.elasticsearch;
-        let bulk = BulkConfig {
+        let options = WriterOptions {
             retry_initial_backoff: out.retry_initial_backoff,
             retry_max_backoff: out.retry_max_backoff,
             request_timeout: out.request_timeout,
-            ..BulkConfig::default()
+            ..WriterOptions::default()
         };
-        let writer = BulkWriter::new(&out.url, &bulk, writer_metrics)?;
+        let engine = EngineClient::new(&out.client)?;
+        engine.spawn_credential_refresh(DEFAULT_REFRESH_INTERVAL, shutdown.clone());
+        let writer = BulkWriter::new(engine, options, metrics.writer.clone());
         if out.create_templates {
             let api = writer.template_api(out.template_api).await?;
             let indices = Indices::new(&out.index_prefix, &out.service_graph_index);
@@ -167,7 +171,8 @@ impl Analytics {
     }
 }
 
-/// Ready means the engine answers and the poll loop reached Kafka lately.
+/// Ready means the engine answers and accepts our credentials, and the poll
+/// loop reached Kafka lately.
 fn spawn_readiness_probe(
     writer: BulkWriter,
     kafka: Readiness,
@@ -177,6 +182,6 @@ fn spawn_readiness_probe(
     ops::spawn_readiness_probe(ready, Duration::from_secs(5), shutdown, move || {
         let writer = writer.clone();
         let kafka = kafka.clone();
-        async move { kafka.get() && writer.ping().await }
+        async move { kafka.get() && writer.ready().await }
     });
 }

@@ -3,6 +3,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use spanway_search::index::{Family, Prefix};
 use spanway_service_kit::{config, logging, shutdown};
 use spanway_streaming_analytics::{Analytics, AnalyticsConfig, batch};
 use tokio_util::sync::CancellationToken;
@@ -37,12 +38,14 @@ struct Cli {
 enum Command {
     /// Run the job (the default).
     Run,
-    /// Load and validate the configuration, print it, and exit.
+    /// Load and validate the configuration (reading the secret and
+    /// certificate files it names), print it, and exit.
     CheckConfig,
     /// Recompute the dependency totals of a time range from the span
-    /// documents in the engine (elasticsearch.url, index_prefix), by the
-    /// same rules, and print them as JSON lines {parent, child, callCount}.
-    /// Writes nothing. Use it to check the streaming totals over a range.
+    /// documents in the engine (the elasticsearch connection settings and
+    /// index_prefix), by the same rules, and print them as JSON lines
+    /// {parent, child, callCount}. Writes nothing. Use it to check the
+    /// streaming totals over a range.
     Recompute {
         /// Range start, RFC 3339 (e.g. 2026-03-02T00:00:00Z).
         #[arg(long)]
@@ -73,6 +76,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     let config: AnalyticsConfig = config::load(cli.config.as_deref())?;
     config.validate()?;
     if let Some(Command::CheckConfig) = cli.command {
+        config.elasticsearch.client.check_files()?;
         println!("configuration is valid:\n{config:#?}");
         return Ok(());
     }
@@ -80,15 +84,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     if let Some(Command::Recompute { from, to }) = &cli.command {
         let (from_ms, to_ms) = (epoch_ms("from", from)?, epoch_ms("to", to)?);
         anyhow::ensure!(from_ms < to_ms, "--from must be before --to");
-        let prefix = &config.elasticsearch.index_prefix;
-        let pattern = if prefix.is_empty() {
-            "jaeger-span-*".to_owned()
-        } else {
-            format!("{prefix}-jaeger-span-*")
-        };
+        let pattern = Prefix::new(&config.elasticsearch.index_prefix).pattern(Family::Span);
         let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
         let totals = runtime.block_on(batch::recompute(
-            &config.elasticsearch.url,
+            &config.elasticsearch.client,
             &pattern,
             from_ms,
             to_ms,

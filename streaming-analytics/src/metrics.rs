@@ -9,6 +9,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
+use spanway_search::metrics::WriterMetrics;
 
 use crate::aggregate::BUCKETS_MS;
 use crate::model::Edge;
@@ -76,6 +77,9 @@ pub struct AnalyticsMetrics {
     pub clock_seconds: Family<PartitionLabels, Gauge>,
     /// Offsets committed.
     pub commits: Counter,
+    /// The bulk writer's requests, retries and latency, under the same
+    /// names as the ingester's (`analytics_bulk_requests_total`, …).
+    pub writer: WriterMetrics,
 }
 
 impl AnalyticsMetrics {
@@ -169,6 +173,7 @@ impl AnalyticsMetrics {
             "Latest span start read per partition (event time)",
             self.clock_seconds.clone(),
         );
+        self.writer.register(sub);
     }
 }
 

@@ -4,8 +4,8 @@
 
 use std::sync::mpsc::Sender;
 
-use spanway_ingester::document::Document;
-use spanway_ingester::writer::{BulkWriter, WriterError};
+use spanway_search::document::Document;
+use spanway_search::writer::{BulkWriter, WriterError};
 use tokio::sync::mpsc::UnboundedReceiver;
 use tokio_util::sync::CancellationToken;
 

@@ -33,7 +33,7 @@ fn analytics_config(names: &Names, url: &str) -> AnalyticsConfig {
     config.kafka.session_timeout = Duration::from_secs(6);
     config.kafka.drain_timeout = Duration::from_secs(3);
     config.kafka.commit_interval = Duration::from_millis(200);
-    config.elasticsearch.url = url.to_owned();
+    config.elasticsearch.client.url = Some(url.to_owned());
     config.elasticsearch.index_prefix = names.prefix.clone();
     config.elasticsearch.service_graph_index = names.graph.clone();
     config.elasticsearch.replicas = 0;
@@ -51,7 +51,7 @@ fn ingester_config(names: &Names, url: &str) -> IngesterConfig {
     config.kafka.client.brokers = vec![kafka_bootstrap()];
     config.kafka.topics = vec![names.topic.clone()];
     config.kafka.group_id = format!("{}-ingester", names.group);
-    config.elasticsearch.url = url.to_owned();
+    config.elasticsearch.client.url = Some(url.to_owned());
     config.elasticsearch.index_prefix = names.prefix.clone();
     config.elasticsearch.shards = 1;
     config.elasticsearch.replicas = 0;
@@ -174,7 +174,7 @@ async fn known_topology_is_counted_exactly(url: &str, storage_type: &str) {
     let from_ms = (traffic.span_micros.0 / 1000) as i64;
     let to_ms = (traffic.span_micros.1 / 1000) as i64 + 1;
     let batch = batch::recompute(
-        &url,
+        &config.elasticsearch.client,
         &span_indices,
         from_ms,
         to_ms,

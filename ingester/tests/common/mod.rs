@@ -44,7 +44,7 @@ pub fn config(names: &Names, engine: &str) -> IngesterConfig {
     config.kafka.session_timeout = Duration::from_secs(6);
     config.kafka.drain_timeout = Duration::from_secs(3);
     config.dead_letter.topic = names.dead_letter.clone();
-    config.elasticsearch.url = engine.to_owned();
+    config.elasticsearch.client.url = Some(engine.to_owned());
     config.elasticsearch.index_prefix = names.prefix.clone();
     config.elasticsearch.shards = 1;
     config.elasticsearch.replicas = 0;

@@ -1,29 +1,35 @@
 //! Sends documents to the engine until each is stored or refused for good.
+//!
+//! A batch handed to [`BulkWriter::write_all`] comes back only when every
+//! document in it has an answer it can keep: stored (or already stored),
+//! or refused for a reason retrying cannot cure. Anything passing (an
+//! outage, a full queue, a timeout) is retried with backoff for as long as
+//! it takes, so the caller never treats an unwritten document as written.
 
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
-use elasticsearch::http::transport::Transport;
+use elasticsearch::BulkParts;
 use elasticsearch::indices::{
     IndicesCreateParts, IndicesExistsAliasParts, IndicesPutIndexTemplateParts,
     IndicesPutTemplateParts,
 };
-use elasticsearch::{BulkParts, Elasticsearch};
 use rand::Rng;
 use tokio_util::sync::CancellationToken;
 
+use crate::auth::{self, AuthFailure};
 use crate::bulk::{Limits, create_lines, split};
-use crate::config::TemplateApi;
+use crate::client::EngineClient;
 use crate::document::Document;
-use crate::metrics::IngesterMetrics;
-use crate::response::{ItemOutcome, classify};
-use crate::templates;
+use crate::index::{Family, Prefix};
+use crate::metrics::WriterMetrics;
+use crate::response::{BulkAnswer, ItemOutcome, classify_answer};
+use crate::templates::{self, TemplateApi};
 
 /// Failures that stop the writer.
 #[derive(Debug, thiserror::Error)]
 pub enum WriterError {
-    /// The client could not be built from the URL.
-    #[error("elasticsearch.url: {0}")]
-    Client(String),
     /// A template install failed.
     #[error("cannot install index template {name}: {reason}")]
     Template { name: String, reason: String },
@@ -42,53 +48,74 @@ pub struct Rejected {
     pub reason: String,
 }
 
+/// At most one error line per this long while the engine refuses our
+/// writes for credentials or rights: each retry would log one otherwise.
+pub const AUTH_LOG_INTERVAL: Duration = Duration::from_secs(30);
+
+/// How the writer cuts and retries requests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WriterOptions {
+    /// The most one bulk request carries.
+    pub limits: Limits,
+    /// First retry delay after a failed bulk request or item; doubles each time.
+    pub retry_initial_backoff: Duration,
+    /// Ceiling of the retry delay.
+    pub retry_max_backoff: Duration,
+    /// A bulk request without an answer within this time is retried.
+    pub request_timeout: Duration,
+}
+
+impl Default for WriterOptions {
+    fn default() -> Self {
+        WriterOptions {
+            limits: Limits {
+                max_documents: 1000,
+                max_bytes: 5 * 1024 * 1024,
+            },
+            retry_initial_backoff: Duration::from_millis(100),
+            retry_max_backoff: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
 /// The bulk writer.
 #[derive(Debug, Clone)]
 pub struct BulkWriter {
-    client: Elasticsearch,
+    engine: EngineClient,
     initial_backoff: Duration,
     max_backoff: Duration,
     request_timeout: Duration,
     limits: Limits,
-    metrics: IngesterMetrics,
+    metrics: WriterMetrics,
+    auth: Arc<AuthState>,
 }
 
 impl BulkWriter {
-    /// A writer for the cluster at `url`.
-    pub fn new(
-        url: &str,
-        bulk: &crate::config::BulkConfig,
-        metrics: IngesterMetrics,
-    ) -> Result<Self, WriterError> {
-        let transport =
-            Transport::single_node(url).map_err(|e| WriterError::Client(e.to_string()))?;
-        Ok(BulkWriter {
-            client: Elasticsearch::new(transport),
-            initial_backoff: bulk.retry_initial_backoff,
-            max_backoff: bulk.retry_max_backoff,
-            request_timeout: bulk.request_timeout,
-            limits: Limits {
-                max_documents: bulk.max_documents,
-                max_bytes: bulk.max_bytes,
-            },
+    /// A writer sending through `engine`.
+    pub fn new(engine: EngineClient, options: WriterOptions, metrics: WriterMetrics) -> Self {
+        BulkWriter {
+            engine,
+            initial_backoff: options.retry_initial_backoff,
+            max_backoff: options.retry_max_backoff,
+            request_timeout: options.request_timeout,
+            limits: options.limits,
             metrics,
-        })
+            auth: Arc::default(),
+        }
     }
 
-    /// Whether the cluster answers.
-    pub async fn ping(&self) -> bool {
-        let ping = self
-            .client
-            .ping()
-            .request_timeout(Duration::from_secs(5))
-            .send()
-            .await;
-        matches!(ping, Ok(r) if r.status_code().is_success())
+    /// Whether writes can go through: the engine answers and accepts the
+    /// credentials, and the last bulk answer did not refuse our writes for
+    /// credentials or rights (a role without write rights passes the first
+    /// check).
+    pub async fn ready(&self) -> bool {
+        !self.auth.failing.load(Ordering::Relaxed) && self.engine.reachable().await
     }
 
     /// The client, for the start-up steps kept in their own modules.
-    pub(crate) fn client(&self) -> &Elasticsearch {
-        &self.client
+    pub fn engine(&self) -> &EngineClient {
+        &self.engine
     }
 
     /// Installs the span and service templates with the API `choice` asks
@@ -98,7 +125,7 @@ impl BulkWriter {
     /// Returns the API used.
     pub async fn install_templates(
         &self,
-        prefix: &str,
+        prefix: &Prefix,
         shards: u32,
         replicas: u32,
         choice: TemplateApi,
@@ -108,14 +135,14 @@ impl BulkWriter {
         let mut span = templates::span_template(prefix, shards, replicas);
         let mut service = templates::service_template(prefix, shards, replicas);
         if let Some(lifecycle) = lifecycle {
-            for (body, kind) in [(&mut span, "span"), (&mut service, "service")] {
+            for (body, kind) in [(&mut span, Family::Span), (&mut service, Family::Service)] {
                 templates::add_settings(body, lifecycle.index_settings(kind));
                 templates::add_aliases(body, lifecycle.index_aliases(kind));
             }
         }
         let all = vec![
-            (format!("{prefix}jaeger-span"), span),
-            (format!("{prefix}jaeger-service"), service),
+            (prefix.base(Family::Span), span),
+            (prefix.base(Family::Service), service),
         ];
         self.put_templates(all, api).await?;
         Ok(api)
@@ -128,13 +155,14 @@ impl BulkWriter {
             TemplateApi::Legacy => templates::Api::Legacy,
             TemplateApi::Composable => templates::Api::Composable,
             TemplateApi::Auto => {
-                let info = self
-                    .server_info()
-                    .await
-                    .map_err(|reason| WriterError::Template {
-                        name: "(server detection)".into(),
-                        reason,
-                    })?;
+                let info =
+                    self.engine
+                        .server_info()
+                        .await
+                        .map_err(|reason| WriterError::Template {
+                            name: "(server detection)".into(),
+                            reason,
+                        })?;
                 templates::detect(&info)
             }
         })
@@ -154,7 +182,8 @@ impl BulkWriter {
             };
             let sent = match api {
                 templates::Api::Legacy => {
-                    self.client
+                    self.engine
+                        .client()
                         .indices()
                         .put_template(IndicesPutTemplateParts::Name(&name))
                         .body(body)
@@ -162,7 +191,8 @@ impl BulkWriter {
                         .await
                 }
                 templates::Api::Composable => {
-                    self.client
+                    self.engine
+                        .client()
                         .indices()
                         .put_index_template(IndicesPutIndexTemplateParts::Name(&name))
                         .body(templates::composable(body))
@@ -184,16 +214,17 @@ impl BulkWriter {
     /// carrying the `-write` (write index) and `-read` aliases, unless the
     /// write alias exists already. This is what Jaeger's rollover `init`
     /// step does; later rollovers are the lifecycle policy's job.
-    pub async fn ensure_aliases(&self, prefix: &str) -> Result<(), WriterError> {
-        for kind in ["span", "service"] {
-            let write = format!("{prefix}jaeger-{kind}-write");
-            let read = format!("{prefix}jaeger-{kind}-read");
+    pub async fn ensure_aliases(&self, prefix: &Prefix) -> Result<(), WriterError> {
+        for family in [Family::Span, Family::Service] {
+            let write = prefix.write_alias(family);
+            let read = prefix.read_alias(family);
             let failure = |reason: String| WriterError::Template {
                 name: write.clone(),
                 reason,
             };
             let exists = self
-                .client
+                .engine
+                .client()
                 .indices()
                 .exists_alias(IndicesExistsAliasParts::Name(&[write.as_str()]))
                 .send()
@@ -202,9 +233,10 @@ impl BulkWriter {
             if exists.status_code().is_success() {
                 continue;
             }
-            let first = format!("{prefix}jaeger-{kind}-000001");
+            let first = prefix.first_rollover_index(family);
             let response = self
-                .client
+                .engine
+                .client()
                 .indices()
                 .create(IndicesCreateParts::Index(&first))
                 .body(serde_json::json!({
@@ -223,28 +255,12 @@ impl BulkWriter {
         Ok(())
     }
 
-    /// The server's `GET /` answer (name, distribution, version).
-    pub(crate) async fn server_info(&self) -> Result<serde_json::Value, String> {
-        let response = self
-            .client
-            .info()
-            .request_timeout(Duration::from_secs(10))
-            .send()
-            .await
-            .map_err(|e| e.to_string())?;
-        let status = response.status_code();
-        if !status.is_success() {
-            return Err(format!("GET / answered {status}"));
-        }
-        response.json().await.map_err(|e| e.to_string())
-    }
-
     /// Writes every document, in as many bulk requests as `bulk.max_documents`
     /// and `bulk.max_bytes` require, one after the other: the caller's
     /// concurrency (`bulk.max_in_flight` batches) stays the number of
-    /// requests in flight. Passing failures are retried with exponential
-    /// backoff and jitter for as long as it takes; the result lists the
-    /// documents refused for good. Returns [`WriterError::Cancelled`] if
+    /// requests in flight. Passing failures, and refusals for credentials
+    /// or rights, are retried with exponential backoff and jitter for as
+    /// long as it takes; the result lists the documents refused for good. Returns [`WriterError::Cancelled`] if
     /// `cancel` fires while documents remain unwritten; then nothing may be
     /// treated as durable, even the requests already answered, since the
     /// caller's unit of durability is the whole call.
@@ -271,15 +287,22 @@ impl BulkWriter {
         let mut backoff = self.initial_backoff;
         let mut attempt = 0u32;
         while !pending.is_empty() {
-            let outcomes = self.send(&pending).await;
+            let answer = self.send(&pending).await;
             let mut retry = Vec::new();
-            match outcomes {
-                Ok(outcomes) => {
+            match answer {
+                BulkAnswer::Items(outcomes) => {
+                    let mut refused = None;
                     for (doc, outcome) in pending.into_iter().zip(outcomes) {
                         match outcome {
                             ItemOutcome::Stored => {}
                             ItemOutcome::Retry(reason) => {
                                 tracing::debug!(index = %doc.index, id = %doc.id, %reason, "document will be retried");
+                                retry.push(doc);
+                            }
+                            ItemOutcome::Unauthorized(failure) => {
+                                if refused.is_none() {
+                                    refused = Some((failure, doc.index.clone()));
+                                }
                                 retry.push(doc);
                             }
                             ItemOutcome::Rejected(reason) => rejected.push(Rejected {
@@ -288,8 +311,18 @@ impl BulkWriter {
                             }),
                         }
                     }
+                    match refused {
+                        Some((failure, index)) => self.auth_refused(&failure, &index),
+                        None => self.auth_accepted(),
+                    }
                 }
-                Err(reason) => {
+                BulkAnswer::Unauthorized(failure) => {
+                    if let Some(doc) = pending.first() {
+                        self.auth_refused(&failure, &doc.index);
+                    }
+                    retry = pending;
+                }
+                BulkAnswer::Failed(reason) => {
                     // One line per outage and batch, not one per retry.
                     if attempt.is_multiple_of(20) {
                         tracing::warn!(%reason, documents = pending.len(), attempt, "bulk request failed; retrying");
@@ -313,41 +346,91 @@ impl BulkWriter {
         Ok(rejected)
     }
 
-    /// One bulk request; `Err` when no item outcome can be trusted.
-    async fn send(&self, docs: &[Document]) -> Result<Vec<ItemOutcome>, String> {
+    /// One bulk request and what its answer says.
+    async fn send(&self, docs: &[Document]) -> BulkAnswer {
         let mut lines = Vec::with_capacity(docs.len() * 2);
         for doc in docs {
             lines.extend(create_lines(doc));
         }
         self.metrics.bulk_requests.inc();
         let started = std::time::Instant::now();
-        let outcome = self.send_lines(lines).await;
+        let response = self.send_lines(lines).await;
         self.metrics
             .bulk_latency
-            .0
             .observe(started.elapsed().as_secs_f64());
-        let body = outcome?;
-        classify(&body, docs.len()).map_err(|e| e.to_string())
+        let answer = match response {
+            Ok((status, body)) => classify_answer(status, &body, docs.len()),
+            Err(reason) => BulkAnswer::Failed(reason),
+        };
+        if matches!(answer, BulkAnswer::Failed(_)) {
+            self.metrics.bulk_failures.inc();
+        }
+        answer
     }
 
-    /// Sends one `_bulk` body; the answer's bytes when the status is 2xx.
-    async fn send_lines(&self, lines: Vec<Vec<u8>>) -> Result<bytes::Bytes, String> {
+    /// Sends one `_bulk` body; the answer's status and bytes.
+    async fn send_lines(&self, lines: Vec<Vec<u8>>) -> Result<(u16, bytes::Bytes), String> {
         let response = self
-            .client
+            .engine
+            .client()
             .bulk(BulkParts::None)
             .request_timeout(self.request_timeout)
             .body(lines)
             .send()
             .await
             .map_err(|e| e.to_string())?;
-        let status = response.status_code();
+        let status = response.status_code().as_u16();
         let body = response.bytes().await.map_err(|e| e.to_string())?;
-        if !status.is_success() {
-            return Err(format!(
-                "HTTP {status}: {}",
-                String::from_utf8_lossy(&body[..body.len().min(512)])
-            ));
-        }
-        Ok(body)
+        Ok((status, body))
     }
+
+    /// A write was refused for credentials or rights: counted, readiness
+    /// withdrawn, and one error line per [`AUTH_LOG_INTERVAL`] naming the
+    /// setting to fix.
+    fn auth_refused(&self, failure: &AuthFailure, index: &str) {
+        self.metrics.auth_failures.inc();
+        self.auth.failing.store(true, Ordering::Relaxed);
+        let now = Instant::now();
+        let due = {
+            let mut last = self
+                .auth
+                .last_logged
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            let due = last.is_none_or(|at| now.duration_since(at) >= AUTH_LOG_INTERVAL);
+            if due {
+                *last = Some(now);
+            }
+            due
+        };
+        if due {
+            let method = self.engine.auth_method();
+            tracing::error!(
+                status = failure.status,
+                setting = auth::setting_at_fault(&method),
+                %index,
+                engine_reason = %failure.reason,
+                fix = %auth::advice(&method, self.engine.client_certificate(), failure, index),
+                "the engine refuses our writes for credentials or rights; the documents are kept and retried, and the process reports not ready until a write succeeds"
+            );
+        }
+    }
+
+    /// A write got item answers with no refusal for rights.
+    fn auth_accepted(&self) {
+        if self.auth.failing.swap(false, Ordering::Relaxed) {
+            tracing::info!("the engine accepts our writes again");
+            if let Ok(mut last) = self.auth.last_logged.lock() {
+                *last = None;
+            }
+        }
+    }
+}
+
+/// Shared by the clones of a writer: whether the last answer refused our
+/// writes for credentials or rights, and when that was last logged.
+#[derive(Debug, Default)]
+struct AuthState {
+    failing: AtomicBool,
+    last_logged: Mutex<Option<Instant>>,
 }

@@ -1,13 +1,29 @@
-//! Index templates for the span and service indices.
+//! Index templates for Jaeger's span, service and dependency indices.
 //!
 //! The mappings are Jaeger's: keyword ids and names, `startTime` as a long in
 //! microseconds, `startTimeMillis` as an `epoch_millis` date for range
 //! queries, and nested `tags`, `process.tags`, `logs.fields` and
-//! `references`, which Jaeger query searches with nested queries. This
-//! version installs legacy `_template`s, which OpenSearch 1–3 and
-//! Elasticsearch 7 read.
+//! `references`, which Jaeger query searches with nested queries. Bodies
+//! are written in the legacy `_template` form, which OpenSearch 1–3 and
+//! Elasticsearch 7 read; [`composable`] derives the `_index_template` form
+//! Elasticsearch 8 and later prefer.
 
+use serde::Deserialize;
 use serde_json::{Value, json};
+
+use crate::index::{Family, Prefix};
+
+/// Which template API to install with, as configured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TemplateApi {
+    /// Chosen from the detected server.
+    Auto,
+    /// `_template` (OpenSearch 1–3, Elasticsearch 6–7).
+    Legacy,
+    /// `_index_template` (Elasticsearch 7.8+, 8, 9; OpenSearch 1+).
+    Composable,
+}
 
 fn keyword() -> Value {
     json!({"type": "keyword", "ignore_above": 256})
@@ -38,9 +54,9 @@ fn settings(shards: u32, replicas: u32) -> Value {
 }
 
 /// The legacy template for `<prefix>jaeger-span-*`.
-pub fn span_template(prefix: &str, shards: u32, replicas: u32) -> Value {
+pub fn span_template(prefix: &Prefix, shards: u32, replicas: u32) -> Value {
     json!({
-        "index_patterns": [format!("{prefix}jaeger-span-*")],
+        "index_patterns": [prefix.pattern(Family::Span)],
         "settings": settings(shards, replicas),
         "mappings": {
             "dynamic_templates": dynamic_templates(),
@@ -78,14 +94,30 @@ pub fn span_template(prefix: &str, shards: u32, replicas: u32) -> Value {
 }
 
 /// The legacy template for `<prefix>jaeger-service-*`.
-pub fn service_template(prefix: &str, shards: u32, replicas: u32) -> Value {
+pub fn service_template(prefix: &Prefix, shards: u32, replicas: u32) -> Value {
     json!({
-        "index_patterns": [format!("{prefix}jaeger-service-*")],
+        "index_patterns": [prefix.pattern(Family::Service)],
         "settings": settings(shards, replicas),
         "mappings": {
             "dynamic_templates": dynamic_templates(),
             "properties": {"serviceName": keyword(), "operationName": keyword()}
         }
+    })
+}
+
+/// The legacy template for `<prefix>jaeger-dependencies-*`: one document
+/// per time slice, its links nested, as Jaeger's dependency reader expects.
+pub fn dependencies_template(prefix: &Prefix, shards: u32, replicas: u32) -> Value {
+    json!({
+        "index_patterns": [prefix.pattern(Family::Dependencies)],
+        "settings": {"index.number_of_shards": shards, "index.number_of_replicas": replicas},
+        "mappings": {"properties": {
+            "timestamp": {"type": "date"},
+            "dependencies": {"type": "nested", "properties": {
+                "parent": keyword(), "child": keyword(),
+                "callCount": {"type": "long"}, "source": keyword()
+            }}
+        }}
     })
 }
 
@@ -165,7 +197,7 @@ mod tests {
 
     #[test]
     fn prefix_reaches_patterns_and_nested_fields_are_nested() {
-        let t = span_template("prod-", 3, 0);
+        let t = span_template(&Prefix::new("prod"), 3, 0);
         assert_eq!(t["index_patterns"][0], "prod-jaeger-span-*");
         assert_eq!(t["settings"]["index.number_of_shards"], 3);
         for path in ["tags", "logs", "references"] {
@@ -179,14 +211,14 @@ mod tests {
             "nested"
         );
         assert_eq!(
-            service_template("", 1, 1)["index_patterns"][0],
+            service_template(&Prefix::default(), 1, 1)["index_patterns"][0],
             "jaeger-service-*"
         );
     }
 
     #[test]
     fn composable_moves_settings_and_mappings_under_template() {
-        let legacy = span_template("", 1, 0);
+        let legacy = span_template(&Prefix::default(), 1, 0);
         let c = composable(legacy.clone());
         assert_eq!(c["index_patterns"], legacy["index_patterns"]);
         assert_eq!(c["template"]["mappings"], legacy["mappings"]);
@@ -196,7 +228,7 @@ mod tests {
 
     #[test]
     fn added_settings_reach_both_template_forms() {
-        let mut t = span_template("", 1, 0);
+        let mut t = span_template(&Prefix::default(), 1, 0);
         let mut extra = serde_json::Map::new();
         extra.insert("index.lifecycle.name".into(), json!("jaeger-retention"));
         add_settings(&mut t, extra);
@@ -213,7 +245,7 @@ mod tests {
         );
         assert_eq!(c["template"]["aliases"], json!({"jaeger-span-read": {}}));
         assert!(
-            composable(span_template("", 1, 0))["template"]
+            composable(span_template(&Prefix::default(), 1, 0))["template"]
                 .get("aliases")
                 .is_none(),
             "no aliases unless asked for"

@@ -26,10 +26,48 @@ use std::time::Duration;
 
 use elasticsearch::http::Method;
 use elasticsearch::http::headers::HeaderMap;
+use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use crate::config::RetentionConfig;
+use crate::index::{Family, Prefix};
 use crate::writer::BulkWriter;
+
+/// Index retention, enforced by the engine itself: an ISM policy on
+/// OpenSearch, an ILM policy on Elasticsearch, installed at start as
+/// `<prefix>jaeger-retention`. Both are optional engine features (the ISM
+/// plugin, x-pack ILM); when the engine lacks them, start fails naming
+/// `elasticsearch.retention.enabled` rather than running without the
+/// retention the operator asked for.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RetentionConfig {
+    /// Install the policy and attach it to the span and service indices.
+    /// Off by default: deleting data is the operator's decision.
+    pub enabled: bool,
+    /// How long an index is kept: counted from its creation for daily
+    /// indices, from its rollover with `use_aliases` (an index still written
+    /// to is never deleted).
+    #[serde(with = "humantime_serde")]
+    pub delete_after: Duration,
+    /// With `use_aliases`: roll the write alias over to a new index once the
+    /// current one is this old...
+    #[serde(with = "humantime_serde")]
+    pub rollover_max_age: Duration,
+    /// ...or once its primary shards hold this much, in the engine's byte
+    /// units (`500mb`, `50gb`), whichever comes first.
+    pub rollover_max_size: String,
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        RetentionConfig {
+            enabled: false,
+            delete_after: Duration::from_secs(7 * 86_400),
+            rollover_max_age: Duration::from_secs(86_400),
+            rollover_max_size: "50gb".into(),
+        }
+    }
+}
 
 /// ISM templates of higher priority win when several match an index; ours
 /// should beat a catch-all policy but leave room above.
@@ -111,8 +149,8 @@ impl Engine {
 
 /// The policy name: one per index prefix, so that several Jaeger
 /// installations with different prefixes share a cluster.
-pub fn policy_name(prefix: &str) -> String {
-    format!("{prefix}jaeger-retention")
+pub fn policy_name(prefix: &Prefix) -> String {
+    format!("{}jaeger-retention", prefix.as_str())
 }
 
 /// A duration in the engines' time-unit syntax, in the largest unit that
@@ -135,18 +173,18 @@ pub fn time_value(duration: Duration) -> String {
 /// The one-line summary stored as the ISM policy's description. It names
 /// every parameter, so an unchanged description means an unchanged policy
 /// and start-up can skip the update.
-fn summary(config: &RetentionConfig, prefix: &str, aliases: bool) -> String {
+fn summary(config: &RetentionConfig, prefix: &Prefix, aliases: bool) -> String {
     let delete_after = time_value(config.delete_after);
+    let span = prefix.pattern(Family::Span);
+    let service = prefix.pattern(Family::Service);
     if aliases {
         format!(
-            "spanway-ingester: {prefix}jaeger-span-*/{prefix}jaeger-service-* roll over at {} or {}, deleted {delete_after} after rollover",
+            "spanway-ingester: {span}/{service} roll over at {} or {}, deleted {delete_after} after rollover",
             time_value(config.rollover_max_age),
             config.rollover_max_size
         )
     } else {
-        format!(
-            "spanway-ingester: {prefix}jaeger-span-*/{prefix}jaeger-service-* deleted {delete_after} after creation"
-        )
+        format!("spanway-ingester: {span}/{service} deleted {delete_after} after creation")
     }
 }
 
@@ -154,7 +192,7 @@ fn summary(config: &RetentionConfig, prefix: &str, aliases: bool) -> String {
 /// state, rolling over in alias mode, then `delete`. After a rollover the
 /// age that counts is the rollover's (`min_rollover_age`), so an index is
 /// kept `delete_after` past its last write, as ILM does.
-pub fn ism_policy(config: &RetentionConfig, prefix: &str, aliases: bool) -> Value {
+pub fn ism_policy(config: &RetentionConfig, prefix: &Prefix, aliases: bool) -> Value {
     let delete_after = time_value(config.delete_after);
     let (actions, age_condition) = if aliases {
         (
@@ -187,8 +225,8 @@ pub fn ism_policy(config: &RetentionConfig, prefix: &str, aliases: bool) -> Valu
             ],
             "ism_template": [{
                 "index_patterns": [
-                    format!("{prefix}jaeger-span-*"),
-                    format!("{prefix}jaeger-service-*")
+                    prefix.pattern(Family::Span),
+                    prefix.pattern(Family::Service)
                 ],
                 "priority": ISM_TEMPLATE_PRIORITY
             }]
@@ -230,16 +268,16 @@ pub struct Lifecycle {
     pub engine: Engine,
     /// The policy name.
     pub policy: String,
-    /// Index prefix, with its trailing `-` when set.
-    pub prefix: String,
+    /// Index prefix.
+    pub prefix: Prefix,
     /// Rollover mode.
     pub aliases: bool,
 }
 
 impl Lifecycle {
-    /// Settings for the template of `kind` (`span` or `service`).
-    pub fn index_settings(&self, kind: &str) -> Map<String, Value> {
-        let write_alias = format!("{}jaeger-{kind}-write", self.prefix);
+    /// Settings for the template of `family` (spans or services).
+    pub fn index_settings(&self, family: Family) -> Map<String, Value> {
+        let write_alias = self.prefix.write_alias(family);
         let mut settings = Map::new();
         match self.engine {
             Engine::Elasticsearch => {
@@ -262,12 +300,12 @@ impl Lifecycle {
         settings
     }
 
-    /// Aliases every new index of `kind` gets: in alias mode the `-read`
+    /// Aliases every new index of `family` gets: in alias mode the `-read`
     /// alias, so that indices a rollover creates are searched too.
-    pub fn index_aliases(&self, kind: &str) -> Map<String, Value> {
+    pub fn index_aliases(&self, family: Family) -> Map<String, Value> {
         let mut aliases = Map::new();
         if self.aliases {
-            aliases.insert(format!("{}jaeger-{kind}-read", self.prefix), json!({}));
+            aliases.insert(self.prefix.read_alias(family), json!({}));
         }
         aliases
     }
@@ -351,6 +389,7 @@ async fn call(
 ) -> Result<Answer, String> {
     let body = body.map(|b| b.to_string().into_bytes());
     let response = writer
+        .engine()
         .client()
         .send(
             method,
@@ -375,12 +414,13 @@ fn excerpt(body: &str) -> String {
 /// the templates need to attach it.
 pub async fn install(
     writer: &BulkWriter,
-    url: &str,
     config: &RetentionConfig,
-    prefix: &str,
+    prefix: &Prefix,
     aliases: bool,
 ) -> Result<Lifecycle, RetentionError> {
+    let url = writer.engine().urls();
     let info = writer
+        .engine()
         .server_info()
         .await
         .map_err(|reason| RetentionError::Detect {
@@ -475,7 +515,7 @@ pub async fn install(
     Ok(Lifecycle {
         engine,
         policy: name,
-        prefix: prefix.to_owned(),
+        prefix: prefix.clone(),
         aliases,
     })
 }
@@ -516,13 +556,13 @@ mod tests {
 
     #[test]
     fn policy_names_carry_the_prefix() {
-        assert_eq!(policy_name(""), "jaeger-retention");
-        assert_eq!(policy_name("prod-"), "prod-jaeger-retention");
+        assert_eq!(policy_name(&Prefix::default()), "jaeger-retention");
+        assert_eq!(policy_name(&Prefix::new("prod")), "prod-jaeger-retention");
     }
 
     #[test]
     fn ism_policy_for_daily_indices_deletes_by_index_age() {
-        let p = ism_policy(&config(), "prod-", false);
+        let p = ism_policy(&config(), &Prefix::new("prod"), false);
         let policy = &p["policy"];
         assert_eq!(policy["default_state"], "hot");
         let states = policy["states"].as_array().unwrap();
@@ -560,7 +600,7 @@ mod tests {
         cfg.delete_after = Duration::from_secs(3 * 86_400);
         cfg.rollover_max_age = Duration::from_secs(6 * 3_600);
         cfg.rollover_max_size = "20gb".into();
-        let p = ism_policy(&cfg, "", true);
+        let p = ism_policy(&cfg, &Prefix::default(), true);
         let hot = &p["policy"]["states"][0];
         assert_eq!(
             hot["actions"],
@@ -578,19 +618,19 @@ mod tests {
 
     #[test]
     fn ism_description_changes_with_every_parameter() {
-        let base = ism_policy(&config(), "", true);
+        let base = ism_policy(&config(), &Prefix::default(), true);
         let mut changed = Vec::new();
         let mut cfg = config();
         cfg.delete_after = Duration::from_secs(8 * 86_400);
-        changed.push(ism_policy(&cfg, "", true));
+        changed.push(ism_policy(&cfg, &Prefix::default(), true));
         let mut cfg = config();
         cfg.rollover_max_age = Duration::from_secs(2 * 86_400);
-        changed.push(ism_policy(&cfg, "", true));
+        changed.push(ism_policy(&cfg, &Prefix::default(), true));
         let mut cfg = config();
         cfg.rollover_max_size = "10gb".into();
-        changed.push(ism_policy(&cfg, "", true));
-        changed.push(ism_policy(&config(), "", false));
-        changed.push(ism_policy(&config(), "x-", true));
+        changed.push(ism_policy(&cfg, &Prefix::default(), true));
+        changed.push(ism_policy(&config(), &Prefix::default(), false));
+        changed.push(ism_policy(&config(), &Prefix::new("x"), true));
         for other in changed {
             assert_ne!(
                 other["policy"]["description"], base["policy"]["description"],
@@ -625,8 +665,8 @@ mod tests {
     fn lifecycle(engine: Engine, aliases: bool) -> Lifecycle {
         Lifecycle {
             engine,
-            policy: policy_name("prod-"),
-            prefix: "prod-".into(),
+            policy: policy_name(&Prefix::new("prod")),
+            prefix: Prefix::new("prod"),
             aliases,
         }
     }
@@ -635,20 +675,20 @@ mod tests {
     fn elasticsearch_templates_name_the_policy_and_the_rollover_alias() {
         let daily = lifecycle(Engine::Elasticsearch, false);
         assert_eq!(
-            Value::Object(daily.index_settings("span")),
+            Value::Object(daily.index_settings(Family::Span)),
             json!({"index.lifecycle.name": "prod-jaeger-retention"})
         );
-        assert!(daily.index_aliases("span").is_empty());
+        assert!(daily.index_aliases(Family::Span).is_empty());
         let rolled = lifecycle(Engine::Elasticsearch, true);
         assert_eq!(
-            Value::Object(rolled.index_settings("service")),
+            Value::Object(rolled.index_settings(Family::Service)),
             json!({
                 "index.lifecycle.name": "prod-jaeger-retention",
                 "index.lifecycle.rollover_alias": "prod-jaeger-service-write"
             })
         );
         assert_eq!(
-            Value::Object(rolled.index_aliases("service")),
+            Value::Object(rolled.index_aliases(Family::Service)),
             json!({"prod-jaeger-service-read": {}})
         );
     }
@@ -657,16 +697,16 @@ mod tests {
     fn opensearch_templates_only_name_the_rollover_alias() {
         assert!(
             lifecycle(Engine::OpenSearch, false)
-                .index_settings("span")
+                .index_settings(Family::Span)
                 .is_empty()
         );
         let rolled = lifecycle(Engine::OpenSearch, true);
         assert_eq!(
-            Value::Object(rolled.index_settings("span")),
+            Value::Object(rolled.index_settings(Family::Span)),
             json!({"plugins.index_state_management.rollover_alias": "prod-jaeger-span-write"})
         );
         assert_eq!(
-            Value::Object(rolled.index_aliases("span")),
+            Value::Object(rolled.index_aliases(Family::Span)),
             json!({"prod-jaeger-span-read": {}})
         );
     }
@@ -704,7 +744,7 @@ mod tests {
 
     #[test]
     fn stored_ism_policies_are_updated_only_when_they_differ() {
-        let ours = ism_policy(&config(), "", false);
+        let ours = ism_policy(&config(), &Prefix::default(), false);
         let mut stored = json!({
             "_id": "jaeger-retention",
             "_version": 3,

@@ -1,0 +1,30 @@
+//! A document as the bulk writer sends it: already serialized, with its
+//! target index and a deterministic id. What the JSON says is up to the
+//! process that built it (a Jaeger span, a dependency window).
+
+/// A document ready for a bulk action.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Document {
+    /// Which kind of document, which decides the bulk action.
+    pub kind: DocumentKind,
+    /// Target index (or write alias).
+    pub index: String,
+    /// Deterministic id: redelivering the same span writes the same id, and
+    /// the engine answers 409 instead of storing a duplicate.
+    pub id: String,
+    /// The JSON source.
+    pub source: Vec<u8>,
+}
+
+/// Which of Jaeger's document kinds a [`Document`] is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DocumentKind {
+    /// A span, in `jaeger-span-*`.
+    Span,
+    /// A service/operation pair, in `jaeger-service-*`.
+    Service,
+    /// An aggregate recomputed from spans (a dependency window, say). Written
+    /// with `index`, not `create`: a recomputation after a replay replaces
+    /// the document under the same deterministic id.
+    Aggregate,
+}

@@ -1,0 +1,241 @@
+//! Index names, spelled in one place.
+//!
+//! Jaeger query finds spans, services and dependencies only under the names
+//! it derives from its own `--es.index-prefix`, so every process here must
+//! spell them exactly as Jaeger does:
+//!
+//! - daily indices are `<prefix>jaeger-<family>-YYYY-MM-DD`, the UTC day of
+//!   the document's event time (span start, window start), never the ingest
+//!   time, so late data lands where queries look for it;
+//! - in rollover mode writes go to `<prefix>jaeger-<family>-write` and reads
+//!   to `<prefix>jaeger-<family>-read`, the first index being
+//!   `<prefix>jaeger-<family>-000001` (Jaeger's `--es.use-aliases`);
+//! - `<prefix>` is the `index_prefix` setting followed by `-`, or nothing.
+//!
+//! Other daily indices (the service graph) follow the same
+//! `<base>-YYYY-MM-DD` rule through [`daily`].
+
+use time::OffsetDateTime;
+
+/// One of Jaeger's index families.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Family {
+    /// Span documents.
+    Span,
+    /// Service/operation pairs.
+    Service,
+    /// Dependency links.
+    Dependencies,
+}
+
+impl Family {
+    /// The family's word in index names.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Family::Span => "span",
+            Family::Service => "service",
+            Family::Dependencies => "dependencies",
+        }
+    }
+}
+
+/// The prefix of every Jaeger index name, separator included.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Prefix(String);
+
+impl Prefix {
+    /// From the `index_prefix` setting: `prod` gives `prod-`, as Jaeger
+    /// does; empty stays empty.
+    pub fn new(index_prefix: &str) -> Self {
+        if index_prefix.is_empty() {
+            Prefix(String::new())
+        } else {
+            Prefix(format!("{index_prefix}-"))
+        }
+    }
+
+    /// The prefix with its separator (empty or `name-`).
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// `<prefix>jaeger-<family>`: the template name, and the stem of every
+    /// index and alias of the family.
+    pub fn base(&self, family: Family) -> String {
+        format!("{}jaeger-{}", self.0, family.as_str())
+    }
+
+    /// The daily index of `family` holding event time `micros`.
+    pub fn daily(&self, family: Family, micros: i64) -> String {
+        daily(&self.base(family), micros)
+    }
+
+    /// The pattern matching every index of `family`.
+    pub fn pattern(&self, family: Family) -> String {
+        pattern(&self.base(family))
+    }
+
+    /// The alias written to in rollover mode.
+    pub fn write_alias(&self, family: Family) -> String {
+        format!("{}-write", self.base(family))
+    }
+
+    /// The alias read from in rollover mode.
+    pub fn read_alias(&self, family: Family) -> String {
+        format!("{}-read", self.base(family))
+    }
+
+    /// The index the write alias points to before the first rollover.
+    pub fn first_rollover_index(&self, family: Family) -> String {
+        format!("{}-000001", self.base(family))
+    }
+}
+
+/// `<base>-YYYY-MM-DD` for event time `micros`.
+pub fn daily(base: &str, micros: i64) -> String {
+    format!("{base}-{}", day(micros))
+}
+
+/// `<base>-*`: every daily index (and rollover index) of `base`.
+pub fn pattern(base: &str) -> String {
+    format!("{base}-*")
+}
+
+/// `YYYY-MM-DD` of a UTC instant in microseconds. Instants beyond what a
+/// date can hold (a corrupt timestamp) go to the first or last day there is,
+/// so such documents gather in one index instead of failing.
+pub fn day(micros: i64) -> String {
+    match OffsetDateTime::from_unix_timestamp_nanos(i128::from(micros) * 1000) {
+        Ok(t) => format!("{:04}-{:02}-{:02}", t.year(), u8::from(t.month()), t.day()),
+        Err(_) if micros < 0 => "0000-01-01".into(),
+        Err(_) => "9999-12-31".into(),
+    }
+}
+
+/// Where span and service documents go: daily indices, or the write
+/// aliases in rollover mode.
+#[derive(Debug, Clone)]
+pub struct IndexNames {
+    prefix: Prefix,
+    aliases: bool,
+}
+
+impl IndexNames {
+    /// Daily indices; `index_prefix` may be empty.
+    pub fn new(index_prefix: &str) -> Self {
+        IndexNames {
+            prefix: Prefix::new(index_prefix),
+            aliases: false,
+        }
+    }
+
+    /// Rollover mode: every document goes to the `…-write` alias, which an
+    /// index lifecycle policy or Jaeger's rollover tool moves to new indices.
+    pub fn with_aliases(index_prefix: &str) -> Self {
+        IndexNames {
+            aliases: true,
+            ..Self::new(index_prefix)
+        }
+    }
+
+    /// The span index for a span starting at `start_micros`.
+    pub fn span_index(&self, start_micros: u64) -> String {
+        self.index(Family::Span, start_micros)
+    }
+
+    /// The service index for a span starting at `start_micros`.
+    pub fn service_index(&self, start_micros: u64) -> String {
+        self.index(Family::Service, start_micros)
+    }
+
+    fn index(&self, family: Family, start_micros: u64) -> String {
+        if self.aliases {
+            self.prefix.write_alias(family)
+        } else {
+            let micros = i64::try_from(start_micros).unwrap_or(i64::MAX);
+            self.prefix.daily(family, micros)
+        }
+    }
+
+    /// Whether documents go to write aliases.
+    pub fn uses_aliases(&self) -> bool {
+        self.aliases
+    }
+
+    /// The prefix of all names.
+    pub fn prefix(&self) -> &Prefix {
+        &self.prefix
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// 2025-12-31T23:59:59.999999Z.
+    const LAST_MICRO_OF_2025: i64 = 1_767_225_599_999_999;
+
+    #[test]
+    fn daily_names_follow_jaeger() {
+        let none = Prefix::new("");
+        assert_eq!(
+            none.daily(Family::Span, LAST_MICRO_OF_2025),
+            "jaeger-span-2025-12-31"
+        );
+        assert_eq!(
+            none.daily(Family::Service, LAST_MICRO_OF_2025 + 1),
+            "jaeger-service-2026-01-01",
+            "UTC day boundary"
+        );
+        let prod = Prefix::new("prod");
+        assert_eq!(prod.as_str(), "prod-");
+        assert_eq!(
+            prod.daily(Family::Dependencies, 0),
+            "prod-jaeger-dependencies-1970-01-01"
+        );
+        assert_eq!(prod.base(Family::Span), "prod-jaeger-span");
+        assert_eq!(prod.pattern(Family::Service), "prod-jaeger-service-*");
+        assert_eq!(daily("graph", 0), "graph-1970-01-01");
+        assert_eq!(pattern("graph"), "graph-*");
+    }
+
+    #[test]
+    fn rollover_names_follow_jaeger() {
+        let prod = Prefix::new("prod");
+        assert_eq!(prod.write_alias(Family::Span), "prod-jaeger-span-write");
+        assert_eq!(prod.read_alias(Family::Service), "prod-jaeger-service-read");
+        assert_eq!(
+            prod.first_rollover_index(Family::Span),
+            "prod-jaeger-span-000001"
+        );
+    }
+
+    #[test]
+    fn index_names_pick_daily_or_alias() {
+        let daily = IndexNames::new("");
+        assert_eq!(
+            daily.span_index(LAST_MICRO_OF_2025 as u64),
+            "jaeger-span-2025-12-31"
+        );
+        assert!(!daily.uses_aliases());
+        let names = IndexNames::with_aliases("prod");
+        assert_eq!(names.span_index(0), "prod-jaeger-span-write");
+        assert_eq!(names.service_index(0), "prod-jaeger-service-write");
+        assert_eq!(
+            IndexNames::with_aliases("").span_index(0),
+            "jaeger-span-write"
+        );
+        assert_eq!(names.prefix().as_str(), "prod-");
+    }
+
+    #[test]
+    fn impossible_instants_gather_at_the_ends() {
+        assert_eq!(day(i64::MAX), "9999-12-31");
+        assert_eq!(
+            IndexNames::new("").span_index(u64::MAX),
+            "jaeger-span-9999-12-31"
+        );
+        assert_eq!(day(i64::MIN), "0000-01-01");
+        assert_eq!(day(-1), "1969-12-31");
+    }
+}

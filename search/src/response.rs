@@ -1,0 +1,257 @@
+//! Classifies every item of a `_bulk` response.
+//!
+//! A `200` from `_bulk` says nothing about the documents: each item carries
+//! its own status. This module decides, per item, whether the document is
+//! stored, should be sent again, or can never be stored. A refusal for
+//! credentials or rights, of the whole request or of an item, is a fault
+//! of the configuration, not of the document: the document is kept and
+//! sent again (see [`crate::auth`]).
+
+use serde_json::Value;
+
+use crate::auth::AuthFailure;
+
+/// What to do with one document after a bulk response.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ItemOutcome {
+    /// Stored now, or already stored (409 on `create`: a redelivery).
+    Stored,
+    /// Not stored for a passing reason (429, 5xx, missing status): retry.
+    Retry(String),
+    /// Not stored for want of credentials or rights (401, or 403 with a
+    /// `security_exception`): retry once the setting is fixed.
+    Unauthorized(AuthFailure),
+    /// Not storable (a mapping rejection, say): retrying cannot help.
+    Rejected(String),
+}
+
+/// What a whole `_bulk` answer says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BulkAnswer {
+    /// One outcome per document sent, in order.
+    Items(Vec<ItemOutcome>),
+    /// The request as a whole was refused for credentials or rights
+    /// (401 or 403): every document is kept for a retry.
+    Unauthorized(AuthFailure),
+    /// No item outcome can be trusted (another non-2xx status, an
+    /// unreadable body): every document is retried.
+    Failed(String),
+}
+
+/// Classifies the answer to a bulk request of `sent` documents: its HTTP
+/// `status` and `body`.
+pub fn classify_answer(status: u16, body: &[u8], sent: usize) -> BulkAnswer {
+    match status {
+        200..=299 => match classify(body, sent) {
+            Ok(items) => BulkAnswer::Items(items),
+            Err(error) => BulkAnswer::Failed(error.to_string()),
+        },
+        401 | 403 => BulkAnswer::Unauthorized(AuthFailure {
+            status,
+            reason: error_text(body),
+        }),
+        _ => BulkAnswer::Failed(format!(
+            "HTTP {status}: {}",
+            String::from_utf8_lossy(&body[..body.len().min(512)])
+        )),
+    }
+}
+
+/// The error of a whole-request answer: `type: reason` from Elasticsearch's
+/// JSON error, or the start of the text (OpenSearch's security plugin
+/// answers a bare `Unauthorized`).
+fn error_text(body: &[u8]) -> String {
+    let parsed: Option<Value> = serde_json::from_slice(body).ok();
+    let error = parsed.as_ref().map(|v| &v["error"]);
+    match error {
+        Some(Value::String(text)) => text.chars().take(300).collect(),
+        Some(error @ Value::Object(_)) => {
+            let kind = error["type"].as_str().unwrap_or("unknown");
+            let reason = error["reason"].as_str().unwrap_or("");
+            format!("{kind}: {}", reason.chars().take(300).collect::<String>())
+        }
+        _ => String::from_utf8_lossy(&body[..body.len().min(300)])
+            .trim()
+            .to_owned(),
+    }
+}
+
+/// The response as a whole could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ResponseError {
+    /// Not the JSON shape of a bulk response.
+    #[error("bulk response is not valid: {0}")]
+    Malformed(String),
+    /// Fewer or more items than documents sent: no item can be trusted.
+    #[error("bulk response has {received} items for {sent} documents")]
+    CountMismatch { sent: usize, received: usize },
+}
+
+/// Classifies the items of `body`, which answered a request of `sent` documents.
+pub fn classify(body: &[u8], sent: usize) -> Result<Vec<ItemOutcome>, ResponseError> {
+    let value: Value =
+        serde_json::from_slice(body).map_err(|e| ResponseError::Malformed(e.to_string()))?;
+    let items = value
+        .get("items")
+        .and_then(Value::as_array)
+        .ok_or_else(|| ResponseError::Malformed("no items array".into()))?;
+    if items.len() != sent {
+        return Err(ResponseError::CountMismatch {
+            sent,
+            received: items.len(),
+        });
+    }
+    Ok(items.iter().map(classify_item).collect())
+}
+
+fn classify_item(item: &Value) -> ItemOutcome {
+    // Each item is an object with one key: the action (`create`, `index`, …).
+    let Some((action, result)) = item.as_object().and_then(|o| o.iter().next()) else {
+        return ItemOutcome::Retry("bulk item without an action".into());
+    };
+    let Some(status) = result.get("status").and_then(Value::as_u64) else {
+        return ItemOutcome::Retry(format!("{action} item without a status"));
+    };
+    let error = result.get("error");
+    let kind = error
+        .and_then(|e| e.get("type"))
+        .and_then(Value::as_str)
+        .unwrap_or("unknown");
+    let text = error
+        .and_then(|e| e.get("reason"))
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    let reason = || format!("{status} {kind}: {text}");
+    let unauthorized = |status| {
+        ItemOutcome::Unauthorized(AuthFailure {
+            status,
+            reason: format!("{kind}: {text}"),
+        })
+    };
+    match status {
+        200..=299 => ItemOutcome::Stored,
+        409 if action == "create" => ItemOutcome::Stored,
+        429 | 500..=599 => ItemOutcome::Retry(reason()),
+        401 => unauthorized(401),
+        // A 403 of another kind (an index block, say) is about the index,
+        // not about who asks.
+        403 if kind == "security_exception" => unauthorized(403),
+        _ => ItemOutcome::Rejected(reason()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classifies_each_item() {
+        let body = br#"{"took":3,"errors":true,"items":[
+            {"create":{"_index":"a","_id":"1","status":201}},
+            {"create":{"_index":"a","_id":"2","status":409,"error":{"type":"version_conflict_engine_exception","reason":"exists"}}},
+            {"create":{"_index":"a","_id":"3","status":429,"error":{"type":"es_rejected_execution_exception","reason":"queue full"}}},
+            {"create":{"_index":"a","_id":"4","status":400,"error":{"type":"mapper_parsing_exception","reason":"bad field"}}},
+            {"index":{"_index":"a","_id":"5","status":409,"error":{"type":"x","reason":"y"}}},
+            {"create":{"_index":"a","_id":"6","status":503}},
+            {"create":{"_index":"a","_id":"7"}}
+        ]}"#;
+        let outcomes = classify(body, 7).unwrap();
+        assert_eq!(outcomes[0], ItemOutcome::Stored);
+        assert_eq!(
+            outcomes[1],
+            ItemOutcome::Stored,
+            "409 on create is a redelivery"
+        );
+        assert!(matches!(&outcomes[2], ItemOutcome::Retry(r) if r.contains("queue full")));
+        assert_eq!(
+            outcomes[3],
+            ItemOutcome::Rejected("400 mapper_parsing_exception: bad field".into())
+        );
+        assert!(
+            matches!(outcomes[4], ItemOutcome::Rejected(_)),
+            "409 on index is a real conflict"
+        );
+        assert!(matches!(outcomes[5], ItemOutcome::Retry(_)));
+        assert!(matches!(outcomes[6], ItemOutcome::Retry(_)));
+    }
+
+    #[test]
+    fn refusals_for_rights_are_kept_not_rejected() {
+        let body = br#"{"took":1,"errors":true,"items":[
+            {"create":{"_index":"a","_id":"1","status":403,"error":{"type":"security_exception","reason":"action [indices:data/write/bulk[s]] is unauthorized for user [writer]"}}},
+            {"index":{"_index":"a","_id":"2","status":401,"error":{"type":"security_exception","reason":"unable to authenticate"}}},
+            {"create":{"_index":"a","_id":"3","status":403,"error":{"type":"cluster_block_exception","reason":"index [a] blocked by: [FORBIDDEN/8/index write (api)]"}}}
+        ]}"#;
+        let outcomes = classify(body, 3).unwrap();
+        assert_eq!(
+            outcomes[0],
+            ItemOutcome::Unauthorized(AuthFailure {
+                status: 403,
+                reason: "security_exception: action [indices:data/write/bulk[s]] is unauthorized for user [writer]".into()
+            })
+        );
+        assert!(matches!(&outcomes[1], ItemOutcome::Unauthorized(f) if f.status == 401));
+        assert!(
+            matches!(&outcomes[2], ItemOutcome::Rejected(r) if r.contains("cluster_block_exception")),
+            "an index block is not about credentials"
+        );
+    }
+
+    #[test]
+    fn whole_request_refusals_are_told_apart() {
+        let es_401 = br#"{"error":{"root_cause":[{"type":"security_exception","reason":"unable to authenticate user [writer] for REST request [/_bulk]"}],"type":"security_exception","reason":"unable to authenticate user [writer] for REST request [/_bulk]"},"status":401}"#;
+        assert_eq!(
+            classify_answer(401, es_401, 5),
+            BulkAnswer::Unauthorized(AuthFailure {
+                status: 401,
+                reason: "security_exception: unable to authenticate user [writer] for REST request [/_bulk]".into()
+            })
+        );
+        // OpenSearch's security plugin answers a 401 in plain text.
+        assert_eq!(
+            classify_answer(401, b"Unauthorized", 5),
+            BulkAnswer::Unauthorized(AuthFailure {
+                status: 401,
+                reason: "Unauthorized".into()
+            })
+        );
+        let os_403 = br#"{"error":{"root_cause":[{"type":"security_exception","reason":"no permissions for [indices:data/write/bulk] and User [name=writer, backend_roles=[], requestedTenant=null]"}],"type":"security_exception","reason":"no permissions for [indices:data/write/bulk] and User [name=writer, backend_roles=[], requestedTenant=null]"},"status":403}"#;
+        assert!(matches!(
+            classify_answer(403, os_403, 5),
+            BulkAnswer::Unauthorized(f) if f.status == 403 && f.reason.starts_with("security_exception: no permissions")
+        ));
+        assert!(matches!(
+            classify_answer(503, b"busy", 5),
+            BulkAnswer::Failed(r) if r == "HTTP 503: busy"
+        ));
+        assert!(matches!(
+            classify_answer(200, b"<html>", 5),
+            BulkAnswer::Failed(_)
+        ));
+        let ok = br#"{"errors":false,"items":[{"create":{"status":201}}]}"#;
+        assert_eq!(
+            classify_answer(200, ok, 1),
+            BulkAnswer::Items(vec![ItemOutcome::Stored])
+        );
+    }
+
+    #[test]
+    fn count_mismatch_and_garbage_are_errors() {
+        let body = br#"{"errors":false,"items":[{"create":{"status":201}}]}"#;
+        assert_eq!(
+            classify(body, 2),
+            Err(ResponseError::CountMismatch {
+                sent: 2,
+                received: 1
+            })
+        );
+        assert!(matches!(
+            classify(b"<html>", 1),
+            Err(ResponseError::Malformed(_))
+        ));
+        assert!(matches!(
+            classify(b"{}", 1),
+            Err(ResponseError::Malformed(_))
+        ));
+    }
+}
