@@ -561,6 +561,64 @@ fn parse_acl_listing(listing: &str, principal: &str) -> Vec<ListedAcl> {
     acls
 }
 
+/// Creates or replaces the `opensearch-secure` internal user `name` with
+/// `password` and the single role `role` (`spanway_writer`, `spanway_reader`),
+/// through the security plugin's REST API as admin.
+pub async fn put_opensearch_user(name: &str, password: &str, role: &str) {
+    let url = opensearch_secure_url();
+    let answer = https_client()
+        .put(format!("{url}/_plugins/_security/api/internalusers/{name}"))
+        .basic_auth(ADMIN_USER, Some(ADMIN_PASSWORD))
+        .json(&serde_json::json!({
+            "password": password,
+            "opendistro_security_roles": [role],
+        }))
+        .send()
+        .await
+        .expect("security REST API answers");
+    let status = answer.status();
+    assert!(
+        status.is_success(),
+        "cannot put user {name}: {status} {}",
+        answer.text().await.unwrap_or_default()
+    );
+}
+
+/// Counts the documents of `index` (a pattern) on `opensearch-secure`, as admin.
+pub async fn secure_count(index: &str) -> u64 {
+    let url = opensearch_secure_url();
+    let client = https_client();
+    let _ = client
+        .post(format!("{url}/{index}/_refresh"))
+        .basic_auth(ADMIN_USER, Some(ADMIN_PASSWORD))
+        .send()
+        .await;
+    let answer = client
+        .get(format!("{url}/{index}/_count"))
+        .basic_auth(ADMIN_USER, Some(ADMIN_PASSWORD))
+        .send()
+        .await
+        .expect("count");
+    if !answer.status().is_success() {
+        return 0;
+    }
+    let body: serde_json::Value = answer.json().await.expect("count body");
+    body["count"].as_u64().unwrap_or(0)
+}
+
+/// Waits until `index` on `opensearch-secure` holds `expected` documents or
+/// `timeout` passes; returns the last count.
+pub async fn wait_for_secure_count(index: &str, expected: u64, timeout: Duration) -> u64 {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        let count = secure_count(index).await;
+        if count >= expected || std::time::Instant::now() > deadline {
+            return count;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
