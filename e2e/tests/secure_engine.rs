@@ -311,3 +311,27 @@ async fn a_role_without_write_rights_is_a_configuration_fault() {
     run.shutdown.cancel();
     run.ingester.wait().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refusal_at_start_names_the_setting() {
+    require_secure_opensearch().await;
+    let mut config = IngesterConfig::default();
+    config.kafka.client.brokers = vec![kafka_bootstrap()];
+    config.elasticsearch.client = EngineClientConfig {
+        url: Some(opensearch_secure_url()),
+        username: Some(OPENSEARCH_USER.into()),
+        password: Some(Secret::new("not-the-password")),
+        tls: tls(true, None),
+        ..EngineClientConfig::default()
+    };
+    config.elasticsearch.index_prefix = unique_name("secure");
+    config.elasticsearch.template_api = spanway_search::templates::TemplateApi::Legacy;
+    config.ops.listen = "127.0.0.1:0".parse().expect("address");
+    config.validate().expect("valid config");
+    let error = Ingester::start(config, CancellationToken::new())
+        .await
+        .expect_err("templates cannot be installed with a wrong password");
+    let text = error.to_string();
+    assert!(text.contains("401"), "{text}");
+    assert!(text.contains("elasticsearch.password"), "{text}");
+}

@@ -258,7 +258,11 @@ impl FaultReporter {
     /// (once a minute each, naming the setting and the broker's reason) and
     /// remembered for [`FaultReporter::current`]; returns the diagnosis.
     pub fn report(&self, error: &KafkaError, reason: &str) -> Option<Diagnosis> {
-        let diagnosis = diagnose(error_code(error), reason, &self.config)?;
+        let mut diagnosis = diagnose(error_code(error), reason, &self.config)?;
+        // Consumers name their topics in a list.
+        if self.role == "consumer" && diagnosis.setting == "kafka.topic" {
+            diagnosis.setting = "kafka.topics";
+        }
         self.faults
             .get_or_create(&FaultLabels {
                 kind: diagnosis.kind.as_str(),

@@ -204,10 +204,30 @@ impl BulkWriter {
             if !response.status_code().is_success() {
                 let status = response.status_code();
                 let text = response.text().await.unwrap_or_default();
-                return Err(failure(format!("{status}: {text}")));
+                return Err(failure(self.explain(status.as_u16(), &text, &name)));
             }
         }
         Ok(())
+    }
+
+    /// An engine refusal at start, with the setting to fix when it refused
+    /// our credentials (401) or rights (403): the same advice bulk writes
+    /// log, so an operator reads one vocabulary.
+    fn explain(&self, status: u16, text: &str, target: &str) -> String {
+        if status != 401 && status != 403 {
+            return format!("{status}: {text}");
+        }
+        let failure = AuthFailure {
+            status,
+            reason: text.chars().take(300).collect(),
+        };
+        let method = self.engine.auth_method();
+        format!(
+            "{status}: {}; check {}: {}",
+            failure.reason,
+            auth::setting_at_fault(&method),
+            auth::advice(&method, self.engine.client_certificate(), &failure, target)
+        )
     }
 
     /// In rollover mode, creates `<prefix>jaeger-{span,service}-000001`
@@ -249,7 +269,7 @@ impl BulkWriter {
             let text = response.text().await.unwrap_or_default();
             // Another ingester may have created it a moment ago.
             if !status.is_success() && !text.contains("resource_already_exists_exception") {
-                return Err(failure(format!("{status}: {text}")));
+                return Err(failure(self.explain(status.as_u16(), &text, &first)));
             }
         }
         Ok(())
