@@ -5,6 +5,7 @@
 
 pub mod corpus;
 pub mod jaeger_query;
+pub mod ops;
 pub mod secure;
 pub mod topology;
 
@@ -29,6 +30,19 @@ pub fn opensearch_url() -> String {
 /// Base URL of the Elasticsearch 7.17 test node (`ELASTICSEARCH_URL`, default `http://127.0.0.1:9201`).
 pub fn elasticsearch_url() -> String {
     std::env::var("ELASTICSEARCH_URL").unwrap_or_else(|_| "http://127.0.0.1:9201".into())
+}
+
+/// Writes `content` to `path` and moves its modification time two seconds
+/// ahead, so that a watcher sees the change even within the second of the
+/// previous write (file systems with coarse timestamps).
+pub fn rewrite_later(path: &std::path::Path, content: &str) {
+    std::fs::write(path, content).expect("write");
+    let later = std::time::SystemTime::now() + Duration::from_secs(2);
+    std::fs::File::options()
+        .write(true)
+        .open(path)
+        .and_then(|f| f.set_modified(later))
+        .expect("set modification time");
 }
 
 /// A lowercase name unique to this test run, e.g. `e2e-4f9c2a`.

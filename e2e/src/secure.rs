@@ -561,6 +561,36 @@ fn parse_acl_listing(listing: &str, principal: &str) -> Vec<ListedAcl> {
     acls
 }
 
+/// Kafka client settings: TLS to `brokers`, trusting the test CA.
+pub fn kafka_over_tls(brokers: String) -> spanway_kafka::KafkaClientConfig {
+    spanway_kafka::KafkaClientConfig {
+        brokers: vec![brokers],
+        tls: spanway_kafka::KafkaTlsConfig {
+            enabled: true,
+            ca_file: Some(ca_path()),
+            ..Default::default()
+        },
+        ..Default::default()
+    }
+}
+
+/// Kafka client settings: SASL_SSL with SCRAM-SHA-512 as `user`.
+pub fn kafka_scram(user: &str, password: &str) -> spanway_kafka::KafkaClientConfig {
+    let mut client = kafka_over_tls(kafka_sasl_bootstrap());
+    client.sasl.mechanism = Some(spanway_kafka::SaslMechanism::ScramSha512);
+    client.sasl.username = user.into();
+    client.sasl.password = Some(spanway_service_kit::secret::Secret::new(password));
+    client
+}
+
+/// Kafka client settings: mutual TLS with client certificate `cert`.
+pub fn kafka_mtls(cert: &str) -> spanway_kafka::KafkaClientConfig {
+    let mut client = kafka_over_tls(kafka_mtls_bootstrap());
+    client.tls.cert_file = Some(cert_path(cert));
+    client.tls.key_file = Some(key_path(cert));
+    client
+}
+
 /// Creates or replaces the `opensearch-secure` internal user `name` with
 /// `password` and the single role `role` (`spanway_writer`, `spanway_reader`),
 /// through the security plugin's REST API as admin.

@@ -9,11 +9,13 @@
 //! once when the credentials work again.
 
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use spanway_e2e::secure::*;
-use spanway_e2e::{corpus, create_topic, kafka_bootstrap, produce, require_kafka, unique_name};
+use spanway_e2e::{
+    corpus, create_topic, kafka_bootstrap, ops, produce, require_kafka, rewrite_later, unique_name,
+};
 use spanway_ingester::Ingester;
 use spanway_ingester::config::IngesterConfig;
 use spanway_search::client::EngineClient;
@@ -125,36 +127,8 @@ fn dead_letters_on(topic: &str) -> i64 {
     }
 }
 
-async fn get(url: String) -> (u16, String) {
-    match reqwest::get(url).await {
-        Ok(r) => (r.status().as_u16(), r.text().await.unwrap_or_default()),
-        Err(_) => (0, String::new()),
-    }
-}
-
-/// Polls until `check` accepts the ingester's readiness status and metrics.
-async fn wait_until(
-    ops: std::net::SocketAddr,
-    timeout: Duration,
-    check: impl Fn(u16, &str) -> bool,
-) -> (u16, String) {
-    let deadline = Instant::now() + timeout;
-    loop {
-        let (status, _) = get(format!("http://{ops}/health/ready")).await;
-        let (_, metrics) = get(format!("http://{ops}/metrics")).await;
-        if check(status, &metrics) || Instant::now() > deadline {
-            return (status, metrics);
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-}
-
 fn auth_failures(metrics: &str) -> f64 {
-    metrics
-        .lines()
-        .find_map(|l| l.strip_prefix("ingester_bulk_auth_failures_total "))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0.0)
+    ops::sample(metrics, "ingester_bulk_auth_failures_total").unwrap_or(0.0)
 }
 
 struct Run {
@@ -204,17 +178,6 @@ async fn start_ingester(user: &str, password_file: &Path) -> Run {
     }
 }
 
-/// Writes `content` and moves the modification time forward.
-fn write_later(path: &Path, content: &str) {
-    std::fs::write(path, content).expect("write");
-    let later = std::time::SystemTime::now() + Duration::from_secs(2);
-    std::fs::File::options()
-        .write(true)
-        .open(path)
-        .and_then(|f| f.set_modified(later))
-        .expect("set mtime");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wrong_password_waits_and_a_rotated_file_recovers_every_span_once() {
     require_kafka();
@@ -236,10 +199,11 @@ async fn wrong_password_waits_and_a_rotated_file_recovers_every_span_once() {
     put_opensearch_user(&user, "second-Passw0rd!", "spanway_writer").await;
     let second = corpus::generate(22, 30, 4);
     produce(&run.topic, &second.as_produce_input()).await;
-    let (status, metrics) = wait_until(run.ingester.ops_addr, Duration::from_secs(60), |s, m| {
-        s == 503 && auth_failures(m) > 0.0
-    })
-    .await;
+    let (status, metrics) =
+        ops::wait_for(run.ingester.ops_addr, Duration::from_secs(60), |s, m| {
+            s == 503 && auth_failures(m) > 0.0
+        })
+        .await;
     assert!(
         auth_failures(&metrics) > 0.0,
         "refusals counted:\n{metrics}"
@@ -253,12 +217,12 @@ async fn wrong_password_waits_and_a_rotated_file_recovers_every_span_once() {
     );
 
     // The file catches up: no restart, every span once.
-    write_later(&password_file, "second-Passw0rd!\n");
+    rewrite_later(&password_file, "second-Passw0rd!\n");
     let stored = wait_for_secure_count(&spans, 200, Duration::from_secs(90)).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(secure_count(&spans).await, 200, "every span exactly once");
     assert_eq!(stored, 200);
-    let (status, _) = wait_until(run.ingester.ops_addr, Duration::from_secs(30), |s, _| {
+    let (status, _) = ops::wait_for(run.ingester.ops_addr, Duration::from_secs(30), |s, _| {
         s == 200
     })
     .await;
@@ -285,10 +249,11 @@ async fn a_role_without_write_rights_is_a_configuration_fault() {
 
     let traces = corpus::generate(23, 25, 4);
     produce(&run.topic, &traces.as_produce_input()).await;
-    let (status, metrics) = wait_until(run.ingester.ops_addr, Duration::from_secs(60), |s, m| {
-        s == 503 && auth_failures(m) > 0.0
-    })
-    .await;
+    let (status, metrics) =
+        ops::wait_for(run.ingester.ops_addr, Duration::from_secs(60), |s, m| {
+            s == 503 && auth_failures(m) > 0.0
+        })
+        .await;
     assert!(
         auth_failures(&metrics) > 0.0,
         "refusals counted:\n{metrics}"

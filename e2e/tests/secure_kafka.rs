@@ -5,7 +5,6 @@
 //! its file while running. Each fault must name the setting at fault, keep
 //! the process not ready, and lose or falsely acknowledge nothing.
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -13,40 +12,14 @@ use spanway_collector::Collector;
 use spanway_collector::config::CollectorConfig;
 use spanway_e2e::corpus;
 use spanway_e2e::secure::{self, *};
-use spanway_e2e::{opensearch_url, require_engine, unique_name, wait_for_count};
+use spanway_e2e::{
+    opensearch_url, ops, require_engine, rewrite_later, unique_name, wait_for_count,
+};
 use spanway_ingester::Ingester;
 use spanway_ingester::config::IngesterConfig;
 use spanway_kafka::{KafkaClientConfig, SaslMechanism};
 use spanway_service_kit::secret::Secret;
 use tokio_util::sync::CancellationToken;
-
-/// TLS to `brokers`, trusting the test CA.
-fn over_tls(brokers: String) -> KafkaClientConfig {
-    KafkaClientConfig {
-        brokers: vec![brokers],
-        tls: spanway_kafka::KafkaTlsConfig {
-            enabled: true,
-            ca_file: Some(ca_path()),
-            ..Default::default()
-        },
-        ..Default::default()
-    }
-}
-
-fn scram(user: &str, password: &str) -> KafkaClientConfig {
-    let mut client = over_tls(kafka_sasl_bootstrap());
-    client.sasl.mechanism = Some(SaslMechanism::ScramSha512);
-    client.sasl.username = user.into();
-    client.sasl.password = Some(Secret::new(password));
-    client
-}
-
-fn mtls(cert: &str) -> KafkaClientConfig {
-    let mut client = over_tls(kafka_mtls_bootstrap());
-    client.tls.cert_file = Some(cert_path(cert));
-    client.tls.key_file = Some(key_path(cert));
-    client
-}
 
 fn collector_config(client: KafkaClientConfig, topic: &str) -> CollectorConfig {
     let mut config = CollectorConfig::default();
@@ -94,44 +67,16 @@ async fn post_traces(collector: &Collector, body: Vec<u8>) -> reqwest::StatusCod
         .status()
 }
 
-async fn ready(ops: std::net::SocketAddr) -> u16 {
-    reqwest::get(format!("http://{ops}/health/ready"))
-        .await
-        .map(|r| r.status().as_u16())
-        .unwrap_or(0)
-}
-
-async fn metrics(ops: std::net::SocketAddr) -> String {
-    reqwest::get(format!("http://{ops}/metrics"))
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("metrics text")
-}
-
 /// Waits until the metrics of `ops` contain `needle`, returning them.
 async fn wait_for_metric(ops: std::net::SocketAddr, needle: &str, timeout: Duration) -> String {
-    let deadline = Instant::now() + timeout;
-    loop {
-        let text = metrics(ops).await;
-        if text.contains(needle) || Instant::now() > deadline {
-            return text;
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+    ops::wait_for(ops, timeout, |_, metrics| metrics.contains(needle))
+        .await
+        .1
 }
 
 /// Waits until `/health/ready` answers `status`.
 async fn wait_for_ready(ops: std::net::SocketAddr, status: u16, timeout: Duration) -> u16 {
-    let deadline = Instant::now() + timeout;
-    loop {
-        let got = ready(ops).await;
-        if got == status || Instant::now() > deadline {
-            return got;
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+    ops::wait_for(ops, timeout, |got, _| got == status).await.0
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -144,7 +89,7 @@ async fn scram_collector_and_mtls_ingester_store_every_span_once() {
     let shutdown = CancellationToken::new();
 
     let collector = Collector::start(
-        &collector_config(scram(KAFKA_USER, KAFKA_PASSWORD), &topic),
+        &collector_config(kafka_scram(KAFKA_USER, KAFKA_PASSWORD), &topic),
         shutdown.clone(),
     )
     .await
@@ -152,7 +97,7 @@ async fn scram_collector_and_mtls_ingester_store_every_span_once() {
 
     let prefix = unique_name("secure");
     let mut ingester = IngesterConfig::default();
-    ingester.kafka.client = mtls(INGESTER_CERT);
+    ingester.kafka.client = kafka_mtls(INGESTER_CERT);
     ingester.kafka.topics = vec![topic.clone()];
     ingester.kafka.group_id = unique_name("secure-ingester");
     ingester.dead_letter.topic = format!("{topic}-dlq");
@@ -205,7 +150,7 @@ async fn wrong_password_is_named_not_ready_and_nothing_is_acknowledged() {
     create_secure_topic(&topic, 1).await;
     let shutdown = CancellationToken::new();
     let collector = Collector::start(
-        &collector_config(scram(KAFKA_USER, "not-the-password"), &topic),
+        &collector_config(kafka_scram(KAFKA_USER, "not-the-password"), &topic),
         shutdown.clone(),
     )
     .await
@@ -249,7 +194,7 @@ async fn missing_acl_is_named_for_producer_and_consumer() {
     create_secure_topic(&topic, 1).await;
     let shutdown = CancellationToken::new();
     let collector = Collector::start(
-        &collector_config(scram(KAFKA_NOACL_USER, KAFKA_NOACL_PASSWORD), &topic),
+        &collector_config(kafka_scram(KAFKA_NOACL_USER, KAFKA_NOACL_PASSWORD), &topic),
         shutdown.clone(),
     )
     .await
@@ -277,7 +222,7 @@ async fn missing_acl_is_named_for_producer_and_consumer() {
     // A consumer without ACLs: not ready, the fault named, nothing stored.
     let prefix = unique_name("secure");
     let mut ingester = IngesterConfig::default();
-    ingester.kafka.client = scram(KAFKA_NOACL_USER, KAFKA_NOACL_PASSWORD);
+    ingester.kafka.client = kafka_scram(KAFKA_NOACL_USER, KAFKA_NOACL_PASSWORD);
     ingester.kafka.topics = vec![topic.clone()];
     ingester.kafka.group_id = unique_name("secure-noacl");
     set_engine(&mut ingester, &engine, &prefix);
@@ -314,7 +259,7 @@ async fn untrusted_client_certificate_is_named() {
     let shutdown = CancellationToken::new();
     let prefix = unique_name("secure");
     let mut ingester = IngesterConfig::default();
-    ingester.kafka.client = mtls(UNTRUSTED_CERT);
+    ingester.kafka.client = kafka_mtls(UNTRUSTED_CERT);
     ingester.kafka.topics = vec![topic.clone()];
     ingester.kafka.group_id = unique_name("secure-untrusted");
     set_engine(&mut ingester, &engine, &prefix);
@@ -352,7 +297,7 @@ async fn password_rotated_in_its_file_is_used_without_restart() {
     let dir = tempfile::tempdir().expect("temp dir");
     let password_file = dir.path().join("password");
     std::fs::write(&password_file, "first-password\n").expect("write password");
-    let mut client = scram(&user, "unused");
+    let mut client = kafka_scram(&user, "unused");
     client.sasl.password = None;
     client.sasl.password_file = Some(password_file.clone());
     let shutdown = CancellationToken::new();
@@ -367,7 +312,7 @@ async fn password_rotated_in_its_file_is_used_without_restart() {
 
     // Rotate: the broker first, then the file, as a secret manager would.
     set_scram_password(&user, "second-password");
-    write_later(&password_file, "second-password\n");
+    rewrite_later(&password_file, "second-password\n");
     // The broker makes clients re-authenticate (connections.max.reauth.ms),
     // so the old password stops working on the open connection too.
     tokio::time::sleep(reauth_wait()).await;
@@ -391,18 +336,6 @@ async fn password_rotated_in_its_file_is_used_without_restart() {
     assert_eq!(sent, corpus.records.len() as i64);
     shutdown.cancel();
     collector.wait().await;
-}
-
-/// Writes `content` and moves the modification time forward, so a change
-/// within the same second as the first write is still seen.
-fn write_later(path: &Path, content: &str) {
-    std::fs::write(path, content).expect("write");
-    let later = std::time::SystemTime::now() + Duration::from_secs(2);
-    std::fs::File::options()
-        .write(true)
-        .open(path)
-        .and_then(|f| f.set_modified(later))
-        .expect("set mtime");
 }
 
 /// Longer than the broker's `connections.max.reauth.ms` plus the file check
@@ -466,7 +399,7 @@ async fn token_endpoint(client_id: &'static str, secret: &'static str, subject: 
 }
 
 fn oauthbearer(token_endpoint_url: String, secret: &str) -> KafkaClientConfig {
-    let mut client = over_tls(kafka_sasl_bootstrap());
+    let mut client = kafka_over_tls(kafka_sasl_bootstrap());
     client.sasl.mechanism = Some(SaslMechanism::OauthBearer);
     client.sasl.oidc = Some(spanway_kafka::oidc::OidcConfig {
         token_endpoint_url,

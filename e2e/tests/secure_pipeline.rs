@@ -17,32 +17,11 @@ use spanway_e2e::secure::*;
 use spanway_e2e::unique_name;
 use spanway_ingester::Ingester;
 use spanway_ingester::config::IngesterConfig;
-use spanway_kafka::{KafkaClientConfig, KafkaTlsConfig, SaslMechanism};
 use spanway_schemas::proto::otlp;
 use spanway_search::config::{EngineClientConfig, TlsConfig};
 use spanway_service_kit::secret::Secret;
 use spanway_streaming_analytics::{Analytics, AnalyticsConfig};
 use tokio_util::sync::CancellationToken;
-
-fn kafka_tls(brokers: String) -> KafkaClientConfig {
-    KafkaClientConfig {
-        brokers: vec![brokers],
-        tls: KafkaTlsConfig {
-            enabled: true,
-            ca_file: Some(ca_path()),
-            ..KafkaTlsConfig::default()
-        },
-        ..KafkaClientConfig::default()
-    }
-}
-
-fn scram(user: &str, password: &str) -> KafkaClientConfig {
-    let mut client = kafka_tls(kafka_sasl_bootstrap());
-    client.sasl.mechanism = Some(SaslMechanism::ScramSha512);
-    client.sasl.username = user.into();
-    client.sasl.password = Some(Secret::new(password));
-    client
-}
 
 fn secured_engine() -> EngineClientConfig {
     EngineClientConfig {
@@ -76,7 +55,7 @@ async fn python_sdk_to_secured_opensearch_every_span_once() {
         ..ReceiverTls::default()
     });
     collector_config.auth.bearer_tokens_file = Some(tokens);
-    collector_config.kafka.client = scram(KAFKA_USER, KAFKA_PASSWORD);
+    collector_config.kafka.client = kafka_scram(KAFKA_USER, KAFKA_PASSWORD);
     collector_config.kafka.topic = topic.clone();
     collector_config.validate().expect("valid collector config");
     let collector = Collector::start(&collector_config, shutdown.clone())
@@ -85,9 +64,7 @@ async fn python_sdk_to_secured_opensearch_every_span_once() {
 
     // Ingester: mutual TLS to Kafka, client certificate login to OpenSearch.
     let mut ingester_config = IngesterConfig::default();
-    ingester_config.kafka.client = kafka_tls(kafka_mtls_bootstrap());
-    ingester_config.kafka.client.tls.cert_file = Some(cert_path(INGESTER_CERT));
-    ingester_config.kafka.client.tls.key_file = Some(key_path(INGESTER_CERT));
+    ingester_config.kafka.client = kafka_mtls(INGESTER_CERT);
     ingester_config.kafka.topics = vec![topic.clone()];
     ingester_config.kafka.group_id = unique_name("secure-ingester");
     ingester_config.dead_letter.topic = format!("{topic}-dlq");
@@ -106,7 +83,7 @@ async fn python_sdk_to_secured_opensearch_every_span_once() {
 
     // Streaming analytics: SCRAM to Kafka, basic auth to OpenSearch.
     let mut analytics_config = AnalyticsConfig::default();
-    analytics_config.kafka.client = scram(KAFKA_ANALYTICS_USER, KAFKA_ANALYTICS_PASSWORD);
+    analytics_config.kafka.client = kafka_scram(KAFKA_ANALYTICS_USER, KAFKA_ANALYTICS_PASSWORD);
     analytics_config.kafka.topics = vec![topic.clone()];
     analytics_config.kafka.group_id = unique_name("secure-analytics");
     analytics_config.kafka.commit_interval = Duration::from_millis(200);
