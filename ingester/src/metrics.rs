@@ -75,6 +75,60 @@ impl IngesterMetrics {
             "Bytes of documents waiting to be written",
             self.bytes_in_flight.clone(),
         );
+        sub.register(
+            "dead_lettered",
+            "Records and documents sent to the dead-letter topic",
+            self.dead_lettered.clone(),
+        );
+        sub.register(
+            "pauses",
+            "Times reading paused because writes fell behind",
+            self.pauses.clone(),
+        );
+        sub.register(
+            "lag_records",
+            "Records between the consumer's position and the end of each partition",
+            self.lag_records.clone(),
+        );
+        sub.register(
+            "lag_seconds",
+            "Age in seconds of the newest record read from each partition",
+            self.lag_seconds.clone(),
+        );
         self.writer.register(sub);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every counter the ingester keeps shows on `/metrics`: one that is
+    /// counted but never registered is invisible to operators.
+    #[test]
+    fn every_metric_is_exported() {
+        let metrics = IngesterMetrics::default();
+        let mut registry = Registry::default();
+        metrics.register(&mut registry);
+        metrics.dead_lettered.inc();
+        metrics.pauses.inc();
+        let labels = crate::source::PartitionLabels {
+            topic: "t".into(),
+            partition: 0,
+        };
+        metrics.lag_records.get_or_create(&labels).set(3);
+        metrics.lag_seconds.get_or_create(&labels).set(1);
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+        for name in [
+            "ingester_records_consumed_total",
+            "ingester_dead_lettered_total 1",
+            "ingester_pauses_total 1",
+            "ingester_lag_records{topic=\"t\",partition=\"0\"} 3",
+            "ingester_lag_seconds{topic=\"t\",partition=\"0\"} 1",
+            "ingester_bulk_requests_total",
+        ] {
+            assert!(text.contains(name), "{name} missing from:\n{text}");
+        }
     }
 }
