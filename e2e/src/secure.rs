@@ -596,22 +596,30 @@ pub fn kafka_mtls(cert: &str) -> spanway_kafka::KafkaClientConfig {
 /// through the security plugin's REST API as admin.
 pub async fn put_opensearch_user(name: &str, password: &str, role: &str) {
     let url = opensearch_secure_url();
-    let answer = https_client()
-        .put(format!("{url}/_plugins/_security/api/internalusers/{name}"))
-        .basic_auth(ADMIN_USER, Some(ADMIN_PASSWORD))
-        .json(&serde_json::json!({
-            "password": password,
-            "opendistro_security_roles": [role],
-        }))
-        .send()
-        .await
-        .expect("security REST API answers");
-    let status = answer.status();
-    assert!(
-        status.is_success(),
-        "cannot put user {name}: {status} {}",
-        answer.text().await.unwrap_or_default()
-    );
+    let client = https_client();
+    // The plugin keeps its users in one configuration document: two tests
+    // changing users at the same moment can see a conflict, which a retry
+    // resolves.
+    let mut last = String::new();
+    for _ in 0..20 {
+        let answer = client
+            .put(format!("{url}/_plugins/_security/api/internalusers/{name}"))
+            .basic_auth(ADMIN_USER, Some(ADMIN_PASSWORD))
+            .json(&serde_json::json!({
+                "password": password,
+                "opendistro_security_roles": [role],
+            }))
+            .send()
+            .await
+            .expect("security REST API answers");
+        let status = answer.status();
+        if status.is_success() {
+            return;
+        }
+        last = format!("{status} {}", answer.text().await.unwrap_or_default());
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    panic!("cannot put user {name}: {last}");
 }
 
 /// Counts the documents of `index` (a pattern) on `opensearch-secure`, as admin.
