@@ -5,6 +5,7 @@
 
 pub mod corpus;
 pub mod jaeger_query;
+pub mod logs;
 pub mod ops;
 pub mod secure;
 pub mod topology;

@@ -180,6 +180,7 @@ async fn start_ingester(user: &str, password_file: &Path) -> Run {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wrong_password_waits_and_a_rotated_file_recovers_every_span_once() {
+    spanway_e2e::logs::capture();
     require_kafka();
     require_secure_opensearch().await;
     let user = unique_name("rotate");
@@ -209,6 +210,14 @@ async fn wrong_password_waits_and_a_rotated_file_recovers_every_span_once() {
         "refusals counted:\n{metrics}"
     );
     assert_eq!(status, 503, "not ready while the engine refuses");
+    let named = spanway_e2e::logs::lines_with(&[
+        "setting=\"elasticsearch.password_file\"",
+        &format!("user \"{user}\""),
+    ]);
+    assert!(
+        !named.is_empty(),
+        "one error line names the password file and the user"
+    );
     assert_eq!(secure_count(&spans).await, 80, "nothing written meanwhile");
     assert_eq!(
         dead_letters_on(&run.dead_letters),
@@ -234,6 +243,7 @@ async fn wrong_password_waits_and_a_rotated_file_recovers_every_span_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_role_without_write_rights_is_a_configuration_fault() {
+    spanway_e2e::logs::capture();
     require_kafka();
     require_secure_opensearch().await;
     let user = unique_name("readonly");
@@ -264,6 +274,11 @@ async fn a_role_without_write_rights_is_a_configuration_fault() {
         dead_letters_on(&run.dead_letters),
         0,
         "a missing right is not a document fault"
+    );
+    let named = spanway_e2e::logs::lines_with(&["may not write to", &format!("user \"{user}\"")]);
+    assert!(
+        !named.is_empty(),
+        "one error line says the user's role lacks write rights"
     );
 
     // The role is fixed on the engine: everything arrives, once.
