@@ -622,15 +622,22 @@ pub async fn put_opensearch_user(name: &str, password: &str, role: &str) {
     panic!("cannot put user {name}: {last}");
 }
 
-/// Counts the documents of `index` (a pattern) on `opensearch-secure`, as admin.
-pub async fn secure_count(index: &str) -> u64 {
+/// Makes what was written to `index` (a pattern) on `opensearch-secure`
+/// searchable now, as admin; a missing index is not an error here.
+pub async fn secure_refresh(index: &str) {
     let url = opensearch_secure_url();
-    let client = https_client();
-    let _ = client
+    let _ = https_client()
         .post(format!("{url}/{index}/_refresh"))
         .basic_auth(ADMIN_USER, Some(ADMIN_PASSWORD))
         .send()
         .await;
+}
+
+/// Counts the documents of `index` (a pattern) on `opensearch-secure`, as admin.
+pub async fn secure_count(index: &str) -> u64 {
+    let url = opensearch_secure_url();
+    let client = https_client();
+    secure_refresh(index).await;
     let answer = client
         .get(format!("{url}/{index}/_count"))
         .basic_auth(ADMIN_USER, Some(ADMIN_PASSWORD))

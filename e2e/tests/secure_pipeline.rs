@@ -182,11 +182,7 @@ async fn python_sdk_to_secured_opensearch_every_span_once() {
 async fn dependency_links(index: &str) -> Vec<(String, String, u64)> {
     let url = opensearch_secure_url();
     let client = https_client();
-    let _ = client
-        .post(format!("{url}/{index}/_refresh"))
-        .basic_auth(ADMIN_USER, Some(ADMIN_PASSWORD))
-        .send()
-        .await;
+    secure_refresh(index).await;
     let Ok(answer) = client
         .get(format!("{url}/{index}/_search?size=100"))
         .basic_auth(ADMIN_USER, Some(ADMIN_PASSWORD))
