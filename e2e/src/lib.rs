@@ -3,6 +3,7 @@
 //! A test that cannot reach a service fails with a message saying how to
 //! start it; it never skips.
 
+pub mod chart;
 pub mod corpus;
 pub mod jaeger_query;
 pub mod logs;

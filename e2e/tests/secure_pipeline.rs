@@ -177,36 +177,3 @@ async fn python_sdk_to_secured_opensearch_every_span_once() {
     ingester.wait().await;
     analytics.wait().await;
 }
-
-/// `(parent, child, callCount)` of every link in the dependency documents.
-async fn dependency_links(index: &str) -> Vec<(String, String, u64)> {
-    let url = opensearch_secure_url();
-    let client = https_client();
-    secure_refresh(index).await;
-    let Ok(answer) = client
-        .get(format!("{url}/{index}/_search?size=100"))
-        .basic_auth(ADMIN_USER, Some(ADMIN_PASSWORD))
-        .send()
-        .await
-    else {
-        return Vec::new();
-    };
-    let Ok(body) = answer.json::<serde_json::Value>().await else {
-        return Vec::new();
-    };
-    let mut links = Vec::new();
-    for hit in body["hits"]["hits"].as_array().into_iter().flatten() {
-        for link in hit["_source"]["dependencies"]
-            .as_array()
-            .into_iter()
-            .flatten()
-        {
-            links.push((
-                link["parent"].as_str().unwrap_or_default().to_string(),
-                link["child"].as_str().unwrap_or_default().to_string(),
-                link["callCount"].as_u64().unwrap_or(0),
-            ));
-        }
-    }
-    links
-}
