@@ -63,7 +63,8 @@ pub struct Rendered {
 }
 
 impl Rendered {
-    /// `helm template RELEASE <chart> -f VALUES... --set K=V...`.
+    /// `helm template RELEASE <chart> -f VALUES... --set K=V...` (helm types each value:
+    /// no commas, and numbers become numbers).
     pub fn render(release: &str, values: &[PathBuf], sets: &[(&str, &str)]) -> Self {
         let mut command = Command::new(helm_bin());
         command.args(["template", release]).arg(chart_dir());
@@ -71,7 +72,7 @@ impl Rendered {
             command.arg("-f").arg(file);
         }
         for (key, value) in sets {
-            command.arg("--set-string").arg(format!("{key}={value}"));
+            command.arg("--set").arg(format!("{key}={value}"));
         }
         let output = command.output().expect("run helm template");
         assert!(

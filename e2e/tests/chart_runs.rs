@@ -225,3 +225,116 @@ async fn rendered_chart_runs_the_secured_pipeline_from_the_image() {
         );
     }
 }
+
+/// The topic-creation hook Job, run from the image as rendered: it creates the span topic
+/// with `kafka.partitions` partitions and the dead-letter topic with their topic configs, a
+/// second run (an upgrade) leaves them as they are, and a principal without the Create ACL
+/// gets a refusal that says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rendered_topic_hook_creates_the_topics_once() {
+    chart::require_tools();
+    require_secure_kafka();
+    let topic = unique_name("secure-chart-topics");
+    let dead_letter = format!("{topic}-dlq");
+    let image = Image::unpack(&chart::image_layout(), &chart::app_version());
+    let topics_values =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/chart/topics-values.yaml");
+    let rendered = Rendered::render(
+        "spanway",
+        &[values_file(), topics_values],
+        &[
+            ("kafka.topic", &topic),
+            ("ingester.deadLetterTopic", &dead_letter),
+        ],
+    );
+    let admin_secrets = secrets().with("spanway-kafka-user", "password", ADMIN_PASSWORD);
+    let job = rendered.workload("Job", "topics");
+    let hook = job["metadata"]["annotations"]["helm.sh/hook"].as_str();
+    assert_eq!(hook, Some("pre-install,pre-upgrade"));
+    let timeout = Duration::from_secs(job["spec"]["activeDeadlineSeconds"].as_u64().unwrap_or(300));
+
+    let mut first = Pod::start(&image, &rendered, job, &admin_secrets);
+    assert!(
+        first.wait_exit(timeout).await,
+        "the hook Job failed:\n{}",
+        first.log_text()
+    );
+    let log = first.log_text();
+    assert!(
+        log.contains(&format!("created topic {topic} with 3 partitions")),
+        "{log}"
+    );
+    assert!(
+        log.contains(&format!("created topic {dead_letter} with 1 partition")),
+        "{log}"
+    );
+    assert_eq!(partition_count(&topic), 3);
+    assert_eq!(partition_count(&dead_letter), 1);
+    assert_eq!(
+        topic_config(&topic, "retention.ms").as_deref(),
+        Some("3600000")
+    );
+
+    let mut again = Pod::start(&image, &rendered, job, &admin_secrets);
+    assert!(
+        again.wait_exit(timeout).await,
+        "the second run failed:\n{}",
+        again.log_text()
+    );
+    let log = again.log_text();
+    assert!(
+        log.contains(&format!("topic {topic} exists with 3 partitions")),
+        "{log}"
+    );
+    assert!(!log.contains("created topic"), "{log}");
+
+    // The chart's own principal (no Create ACL): refused, and told why.
+    let other = unique_name("secure-chart-topics");
+    let refused = Rendered::render(
+        "spanway",
+        &[values_file()],
+        &[("kafka.topic", &other), ("topics.create", "true")],
+    );
+    let mut denied = Pod::start(
+        &image,
+        &refused,
+        refused.workload("Job", "topics"),
+        &secrets(),
+    );
+    assert!(
+        !denied.wait_exit(timeout).await,
+        "created without the Create ACL:\n{}",
+        denied.log_text()
+    );
+    let log = denied.log_text();
+    assert!(log.contains("Create ACL") && log.contains(&other), "{log}");
+}
+
+/// Partitions of `topic` on kafka-secure, as its metadata shows them.
+fn partition_count(topic: &str) -> usize {
+    use rdkafka::consumer::{BaseConsumer, Consumer as _};
+    let consumer: BaseConsumer = admin_client_config().create().expect("admin consumer");
+    let metadata = consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .expect("metadata");
+    metadata
+        .topics()
+        .iter()
+        .find(|t| t.name() == topic)
+        .map_or(0, |t| t.partitions().len())
+}
+
+/// A topic config's value on kafka-secure.
+fn topic_config(topic: &str, key: &str) -> Option<String> {
+    let out = kafka_secure_admin(&[
+        "configs",
+        "--describe",
+        "--entity-type",
+        "topics",
+        "--entity-name",
+        topic,
+    ]);
+    out.split([',', ' ', '\n'])
+        .find_map(|part| part.strip_prefix(&format!("{key}=")))
+        .map(str::to_owned)
+}

@@ -5,6 +5,8 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use spanway_ingester::Ingester;
 use spanway_ingester::config::IngesterConfig;
+use spanway_kafka::KafkaClient;
+use spanway_kafka::admin::{TopicOutcome, TopicSpec, ensure_topics};
 use spanway_service_kit::{config, logging, shutdown};
 use tokio_util::sync::CancellationToken;
 
@@ -38,6 +40,42 @@ enum Command {
     /// Load and validate the configuration (reading the secret and
     /// certificate files it names), print it, and exit.
     CheckConfig,
+    /// Create the span topics (kafka.topics) and the dead-letter topic
+    /// (dead_letter.topic) where they do not exist yet, with the Kafka
+    /// settings of the configuration, then exit; the Helm chart's install
+    /// hook runs this. Existing topics are left unchanged and reported with
+    /// their partition count. Needs the Create ACL on the topics (or the
+    /// cluster) for the configured principal.
+    CreateTopics(CreateTopics),
+}
+
+#[derive(Debug, clap::Args)]
+struct CreateTopics {
+    /// Partitions of each span topic: the most ingester (and streaming
+    /// analytics) replicas that can share the work.
+    #[arg(long)]
+    partitions: i32,
+    /// Replication factor of every topic created; without it, the
+    /// broker's default.replication.factor.
+    #[arg(long)]
+    replication_factor: Option<i32>,
+    /// Partitions of the dead-letter topic.
+    #[arg(long, default_value_t = 1)]
+    dead_letter_partitions: i32,
+    /// A topic config for every topic created, KEY=VALUE (repeatable), e.g.
+    /// retention.ms=172800000 or min.insync.replicas=2.
+    #[arg(long = "topic-config", value_name = "KEY=VALUE", value_parser = key_value)]
+    topic_configs: Vec<(String, String)>,
+    /// How long to wait for each answer from the cluster, e.g. 30s or 2m.
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    timeout: std::time::Duration,
+}
+
+fn key_value(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((key, value)) if !key.is_empty() => Ok((key.to_owned(), value.to_owned())),
+        _ => Err(format!("{text:?} is not KEY=VALUE")),
+    }
 }
 
 fn main() -> ExitCode {
@@ -53,6 +91,13 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     let config: IngesterConfig = config::load(cli.config.as_deref())?;
+    if let Some(Command::CreateTopics(args)) = &cli.command {
+        // Only the Kafka settings matter here: the chart runs this before the engine is needed.
+        config.kafka.client.validate()?;
+        logging::init(&config.log.level, config.log.json);
+        let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+        return runtime.block_on(create_topics(&config, args));
+    }
     config.validate()?;
     if let Some(Command::CheckConfig) = cli.command {
         config.elasticsearch.client.check_files()?;
@@ -68,4 +113,55 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         ingester.wait().await;
         Ok(())
     })
+}
+
+async fn create_topics(config: &IngesterConfig, args: &CreateTopics) -> anyhow::Result<()> {
+    let client = KafkaClient::new(&config.kafka.client)?;
+    let spec = |name: &str, partitions: i32| TopicSpec {
+        name: name.to_owned(),
+        partitions,
+        replication: args.replication_factor,
+        configs: args.topic_configs.clone(),
+    };
+    let mut specs: Vec<TopicSpec> = config
+        .kafka
+        .topics
+        .iter()
+        .map(|topic| spec(topic, args.partitions))
+        .collect();
+    if specs.is_empty() {
+        anyhow::bail!("kafka.topics names no topic to create");
+    }
+    if !config.dead_letter.topic.is_empty() {
+        specs.push(spec(&config.dead_letter.topic, args.dead_letter_partitions));
+    }
+    for outcome in ensure_topics(&client, &specs, args.timeout).await? {
+        match outcome {
+            TopicOutcome::Created { name, partitions } => {
+                println!("created topic {name} with {}", partitions_text(partitions));
+            }
+            TopicOutcome::Exists {
+                name,
+                partitions,
+                requested,
+            } if partitions != requested => {
+                println!(
+                    "topic {name} exists with {}, not {requested}: left unchanged \
+                     (adding partitions moves trace ids to other partitions; do it with kafka-topics.sh if you mean to)",
+                    partitions_text(partitions)
+                );
+            }
+            TopicOutcome::Exists {
+                name, partitions, ..
+            } => println!("topic {name} exists with {}", partitions_text(partitions)),
+        }
+    }
+    Ok(())
+}
+
+fn partitions_text(partitions: i32) -> String {
+    match partitions {
+        1 => "1 partition".to_owned(),
+        n => format!("{n} partitions"),
+    }
 }

@@ -3,6 +3,7 @@
 //! properties made from it, rotation of a SASL password kept in a file, and
 //! the diagnosis of connection faults that need an operator.
 
+pub mod admin;
 pub mod client;
 pub mod config;
 pub mod fault;
