@@ -193,17 +193,20 @@ impl Ingester {
             consumer: consumer.clone(),
             shared: shared.clone(),
             written_services: Default::default(),
+            liveness: liveness.clone(),
         });
         let sink = tokio::spawn(sink.run(
             batches,
             config.bulk.max_in_flight,
             stopped.clone(),
             abort.clone(),
+            liveness.register("sink"),
         ));
+        let poll_heartbeat = liveness.register("kafka-poll");
         let poller = std::thread::Builder::new()
             .name("kafka-poll".into())
             .spawn(move || {
-                source::poll_loop(consumer, shared, shutdown, abort);
+                source::poll_loop(consumer, shared, shutdown, abort, poll_heartbeat);
                 stopped.cancel();
             })
             .map_err(|source| StartError::Bind {

@@ -139,10 +139,17 @@ impl Analytics {
             (kafka, faults),
         )?;
         let writer_cancel = CancellationToken::new();
-        let writer = tokio::spawn(writer::run(writer, write_rx, ack_tx, writer_cancel.clone()));
+        let writer = tokio::spawn(writer::run(
+            writer,
+            write_rx,
+            ack_tx,
+            writer_cancel.clone(),
+            liveness.register("writer"),
+        ));
+        let poll_heartbeat = liveness.register("kafka-poll");
         let poller = std::thread::Builder::new()
             .name("kafka-poll".into())
-            .spawn(move || job.run(&shutdown))
+            .spawn(move || job.run(&shutdown, poll_heartbeat))
             .map_err(|source| StartError::Io {
                 what: "the polling thread".into(),
                 source,
