@@ -172,17 +172,7 @@ final class Example {
   }
 
   private static final TextMapGetter<Map<String, String>> GETTER =
-      new TextMapGetter<>() {
-        @Override
-        public Iterable<String> keys(Map<String, String> carrier) {
-          return carrier.keySet();
-        }
-
-        @Override
-        public String get(Map<String, String> carrier, String key) {
-          return carrier == null ? null : carrier.get(key);
-        }
-      };
+      (carrier, key) -> carrier == null ? null : carrier.get(key);
 
   /** One trace across the two services; every 5th trace the payments server span fails. */
   static void checkout(Service frontend, Service payments, int i) {
@@ -190,7 +180,7 @@ final class Example {
         frontend.tracer().spanBuilder("GET /checkout").setSpanKind(SpanKind.SERVER)
             .setAttribute("http.request.method", "GET").setAttribute("url.path", "/checkout")
             .startSpan();
-    try (Scope ignored = root.makeCurrent()) {
+    try (Scope scope = root.makeCurrent()) {
       Span internal =
           frontend.tracer().spanBuilder("compute cart").setSpanKind(SpanKind.INTERNAL)
               .setAttribute("cart.currency", "EUR")
@@ -224,7 +214,7 @@ final class Example {
     Span server =
         payments.tracer().spanBuilder("POST /pay").setParent(parent).setSpanKind(SpanKind.SERVER)
             .setAttribute("http.request.method", "POST").startSpan();
-    try (Scope ignored = server.makeCurrent()) {
+    try (Scope scope = server.makeCurrent()) {
       payments.tracer().spanBuilder("SELECT cards").setSpanKind(SpanKind.CLIENT)
           .setAttribute("db.system", "postgresql")
           .setAttribute("db.name", "cards")
@@ -244,7 +234,7 @@ final class Example {
   private static void big(Service frontend) {
     String payload = "x".repeat(600);
     Span root = frontend.tracer().spanBuilder("GET /report").setSpanKind(SpanKind.SERVER).startSpan();
-    try (Scope ignored = root.makeCurrent()) {
+    try (Scope scope = root.makeCurrent()) {
       for (int i = 0; i < 2499; i++) {
         frontend.tracer().spanBuilder("row " + i)
             .setAttribute("report.row", payload).setAttribute("report.index", (long) i)
