@@ -18,6 +18,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use prometheus_client::registry::Registry;
+use spanway_service_kit::liveness::{DEFAULT_STALL_TIMEOUT, Liveness};
 use spanway_service_kit::ops::{self, Readiness};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -105,10 +106,16 @@ impl Collector {
         let pipeline = Arc::new(Pipeline::new(producer, budget, metrics));
 
         let ready = Readiness::default();
+        // No loop registers: the collector has no work loop of its own. Its
+        // work runs in request handlers, each bounded by the delivery timeout,
+        // and in librdkafka's threads, whose faults readiness reports. A
+        // wedged runtime fails the probe by not answering it.
+        let liveness = Liveness::new(DEFAULT_STALL_TIMEOUT, shutdown.clone());
         let ops_addr = ops::serve(
             config.ops.listen,
             Arc::new(registry),
             ready.clone(),
+            liveness,
             shutdown.clone(),
         )
         .await

@@ -11,6 +11,7 @@ pub use spanway_search::retention::RetentionConfig;
 pub use spanway_search::templates::TemplateApi;
 use spanway_search::writer::WriterOptions;
 use spanway_service_kit::config::ConfigError;
+use spanway_service_kit::liveness::{self, DEFAULT_STALL_TIMEOUT};
 use spanway_service_kit::logging::LogConfig;
 use spanway_service_kit::section::Section;
 
@@ -170,6 +171,14 @@ pub struct BulkConfig {
 pub struct OpsConfig {
     /// Address of `/health/live`, `/health/ready` and `/metrics`.
     pub listen: SocketAddr,
+    /// `/health/live` fails (503, naming the loop) when the Kafka poll
+    /// loop, the sink or a bulk write has not gone round for this long.
+    /// Loops beat while they wait on purpose (idle, paused, backing off
+    /// from a down engine), so only a stuck loop trips it. Must exceed
+    /// `bulk.request_timeout` + `bulk.retry_max_backoff` and
+    /// `kafka.drain_timeout`, the longest legitimate gaps between beats.
+    #[serde(with = "humantime_serde")]
+    pub stall_timeout: Duration,
 }
 
 impl Default for ConsumerConfig {
@@ -235,6 +244,7 @@ impl Default for OpsConfig {
     fn default() -> Self {
         OpsConfig {
             listen: SocketAddr::from(([0, 0, 0, 0], 14270)),
+            stall_timeout: DEFAULT_STALL_TIMEOUT,
         }
     }
 }
@@ -318,7 +328,24 @@ impl IngesterConfig {
                 "must be positive and not above bulk.retry_max_backoff",
             ));
         }
+        self.validate_stall_timeout()?;
         self.validate_retention()
+    }
+
+    /// The longest gaps between beats: one bulk attempt and its back-off
+    /// (the writer beats between them, so this is generous), and a poll
+    /// with a revoke that drains in-flight writes.
+    fn validate_stall_timeout(&self) -> Result<(), ConfigError> {
+        liveness::validate_stall_timeout(
+            self.ops.stall_timeout,
+            &[
+                (
+                    "bulk.request_timeout + bulk.retry_max_backoff",
+                    self.bulk.request_timeout + self.bulk.retry_max_backoff,
+                ),
+                ("kafka.drain_timeout", self.kafka.drain_timeout),
+            ],
+        )
     }
 
     fn validate_retention(&self) -> Result<(), ConfigError> {
@@ -410,6 +437,30 @@ mod tests {
                 .to_string()
                 .contains("elasticsearch.url")
         );
+    }
+
+    #[test]
+    fn stall_timeout_must_exceed_the_longest_wait() {
+        let mut cfg = IngesterConfig::default();
+        cfg.ops.stall_timeout = Duration::ZERO;
+        fails_on(&cfg, "ops.stall_timeout");
+        cfg.ops.stall_timeout = Duration::from_secs(40);
+        let error = cfg.validate().unwrap_err().to_string();
+        assert!(
+            error.contains("ops.stall_timeout") && error.contains("bulk.request_timeout"),
+            "{error}"
+        );
+        cfg.ops.stall_timeout = Duration::from_secs(41);
+        cfg.validate().unwrap();
+        cfg.kafka.drain_timeout = Duration::from_secs(41);
+        cfg.kafka.session_timeout = Duration::from_secs(60);
+        let error = cfg.validate().unwrap_err().to_string();
+        assert!(error.contains("kafka.drain_timeout"), "{error}");
+
+        let env =
+            [("SPANWAY_OPS__STALL_TIMEOUT", "5m")].map(|(k, v)| (k.to_string(), v.to_string()));
+        let cfg = spanway_service_kit::config::load_with_env::<IngesterConfig>(None, env).unwrap();
+        assert_eq!(cfg.ops.stall_timeout, Duration::from_secs(300));
     }
 
     #[test]

@@ -10,6 +10,7 @@ use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use spanway_kafka::{FaultReporter, KafkaClient, ReportingContext};
+use spanway_service_kit::liveness::Heartbeat;
 use tokio_util::sync::CancellationToken;
 
 /// Header names on dead letters.
@@ -122,15 +123,18 @@ impl DeadLetters {
     }
 
     /// Publishes every letter, retrying failures with backoff until each is
-    /// acknowledged or `cancel` fires.
+    /// acknowledged or `cancel` fires. `heartbeat` beats every round: a
+    /// round lasts at most the producer's message timeout.
     pub async fn send_all(
         &self,
         letters: &[DeadLetter],
         cancel: &CancellationToken,
+        heartbeat: &Heartbeat,
     ) -> Result<(), Cancelled> {
         let mut backoff = Duration::from_millis(200);
         let mut pending: Vec<&DeadLetter> = letters.iter().collect();
         while !pending.is_empty() {
+            heartbeat.beat();
             let mut deliveries = Vec::with_capacity(pending.len());
             for letter in &pending {
                 deliveries.push(

@@ -19,6 +19,7 @@ use spanway_search::client::{ClientError, EngineClient};
 use spanway_search::index::IndexNames;
 use spanway_search::retention::{self, RetentionError};
 use spanway_search::writer::{BulkWriter, WriterError};
+use spanway_service_kit::liveness::Liveness;
 use spanway_service_kit::ops::{self, Readiness};
 use spanway_service_kit::secret::DEFAULT_REFRESH_INTERVAL;
 use tokio::task::JoinHandle;
@@ -121,10 +122,13 @@ impl Ingester {
             writer.ensure_aliases(names.prefix()).await?;
         }
         let ready = Readiness::default();
+        let liveness = Liveness::new(config.ops.stall_timeout, shutdown.clone());
+        liveness.register_metrics(registry.sub_registry_with_prefix("ingester"));
         let ops_addr = ops::serve(
             config.ops.listen,
             Arc::new(registry),
             ready.clone(),
+            liveness.clone(),
             shutdown.clone(),
         )
         .await
@@ -189,17 +193,20 @@ impl Ingester {
             consumer: consumer.clone(),
             shared: shared.clone(),
             written_services: Default::default(),
+            liveness: liveness.clone(),
         });
         let sink = tokio::spawn(sink.run(
             batches,
             config.bulk.max_in_flight,
             stopped.clone(),
             abort.clone(),
+            liveness.register("sink"),
         ));
+        let poll_heartbeat = liveness.register("kafka-poll");
         let poller = std::thread::Builder::new()
             .name("kafka-poll".into())
             .spawn(move || {
-                source::poll_loop(consumer, shared, shutdown, abort);
+                source::poll_loop(consumer, shared, shutdown, abort, poll_heartbeat);
                 stopped.cancel();
             })
             .map_err(|source| StartError::Bind {

@@ -19,7 +19,10 @@ use tokio_util::sync::CancellationToken;
 ///
 /// Configuration comes from an optional TOML file, then environment
 /// variables named SPANWAY_<SECTION>__<KEY>, e.g. SPANWAY_KAFKA__BROKERS=a:9092,
-/// SPANWAY_ELASTICSEARCH__URL=http://es:9200. Operations endpoint: /health/live,
+/// SPANWAY_ELASTICSEARCH__URL=http://es:9200. Operations endpoint: /health/live
+/// (503 naming the loop when the Kafka poll loop, the sink or a bulk write has
+/// not gone round for ops.stall_timeout, default 2m; waiting for records,
+/// paused reading and retries against a down engine do not count),
 /// /health/ready (Kafka answers; the search engine answers, accepts the
 /// credentials and did not refuse the last writes) and /metrics on ops.listen
 /// (default :14270).

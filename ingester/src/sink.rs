@@ -9,6 +9,7 @@ use spanway_schemas::{Encoding, decode_record, record_encoding};
 use spanway_search::document::{Document, DocumentKind};
 use spanway_search::index::IndexNames;
 use spanway_search::writer::BulkWriter;
+use spanway_service_kit::liveness::{Heartbeat, Liveness};
 use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -98,6 +99,9 @@ pub struct Sink {
     /// Service/operation documents already written, keyed by index and id,
     /// so a new daily index gets its own pairs.
     pub written_services: Mutex<HashSet<(String, String)>>,
+    /// Where each batch in flight registers as a `bulk-write`, so that one
+    /// write stuck among others that progress is still noticed.
+    pub liveness: Liveness,
 }
 
 impl std::fmt::Debug for Sink {
@@ -111,42 +115,53 @@ impl std::fmt::Debug for Sink {
 impl Sink {
     /// Takes batches until `stopped`, with at most `max_in_flight` being
     /// written at once; then waits for those to finish.
+    ///
+    /// `heartbeat` (the `sink` loop) beats while waiting for a batch or a
+    /// free slot: both waits are legitimate for as long as they last, and the
+    /// writes holding the slots beat on their own.
     pub async fn run(
         self: Arc<Self>,
         mut batches: mpsc::Receiver<Batch>,
         max_in_flight: usize,
         stopped: CancellationToken,
         abort: CancellationToken,
+        heartbeat: Heartbeat,
     ) {
         let permits = Arc::new(Semaphore::new(max_in_flight));
         let tasks = TaskTracker::new();
         loop {
-            let permit = tokio::select! {
-                permit = permits.clone().acquire_owned() => match permit {
-                    Ok(permit) => permit,
-                    Err(_) => break,
-                },
-                _ = stopped.cancelled() => break,
-            };
-            let batch = tokio::select! {
-                batch = batches.recv() => match batch {
-                    Some(batch) => batch,
-                    None => break,
-                },
-                _ = stopped.cancelled() => break,
-            };
+            let permit = heartbeat
+                .beat_while(async {
+                    tokio::select! {
+                        permit = permits.clone().acquire_owned() => permit.ok(),
+                        _ = stopped.cancelled() => None,
+                    }
+                })
+                .await;
+            let Some(permit) = permit else { break };
+            let batch = heartbeat
+                .beat_while(async {
+                    tokio::select! {
+                        batch = batches.recv() => batch,
+                        _ = stopped.cancelled() => None,
+                    }
+                })
+                .await;
+            let Some(batch) = batch else { break };
             let sink = self.clone();
             let abort = abort.clone();
+            let write = self.liveness.register("bulk-write");
             tasks.spawn(async move {
-                sink.process(batch, &abort).await;
+                sink.process(batch, &abort, &write).await;
+                write.finish();
                 drop(permit);
             });
         }
         tasks.close();
-        tasks.wait().await;
+        heartbeat.beat_while(tasks.wait()).await;
     }
 
-    async fn process(&self, batch: Batch, abort: &CancellationToken) {
+    async fn process(&self, batch: Batch, abort: &CancellationToken, heartbeat: &Heartbeat) {
         let origins: Vec<Origin> = batch.records.iter().map(|r| r.origin.clone()).collect();
         let bytes = batch.bytes;
         let names = self.names.clone();
@@ -197,7 +212,8 @@ impl Sink {
         // writer splits the batch (`bulk.max_documents`, `bulk.max_bytes`);
         // the records are completed below only after every request has
         // answered, so no offset moves past a record with a document unsent.
-        let rejected = match self.writer.write_all(documents, abort).await {
+        heartbeat.beat();
+        let rejected = match self.writer.write_all(documents, abort, heartbeat).await {
             Ok(rejected) => rejected,
             Err(error) => {
                 tracing::info!(%error, "batch abandoned; its records will be reread");
@@ -222,7 +238,12 @@ impl Sink {
                 },
             });
         }
-        if self.dead_letters.send_all(&letters, abort).await.is_err() {
+        if self
+            .dead_letters
+            .send_all(&letters, abort, heartbeat)
+            .await
+            .is_err()
+        {
             tracing::info!(
                 "batch abandoned before its dead letters were acknowledged; its records will be reread"
             );

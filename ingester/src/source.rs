@@ -20,6 +20,7 @@ use rdkafka::statistics::Statistics;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use spanway_kafka::{FaultReporter, KafkaClient};
 use spanway_schemas::headers;
+use spanway_service_kit::liveness::Heartbeat;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -464,13 +465,18 @@ pub fn create(
 /// The polling loop; runs on its own thread until `shutdown`, then drains,
 /// commits and, past the drain timeout, cancels `abort` so that writes still
 /// retrying give up (their records stay uncommitted).
+///
+/// `heartbeat` beats once per poll, paused or not: the longest gap is one
+/// poll with a revoke in it (`kafka.drain_timeout` plus a synchronous commit).
 pub fn poll_loop(
     consumer: Arc<SourceConsumer>,
     shared: Arc<Shared>,
     shutdown: CancellationToken,
     abort: CancellationToken,
+    heartbeat: Heartbeat,
 ) {
     while !shutdown.is_cancelled() {
+        heartbeat.beat();
         shared.flush(Instant::now());
         manage_pause(&consumer, &shared);
         match consumer.poll(Duration::from_millis(50)) {
@@ -533,6 +539,7 @@ pub fn poll_loop(
         })
         .unwrap_or_default();
     let committable = shared.release(&assigned);
+    heartbeat.beat();
     abort.cancel();
     if !committable.is_empty() {
         match consumer.commit(&offsets_list(&committable), CommitMode::Sync) {

@@ -19,6 +19,7 @@ use spanway_search::config::EngineClientConfig;
 use spanway_search::document::{Document, DocumentKind};
 use spanway_search::metrics::WriterMetrics;
 use spanway_search::writer::BulkWriter;
+use spanway_service_kit::liveness::{DEFAULT_STALL_TIMEOUT, Liveness};
 use tokio_util::sync::CancellationToken;
 
 use common::{Names, config};
@@ -55,8 +56,10 @@ async fn one_write_is_split_by_bytes_and_count() {
     let metrics = WriterMetrics::default();
     let engine = EngineClient::new(&EngineClientConfig::for_url(&url)).unwrap();
     let writer = BulkWriter::new(engine, bulk.writer_options(), metrics.clone());
+    let liveness = Liveness::new(DEFAULT_STALL_TIMEOUT, CancellationToken::new());
+    let heartbeat = liveness.register("bulk-write");
     let rejected = writer
-        .write_all(documents, &CancellationToken::new())
+        .write_all(documents, &CancellationToken::new(), &heartbeat)
         .await
         .unwrap();
     assert!(rejected.is_empty(), "{rejected:?}");

@@ -12,6 +12,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message};
 use serde_json::json;
 use spanway_e2e::corpus::{self, DAY_START_NS};
+use spanway_e2e::ops::{LiveWatch, live_loops, live_report};
 use spanway_e2e::{
     count, create_topic, delete_indices, kafka_bootstrap, opensearch_url, produce, require_engine,
     require_kafka, search, wait_for_count,
@@ -42,6 +43,7 @@ async fn fifty_thousand_spans_are_stored_exactly_once() {
     let ingester = Ingester::start(config(&names, &url), shutdown.clone())
         .await
         .unwrap();
+    let live = LiveWatch::start(ingester.ops_addr);
     let stored = wait_for_count(
         &url,
         &names.span_indices(),
@@ -50,6 +52,30 @@ async fn fifty_thousand_spans_are_stored_exactly_once() {
     )
     .await;
     assert_eq!(stored, 50_000, "every span stored");
+    // Idle now: the loops still beat.
+    let (status, report) = live_report(ingester.ops_addr).await;
+    assert_eq!(status, 200, "{report}");
+    let loops = live_loops(&report);
+    for name in ["kafka-poll", "sink"] {
+        assert!(
+            loops.contains(&(name.to_owned(), "running".to_owned())),
+            "{name} not running in {report}"
+        );
+    }
+    let seen = live.stop().await;
+    assert!(
+        seen.failures.is_empty(),
+        "liveness failed while writing: {:?}",
+        seen.failures
+    );
+    assert!(
+        ["kafka-poll", "sink"]
+            .iter()
+            .all(|name| seen.loops.contains(*name)),
+        "loops seen over {} probes: {:?}",
+        seen.probes,
+        seen.loops
+    );
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(
         count(&url, &names.span_indices()).await,

@@ -16,6 +16,7 @@ use elasticsearch::indices::{
     IndicesPutTemplateParts,
 };
 use rand::Rng;
+use spanway_service_kit::liveness::Heartbeat;
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::{self, AuthFailure};
@@ -284,14 +285,20 @@ impl BulkWriter {
     /// `cancel` fires while documents remain unwritten; then nothing may be
     /// treated as durable, even the requests already answered, since the
     /// caller's unit of durability is the whole call.
+    ///
+    /// `heartbeat` beats after every answer and every back-off, so a write
+    /// that retries against a down engine looks alive for as long as it
+    /// retries, and one stuck past its request timeout does not: the gap
+    /// between two beats is at most `request_timeout` or `retry_max_backoff`.
     pub async fn write_all(
         &self,
         documents: Vec<Document>,
         cancel: &CancellationToken,
+        heartbeat: &Heartbeat,
     ) -> Result<Vec<Rejected>, WriterError> {
         let mut rejected = Vec::new();
         for request in split(documents, self.limits) {
-            rejected.extend(self.write_request(request, cancel).await?);
+            rejected.extend(self.write_request(request, cancel, heartbeat).await?);
         }
         Ok(rejected)
     }
@@ -302,12 +309,15 @@ impl BulkWriter {
         &self,
         mut pending: Vec<Document>,
         cancel: &CancellationToken,
+        heartbeat: &Heartbeat,
     ) -> Result<Vec<Rejected>, WriterError> {
         let mut rejected = Vec::new();
         let mut backoff = self.initial_backoff;
         let mut attempt = 0u32;
         while !pending.is_empty() {
+            heartbeat.beat();
             let answer = self.send(&pending).await;
+            heartbeat.beat();
             let mut retry = Vec::new();
             match answer {
                 BulkAnswer::Items(outcomes) => {

@@ -1,9 +1,11 @@
 //! Pieces every spanway process needs in the same form, so that operators
 //! see one convention: configuration from a TOML file plus `SPANWAY_*`
-//! environment overrides, `/health/live`, `/health/ready` and `/metrics` on
-//! an operations port, SIGTERM/SIGINT handling, and structured logs.
+//! environment overrides, `/health/live` (fed by the work loops'
+//! heartbeats), `/health/ready` and `/metrics` on an operations port,
+//! SIGTERM/SIGINT handling, and structured logs.
 
 pub mod config;
+pub mod liveness;
 pub mod logging;
 pub mod ops;
 pub mod secret;

@@ -1,4 +1,9 @@
 //! The operations endpoint: liveness, readiness and Prometheus metrics.
+//!
+//! Liveness answers whether the process's work loops still go round
+//! (see [`crate::liveness`]), readiness whether its dependencies answer.
+//! They are kept apart because an orchestrator restarts on the first and
+//! only stops sending traffic on the second.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -12,6 +17,8 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use prometheus_client::registry::Registry;
 use tokio_util::sync::CancellationToken;
+
+use crate::liveness::Liveness;
 
 /// Readiness as the component reports it: set when its dependencies answer.
 #[derive(Debug, Clone, Default)]
@@ -33,15 +40,48 @@ impl Readiness {
 struct OpsState {
     registry: Arc<Registry>,
     ready: Readiness,
+    liveness: Liveness,
 }
 
 /// The router, for mounting or testing.
-pub fn router(registry: Arc<Registry>, ready: Readiness) -> Router {
+pub fn router(registry: Arc<Registry>, ready: Readiness, liveness: Liveness) -> Router {
     Router::new()
-        .route("/health/live", get(|| async { "ok\n" }))
+        .route("/health/live", get(live_handler))
         .route("/health/ready", get(ready_handler))
         .route("/metrics", get(metrics_handler))
-        .with_state(OpsState { registry, ready })
+        .with_state(OpsState {
+            registry,
+            ready,
+            liveness,
+        })
+}
+
+/// 200 with every loop and the age of its last beat, or 503 naming the
+/// loops that stalled or ended; JSON either way, for people and scripts.
+async fn live_handler(State(state): State<OpsState>) -> impl IntoResponse {
+    let report = state.liveness.report();
+    let status = if report.live {
+        StatusCode::OK
+    } else {
+        // Logged on every probe while it lasts: this line is what explains
+        // the restart that follows.
+        tracing::error!(
+            failing = ?report.failing(),
+            stall_timeout = ?state.liveness.stall_timeout(),
+            "liveness failing: a work loop stalled or ended"
+        );
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    match serde_json::to_string(&report) {
+        Ok(mut body) => {
+            body.push('\n');
+            (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
+        }
+        Err(error) => {
+            tracing::error!(%error, "cannot encode the liveness report");
+            StatusCode::INTERNAL_SERVER_ERROR.into_response()
+        }
+    }
 }
 
 async fn ready_handler(State(state): State<OpsState>) -> impl IntoResponse {
@@ -101,11 +141,12 @@ pub async fn serve(
     addr: SocketAddr,
     registry: Arc<Registry>,
     ready: Readiness,
+    liveness: Liveness,
     shutdown: CancellationToken,
 ) -> std::io::Result<SocketAddr> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let bound = listener.local_addr()?;
-    let app = router(registry, ready);
+    let app = router(registry, ready, liveness);
     tokio::spawn(async move {
         let result = axum::serve(listener, app)
             .with_graceful_shutdown(shutdown.cancelled_owned())
@@ -115,4 +156,93 @@ pub async fn serve(
         }
     });
     Ok(bound)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::body::Body;
+    use axum::http::Request;
+    use tower::ServiceExt as _;
+
+    use crate::liveness::Liveness;
+
+    async fn live(liveness: &Liveness) -> (StatusCode, serde_json::Value) {
+        let app = router(
+            Arc::new(Registry::default()),
+            Readiness::default(),
+            liveness.clone(),
+        );
+        let response = app
+            .oneshot(Request::get("/health/live").body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        let status = response.status();
+        let body = axum::body::to_bytes(response.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        (status, serde_json::from_slice(&body).unwrap())
+    }
+
+    fn names(body: &serde_json::Value) -> Vec<(&str, &str)> {
+        body["loops"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| (l["name"].as_str().unwrap(), l["state"].as_str().unwrap()))
+            .collect()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn live_is_503_naming_a_stale_loop_and_200_once_it_beats() {
+        let liveness = Liveness::new(Duration::from_secs(30), CancellationToken::new());
+        let poll = liveness.register("kafka-poll");
+        let writer = liveness.register("writer");
+        tokio::time::advance(Duration::from_secs(31)).await;
+        writer.beat();
+
+        let (status, body) = live(&liveness).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+        assert_eq!(body["live"], false);
+        assert_eq!(
+            names(&body),
+            [("kafka-poll", "stalled"), ("writer", "running")]
+        );
+        assert_eq!(body["loops"][0]["last_beat_seconds_ago"], 31.0);
+
+        poll.beat();
+        let (status, body) = live(&liveness).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(
+            names(&body),
+            [("kafka-poll", "running"), ("writer", "running")]
+        );
+        assert_eq!(body["stall_timeout_seconds"], 30.0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn live_stays_200_when_loops_finish_after_shutdown_and_not_before() {
+        let shutdown = CancellationToken::new();
+        let liveness = Liveness::new(Duration::from_secs(30), shutdown.clone());
+        let poll = liveness.register("kafka-poll");
+        let sink = liveness.register("sink");
+        drop(sink);
+        let (status, body) = live(&liveness).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+        assert_eq!(
+            names(&body),
+            [("kafka-poll", "running"), ("sink", "exited")]
+        );
+
+        let liveness = Liveness::new(Duration::from_secs(30), shutdown.clone());
+        let poll_after = liveness.register("kafka-poll");
+        let _sink = liveness.register("sink");
+        shutdown.cancel();
+        drop(poll_after);
+        tokio::time::advance(Duration::from_secs(10)).await;
+        let (status, body) = live(&liveness).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(names(&body), [("sink", "running")]);
+        drop(poll);
+    }
 }

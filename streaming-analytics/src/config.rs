@@ -10,6 +10,7 @@ use spanway_schemas::{DEFAULT_TOPIC, Encoding};
 use spanway_search::config::EngineClientConfig;
 use spanway_search::templates::TemplateApi;
 use spanway_service_kit::config::ConfigError;
+use spanway_service_kit::liveness::{self, DEFAULT_STALL_TIMEOUT};
 use spanway_service_kit::logging::LogConfig;
 use spanway_service_kit::section::Section;
 
@@ -154,6 +155,14 @@ pub struct EdgeMetricsConfig {
 pub struct OpsConfig {
     /// Address of `/health/live`, `/health/ready` and `/metrics`.
     pub listen: SocketAddr,
+    /// `/health/live` fails (503, naming the loop) when the Kafka poll
+    /// loop or the writer has not gone round for this long. Loops beat
+    /// while they wait on purpose (idle, paused, backing off from a down
+    /// engine), so only a stuck loop trips it. Must exceed
+    /// `elasticsearch.request_timeout` + `elasticsearch.retry_max_backoff`
+    /// and `kafka.drain_timeout`, the longest legitimate gaps between beats.
+    #[serde(with = "humantime_serde")]
+    pub stall_timeout: Duration,
 }
 
 impl Default for ConsumerConfig {
@@ -228,6 +237,7 @@ impl Default for OpsConfig {
     fn default() -> Self {
         OpsConfig {
             listen: SocketAddr::from(([0, 0, 0, 0], 14271)),
+            stall_timeout: DEFAULT_STALL_TIMEOUT,
         }
     }
 }
@@ -360,7 +370,18 @@ impl AnalyticsConfig {
                 "must be at least 1 when edge_metrics.enabled",
             ));
         }
-        Ok(())
+        // The longest gaps between beats: one write attempt and its back-off,
+        // and a poll with a revoke that waits for the writer.
+        liveness::validate_stall_timeout(
+            self.ops.stall_timeout,
+            &[
+                (
+                    "elasticsearch.request_timeout + elasticsearch.retry_max_backoff",
+                    o.request_timeout + o.retry_max_backoff,
+                ),
+                ("kafka.drain_timeout", k.drain_timeout),
+            ],
+        )
     }
 }
 
@@ -383,6 +404,20 @@ mod tests {
         cfg.elasticsearch.service_graph_index = "Service Graph".into();
         let error = cfg.validate().unwrap_err().to_string();
         assert!(error.contains("service_graph_index"), "{error}");
+    }
+
+    #[test]
+    fn stall_timeout_must_exceed_a_write_attempt() {
+        let mut cfg = AnalyticsConfig::default();
+        cfg.ops.stall_timeout = Duration::ZERO;
+        let error = cfg.validate().unwrap_err().to_string();
+        assert!(error.contains("ops.stall_timeout"), "{error}");
+        cfg.ops.stall_timeout = Duration::from_secs(60);
+        cfg.elasticsearch.request_timeout = Duration::from_secs(55);
+        let error = cfg.validate().unwrap_err().to_string();
+        assert!(error.contains("elasticsearch.request_timeout"), "{error}");
+        cfg.elasticsearch.request_timeout = Duration::from_secs(45);
+        cfg.validate().unwrap();
     }
 
     /// The shipped example must load, validate, and equal the defaults it documents.

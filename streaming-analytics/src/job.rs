@@ -19,6 +19,7 @@ use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use spanway_kafka::{FaultReporter, KafkaClient};
 use spanway_schemas::record::{decode_record, record_encoding};
 use spanway_schemas::{Encoding, headers};
+use spanway_service_kit::liveness::Heartbeat;
 use spanway_service_kit::ops::Readiness;
 use tokio::sync::mpsc::UnboundedSender;
 use tokio_util::sync::CancellationToken;
@@ -321,11 +322,16 @@ impl Job {
 
     /// Runs until `shutdown`, then drains the writer, commits and leaves
     /// the group.
-    pub fn run(self, shutdown: &CancellationToken) {
+    ///
+    /// `heartbeat` beats once per poll, paused or not. The longest gap is a
+    /// poll with a revoke in it, which waits up to `kafka.drain_timeout`
+    /// for the writer and then commits synchronously.
+    pub fn run(self, shutdown: &CancellationToken, heartbeat: Heartbeat) {
         let mut last_tick = Instant::now();
         let mut last_probe: Option<Instant> = None;
         let mut paused = false;
         while !shutdown.is_cancelled() {
+            heartbeat.beat();
             if let Some(result) = self.consumer.poll(Duration::from_millis(100)) {
                 match result {
                     Ok(message) => self.handle(&message),
@@ -373,6 +379,7 @@ impl Job {
         }
         let mut shared = lock(&self.shared);
         drain(&mut shared, &self.metrics, self.drain_timeout);
+        heartbeat.beat();
         commit(
             &self.consumer,
             &mut shared,

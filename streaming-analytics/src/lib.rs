@@ -27,6 +27,7 @@ use std::time::Duration;
 use prometheus_client::registry::Registry;
 use spanway_search::client::{ClientError, EngineClient};
 use spanway_search::writer::{BulkWriter, WriterError, WriterOptions};
+use spanway_service_kit::liveness::Liveness;
 use spanway_service_kit::ops::{self, Readiness};
 use spanway_service_kit::secret::DEFAULT_REFRESH_INTERVAL;
 use tokio::task::JoinHandle;
@@ -109,10 +110,13 @@ impl Analytics {
         }
 
         let ready = Readiness::default();
+        let liveness = Liveness::new(config.ops.stall_timeout, shutdown.clone());
+        liveness.register_metrics(registry.sub_registry_with_prefix("analytics"));
         let ops_addr = ops::serve(
             config.ops.listen,
             Arc::new(registry),
             ready.clone(),
+            liveness.clone(),
             shutdown.clone(),
         )
         .await
@@ -135,10 +139,17 @@ impl Analytics {
             (kafka, faults),
         )?;
         let writer_cancel = CancellationToken::new();
-        let writer = tokio::spawn(writer::run(writer, write_rx, ack_tx, writer_cancel.clone()));
+        let writer = tokio::spawn(writer::run(
+            writer,
+            write_rx,
+            ack_tx,
+            writer_cancel.clone(),
+            liveness.register("writer"),
+        ));
+        let poll_heartbeat = liveness.register("kafka-poll");
         let poller = std::thread::Builder::new()
             .name("kafka-poll".into())
-            .spawn(move || job.run(&shutdown))
+            .spawn(move || job.run(&shutdown, poll_heartbeat))
             .map_err(|source| StartError::Io {
                 what: "the polling thread".into(),
                 source,

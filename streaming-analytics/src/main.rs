@@ -23,7 +23,10 @@ use tokio_util::sync::CancellationToken;
 /// Configuration comes from an optional TOML file (see
 /// streaming-analytics/analytics.example.toml), then environment variables
 /// named SPANWAY_<SECTION>__<KEY>, e.g. SPANWAY_WINDOWS__SIZE=5m. Operations
-/// endpoint: /health/live, /health/ready and /metrics on ops.listen (default :14271).
+/// endpoint: /health/live (503 naming the loop when the Kafka poll loop or the
+/// writer has not gone round for ops.stall_timeout, default 2m; waiting for
+/// records, paused reading and retries against a down engine do not count),
+/// /health/ready and /metrics on ops.listen (default :14271).
 #[derive(Debug, Parser)]
 #[command(version, about, long_about)]
 struct Cli {

@@ -6,6 +6,7 @@ use std::sync::mpsc::Sender;
 
 use spanway_search::document::Document;
 use spanway_search::writer::{BulkWriter, WriterError};
+use spanway_service_kit::liveness::Heartbeat;
 use tokio::sync::mpsc::UnboundedReceiver;
 use tokio_util::sync::CancellationToken;
 
@@ -37,21 +38,27 @@ pub struct Ack {
 
 /// Writes jobs until the channel closes or `cancel` fires; a window cut
 /// short by `cancel` is not acknowledged, so its offsets stay uncommitted.
+///
+/// `heartbeat` (the `writer` loop) beats while waiting for a window, which
+/// may take as long as the windows do, and inside each write.
 pub async fn run(
     writer: BulkWriter,
     mut jobs: UnboundedReceiver<WriteJob>,
     acks: Sender<Ack>,
     cancel: CancellationToken,
+    heartbeat: Heartbeat,
 ) {
     loop {
-        let job = tokio::select! {
-            _ = cancel.cancelled() => return,
-            job = jobs.recv() => match job {
-                Some(job) => job,
-                None => return,
-            },
-        };
-        match writer.write_all(job.documents, &cancel).await {
+        let job = heartbeat
+            .beat_while(async {
+                tokio::select! {
+                    _ = cancel.cancelled() => None,
+                    job = jobs.recv() => job,
+                }
+            })
+            .await;
+        let Some(job) = job else { return };
+        match writer.write_all(job.documents, &cancel, &heartbeat).await {
             Ok(rejected) => {
                 for r in &rejected {
                     tracing::error!(index = %r.document.index, id = %r.document.id, reason = %r.reason, "aggregate document refused by the engine");

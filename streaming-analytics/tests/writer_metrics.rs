@@ -8,6 +8,7 @@ mod common;
 
 use std::time::Duration;
 
+use spanway_e2e::ops::{LiveWatch, live_loops, live_report};
 use spanway_e2e::{
     count, create_topic, delete_indices, opensearch_url, produce, require_engine, require_kafka,
     topology, unique_name,
@@ -45,7 +46,10 @@ async fn bulk_writes_show_on_the_jobs_metrics() {
 
     let shutdown = CancellationToken::new();
     let analytics = Analytics::start(&config, shutdown.clone()).await.unwrap();
+    let live = LiveWatch::start(analytics.ops_addr);
     wait_until_read(&names.group, &topic, PARTITIONS, Duration::from_secs(180)).await;
+    let seen = live.stop().await;
+    let (live_status, live) = live_report(analytics.ops_addr).await;
     let ops = format!("http://{}", analytics.ops_addr);
     let text = reqwest::get(format!("{ops}/metrics"))
         .await
@@ -89,6 +93,24 @@ async fn bulk_writes_show_on_the_jobs_metrics() {
     );
     assert!(sample(&text, "analytics_documents_retried_total").is_some());
     assert!(ready, "/health/ready never answered 200");
+    assert!(
+        seen.failures.is_empty(),
+        "liveness failed while reading: {:?}",
+        seen.failures
+    );
+    assert_eq!(live_status, 200, "{live}");
+    assert_eq!(
+        live_loops(&live),
+        [
+            ("kafka-poll".to_owned(), "running".to_owned()),
+            ("writer".to_owned(), "running".to_owned())
+        ],
+        "{live}"
+    );
+    assert!(
+        sample(&text, "analytics_loop_beat_age_seconds{loop=\"writer\"}").is_some(),
+        "no beat age for the writer in:\n{text}"
+    );
     let dependencies = names.dependency_indices();
     assert!(
         count(&url, &dependencies).await > 0,
