@@ -6,6 +6,7 @@
 pub mod chart;
 pub mod corpus;
 pub mod jaeger_query;
+pub mod jaeger_v2;
 pub mod logs;
 pub mod ops;
 pub mod secure;
