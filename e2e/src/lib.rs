@@ -6,18 +6,22 @@
 pub mod chart;
 pub mod corpus;
 pub mod jaeger_query;
+pub mod jaeger_v2;
 pub mod logs;
 pub mod ops;
 pub mod secure;
 pub mod topology;
 
-use std::time::Duration;
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
 
 use rand::Rng;
-use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer as _};
+use rdkafka::message::Headers as _;
 use rdkafka::producer::{BaseProducer, Producer};
+use rdkafka::{ClientConfig, Message as _, Offset, TopicPartitionList};
 
 /// Bootstrap address of the test broker (`KAFKA_BOOTSTRAP`, default `127.0.0.1:9092`).
 pub fn kafka_bootstrap() -> String {
@@ -228,4 +232,101 @@ pub async fn produce(topic: &str, records: &[TestRecord]) {
             }
         }
     }
+}
+
+/// One record read back from a topic.
+#[derive(Debug)]
+pub struct TopicRecord {
+    pub partition: i32,
+    pub key: Vec<u8>,
+    pub headers: BTreeMap<String, String>,
+    pub value: Vec<u8>,
+}
+
+/// Every record of `topic` (all `partitions`), read from the beginning until `expected` are in
+/// and nothing more arrives for two seconds, or nothing arrives for twenty.
+pub fn read_topic(topic: &str, partitions: i32, expected: usize) -> Vec<TopicRecord> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", kafka_bootstrap())
+        .set("group.id", unique_name("e2e-inspect"))
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("consumer");
+    let mut assignment = TopicPartitionList::new();
+    for partition in 0..partitions {
+        assignment
+            .add_partition_offset(topic, partition, Offset::Beginning)
+            .expect("assign");
+    }
+    consumer.assign(&assignment).expect("assign");
+    let mut records = Vec::new();
+    let mut quiet_until = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < quiet_until {
+        match consumer.poll(Duration::from_millis(200)) {
+            Some(Ok(message)) => {
+                let mut headers = BTreeMap::new();
+                if let Some(all) = message.headers() {
+                    for header in all.iter() {
+                        headers.insert(
+                            header.key.to_owned(),
+                            String::from_utf8_lossy(header.value.unwrap_or_default()).into_owned(),
+                        );
+                    }
+                }
+                records.push(TopicRecord {
+                    partition: message.partition(),
+                    key: message.key().unwrap_or_default().to_vec(),
+                    headers,
+                    value: message.payload().unwrap_or_default().to_vec(),
+                });
+                let wait = if records.len() >= expected { 2 } else { 20 };
+                quiet_until = Instant::now() + Duration::from_secs(wait);
+            }
+            Some(Err(error)) => panic!("reading {topic}: {error}"),
+            None => {}
+        }
+    }
+    records
+}
+
+/// Every span document the ingester stored under `prefix` on the engine at `url`, by span id.
+pub async fn span_documents(url: &str, prefix: &str) -> BTreeMap<String, serde_json::Value> {
+    let docs = search(
+        url,
+        &format!("{prefix}-jaeger-span-*"),
+        serde_json::json!({"size": 10000, "query": {"match_all": {}}}),
+    )
+    .await;
+    docs.into_iter()
+        .map(|doc| (doc["spanID"].as_str().expect("spanID").to_owned(), doc))
+        .collect()
+}
+
+/// Dependency edges: `(parent, child) → (calls, errors)`.
+pub type Edges = BTreeMap<(String, String), (u64, u64)>;
+
+/// The edges summed over the dependency documents streaming analytics wrote under `prefix`
+/// on the engine at `url`.
+pub async fn dependency_edges(url: &str, prefix: &str) -> Edges {
+    let index = format!("{prefix}-jaeger-dependencies-*");
+    let docs = search(
+        url,
+        &index,
+        serde_json::json!({"size": 1000, "query": {"match_all": {}}}),
+    )
+    .await;
+    let mut edges = Edges::new();
+    for doc in docs {
+        for link in doc["dependencies"].as_array().into_iter().flatten() {
+            let entry: &mut (u64, u64) = edges
+                .entry((
+                    link["parent"].as_str().unwrap_or_default().to_owned(),
+                    link["child"].as_str().unwrap_or_default().to_owned(),
+                ))
+                .or_default();
+            entry.0 += link["callCount"].as_u64().unwrap_or(0);
+            entry.1 += link["errorCount"].as_u64().unwrap_or(0);
+        }
+    }
+    edges
 }

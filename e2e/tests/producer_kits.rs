@@ -18,18 +18,13 @@ use std::process::Output;
 use std::time::{Duration, Instant};
 
 use prost::Message as _;
-use rdkafka::ClientConfig;
-use rdkafka::Message as _;
-use rdkafka::consumer::{BaseConsumer, Consumer as _};
-use rdkafka::message::Headers as _;
-use rdkafka::{Offset, TopicPartitionList};
 use serde_json::Value;
 use spanway_collector::Collector;
 use spanway_collector::config::CollectorConfig;
 use spanway_e2e::secure::repo_root;
 use spanway_e2e::{
-    create_topic, kafka_bootstrap, opensearch_url, require_engine, require_kafka, search,
-    unique_name, wait_for_count,
+    Edges, TopicRecord as Record, create_topic, dependency_edges, kafka_bootstrap, opensearch_url,
+    read_topic, require_engine, require_kafka, span_documents, unique_name, wait_for_count,
 };
 use spanway_ingester::Ingester;
 use spanway_ingester::config::IngesterConfig;
@@ -66,61 +61,6 @@ fn text(output: &Output) -> String {
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     )
-}
-
-/// One record read back from a topic.
-#[derive(Debug)]
-struct Record {
-    partition: i32,
-    key: Vec<u8>,
-    headers: BTreeMap<String, String>,
-    value: Vec<u8>,
-}
-
-/// Every record of `topic` (all `partitions`), read from the beginning until `expected` are in
-/// or nothing more arrives for a few seconds.
-fn read_topic(topic: &str, partitions: i32, expected: usize) -> Vec<Record> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", kafka_bootstrap())
-        .set("group.id", unique_name("kit-inspect"))
-        .set("enable.auto.commit", "false")
-        .create()
-        .expect("consumer");
-    let mut assignment = TopicPartitionList::new();
-    for partition in 0..partitions {
-        assignment
-            .add_partition_offset(topic, partition, Offset::Beginning)
-            .expect("assign");
-    }
-    consumer.assign(&assignment).expect("assign");
-    let mut records = Vec::new();
-    let mut quiet_until = Instant::now() + Duration::from_secs(20);
-    while Instant::now() < quiet_until {
-        match consumer.poll(Duration::from_millis(200)) {
-            Some(Ok(message)) => {
-                let mut headers = BTreeMap::new();
-                if let Some(all) = message.headers() {
-                    for header in all.iter() {
-                        headers.insert(
-                            header.key.to_owned(),
-                            String::from_utf8_lossy(header.value.unwrap_or_default()).into_owned(),
-                        );
-                    }
-                }
-                records.push(Record {
-                    partition: message.partition(),
-                    key: message.key().unwrap_or_default().to_vec(),
-                    headers,
-                    value: message.payload().unwrap_or_default().to_vec(),
-                });
-                let wait = if records.len() >= expected { 2 } else { 20 };
-                quiet_until = Instant::now() + Duration::from_secs(wait);
-            }
-            Some(Err(error)) => panic!("reading {topic}: {error}"),
-            None => {}
-        }
-    }
-    records
 }
 
 /// The spans of `records`, as Jaeger JSON objects keyed by span id.
@@ -288,44 +228,14 @@ fn analytics(topic: &str, prefix: &str) -> AnalyticsConfig {
     config
 }
 
-/// Every stored span document of `prefix`, by span id, without the fields only the
-/// storage path decides.
+/// Every stored span document of `prefix`, by span id.
 async fn stored(prefix: &str) -> BTreeMap<String, Value> {
-    let docs = search(
-        &opensearch_url(),
-        &format!("{prefix}-jaeger-span-*"),
-        serde_json::json!({"size": 10000, "query": {"match_all": {}}}),
-    )
-    .await;
-    docs.into_iter()
-        .map(|doc| (doc["spanID"].as_str().expect("spanID").to_owned(), doc))
-        .collect()
+    span_documents(&opensearch_url(), prefix).await
 }
 
 /// `(parent, child) → (calls, errors)` summed over the dependency documents of `prefix`.
-async fn edges(prefix: &str) -> BTreeMap<(String, String), (u64, u64)> {
-    let url = opensearch_url();
-    let index = format!("{prefix}-jaeger-dependencies-*");
-    let docs = search(
-        &url,
-        &index,
-        serde_json::json!({"size": 1000, "query": {"match_all": {}}}),
-    )
-    .await;
-    let mut edges = BTreeMap::new();
-    for doc in docs {
-        for link in doc["dependencies"].as_array().into_iter().flatten() {
-            let entry: &mut (u64, u64) = edges
-                .entry((
-                    link["parent"].as_str().unwrap_or_default().to_owned(),
-                    link["child"].as_str().unwrap_or_default().to_owned(),
-                ))
-                .or_default();
-            entry.0 += link["callCount"].as_u64().unwrap_or(0);
-            entry.1 += link["errorCount"].as_u64().unwrap_or(0);
-        }
-    }
-    edges
+async fn edges(prefix: &str) -> Edges {
+    dependency_edges(&opensearch_url(), prefix).await
 }
 
 /// A run of the kit's example program, with the same spans sent through the Rust collector.
