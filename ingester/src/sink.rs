@@ -152,8 +152,11 @@ impl Sink {
             let abort = abort.clone();
             let write = self.liveness.register("bulk-write");
             tasks.spawn(async move {
-                sink.process(batch, &abort, &write).await;
-                write.finish();
+                if sink.process(batch, &abort, &write).await {
+                    write.finish();
+                }
+                // Otherwise the registration is dropped unfinished: `/health/live` reports
+                // this write as exited, and the restart rereads the batch it could not store.
                 drop(permit);
             });
         }
@@ -161,24 +164,36 @@ impl Sink {
         heartbeat.beat_while(tasks.wait()).await;
     }
 
-    async fn process(&self, batch: Batch, abort: &CancellationToken, heartbeat: &Heartbeat) {
+    /// Stores one batch and completes its records. Returns false when the batch can never be
+    /// completed by this process (building its documents panicked): its offsets stay
+    /// uncommitted, which would stall its partitions for good, so the caller makes liveness
+    /// fail instead.
+    async fn process(
+        &self,
+        batch: Batch,
+        abort: &CancellationToken,
+        heartbeat: &Heartbeat,
+    ) -> bool {
         let origins: Vec<Origin> = batch.records.iter().map(|r| r.origin.clone()).collect();
         let bytes = batch.bytes;
         let names = self.names.clone();
         let fields = self.tags_as_fields.clone();
         let encoding = self.default_encoding;
         let records = batch.records;
-        let built =
-            match tokio::task::spawn_blocking(move || build(&records, &names, &fields, encoding))
-                .await
-            {
-                Ok(built) => built,
-                Err(error) => {
-                    // The batch stays pending: its offsets are never committed.
-                    tracing::error!(%error, "document building failed");
-                    return;
-                }
-            };
+        let built = match tokio::task::spawn_blocking(move || {
+            build(&records, &names, &fields, encoding)
+        })
+        .await
+        {
+            Ok(built) => built,
+            Err(error) => {
+                tracing::error!(
+                    %error,
+                    "building documents failed; the batch stays uncommitted and the process reports itself not live, to be restarted and reread it"
+                );
+                return false;
+            }
+        };
         let Built {
             spans,
             services,
@@ -217,7 +232,7 @@ impl Sink {
             Ok(rejected) => rejected,
             Err(error) => {
                 tracing::info!(%error, "batch abandoned; its records will be reread");
-                return;
+                return true;
             }
         };
         let mut rejected_spans = 0u64;
@@ -247,7 +262,7 @@ impl Sink {
             tracing::info!(
                 "batch abandoned before its dead letters were acknowledged; its records will be reread"
             );
-            return;
+            return true;
         }
         self.metrics.dead_lettered.inc_by(letters.len() as u64);
         self.metrics
@@ -270,6 +285,7 @@ impl Sink {
             written.extend(new_services.into_iter().map(|(doc, _)| (doc.index, doc.id)));
         }
         self.shared.complete(&self.consumer, &origins, bytes);
+        true
     }
 }
 
