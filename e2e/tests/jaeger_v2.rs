@@ -32,53 +32,17 @@ use spanway_collector::config::CollectorConfig;
 use spanway_e2e::jaeger_v2::{JaegerV2, collector_config, free_ports, query_config};
 use spanway_e2e::{
     Edges, create_topic, dependency_edges, kafka_bootstrap, opensearch_url, read_topic,
-    require_engine, require_kafka, span_documents, unique_name, wait_for_count,
+    require_engine, require_kafka, span_documents, unique_name,
 };
 use spanway_ingester::Ingester;
-use spanway_ingester::config::IngesterConfig;
 use spanway_schemas::Encoding;
 use spanway_schemas::proto::otlp;
-use spanway_streaming_analytics::{Analytics, AnalyticsConfig};
+use spanway_streaming_analytics::Analytics;
 use tokio_util::sync::CancellationToken;
 
+mod common;
+
 const PARTITIONS: i32 = 3;
-
-fn ingester(topic: &str, prefix: &str, encoding: Encoding) -> IngesterConfig {
-    let mut config = IngesterConfig::default();
-    config.kafka.client.brokers = vec![kafka_bootstrap()];
-    config.kafka.topics = vec![topic.to_owned()];
-    config.kafka.group_id = unique_name("jv2-ingester");
-    config.kafka.default_encoding = encoding;
-    config.dead_letter.topic = format!("{topic}-dlq");
-    config.elasticsearch.client.url = Some(opensearch_url());
-    config.elasticsearch.index_prefix = prefix.to_owned();
-    config.elasticsearch.shards = 1;
-    config.elasticsearch.replicas = 0;
-    config.bulk.flush_interval = Duration::from_millis(100);
-    config.ops.listen = "127.0.0.1:0".parse().unwrap();
-    config.validate().expect("valid ingester config");
-    config
-}
-
-fn analytics(topic: &str, prefix: &str, encoding: Encoding) -> AnalyticsConfig {
-    let mut config = AnalyticsConfig::default();
-    config.kafka.client.brokers = vec![kafka_bootstrap()];
-    config.kafka.topics = vec![topic.to_owned()];
-    config.kafka.group_id = unique_name("jv2-analytics");
-    config.kafka.default_encoding = encoding;
-    config.kafka.commit_interval = Duration::from_millis(200);
-    config.elasticsearch.client.url = Some(opensearch_url());
-    config.elasticsearch.index_prefix = prefix.to_owned();
-    config.elasticsearch.service_graph_index = format!("{prefix}-spanway-service-graph");
-    config.elasticsearch.replicas = 0;
-    config.windows.size = Duration::from_secs(5);
-    config.windows.allowed_lateness = Duration::from_secs(5);
-    config.windows.pairing_wait = Duration::from_secs(2);
-    config.windows.idle_flush = Duration::from_secs(3);
-    config.ops.listen = "127.0.0.1:0".parse().unwrap();
-    config.validate().expect("valid analytics config");
-    config
-}
 
 /// Our collector on ephemeral loopback ports, writing `topic`.
 async fn our_collector(topic: &str, shutdown: &CancellationToken) -> Collector {
@@ -199,10 +163,10 @@ async fn their_producer(encoding: &str, ours: Encoding, partition_by_trace_id: b
         (&topic, &prefix, ours),
         (&reference_topic, &reference_prefix, Encoding::OtlpProto),
     ] {
-        let ingester = Ingester::start(ingester(t, p, e), shutdown.clone())
+        let ingester = Ingester::start(common::ingester(t, p, e), shutdown.clone())
             .await
             .expect("ingester starts");
-        let analytics = Analytics::start(&analytics(t, p, e), shutdown.clone())
+        let analytics = Analytics::start(&common::analytics(t, p, e), shutdown.clone())
             .await
             .expect("analytics starts");
         started.push((ingester, analytics));
@@ -242,20 +206,7 @@ async fn their_producer(encoding: &str, ours: Encoding, partition_by_trace_id: b
         "our collector took the reference spans"
     );
 
-    let url = opensearch_url();
-    for p in [&prefix, &reference_prefix] {
-        let count = wait_for_count(
-            &url,
-            &format!("{p}-jaeger-span-*"),
-            span_count,
-            Duration::from_secs(120),
-        )
-        .await;
-        assert_eq!(
-            count, span_count,
-            "{encoding}: every exported span stored ({p})"
-        );
-    }
+    common::wait_for_stored(encoding, [&prefix, &reference_prefix], span_count).await;
     jaeger.assert_running();
 
     // What Jaeger's exporter wrote: no headers (our consumers used their default encoding).
@@ -304,6 +255,7 @@ async fn their_producer(encoding: &str, ours: Encoding, partition_by_trace_id: b
 
     // Nothing more arrives: exactly once, and each span as our collector stores it.
     tokio::time::sleep(Duration::from_secs(3)).await;
+    let url = opensearch_url();
     let theirs = span_documents(&url, &prefix).await;
     let reference = span_documents(&url, &reference_prefix).await;
     assert_eq!(

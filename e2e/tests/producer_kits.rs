@@ -24,14 +24,15 @@ use spanway_collector::config::CollectorConfig;
 use spanway_e2e::secure::repo_root;
 use spanway_e2e::{
     Edges, TopicRecord as Record, create_topic, dependency_edges, kafka_bootstrap, opensearch_url,
-    read_topic, require_engine, require_kafka, span_documents, unique_name, wait_for_count,
+    read_topic, require_engine, require_kafka, span_documents, unique_name,
 };
 use spanway_ingester::Ingester;
-use spanway_ingester::config::IngesterConfig;
 use spanway_schemas::proto::otlp;
 use spanway_schemas::{Encoding, decode_record, jaeger_json};
-use spanway_streaming_analytics::{Analytics, AnalyticsConfig};
+use spanway_streaming_analytics::Analytics;
 use tokio_util::sync::CancellationToken;
+
+mod common;
 
 /// The contract's record limit (value bytes before compression).
 const RECORD_LIMIT: usize = 1_000_000;
@@ -193,41 +194,6 @@ fn unordered_attributes(span: &Value) -> Value {
     span
 }
 
-fn ingester(topic: &str, prefix: &str) -> IngesterConfig {
-    let mut config = IngesterConfig::default();
-    config.kafka.client.brokers = vec![kafka_bootstrap()];
-    config.kafka.topics = vec![topic.to_owned()];
-    config.kafka.group_id = unique_name("kit-ingester");
-    config.dead_letter.topic = format!("{topic}-dlq");
-    config.elasticsearch.client.url = Some(opensearch_url());
-    config.elasticsearch.index_prefix = prefix.to_owned();
-    config.elasticsearch.shards = 1;
-    config.elasticsearch.replicas = 0;
-    config.bulk.flush_interval = Duration::from_millis(100);
-    config.ops.listen = "127.0.0.1:0".parse().expect("address");
-    config.validate().expect("valid ingester config");
-    config
-}
-
-fn analytics(topic: &str, prefix: &str) -> AnalyticsConfig {
-    let mut config = AnalyticsConfig::default();
-    config.kafka.client.brokers = vec![kafka_bootstrap()];
-    config.kafka.topics = vec![topic.to_owned()];
-    config.kafka.group_id = unique_name("kit-analytics");
-    config.kafka.commit_interval = Duration::from_millis(200);
-    config.elasticsearch.client.url = Some(opensearch_url());
-    config.elasticsearch.index_prefix = prefix.to_owned();
-    config.elasticsearch.service_graph_index = format!("{prefix}-spanway-service-graph");
-    config.elasticsearch.replicas = 0;
-    config.windows.size = Duration::from_secs(5);
-    config.windows.allowed_lateness = Duration::from_secs(5);
-    config.windows.pairing_wait = Duration::from_secs(2);
-    config.windows.idle_flush = Duration::from_secs(3);
-    config.ops.listen = "127.0.0.1:0".parse().expect("address");
-    config.validate().expect("valid analytics config");
-    config
-}
-
 /// Every stored span document of `prefix`, by span id.
 async fn stored(prefix: &str) -> BTreeMap<String, Value> {
     span_documents(&opensearch_url(), prefix).await
@@ -256,12 +222,18 @@ async fn end_to_end(language: &str) {
         (&kit_topic, &kit_prefix),
         (&reference_topic, &reference_prefix),
     ] {
-        let ingester = Ingester::start(ingester(topic, prefix), shutdown.clone())
-            .await
-            .expect("ingester starts");
-        let analytics = Analytics::start(&analytics(topic, prefix), shutdown.clone())
-            .await
-            .expect("analytics starts");
+        let ingester = Ingester::start(
+            common::ingester(topic, prefix, Encoding::OtlpProto),
+            shutdown.clone(),
+        )
+        .await
+        .expect("ingester starts");
+        let analytics = Analytics::start(
+            &common::analytics(topic, prefix, Encoding::OtlpProto),
+            shutdown.clone(),
+        )
+        .await
+        .expect("analytics starts");
         started.push((ingester, analytics));
     }
 
@@ -352,20 +324,7 @@ async fn end_to_end(language: &str) {
         "the collector took the reference spans"
     );
 
-    let url = opensearch_url();
-    for prefix in [&kit_prefix, &reference_prefix] {
-        let count = wait_for_count(
-            &url,
-            &format!("{prefix}-jaeger-span-*"),
-            span_count,
-            Duration::from_secs(120),
-        )
-        .await;
-        assert_eq!(
-            count, span_count,
-            "{language}: every exported span stored ({prefix})"
-        );
-    }
+    common::wait_for_stored(language, [&kit_prefix, &reference_prefix], span_count).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     let kit_docs = stored(&kit_prefix).await;
     let reference_docs = stored(&reference_prefix).await;

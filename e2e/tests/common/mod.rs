@@ -1,0 +1,68 @@
+//! Set-up shared by the tests that run our ingester and streaming analytics on a topic written
+//! by another producer (the kits, Jaeger v2) and compare with our collector's path.
+
+use std::time::Duration;
+
+use spanway_e2e::{kafka_bootstrap, opensearch_url, unique_name, wait_for_count};
+use spanway_ingester::config::IngesterConfig;
+use spanway_schemas::Encoding;
+use spanway_streaming_analytics::AnalyticsConfig;
+
+/// An ingester reading `topic` (records without an `encoding` header read as `encoding`) into
+/// indices prefixed `prefix` on the test OpenSearch, flushing fast.
+pub fn ingester(topic: &str, prefix: &str, encoding: Encoding) -> IngesterConfig {
+    let mut config = IngesterConfig::default();
+    config.kafka.client.brokers = vec![kafka_bootstrap()];
+    config.kafka.topics = vec![topic.to_owned()];
+    config.kafka.group_id = unique_name("e2e-ingester");
+    config.kafka.default_encoding = encoding;
+    config.dead_letter.topic = format!("{topic}-dlq");
+    config.elasticsearch.client.url = Some(opensearch_url());
+    config.elasticsearch.index_prefix = prefix.to_owned();
+    config.elasticsearch.shards = 1;
+    config.elasticsearch.replicas = 0;
+    config.bulk.flush_interval = Duration::from_millis(100);
+    config.ops.listen = "127.0.0.1:0".parse().expect("address");
+    config.validate().expect("valid ingester config");
+    config
+}
+
+/// Streaming analytics on `topic` with windows short enough for a test.
+pub fn analytics(topic: &str, prefix: &str, encoding: Encoding) -> AnalyticsConfig {
+    let mut config = AnalyticsConfig::default();
+    config.kafka.client.brokers = vec![kafka_bootstrap()];
+    config.kafka.topics = vec![topic.to_owned()];
+    config.kafka.group_id = unique_name("e2e-analytics");
+    config.kafka.default_encoding = encoding;
+    config.kafka.commit_interval = Duration::from_millis(200);
+    config.elasticsearch.client.url = Some(opensearch_url());
+    config.elasticsearch.index_prefix = prefix.to_owned();
+    config.elasticsearch.service_graph_index = format!("{prefix}-spanway-service-graph");
+    config.elasticsearch.replicas = 0;
+    config.windows.size = Duration::from_secs(5);
+    config.windows.allowed_lateness = Duration::from_secs(5);
+    config.windows.pairing_wait = Duration::from_secs(2);
+    config.windows.idle_flush = Duration::from_secs(3);
+    config.ops.listen = "127.0.0.1:0".parse().expect("address");
+    config.validate().expect("valid analytics config");
+    config
+}
+
+/// Waits until each prefix's span indices hold `count` documents; fails naming `label` and
+/// the prefix otherwise.
+pub async fn wait_for_stored(label: &str, prefixes: [&str; 2], count: u64) {
+    let url = opensearch_url();
+    for prefix in prefixes {
+        let stored = wait_for_count(
+            &url,
+            &format!("{prefix}-jaeger-span-*"),
+            count,
+            Duration::from_secs(120),
+        )
+        .await;
+        assert_eq!(
+            stored, count,
+            "{label}: every exported span stored ({prefix})"
+        );
+    }
+}
