@@ -13,13 +13,19 @@ pub fn create_lines(doc: &Document) -> [Vec<u8>; 2] {
 }
 
 fn action_line(doc: &Document) -> Vec<u8> {
-    let op = match doc.kind {
-        DocumentKind::Span | DocumentKind::Service => "create",
-        DocumentKind::Aggregate => "index",
+    let action = match doc.kind {
+        DocumentKind::Span | DocumentKind::Service => {
+            json!({"create": {"_index": doc.index, "_id": doc.id}})
+        }
+        DocumentKind::Aggregate => json!({"index": {"_index": doc.index, "_id": doc.id}}),
+        DocumentKind::Rollup { version } => json!({"index": {
+            "_index": doc.index,
+            "_id": doc.id,
+            "version": version,
+            "version_type": "external_gte",
+        }}),
     };
-    json!({op: {"_index": doc.index, "_id": doc.id}})
-        .to_string()
-        .into_bytes()
+    action.to_string().into_bytes()
 }
 
 /// The most one bulk request may carry.
@@ -194,6 +200,28 @@ mod tests {
         };
         assert!(split(Vec::new(), limits).is_empty());
         assert_eq!(split(vec![doc(0, 5), doc(1, 5)], limits).len(), 2);
+    }
+
+    #[test]
+    fn rollups_carry_a_growing_external_version() {
+        let doc = Document {
+            kind: crate::document::DocumentKind::Rollup { version: 42 },
+            index: "jaeger-dependencies-2026-01-01".into(),
+            id: "h".into(),
+            source: b"{}".to_vec(),
+        };
+        let [action, _] = create_lines(&doc);
+        let action: serde_json::Value = serde_json::from_slice(&action).unwrap();
+        assert_eq!(
+            action,
+            serde_json::json!({"index": {
+                "_index": "jaeger-dependencies-2026-01-01",
+                "_id": "h",
+                "version": 42,
+                "version_type": "external_gte"
+            }})
+        );
+        assert_eq!(encoded_len(&doc), action.to_string().len() + 1 + 2 + 1);
     }
 
     #[test]

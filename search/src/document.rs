@@ -27,4 +27,13 @@ pub enum DocumentKind {
     /// with `index`, not `create`: a recomputation after a replay replaces
     /// the document under the same deterministic id.
     Aggregate,
+    /// An aggregate of other stored aggregates that only grows as they
+    /// arrive (a roll-up of windows), rewritten by whoever saw new input.
+    /// Written with `index` and an external version that grows with it
+    /// (`external_gte`): a computation that read less input never replaces
+    /// one that read more, however two writers' requests interleave.
+    Rollup {
+        /// Grows with the input: a total count, say.
+        version: u64,
+    },
 }

@@ -130,7 +130,11 @@ fn classify_item(item: &Value) -> ItemOutcome {
     };
     match status {
         200..=299 => ItemOutcome::Stored,
-        409 if action == "create" => ItemOutcome::Stored,
+        // A redelivered span or service, or a roll-up computed from less
+        // input than the stored one: what is stored already covers it.
+        409 if action == "create" || kind == "version_conflict_engine_exception" => {
+            ItemOutcome::Stored
+        }
         429 | 500..=599 => ItemOutcome::Retry(reason()),
         401 => unauthorized(401),
         // A 403 of another kind (an index block, say) is about the index,
@@ -173,6 +177,14 @@ mod tests {
         );
         assert!(matches!(outcomes[5], ItemOutcome::Retry(_)));
         assert!(matches!(outcomes[6], ItemOutcome::Retry(_)));
+    }
+
+    #[test]
+    fn an_older_rollup_is_covered_by_the_stored_one() {
+        let body = br#"{"errors":true,"items":[
+            {"index":{"_index":"a","_id":"1","status":409,"error":{"type":"version_conflict_engine_exception","reason":"[1]: version conflict, current version [12] is higher than the one provided [9]"}}}
+        ]}"#;
+        assert_eq!(classify(body, 1).unwrap(), [ItemOutcome::Stored]);
     }
 
     #[test]
