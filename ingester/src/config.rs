@@ -115,7 +115,8 @@ pub struct ElasticsearchConfig {
 pub struct TagsAsFieldsConfig {
     /// Store every non-binary tag as a field.
     pub all: bool,
-    /// Tag keys stored as fields when `all` is false.
+    /// Tag keys stored as fields when `all` is false, besides `span.kind`
+    /// and `error`, which always are (as Jaeger v2 writes them).
     pub keys: Vec<String>,
     /// Replaces `.` in field names (Jaeger's default is `@`).
     pub dot_replacement: String,

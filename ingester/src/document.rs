@@ -146,14 +146,31 @@ pub fn trace_id_text(bytes: &[u8]) -> String {
 /// `--es.tags-as-fields.*` options do. Object fields are cheaper to store
 /// and easy to use in Kibana; Jaeger query must be started with the same
 /// options to search them. Binary tags always stay nested.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+///
+/// [`ALWAYS_AS_FIELDS`] are fields whatever the options say, as Jaeger v2's
+/// writer makes them: its query's Monitor tab and OpenSearch Dashboards'
+/// Trace Analytics filter on `tag.span@kind` and `tag.error` as fields.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TagsAsFields {
     /// Every non-binary tag.
     pub all: bool,
-    /// These keys only (when `all` is false).
+    /// These keys as well (when `all` is false).
     pub keys: std::collections::HashSet<String>,
     /// Replaces `.` in keys, because a dot would nest the object field.
     pub dot_replacement: String,
+}
+
+/// Tag keys stored as fields in every mode.
+pub const ALWAYS_AS_FIELDS: [&str; 2] = ["span.kind", "error"];
+
+impl Default for TagsAsFields {
+    fn default() -> Self {
+        TagsAsFields {
+            all: false,
+            keys: Default::default(),
+            dot_replacement: "@".into(),
+        }
+    }
 }
 
 /// Nested tags and the object-field tags split from them.
@@ -161,11 +178,14 @@ type SplitTags<'a> = (Vec<KeyValueDoc<'a>>, Option<serde_json::Map<String, Value
 
 impl TagsAsFields {
     fn applies(&self, kv: &jaeger::KeyValue) -> bool {
-        kv.v_type != jaeger::ValueType::Binary as i32 && (self.all || self.keys.contains(&kv.key))
+        kv.v_type != jaeger::ValueType::Binary as i32
+            && (self.all
+                || ALWAYS_AS_FIELDS.contains(&kv.key.as_str())
+                || self.keys.contains(&kv.key))
     }
 
     fn split<'a>(&self, tags: &'a [jaeger::KeyValue]) -> SplitTags<'a> {
-        if !self.all && self.keys.is_empty() {
+        if !tags.iter().any(|kv| self.applies(kv)) {
             return (key_values(tags), None);
         }
         let mut nested = Vec::new();
@@ -409,7 +429,54 @@ mod tests {
             &span_document(&s, &IndexNames::new("")).unwrap().source,
         )
         .unwrap();
-        assert!(none.get("tag").is_none(), "no tag object unless configured");
+        assert!(none.get("tag").is_none(), "no tag object unless needed");
+        assert!(none["process"].get("tag").is_none());
+    }
+
+    #[test]
+    fn kind_and_error_are_fields_in_every_mode() {
+        let mut s = span();
+        s.tags.push(jaeger::KeyValue {
+            key: "span.kind".into(),
+            v_str: "server".into(),
+            ..Default::default()
+        });
+        s.tags.push(jaeger::KeyValue {
+            key: "error".into(),
+            v_type: jaeger::ValueType::Bool as i32,
+            v_bool: true,
+            ..Default::default()
+        });
+        let v: Value =
+            serde_json::from_slice(&span_document(&s, &IndexNames::new("")).unwrap().source)
+                .unwrap();
+        assert_eq!(
+            v["tag"],
+            serde_json::json!({"span@kind": "server", "error": true})
+        );
+        let nested: Vec<&str> = v["tags"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["key"].as_str().unwrap())
+            .collect();
+        assert_eq!(nested, ["n", "b", "f"]);
+
+        let underscore = TagsAsFields {
+            keys: ["n".to_string()].into(),
+            dot_replacement: "_".into(),
+            ..Default::default()
+        };
+        let v: Value = serde_json::from_slice(
+            &span_document_with(&s, &IndexNames::new(""), &underscore)
+                .unwrap()
+                .source,
+        )
+        .unwrap();
+        assert_eq!(
+            v["tag"],
+            serde_json::json!({"n": 7, "span_kind": "server", "error": true})
+        );
     }
 
     #[test]
