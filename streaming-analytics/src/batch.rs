@@ -46,21 +46,51 @@ fn hex_u64(text: &str) -> Option<u64> {
     u64::from_str_radix(text, 16).ok()
 }
 
-fn tag<'a>(tags: &'a [Value], key: &str) -> Option<&'a Value> {
-    tags.iter().find(|t| t["key"] == key).map(|t| &t["value"])
+/// A span document's tags: the nested `tags` list, and the `tag` object
+/// that tags stored as fields move to (`span.kind` and `error` always, as
+/// Jaeger v2 writes them; more with `tags_as_fields`).
+struct DocTags<'a> {
+    nested: &'a [Value],
+    fields: Option<&'a serde_json::Map<String, Value>>,
+    dot_replacement: &'a str,
 }
 
-fn tag_str<'a>(tags: &'a [Value], key: &str) -> Option<&'a str> {
-    tag(tags, key)
-        .and_then(Value::as_str)
-        .filter(|s| !s.is_empty())
+impl<'a> DocTags<'a> {
+    fn of(doc: &'a Value, dot_replacement: &'a str) -> Self {
+        DocTags {
+            nested: doc["tags"].as_array().map(Vec::as_slice).unwrap_or(&[]),
+            fields: doc["tag"].as_object(),
+            dot_replacement,
+        }
+    }
+
+    fn get(&self, key: &str) -> Option<&'a Value> {
+        if let Some(value) = self.nested.iter().find(|t| t["key"] == key) {
+            return Some(&value["value"]);
+        }
+        let fields = self.fields?;
+        if key.contains('.') {
+            fields.get(&key.replace('.', self.dot_replacement))
+        } else {
+            fields.get(key)
+        }
+    }
+
+    fn str(&self, key: &str) -> Option<&'a str> {
+        self.get(key)
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+    }
 }
 
 /// Reads a span document as Jaeger writes it (and the ingester does).
+/// `dot_replacement` is what stands for `.` in the names of tags stored as
+/// fields (`@` unless the writer was configured otherwise).
 pub fn facts_of_document(
     id: &str,
     doc: &Value,
     order: &[PeerSource],
+    dot_replacement: &str,
 ) -> Result<SpanFacts, BatchError> {
     let bad = |reason: &str| BatchError::Document {
         id: id.to_owned(),
@@ -83,13 +113,12 @@ pub fn facts_of_document(
         ),
         None => None,
     };
-    let empty = Vec::new();
-    let tags = doc["tags"].as_array().unwrap_or(&empty);
-    let kind = kind_named(tag_str(tags, "span.kind"));
-    let error = matches!(tag(tags, "error"), Some(v) if v == true || v == "true")
-        || tag_str(tags, "otel.status_code") == Some("ERROR");
+    let tags = DocTags::of(doc, dot_replacement);
+    let kind = kind_named(tags.str("span.kind"));
+    let error = matches!(tags.get("error"), Some(v) if v == true || v == "true")
+        || tags.str("otel.status_code") == Some("ERROR");
     let peer = if kind.calls_out() {
-        peer_named(order, |key| tag_str(tags, key))
+        peer_named(order, |key| tags.str(key))
     } else {
         None
     };
@@ -127,6 +156,7 @@ pub async fn recompute(
     to_ms: i64,
     rules: Rules,
     order: &[PeerSource],
+    dot_replacement: &str,
 ) -> Result<Totals, BatchError> {
     let engine = |e: elasticsearch::Error| BatchError::Engine(e.to_string());
     let engine_client = EngineClient::new(connection)?;
@@ -134,7 +164,7 @@ pub async fn recompute(
     let query = json!({
         "size": 5000,
         "query": {"range": {"startTimeMillis": {"gte": from_ms, "lt": to_ms}}},
-        "_source": ["traceID", "spanID", "references", "startTime", "duration", "tags", "process.serviceName"]
+        "_source": ["traceID", "spanID", "references", "startTime", "duration", "tags", "tag", "process.serviceName"]
     });
     let mut page: Value = client
         .search(SearchParts::Index(&[index_pattern]))
@@ -157,7 +187,7 @@ pub async fn recompute(
         }
         for hit in &hits {
             let id = hit["_id"].as_str().unwrap_or("?");
-            let facts = facts_of_document(id, &hit["_source"], order)?;
+            let facts = facts_of_document(id, &hit["_source"], order, dot_replacement)?;
             traces.entry(facts.trace_id).or_default().push(facts);
         }
         let Some(scroll_id) = page["_scroll_id"].as_str().map(str::to_owned) else {
@@ -214,7 +244,7 @@ mod tests {
             ],
             "process": {"serviceName": "billing"}
         });
-        let facts = facts_of_document("x", &doc, &ORDER).unwrap();
+        let facts = facts_of_document("x", &doc, &ORDER, "@").unwrap();
         assert_eq!(facts.trace_id, 10);
         assert_eq!(facts.span_id, 0xbb);
         assert_eq!(facts.parent_id, Some(0xaa));
@@ -225,9 +255,29 @@ mod tests {
     }
 
     #[test]
+    fn reads_tags_stored_as_fields() {
+        // As Jaeger v2 (and the ingester) write them: kind and error as
+        // fields, dots replaced; the peer stays nested.
+        let doc = json!({
+            "traceID": "a",
+            "spanID": "b",
+            "startTime": 1,
+            "tags": [{"key": "peer.service", "type": "string", "value": "ledger"}],
+            "tag": {"span@kind": "client", "error": true},
+            "process": {"serviceName": "billing"}
+        });
+        let facts = facts_of_document("x", &doc, &ORDER, "@").unwrap();
+        assert_eq!(facts.kind, Kind::Client);
+        assert!(facts.error);
+        assert_eq!(facts.peer, Some((Arc::from("ledger"), Connection::Virtual)));
+        let other = facts_of_document("x", &doc, &ORDER, "_").unwrap();
+        assert_eq!(other.kind, Kind::Internal, "another writer's replacement");
+    }
+
+    #[test]
     fn bad_ids_name_the_document_and_field() {
         let doc = json!({"traceID": "zz", "spanID": "1"});
-        let error = facts_of_document("doc-1", &doc, &ORDER)
+        let error = facts_of_document("doc-1", &doc, &ORDER, "@")
             .unwrap_err()
             .to_string();
         assert!(

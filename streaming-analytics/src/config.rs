@@ -14,7 +14,7 @@ use spanway_service_kit::liveness::{self, DEFAULT_STALL_TIMEOUT};
 use spanway_service_kit::logging::LogConfig;
 use spanway_service_kit::section::Section;
 
-use crate::model::Rules;
+use crate::model::{Rules, SameService};
 use crate::partition::Timing;
 use crate::span::PeerSource;
 
@@ -33,6 +33,8 @@ pub struct AnalyticsConfig {
     pub windows: WindowConfig,
     /// Which edges count.
     pub model: ModelConfig,
+    /// The Jaeger dependency documents.
+    pub dependencies: DependenciesConfig,
     /// The optional Prometheus view of the aggregates.
     pub edge_metrics: EdgeMetricsConfig,
     /// Health and metrics endpoint.
@@ -97,6 +99,10 @@ pub struct OutputConfig {
     /// Closed windows waiting to be written; past it reading pauses until
     /// the engine catches up.
     pub max_pending_windows: usize,
+    /// What stands for `.` in the names of span tags stored as fields, as
+    /// the ingester's `elasticsearch.tags_as_fields.dot_replacement`; the
+    /// `recompute` command reads `span.kind` and `error` there.
+    pub tags_dot_replacement: String,
 }
 
 /// Event-time rules.
@@ -127,8 +133,11 @@ pub struct WindowConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ModelConfig {
-    /// Count edges from a service to itself (Jaeger does).
-    pub same_service_edges: bool,
+    /// Which edges from a service to itself count: `calls` (a client or
+    /// producer span answered by a server or consumer span of the same
+    /// service), `all` (every parent/child pair, Jaeger's rule, which makes
+    /// every outgoing call a self-loop too) or `none`.
+    pub same_service: SameService,
     /// Unanswered client and producer spans make edges to a named peer.
     pub virtual_nodes: bool,
     /// Root server spans make edges from `user`.
@@ -136,6 +145,28 @@ pub struct ModelConfig {
     /// Attributes that name a peer, tried in order: `peer_service`, `db`,
     /// `messaging`, `server_address`.
     pub peer_attributes: Vec<PeerSource>,
+}
+
+/// The documents Jaeger query reads for its dependency graph.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DependenciesConfig {
+    /// Time covered by one Jaeger dependency document, for all partitions
+    /// together. Jaeger query reads at most 10,000 documents per request
+    /// (`max_doc_count`) and sums what it read, so the documents of the
+    /// longest lookback anyone asks for must stay below that: an hour gives
+    /// 168 a week and 8,760 a year. A multiple of `windows.size` that
+    /// divides a day.
+    #[serde(with = "humantime_serde")]
+    pub period: Duration,
+}
+
+impl Default for DependenciesConfig {
+    fn default() -> Self {
+        DependenciesConfig {
+            period: Duration::from_secs(3600),
+        }
+    }
 }
 
 /// Aggregates as Prometheus series.
@@ -192,6 +223,7 @@ impl Default for OutputConfig {
             retry_max_backoff: Duration::from_secs(10),
             request_timeout: Duration::from_secs(30),
             max_pending_windows: 1_000,
+            tags_dot_replacement: "@".into(),
         }
     }
 }
@@ -211,7 +243,7 @@ impl Default for WindowConfig {
 impl Default for ModelConfig {
     fn default() -> Self {
         ModelConfig {
-            same_service_edges: true,
+            same_service: SameService::default(),
             virtual_nodes: true,
             user_node: true,
             peer_attributes: vec![
@@ -261,7 +293,7 @@ impl AnalyticsConfig {
     /// The model's switches.
     pub fn rules(&self) -> Rules {
         Rules {
-            same_service_edges: self.model.same_service_edges,
+            same_service: self.model.same_service,
             virtual_nodes: self.model.virtual_nodes,
             user_node: self.model.user_node,
         }
@@ -322,6 +354,22 @@ impl AnalyticsConfig {
             return Err(ConfigError::invalid(
                 "windows.idle_flush",
                 "must be positive",
+            ));
+        }
+        let period = self.dependencies.period;
+        const DAY: Duration = Duration::from_secs(86_400);
+        if period < w.size
+            || period > DAY
+            || !period.as_micros().is_multiple_of(w.size.as_micros())
+            || !DAY.as_micros().is_multiple_of(period.as_micros())
+        {
+            return Err(ConfigError::invalid(
+                "dependencies.period",
+                format!(
+                    "{} must be a multiple of windows.size ({}) that divides a day",
+                    humantime::format_duration(period),
+                    humantime::format_duration(w.size)
+                ),
             ));
         }
         if self.model.virtual_nodes && self.model.peer_attributes.is_empty() {
@@ -407,6 +455,20 @@ mod tests {
     }
 
     #[test]
+    fn dependency_period_fits_windows_and_days() {
+        let mut cfg = AnalyticsConfig::default();
+        for bad in [7 * 60, 30, 2 * 86_400, 90 * 60 + 30] {
+            cfg.dependencies.period = Duration::from_secs(bad);
+            let error = cfg.validate().unwrap_err().to_string();
+            assert!(error.contains("dependencies.period"), "{bad}: {error}");
+        }
+        for good in [60, 10 * 60, 3600, 6 * 3600, 86_400] {
+            cfg.dependencies.period = Duration::from_secs(good);
+            cfg.validate().unwrap();
+        }
+    }
+
+    #[test]
     fn stall_timeout_must_exceed_a_write_attempt() {
         let mut cfg = AnalyticsConfig::default();
         cfg.ops.stall_timeout = Duration::ZERO;
@@ -418,6 +480,28 @@ mod tests {
         assert!(error.contains("elasticsearch.request_timeout"), "{error}");
         cfg.elasticsearch.request_timeout = Duration::from_secs(45);
         cfg.validate().unwrap();
+    }
+
+    #[test]
+    fn same_service_rule_is_named_in_config() {
+        let load = |value: &str| {
+            spanway_service_kit::config::load_with_env::<AnalyticsConfig>(
+                None,
+                [("SPANWAY_MODEL__SAME_SERVICE".to_owned(), value.to_owned())],
+            )
+        };
+        assert_eq!(load("all").unwrap().rules().same_service, SameService::All);
+        assert_eq!(
+            load("none").unwrap().rules().same_service,
+            SameService::None
+        );
+        assert_eq!(
+            AnalyticsConfig::default().rules().same_service,
+            SameService::Calls
+        );
+        let error = load("jaeger").unwrap_err().to_string();
+        assert!(error.contains("same_service"), "{error}");
+        assert!(error.contains("calls"), "{error}");
     }
 
     /// The shipped example must load, validate, and equal the defaults it documents.

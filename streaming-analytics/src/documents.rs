@@ -1,13 +1,13 @@
 //! The documents a closed window becomes, and their index templates.
 //!
-//! Each partition writes its own share of a window: one Jaeger dependency
-//! document per window and partition, one service-graph document per
-//! window, edge and partition. Ids are derived from the window, the edge
-//! and the partition only, so rewriting a window after a replay replaces
-//! the same documents, and instances that share the partitions never write
-//! over each other. Jaeger query sums `callCount` over every document in
-//! the range it is asked for, and Kibana sums `calls` and `errors` the same
-//! way, so totals over any range are exact.
+//! Each partition writes its own share of a window: one service-graph
+//! document per window, edge and partition. Ids are derived from the
+//! window, the edge and the partition only, so rewriting a window after a
+//! replay replaces the same documents, and instances that share the
+//! partitions never write over each other. Kibana sums `calls` and `errors`
+//! over every document in the range it is asked for, so totals over any
+//! range are exact. Jaeger's dependency documents are summed from these,
+//! one per period ([`crate::rollup`]).
 
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -17,7 +17,7 @@ use spanway_search::templates;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use crate::aggregate::{BUCKETS_MS, Histogram, WindowEdges};
+use crate::aggregate::{BUCKETS_MS, Histogram};
 use crate::partition::ClosedWindow;
 
 /// The value of `source` in Jaeger dependency links written here.
@@ -91,13 +91,13 @@ fn datetime(micros: i64) -> OffsetDateTime {
         .unwrap_or(OffsetDateTime::UNIX_EPOCH)
 }
 
-fn rfc3339(micros: i64) -> String {
+pub(crate) fn rfc3339(micros: i64) -> String {
     datetime(micros)
         .format(&Rfc3339)
         .unwrap_or_else(|_| micros.to_string())
 }
 
-fn digest(parts: &[&str]) -> String {
+pub(crate) fn digest(parts: &[&str]) -> String {
     let mut hasher = Sha256::new();
     for part in parts {
         hasher.update(part.as_bytes());
@@ -123,21 +123,6 @@ fn buckets(h: &Histogram) -> Value {
     json!({"le": BUCKETS_MS, "counts": h.counts})
 }
 
-/// Jaeger's dependency links of a window, one per edge.
-fn links(edges: &WindowEdges) -> Vec<Value> {
-    edges
-        .iter()
-        .map(|(key, stats)| {
-            json!({
-                "parent": &*key.client,
-                "child": &*key.server,
-                "callCount": stats.calls,
-                "source": LINK_SOURCE,
-            })
-        })
-        .collect()
-}
-
 fn to_bytes(value: &Value) -> Vec<u8> {
     value.to_string().into_bytes()
 }
@@ -153,16 +138,7 @@ pub fn window_documents(
     let start = window.start_micros;
     let partition_text = partition.to_string();
     let start_text = start.to_string();
-    let mut docs = Vec::with_capacity(window.edges.len() + 1);
-    docs.push(Document {
-        kind: DocumentKind::Aggregate,
-        index: indices.dependencies(start),
-        id: digest(&["dependencies", &start_text, topic, &partition_text]),
-        source: to_bytes(&json!({
-            "timestamp": rfc3339(start),
-            "dependencies": links(&window.edges),
-        })),
-    });
+    let mut docs = Vec::with_capacity(window.edges.len());
     for (key, stats) in &window.edges {
         docs.push(Document {
             kind: DocumentKind::Aggregate,
@@ -227,26 +203,13 @@ mod tests {
     }
 
     #[test]
-    fn jaeger_document_has_the_fields_jaeger_query_reads() {
-        let indices = Indices::new("prod", "spanway-service-graph");
-        let docs = window_documents(&indices, "jaeger-spans", 3, &window(), 60_000_000);
-        assert_eq!(docs.len(), 2);
-        assert_eq!(docs[0].index, "prod-jaeger-dependencies-2026-11-26");
-        let source: Value = serde_json::from_slice(&docs[0].source).unwrap();
-        assert_eq!(source["timestamp"], "2026-11-26T01:02:00Z");
-        assert_eq!(
-            source["dependencies"],
-            json!([{"parent": "frontend", "child": "cart", "callCount": 2, "source": "spanway"}])
-        );
-        assert!(docs.iter().all(|d| d.kind == DocumentKind::Aggregate));
-    }
-
-    #[test]
     fn service_graph_document_counts_errors_late_calls_and_latency() {
         let indices = Indices::new("", "graph");
         let docs = window_documents(&indices, "jaeger-spans", 3, &window(), 60_000_000);
-        assert_eq!(docs[1].index, "graph-2026-11-26");
-        let source: Value = serde_json::from_slice(&docs[1].source).unwrap();
+        assert_eq!(docs.len(), 1, "one document per edge");
+        assert_eq!(docs[0].index, "graph-2026-11-26");
+        assert_eq!(docs[0].kind, DocumentKind::Aggregate);
+        let source: Value = serde_json::from_slice(&docs[0].source).unwrap();
         assert_eq!(source["calls"], 2);
         assert_eq!(source["errors"], 2);
         assert_eq!(source["late_calls"], 1);
@@ -264,8 +227,6 @@ mod tests {
         let other_partition = window_documents(&indices, "t", 1, &window(), 60_000_000);
         assert_eq!(a, again);
         assert_ne!(a[0].id, other_partition[0].id);
-        assert_ne!(a[1].id, other_partition[1].id);
-        assert_ne!(a[0].id, a[1].id);
     }
 
     #[test]

@@ -7,7 +7,8 @@
 //! edges per window; [`partition`] holds a partition's pairing store,
 //! windows and commit bookkeeping; [`documents`] renders closed windows;
 //! [`job`] is the polling thread and [`writer`] the task that stores
-//! windows; [`batch`] recomputes the same edges from stored span documents.
+//! windows; [`rollup`] sums them into Jaeger's dependency documents, one per
+//! period; [`batch`] recomputes the same edges from stored span documents.
 
 pub mod aggregate;
 pub mod batch;
@@ -17,6 +18,7 @@ pub mod job;
 pub mod metrics;
 pub mod model;
 pub mod partition;
+pub mod rollup;
 pub mod span;
 pub mod writer;
 
@@ -37,6 +39,7 @@ pub use crate::config::AnalyticsConfig;
 use crate::documents::Indices;
 use crate::job::Job;
 use crate::metrics::{AnalyticsMetrics, EdgeSeries};
+use crate::rollup::Rollup;
 
 /// Failures while starting.
 #[derive(Debug, thiserror::Error)]
@@ -139,8 +142,16 @@ impl Analytics {
             (kafka, faults),
         )?;
         let writer_cancel = CancellationToken::new();
+        let rollup = Rollup::new(
+            Indices::new(&out.index_prefix, &out.service_graph_index),
+            config.dependencies.period,
+            out.retry_initial_backoff,
+            out.retry_max_backoff,
+            out.request_timeout,
+        );
         let writer = tokio::spawn(writer::run(
             writer,
+            rollup,
             write_rx,
             ack_tx,
             writer_cancel.clone(),

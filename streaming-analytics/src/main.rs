@@ -96,6 +96,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             to_ms,
             config.rules(),
             &config.model.peer_attributes,
+            &config.elasticsearch.tags_dot_replacement,
         ))?;
         for ((parent, child), calls) in totals {
             println!(

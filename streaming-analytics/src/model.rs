@@ -11,8 +11,9 @@
 //!    because it points at the client's parent and would count the call twice.
 //! 2. `s` references a parent span present in the trace: an edge from the
 //!    parent's service to `s`'s service (CHILD_OF and FOLLOWS_FROM alike, as
-//!    spark-dependencies counts them). Same-service edges are kept unless
-//!    switched off.
+//!    spark-dependencies counts them). An edge whose two ends are the same
+//!    service is kept as [`SameService`] says: by default only for a real
+//!    call to oneself.
 //! 3. `s` is a root SERVER or CONSUMER span: an edge from `user`, if enabled.
 //!
 //! Independently, a CLIENT or PRODUCER span that nobody answered (no span
@@ -29,11 +30,54 @@ pub const USER: &str = "user";
 /// The node a calling span with no named peer calls.
 pub const UNKNOWN: &str = "unknown";
 
+/// Which parent/child pairs within one service make an edge.
+///
+/// Jaeger's rule (every parent/child pair) turns each outgoing call into a
+/// self-loop: a SERVER span's CLIENT child is in the same service, so the
+/// graph shows `frontend → frontend` as often as frontend calls anyone. The
+/// default keeps only what a reader means by a call to oneself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SameService {
+    /// A CLIENT or PRODUCER span answered by a SERVER or CONSUMER span of
+    /// the same service.
+    #[default]
+    Calls,
+    /// Every parent/child pair, as Jaeger's dependency jobs count.
+    All,
+    /// No edge from a service to itself.
+    None,
+}
+
+impl<'de> serde::Deserialize<'de> for SameService {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(deserializer)?;
+        match name.as_str() {
+            "calls" => Ok(SameService::Calls),
+            "all" => Ok(SameService::All),
+            "none" => Ok(SameService::None),
+            other => Err(serde::de::Error::custom(format!(
+                "{other:?} is not one of calls (a call to oneself), all (Jaeger's rule) or none"
+            ))),
+        }
+    }
+}
+
+impl SameService {
+    /// Whether `caller → called`, both in one service, makes an edge.
+    fn counts(self, caller: Kind, called: Kind) -> bool {
+        match self {
+            SameService::Calls => caller.calls_out() && called.is_called(),
+            SameService::All => true,
+            SameService::None => false,
+        }
+    }
+}
+
 /// Switches of the model.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Rules {
-    /// Count edges whose two ends are the same service.
-    pub same_service_edges: bool,
+    /// Which edges from a service to itself count.
+    pub same_service: SameService,
     /// Unanswered client and producer spans make edges to their named peer.
     pub virtual_nodes: bool,
     /// Root server spans make edges from `user`.
@@ -43,7 +87,7 @@ pub struct Rules {
 impl Default for Rules {
     fn default() -> Self {
         Rules {
-            same_service_edges: true,
+            same_service: SameService::default(),
             virtual_nodes: true,
             user_node: true,
         }
@@ -172,7 +216,7 @@ pub fn analyse(spans: &[SpanFacts], rules: Rules) -> Analysis {
 }
 
 fn push_call(out: &mut Vec<Edge>, caller: &SpanFacts, called: &SpanFacts, rules: Rules) {
-    if caller.service == called.service && !rules.same_service_edges {
+    if caller.service == called.service && !rules.same_service.counts(caller.kind, called.kind) {
         return;
     }
     let connection = if caller.kind == Kind::Producer && called.kind == Kind::Consumer {
@@ -236,11 +280,10 @@ pub(crate) mod tests {
             pairs(&out),
             [
                 ("user".into(), "frontend".into(), "direct"),
-                ("frontend".into(), "frontend".into(), "direct"),
                 ("frontend".into(), "cart".into(), "direct"),
             ]
         );
-        let call = &out[2];
+        let call = &out[1];
         assert_eq!(call.client_micros, Some(200));
         assert_eq!(call.server_micros, Some(300));
         assert_eq!(call.time_micros, spans[1].start_micros);
@@ -254,7 +297,7 @@ pub(crate) mod tests {
             facts(3, Some(2), "cart", Kind::Server),
         ];
         let rules = Rules {
-            same_service_edges: false,
+            same_service: SameService::None,
             virtual_nodes: true,
             user_node: false,
         };
@@ -279,12 +322,82 @@ pub(crate) mod tests {
         };
         assert_eq!(
             pairs(&edges(&spans, rules)),
+            [("frontend".into(), "cart".into(), "direct")]
+        );
+        let jaeger = Rules {
+            same_service: SameService::All,
+            ..rules
+        };
+        assert_eq!(
+            pairs(&edges(&spans, jaeger)),
             [
                 ("frontend".into(), "frontend".into(), "direct"),
                 ("frontend".into(), "cart".into(), "direct"),
                 ("cart".into(), "cart".into(), "direct"),
             ]
         );
+    }
+
+    #[test]
+    fn jaegers_rule_turns_every_outgoing_call_into_a_self_loop() {
+        // frontend serves a request, works internally, calls cart.
+        let spans = [
+            facts(1, None, "frontend", Kind::Server),
+            facts(2, Some(1), "frontend", Kind::Internal),
+            facts(3, Some(2), "frontend", Kind::Client),
+            facts(4, Some(3), "cart", Kind::Server),
+        ];
+        let rules = |same_service| Rules {
+            same_service,
+            user_node: false,
+            ..Rules::default()
+        };
+        assert_eq!(
+            pairs(&edges(&spans, rules(SameService::All))),
+            [
+                ("frontend".into(), "frontend".into(), "direct"),
+                ("frontend".into(), "frontend".into(), "direct"),
+                ("frontend".into(), "cart".into(), "direct"),
+            ]
+        );
+        for quiet in [SameService::Calls, SameService::None] {
+            assert_eq!(
+                pairs(&edges(&spans, rules(quiet))),
+                [("frontend".into(), "cart".into(), "direct")],
+                "{quiet:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_real_call_to_oneself_counts_by_default() {
+        // frontend calls its own API (CLIENT → SERVER) and sends itself a
+        // message (PRODUCER → CONSUMER); the INTERNAL child of the server
+        // span is not a call.
+        let spans = [
+            facts(1, None, "frontend", Kind::Internal),
+            facts(2, Some(1), "frontend", Kind::Client),
+            facts(3, Some(2), "frontend", Kind::Server),
+            facts(4, Some(3), "frontend", Kind::Internal),
+            facts(5, Some(1), "frontend", Kind::Producer),
+            facts(6, Some(5), "frontend", Kind::Consumer),
+        ];
+        let rules = |same_service| Rules {
+            same_service,
+            ..Rules::default()
+        };
+        let calls = edges(&spans, rules(SameService::Calls));
+        assert_eq!(
+            pairs(&calls),
+            [
+                ("frontend".into(), "frontend".into(), "direct"),
+                ("frontend".into(), "frontend".into(), "messaging"),
+            ]
+        );
+        assert_eq!(calls[0].client_micros, Some(200));
+        assert_eq!(calls[0].server_micros, Some(300));
+        assert_eq!(edges(&spans, rules(SameService::All)).len(), 5);
+        assert!(edges(&spans, rules(SameService::None)).is_empty());
     }
 
     #[test]
@@ -298,7 +411,7 @@ pub(crate) mod tests {
             facts(3, Some(1), "orders", Kind::Producer),
         ];
         let rules = Rules {
-            same_service_edges: false,
+            same_service: SameService::None,
             ..Rules::default()
         };
         let out = edges(&spans, rules);

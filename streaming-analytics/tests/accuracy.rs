@@ -180,6 +180,7 @@ async fn known_topology_is_counted_exactly(url: &str, storage_type: &str) {
         to_ms,
         config.rules(),
         &config.model.peer_attributes,
+        &config.elasticsearch.tags_dot_replacement,
     )
     .await
     .unwrap();

@@ -89,13 +89,19 @@ async fn sigkill_at_random_moments_changes_no_document() {
     wait_until_read(&crashed.group, &topic, PARTITIONS, Duration::from_secs(300)).await;
     terminate(child);
 
-    for (a, b) in [
-        (clean.dependency_indices(), crashed.dependency_indices()),
-        (clean.graph_indices(), crashed.graph_indices()),
+    // The traffic spans a minute: one hourly Jaeger document (two if the
+    // minute straddles an hour), and many service-graph documents.
+    for (a, b, at_least) in [
+        (clean.dependency_indices(), crashed.dependency_indices(), 1),
+        (clean.graph_indices(), crashed.graph_indices(), 10),
     ] {
         let expected = documents(&url, &a).await;
         let got = documents(&url, &b).await;
-        assert!(expected.len() > 10, "{a}: {} documents", expected.len());
+        assert!(
+            expected.len() >= at_least,
+            "{a}: {} documents",
+            expected.len()
+        );
         assert_eq!(
             expected.keys().collect::<Vec<_>>(),
             got.keys().collect::<Vec<_>>(),

@@ -1,0 +1,169 @@
+//! Jaeger query reads at most 10,000 dependency documents per request and sums what it read.
+//! Three days of calls on a 4-partition topic make more than 10,000 one-minute windows of
+//! partitions (the service-graph documents); the Jaeger dependency documents are one per hour
+//! (72), and the real Jaeger query's `/api/dependencies` over the three days returns every call.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use spanway_e2e::jaeger_query::{JaegerQuery, jaeger_query_bin};
+use spanway_e2e::{
+    create_topic, delete_indices, kafka_bootstrap, opensearch_url, produce, require_engine,
+    require_kafka, topology, unique_name,
+};
+use spanway_streaming_analytics::{Analytics, AnalyticsConfig};
+use tokio_util::sync::CancellationToken;
+
+use common::{Names, START_MS, wait_until_read};
+
+const PARTITIONS: i32 = 4;
+const DAYS: u64 = 3;
+/// One call every 5 s: 12 a minute, so nearly every partition has some in every minute.
+const SPACING_MS: u64 = 5_000;
+/// What Jaeger query reads per request (`max_doc_count`, and the engine's result window).
+const JAEGER_READ_LIMIT: u64 = 10_000;
+
+async fn count(url: &str, pattern: &str) -> u64 {
+    let client = reqwest::Client::new();
+    client
+        .post(format!("{url}/{pattern}/_refresh"))
+        .send()
+        .await
+        .unwrap();
+    let body: Value = client
+        .get(format!("{url}/{pattern}/_count"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    body["count"].as_u64().unwrap()
+}
+
+async fn sum_calls(url: &str, pattern: &str) -> u64 {
+    let body: Value = reqwest::Client::new()
+        .post(format!("{url}/{pattern}/_search"))
+        .json(&json!({"size": 0, "aggs": {"calls": {"sum": {"field": "calls"}}}}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    body["aggregations"]["calls"]["value"].as_f64().unwrap() as u64
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jaeger_query_counts_every_call_of_days_of_partition_windows() {
+    require_kafka();
+    jaeger_query_bin();
+    let url = opensearch_url();
+    require_engine(&url, "OpenSearch", "opensearch").await;
+
+    let topic = unique_name("analytics-limit");
+    create_topic(&topic, PARTITIONS).await;
+    let traces = DAYS * 86_400_000 / SPACING_MS;
+    let traffic = topology::single_calls(traces, START_MS, SPACING_MS);
+    produce(&topic, &traffic.as_produce_input()).await;
+    let names = Names::new(&topic, "limit");
+
+    let mut config = AnalyticsConfig::default();
+    config.kafka.client.brokers = vec![kafka_bootstrap()];
+    config.kafka.topics = vec![topic.clone()];
+    config.kafka.group_id = names.group.clone();
+    config.kafka.commit_interval = Duration::from_millis(200);
+    config.elasticsearch.client.url = Some(url.clone());
+    config.elasticsearch.index_prefix = names.prefix.clone();
+    config.elasticsearch.service_graph_index = names.graph.clone();
+    config.elasticsearch.replicas = 0;
+    config.windows.idle_flush = Duration::from_secs(3);
+    config.ops.listen = "127.0.0.1:0".parse().unwrap();
+    config.validate().unwrap();
+    assert_eq!(config.windows.size, Duration::from_secs(60));
+    assert_eq!(config.dependencies.period, Duration::from_secs(3600));
+
+    let shutdown = CancellationToken::new();
+    let analytics = Analytics::start(&config, shutdown.clone()).await.unwrap();
+    wait_until_read(&names.group, &topic, PARTITIONS, Duration::from_secs(300)).await;
+    shutdown.cancel();
+    analytics.wait().await;
+
+    // The fine-grained record: one document per minute and partition with calls, more than
+    // Jaeger query would read.
+    let windows = count(&url, &names.graph_indices()).await;
+    assert!(
+        windows > JAEGER_READ_LIMIT,
+        "{windows} service-graph documents: the traffic must cross Jaeger's read limit"
+    );
+    assert_eq!(sum_calls(&url, &names.graph_indices()).await, traces);
+
+    // Jaeger's documents: one per hour.
+    let hours = count(&url, &names.dependency_indices()).await;
+    assert_eq!(hours, DAYS * 24, "one Jaeger dependency document per hour");
+
+    let mut jaeger = JaegerQuery::start("opensearch", &url, &names.prefix);
+    jaeger.wait_ready().await;
+    let end_ms = START_MS + DAYS * 86_400_000 + 3_600_000;
+    let body = jaeger
+        .get(
+            "/dependencies",
+            &[
+                ("endTs", &end_ms.to_string()),
+                ("lookback", &((DAYS + 1) * 86_400_000).to_string()),
+            ],
+        )
+        .await;
+    let links = body["data"].as_array().unwrap();
+    assert_eq!(links.len(), 1, "{body}");
+    assert_eq!(links[0]["parent"], "frontend");
+    assert_eq!(links[0]["child"], "cart");
+    assert_eq!(
+        links[0]["callCount"].as_u64().unwrap(),
+        traces,
+        "every call, through Jaeger query"
+    );
+
+    // A lookback of one day ending at the second midnight reads that day's hours only: the
+    // calls of that day's windows (a late call is counted in the window it arrived in, so
+    // this is not exactly one day of traffic).
+    let day_start_ms = START_MS + 86_400_000;
+    let day: Value = reqwest::Client::new()
+        .post(format!("{url}/{}/_search", names.graph_indices()))
+        .json(&json!({
+            "size": 0,
+            "query": {"range": {"@timestamp": {
+                "gte": day_start_ms, "lt": day_start_ms + 86_400_000, "format": "epoch_millis"
+            }}},
+            "aggs": {"calls": {"sum": {"field": "calls"}}}
+        }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let day_calls = day["aggregations"]["calls"]["value"].as_f64().unwrap() as u64;
+    assert!(day_calls > 0, "{day}");
+    let body = jaeger
+        .get(
+            "/dependencies",
+            &[
+                ("endTs", &(START_MS + 2 * 86_400_000 - 1).to_string()),
+                ("lookback", &(86_400_000 - 1).to_string()),
+            ],
+        )
+        .await;
+    assert_eq!(
+        body["data"][0]["callCount"].as_u64().unwrap(),
+        day_calls,
+        "one day: {body}"
+    );
+    drop(jaeger);
+
+    delete_indices(&url, &format!("{}-*", names.prefix)).await;
+    delete_indices(&url, &names.graph_indices()).await;
+}
