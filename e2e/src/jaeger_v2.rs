@@ -127,6 +127,56 @@ exporters:
     )
 }
 
+/// Jaeger v2 as a query service over the Jaeger indices the ingester writes: the
+/// `jaeger_query` extension reads traces, services and dependencies from `backend`
+/// (`opensearch` or `elasticsearch`) at `url` under `prefix`, and answers the Monitor tab's
+/// `/api/metrics/*` from the same span indices. Jaeger does not install its own index
+/// templates (`create_mappings: false`), so the ingester's stay. No pipeline does anything
+/// (`nop` in and out): a Collector distribution needs one.
+pub fn engine_query_config(
+    backend: &str,
+    url: &str,
+    prefix: &str,
+    http_port: u16,
+    grpc_port: u16,
+) -> String {
+    format!(
+        "service:
+  extensions: [jaeger_storage, jaeger_query]
+  pipelines:
+    traces:
+      receivers: [nop]
+      exporters: [nop]
+{TELEMETRY}
+extensions:
+  jaeger_storage:
+    backends:
+      engine: &engine
+        {backend}:
+          server_urls: [{url}]
+          create_mappings: false
+          indices:
+            index_prefix: {prefix}
+    metric_backends:
+      engine: *engine
+  jaeger_query:
+    storage:
+      traces: engine
+      metrics: engine
+    http:
+      endpoint: 127.0.0.1:{http_port}
+    grpc:
+      endpoint: 127.0.0.1:{grpc_port}
+
+receivers:
+  nop:
+
+exporters:
+  nop:
+"
+    )
+}
+
 /// A running Jaeger v2: killed when dropped, even when the test panics, and its log is
 /// printed then.
 #[derive(Debug)]

@@ -15,8 +15,7 @@
 //!   (`encoding: otlp_proto`) reads it into its memory store, and its query API returns every
 //!   trace with all its spans.
 //!
-//! On demand, not in CI (the first build of Jaeger v2 takes about 12 minutes on two cores):
-//! `dev/jaeger build v2 && cargo test -p spanway-e2e --test jaeger_v2 -- --ignored`.
+//! Needs `dev/jaeger build v2` (dev/test runs it).
 
 // A failed step is a failed test: panicking on it is the point.
 #![allow(clippy::unwrap_used)]
@@ -301,39 +300,33 @@ async fn their_producer(encoding: &str, ours: Encoding, partition_by_trace_id: b
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "on demand: needs `dev/jaeger build v2` (about 12 minutes cold), too long for CI"]
 async fn their_otlp_proto_is_stored_once_with_the_same_edges() {
     their_producer("otlp_proto", Encoding::OtlpProto, true).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "on demand: needs `dev/jaeger build v2` (about 12 minutes cold), too long for CI"]
 async fn their_otlp_json_is_stored_once_with_the_same_edges() {
     their_producer("otlp_json", Encoding::OtlpJson, true).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "on demand: needs `dev/jaeger build v2` (about 12 minutes cold), too long for CI"]
 async fn their_jaeger_proto_is_stored_once_with_the_same_edges() {
     their_producer("jaeger_proto", Encoding::JaegerProto, true).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "on demand: needs `dev/jaeger build v2` (about 12 minutes cold), too long for CI"]
 async fn their_jaeger_json_is_stored_once_with_the_same_edges() {
     their_producer("jaeger_json", Encoding::JaegerJson, true).await;
 }
 
 /// Without `partition_traces_by_id`, records are unkeyed and hold whole export batches.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "on demand: needs `dev/jaeger build v2` (about 12 minutes cold), too long for CI"]
 async fn their_unkeyed_otlp_proto_is_still_stored_once() {
     their_producer("otlp_proto", Encoding::OtlpProto, false).await;
 }
 
 /// Our collector writes the topic; Jaeger v2 reads it and answers for every trace.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "on demand: needs `dev/jaeger build v2` (about 12 minutes cold), too long for CI"]
 async fn jaeger_v2_reads_our_topic_and_returns_every_trace() {
     require_kafka();
     let dir = tempfile::tempdir().unwrap();

@@ -1,0 +1,409 @@
+//! Jaeger v2's query (the `jaeger_query` extension of `cmd/jaeger`, built by
+//! `dev/jaeger build v2`) over the indices our ingester writes, on OpenSearch and on
+//! Elasticsearch 7.17: it lists the services, finds the failed requests by the `error` tag, and
+//! its Monitor tab (`/api/metrics/calls|errors|latencies`, computed from the span indices with
+//! filters on the fields `tag.span@kind` and `tag.error`) shows the request rate, error rate and
+//! latency a known topology implies.
+//!
+//! The topology: 120 traces within one minute, each a `checkout` SERVER span of 250 ms (every
+//! fourth one failed, 30 in all) whose CLIENT child of 40 ms calls a `payments` SERVER span of
+//! 30 ms. With one-minute steps and a two-minute rate window, the minute that holds the spans has
+//! a rate of 120 / 120 s = 1 call/s for each of the three (service, kind) pairs, and every other
+//! minute has no value.
+
+// A failed step is a failed test: panicking on it is the point.
+#![allow(clippy::unwrap_used)]
+
+use std::collections::BTreeSet;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use prost::Message as _;
+use serde_json::Value;
+use spanway_collector::Collector;
+use spanway_collector::config::CollectorConfig;
+use spanway_e2e::jaeger_v2::{JaegerV2, engine_query_config, free_ports, jaeger_v2_bin};
+use spanway_e2e::{
+    create_topic, elasticsearch_url, kafka_bootstrap, opensearch_url, require_engine,
+    require_kafka, unique_name, wait_for_count,
+};
+use spanway_ingester::Ingester;
+use spanway_ingester::config::IngesterConfig;
+use spanway_schemas::proto::otlp::{self, any_value::Value as Any};
+use tokio_util::sync::CancellationToken;
+
+const TRACES: u64 = 120;
+/// Every `FAIL_EVERY`th checkout request fails.
+const FAIL_EVERY: u64 = 4;
+const CHECKOUT_MS: u64 = 250;
+const CHARGE_CLIENT_MS: u64 = 40;
+const PAYMENTS_MS: u64 = 30;
+const STEP_MS: u64 = 60_000;
+const RATE_PER_MS: u64 = 120_000;
+
+fn kv(key: &str, value: &str) -> otlp::KeyValue {
+    otlp::KeyValue {
+        key: key.into(),
+        value: Some(otlp::AnyValue {
+            value: Some(Any::StringValue(value.into())),
+        }),
+    }
+}
+
+fn resource_spans(service: &str, spans: Vec<otlp::Span>) -> otlp::ResourceSpans {
+    otlp::ResourceSpans {
+        resource: Some(otlp::Resource {
+            attributes: vec![kv("service.name", service)],
+            ..Default::default()
+        }),
+        scope_spans: vec![otlp::ScopeSpans {
+            spans,
+            ..Default::default()
+        }],
+        ..Default::default()
+    }
+}
+
+/// The topology, every trace starting within the minute that begins at `minute_ms`.
+fn topology(minute_ms: u64, run: u64) -> otlp::ExportTraceServiceRequest {
+    use otlp::span::SpanKind::{Client, Server};
+    let (mut checkout, mut payments) = (Vec::new(), Vec::new());
+    for i in 0..TRACES {
+        let trace_id = [run.to_be_bytes(), i.to_be_bytes()].concat();
+        let id = |n: u64| (i * 4 + n + 1).to_be_bytes().to_vec();
+        let start_ns = (minute_ms + 5_000 + i * 200) * 1_000_000;
+        let span =
+            |span_id: u64, parent: Option<u64>, name: &str, kind, ms: u64, offset_ms: u64| {
+                let start = start_ns + offset_ms * 1_000_000;
+                otlp::Span {
+                    trace_id: trace_id.clone(),
+                    span_id: id(span_id),
+                    parent_span_id: parent.map(id).unwrap_or_default(),
+                    name: name.into(),
+                    kind: kind as i32,
+                    start_time_unix_nano: start,
+                    end_time_unix_nano: start + ms * 1_000_000,
+                    ..Default::default()
+                }
+            };
+        let mut request = span(0, None, "POST /checkout", Server, CHECKOUT_MS, 0);
+        if i % FAIL_EVERY == 0 {
+            request.status = Some(otlp::Status {
+                code: otlp::status::StatusCode::Error as i32,
+                message: "card declined".into(),
+            });
+        }
+        checkout.push(request);
+        checkout.push(span(1, Some(0), "charge", Client, CHARGE_CLIENT_MS, 100));
+        payments.push(span(2, Some(1), "POST /charge", Server, PAYMENTS_MS, 105));
+    }
+    otlp::ExportTraceServiceRequest {
+        resource_spans: vec![
+            resource_spans("checkout", checkout),
+            resource_spans("payments", payments),
+        ],
+    }
+}
+
+fn now_ms() -> u64 {
+    u64::try_from(
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_millis(),
+    )
+    .unwrap()
+}
+
+/// Jaeger v2's query on an HTTP port.
+struct Query {
+    base: String,
+    client: reqwest::Client,
+}
+
+impl Query {
+    async fn get(&self, path: &str, params: &[(&str, String)]) -> Value {
+        let response = self
+            .client
+            .get(format!("{}/api{path}", self.base))
+            .query(params)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status();
+        let body = response.text().await.unwrap();
+        assert!(
+            status.is_success(),
+            "GET {path} {params:?}: {status} {body}"
+        );
+        serde_json::from_str(&body).unwrap_or_else(|e| panic!("GET {path}: {e}: {body}"))
+    }
+
+    /// The values of the one series a Monitor tab query for `service` returns that are
+    /// numbers (minutes with no spans have none), with the series' labels.
+    async fn monitor(
+        &self,
+        metric: &str,
+        service: &str,
+        extra: &[(&str, &str)],
+        end_ms: u64,
+    ) -> Vec<(Vec<(String, String)>, Vec<f64>)> {
+        let mut params = vec![
+            ("service", service.to_owned()),
+            ("endTs", end_ms.to_string()),
+            ("lookback", (15 * STEP_MS).to_string()),
+            ("step", STEP_MS.to_string()),
+            ("ratePer", RATE_PER_MS.to_string()),
+        ];
+        params.extend(extra.iter().map(|(k, v)| (*k, (*v).to_owned())));
+        let family = self.get(&format!("/metrics/{metric}"), &params).await;
+        family["metrics"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{metric} {service}: no metrics in {family}"))
+            .iter()
+            .map(|series| {
+                let labels = series["labels"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|l| {
+                        (
+                            l["name"].as_str().unwrap().to_owned(),
+                            l["value"].as_str().unwrap().to_owned(),
+                        )
+                    })
+                    .collect();
+                let values = series["metricPoints"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .filter_map(|p| p["gaugeValue"]["doubleValue"].as_f64())
+                    .collect();
+                (labels, values)
+            })
+            .collect()
+    }
+
+    /// [`Query::monitor`] for a query that returns one series: its numeric values.
+    async fn values(
+        &self,
+        metric: &str,
+        service: &str,
+        extra: &[(&str, &str)],
+        end_ms: u64,
+    ) -> Vec<f64> {
+        let mut series = self.monitor(metric, service, extra, end_ms).await;
+        assert_eq!(series.len(), 1, "{metric} {service} {extra:?}: {series:?}");
+        let (labels, values) = series.remove(0);
+        assert_eq!(
+            labels,
+            [("service_name".to_owned(), service.to_owned())],
+            "{metric} {service}"
+        );
+        values
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jaeger_v2_query_and_monitor_tab_read_opensearch() {
+    jaeger_v2_bin();
+    let url = opensearch_url();
+    require_engine(&url, "OpenSearch", "opensearch").await;
+    monitor_tab_reads(&url, "opensearch").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jaeger_v2_query_and_monitor_tab_read_elasticsearch() {
+    jaeger_v2_bin();
+    let url = elasticsearch_url();
+    require_engine(&url, "Elasticsearch 7.17", "elasticsearch").await;
+    monitor_tab_reads(&url, "elasticsearch").await;
+}
+
+async fn monitor_tab_reads(engine: &str, backend: &str) {
+    require_kafka();
+    let topic = unique_name("e2e-monitor");
+    let prefix = unique_name("e2e-mon");
+    create_topic(&topic, 3).await;
+    let shutdown = CancellationToken::new();
+
+    let mut collector_config = CollectorConfig::default();
+    collector_config.kafka.client.brokers = vec![kafka_bootstrap()];
+    collector_config.kafka.topic = topic.clone();
+    collector_config.on_ephemeral_loopback_ports();
+    collector_config.validate().unwrap();
+    let collector = Collector::start(&collector_config, shutdown.clone())
+        .await
+        .unwrap();
+
+    let mut ingester_config = IngesterConfig::default();
+    ingester_config.kafka.client.brokers = vec![kafka_bootstrap()];
+    ingester_config.kafka.topics = vec![topic.clone()];
+    ingester_config.kafka.group_id = unique_name("e2e-group");
+    ingester_config.elasticsearch.client.url = Some(engine.to_owned());
+    ingester_config.elasticsearch.index_prefix = prefix.clone();
+    ingester_config.elasticsearch.shards = 1;
+    ingester_config.elasticsearch.replicas = 0;
+    ingester_config.bulk.flush_interval = Duration::from_millis(100);
+    ingester_config.ops.listen = "127.0.0.1:0".parse().unwrap();
+    ingester_config.validate().unwrap();
+    let ingester = Ingester::start(ingester_config, shutdown.clone())
+        .await
+        .unwrap();
+
+    // Three minutes back, so the minute is whole and inside the default lookbacks.
+    let minute_ms = (now_ms() / STEP_MS - 3) * STEP_MS;
+    let run = now_ms();
+    let response = reqwest::Client::new()
+        .post(format!(
+            "http://{}/v1/traces",
+            collector.otlp_http_addr.unwrap()
+        ))
+        .header("content-type", "application/x-protobuf")
+        .body(topology(minute_ms, run).encode_to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200, "collector accepted the traces");
+    let span_pattern = format!("{prefix}-jaeger-span-*");
+    let stored = wait_for_count(engine, &span_pattern, 3 * TRACES, Duration::from_secs(120)).await;
+    assert_eq!(stored, 3 * TRACES, "span documents in {span_pattern}");
+    // Services and operations are read from the service index: three pairs.
+    let service_pattern = format!("{prefix}-jaeger-service-*");
+    let pairs = wait_for_count(engine, &service_pattern, 3, Duration::from_secs(60)).await;
+    assert_eq!(pairs, 3, "service documents in {service_pattern}");
+
+    let [http_port, grpc_port] = free_ports::<2>();
+    let mut jaeger = JaegerV2::start(&engine_query_config(
+        backend, engine, &prefix, http_port, grpc_port,
+    ));
+    jaeger.wait_ready().await;
+    let query = Query {
+        base: format!("http://127.0.0.1:{http_port}"),
+        client: reqwest::Client::new(),
+    };
+
+    let services = query.get("/services", &[]).await;
+    let names: BTreeSet<&str> = services["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        BTreeSet::from(["checkout", "payments"]),
+        "{services}"
+    );
+
+    // The failed requests, found by the tag Jaeger v2 also stores as a field.
+    let failed = query
+        .get(
+            "/traces",
+            &[
+                ("service", "checkout".to_owned()),
+                ("tags", r#"{"error":"true"}"#.to_owned()),
+                ("start", ((minute_ms - STEP_MS) * 1_000).to_string()),
+                ("end", (now_ms() * 1_000).to_string()),
+                ("limit", "1000".to_owned()),
+            ],
+        )
+        .await;
+    let failed = failed["data"].as_array().unwrap();
+    assert_eq!(
+        failed.len() as u64,
+        TRACES / FAIL_EVERY,
+        "traces with error=true"
+    );
+    for trace in failed {
+        let spans = trace["spans"].as_array().unwrap();
+        assert_eq!(spans.len(), 3, "whole trace: {trace}");
+        let request = spans
+            .iter()
+            .find(|s| s["operationName"] == "POST /checkout")
+            .unwrap();
+        let tags: BTreeSet<(String, String)> = request["tags"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| {
+                (
+                    t["key"].as_str().unwrap().to_owned(),
+                    t["value"].to_string(),
+                )
+            })
+            .collect();
+        assert!(
+            tags.contains(&("error".to_owned(), "true".to_owned()))
+                && tags.contains(&("span.kind".to_owned(), "\"server\"".to_owned())),
+            "error and span.kind read back as tags: {tags:?}"
+        );
+    }
+
+    let end_ms = now_ms();
+    // Request rate: 120 spans in one minute over a two-minute rate window.
+    for (service, kind) in [
+        ("checkout", "server"),
+        ("checkout", "client"),
+        ("payments", "server"),
+    ] {
+        let calls = query
+            .values("calls", service, &[("spanKind", kind)], end_ms)
+            .await;
+        assert_eq!(calls, [1.0], "{service} {kind} calls/s");
+    }
+    let no_client_spans = query
+        .values("calls", "payments", &[("spanKind", "client")], end_ms)
+        .await;
+    assert!(no_client_spans.is_empty(), "{no_client_spans:?}");
+
+    // Error rate: a quarter of checkout's requests, none of payments'.
+    let errors = query.values("errors", "checkout", &[], end_ms).await;
+    assert_eq!(errors, [0.25], "checkout error rate");
+    let errors = query.values("errors", "payments", &[], end_ms).await;
+    assert_eq!(errors, [0.0], "payments error rate");
+
+    // Latency: every span of a (service, kind) lasts as long, so each quantile is it.
+    for (service, kind, ms) in [
+        ("checkout", "server", CHECKOUT_MS),
+        ("checkout", "client", CHARGE_CLIENT_MS),
+        ("payments", "server", PAYMENTS_MS),
+    ] {
+        let latencies = query
+            .values(
+                "latencies",
+                service,
+                &[("spanKind", kind), ("quantile", "0.95")],
+                end_ms,
+            )
+            .await;
+        assert_eq!(latencies, [ms as f64], "{service} {kind} p95 (ms)");
+    }
+
+    // Per operation, as the Monitor tab's operations table asks.
+    let by_operation = query
+        .monitor("calls", "checkout", &[("groupByOperation", "true")], end_ms)
+        .await;
+    assert_eq!(
+        by_operation,
+        [(
+            vec![
+                ("service_name".to_owned(), "checkout".to_owned()),
+                ("operation".to_owned(), "POST /checkout".to_owned()),
+            ],
+            vec![1.0]
+        )],
+        "checkout calls by operation"
+    );
+
+    jaeger.assert_running();
+    drop(jaeger);
+    shutdown.cancel();
+    collector.wait().await;
+    ingester.wait().await;
+    let client = reqwest::Client::new();
+    let _ = client.delete(format!("{engine}/{prefix}-*")).send().await;
+    let _ = client
+        .delete(format!("{engine}/_template/{prefix}-*"))
+        .send()
+        .await;
+}
