@@ -1,5 +1,7 @@
 //! Set-up shared by the tests that run our ingester and streaming analytics on a topic written
 //! by another producer (the kits, Jaeger v2) and compare with our collector's path.
+// Each test binary that includes this module uses part of it.
+#![allow(dead_code)]
 
 use std::time::Duration;
 
