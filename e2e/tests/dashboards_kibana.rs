@@ -1,0 +1,812 @@
+//! The portable saved-object bundle (`dashboards/portable.ndjson`: index patterns,
+//! aggregation-based visualizations, a saved search, dashboards by reference) for OpenSearch
+//! Dashboards 1–3 and Kibana 7.10–8.x, checked without either tool (neither installs here):
+//! - structure: every line and every embedded JSON string parses, ids are unique, every
+//!   reference resolves inside the bundle, and version stamps are at or below what OpenSearch
+//!   Dashboards accepts;
+//! - fields: after the pipeline stored a known topology in OpenSearch and in Elasticsearch 7.17,
+//!   `_field_caps` shows every field a panel uses as aggregatable, of the expected type, and
+//!   outside any nested path;
+//! - queries: each visualization's aggregations, as the dashboard tool sends them (time range on
+//!   the index pattern's time field, the saved query, buckets nested in order, metrics inside),
+//!   return the numbers the topology implies.
+
+// A failed step is a failed test: panicking on it is the point.
+#![allow(clippy::unwrap_used)]
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use prost::Message as _;
+use serde_json::{Value, json};
+use spanway_collector::Collector;
+use spanway_collector::config::CollectorConfig;
+use spanway_e2e::{
+    create_topic, elasticsearch_url, kafka_bootstrap, opensearch_url, require_engine,
+    require_kafka, unique_name, wait_for_count,
+};
+use spanway_ingester::Ingester;
+use spanway_schemas::Encoding;
+use spanway_schemas::proto::otlp::{self, any_value::Value as Any};
+use spanway_streaming_analytics::Analytics;
+use tokio_util::sync::CancellationToken;
+
+mod common;
+
+/// The last migration OpenSearch Dashboards knows per type: objects stamped above are refused.
+const OSD_MAX: [(&str, &str); 4] = [
+    ("index-pattern", "7.6.0"),
+    ("visualization", "7.10.0"),
+    ("dashboard", "7.9.3"),
+    ("search", "7.9.3"),
+];
+
+/// Every field a panel may use, with the type it must have.
+const FIELD_TYPES: [(&str, &str); 16] = [
+    ("startTimeMillis", "date"),
+    ("process.serviceName", "keyword"),
+    ("operationName", "keyword"),
+    ("duration", "long"),
+    ("traceID", "keyword"),
+    ("tag.span@kind", "keyword"),
+    ("tag.error", "keyword"),
+    ("@timestamp", "date"),
+    ("client", "keyword"),
+    ("server", "keyword"),
+    ("connection_type", "keyword"),
+    ("calls", "long"),
+    ("errors", "long"),
+    ("late_calls", "long"),
+    ("client_latency_ms.p95", "double"),
+    ("server_latency_ms.p95", "double"),
+];
+
+fn bundle() -> Vec<Value> {
+    let path = spanway_e2e::secure::repo_root().join("dashboards/portable.ndjson");
+    std::fs::read_to_string(&path)
+        .unwrap()
+        .lines()
+        .enumerate()
+        .map(|(n, line)| {
+            serde_json::from_str(line)
+                .unwrap_or_else(|e| panic!("{}:{}: {e}", path.display(), n + 1))
+        })
+        .collect()
+}
+
+fn embedded(object: &Value, pointer: &str) -> Value {
+    let text = object
+        .pointer(pointer)
+        .and_then(Value::as_str)
+        .unwrap_or_else(|| panic!("{} has no string at {pointer}", object["id"]));
+    serde_json::from_str(text).unwrap_or_else(|e| panic!("{} {pointer}: {e}: {text}", object["id"]))
+}
+
+fn version(text: &str) -> Vec<u32> {
+    text.split('.').map(|n| n.parse().unwrap()).collect()
+}
+
+#[test]
+fn bundle_structure_imports_everywhere() {
+    let objects = bundle();
+    let ids: BTreeSet<(String, String)> = objects
+        .iter()
+        .map(|o| {
+            (
+                o["type"].as_str().unwrap().to_owned(),
+                o["id"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(ids.len(), objects.len(), "type:id unique");
+    let maxima: BTreeMap<&str, &str> = OSD_MAX.into_iter().collect();
+    let mut dashboards = 0;
+    for o in &objects {
+        let kind = o["type"].as_str().unwrap();
+        assert!(o["attributes"].is_object(), "{}: attributes", o["id"]);
+        assert!(
+            o.get("coreMigrationVersion").is_none(),
+            "{}: 8.x stamp",
+            o["id"]
+        );
+        let stamp = o["migrationVersion"][kind].as_str().unwrap();
+        assert!(
+            version(stamp) <= version(maxima[kind]),
+            "{} stamped {stamp}, above what OpenSearch Dashboards knows",
+            o["id"]
+        );
+        let references = o["references"].as_array().unwrap();
+        let named = |name: &str| {
+            let r = references
+                .iter()
+                .find(|r| r["name"] == name)
+                .unwrap_or_else(|| panic!("{}: no reference {name}", o["id"]));
+            let target = (
+                r["type"].as_str().unwrap().to_owned(),
+                r["id"].as_str().unwrap().to_owned(),
+            );
+            assert!(
+                ids.contains(&target),
+                "{}: {target:?} not in the bundle",
+                o["id"]
+            );
+        };
+        match kind {
+            "index-pattern" => {
+                assert!(o["attributes"]["title"].as_str().unwrap().contains('*'));
+                if o["attributes"].get("fieldFormatMap").is_some() {
+                    embedded(o, "/attributes/fieldFormatMap");
+                }
+            }
+            "visualization" | "search" => {
+                if kind == "visualization" {
+                    let state = embedded(o, "/attributes/visState");
+                    assert!(state["aggs"].as_array().is_some_and(|a| !a.is_empty()));
+                    embedded(o, "/attributes/uiStateJSON");
+                }
+                let source = embedded(o, "/attributes/kibanaSavedObjectMeta/searchSourceJSON");
+                named(source["indexRefName"].as_str().unwrap());
+            }
+            "dashboard" => {
+                dashboards += 1;
+                embedded(o, "/attributes/optionsJSON");
+                embedded(o, "/attributes/kibanaSavedObjectMeta/searchSourceJSON");
+                let panels = embedded(o, "/attributes/panelsJSON");
+                for panel in panels.as_array().unwrap() {
+                    let grid = &panel["gridData"];
+                    assert_eq!(
+                        grid["i"], panel["panelIndex"],
+                        "gridData.i is the panel index"
+                    );
+                    let (x, w) = (grid["x"].as_u64().unwrap(), grid["w"].as_u64().unwrap());
+                    assert!(x + w <= 48, "{}: panel past the 48-column grid", o["id"]);
+                    named(panel["panelRefName"].as_str().unwrap());
+                }
+            }
+            other => panic!("unexpected type {other}"),
+        }
+    }
+    assert_eq!(dashboards, 2);
+}
+
+// ---- the known topology --------------------------------------------------------------------
+
+const TRACES: u64 = 40;
+
+fn kv(key: &str, value: &str) -> otlp::KeyValue {
+    otlp::KeyValue {
+        key: key.into(),
+        value: Some(otlp::AnyValue {
+            value: Some(Any::StringValue(value.into())),
+        }),
+    }
+}
+
+/// frontend `GET /checkout` (250 ms, every 4th fails) → checkout `POST /order` (200 ms) →
+/// payments `POST /charge` (30 ms, every 5th fails), through client spans.
+fn topology(start_ms: u64, run: u64) -> otlp::ExportTraceServiceRequest {
+    use otlp::span::SpanKind::{Client, Server};
+    let mut by_service: BTreeMap<&str, Vec<otlp::Span>> = BTreeMap::new();
+    for i in 0..TRACES {
+        let trace_id = [run.to_be_bytes(), (i + 1).to_be_bytes()].concat();
+        let t0 = (start_ms + i * 100) * 1_000_000;
+        let mut add = |service: &'static str,
+                       id: u64,
+                       parent: Option<u64>,
+                       name: &str,
+                       kind: otlp::span::SpanKind,
+                       offset_ms: u64,
+                       ms: u64,
+                       failed: bool| {
+            by_service.entry(service).or_default().push(otlp::Span {
+                trace_id: trace_id.clone(),
+                span_id: id.to_be_bytes().to_vec(),
+                parent_span_id: parent.map(|p| p.to_be_bytes().to_vec()).unwrap_or_default(),
+                name: name.into(),
+                kind: kind as i32,
+                start_time_unix_nano: t0 + offset_ms * 1_000_000,
+                end_time_unix_nano: t0 + (offset_ms + ms) * 1_000_000,
+                status: failed.then(|| otlp::Status {
+                    code: otlp::status::StatusCode::Error as i32,
+                    message: "failed".into(),
+                }),
+                ..Default::default()
+            });
+        };
+        add(
+            "frontend",
+            1,
+            None,
+            "GET /checkout",
+            Server,
+            0,
+            250,
+            i % 4 == 0,
+        );
+        add(
+            "frontend",
+            2,
+            Some(1),
+            "call checkout",
+            Client,
+            10,
+            220,
+            false,
+        );
+        add(
+            "checkout",
+            3,
+            Some(2),
+            "POST /order",
+            Server,
+            20,
+            200,
+            false,
+        );
+        add(
+            "checkout",
+            4,
+            Some(3),
+            "call payments",
+            Client,
+            30,
+            40,
+            false,
+        );
+        add(
+            "payments",
+            5,
+            Some(4),
+            "POST /charge",
+            Server,
+            35,
+            30,
+            i % 5 == 0,
+        );
+    }
+    otlp::ExportTraceServiceRequest {
+        resource_spans: by_service
+            .into_iter()
+            .map(|(service, spans)| otlp::ResourceSpans {
+                resource: Some(otlp::Resource {
+                    attributes: vec![kv("service.name", service)],
+                    ..Default::default()
+                }),
+                scope_spans: vec![otlp::ScopeSpans {
+                    spans,
+                    ..Default::default()
+                }],
+                ..Default::default()
+            })
+            .collect(),
+    }
+}
+
+// ---- running a panel as the dashboard tool would ---------------------------------------------
+
+/// The saved query (KQL of the forms `field:value` and `field > n`, joined by `and`) as an
+/// engine query.
+fn kql(query: &str) -> Vec<Value> {
+    query
+        .split(" and ")
+        .filter(|t| !t.trim().is_empty())
+        .map(|term| {
+            if let Some((field, value)) = term.split_once(':') {
+                json!({"match": {field.trim(): value.trim()}})
+            } else if let Some((field, n)) = term.split_once('>') {
+                json!({"range": {field.trim(): {"gt": n.trim().parse::<f64>().unwrap()}}})
+            } else {
+                panic!("KQL term the test does not translate: {term}")
+            }
+        })
+        .collect()
+}
+
+fn metric_agg(agg: &Value) -> Option<Value> {
+    let p = &agg["params"];
+    match agg["type"].as_str().unwrap() {
+        "count" => None,
+        "sum" | "max" | "avg" | "min" => {
+            Some(json!({agg["type"].as_str().unwrap(): {"field": p["field"]}}))
+        }
+        "percentiles" => {
+            Some(json!({"percentiles": {"field": p["field"], "percents": p["percents"]}}))
+        }
+        other => panic!("metric type the test does not translate: {other}"),
+    }
+}
+
+/// A bucket aggregation; a terms aggregation ordered by a metric carries that metric inside
+/// it, as the dashboard tools add it.
+fn bucket_agg(agg: &Value, metrics: &[Value]) -> Value {
+    let p = &agg["params"];
+    match agg["type"].as_str().unwrap() {
+        "terms" => {
+            let by = p["orderBy"].as_str().unwrap();
+            let metric = metrics.iter().find(|m| m["id"] == by);
+            let (order, order_agg) = match metric {
+                None => (json!({by: p["order"]}), None),
+                Some(m) if m["type"] == "count" => (json!({"_count": p["order"]}), None),
+                Some(m) => (json!({by: p["order"]}), metric_agg(m)),
+            };
+            let mut out =
+                json!({"terms": {"field": p["field"], "size": p["size"], "order": order}});
+            if let Some(order_agg) = order_agg {
+                out["aggs"] = json!({by: order_agg});
+            }
+            out
+        }
+        "date_histogram" => json!({"date_histogram": {
+            "field": p["field"], "fixed_interval": "1m", "min_doc_count": 1
+        }}),
+        other => panic!("bucket type the test does not translate: {other}"),
+    }
+}
+
+/// One row per combination of bucket keys, with each metric's value by agg id (`count` as
+/// the document count, percentiles as `<id>.<percent>`).
+type Rows = Vec<(Vec<String>, BTreeMap<String, f64>)>;
+
+fn flatten(
+    level: &Value,
+    depth: usize,
+    buckets: &[Value],
+    metrics: &[Value],
+    keys: &mut Vec<String>,
+    out: &mut Rows,
+) {
+    if depth == buckets.len() {
+        let mut values = BTreeMap::new();
+        for m in metrics {
+            let id = m["id"].as_str().unwrap();
+            match m["type"].as_str().unwrap() {
+                "count" => {
+                    values.insert(id.to_owned(), level["doc_count"].as_f64().unwrap());
+                }
+                "percentiles" => {
+                    for (percent, v) in level[id]["values"].as_object().unwrap() {
+                        let percent = percent.trim_end_matches(".0");
+                        values.insert(format!("{id}.{percent}"), v.as_f64().unwrap_or(f64::NAN));
+                    }
+                }
+                _ => {
+                    values.insert(
+                        id.to_owned(),
+                        level[id]["value"].as_f64().unwrap_or(f64::NAN),
+                    );
+                }
+            }
+        }
+        out.push((keys.clone(), values));
+        return;
+    }
+    let id = buckets[depth]["id"].as_str().unwrap();
+    for bucket in level[id]["buckets"].as_array().unwrap() {
+        let key = bucket
+            .get("key_as_string")
+            .or(bucket.get("key"))
+            .map(|k| k.as_str().map_or_else(|| k.to_string(), str::to_owned))
+            .unwrap();
+        keys.push(key);
+        flatten(bucket, depth + 1, buckets, metrics, keys, out);
+        keys.pop();
+    }
+}
+
+struct Engine {
+    url: String,
+    /// Index pattern title in the bundle → this test's indices.
+    patterns: BTreeMap<String, String>,
+    from_ms: u64,
+    to_ms: u64,
+}
+
+impl Engine {
+    async fn post(&self, path: &str, body: Value) -> Value {
+        let response = reqwest::Client::new()
+            .post(format!("{}/{path}", self.url))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status();
+        let answer: Value = response.json().await.unwrap();
+        assert!(status.is_success(), "{path}: {status} {answer}");
+        answer
+    }
+
+    async fn refresh(&self, index: &str) {
+        let _ = reqwest::Client::new()
+            .post(format!("{}/{index}/_refresh", self.url))
+            .send()
+            .await;
+    }
+
+    /// The index pattern, time field and query of a visualization or search.
+    fn source(&self, objects: &[Value], object: &Value) -> (String, String, Vec<Value>) {
+        let source = embedded(object, "/attributes/kibanaSavedObjectMeta/searchSourceJSON");
+        let index_id = object["references"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["name"] == source["indexRefName"])
+            .unwrap()["id"]
+            .clone();
+        let pattern = objects.iter().find(|o| o["id"] == index_id).unwrap();
+        let title = pattern["attributes"]["title"].as_str().unwrap();
+        (
+            self.patterns[title].clone(),
+            pattern["attributes"]["timeFieldName"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+            kql(source["query"]["query"].as_str().unwrap()),
+        )
+    }
+
+    fn filters(&self, time_field: &str, mut query: Vec<Value>) -> Value {
+        query.push(json!({"range": {time_field: {
+            "gte": self.from_ms, "lte": self.to_ms, "format": "epoch_millis"
+        }}}));
+        json!({"bool": {"filter": query}})
+    }
+
+    /// Every field the object uses, with the index pattern they are read from.
+    fn fields(&self, objects: &[Value], object: &Value) -> (String, BTreeSet<String>) {
+        let (index, time_field, query) = self.source(objects, object);
+        let mut fields = BTreeSet::from([time_field]);
+        for q in &query {
+            let clause = q.as_object().unwrap().values().next().unwrap();
+            fields.extend(clause.as_object().unwrap().keys().cloned());
+        }
+        if object["type"] == "visualization" {
+            let state = embedded(object, "/attributes/visState");
+            for agg in state["aggs"].as_array().unwrap() {
+                if let Some(field) = agg["params"]["field"].as_str() {
+                    fields.insert(field.to_owned());
+                }
+            }
+        } else {
+            for column in object["attributes"]["columns"].as_array().unwrap() {
+                fields.insert(column.as_str().unwrap().to_owned());
+            }
+        }
+        (index, fields)
+    }
+
+    /// Runs a visualization's aggregations.
+    async fn run(&self, objects: &[Value], id: &str) -> Rows {
+        let object = objects.iter().find(|o| o["id"] == id).unwrap();
+        let (index, time_field, query) = self.source(objects, object);
+        let state = embedded(object, "/attributes/visState");
+        let aggs = state["aggs"].as_array().unwrap();
+        let (metrics, buckets): (Vec<Value>, Vec<Value>) =
+            aggs.iter().cloned().partition(|a| a["schema"] == "metric");
+        let mut inner = serde_json::Map::new();
+        for m in &metrics {
+            if let Some(agg) = metric_agg(m) {
+                inner.insert(m["id"].as_str().unwrap().to_owned(), agg);
+            }
+        }
+        for b in buckets.iter().rev() {
+            let mut agg = bucket_agg(b, &metrics);
+            if let Some(order_agg) = agg.get("aggs").and_then(Value::as_object) {
+                for (k, v) in order_agg.clone() {
+                    inner.entry(k).or_insert(v);
+                }
+            }
+            if !inner.is_empty() {
+                agg["aggs"] = Value::Object(inner);
+            }
+            inner = serde_json::Map::from_iter([(b["id"].as_str().unwrap().to_owned(), agg)]);
+        }
+        let body = json!({"size": 0, "query": self.filters(&time_field, query), "aggs": inner});
+        let answer = self.post(&format!("{index}/_search"), body).await;
+        let mut rows = Vec::new();
+        flatten(
+            &answer["aggregations"],
+            0,
+            &buckets,
+            &metrics,
+            &mut Vec::new(),
+            &mut rows,
+        );
+        rows
+    }
+}
+
+/// Sums one metric per the key at `key_index`, over the other keys.
+fn by_key(rows: &Rows, key_index: usize, metric: &str) -> BTreeMap<String, f64> {
+    let mut out = BTreeMap::new();
+    for (keys, values) in rows {
+        *out.entry(keys[key_index].clone()).or_default() += values[metric];
+    }
+    out
+}
+
+fn expect(pairs: &[(&str, f64)]) -> BTreeMap<String, f64> {
+    pairs.iter().map(|(k, v)| ((*k).to_owned(), *v)).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn panels_chart_a_known_topology_on_opensearch() {
+    let url = opensearch_url();
+    require_engine(&url, "OpenSearch", "opensearch").await;
+    panels_chart_a_known_topology(&url).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn panels_chart_a_known_topology_on_elasticsearch() {
+    let url = elasticsearch_url();
+    require_engine(&url, "Elasticsearch 7.17", "elasticsearch").await;
+    panels_chart_a_known_topology(&url).await;
+}
+
+async fn panels_chart_a_known_topology(url: &str) {
+    require_kafka();
+    let topic = unique_name("e2e-kibana");
+    let prefix = unique_name("e2e-kib");
+    create_topic(&topic, 3).await;
+    let shutdown = CancellationToken::new();
+
+    let mut collector_config = CollectorConfig::default();
+    collector_config.kafka.client.brokers = vec![kafka_bootstrap()];
+    collector_config.kafka.topic = topic.clone();
+    collector_config.on_ephemeral_loopback_ports();
+    collector_config.validate().unwrap();
+    let collector = Collector::start(&collector_config, shutdown.clone())
+        .await
+        .unwrap();
+    let mut ingester_config = common::ingester(&topic, &prefix, Encoding::OtlpProto);
+    ingester_config.elasticsearch.client.url = Some(url.to_owned());
+    let ingester = Ingester::start(ingester_config, shutdown.clone())
+        .await
+        .unwrap();
+    let mut analytics_config = common::analytics(&topic, &prefix, Encoding::OtlpProto);
+    analytics_config.elasticsearch.client.url = Some(url.to_owned());
+    let analytics = Analytics::start(&analytics_config, shutdown.clone())
+        .await
+        .unwrap();
+
+    let now_ms = u64::try_from(
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_millis(),
+    )
+    .unwrap();
+    let start_ms = now_ms - 120_000;
+    let response = reqwest::Client::new()
+        .post(format!(
+            "http://{}/v1/traces",
+            collector.otlp_http_addr.unwrap()
+        ))
+        .header("content-type", "application/x-protobuf")
+        .body(topology(start_ms, now_ms).encode_to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+
+    let spans = format!("{prefix}-jaeger-span-*");
+    let graph = format!("{prefix}-spanway-service-graph-*");
+    assert_eq!(
+        wait_for_count(url, &spans, 5 * TRACES, Duration::from_secs(60)).await,
+        5 * TRACES
+    );
+    let engine = Engine {
+        url: url.to_owned(),
+        patterns: BTreeMap::from([
+            ("*jaeger-span-*".to_owned(), spans.clone()),
+            ("*spanway-service-graph-*".to_owned(), graph.clone()),
+        ]),
+        from_ms: start_ms - 600_000,
+        to_ms: now_ms + 60_000,
+    };
+    // The service graph is written once the windows close (seconds, with the test's windows).
+    let mut calls = 0.0;
+    for _ in 0..120 {
+        engine.refresh(&graph).await;
+        let sum = engine
+            .post(
+                &format!("{graph}/_search"),
+                json!({"size": 0, "aggs": {"c": {"sum": {"field": "calls"}}}}),
+            )
+            .await;
+        calls = sum["aggregations"]["c"]["value"].as_f64().unwrap_or(0.0);
+        if calls >= (3 * TRACES) as f64 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert_eq!(calls, (3 * TRACES) as f64, "service-graph calls");
+    shutdown.cancel();
+    collector.wait().await;
+    ingester.wait().await;
+    analytics.wait().await;
+    engine.refresh(&spans).await;
+
+    let objects = bundle();
+
+    // Fields: present, aggregatable, typed, not nested.
+    let expected_types: BTreeMap<&str, &str> = FIELD_TYPES.into_iter().collect();
+    for object in objects
+        .iter()
+        .filter(|o| o["type"] == "visualization" || o["type"] == "search")
+    {
+        let (index, fields) = engine.fields(&objects, object);
+        let mut paths = fields.clone();
+        for field in &fields {
+            let mut prefix = String::new();
+            for part in field.split('.') {
+                prefix.push_str(part);
+                paths.insert(prefix.clone());
+                prefix.push('.');
+            }
+        }
+        let caps = reqwest::get(format!(
+            "{url}/{index}/_field_caps?fields={}",
+            paths.iter().cloned().collect::<Vec<_>>().join(",")
+        ))
+        .await
+        .unwrap()
+        .json::<Value>()
+        .await
+        .unwrap();
+        for field in &fields {
+            let caps_of = &caps["fields"][field];
+            let types: Vec<&String> = caps_of
+                .as_object()
+                .map(|o| o.keys().collect())
+                .unwrap_or_default();
+            let want = expected_types
+                .get(field.as_str())
+                .unwrap_or_else(|| panic!("{}: field {field} has no expected type", object["id"]));
+            assert_eq!(
+                types,
+                [want],
+                "{}: {field} in {index}: {caps_of}",
+                object["id"]
+            );
+            assert_eq!(
+                caps_of[*want]["aggregatable"], true,
+                "{}: {field}",
+                object["id"]
+            );
+        }
+        for path in &paths {
+            assert!(
+                caps["fields"][path].get("nested").is_none(),
+                "{}: {path} is nested",
+                object["id"]
+            );
+        }
+    }
+
+    // Queries.
+    let rows = engine.run(&objects, "spanway-spans-per-service").await;
+    assert_eq!(
+        by_key(&rows, 1, "1"),
+        expect(&[("checkout", 80.0), ("frontend", 80.0), ("payments", 40.0)])
+    );
+    let rows = engine.run(&objects, "spanway-requests-per-service").await;
+    assert_eq!(
+        by_key(&rows, 0, "1"),
+        expect(&[("checkout", 40.0), ("frontend", 40.0), ("payments", 40.0)])
+    );
+    let rows = engine
+        .run(&objects, "spanway-failed-requests-per-service")
+        .await;
+    assert_eq!(
+        by_key(&rows, 0, "1"),
+        expect(&[("frontend", 10.0), ("payments", 8.0)])
+    );
+    let rows = engine
+        .run(&objects, "spanway-request-latency-per-service")
+        .await;
+    for (service, micros) in [
+        ("checkout", 200_000.0),
+        ("frontend", 250_000.0),
+        ("payments", 30_000.0),
+    ] {
+        let (_, values) = rows.iter().find(|(k, _)| k[0] == service).unwrap();
+        for p in ["50", "95", "99"] {
+            assert_eq!(values[&format!("1.{p}")], micros, "{service} p{p}");
+        }
+    }
+    let rows = engine
+        .run(&objects, "spanway-request-latency-over-time")
+        .await;
+    assert!(
+        rows.iter().all(|(k, v)| match k[1].as_str() {
+            "payments" => v["1.95"] == 30_000.0,
+            "checkout" => v["1.95"] == 200_000.0,
+            _ => v["1.95"] == 250_000.0,
+        }),
+        "{rows:?}"
+    );
+    let rows = engine.run(&objects, "spanway-operations").await;
+    let operations: BTreeMap<(String, String), (f64, f64)> = rows
+        .iter()
+        .map(|(k, v)| ((k[0].clone(), k[1].clone()), (v["1"], v["3.95"])))
+        .collect();
+    assert_eq!(
+        operations,
+        BTreeMap::from([
+            (("checkout".into(), "POST /order".into()), (40.0, 200_000.0)),
+            (
+                ("frontend".into(), "GET /checkout".into()),
+                (40.0, 250_000.0)
+            ),
+            (("payments".into(), "POST /charge".into()), (40.0, 30_000.0)),
+        ])
+    );
+    let rows = engine.run(&objects, "spanway-failed-operations").await;
+    assert_eq!(
+        rows.iter()
+            .map(|(k, v)| (k.join(" "), v["1"]))
+            .collect::<BTreeMap<_, _>>(),
+        expect(&[
+            ("frontend GET /checkout", 10.0),
+            ("payments POST /charge", 8.0)
+        ])
+    );
+    // The saved search of failed spans.
+    let search = objects
+        .iter()
+        .find(|o| o["id"] == "spanway-failed-spans")
+        .unwrap();
+    let (index, time_field, query) = engine.source(&objects, search);
+    let hits = engine
+        .post(
+            &format!("{index}/_count"),
+            json!({"query": engine.filters(&time_field, query)}),
+        )
+        .await;
+    assert_eq!(hits["count"], 18, "failed spans");
+
+    // The service graph, by the default rules: no same-service edges.
+    let rows = engine.run(&objects, "spanway-edges").await;
+    let edges: BTreeMap<String, (f64, f64, f64)> = rows
+        .iter()
+        .map(|(k, v)| (k.join(" "), (v["1"], v["2"], v["5"])))
+        .collect();
+    assert_eq!(
+        edges,
+        BTreeMap::from([
+            ("checkout payments direct".to_owned(), (40.0, 8.0, 0.0)),
+            ("frontend checkout direct".to_owned(), (40.0, 0.0, 0.0)),
+            ("user frontend direct".to_owned(), (40.0, 10.0, 0.0)),
+        ])
+    );
+    let (_, payments) = rows.iter().find(|(k, _)| k[1] == "payments").unwrap();
+    assert!(
+        (20.0..=50.0).contains(&payments["4"]),
+        "payments answers in 30 ms: server p95 {}",
+        payments["4"]
+    );
+    let rows = engine.run(&objects, "spanway-top-failing-edges").await;
+    let failing: Vec<(String, f64)> = rows.iter().map(|(k, v)| (k.join(" "), v["1"])).collect();
+    assert_eq!(
+        failing.iter().map(|(_, e)| *e).sum::<f64>(),
+        18.0,
+        "{failing:?}"
+    );
+    let mut sorted = failing.clone();
+    sorted.sort_by(|a, b| b.1.total_cmp(&a.1));
+    assert_eq!(sorted[0], ("user frontend".to_owned(), 10.0));
+    let rows = engine.run(&objects, "spanway-calls-into-services").await;
+    assert_eq!(
+        by_key(&rows, 1, "1"),
+        expect(&[("checkout", 40.0), ("frontend", 40.0), ("payments", 40.0)])
+    );
+    let rows = engine
+        .run(&objects, "spanway-failed-calls-into-services")
+        .await;
+    let failed = by_key(&rows, 1, "1");
+    assert_eq!((failed["frontend"], failed["payments"]), (10.0, 8.0));
+    assert_eq!(failed.get("checkout").copied().unwrap_or(0.0), 0.0);
+
+    let client = reqwest::Client::new();
+    let _ = client.delete(format!("{url}/{prefix}-*")).send().await;
+}
