@@ -9,7 +9,10 @@
 //!   outside any nested path;
 //! - queries: each visualization's aggregations, as the dashboard tool sends them (time range on
 //!   the index pattern's time field, the saved query, buckets nested in order, metrics inside),
-//!   return the numbers the topology implies.
+//!   return the numbers the topology implies;
+//! - OpenSearch Dashboards' Trace Analytics in Jaeger mode (which reads `*jaeger-span-*` itself,
+//!   no saved objects): its services list and services-table queries give the right services,
+//!   trace counts, latency, error counts and error rates.
 
 // A failed step is a failed test: panicking on it is the point.
 #![allow(clippy::unwrap_used)]
@@ -532,17 +535,19 @@ fn expect(pairs: &[(&str, f64)]) -> BTreeMap<String, f64> {
 async fn panels_chart_a_known_topology_on_opensearch() {
     let url = opensearch_url();
     require_engine(&url, "OpenSearch", "opensearch").await;
-    panels_chart_a_known_topology(&url).await;
+    panels_chart_a_known_topology(&url, true).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn panels_chart_a_known_topology_on_elasticsearch() {
     let url = elasticsearch_url();
     require_engine(&url, "Elasticsearch 7.17", "elasticsearch").await;
-    panels_chart_a_known_topology(&url).await;
+    panels_chart_a_known_topology(&url, false).await;
 }
 
-async fn panels_chart_a_known_topology(url: &str) {
+/// With `opensearch`, also OpenSearch Dashboards' Trace Analytics queries (they need painless
+/// scripts, which the test Elasticsearch node, assembled without modules, does not have).
+async fn panels_chart_a_known_topology(url: &str, opensearch: bool) {
     require_kafka();
     let topic = unique_name("e2e-kibana");
     let prefix = unique_name("e2e-kib");
@@ -807,6 +812,111 @@ async fn panels_chart_a_known_topology(url: &str) {
     assert_eq!((failed["frontend"], failed["payments"]), (10.0, 8.0));
     assert_eq!(failed.get("checkout").copied().unwrap_or(0.0), 0.0);
 
+    if opensearch {
+        trace_analytics_reads_the_span_indices(&engine, &spans).await;
+    }
+
     let client = reqwest::Client::new();
     let _ = client.delete(format!("{url}/{prefix}-*")).send().await;
+}
+
+/// OpenSearch Dashboards' Trace Analytics in Jaeger mode: the services list (traces per
+/// service) and the services table's metrics (average latency, error count and rate, errors
+/// being `tag.error: true`), with the fields, aggregations and filters it sends.
+async fn trace_analytics_reads_the_span_indices(engine: &Engine, spans: &str) {
+    let services = engine
+        .post(
+            &format!("{spans}/_search"),
+            json!({
+                "size": 0,
+                "query": {"bool": {"must": [], "filter": [], "should": [], "must_not": []}},
+                "aggs": {"service": {
+                    "terms": {"field": "process.serviceName", "size": 10000},
+                    "aggs": {"trace_count": {"cardinality": {"field": "traceID"}}}
+                }}
+            }),
+        )
+        .await;
+    let traces: BTreeMap<String, u64> = services["aggregations"]["service"]["buckets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| {
+            (
+                b["key"].as_str().unwrap().to_owned(),
+                b["trace_count"]["value"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        traces,
+        BTreeMap::from([
+            ("checkout".to_owned(), TRACES),
+            ("frontend".to_owned(), TRACES),
+            ("payments".to_owned(), TRACES)
+        ])
+    );
+
+    // Root and non-root spans alike (it ORs a filter on `references` with its negation).
+    let any_references = json!({"bool": {"should": [
+        {"bool": {"filter": [{"bool": {"must_not": {"term": {"references": {"value": []}}}}}]}},
+        {"bool": {"must": {"term": {"references": {"value": []}}}}}
+    ]}});
+    let metrics = engine
+        .post(
+            &format!("{spans}/_search"),
+            json!({
+                "size": 0,
+                "query": {"bool": {"filter": [
+                    {"terms": {"process.serviceName": ["checkout", "frontend", "payments"]}},
+                    any_references,
+                    {"range": {"startTime": {
+                        "gte": engine.from_ms * 1000, "lte": engine.to_ms * 1000
+                    }}}
+                ]}},
+                "aggregations": {"service_name": {
+                    "terms": {"field": "process.serviceName", "size": 500,
+                              "order": [{"_count": "desc"}, {"_key": "asc"}]},
+                    "aggregations": {
+                        "average_latency_nanos": {"avg": {"field": "duration"}},
+                        "average_latency": {"bucket_script": {
+                            "buckets_path": {"count": "_count", "latency": "average_latency_nanos.value"},
+                            "script": "Math.round(params.latency / 10) / 100.0"
+                        }},
+                        "error_count": {"filter": {"term": {"tag.error": true}}},
+                        "error_rate": {"bucket_script": {
+                            "buckets_path": {"total": "_count", "errors": "error_count._count"},
+                            "script": "params.errors / params.total * 100"
+                        }}
+                    }
+                }}
+            }),
+        )
+        .await;
+    let table: BTreeMap<String, (u64, f64, u64, f64)> =
+        metrics["aggregations"]["service_name"]["buckets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|b| {
+                (
+                    b["key"].as_str().unwrap().to_owned(),
+                    (
+                        b["doc_count"].as_u64().unwrap(),
+                        b["average_latency"]["value"].as_f64().unwrap(),
+                        b["error_count"]["doc_count"].as_u64().unwrap(),
+                        b["error_rate"]["value"].as_f64().unwrap(),
+                    ),
+                )
+            })
+            .collect();
+    // Spans per service (server and client), average duration in ms, failed spans, % failed.
+    assert_eq!(
+        table,
+        BTreeMap::from([
+            ("checkout".to_owned(), (80, 120.0, 0, 0.0)),
+            ("frontend".to_owned(), (80, 235.0, 10, 12.5)),
+            ("payments".to_owned(), (40, 30.0, 8, 20.0)),
+        ])
+    );
 }
