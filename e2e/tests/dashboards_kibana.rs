@@ -45,7 +45,7 @@ const OSD_MAX: [(&str, &str); 4] = [
 ];
 
 /// Every field a panel may use, with the type it must have.
-const FIELD_TYPES: [(&str, &str); 16] = [
+const FIELD_TYPES: [(&str, &str); 18] = [
     ("startTimeMillis", "date"),
     ("process.serviceName", "keyword"),
     ("operationName", "keyword"),
@@ -62,6 +62,8 @@ const FIELD_TYPES: [(&str, &str); 16] = [
     ("late_calls", "long"),
     ("client_latency_ms.p95", "double"),
     ("server_latency_ms.p95", "double"),
+    ("timestamp", "date"),
+    ("edges", "integer"),
 ];
 
 fn bundle() -> Vec<Value> {
@@ -169,7 +171,7 @@ fn bundle_structure_imports_everywhere() {
             other => panic!("unexpected type {other}"),
         }
     }
-    assert_eq!(dashboards, 2);
+    assert_eq!(dashboards, 3);
 }
 
 // ---- the known topology --------------------------------------------------------------------
@@ -595,6 +597,7 @@ async fn panels_chart_a_known_topology(url: &str, opensearch: bool) {
 
     let spans = format!("{prefix}-jaeger-span-*");
     let graph = format!("{prefix}-spanway-service-graph-*");
+    let dependencies = format!("{prefix}-jaeger-dependencies-*");
     assert_eq!(
         wait_for_count(url, &spans, 5 * TRACES, Duration::from_secs(60)).await,
         5 * TRACES
@@ -604,27 +607,32 @@ async fn panels_chart_a_known_topology(url: &str, opensearch: bool) {
         patterns: BTreeMap::from([
             ("*jaeger-span-*".to_owned(), spans.clone()),
             ("*spanway-service-graph-*".to_owned(), graph.clone()),
+            ("*jaeger-dependencies-*".to_owned(), dependencies.clone()),
         ]),
-        from_ms: start_ms - 600_000,
+        // From the start of the hour: the Jaeger dependency document is stamped with it.
+        from_ms: start_ms - start_ms % 3_600_000,
         to_ms: now_ms + 60_000,
     };
-    // The service graph is written once the windows close (seconds, with the test's windows).
-    let mut calls = 0.0;
-    for _ in 0..120 {
-        engine.refresh(&graph).await;
-        let sum = engine
-            .post(
-                &format!("{graph}/_search"),
-                json!({"size": 0, "aggs": {"c": {"sum": {"field": "calls"}}}}),
-            )
-            .await;
-        calls = sum["aggregations"]["c"]["value"].as_f64().unwrap_or(0.0);
-        if calls >= (3 * TRACES) as f64 {
-            break;
+    // The service graph is written once the windows close (seconds, with the test's windows),
+    // and the Jaeger dependency documents summed from it.
+    for index in [&graph, &dependencies] {
+        let mut calls = 0.0;
+        for _ in 0..120 {
+            engine.refresh(index).await;
+            let sum = engine
+                .post(
+                    &format!("{index}/_search"),
+                    json!({"size": 0, "aggs": {"c": {"sum": {"field": "calls"}}}}),
+                )
+                .await;
+            calls = sum["aggregations"]["c"]["value"].as_f64().unwrap_or(0.0);
+            if calls >= (3 * TRACES) as f64 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
         }
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert_eq!(calls, (3 * TRACES) as f64, "calls in {index}");
     }
-    assert_eq!(calls, (3 * TRACES) as f64, "service-graph calls");
     shutdown.cancel();
     collector.wait().await;
     ingester.wait().await;
@@ -811,6 +819,18 @@ async fn panels_chart_a_known_topology(url: &str, opensearch: bool) {
     let failed = by_key(&rows, 1, "1");
     assert_eq!((failed["frontend"], failed["payments"]), (10.0, 8.0));
     assert_eq!(failed.get("checkout").copied().unwrap_or(0.0), 0.0);
+
+    // The Jaeger dependency documents over time: every call once, three edges.
+    let rows = engine.run(&objects, "spanway-dependency-calls").await;
+    assert_eq!(
+        rows.iter().map(|(_, v)| v["1"]).sum::<f64>(),
+        (3 * TRACES) as f64
+    );
+    let rows = engine.run(&objects, "spanway-dependency-edges").await;
+    assert!(
+        !rows.is_empty() && rows.iter().all(|(_, v)| v["1"] == 3.0),
+        "{rows:?}"
+    );
 
     if opensearch {
         trace_analytics_reads_the_span_indices(&engine, &spans).await;

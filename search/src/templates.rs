@@ -106,13 +106,17 @@ pub fn service_template(prefix: &Prefix, shards: u32, replicas: u32) -> Value {
 }
 
 /// The legacy template for `<prefix>jaeger-dependencies-*`: one document
-/// per time slice, its links nested, as Jaeger's dependency reader expects.
+/// per time slice, its links nested, as Jaeger's dependency reader expects,
+/// and the slice's total `calls` and number of `edges` as plain fields that
+/// dashboards can chart.
 pub fn dependencies_template(prefix: &Prefix, shards: u32, replicas: u32) -> Value {
     json!({
         "index_patterns": [prefix.pattern(Family::Dependencies)],
         "settings": {"index.number_of_shards": shards, "index.number_of_replicas": replicas},
         "mappings": {"properties": {
             "timestamp": {"type": "date"},
+            "calls": {"type": "long"},
+            "edges": {"type": "integer"},
             "dependencies": {"type": "nested", "properties": {
                 "parent": keyword(), "child": keyword(),
                 "callCount": {"type": "long"}, "source": keyword()

@@ -279,9 +279,16 @@ pub fn jaeger_document(indices: &Indices, start: i64, links: &Links) -> Document
         kind: DocumentKind::Rollup { version: total },
         index: indices.dependencies(start),
         id: digest(&["dependencies-period", &start.to_string()]),
-        source: json!({"timestamp": rfc3339(start), "dependencies": dependencies})
-            .to_string()
-            .into_bytes(),
+        // `calls` and `edges` are plain fields beside Jaeger's nested links (which Jaeger
+        // reads and dashboards cannot aggregate), for charts of the graph over time.
+        source: json!({
+            "timestamp": rfc3339(start),
+            "dependencies": dependencies,
+            "calls": total,
+            "edges": links.len(),
+        })
+        .to_string()
+        .into_bytes(),
     }
 }
 
@@ -323,6 +330,10 @@ mod tests {
         assert_eq!(doc.index, "prod-jaeger-dependencies-2026-11-26");
         let source: Value = serde_json::from_slice(&doc.source).unwrap();
         assert_eq!(source["timestamp"], "2026-11-26T01:00:00Z");
+        assert_eq!(
+            (source["calls"].as_u64(), source["edges"].as_u64()),
+            (Some(12), Some(2))
+        );
         assert_eq!(
             source["dependencies"],
             json!([
