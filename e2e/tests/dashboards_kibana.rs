@@ -45,7 +45,7 @@ const OSD_MAX: [(&str, &str); 4] = [
 ];
 
 /// Every field a panel may use, with the type it must have.
-const FIELD_TYPES: [(&str, &str); 18] = [
+const FIELD_TYPES: [(&str, &str); 19] = [
     ("startTimeMillis", "date"),
     ("process.serviceName", "keyword"),
     ("operationName", "keyword"),
@@ -64,6 +64,7 @@ const FIELD_TYPES: [(&str, &str); 18] = [
     ("server_latency_ms.p95", "double"),
     ("timestamp", "date"),
     ("edges", "integer"),
+    ("tag.http@response@status_code", "long"),
 ];
 
 fn bundle() -> Vec<Value> {
@@ -269,6 +270,21 @@ fn topology(start_ms: u64, run: u64) -> otlp::ExportTraceServiceRequest {
             i % 5 == 0,
         );
     }
+    // The frontend answers 503 when it fails, 200 otherwise.
+    for request in by_service
+        .get_mut("frontend")
+        .unwrap()
+        .iter_mut()
+        .filter(|s| s.name == "GET /checkout")
+    {
+        let status = if request.status.is_some() { 503 } else { 200 };
+        request.attributes.push(otlp::KeyValue {
+            key: "http.response.status_code".into(),
+            value: Some(otlp::AnyValue {
+                value: Some(Any::IntValue(status)),
+            }),
+        });
+    }
     otlp::ExportTraceServiceRequest {
         resource_spans: by_service
             .into_iter()
@@ -344,6 +360,15 @@ fn bucket_agg(agg: &Value, metrics: &[Value]) -> Value {
         "date_histogram" => json!({"date_histogram": {
             "field": p["field"], "fixed_interval": "1m", "min_doc_count": 1
         }}),
+        "range" => {
+            let ranges: Vec<Value> = p["ranges"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| json!({"from": r["from"], "to": r["to"], "key": r["label"]}))
+                .collect();
+            json!({"range": {"field": p["field"], "ranges": ranges}})
+        }
         other => panic!("bucket type the test does not translate: {other}"),
     }
 }
@@ -753,6 +778,17 @@ async fn panels_chart_a_known_topology(url: &str, opensearch: bool) {
             ),
             (("payments".into(), "POST /charge".into()), (40.0, 30_000.0)),
         ])
+    );
+    // The status code is a number: ranges count it.
+    let rows = engine.run(&objects, "spanway-http-status-classes").await;
+    let classes: BTreeMap<String, f64> = rows
+        .iter()
+        .filter(|(_, v)| v["1"] > 0.0)
+        .map(|(k, v)| (k.join(" "), v["1"]))
+        .collect();
+    assert_eq!(
+        classes,
+        expect(&[("frontend 2xx", 30.0), ("frontend 5xx", 10.0)])
     );
     let rows = engine.run(&objects, "spanway-failed-operations").await;
     assert_eq!(

@@ -136,10 +136,17 @@ async fn settled_edges(
 /// OpenTelemetry Collector translates OTLP to the Jaeger model itself, and it writes that tag
 /// beside `error: true` for a failed span; our collector (`schemas/src/to_jaeger.rs`) writes
 /// `error: true` alone. That tag is the only difference the comparison allows.
+/// The ingester stores it as the field `tag.otel@status_code` (a default tags-as-fields key),
+/// else in the nested tags.
 fn without_error_status_code(doc: &Value) -> Value {
     let mut doc = doc.clone();
     if let Some(tags) = doc["tags"].as_array_mut() {
         tags.retain(|t| !(t["key"] == "otel.status_code" && t["value"] == "ERROR"));
+    }
+    if let Some(fields) = doc["tag"].as_object_mut()
+        && fields.get("otel@status_code").is_some_and(|v| v == "ERROR")
+    {
+        fields.remove("otel@status_code");
     }
     doc
 }

@@ -116,17 +116,39 @@ pub struct TagsAsFieldsConfig {
     /// Store every non-binary tag as a field.
     pub all: bool,
     /// Tag keys stored as fields when `all` is false, besides `span.kind`
-    /// and `error`, which always are (as Jaeger v2 writes them).
+    /// and `error`, which always are (as Jaeger v2 writes them). Default:
+    /// [`DEFAULT_FIELD_TAGS`]; `[]` keeps every other tag nested, as Jaeger
+    /// does by default.
     pub keys: Vec<String>,
     /// Replaces `.` in field names (Jaeger's default is `@`).
     pub dot_replacement: String,
 }
 
+/// The tags people filter and chart by, stored as fields unless configured
+/// otherwise: the OpenTelemetry status, HTTP method, route and status code
+/// (current and older semantic conventions), RPC system, service, method
+/// and gRPC status, and the database and messaging systems.
+pub const DEFAULT_FIELD_TAGS: [&str; 13] = [
+    "otel.status_code",
+    "http.request.method",
+    "http.method",
+    "http.route",
+    "http.response.status_code",
+    "http.status_code",
+    "rpc.system",
+    "rpc.service",
+    "rpc.method",
+    "rpc.grpc.status_code",
+    "db.system",
+    "messaging.system",
+    "peer.service",
+];
+
 impl Default for TagsAsFieldsConfig {
     fn default() -> Self {
         TagsAsFieldsConfig {
             all: false,
-            keys: Vec::new(),
+            keys: DEFAULT_FIELD_TAGS.iter().map(|k| (*k).to_owned()).collect(),
             dot_replacement: "@".into(),
         }
     }

@@ -163,6 +163,33 @@ pub struct TagsAsFields {
 /// Tag keys stored as fields in every mode.
 pub const ALWAYS_AS_FIELDS: [&str; 2] = ["span.kind", "error"];
 
+/// Tags that hold numbers charts need as numbers (ranges, averages): when
+/// stored as fields, the index template maps them as `long` rather than the
+/// `keyword` other tag fields get. A value that is not a number is kept in
+/// the document but not indexed (`ignore_malformed`), never refused.
+pub const NUMERIC_TAGS: [&str; 3] = [
+    "http.response.status_code",
+    "http.status_code",
+    "rpc.grpc.status_code",
+];
+
+impl TagsAsFields {
+    /// The template mappings of the [`NUMERIC_TAGS`] this setting stores as
+    /// fields, by field name under `tag`.
+    pub fn numeric_field_types(&self) -> Vec<(String, Value)> {
+        NUMERIC_TAGS
+            .iter()
+            .filter(|key| self.all || self.keys.contains(**key))
+            .map(|key| {
+                (
+                    key.replace('.', &self.dot_replacement),
+                    serde_json::json!({"type": "long", "ignore_malformed": true}),
+                )
+            })
+            .collect()
+    }
+}
+
 impl Default for TagsAsFields {
     fn default() -> Self {
         TagsAsFields {

@@ -106,6 +106,11 @@ impl Ingester {
         } else {
             None
         };
+        let tags_as_fields = Arc::new(TagsAsFields {
+            all: es.tags_as_fields.all,
+            keys: es.tags_as_fields.keys.iter().cloned().collect(),
+            dot_replacement: es.tags_as_fields.dot_replacement.clone(),
+        });
         if es.create_templates {
             let api = writer
                 .install_templates(
@@ -114,6 +119,7 @@ impl Ingester {
                     es.replicas,
                     es.template_api,
                     lifecycle.as_ref(),
+                    &tags_as_fields.numeric_field_types(),
                 )
                 .await?;
             tracing::info!(?api, "index templates installed");
@@ -177,17 +183,7 @@ impl Ingester {
             writer,
             dead_letters,
             names,
-            tags_as_fields: Arc::new(TagsAsFields {
-                all: config.elasticsearch.tags_as_fields.all,
-                keys: config
-                    .elasticsearch
-                    .tags_as_fields
-                    .keys
-                    .iter()
-                    .cloned()
-                    .collect(),
-                dot_replacement: config.elasticsearch.tags_as_fields.dot_replacement.clone(),
-            }),
+            tags_as_fields,
             default_encoding: config.kafka.default_encoding,
             metrics: metrics.clone(),
             consumer: consumer.clone(),

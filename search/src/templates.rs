@@ -125,6 +125,19 @@ pub fn dependencies_template(prefix: &Prefix, shards: u32, replicas: u32) -> Val
     })
 }
 
+/// Gives some `tag.<name>` object fields a mapping of their own (a number
+/// where charts need one) instead of the `keyword` every other tag field
+/// gets, in a legacy template body (before [`composable`] wraps it).
+pub fn add_tag_field_types(template: &mut Value, fields: &[(String, Value)]) {
+    if fields.is_empty() {
+        return;
+    }
+    let tag = &mut template["mappings"]["properties"]["tag"];
+    for (name, mapping) in fields {
+        tag["properties"][name] = mapping.clone();
+    }
+}
+
 /// Adds index settings to a legacy template body (before [`composable`]
 /// wraps it, which carries them over).
 pub fn add_settings(template: &mut Value, settings: serde_json::Map<String, Value>) {
@@ -217,6 +230,24 @@ mod tests {
         assert_eq!(
             service_template(&Prefix::default(), 1, 1)["index_patterns"][0],
             "jaeger-service-*"
+        );
+    }
+
+    #[test]
+    fn typed_tag_fields_override_the_keyword_default() {
+        let mut t = span_template(&Prefix::default(), 1, 0);
+        add_tag_field_types(
+            &mut t,
+            &[("http@status_code".into(), json!({"type": "long"}))],
+        );
+        assert_eq!(
+            t["mappings"]["properties"]["tag"],
+            json!({"type": "object", "properties": {"http@status_code": {"type": "long"}}})
+        );
+        let c = composable(t);
+        assert_eq!(
+            c["template"]["mappings"]["properties"]["tag"]["properties"]["http@status_code"]["type"],
+            "long"
         );
     }
 

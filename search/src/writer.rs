@@ -123,7 +123,8 @@ impl BulkWriter {
     /// for, detecting it from the server when `Auto`. With `lifecycle`, each
     /// template also carries the settings that attach the retention policy
     /// (and, in alias mode, the read alias for indices a rollover creates).
-    /// Returns the API used.
+    /// `tag_fields` are span tag fields with a mapping of their own
+    /// ([`templates::add_tag_field_types`]). Returns the API used.
     pub async fn install_templates(
         &self,
         prefix: &Prefix,
@@ -131,9 +132,11 @@ impl BulkWriter {
         replicas: u32,
         choice: TemplateApi,
         lifecycle: Option<&crate::retention::Lifecycle>,
+        tag_fields: &[(String, serde_json::Value)],
     ) -> Result<templates::Api, WriterError> {
         let api = self.template_api(choice).await?;
         let mut span = templates::span_template(prefix, shards, replicas);
+        templates::add_tag_field_types(&mut span, tag_fields);
         let mut service = templates::service_template(prefix, shards, replicas);
         if let Some(lifecycle) = lifecycle {
             for (body, kind) in [(&mut span, Family::Span), (&mut service, Family::Service)] {
