@@ -44,11 +44,16 @@ pub fn load<T: DeserializeOwned>(file: Option<&Path>) -> Result<T, ConfigError> 
     load_with_env(file, std::env::vars())
 }
 
+/// The variable the binaries read their configuration file's path from
+/// (`--config`); it names no configuration key, so it is not one.
+pub const CONFIG_FILE_ENV: &str = "SPANWAY_CONFIG_FILE";
+
 /// [`load`] with an explicit environment, for tests.
 pub fn load_with_env<T: DeserializeOwned>(
     file: Option<&Path>,
     env: impl IntoIterator<Item = (String, String)>,
 ) -> Result<T, ConfigError> {
+    let env = env.into_iter().filter(|(key, _)| key != CONFIG_FILE_ENV);
     let mut builder = ::config::Config::builder();
     if let Some(path) = file {
         builder = builder.add_source(::config::File::from(path).format(::config::FileFormat::Toml));
@@ -160,6 +165,19 @@ mod tests {
         let env = [("SPANWAY_SASL__PASSWORD".to_string(), "0123".to_string())];
         let cfg: WithSecret = load_with_env(None, env).unwrap();
         assert_eq!(cfg.sasl.password.unwrap().expose(), "0123");
+    }
+
+    #[test]
+    fn the_config_file_variable_is_not_a_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, "[kafka]\ntopic = \"from-file\"\n").unwrap();
+        let env = [(
+            CONFIG_FILE_ENV.to_string(),
+            path.to_string_lossy().into_owned(),
+        )];
+        let cfg: Sample = load_with_env(Some(&path), env).unwrap();
+        assert_eq!(cfg.kafka.topic, "from-file");
     }
 
     #[test]
