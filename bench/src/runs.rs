@@ -494,6 +494,10 @@ async fn ingester_run(
         Some(endpoint) => Some(endpoint.stop().await),
         None => None,
     };
+    let index_size = match destination {
+        Destination::OpenSearch => span_index_size(&options.opensearch, &prefix).await,
+        Destination::Null => None,
+    };
     if destination == Destination::OpenSearch && !options.keep {
         delete_prefix(&options.opensearch, &prefix).await;
     }
@@ -503,6 +507,15 @@ async fn ingester_run(
     let mut notes = Vec::new();
     if let Some(snapshot) = &snapshot {
         notes.push(null_notes(snapshot));
+    }
+    // Per span, not per Lucene document: each nested tag, log and reference
+    // is a document of its own.
+    if let Some(bytes) = index_size {
+        notes.push(format!(
+            "span index after force-merge: {:.1} MiB, {:.0} bytes per span",
+            bytes as f64 / 1_048_576.0,
+            bytes as f64 / progress.spans.max(1) as f64
+        ));
     }
     if progress.spans < expected {
         notes.push(format!(
@@ -688,6 +701,27 @@ impl Watch {
 }
 
 /// Deletes the indices and templates of a run's prefix.
+/// The size of a run's span indices once merged into one segment (so runs
+/// compare), in bytes.
+async fn span_index_size(url: &str, prefix: &str) -> Option<u64> {
+    let client = reqwest::Client::new();
+    let pattern = format!("{prefix}-jaeger-span-*");
+    client
+        .post(format!("{url}/{pattern}/_forcemerge?max_num_segments=1"))
+        .send()
+        .await
+        .ok()?;
+    let stats: serde_json::Value = client
+        .get(format!("{url}/{pattern}/_stats/store"))
+        .send()
+        .await
+        .ok()?
+        .json()
+        .await
+        .ok()?;
+    stats["_all"]["primaries"]["store"]["size_in_bytes"].as_u64()
+}
+
 async fn delete_prefix(url: &str, prefix: &str) {
     let client = reqwest::Client::new();
     for path in [

@@ -164,9 +164,11 @@ pub struct TagsAsFields {
 pub const ALWAYS_AS_FIELDS: [&str; 2] = ["span.kind", "error"];
 
 /// Tags that hold numbers charts need as numbers (ranges, averages): when
-/// stored as fields, the index template maps them as `long` rather than the
-/// `keyword` other tag fields get. A value that is not a number is kept in
-/// the document but not indexed (`ignore_malformed`), never refused.
+/// stored as fields, the index template gives them a `long` sub-field,
+/// `tag.<name>.number`, beside the `keyword` every tag field is. The
+/// keyword must stay: Jaeger query searches tag fields with `regexp`
+/// queries, which fail on numeric fields. A value that is not a number is
+/// kept as a keyword and left out of the sub-field (`ignore_malformed`).
 pub const NUMERIC_TAGS: [&str; 3] = [
     "http.response.status_code",
     "http.status_code",
@@ -183,7 +185,11 @@ impl TagsAsFields {
             .map(|key| {
                 (
                     key.replace('.', &self.dot_replacement),
-                    serde_json::json!({"type": "long", "ignore_malformed": true}),
+                    serde_json::json!({
+                        "type": "keyword",
+                        "ignore_above": 256,
+                        "fields": {"number": {"type": "long", "ignore_malformed": true}}
+                    }),
                 )
             })
             .collect()
