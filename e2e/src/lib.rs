@@ -9,6 +9,7 @@ pub mod jaeger_query;
 pub mod jaeger_v2;
 pub mod logs;
 pub mod ops;
+pub mod otlp;
 pub mod secure;
 pub mod topology;
 

@@ -19,8 +19,10 @@ use std::collections::BTreeMap;
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use spanway_schemas::proto::otlp::{self, any_value::Value as Any};
+use spanway_schemas::proto::otlp;
 use spanway_schemas::{Encoding, SpanRecord, TraceId, encode_trace};
+
+use crate::otlp::string_kv;
 
 /// Instrumented services.
 pub const SERVICES: [&str; 8] = [
@@ -64,15 +66,6 @@ pub struct Traffic {
     pub span_micros: (u64, u64),
     /// Spans generated.
     pub spans: u64,
-}
-
-fn kv(key: &str, value: &str) -> otlp::KeyValue {
-    otlp::KeyValue {
-        key: key.into(),
-        value: Some(otlp::AnyValue {
-            value: Some(Any::StringValue(value.into())),
-        }),
-    }
 }
 
 struct Builder {
@@ -216,7 +209,7 @@ pub fn generate(seed: u64, traces: usize, start_ms: u64, spacing_ms: u64) -> Tra
             t0 + 62 * ms,
             15 * ms,
             fraud_fails,
-            vec![kv("peer.service", "fraud-api")],
+            vec![string_kv("peer.service", "fraud-api")],
         );
         let inventory = b.call(
             "checkout",
@@ -242,7 +235,10 @@ pub fn generate(seed: u64, traces: usize, start_ms: u64, spacing_ms: u64) -> Tra
             t0 + 130 * ms,
             8 * ms,
             false,
-            vec![kv("db.system", "postgresql"), kv("db.name", "orders")],
+            vec![
+                string_kv("db.system", "postgresql"),
+                string_kv("db.name", "orders"),
+            ],
         );
         let produce = b.span(
             "checkout",
@@ -253,8 +249,8 @@ pub fn generate(seed: u64, traces: usize, start_ms: u64, spacing_ms: u64) -> Tra
             3 * ms,
             false,
             vec![
-                kv("messaging.system", "kafka"),
-                kv("messaging.destination.name", "order-events"),
+                string_kv("messaging.system", "kafka"),
+                string_kv("messaging.destination.name", "order-events"),
             ],
         );
         let consume = b.span(
@@ -275,7 +271,7 @@ pub fn generate(seed: u64, traces: usize, start_ms: u64, spacing_ms: u64) -> Tra
             t0 + 165 * ms,
             40 * ms,
             false,
-            vec![kv("server.address", "smtp.mail.internal")],
+            vec![string_kv("server.address", "smtp.mail.internal")],
         );
         let starts = b
             .by_service
@@ -289,17 +285,7 @@ pub fn generate(seed: u64, traces: usize, start_ms: u64, spacing_ms: u64) -> Tra
         }
         let id = TraceId::from_bytes(trace_id).expect("non-zero trace id");
         for (service, spans) in b.by_service {
-            let resource = otlp::ResourceSpans {
-                resource: Some(otlp::Resource {
-                    attributes: vec![kv("service.name", service)],
-                    ..Default::default()
-                }),
-                scope_spans: vec![otlp::ScopeSpans {
-                    spans,
-                    ..Default::default()
-                }],
-                ..Default::default()
-            };
+            let resource = crate::otlp::resource_spans(service, spans);
             pending.extend(
                 encode_trace(Encoding::OtlpProto, id, vec![resource]).expect("valid spans"),
             );
@@ -359,17 +345,7 @@ pub fn single_calls(traces: u64, start_ms: u64, spacing_ms: u64) -> Traffic {
         let resources = b
             .by_service
             .into_iter()
-            .map(|(service, spans)| otlp::ResourceSpans {
-                resource: Some(otlp::Resource {
-                    attributes: vec![kv("service.name", service)],
-                    ..Default::default()
-                }),
-                scope_spans: vec![otlp::ScopeSpans {
-                    spans,
-                    ..Default::default()
-                }],
-                ..Default::default()
-            })
+            .map(|(service, spans)| crate::otlp::resource_spans(service, spans))
             .collect();
         let id = TraceId::from_bytes(trace_id).expect("non-zero trace id");
         traffic

@@ -22,15 +22,14 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use prost::Message as _;
 use serde_json::{Value, json};
-use spanway_collector::Collector;
-use spanway_collector::config::CollectorConfig;
+use spanway_e2e::otlp::{int_kv, resource_spans};
 use spanway_e2e::{
-    create_topic, elasticsearch_url, kafka_bootstrap, opensearch_url, require_engine,
-    require_kafka, unique_name, wait_for_count,
+    create_topic, elasticsearch_url, opensearch_url, require_engine, require_kafka, unique_name,
+    wait_for_count,
 };
 use spanway_ingester::Ingester;
 use spanway_schemas::Encoding;
-use spanway_schemas::proto::otlp::{self, any_value::Value as Any};
+use spanway_schemas::proto::otlp;
 use spanway_streaming_analytics::Analytics;
 use tokio_util::sync::CancellationToken;
 
@@ -64,7 +63,7 @@ const FIELD_TYPES: [(&str, &str); 19] = [
     ("server_latency_ms.p95", "double"),
     ("timestamp", "date"),
     ("edges", "integer"),
-    ("tag.http@response@status_code", "long"),
+    ("tag.http@response@status_code.number", "long"),
 ];
 
 fn bundle() -> Vec<Value> {
@@ -179,15 +178,6 @@ fn bundle_structure_imports_everywhere() {
 
 const TRACES: u64 = 40;
 
-fn kv(key: &str, value: &str) -> otlp::KeyValue {
-    otlp::KeyValue {
-        key: key.into(),
-        value: Some(otlp::AnyValue {
-            value: Some(Any::StringValue(value.into())),
-        }),
-    }
-}
-
 /// frontend `GET /checkout` (250 ms, every 4th fails) → checkout `POST /order` (200 ms) →
 /// payments `POST /charge` (30 ms, every 5th fails), through client spans.
 fn topology(start_ms: u64, run: u64) -> otlp::ExportTraceServiceRequest {
@@ -278,27 +268,14 @@ fn topology(start_ms: u64, run: u64) -> otlp::ExportTraceServiceRequest {
         .filter(|s| s.name == "GET /checkout")
     {
         let status = if request.status.is_some() { 503 } else { 200 };
-        request.attributes.push(otlp::KeyValue {
-            key: "http.response.status_code".into(),
-            value: Some(otlp::AnyValue {
-                value: Some(Any::IntValue(status)),
-            }),
-        });
+        request
+            .attributes
+            .push(int_kv("http.response.status_code", status));
     }
     otlp::ExportTraceServiceRequest {
         resource_spans: by_service
             .into_iter()
-            .map(|(service, spans)| otlp::ResourceSpans {
-                resource: Some(otlp::Resource {
-                    attributes: vec![kv("service.name", service)],
-                    ..Default::default()
-                }),
-                scope_spans: vec![otlp::ScopeSpans {
-                    spans,
-                    ..Default::default()
-                }],
-                ..Default::default()
-            })
+            .map(|(service, spans)| resource_spans(service, spans))
             .collect(),
     }
 }
@@ -581,14 +558,7 @@ async fn panels_chart_a_known_topology(url: &str, opensearch: bool) {
     create_topic(&topic, 3).await;
     let shutdown = CancellationToken::new();
 
-    let mut collector_config = CollectorConfig::default();
-    collector_config.kafka.client.brokers = vec![kafka_bootstrap()];
-    collector_config.kafka.topic = topic.clone();
-    collector_config.on_ephemeral_loopback_ports();
-    collector_config.validate().unwrap();
-    let collector = Collector::start(&collector_config, shutdown.clone())
-        .await
-        .unwrap();
+    let collector = common::collector(&topic, &shutdown).await;
     let mut ingester_config = common::ingester(&topic, &prefix, Encoding::OtlpProto);
     ingester_config.elasticsearch.client.url = Some(url.to_owned());
     let ingester = Ingester::start(ingester_config, shutdown.clone())

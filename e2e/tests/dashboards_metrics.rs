@@ -15,15 +15,13 @@ use std::time::Duration;
 
 use prost::Message as _;
 use serde_json::Value;
-use spanway_collector::Collector;
-use spanway_collector::config::CollectorConfig;
+use spanway_e2e::otlp::resource_spans;
 use spanway_e2e::{
-    create_topic, kafka_bootstrap, opensearch_url, require_engine, require_kafka, unique_name,
-    wait_for_count,
+    create_topic, opensearch_url, require_engine, require_kafka, unique_name, wait_for_count,
 };
 use spanway_ingester::Ingester;
 use spanway_schemas::Encoding;
-use spanway_schemas::proto::otlp::{self, any_value::Value as Any};
+use spanway_schemas::proto::otlp;
 use spanway_streaming_analytics::Analytics;
 use tokio_util::sync::CancellationToken;
 
@@ -179,15 +177,6 @@ fn missing(
     out
 }
 
-fn kv(key: &str, value: &str) -> otlp::KeyValue {
-    otlp::KeyValue {
-        key: key.into(),
-        value: Some(otlp::AnyValue {
-            value: Some(Any::StringValue(value.into())),
-        }),
-    }
-}
-
 /// A frontend request calling cart, and (when `bad_span`) a span with an all-zero trace id
 /// beside it, which the collector leaves out and counts as refused.
 fn request(run: u64, bad_span: bool) -> otlp::ExportTraceServiceRequest {
@@ -217,21 +206,10 @@ fn request(run: u64, bad_span: bool) -> otlp::ExportTraceServiceRequest {
         bad.trace_id = vec![0; 16];
         frontend.push(bad);
     }
-    let resource = |service: &str, spans| otlp::ResourceSpans {
-        resource: Some(otlp::Resource {
-            attributes: vec![kv("service.name", service)],
-            ..Default::default()
-        }),
-        scope_spans: vec![otlp::ScopeSpans {
-            spans,
-            ..Default::default()
-        }],
-        ..Default::default()
-    };
     otlp::ExportTraceServiceRequest {
         resource_spans: vec![
-            resource("frontend", frontend),
-            resource("cart", vec![span(3, Some(2), "GET /cart", Server)]),
+            resource_spans("frontend", frontend),
+            resource_spans("cart", vec![span(3, Some(2), "GET /cart", Server)]),
         ],
     }
 }
@@ -268,14 +246,7 @@ async fn every_metric_the_dashboard_and_alerts_use_is_exported() {
     create_topic(&topic, 3).await;
     let shutdown = CancellationToken::new();
 
-    let mut collector_config = CollectorConfig::default();
-    collector_config.kafka.client.brokers = vec![kafka_bootstrap()];
-    collector_config.kafka.topic = topic.clone();
-    collector_config.on_ephemeral_loopback_ports();
-    collector_config.validate().unwrap();
-    let collector = Collector::start(&collector_config, shutdown.clone())
-        .await
-        .unwrap();
+    let collector = common::collector(&topic, &shutdown).await;
     let ingester = Ingester::start(
         common::ingester(&topic, &prefix, Encoding::OtlpProto),
         shutdown.clone(),

@@ -26,12 +26,10 @@ use std::time::{Duration, Instant};
 
 use prost::Message as _;
 use serde_json::Value;
-use spanway_collector::Collector;
-use spanway_collector::config::CollectorConfig;
 use spanway_e2e::jaeger_v2::{JaegerV2, collector_config, free_ports, query_config};
 use spanway_e2e::{
-    Edges, create_topic, dependency_edges, kafka_bootstrap, opensearch_url, read_topic,
-    require_engine, require_kafka, span_documents, unique_name,
+    Edges, create_topic, dependency_edges, opensearch_url, read_topic, require_engine,
+    require_kafka, span_documents, unique_name,
 };
 use spanway_ingester::Ingester;
 use spanway_schemas::Encoding;
@@ -42,18 +40,6 @@ use tokio_util::sync::CancellationToken;
 mod common;
 
 const PARTITIONS: i32 = 3;
-
-/// Our collector on ephemeral loopback ports, writing `topic`.
-async fn our_collector(topic: &str, shutdown: &CancellationToken) -> Collector {
-    let mut config = CollectorConfig::default();
-    config.kafka.client.brokers = vec![kafka_bootstrap()];
-    config.kafka.topic = topic.to_owned();
-    config.on_ephemeral_loopback_ports();
-    config.validate().expect("valid collector config");
-    Collector::start(&config, shutdown.clone())
-        .await
-        .expect("collector starts")
-}
 
 /// The OpenTelemetry Python SDK (`dev/clients/otel-python`) sends its known traces over
 /// OTLP/gRPC to `endpoint`; returns what it reports as exported.
@@ -195,7 +181,7 @@ async fn their_producer(encoding: &str, ours: Encoding, partition_by_trace_id: b
     );
 
     // The same spans through our collector.
-    let collector = our_collector(&reference_topic, &shutdown).await;
+    let collector = common::collector(&reference_topic, &shutdown).await;
     let answer = reqwest::Client::new()
         .post(format!(
             "http://{}/v1/traces",
@@ -340,7 +326,7 @@ async fn jaeger_v2_reads_our_topic_and_returns_every_trace() {
     let topic = unique_name("jv2-ours");
     create_topic(&topic, PARTITIONS).await;
     let shutdown = CancellationToken::new();
-    let collector = our_collector(&topic, &shutdown).await;
+    let collector = common::collector(&topic, &shutdown).await;
 
     let [http, grpc] = free_ports();
     let mut jaeger = JaegerV2::start(&query_config(&topic, &unique_name("jv2-group"), http, grpc));

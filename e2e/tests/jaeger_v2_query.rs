@@ -19,17 +19,18 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use prost::Message as _;
 use serde_json::Value;
-use spanway_collector::Collector;
-use spanway_collector::config::CollectorConfig;
 use spanway_e2e::jaeger_v2::{JaegerV2, engine_query_config, free_ports, jaeger_v2_bin};
+use spanway_e2e::otlp::{int_kv, resource_spans};
 use spanway_e2e::{
-    create_topic, elasticsearch_url, kafka_bootstrap, opensearch_url, require_engine,
-    require_kafka, unique_name, wait_for_count,
+    create_topic, elasticsearch_url, opensearch_url, require_engine, require_kafka, unique_name,
+    wait_for_count,
 };
 use spanway_ingester::Ingester;
-use spanway_ingester::config::IngesterConfig;
-use spanway_schemas::proto::otlp::{self, any_value::Value as Any};
+use spanway_schemas::Encoding;
+use spanway_schemas::proto::otlp;
 use tokio_util::sync::CancellationToken;
+
+mod common;
 
 const TRACES: u64 = 120;
 /// Every `FAIL_EVERY`th checkout request fails.
@@ -39,29 +40,6 @@ const CHARGE_CLIENT_MS: u64 = 40;
 const PAYMENTS_MS: u64 = 30;
 const STEP_MS: u64 = 60_000;
 const RATE_PER_MS: u64 = 120_000;
-
-fn kv(key: &str, value: &str) -> otlp::KeyValue {
-    otlp::KeyValue {
-        key: key.into(),
-        value: Some(otlp::AnyValue {
-            value: Some(Any::StringValue(value.into())),
-        }),
-    }
-}
-
-fn resource_spans(service: &str, spans: Vec<otlp::Span>) -> otlp::ResourceSpans {
-    otlp::ResourceSpans {
-        resource: Some(otlp::Resource {
-            attributes: vec![kv("service.name", service)],
-            ..Default::default()
-        }),
-        scope_spans: vec![otlp::ScopeSpans {
-            spans,
-            ..Default::default()
-        }],
-        ..Default::default()
-    }
-}
 
 /// The topology, every trace starting within the minute that begins at `minute_ms`.
 fn topology(minute_ms: u64, run: u64) -> otlp::ExportTraceServiceRequest {
@@ -86,12 +64,17 @@ fn topology(minute_ms: u64, run: u64) -> otlp::ExportTraceServiceRequest {
                 }
             };
         let mut request = span(0, None, "POST /checkout", Server, CHECKOUT_MS, 0);
-        if i % FAIL_EVERY == 0 {
+        let failed = i % FAIL_EVERY == 0;
+        if failed {
             request.status = Some(otlp::Status {
                 code: otlp::status::StatusCode::Error as i32,
                 message: "card declined".into(),
             });
         }
+        request.attributes.push(int_kv(
+            "http.response.status_code",
+            if failed { 402 } else { 200 },
+        ));
         checkout.push(request);
         checkout.push(span(1, Some(0), "charge", Client, CHARGE_CLIENT_MS, 100));
         payments.push(span(2, Some(1), "POST /charge", Server, PAYMENTS_MS, 105));
@@ -226,26 +209,9 @@ async fn monitor_tab_reads(engine: &str, backend: &str) {
     create_topic(&topic, 3).await;
     let shutdown = CancellationToken::new();
 
-    let mut collector_config = CollectorConfig::default();
-    collector_config.kafka.client.brokers = vec![kafka_bootstrap()];
-    collector_config.kafka.topic = topic.clone();
-    collector_config.on_ephemeral_loopback_ports();
-    collector_config.validate().unwrap();
-    let collector = Collector::start(&collector_config, shutdown.clone())
-        .await
-        .unwrap();
-
-    let mut ingester_config = IngesterConfig::default();
-    ingester_config.kafka.client.brokers = vec![kafka_bootstrap()];
-    ingester_config.kafka.topics = vec![topic.clone()];
-    ingester_config.kafka.group_id = unique_name("e2e-group");
+    let collector = common::collector(&topic, &shutdown).await;
+    let mut ingester_config = common::ingester(&topic, &prefix, Encoding::OtlpProto);
     ingester_config.elasticsearch.client.url = Some(engine.to_owned());
-    ingester_config.elasticsearch.index_prefix = prefix.clone();
-    ingester_config.elasticsearch.shards = 1;
-    ingester_config.elasticsearch.replicas = 0;
-    ingester_config.bulk.flush_interval = Duration::from_millis(100);
-    ingester_config.ops.listen = "127.0.0.1:0".parse().unwrap();
-    ingester_config.validate().unwrap();
     let ingester = Ingester::start(ingester_config, shutdown.clone())
         .await
         .unwrap();
@@ -338,6 +304,26 @@ async fn monitor_tab_reads(engine: &str, backend: &str) {
             "error and span.kind read back as tags: {tags:?}"
         );
     }
+
+    // And by the HTTP status code, a tag field with a numeric sub-field: Jaeger's regexp
+    // search needs the field itself to stay a keyword.
+    let declined = query
+        .get(
+            "/traces",
+            &[
+                ("service", "checkout".to_owned()),
+                ("tags", r#"{"http.response.status_code":"402"}"#.to_owned()),
+                ("start", ((minute_ms - STEP_MS) * 1_000).to_string()),
+                ("end", (now_ms() * 1_000).to_string()),
+                ("limit", "1000".to_owned()),
+            ],
+        )
+        .await;
+    assert_eq!(
+        declined["data"].as_array().unwrap().len() as u64,
+        TRACES / FAIL_EVERY,
+        "traces with http.response.status_code=402"
+    );
 
     let end_ms = now_ms();
     // Request rate: 120 spans in one minute over a two-minute rate window.

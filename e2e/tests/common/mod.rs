@@ -5,10 +5,24 @@
 
 use std::time::Duration;
 
+use spanway_collector::Collector;
+use spanway_collector::config::CollectorConfig;
 use spanway_e2e::{kafka_bootstrap, opensearch_url, unique_name, wait_for_count};
 use spanway_ingester::config::IngesterConfig;
 use spanway_schemas::Encoding;
 use spanway_streaming_analytics::AnalyticsConfig;
+
+/// Our collector on ephemeral loopback ports, writing `topic`.
+pub async fn collector(topic: &str, shutdown: &tokio_util::sync::CancellationToken) -> Collector {
+    let mut config = CollectorConfig::default();
+    config.kafka.client.brokers = vec![kafka_bootstrap()];
+    config.kafka.topic = topic.to_owned();
+    config.on_ephemeral_loopback_ports();
+    config.validate().expect("valid collector config");
+    Collector::start(&config, shutdown.clone())
+        .await
+        .expect("collector starts")
+}
 
 /// An ingester reading `topic` (records without an `encoding` header read as `encoding`) into
 /// indices prefixed `prefix` on the test OpenSearch, flushing fast.
