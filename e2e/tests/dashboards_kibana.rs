@@ -67,7 +67,13 @@ const FIELD_TYPES: [(&str, &str); 19] = [
 ];
 
 fn bundle() -> Vec<Value> {
-    let path = spanway_e2e::secure::repo_root().join("dashboards/portable.ndjson");
+    bundle_file("portable.ndjson")
+}
+
+fn bundle_file(name: &str) -> Vec<Value> {
+    let path = spanway_e2e::secure::repo_root()
+        .join("dashboards")
+        .join(name);
     std::fs::read_to_string(&path)
         .unwrap()
         .lines()
@@ -172,6 +178,138 @@ fn bundle_structure_imports_everywhere() {
         }
     }
     assert_eq!(dashboards, 3);
+}
+
+/// The Lens panels of the Lens bundle's dashboards: (dashboard, panel).
+fn lens_panels(objects: &[Value]) -> Vec<(Value, Value)> {
+    let mut out = Vec::new();
+    for dashboard in objects.iter().filter(|o| o["type"] == "dashboard") {
+        for panel in embedded(dashboard, "/attributes/panelsJSON")
+            .as_array()
+            .unwrap()
+        {
+            assert_eq!(
+                panel["type"], "lens",
+                "{}: only Lens panels",
+                dashboard["id"]
+            );
+            out.push((dashboard.clone(), panel.clone()));
+        }
+    }
+    out
+}
+
+/// Each layer of a Lens panel: (layer id, the layer, the index pattern it reads).
+fn lens_layers<'a>(
+    objects: &'a [Value],
+    dashboard: &Value,
+    panel: &'a Value,
+) -> Vec<(String, &'a Value, &'a Value)> {
+    let layers = panel["embeddableConfig"]["attributes"]["state"]["datasourceStates"]["formBased"]
+        ["layers"]
+        .as_object()
+        .unwrap();
+    layers
+        .iter()
+        .map(|(id, layer)| {
+            let name = format!(
+                "{}:indexpattern-datasource-layer-{id}",
+                panel["panelIndex"].as_str().unwrap()
+            );
+            let reference = dashboard["references"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|r| r["name"] == name.as_str())
+                .unwrap_or_else(|| panic!("{}: no reference {name}", dashboard["id"]));
+            let pattern = objects
+                .iter()
+                .find(|o| o["type"] == reference["type"] && o["id"] == reference["id"])
+                .unwrap_or_else(|| panic!("{name} points outside the bundle"));
+            (id.clone(), layer, pattern)
+        })
+        .collect()
+}
+
+#[test]
+fn lens_bundle_structure_imports_into_kibana_8_and_9() {
+    let objects = bundle_file("lens.ndjson");
+    let ids: BTreeSet<(String, String)> = objects
+        .iter()
+        .map(|o| {
+            (
+                o["type"].as_str().unwrap().to_owned(),
+                o["id"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(ids.len(), objects.len(), "type:id unique");
+    for o in &objects {
+        // An 8.x export: Kibana 8 and 9 import it, 7.x and OpenSearch Dashboards refuse it.
+        assert_eq!(o["coreMigrationVersion"], "8.8.0", "{}", o["id"]);
+        assert!(o["typeMigrationVersion"].is_string(), "{}", o["id"]);
+        assert!(o.get("migrationVersion").is_none(), "{}", o["id"]);
+        assert!(o["attributes"].is_object());
+    }
+    let panels = lens_panels(&objects);
+    assert!(panels.len() >= 4);
+    for (dashboard, panel) in &panels {
+        let grid = &panel["gridData"];
+        assert_eq!(grid["i"], panel["panelIndex"]);
+        assert!(grid["x"].as_u64().unwrap() + grid["w"].as_u64().unwrap() <= 48);
+        let attributes = &panel["embeddableConfig"]["attributes"];
+        for (id, layer, pattern) in lens_layers(&objects, dashboard, panel) {
+            assert_eq!(pattern["type"], "index-pattern");
+            let columns = layer["columns"].as_object().unwrap();
+            let order: BTreeSet<&str> = layer["columnOrder"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|c| c.as_str().unwrap())
+                .collect();
+            assert_eq!(
+                order,
+                columns.keys().map(String::as_str).collect::<BTreeSet<_>>(),
+                "{id}: columnOrder lists every column"
+            );
+            for (cid, column) in columns {
+                for r in column["references"].as_array().into_iter().flatten() {
+                    assert!(columns.contains_key(r.as_str().unwrap()), "{cid} → {r}");
+                }
+                if column["operationType"] == "math" {
+                    for arg in column["params"]["tinymathAst"]["args"].as_array().unwrap() {
+                        assert!(columns.contains_key(arg.as_str().unwrap()), "{cid}: {arg}");
+                    }
+                }
+                if let Some(by) = column["params"]["orderBy"]["columnId"].as_str() {
+                    assert!(columns.contains_key(by), "{cid} ordered by {by}");
+                }
+            }
+            // What the chart shows must be columns of the layer.
+            let visualization = &attributes["state"]["visualization"];
+            let mut shown: Vec<&str> = visualization["columns"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|c| c["columnId"].as_str().unwrap())
+                .collect();
+            for layer in visualization["layers"].as_array().into_iter().flatten() {
+                shown.extend(layer["xAccessor"].as_str());
+                shown.extend(layer["splitAccessor"].as_str());
+                shown.extend(
+                    layer["accessors"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|a| a.as_str().unwrap()),
+                );
+            }
+            assert!(!shown.is_empty(), "{id} shows nothing");
+            for c in shown {
+                assert!(columns.contains_key(c), "{id}: shows unknown column {c}");
+            }
+        }
+    }
 }
 
 // ---- the known topology --------------------------------------------------------------------
@@ -481,6 +619,164 @@ impl Engine {
         (index, fields)
     }
 
+    /// Runs a Lens panel's layer as Lens compiles it: its bucket columns nested in order, its
+    /// metric columns inside (a count with a KQL filter as a `filter` aggregation), and its
+    /// formulas (divisions of two columns) computed from the answer. Rows of bucket keys,
+    /// with each value by column id.
+    async fn run_lens(&self, objects: &[Value], dashboard: &Value, panel: &Value) -> Rows {
+        let (_, layer, pattern) = lens_layers(objects, dashboard, panel).remove(0);
+        let index = &self.patterns[pattern["attributes"]["title"].as_str().unwrap()];
+        let time_field = pattern["attributes"]["timeFieldName"].as_str().unwrap();
+        let query = &panel["embeddableConfig"]["attributes"]["state"]["query"]["query"];
+        let columns = layer["columns"].as_object().unwrap();
+        let order: Vec<&str> = layer["columnOrder"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c.as_str().unwrap())
+            .collect();
+        let buckets: Vec<&str> = order
+            .iter()
+            .copied()
+            .filter(|c| columns[*c]["isBucketed"] == true)
+            .collect();
+        let metric = |id: &str| -> Option<Value> {
+            let c = &columns[id];
+            let agg = match c["operationType"].as_str().unwrap() {
+                "count" => None,
+                "sum" => Some(json!({"sum": {"field": c["sourceField"]}})),
+                "percentile" => Some(json!({"percentiles": {
+                    "field": c["sourceField"], "percents": [c["params"]["percentile"]]
+                }})),
+                _ => return None,
+            };
+            match (&c["filter"]["query"], agg) {
+                (Value::String(kql_text), agg) => {
+                    let mut f = json!({"filter": {"bool": {"filter": kql(kql_text)}}});
+                    if let Some(agg) = agg {
+                        f["aggs"] = json!({"v": agg});
+                    }
+                    Some(f)
+                }
+                (_, agg) => agg,
+            }
+        };
+        let mut inner = serde_json::Map::new();
+        for id in order.iter().filter(|c| !buckets.contains(c)) {
+            if let Some(agg) = metric(id) {
+                inner.insert((*id).to_owned(), agg);
+            }
+        }
+        for id in buckets.iter().rev() {
+            let c = &columns[*id];
+            let p = &c["params"];
+            let mut agg = match c["operationType"].as_str().unwrap() {
+                "terms" => {
+                    let direction = p["orderDirection"].clone();
+                    let order = match p["orderBy"]["columnId"].as_str() {
+                        Some(by)
+                            if columns[by]["operationType"] == "count"
+                                && columns[by].get("filter").is_none() =>
+                        {
+                            json!({"_count": direction})
+                        }
+                        Some(by) => json!({by: direction}),
+                        None => json!({"_key": direction}),
+                    };
+                    json!({"terms": {"field": c["sourceField"], "size": p["size"], "order": order}})
+                }
+                "date_histogram" => json!({"date_histogram": {
+                    "field": c["sourceField"], "fixed_interval": "1m", "min_doc_count": 1
+                }}),
+                other => panic!("Lens bucket the test does not compile: {other}"),
+            };
+            // A terms column ordered by a metric carries that metric, as Lens sends it.
+            if let Some(by) = p["orderBy"]["columnId"].as_str()
+                && let Some(order_agg) = metric(by)
+            {
+                inner.entry(by.to_owned()).or_insert(order_agg);
+            }
+            if !inner.is_empty() {
+                agg["aggs"] = Value::Object(inner);
+            }
+            inner = serde_json::Map::from_iter([((*id).to_owned(), agg)]);
+        }
+        let mut filters = kql(query.as_str().unwrap());
+        filters.push(json!({"range": {time_field: {
+            "gte": self.from_ms, "lte": self.to_ms, "format": "epoch_millis"
+        }}}));
+        let body = json!({"size": 0, "query": {"bool": {"filter": filters}}, "aggs": inner});
+        let answer = self.post(&format!("{index}/_search"), body).await;
+
+        fn walk(
+            level: &Value,
+            depth: usize,
+            buckets: &[&str],
+            columns: &serde_json::Map<String, Value>,
+            keys: &mut Vec<String>,
+            out: &mut Rows,
+        ) {
+            if depth == buckets.len() {
+                let mut values = BTreeMap::new();
+                for (id, c) in columns.iter().filter(|(_, c)| c["isBucketed"] != true) {
+                    let v = match c["operationType"].as_str().unwrap() {
+                        "count" if c.get("filter").is_some() => level[id]["doc_count"].as_f64(),
+                        "count" => level["doc_count"].as_f64(),
+                        "sum" if c.get("filter").is_some() => level[id]["v"]["value"].as_f64(),
+                        "sum" => level[id]["value"].as_f64(),
+                        "percentile" => level[id]["values"]
+                            .as_object()
+                            .and_then(|v| v.values().next())
+                            .and_then(Value::as_f64),
+                        _ => None,
+                    };
+                    if let Some(v) = v {
+                        values.insert(id.clone(), v);
+                    }
+                }
+                // Math columns divide two columns; a formula shows its math column.
+                for (id, c) in columns.iter().filter(|(_, c)| c["operationType"] == "math") {
+                    let args = c["params"]["tinymathAst"]["args"].as_array().unwrap();
+                    assert_eq!(c["params"]["tinymathAst"]["name"], "divide");
+                    let (n, d) = (
+                        values[args[0].as_str().unwrap()],
+                        values[args[1].as_str().unwrap()],
+                    );
+                    values.insert(id.clone(), if d == 0.0 { 0.0 } else { n / d });
+                }
+                for (id, c) in columns
+                    .iter()
+                    .filter(|(_, c)| c["operationType"] == "formula")
+                {
+                    let math = c["references"][0].as_str().unwrap();
+                    values.insert(id.clone(), values[math]);
+                }
+                out.push((keys.clone(), values));
+                return;
+            }
+            for bucket in level[buckets[depth]]["buckets"].as_array().unwrap() {
+                let key = bucket
+                    .get("key_as_string")
+                    .or(bucket.get("key"))
+                    .map(|k| k.as_str().map_or_else(|| k.to_string(), str::to_owned))
+                    .unwrap();
+                keys.push(key);
+                walk(bucket, depth + 1, buckets, columns, keys, out);
+                keys.pop();
+            }
+        }
+        let mut rows = Vec::new();
+        walk(
+            &answer["aggregations"],
+            0,
+            &buckets,
+            columns,
+            &mut Vec::new(),
+            &mut rows,
+        );
+        rows
+    }
+
     /// Runs a visualization's aggregations.
     async fn run(&self, objects: &[Value], id: &str) -> Rows {
         let object = objects.iter().find(|o| o["id"] == id).unwrap();
@@ -614,12 +910,16 @@ async fn panels_chart_a_known_topology(url: &str, opensearch: bool) {
         let mut calls = 0.0;
         for _ in 0..120 {
             engine.refresh(index).await;
-            let sum = engine
-                .post(
-                    &format!("{index}/_search"),
-                    json!({"size": 0, "aggs": {"c": {"sum": {"field": "calls"}}}}),
-                )
-                .await;
+            // A just-created index answers 503 until its shard has started: keep waiting.
+            let sum: Value = match reqwest::Client::new()
+                .post(format!("{url}/{index}/_search"))
+                .json(&json!({"size": 0, "aggs": {"c": {"sum": {"field": "calls"}}}}))
+                .send()
+                .await
+            {
+                Ok(response) => response.json().await.unwrap_or_default(),
+                Err(_) => Value::Null,
+            };
             calls = sum["aggregations"]["c"]["value"].as_f64().unwrap_or(0.0);
             if calls >= (3 * TRACES) as f64 {
                 break;
@@ -838,12 +1138,68 @@ async fn panels_chart_a_known_topology(url: &str, opensearch: bool) {
         "{rows:?}"
     );
 
+    lens_panels_chart_the_topology(&engine).await;
+
     if opensearch {
         trace_analytics_reads_the_span_indices(&engine, &spans).await;
     }
 
     let client = reqwest::Client::new();
     let _ = client.delete(format!("{url}/{prefix}-*")).send().await;
+}
+
+/// The Lens bundle's panels, compiled as Lens compiles them, on the known topology.
+async fn lens_panels_chart_the_topology(engine: &Engine) {
+    let objects = bundle_file("lens.ndjson");
+    let panels = lens_panels(&objects);
+    let run = |title: &str| {
+        let (dashboard, panel) = panels
+            .iter()
+            .find(|(_, p)| p["title"] == title)
+            .unwrap_or_else(|| panic!("no Lens panel {title:?}"));
+        engine.run_lens(&objects, dashboard, panel)
+    };
+    let rows = run("Requests and error rate per service").await;
+    let table: BTreeMap<String, (f64, f64, f64)> = rows
+        .iter()
+        .map(|(k, v)| (k[0].clone(), (v["req"], v["err"], v["rate"])))
+        .collect();
+    assert_eq!(
+        table,
+        BTreeMap::from([
+            ("checkout".to_owned(), (40.0, 0.0, 0.0)),
+            ("frontend".to_owned(), (40.0, 10.0, 0.25)),
+            ("payments".to_owned(), (40.0, 8.0, 0.2)),
+        ])
+    );
+    let rows = run("Requests per service over time").await;
+    assert_eq!(
+        by_key(&rows, 1, "req"),
+        expect(&[("checkout", 40.0), ("frontend", 40.0), ("payments", 40.0)])
+    );
+    let rows = run("Request latency per service").await;
+    let p95: BTreeMap<String, f64> = rows.iter().map(|(k, v)| (k[0].clone(), v["p95"])).collect();
+    assert_eq!(
+        p95,
+        expect(&[
+            ("checkout", 200_000.0),
+            ("frontend", 250_000.0),
+            ("payments", 30_000.0)
+        ])
+    );
+    let rows = run("Service graph edges").await;
+    let edges: BTreeMap<String, (f64, f64)> = rows
+        .iter()
+        .map(|(k, v)| (k.join(" "), (v["calls"], v["rate"])))
+        .collect();
+    assert_eq!(
+        edges,
+        BTreeMap::from([
+            ("checkout payments".to_owned(), (40.0, 0.2)),
+            ("frontend checkout".to_owned(), (40.0, 0.0)),
+            ("user frontend".to_owned(), (40.0, 0.25)),
+        ])
+    );
 }
 
 /// OpenSearch Dashboards' Trace Analytics in Jaeger mode: the services list (traces per
