@@ -251,6 +251,13 @@ fn lens_bundle_structure_imports_into_kibana_8_and_9() {
         assert!(o.get("migrationVersion").is_none(), "{}", o["id"]);
         assert!(o["attributes"].is_object());
     }
+    for dashboard in objects.iter().filter(|o| o["type"] == "dashboard") {
+        embedded(dashboard, "/attributes/optionsJSON");
+        embedded(
+            dashboard,
+            "/attributes/kibanaSavedObjectMeta/searchSourceJSON",
+        );
+    }
     let panels = lens_panels(&objects);
     assert!(panels.len() >= 4);
     for (dashboard, panel) in &panels {
@@ -937,57 +944,39 @@ async fn panels_chart_a_known_topology(url: &str, opensearch: bool) {
     let objects = bundle();
 
     // Fields: present, aggregatable, typed, not nested.
-    let expected_types: BTreeMap<&str, &str> = FIELD_TYPES.into_iter().collect();
     for object in objects
         .iter()
         .filter(|o| o["type"] == "visualization" || o["type"] == "search")
     {
         let (index, fields) = engine.fields(&objects, object);
-        let mut paths = fields.clone();
-        for field in &fields {
-            let mut prefix = String::new();
-            for part in field.split('.') {
-                prefix.push_str(part);
-                paths.insert(prefix.clone());
-                prefix.push('.');
+        check_fields(url, &index, &fields, object["id"].as_str().unwrap()).await;
+    }
+    let lens_objects = bundle_file("lens.ndjson");
+    for (dashboard, panel) in lens_panels(&lens_objects) {
+        for (_, layer, pattern) in lens_layers(&lens_objects, &dashboard, &panel) {
+            let index = &engine.patterns[pattern["attributes"]["title"].as_str().unwrap()];
+            let mut fields = BTreeSet::from([pattern["attributes"]["timeFieldName"]
+                .as_str()
+                .unwrap()
+                .to_owned()]);
+            let mut queries =
+                vec![panel["embeddableConfig"]["attributes"]["state"]["query"]["query"].clone()];
+            for column in layer["columns"].as_object().unwrap().values() {
+                fields.extend(
+                    column["sourceField"]
+                        .as_str()
+                        .filter(|f| *f != "___records___")
+                        .map(str::to_owned),
+                );
+                queries.push(column["filter"]["query"].clone());
             }
-        }
-        let caps = reqwest::get(format!(
-            "{url}/{index}/_field_caps?fields={}",
-            paths.iter().cloned().collect::<Vec<_>>().join(",")
-        ))
-        .await
-        .unwrap()
-        .json::<Value>()
-        .await
-        .unwrap();
-        for field in &fields {
-            let caps_of = &caps["fields"][field];
-            let types: Vec<&String> = caps_of
-                .as_object()
-                .map(|o| o.keys().collect())
-                .unwrap_or_default();
-            let want = expected_types
-                .get(field.as_str())
-                .unwrap_or_else(|| panic!("{}: field {field} has no expected type", object["id"]));
-            assert_eq!(
-                types,
-                [want],
-                "{}: {field} in {index}: {caps_of}",
-                object["id"]
-            );
-            assert_eq!(
-                caps_of[*want]["aggregatable"], true,
-                "{}: {field}",
-                object["id"]
-            );
-        }
-        for path in &paths {
-            assert!(
-                caps["fields"][path].get("nested").is_none(),
-                "{}: {path} is nested",
-                object["id"]
-            );
+            for q in queries.iter().filter_map(Value::as_str) {
+                for clause in kql(q) {
+                    let clause = clause.as_object().unwrap().values().next().unwrap();
+                    fields.extend(clause.as_object().unwrap().keys().cloned());
+                }
+            }
+            check_fields(url, index, &fields, panel["title"].as_str().unwrap()).await;
         }
     }
 
@@ -1146,6 +1135,48 @@ async fn panels_chart_a_known_topology(url: &str, opensearch: bool) {
 
     let client = reqwest::Client::new();
     let _ = client.delete(format!("{url}/{prefix}-*")).send().await;
+}
+
+/// Every field of `fields` is in `index`, aggregatable, of its expected type, and neither it
+/// nor a parent path is nested: what Kibana's data view needs to chart it.
+async fn check_fields(url: &str, index: &str, fields: &BTreeSet<String>, what: &str) {
+    let expected_types: BTreeMap<&str, &str> = FIELD_TYPES.into_iter().collect();
+    let mut paths = fields.clone();
+    for field in fields {
+        let mut prefix = String::new();
+        for part in field.split('.') {
+            prefix.push_str(part);
+            paths.insert(prefix.clone());
+            prefix.push('.');
+        }
+    }
+    let caps = reqwest::get(format!(
+        "{url}/{index}/_field_caps?fields={}",
+        paths.iter().cloned().collect::<Vec<_>>().join(",")
+    ))
+    .await
+    .unwrap()
+    .json::<Value>()
+    .await
+    .unwrap();
+    for field in fields {
+        let caps_of = &caps["fields"][field];
+        let types: Vec<&String> = caps_of
+            .as_object()
+            .map(|o| o.keys().collect())
+            .unwrap_or_default();
+        let want = expected_types
+            .get(field.as_str())
+            .unwrap_or_else(|| panic!("{what}: field {field} has no expected type"));
+        assert_eq!(types, [want], "{what}: {field} in {index}: {caps_of}");
+        assert_eq!(caps_of[*want]["aggregatable"], true, "{what}: {field}");
+    }
+    for path in &paths {
+        assert!(
+            caps["fields"][path].get("nested").is_none(),
+            "{what}: {path} is nested"
+        );
+    }
 }
 
 /// The Lens bundle's panels, compiled as Lens compiles them, on the known topology.
