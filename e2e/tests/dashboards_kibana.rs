@@ -259,7 +259,7 @@ fn lens_bundle_structure_imports_into_kibana_8_and_9() {
         );
     }
     let panels = lens_panels(&objects);
-    assert!(panels.len() >= 4);
+    assert!(panels.len() >= 5);
     for (dashboard, panel) in &panels {
         let grid = &panel["gridData"];
         assert_eq!(grid["i"], panel["panelIndex"]);
@@ -1103,17 +1103,29 @@ async fn panels_chart_a_known_topology(url: &str, opensearch: bool) {
     let mut sorted = failing.clone();
     sorted.sort_by(|a, b| b.1.total_cmp(&a.1));
     assert_eq!(sorted[0], ("user frontend".to_owned(), 10.0));
-    let rows = engine.run(&objects, "spanway-calls-into-services").await;
+    let per_edge = |rows: &Rows| {
+        let mut out: BTreeMap<String, f64> = BTreeMap::new();
+        for (k, v) in rows {
+            *out.entry(format!("{} {}", k[1], k[2])).or_default() += v["1"];
+        }
+        out
+    };
+    let rows = engine.run(&objects, "spanway-calls-per-edge").await;
     assert_eq!(
-        by_key(&rows, 1, "1"),
-        expect(&[("checkout", 40.0), ("frontend", 40.0), ("payments", 40.0)])
+        per_edge(&rows),
+        expect(&[
+            ("checkout payments", 40.0),
+            ("frontend checkout", 40.0),
+            ("user frontend", 40.0)
+        ])
     );
-    let rows = engine
-        .run(&objects, "spanway-failed-calls-into-services")
-        .await;
-    let failed = by_key(&rows, 1, "1");
-    assert_eq!((failed["frontend"], failed["payments"]), (10.0, 8.0));
-    assert_eq!(failed.get("checkout").copied().unwrap_or(0.0), 0.0);
+    let rows = engine.run(&objects, "spanway-failed-calls-per-edge").await;
+    let failed = per_edge(&rows);
+    assert_eq!(
+        (failed["user frontend"], failed["checkout payments"]),
+        (10.0, 8.0)
+    );
+    assert_eq!(failed.get("frontend checkout").copied().unwrap_or(0.0), 0.0);
 
     // The Jaeger dependency documents over time: every call once, three edges.
     let rows = engine.run(&objects, "spanway-dependency-calls").await;
@@ -1216,6 +1228,28 @@ async fn lens_panels_chart_the_topology(engine: &Engine) {
             ("checkout", 200_000.0),
             ("frontend", 250_000.0),
             ("payments", 30_000.0)
+        ])
+    );
+    let rows = run("Operations").await;
+    let operations: BTreeMap<String, (f64, f64, f64, f64)> = rows
+        .iter()
+        .map(|(k, v)| (k.join(" "), (v["req"], v["err"], v["rate"], v["p95"])))
+        .collect();
+    assert_eq!(
+        operations,
+        BTreeMap::from([
+            (
+                "checkout POST /order".to_owned(),
+                (40.0, 0.0, 0.0, 200_000.0)
+            ),
+            (
+                "frontend GET /checkout".to_owned(),
+                (40.0, 10.0, 0.25, 250_000.0)
+            ),
+            (
+                "payments POST /charge".to_owned(),
+                (40.0, 8.0, 0.2, 30_000.0)
+            ),
         ])
     );
     let rows = run("Service graph edges").await;
