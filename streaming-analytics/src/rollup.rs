@@ -93,24 +93,25 @@ impl Rollup {
     }
 
     /// Sums each period from the service-graph index and rewrites its Jaeger
-    /// document, retrying until done or `cancel` fires.
+    /// document, retrying until done or `cancel` fires. Returns how many
+    /// documents the engine refused for good (logged).
     pub async fn rewrite(
         &self,
         writer: &BulkWriter,
         periods: &BTreeSet<i64>,
         cancel: &CancellationToken,
         heartbeat: &Heartbeat,
-    ) -> Result<(), RollupError> {
+    ) -> Result<usize, RollupError> {
         let mut documents = Vec::with_capacity(periods.len());
         for &start in periods {
             let links = self.sum_retrying(writer, start, cancel, heartbeat).await?;
             documents.push(jaeger_document(&self.indices, start, &links));
         }
         let rejected = writer.write_all(documents, cancel, heartbeat).await?;
-        for r in rejected {
+        for r in &rejected {
             tracing::error!(index = %r.document.index, id = %r.document.id, reason = %r.reason, "dependency document refused by the engine");
         }
-        Ok(())
+        Ok(rejected.len())
     }
 
     async fn sum_retrying(

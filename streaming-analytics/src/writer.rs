@@ -92,16 +92,16 @@ pub async fn run(
             tracing::error!(index = %r.document.index, id = %r.document.id, reason = %r.reason, "aggregate document refused by the engine");
         }
         let periods = rollup.periods(batch.iter().map(|job| job.window_start));
-        match rollup.rewrite(&writer, &periods, &cancel, &heartbeat).await {
-            Ok(()) => {}
+        let refused_rollups = match rollup.rewrite(&writer, &periods, &cancel, &heartbeat).await {
+            Ok(refused) => refused,
             Err(RollupError::Cancelled | RollupError::Writer(WriterError::Cancelled)) => return,
             Err(error) => {
                 tracing::error!(%error, "dependency documents could not be rewritten");
                 return;
             }
-        }
+        };
         // Refusals are counted once, on the first window of the batch.
-        let mut rejected = rejected.len();
+        let mut rejected = rejected.len() + refused_rollups;
         for job in batch {
             let ack = Ack {
                 key: job.key,
