@@ -97,10 +97,9 @@ fn version(text: &str) -> Vec<u32> {
     text.split('.').map(|n| n.parse().unwrap()).collect()
 }
 
-#[test]
-fn bundle_structure_imports_everywhere() {
-    let objects = bundle();
-    let ids: BTreeSet<(String, String)> = objects
+/// `(type, id)` of each object: what must be unique in a bundle, and what references name.
+fn type_ids(objects: &[Value]) -> BTreeSet<(String, String)> {
+    objects
         .iter()
         .map(|o| {
             (
@@ -108,7 +107,13 @@ fn bundle_structure_imports_everywhere() {
                 o["id"].as_str().unwrap().to_owned(),
             )
         })
-        .collect();
+        .collect()
+}
+
+#[test]
+fn bundle_structure_imports_everywhere() {
+    let objects = bundle();
+    let ids = type_ids(&objects);
     assert_eq!(ids.len(), objects.len(), "type:id unique");
     let maxima: BTreeMap<&str, &str> = OSD_MAX.into_iter().collect();
     let mut dashboards = 0;
@@ -234,15 +239,7 @@ fn lens_layers<'a>(
 #[test]
 fn lens_bundle_structure_imports_into_kibana_8_and_9() {
     let objects = bundle_file("lens.ndjson");
-    let ids: BTreeSet<(String, String)> = objects
-        .iter()
-        .map(|o| {
-            (
-                o["type"].as_str().unwrap().to_owned(),
-                o["id"].as_str().unwrap().to_owned(),
-            )
-        })
-        .collect();
+    let ids = type_ids(&objects);
     assert_eq!(ids.len(), objects.len(), "type:id unique");
     for o in &objects {
         // An 8.x export: Kibana 8 and 9 import it, 7.x and OpenSearch Dashboards refuse it.

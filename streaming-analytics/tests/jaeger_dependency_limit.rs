@@ -26,22 +26,14 @@ const SPACING_MS: u64 = 5_000;
 /// What Jaeger query reads per request (`max_doc_count`, and the engine's result window).
 const JAEGER_READ_LIMIT: u64 = 10_000;
 
+/// Documents of `pattern`, once what was written is searchable.
 async fn count(url: &str, pattern: &str) -> u64 {
-    let client = reqwest::Client::new();
-    client
+    reqwest::Client::new()
         .post(format!("{url}/{pattern}/_refresh"))
         .send()
         .await
         .unwrap();
-    let body: Value = client
-        .get(format!("{url}/{pattern}/_count"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    body["count"].as_u64().unwrap()
+    spanway_e2e::count(url, pattern).await
 }
 
 async fn sum_calls(url: &str, pattern: &str) -> u64 {
