@@ -1,7 +1,8 @@
 //! Jaeger query reads at most 10,000 dependency documents per request and sums what it read.
 //! Three days of calls on a 4-partition topic make more than 10,000 one-minute windows of
 //! partitions (the service-graph documents); the Jaeger dependency documents are one per hour
-//! (72), and the real Jaeger query's `/api/dependencies` over the three days returns every call.
+//! (72), and the real Jaeger query's `/api/dependencies` over the three days returns every call,
+//! in v1.76 and in Jaeger v2.
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -10,6 +11,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use spanway_e2e::jaeger_query::{JaegerQuery, jaeger_query_bin};
+use spanway_e2e::jaeger_v2::{JaegerV2, engine_query_config, free_ports};
 use spanway_e2e::{
     create_topic, delete_indices, kafka_bootstrap, opensearch_url, produce, require_engine,
     require_kafka, topology, unique_name,
@@ -155,6 +157,32 @@ async fn jaeger_query_counts_every_call_of_days_of_partition_windows() {
         "one day: {body}"
     );
     drop(jaeger);
+
+    // Jaeger v2's query reads the same documents the same way.
+    let [http_port, grpc_port] = free_ports::<2>();
+    let mut v2 = JaegerV2::start(&engine_query_config(
+        "opensearch",
+        &url,
+        &names.prefix,
+        http_port,
+        grpc_port,
+    ));
+    v2.wait_ready().await;
+    let body: Value = reqwest::get(format!(
+        "http://127.0.0.1:{http_port}/api/dependencies?endTs={end_ms}&lookback={}",
+        (DAYS + 1) * 86_400_000
+    ))
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(
+        body["data"][0]["callCount"].as_u64(),
+        Some(traces),
+        "every call, through Jaeger v2's query: {body}"
+    );
+    drop(v2);
 
     delete_indices(&url, &format!("{}-*", names.prefix)).await;
     delete_indices(&url, &names.graph_indices()).await;
