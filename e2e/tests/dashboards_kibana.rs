@@ -531,15 +531,19 @@ fn flatten(
     }
     let id = buckets[depth]["id"].as_str().unwrap();
     for bucket in level[id]["buckets"].as_array().unwrap() {
-        let key = bucket
-            .get("key_as_string")
-            .or(bucket.get("key"))
-            .map(|k| k.as_str().map_or_else(|| k.to_string(), str::to_owned))
-            .unwrap();
-        keys.push(key);
+        keys.push(bucket_key(bucket));
         flatten(bucket, depth + 1, buckets, metrics, keys, out);
         keys.pop();
     }
+}
+
+/// A bucket's key as the tools label it: the formatted key of a date, else the key.
+fn bucket_key(bucket: &Value) -> String {
+    bucket
+        .get("key_as_string")
+        .or(bucket.get("key"))
+        .map(|k| k.as_str().map_or_else(|| k.to_string(), str::to_owned))
+        .unwrap()
 }
 
 struct Engine {
@@ -759,12 +763,7 @@ impl Engine {
                 return;
             }
             for bucket in level[buckets[depth]]["buckets"].as_array().unwrap() {
-                let key = bucket
-                    .get("key_as_string")
-                    .or(bucket.get("key"))
-                    .map(|k| k.as_str().map_or_else(|| k.to_string(), str::to_owned))
-                    .unwrap();
-                keys.push(key);
+                keys.push(bucket_key(bucket));
                 walk(bucket, depth + 1, buckets, columns, keys, out);
                 keys.pop();
             }
