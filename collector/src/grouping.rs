@@ -12,6 +12,8 @@
 //! server reject such spans one by one (`partial_success`) while publishing
 //! the rest; receivers without that notion refuse the request instead.
 
+pub mod encoded;
+
 use std::collections::HashMap;
 use std::fmt;
 
@@ -283,7 +285,7 @@ pub fn group_by_trace(request: otlp::ExportTraceServiceRequest) -> Grouped {
 mod tests {
     use super::*;
 
-    fn span(trace: u8, id: u8) -> otlp::Span {
+    pub(super) fn span(trace: u8, id: u8) -> otlp::Span {
         otlp::Span {
             trace_id: vec![trace; 16],
             span_id: vec![id; 8],
@@ -293,7 +295,7 @@ mod tests {
         }
     }
 
-    fn resource(name: &str, spans: Vec<otlp::Span>) -> otlp::ResourceSpans {
+    pub(super) fn resource(name: &str, spans: Vec<otlp::Span>) -> otlp::ResourceSpans {
         otlp::ResourceSpans {
             resource: Some(otlp::Resource {
                 attributes: vec![otlp::KeyValue {

@@ -1,13 +1,17 @@
 //! What every receiver does with a decoded request: set invalid spans
 //! aside, group by trace, publish, count.
 
-use spanway_schemas::proto::otlp;
+use std::future::Future;
 
+use bytes::Bytes;
 use prost::Message as _;
+use spanway_schemas::proto::otlp;
+use spanway_schemas::{Encoding, wire};
 
-use crate::budget::Budget;
+use crate::budget::{Budget, Reservation};
 use crate::error::RequestError;
-use crate::grouping::{InvalidSpan, RejectedSpan, group_by_trace};
+use crate::grouping::encoded::{EncodedGrouped, group_encoded};
+use crate::grouping::{Grouped, InvalidSpan, RejectedSpan, group_by_trace};
 use crate::metrics::{CollectorMetrics, ReceiverLabel, RefusalLabels};
 use crate::producer::SpanProducer;
 
@@ -79,6 +83,74 @@ impl Pipeline {
         self.handle(receiver, request, InvalidSpans::Reject).await
     }
 
+    /// Publishes the spans of an encoded `ExportTraceServiceRequest`, as
+    /// [`Pipeline::accept`] does a decoded one.
+    pub async fn accept_encoded(
+        &self,
+        receiver: &'static str,
+        request: Bytes,
+    ) -> Result<(), RequestError> {
+        self.handle_encoded(receiver, request, InvalidSpans::RefuseRequest)
+            .await
+            .map(|_| ())
+    }
+
+    /// Publishes the valid spans of an encoded `ExportTraceServiceRequest`,
+    /// as [`Pipeline::accept_partial`] does a decoded one.
+    pub async fn accept_encoded_partial(
+        &self,
+        receiver: &'static str,
+        request: Bytes,
+    ) -> Result<Accepted, RequestError> {
+        self.handle_encoded(receiver, request, InvalidSpans::Reject)
+            .await
+    }
+
+    /// Validates the bytes, then groups them as they are when the topic
+    /// takes `otlp_proto` and every resource is named; otherwise decodes
+    /// them and takes the decoded path.
+    async fn handle_encoded(
+        &self,
+        receiver: &'static str,
+        request: Bytes,
+        invalid: InvalidSpans,
+    ) -> Result<Accepted, RequestError> {
+        if let Err(error) = wire::otlp::validate(wire::otlp::Message::TracesData, &request) {
+            let error = RequestError::Malformed(format!("ExportTraceServiceRequest: {error}"));
+            self.count_request_refusal(receiver, &error);
+            return Err(error);
+        }
+        let forward = self.producer.encoding() == Encoding::OtlpProto;
+        let Some(reservation) = self.budget.try_reserve(request.len()) else {
+            let spans = wire::otlp::nested(&request, 1)
+                .flat_map(|rs| wire::otlp::nested(rs, 2))
+                .map(|ss| wire::otlp::nested(ss, 2).count())
+                .sum();
+            self.count_received(receiver, spans);
+            return Err(self.refuse(receiver, spans, RequestError::Overloaded));
+        };
+        let Some(grouped) = forward.then(|| group_encoded(&request)).flatten() else {
+            drop(reservation);
+            let decoded = otlp::ExportTraceServiceRequest::decode(request)
+                .map_err(|e| RequestError::Malformed(e.to_string()))?;
+            return self.handle(receiver, decoded, invalid).await;
+        };
+        let spans = grouped.span_count() + grouped.rejected.len();
+        self.count_received(receiver, spans);
+        let valid = grouped.span_count();
+        let EncodedGrouped { groups, rejected } = grouped;
+        self.publish_valid(
+            receiver,
+            spans,
+            valid,
+            rejected,
+            invalid,
+            reservation,
+            || self.producer.publish_encoded(groups),
+        )
+        .await
+    }
+
     async fn handle(
         &self,
         receiver: &'static str,
@@ -95,19 +167,53 @@ impl Pipeline {
             .flat_map(|rs| &rs.scope_spans)
             .map(|ss| ss.spans.len())
             .sum();
-        let label = ReceiverLabel { receiver };
-        self.metrics
-            .spans_received
-            .get_or_create(&label)
-            .inc_by(spans as u64);
+        self.count_received(receiver, spans);
         let Some(reservation) = self.budget.try_reserve(request.encoded_len()) else {
             return Err(self.refuse(receiver, spans, RequestError::Overloaded));
         };
+        let grouped = group_by_trace(request);
+        let valid = grouped.span_count();
+        let Grouped { groups, rejected } = grouped;
+        self.publish_valid(
+            receiver,
+            spans,
+            valid,
+            rejected,
+            invalid,
+            reservation,
+            || self.producer.publish(groups),
+        )
+        .await
+    }
+
+    fn count_received(&self, receiver: &'static str, spans: usize) {
+        self.metrics
+            .spans_received
+            .get_or_create(&ReceiverLabel { receiver })
+            .inc_by(spans as u64);
+    }
+
+    /// What both paths do once the spans are grouped: refuse or report the
+    /// invalid ones, publish the rest, release the reservation, count.
+    #[allow(clippy::too_many_arguments)]
+    async fn publish_valid<F, P>(
+        &self,
+        receiver: &'static str,
+        spans: usize,
+        valid: usize,
+        rejected: Vec<RejectedSpan>,
+        invalid: InvalidSpans,
+        reservation: Reservation,
+        publish: P,
+    ) -> Result<Accepted, RequestError>
+    where
+        P: FnOnce() -> F,
+        F: Future<Output = Result<usize, RequestError>>,
+    {
         self.metrics
             .bytes_in_flight
             .set(self.budget.in_use() as i64);
-        let grouped = group_by_trace(request);
-        if let Some(first) = grouped.rejected.first() {
+        if let Some(first) = rejected.first() {
             if invalid == InvalidSpans::RefuseRequest {
                 let error = RequestError::from(InvalidSpan(first.clone()));
                 drop(reservation);
@@ -116,7 +222,7 @@ impl Pipeline {
                     .set(self.budget.in_use() as i64);
                 return Err(self.refuse(receiver, spans, error));
             }
-            for rejected in &grouped.rejected {
+            for rejected in &rejected {
                 let labels = RefusalLabels {
                     receiver,
                     reason: rejected.problem.reason(),
@@ -125,17 +231,16 @@ impl Pipeline {
             }
             tracing::debug!(
                 receiver,
-                rejected = grouped.rejected.len(),
+                rejected = rejected.len(),
                 first = %first.describe(crate::grouping::FieldNaming::Proto),
                 "invalid spans removed from a request"
             );
         }
-        let valid = grouped.span_count();
-        let outcome = if grouped.groups.is_empty() {
+        let outcome = if valid == 0 {
             Ok(0)
         } else {
             let started = std::time::Instant::now();
-            let published = self.producer.publish(grouped.groups).await;
+            let published = publish().await;
             self.metrics
                 .produce_latency
                 .0
@@ -150,12 +255,12 @@ impl Pipeline {
             Ok(records) => {
                 self.metrics
                     .spans_accepted
-                    .get_or_create(&label)
+                    .get_or_create(&ReceiverLabel { receiver })
                     .inc_by(valid as u64);
                 self.metrics.records_produced.inc_by(records as u64);
                 Ok(Accepted {
                     spans: valid,
-                    rejected: grouped.rejected,
+                    rejected,
                 })
             }
             Err(error) => Err(self.refuse(receiver, valid, error)),

@@ -4,16 +4,19 @@ use std::time::Duration;
 
 use futures::future::join_all;
 use prometheus_client::metrics::counter::Counter;
+use prost::Message as _;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use spanway_kafka::{FaultReporter, KafkaClient, ReportingContext};
-use spanway_schemas::{EncodeError, Encoding, encode_trace_within};
+use spanway_schemas::proto::otlp;
+use spanway_schemas::{EncodeError, Encoding, SpanRecord, TraceId, encode_trace_within};
 use spanway_service_kit::config::ConfigError;
 
 use crate::config::KafkaSection;
 use crate::error::RequestError;
 use crate::grouping::TraceGroup;
+use crate::grouping::encoded::EncodedGroup;
 
 /// The Kafka side of the collector.
 pub struct SpanProducer {
@@ -93,31 +96,73 @@ impl SpanProducer {
         )
     }
 
+    /// The encoding records are written in.
+    pub fn encoding(&self) -> Encoding {
+        self.encoding
+    }
+
     /// Publishes every group and returns the number of records written.
     /// Succeeds only when Kafka acknowledged all of them.
     pub async fn publish(&self, groups: Vec<TraceGroup>) -> Result<usize, RequestError> {
         let mut records = Vec::new();
         let mut split = 0usize;
         for group in groups {
-            let encoded = encode_trace_within(
-                self.encoding,
-                group.trace_id,
-                group.resource_spans,
-                self.max_record_bytes,
-            )
-            .map_err(|e| match e {
-                EncodeError::SpanTooLarge { .. } => RequestError::SpanTooLarge(e.to_string()),
-                other => RequestError::Malformed(other.to_string()),
-            })?;
+            let encoded = self.encode_within(group.trace_id, group.resource_spans)?;
             if encoded.len() > 1 && !self.encoding.one_span_per_record() {
                 split += 1;
             }
             records.extend(encoded);
         }
         self.records_split.inc_by(split as u64);
+        self.send(&records).await
+    }
 
+    /// Publishes groups whose `otlp_proto` values are built already (see
+    /// [`crate::grouping::encoded`]); a value over the record limit is
+    /// decoded and split as [`SpanProducer::publish`] splits it. Only for a
+    /// producer writing `otlp_proto`.
+    pub async fn publish_encoded(&self, groups: Vec<EncodedGroup>) -> Result<usize, RequestError> {
+        debug_assert_eq!(self.encoding, Encoding::OtlpProto);
+        let mut records = Vec::with_capacity(groups.len());
+        let mut split = 0usize;
+        for group in groups {
+            if group.value.len() <= self.max_record_bytes {
+                records.push(SpanRecord::new(group.trace_id, self.encoding, group.value));
+                continue;
+            }
+            let data = otlp::TracesData::decode(group.value.as_slice())
+                .map_err(|e| RequestError::Malformed(e.to_string()))?;
+            let encoded = self.encode_within(group.trace_id, data.resource_spans)?;
+            if encoded.len() > 1 {
+                split += 1;
+            }
+            records.extend(encoded);
+        }
+        self.records_split.inc_by(split as u64);
+        self.send(&records).await
+    }
+
+    fn encode_within(
+        &self,
+        trace_id: TraceId,
+        resource_spans: Vec<otlp::ResourceSpans>,
+    ) -> Result<Vec<SpanRecord>, RequestError> {
+        encode_trace_within(
+            self.encoding,
+            trace_id,
+            resource_spans,
+            self.max_record_bytes,
+        )
+        .map_err(|e| match e {
+            EncodeError::SpanTooLarge { .. } => RequestError::SpanTooLarge(e.to_string()),
+            other => RequestError::Malformed(other.to_string()),
+        })
+    }
+
+    /// Sends `records` and waits for every acknowledgement.
+    async fn send(&self, records: &[SpanRecord]) -> Result<usize, RequestError> {
         let mut deliveries = Vec::with_capacity(records.len());
-        for record in &records {
+        for record in records {
             let mut headers = OwnedHeaders::new_with_capacity(record.headers.len());
             for (name, value) in record.headers {
                 headers = headers.insert(Header {

@@ -196,6 +196,23 @@ async fn invalid_spans_are_reported_by_partial_success_or_invalid_argument() {
         status.message()
     );
 
+    // Bytes that are no OTLP request: an attribute key that is not UTF-8.
+    // The request is refused as a whole, naming the field.
+    let mut malformed = request(vec![span(0x43, 3, 10)]).encode_to_vec();
+    let key = malformed
+        .windows(4)
+        .position(|w| w == b"payl")
+        .expect("the span's attribute key");
+    malformed[key] = 0xff;
+    let status = raw_export(collector.otlp_grpc_addr.unwrap(), malformed)
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert_eq!(
+        status.message(),
+        "malformed request body: ExportTraceServiceRequest: KeyValue.key: invalid UTF-8"
+    );
+
     let records = read_topic(&topic, 1, Duration::from_secs(20)).await;
     let received = spans_by_id(&records, PARTITIONS as u32);
     assert_eq!(received.len(), 1, "only the valid span is published");
@@ -252,4 +269,58 @@ async fn kafka_trouble_maps_to_retryable_codes() {
         started.elapsed()
     );
     collector.wait().await;
+}
+
+/// Sends `bytes` as the body of `TraceService/Export`, as a client with a
+/// broken encoder would.
+async fn raw_export(addr: std::net::SocketAddr, bytes: Vec<u8>) -> Result<(), tonic::Status> {
+    use bytes::{Buf as _, BufMut as _, Bytes};
+    use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
+
+    #[derive(Default)]
+    struct Raw;
+    impl Encoder for Raw {
+        type Item = Bytes;
+        type Error = tonic::Status;
+        fn encode(&mut self, item: Bytes, dst: &mut EncodeBuf<'_>) -> Result<(), tonic::Status> {
+            dst.put(item);
+            Ok(())
+        }
+    }
+    impl Decoder for Raw {
+        type Item = Bytes;
+        type Error = tonic::Status;
+        fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Bytes>, tonic::Status> {
+            Ok(Some(src.copy_to_bytes(src.remaining())))
+        }
+    }
+    impl Codec for Raw {
+        type Encode = Bytes;
+        type Decode = Bytes;
+        type Encoder = Raw;
+        type Decoder = Raw;
+        fn encoder(&mut self) -> Raw {
+            Raw
+        }
+        fn decoder(&mut self) -> Raw {
+            Raw
+        }
+    }
+
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut grpc = tonic::client::Grpc::new(channel);
+    grpc.ready().await.unwrap();
+    grpc.unary(
+        tonic::Request::new(Bytes::from(bytes)),
+        tonic::codegen::http::uri::PathAndQuery::from_static(
+            "/opentelemetry.proto.collector.trace.v1.TraceService/Export",
+        ),
+        Raw,
+    )
+    .await
+    .map(|_| ())
 }

@@ -17,6 +17,7 @@ pub mod partition;
 pub mod proto;
 pub mod record;
 pub mod to_jaeger;
+pub mod wire;
 
 /// The well-known types (`Timestamp`, `Duration`) the generated Jaeger model uses.
 pub use prost_types;

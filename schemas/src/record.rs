@@ -23,7 +23,8 @@ pub struct SpanRecord {
 }
 
 impl SpanRecord {
-    fn new(trace_id: TraceId, encoding: Encoding, value: Vec<u8>) -> Self {
+    /// A record of `trace_id` whose value is already in `encoding`.
+    pub fn new(trace_id: TraceId, encoding: Encoding, value: Vec<u8>) -> Self {
         SpanRecord {
             key: trace_id.to_hex(),
             value,
@@ -67,11 +68,12 @@ pub fn encode_trace_within(
     max_bytes: usize,
 ) -> Result<Vec<SpanRecord>, EncodeError> {
     let span_count = count_spans(&resource_spans);
-    let first_span_id = first_span_id(&resource_spans);
-    let records = encode_trace(encoding, trace_id, resource_spans.clone())?;
+    // Encoding borrows the spans: they are needed again only to split.
+    let records = encode_trace_ref(encoding, trace_id, &resource_spans)?;
     if records.iter().all(|r| r.value.len() <= max_bytes) {
         return Ok(records);
     }
+    let first_span_id = first_span_id(&resource_spans);
     if encoding.one_span_per_record() || span_count <= 1 {
         // Jaeger records hold one span each, so the oversized one is a span;
         // an OTLP record of one span is that span.
@@ -182,15 +184,38 @@ pub fn encode_trace(
     trace_id: TraceId,
     resource_spans: Vec<otlp::ResourceSpans>,
 ) -> Result<Vec<SpanRecord>, EncodeError> {
+    encode_trace_ref(encoding, trace_id, &resource_spans)
+}
+
+fn encode_trace_ref(
+    encoding: Encoding,
+    trace_id: TraceId,
+    resource_spans: &[otlp::ResourceSpans],
+) -> Result<Vec<SpanRecord>, EncodeError> {
     match encoding {
-        Encoding::OtlpProto | Encoding::OtlpJson => {
-            let data = otlp::TracesData { resource_spans };
-            let value = if encoding == Encoding::OtlpProto {
-                data.encode_to_vec()
-            } else {
-                otlp_json::encode(&data)
-            };
+        Encoding::OtlpProto => {
+            // `TracesData` is field 1 repeated: each resource as a
+            // length-delimited field, without copying the messages.
+            let mut value = Vec::with_capacity(
+                resource_spans
+                    .iter()
+                    .map(|rs| prost::encoding::message::encoded_len(1, rs))
+                    .sum(),
+            );
+            for rs in resource_spans {
+                prost::encoding::message::encode(1, rs, &mut value);
+            }
             Ok(vec![SpanRecord::new(trace_id, encoding, value)])
+        }
+        Encoding::OtlpJson => {
+            let data = otlp::TracesData {
+                resource_spans: resource_spans.to_vec(),
+            };
+            Ok(vec![SpanRecord::new(
+                trace_id,
+                encoding,
+                otlp_json::encode(&data),
+            )])
         }
         Encoding::JaegerProto | Encoding::JaegerJson => {
             let mut spans = Vec::new();

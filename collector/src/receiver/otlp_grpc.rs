@@ -8,17 +8,23 @@
 //! down or slow. Exporters treat RESOURCE_EXHAUSTED as retryable only when
 //! it carries `RetryInfo` (OTLP spec, "Failures" under OTLP/gRPC).
 
+use std::convert::Infallible;
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
+use bytes::{Buf as _, Bytes};
 use prost::Message as _;
 use spanway_schemas::prost_types;
-use spanway_schemas::proto::grpc::otlp_trace::trace_service_server::{
-    TraceService, TraceServiceServer,
-};
 use spanway_schemas::proto::otlp;
 use tokio_util::sync::CancellationToken;
-use tonic::codec::CompressionEncoding;
+use tonic::codec::{
+    BufferSettings, Codec, CompressionEncoding, DecodeBuf, Decoder, EnabledCompressionEncodings,
+};
+use tonic::codegen::{Body, StdError, http};
+use tonic::server::NamedService;
 use tonic::service::Routes;
 use tonic::{Code, Request, Response, Status};
 
@@ -99,21 +105,24 @@ fn describe_rejected(rejected: &[RejectedSpan]) -> String {
     message
 }
 
-/// The `TraceService` implementation.
+/// `TraceService/Export`, taking the request's bytes as they arrived.
+///
+/// The generated server would decode every request into messages before
+/// the handler sees it; the pipeline reads the encoded request in place
+/// instead ([`Pipeline::accept_encoded_partial`]), validating it as
+/// strictly, so this service hands it the bytes. The response and the
+/// gRPC framing, compression and size limit are tonic's as before.
 #[derive(Debug, Clone)]
 pub struct OtlpGrpc {
     pipeline: Arc<Pipeline>,
+    max_message_bytes: usize,
 }
 
-#[tonic::async_trait]
-impl TraceService for OtlpGrpc {
-    async fn export(
-        &self,
-        request: Request<otlp::ExportTraceServiceRequest>,
-    ) -> Result<Response<otlp::ExportTraceServiceResponse>, Status> {
+impl OtlpGrpc {
+    async fn export(&self, request: Bytes) -> Result<otlp::ExportTraceServiceResponse, Status> {
         let accepted = self
             .pipeline
-            .accept_partial(RECEIVER, request.into_inner())
+            .accept_encoded_partial(RECEIVER, request)
             .await
             .map_err(|error| grpc_status(&error))?;
         if accepted.spans == 0 && !accepted.rejected.is_empty() {
@@ -125,9 +134,94 @@ impl TraceService for OtlpGrpc {
                 rejected_spans: accepted.rejected.len() as i64,
                 error_message: describe_rejected(&accepted.rejected),
             });
-        Ok(Response::new(otlp::ExportTraceServiceResponse {
-            partial_success,
-        }))
+        Ok(otlp::ExportTraceServiceResponse { partial_success })
+    }
+}
+
+impl NamedService for OtlpGrpc {
+    const NAME: &'static str = "opentelemetry.proto.collector.trace.v1.TraceService";
+}
+
+/// The one method's path.
+const EXPORT_PATH: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
+
+impl<B> tower::Service<http::Request<B>> for OtlpGrpc
+where
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<StdError> + Send + 'static,
+{
+    type Response = http::Response<tonic::body::Body>;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        let service = self.clone();
+        Box::pin(async move {
+            if request.uri().path() != EXPORT_PATH {
+                return Ok(Status::unimplemented("unknown method").into_http());
+            }
+            let mut accept = EnabledCompressionEncodings::default();
+            accept.enable(CompressionEncoding::Gzip);
+            let mut grpc = tonic::server::Grpc::new(ExportCodec)
+                .apply_compression_config(accept, EnabledCompressionEncodings::default())
+                .apply_max_message_size_config(Some(service.max_message_bytes), None);
+            Ok(grpc.unary(ExportMethod(service), request).await)
+        })
+    }
+}
+
+/// The unary method tonic drives.
+struct ExportMethod(OtlpGrpc);
+
+impl tonic::server::UnaryService<Bytes> for ExportMethod {
+    type Response = otlp::ExportTraceServiceResponse;
+    type Future =
+        Pin<Box<dyn Future<Output = Result<Response<Self::Response>, Status>> + Send + 'static>>;
+
+    fn call(&mut self, request: Request<Bytes>) -> Self::Future {
+        let service = self.0.clone();
+        Box::pin(async move {
+            service
+                .export(request.into_inner())
+                .await
+                .map(Response::new)
+        })
+    }
+}
+
+/// Requests as bytes, responses encoded by prost.
+#[derive(Debug, Clone, Copy, Default)]
+struct ExportCodec;
+
+impl Codec for ExportCodec {
+    type Encode = otlp::ExportTraceServiceResponse;
+    type Decode = Bytes;
+    type Encoder = tonic_prost::ProstEncoder<otlp::ExportTraceServiceResponse>;
+    type Decoder = BytesDecoder;
+
+    fn encoder(&mut self) -> Self::Encoder {
+        tonic_prost::ProstEncoder::new(BufferSettings::default())
+    }
+
+    fn decoder(&mut self) -> Self::Decoder {
+        BytesDecoder
+    }
+}
+
+/// Takes a message's bytes out of tonic's buffer without copying them.
+#[derive(Debug, Clone, Copy, Default)]
+struct BytesDecoder;
+
+impl Decoder for BytesDecoder {
+    type Item = Bytes;
+    type Error = Status;
+
+    fn decode(&mut self, buf: &mut DecodeBuf<'_>) -> Result<Option<Bytes>, Status> {
+        Ok(Some(buf.copy_to_bytes(buf.remaining())))
     }
 }
 
@@ -139,9 +233,10 @@ pub async fn serve(
     pipeline: Arc<Pipeline>,
     shutdown: CancellationToken,
 ) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
-    let service = TraceServiceServer::new(OtlpGrpc { pipeline })
-        .accept_compressed(CompressionEncoding::Gzip)
-        .max_decoding_message_size(max_message_bytes);
+    let service = OtlpGrpc {
+        pipeline,
+        max_message_bytes,
+    };
     listener::serve_grpc(endpoint, Routes::new(service), shutdown).await
 }
 

@@ -1,0 +1,311 @@
+//! Reading OTLP protobuf bytes in place, without building messages.
+//!
+//! A collector that forwards spans, and a consumer that needs a few fields
+//! of each, spend most of their time allocating the strings of attributes
+//! they never look at. This module walks the encoded bytes instead: it
+//! yields each field as a slice of the input, and [`otlp::validate`] checks
+//! a whole message against the OTLP schema exactly as strictly as decoding
+//! it with `prost` would (wire types of known fields, UTF-8 of strings,
+//! nesting), so bytes passed on verbatim are bytes every consumer can
+//! decode.
+
+pub mod otlp;
+
+/// Why bytes are not a valid protobuf message of the expected type.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WireError {
+    /// The input ended inside a field.
+    #[error("truncated message")]
+    Truncated,
+    /// A varint longer than 10 bytes.
+    #[error("invalid varint")]
+    Varint,
+    /// Field number 0, or a wire type that does not exist.
+    #[error("invalid tag {0}")]
+    Tag(u64),
+    /// A known field with a wire type its declaration does not allow.
+    #[error("{message}.{field}: invalid wire type {wire_type}")]
+    WireType {
+        message: &'static str,
+        field: &'static str,
+        wire_type: u8,
+    },
+    /// A `string` field that is not UTF-8.
+    #[error("{message}.{field}: invalid UTF-8")]
+    Utf8 {
+        message: &'static str,
+        field: &'static str,
+    },
+    /// Messages nested deeper than decoders allow.
+    #[error("recursion limit reached")]
+    TooDeep,
+    /// A group (wire types 3 and 4) that does not close.
+    #[error("unterminated group")]
+    Group,
+}
+
+/// The payload of one field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Value<'a> {
+    /// Wire type 0.
+    Varint(u64),
+    /// Wire type 1.
+    Fixed64(u64),
+    /// Wire type 2: the bytes inside the length prefix.
+    Bytes(&'a [u8]),
+    /// Wire type 5.
+    Fixed32(u32),
+    /// Wire types 3 and 4 (deprecated groups), skipped as a whole.
+    Group,
+}
+
+impl Value<'_> {
+    /// The wire type number, for messages.
+    pub fn wire_type(&self) -> u8 {
+        match self {
+            Value::Varint(_) => 0,
+            Value::Fixed64(_) => 1,
+            Value::Bytes(_) => 2,
+            Value::Group => 3,
+            Value::Fixed32(_) => 5,
+        }
+    }
+}
+
+/// One field of a message: its number, payload, and where its encoding
+/// (tag included) sits in the message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Field<'a> {
+    /// The field number.
+    pub number: u32,
+    /// The payload.
+    pub value: Value<'a>,
+    /// The whole field as encoded: tag, length prefix and payload.
+    pub raw: &'a [u8],
+}
+
+/// The fields of one encoded message, in the order they are written.
+#[derive(Debug, Clone)]
+pub struct Fields<'a> {
+    buf: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Fields<'a> {
+    /// Iterates over the fields of `buf`.
+    pub fn new(buf: &'a [u8]) -> Self {
+        Fields { buf, pos: 0 }
+    }
+
+    fn varint(&mut self) -> Result<u64, WireError> {
+        let mut value = 0u64;
+        for shift in 0..10 {
+            let Some(&byte) = self.buf.get(self.pos) else {
+                return Err(WireError::Truncated);
+            };
+            self.pos += 1;
+            // The tenth byte holds the 64th bit only; more is an overflow.
+            if shift == 9 && byte > 1 {
+                return Err(WireError::Varint);
+            }
+            value |= u64::from(byte & 0x7f) << (7 * shift);
+            if byte < 0x80 {
+                return Ok(value);
+            }
+        }
+        Err(WireError::Varint)
+    }
+
+    fn take(&mut self, len: usize) -> Result<&'a [u8], WireError> {
+        let end = self.pos.checked_add(len).ok_or(WireError::Truncated)?;
+        let bytes = self.buf.get(self.pos..end).ok_or(WireError::Truncated)?;
+        self.pos = end;
+        Ok(bytes)
+    }
+
+    fn tag(&mut self) -> Result<(u32, u8), WireError> {
+        let tag = self.varint()?;
+        let number = tag >> 3;
+        if number == 0 || number > u64::from(u32::MAX >> 3) {
+            return Err(WireError::Tag(tag));
+        }
+        Ok((number as u32, (tag & 7) as u8))
+    }
+
+    /// Skips a group whose start tag was just read, up to its end tag.
+    fn skip_group(&mut self, number: u32, depth: usize) -> Result<(), WireError> {
+        if depth == 0 {
+            return Err(WireError::TooDeep);
+        }
+        loop {
+            if self.pos >= self.buf.len() {
+                return Err(WireError::Group);
+            }
+            let (inner, wire_type) = self.tag()?;
+            match wire_type {
+                4 if inner == number => return Ok(()),
+                4 => return Err(WireError::Group),
+                3 => self.skip_group(inner, depth - 1)?,
+                _ => {
+                    self.payload(wire_type)?;
+                }
+            }
+        }
+    }
+
+    fn payload(&mut self, wire_type: u8) -> Result<Value<'a>, WireError> {
+        Ok(match wire_type {
+            0 => Value::Varint(self.varint()?),
+            1 => {
+                let bytes = self.take(8)?;
+                let mut array = [0u8; 8];
+                array.copy_from_slice(bytes);
+                Value::Fixed64(u64::from_le_bytes(array))
+            }
+            2 => {
+                let len = self.varint()?;
+                let len = usize::try_from(len).map_err(|_| WireError::Truncated)?;
+                Value::Bytes(self.take(len)?)
+            }
+            5 => {
+                let bytes = self.take(4)?;
+                let mut array = [0u8; 4];
+                array.copy_from_slice(bytes);
+                Value::Fixed32(u32::from_le_bytes(array))
+            }
+            other => return Err(WireError::Tag(u64::from(other))),
+        })
+    }
+}
+
+impl<'a> Iterator for Fields<'a> {
+    type Item = Result<Field<'a>, WireError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.pos >= self.buf.len() {
+            return None;
+        }
+        let start = self.pos;
+        let field = (|| {
+            let (number, wire_type) = self.tag()?;
+            let value = match wire_type {
+                3 => {
+                    self.skip_group(number, otlp::RECURSION_LIMIT)?;
+                    Value::Group
+                }
+                4 => return Err(WireError::Group),
+                other => self.payload(other)?,
+            };
+            Ok(Field {
+                number,
+                value,
+                raw: &self.buf[start..self.pos],
+            })
+        })();
+        if field.is_err() {
+            // Stop after the first error: the rest cannot be framed.
+            self.pos = self.buf.len();
+        }
+        Some(field)
+    }
+}
+
+/// Bytes a varint of `value` takes.
+pub fn varint_len(value: u64) -> usize {
+    // 1 byte per started group of 7 bits, at least one.
+    (64 - (value | 1).leading_zeros() as usize).div_ceil(7)
+}
+
+/// Appends `value` as a varint.
+pub fn put_varint(out: &mut Vec<u8>, mut value: u64) {
+    while value >= 0x80 {
+        out.push((value as u8) | 0x80);
+        value >>= 7;
+    }
+    out.push(value as u8);
+}
+
+/// Bytes a length-delimited field of `len` payload bytes takes, for field
+/// numbers below 16 (a one-byte tag).
+pub fn len_field_size(len: usize) -> usize {
+    1 + varint_len(len as u64) + len
+}
+
+/// Appends the tag and length prefix of a length-delimited field whose
+/// number is below 16; the payload follows.
+pub fn put_len_prefix(out: &mut Vec<u8>, number: u32, len: usize) {
+    debug_assert!(number < 16, "one-byte tags only");
+    out.push(((number << 3) | 2) as u8);
+    put_varint(out, len as u64);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn varint_lengths_match_the_encoder() {
+        for value in [
+            0,
+            1,
+            127,
+            128,
+            16_383,
+            16_384,
+            u64::from(u32::MAX),
+            u64::MAX,
+        ] {
+            let mut out = Vec::new();
+            put_varint(&mut out, value);
+            assert_eq!(out.len(), varint_len(value), "{value}");
+            let mut fields = Fields::new(&out);
+            assert_eq!(fields.varint(), Ok(value));
+        }
+    }
+
+    #[test]
+    fn fields_yield_payloads_and_raw_encodings() {
+        // field 1 varint 150, field 2 "hi", field 3 fixed64 7, field 4 fixed32 9
+        let bytes = [
+            0x08, 0x96, 0x01, 0x12, 2, b'h', b'i', 0x19, 7, 0, 0, 0, 0, 0, 0, 0, 0x25, 9, 0, 0, 0,
+        ];
+        let fields: Vec<Field> = Fields::new(&bytes).collect::<Result<_, _>>().unwrap();
+        assert_eq!(fields.len(), 4);
+        assert_eq!(fields[0].value, Value::Varint(150));
+        assert_eq!(fields[0].raw, &bytes[0..3]);
+        assert_eq!(fields[1].value, Value::Bytes(b"hi"));
+        assert_eq!(fields[1].raw, &bytes[3..7]);
+        assert_eq!(fields[2].value, Value::Fixed64(7));
+        assert_eq!(fields[3].value, Value::Fixed32(9));
+    }
+
+    #[test]
+    fn malformed_input_is_an_error_not_a_panic() {
+        let cases: [(&[u8], WireError); 5] = [
+            (&[0x12, 5, b'a'], WireError::Truncated),
+            (&[0x00], WireError::Tag(0)),
+            (&[0x0f], WireError::Tag(7)),
+            (
+                &[
+                    0x08, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01,
+                ],
+                WireError::Varint,
+            ),
+            (&[0x0b, 0x08, 0x01], WireError::Group),
+        ];
+        for (bytes, expected) in cases {
+            let result: Result<Vec<Field>, _> = Fields::new(bytes).collect();
+            assert_eq!(result, Err(expected), "{bytes:?}");
+        }
+    }
+
+    #[test]
+    fn groups_are_skipped_whole() {
+        // field 5 start group, inner field 1 varint 1, end group 5, then field 1 varint 2
+        let bytes = [0x2b, 0x08, 0x01, 0x2c, 0x08, 0x02];
+        let fields: Vec<Field> = Fields::new(&bytes).collect::<Result<_, _>>().unwrap();
+        assert_eq!(fields[0].value, Value::Group);
+        assert_eq!(fields[0].raw, &bytes[0..4]);
+        assert_eq!(fields[1].value, Value::Varint(2));
+    }
+}

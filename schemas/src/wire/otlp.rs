@@ -1,0 +1,425 @@
+//! The OTLP trace messages as the wire reader sees them: which field numbers
+//! are known, with which wire type, and the few fields a forwarder reads.
+//!
+//! The table follows the vendored `.proto` files under `schemas/proto/`.
+//! Fields it does not know are skipped, as `prost` skips them, so a message
+//! from a newer OTLP version validates and its new fields travel on.
+
+use super::{Field, Fields, Value, WireError};
+
+/// How deep messages may nest. `prost` stops at 100; staying below it
+/// means whatever validates here decodes there.
+pub const RECURSION_LIMIT: usize = 64;
+
+/// The OTLP messages of a trace export.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Message {
+    /// `ExportTraceServiceRequest` and `TracesData` (the same fields).
+    TracesData,
+    /// `ResourceSpans`.
+    ResourceSpans,
+    /// `Resource`.
+    Resource,
+    /// `ScopeSpans`.
+    ScopeSpans,
+    /// `InstrumentationScope`.
+    Scope,
+    /// `Span`.
+    Span,
+    /// `Span.Event`.
+    Event,
+    /// `Span.Link`.
+    Link,
+    /// `Status`.
+    Status,
+    /// `KeyValue`.
+    KeyValue,
+    /// `AnyValue`.
+    AnyValue,
+    /// `ArrayValue`.
+    ArrayValue,
+    /// `KeyValueList`.
+    KeyValueList,
+}
+
+/// What a known field holds on the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Varint,
+    Fixed64,
+    Fixed32,
+    Bytes,
+    Str,
+    Msg(Message),
+}
+
+impl Message {
+    fn name(self) -> &'static str {
+        match self {
+            Message::TracesData => "TracesData",
+            Message::ResourceSpans => "ResourceSpans",
+            Message::Resource => "Resource",
+            Message::ScopeSpans => "ScopeSpans",
+            Message::Scope => "InstrumentationScope",
+            Message::Span => "Span",
+            Message::Event => "Event",
+            Message::Link => "Link",
+            Message::Status => "Status",
+            Message::KeyValue => "KeyValue",
+            Message::AnyValue => "AnyValue",
+            Message::ArrayValue => "ArrayValue",
+            Message::KeyValueList => "KeyValueList",
+        }
+    }
+
+    /// The declaration of field `number`, if the schema has one.
+    fn field(self, number: u32) -> Option<(&'static str, Kind)> {
+        use Kind::*;
+        use Message as M;
+        Some(match (self, number) {
+            (M::TracesData, 1) => ("resource_spans", Msg(M::ResourceSpans)),
+            (M::ResourceSpans, 1) => ("resource", Msg(M::Resource)),
+            (M::ResourceSpans, 2) => ("scope_spans", Msg(M::ScopeSpans)),
+            (M::ResourceSpans, 3) => ("schema_url", Str),
+            (M::Resource, 1) => ("attributes", Msg(M::KeyValue)),
+            (M::Resource, 2) => ("dropped_attributes_count", Varint),
+            (M::ScopeSpans, 1) => ("scope", Msg(M::Scope)),
+            (M::ScopeSpans, 2) => ("spans", Msg(M::Span)),
+            (M::ScopeSpans, 3) => ("schema_url", Str),
+            (M::Scope, 1) => ("name", Str),
+            (M::Scope, 2) => ("version", Str),
+            (M::Scope, 3) => ("attributes", Msg(M::KeyValue)),
+            (M::Scope, 4) => ("dropped_attributes_count", Varint),
+            (M::Span, 1) => ("trace_id", Bytes),
+            (M::Span, 2) => ("span_id", Bytes),
+            (M::Span, 3) => ("trace_state", Str),
+            (M::Span, 4) => ("parent_span_id", Bytes),
+            (M::Span, 5) => ("name", Str),
+            (M::Span, 6) => ("kind", Varint),
+            (M::Span, 7) => ("start_time_unix_nano", Fixed64),
+            (M::Span, 8) => ("end_time_unix_nano", Fixed64),
+            (M::Span, 9) => ("attributes", Msg(M::KeyValue)),
+            (M::Span, 10) => ("dropped_attributes_count", Varint),
+            (M::Span, 11) => ("events", Msg(M::Event)),
+            (M::Span, 12) => ("dropped_events_count", Varint),
+            (M::Span, 13) => ("links", Msg(M::Link)),
+            (M::Span, 14) => ("dropped_links_count", Varint),
+            (M::Span, 15) => ("status", Msg(M::Status)),
+            (M::Span, 16) => ("flags", Fixed32),
+            (M::Event, 1) => ("time_unix_nano", Fixed64),
+            (M::Event, 2) => ("name", Str),
+            (M::Event, 3) => ("attributes", Msg(M::KeyValue)),
+            (M::Event, 4) => ("dropped_attributes_count", Varint),
+            (M::Link, 1) => ("trace_id", Bytes),
+            (M::Link, 2) => ("span_id", Bytes),
+            (M::Link, 3) => ("trace_state", Str),
+            (M::Link, 4) => ("attributes", Msg(M::KeyValue)),
+            (M::Link, 5) => ("dropped_attributes_count", Varint),
+            (M::Link, 6) => ("flags", Fixed32),
+            (M::Status, 2) => ("message", Str),
+            (M::Status, 3) => ("code", Varint),
+            (M::KeyValue, 1) => ("key", Str),
+            (M::KeyValue, 2) => ("value", Msg(M::AnyValue)),
+            (M::AnyValue, 1) => ("string_value", Str),
+            (M::AnyValue, 2) => ("bool_value", Varint),
+            (M::AnyValue, 3) => ("int_value", Varint),
+            (M::AnyValue, 4) => ("double_value", Fixed64),
+            (M::AnyValue, 5) => ("array_value", Msg(M::ArrayValue)),
+            (M::AnyValue, 6) => ("kvlist_value", Msg(M::KeyValueList)),
+            (M::AnyValue, 7) => ("bytes_value", Bytes),
+            (M::ArrayValue, 1) => ("values", Msg(M::AnyValue)),
+            (M::KeyValueList, 1) => ("values", Msg(M::KeyValue)),
+            _ => return None,
+        })
+    }
+}
+
+/// Checks that `bytes` decode as `message`: every field framed, every known
+/// field with its declared wire type, every string UTF-8, nesting within
+/// [`RECURSION_LIMIT`].
+pub fn validate(message: Message, bytes: &[u8]) -> Result<(), WireError> {
+    validate_at(message, bytes, RECURSION_LIMIT)
+}
+
+fn validate_at(message: Message, bytes: &[u8], depth: usize) -> Result<(), WireError> {
+    if depth == 0 {
+        return Err(WireError::TooDeep);
+    }
+    for field in Fields::new(bytes) {
+        let field = field?;
+        let Some((name, kind)) = message.field(field.number) else {
+            continue;
+        };
+        match (kind, field.value) {
+            (Kind::Varint, Value::Varint(_))
+            | (Kind::Fixed64, Value::Fixed64(_))
+            | (Kind::Fixed32, Value::Fixed32(_))
+            | (Kind::Bytes, Value::Bytes(_)) => {}
+            (Kind::Str, Value::Bytes(text)) => {
+                if std::str::from_utf8(text).is_err() {
+                    return Err(WireError::Utf8 {
+                        message: message.name(),
+                        field: name,
+                    });
+                }
+            }
+            (Kind::Msg(inner), Value::Bytes(nested)) => validate_at(inner, nested, depth - 1)?,
+            (_, value) => {
+                return Err(WireError::WireType {
+                    message: message.name(),
+                    field: name,
+                    wire_type: value.wire_type(),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The fields of an already validated message. Validation framed every
+/// field, so errors cannot occur; should the bytes not have been validated,
+/// iteration stops at the first malformed field.
+pub fn fields(bytes: &[u8]) -> impl Iterator<Item = Field<'_>> {
+    Fields::new(bytes).map_while(Result::ok)
+}
+
+/// The length-delimited payloads of field `number` in a validated message.
+pub fn nested(bytes: &[u8], number: u32) -> impl Iterator<Item = &[u8]> {
+    fields(bytes).filter_map(move |f| match f.value {
+        Value::Bytes(inner) if f.number == number => Some(inner),
+        _ => None,
+    })
+}
+
+/// What a forwarder needs of a validated `Span`. Where a field occurs more
+/// than once, the last occurrence counts, as when decoding.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SpanHead<'a> {
+    /// `trace_id`, empty when absent.
+    pub trace_id: &'a [u8],
+    /// `span_id`, empty when absent.
+    pub span_id: &'a [u8],
+    /// `parent_span_id`, empty for a root span.
+    pub parent_span_id: &'a [u8],
+    /// `start_time_unix_nano`.
+    pub start: u64,
+    /// `end_time_unix_nano`.
+    pub end: u64,
+}
+
+/// Reads the ids and times of a validated `Span`.
+pub fn span_head(span: &[u8]) -> SpanHead<'_> {
+    let mut head = SpanHead::default();
+    for field in fields(span) {
+        match (field.number, field.value) {
+            (1, Value::Bytes(id)) => head.trace_id = id,
+            (2, Value::Bytes(id)) => head.span_id = id,
+            (4, Value::Bytes(id)) => head.parent_span_id = id,
+            (7, Value::Fixed64(t)) => head.start = t,
+            (8, Value::Fixed64(t)) => head.end = t,
+            _ => {}
+        }
+    }
+    head
+}
+
+/// The `(trace_id, span_id)` of each link of a validated `Span`, in order.
+pub fn span_links(span: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
+    nested(span, 13).map(|link| {
+        let (mut trace_id, mut span_id): (&[u8], &[u8]) = (&[], &[]);
+        for field in fields(link) {
+            match (field.number, field.value) {
+                (1, Value::Bytes(id)) => trace_id = id,
+                (2, Value::Bytes(id)) => span_id = id,
+                _ => {}
+            }
+        }
+        (trace_id, span_id)
+    })
+}
+
+/// The string value of the attribute `key` in a validated `Resource` (or any
+/// message whose field 1 is its attributes), if it has one. Repeated keys:
+/// the first attribute with the key counts, as the collector's decoded
+/// path reads it; within it, the last value counts, as when decoding.
+pub fn string_attribute<'a>(attributes_holder: &'a [u8], key: &str) -> Option<&'a str> {
+    for kv in nested(attributes_holder, 1) {
+        let mut found_key: Option<&[u8]> = None;
+        let mut text: Option<&[u8]> = None;
+        for field in fields(kv) {
+            match (field.number, field.value) {
+                (1, Value::Bytes(k)) => found_key = Some(k),
+                (2, Value::Bytes(any)) => {
+                    for inner in fields(any) {
+                        text = match (inner.number, inner.value) {
+                            (1, Value::Bytes(s)) => Some(s),
+                            (2..=7, _) => None,
+                            _ => text,
+                        };
+                    }
+                }
+                _ => {}
+            }
+        }
+        if found_key == Some(key.as_bytes()) {
+            // Validation checked the string's UTF-8 already.
+            return text.and_then(|t| std::str::from_utf8(t).ok());
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use prost::Message as _;
+
+    use super::*;
+    use crate::proto::otlp;
+
+    fn kv(key: &str, value: &str) -> otlp::KeyValue {
+        otlp::KeyValue {
+            key: key.into(),
+            value: Some(otlp::AnyValue {
+                value: Some(otlp::any_value::Value::StringValue(value.into())),
+            }),
+        }
+    }
+
+    fn sample() -> otlp::TracesData {
+        let span = otlp::Span {
+            trace_id: vec![1; 16],
+            span_id: vec![2; 8],
+            parent_span_id: vec![3; 8],
+            name: "GET /cart".into(),
+            kind: 2,
+            start_time_unix_nano: 10,
+            end_time_unix_nano: 20,
+            attributes: vec![
+                kv("http.route", "/cart"),
+                otlp::KeyValue {
+                    key: "nested".into(),
+                    value: Some(otlp::AnyValue {
+                        value: Some(otlp::any_value::Value::ArrayValue(otlp::ArrayValue {
+                            values: vec![otlp::AnyValue {
+                                value: Some(otlp::any_value::Value::DoubleValue(1.5)),
+                            }],
+                        })),
+                    }),
+                },
+            ],
+            events: vec![otlp::span::Event {
+                time_unix_nano: 15,
+                name: "exception".into(),
+                ..Default::default()
+            }],
+            links: vec![otlp::span::Link {
+                trace_id: vec![4; 16],
+                span_id: vec![5; 8],
+                flags: 1,
+                ..Default::default()
+            }],
+            status: Some(otlp::Status {
+                code: 2,
+                message: "boom".into(),
+            }),
+            flags: 0x100,
+            ..Default::default()
+        };
+        otlp::TracesData {
+            resource_spans: vec![otlp::ResourceSpans {
+                resource: Some(otlp::Resource {
+                    attributes: vec![kv("host.name", "h1"), kv("service.name", "cart")],
+                    dropped_attributes_count: 0,
+                }),
+                scope_spans: vec![otlp::ScopeSpans {
+                    scope: Some(otlp::InstrumentationScope {
+                        name: "lib".into(),
+                        ..Default::default()
+                    }),
+                    spans: vec![span],
+                    schema_url: String::new(),
+                }],
+                schema_url: "https://opentelemetry.io/schemas/1.26.0".into(),
+            }],
+        }
+    }
+
+    #[test]
+    fn what_prost_encodes_validates_and_reads_back() {
+        let bytes = sample().encode_to_vec();
+        validate(Message::TracesData, &bytes).unwrap();
+        let rs = nested(&bytes, 1).next().unwrap();
+        let resource = nested(rs, 1).next().unwrap();
+        assert_eq!(string_attribute(resource, "service.name"), Some("cart"));
+        assert_eq!(string_attribute(resource, "missing"), None);
+        let ss = nested(rs, 2).next().unwrap();
+        let span = nested(ss, 2).next().unwrap();
+        let head = span_head(span);
+        assert_eq!(head.trace_id, &[1; 16]);
+        assert_eq!(head.span_id, &[2; 8]);
+        assert_eq!(head.parent_span_id, &[3; 8]);
+        assert_eq!((head.start, head.end), (10, 20));
+        let links: Vec<_> = span_links(span).collect();
+        assert_eq!(links, vec![(&[4u8; 16][..], &[5u8; 8][..])]);
+    }
+
+    /// Every byte string the validator accepts must decode with prost, and
+    /// every one prost refuses must be refused: checked over single-byte
+    /// corruptions and truncations of a real message.
+    #[test]
+    fn validation_agrees_with_prost_on_corrupted_messages() {
+        let bytes = sample().encode_to_vec();
+        let mut accepted_by_both = 0;
+        let mut checked = 0;
+        for i in 0..bytes.len() {
+            for replacement in [0x00u8, 0x01, 0x07, 0x0a, 0x12, 0x7f, 0x80, 0xc3, 0xff] {
+                let mut corrupt = bytes.clone();
+                corrupt[i] = replacement;
+                let ours = validate(Message::TracesData, &corrupt).is_ok();
+                let prost = otlp::TracesData::decode(corrupt.as_slice()).is_ok();
+                assert_eq!(ours, prost, "byte {i} set to {replacement:#x}");
+                accepted_by_both += usize::from(ours);
+                checked += 1;
+            }
+            let ours = validate(Message::TracesData, &bytes[..i]).is_ok();
+            let prost = otlp::TracesData::decode(&bytes[..i]).is_ok();
+            assert_eq!(ours, prost, "truncated to {i} bytes");
+        }
+        assert!(accepted_by_both > 0 && accepted_by_both < checked);
+    }
+
+    #[test]
+    fn errors_name_the_message_and_field() {
+        // Span.name (field 5) as a varint.
+        let span = [0x28, 0x01];
+        assert_eq!(
+            validate(Message::Span, &span).unwrap_err().to_string(),
+            "Span.name: invalid wire type 0"
+        );
+        // KeyValue.key with a byte that is not UTF-8.
+        let kv = [0x0a, 0x01, 0xff];
+        assert_eq!(
+            validate(Message::KeyValue, &kv).unwrap_err().to_string(),
+            "KeyValue.key: invalid UTF-8"
+        );
+    }
+
+    #[test]
+    fn unknown_fields_pass_and_nesting_is_bounded() {
+        // Field 99 (unknown, length-delimited) in a span.
+        let span = [0x9a, 0x06, 0x02, 0xff, 0xff];
+        validate(Message::Span, &span).unwrap();
+        // ArrayValue inside AnyValue inside ArrayValue ... beyond the limit.
+        let mut value: Vec<u8> = Vec::new();
+        for _ in 0..RECURSION_LIMIT {
+            let mut array = Vec::new();
+            super::super::put_len_prefix(&mut array, 1, value.len());
+            array.extend_from_slice(&value);
+            let mut any = Vec::new();
+            super::super::put_len_prefix(&mut any, 5, array.len());
+            any.extend_from_slice(&array);
+            value = any;
+        }
+        assert_eq!(validate(Message::AnyValue, &value), Err(WireError::TooDeep));
+    }
+}
