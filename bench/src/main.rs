@@ -92,6 +92,13 @@ struct CollectorArgs {
     /// Also run Jaeger's v1 collector with its Kafka span writer.
     #[arg(long)]
     with_jaeger: bool,
+    /// Also run Jaeger v2 (`cmd/jaeger`): its OTLP receiver and Kafka
+    /// exporter (otlp_proto, one record per trace, required_acks -1, zstd).
+    #[arg(long)]
+    with_jaeger_v2: bool,
+    /// Jaeger v2's binary [default: .services/jaeger/bin/jaeger].
+    #[arg(long)]
+    jaeger_v2_bin: Option<PathBuf>,
     /// Whole traces per request (5 to 20 spans each).
     #[arg(long, default_value_t = 40)]
     traces_per_request: usize,
@@ -292,6 +299,10 @@ async fn collector(args: CollectorArgs) -> anyhow::Result<()> {
         connections: args.connections.max(1),
         repeat: args.repeat.max(1),
         with_jaeger: args.with_jaeger,
+        with_jaeger_v2: args.with_jaeger_v2,
+        jaeger_v2_bin: args
+            .jaeger_v2_bin
+            .unwrap_or_else(|| root.join(".services/jaeger/bin/jaeger")),
         kafka: args.kafka,
         partitions: args.partitions,
         collector_bin: args

@@ -1,6 +1,7 @@
 //! The collector benchmark: OTLP/gRPC load at a chosen span rate (or as
-//! fast as it is answered) against our collector and, beside it, Jaeger's
-//! v1 collector with its Kafka span writer, both on the same broker.
+//! fast as it is answered) against our collector and, beside it, Jaeger v2
+//! (OTLP receiver, Kafka exporter) or Jaeger's v1 collector with its Kafka
+//! span writer, all on the same broker.
 //!
 //! | module | role |
 //! |---|---|
@@ -39,6 +40,12 @@ fn preflight(options: &Options) -> anyhow::Result<()> {
             options.jaeger_bin.display()
         );
     }
+    if options.with_jaeger_v2 && !options.jaeger_v2_bin.is_file() {
+        bail!(
+            "no Jaeger v2 at {}; build it with `dev/jaeger build v2`",
+            options.jaeger_v2_bin.display()
+        );
+    }
     if options.rates.is_empty() {
         bail!("no --rate given");
     }
@@ -66,6 +73,9 @@ pub async fn benchmark(options: &Options) -> anyhow::Result<Vec<RunResult>> {
     let mut targets = vec![Target::Spanway];
     if options.with_jaeger {
         targets.push(Target::Jaeger);
+    }
+    if options.with_jaeger_v2 {
+        targets.push(Target::JaegerV2);
     }
     let mut results = Vec::new();
     for &rate in &options.rates {

@@ -11,7 +11,7 @@
 //! acknowledged, so it has nothing left to flush.
 
 use std::net::TcpListener;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -40,6 +40,10 @@ pub struct Options {
     pub repeat: usize,
     /// Also run Jaeger's v1 collector.
     pub with_jaeger: bool,
+    /// Also run Jaeger v2.
+    pub with_jaeger_v2: bool,
+    /// Jaeger v2's binary (`dev/jaeger build v2`).
+    pub jaeger_v2_bin: PathBuf,
     /// Kafka bootstrap address.
     pub kafka: String,
     /// Partitions of each run's topic.
@@ -83,6 +87,8 @@ pub enum Target {
     Spanway,
     /// Jaeger v1.76 `cmd/collector` with its Kafka span writer.
     Jaeger,
+    /// Jaeger v2 `cmd/jaeger`: OTLP receiver → Kafka exporter.
+    JaegerV2,
 }
 
 impl Target {
@@ -91,13 +97,14 @@ impl Target {
         match self {
             Target::Spanway => "spanway",
             Target::Jaeger => "jaeger",
+            Target::JaegerV2 => "jaeger-v2",
         }
     }
 
     /// What it writes to Kafka.
     fn encoding(self) -> Encoding {
         match self {
-            Target::Spanway => Encoding::OtlpProto,
+            Target::Spanway | Target::JaegerV2 => Encoding::OtlpProto,
             Target::Jaeger => Encoding::JaegerProto,
         }
     }
@@ -212,9 +219,24 @@ struct Ports {
 }
 
 impl Target {
-    fn command(self, options: &Options, topic: &str, ports: Ports) -> Command {
+    fn command(
+        self,
+        options: &Options,
+        topic: &str,
+        ports: Ports,
+        config_file: &Path,
+    ) -> anyhow::Result<Command> {
         let local = |port: u16| format!("127.0.0.1:{port}");
-        match self {
+        Ok(match self {
+            Target::JaegerV2 => {
+                std::fs::write(config_file, jaeger_v2_config(options, topic, ports))
+                    .with_context(|| format!("writing {}", config_file.display()))?;
+                let mut command = Command::new(&options.jaeger_v2_bin);
+                command
+                    .arg(format!("--config={}", config_file.display()))
+                    .args(&options.jaeger_args);
+                command
+            }
             Target::Spanway => {
                 let mut command = Command::new(&options.collector_bin);
                 command
@@ -268,17 +290,64 @@ impl Target {
                     .args(&options.jaeger_args);
                 command
             }
-        }
+        })
     }
 
     /// The URL that answers 200 once the collector is ready.
     fn ready_url(self, ports: Ports) -> String {
         match self {
             Target::Spanway => format!("http://127.0.0.1:{}/health/ready", ports.health),
+            Target::JaegerV2 => format!("http://127.0.0.1:{}/status", ports.health),
             // Jaeger's admin server answers `/` with 503 until it is ready.
             Target::Jaeger => format!("http://127.0.0.1:{}/", ports.health),
         }
     }
+}
+
+/// Jaeger v2 in the collector's role: OTLP/gRPC in, the Kafka exporter
+/// out with the producer settings ours uses (every replica's
+/// acknowledgement, zstd) and ours' record layout (`otlp_proto`, one record
+/// per trace keyed by trace id). The exporter's in-memory queue keeps its
+/// default (on): Jaeger v2 answers once spans are queued. Its own metrics
+/// are off, as ours are only scraped on demand.
+fn jaeger_v2_config(options: &Options, topic: &str, ports: Ports) -> String {
+    let Options { kafka, .. } = options;
+    format!(
+        "service:
+  extensions: [healthcheckv2]
+  pipelines:
+    traces:
+      receivers: [otlp]
+      exporters: [kafka]
+  telemetry:
+    metrics:
+      level: none
+    logs:
+      level: info
+extensions:
+  healthcheckv2:
+    use_v2: true
+    http:
+      endpoint: 127.0.0.1:{health}
+receivers:
+  otlp:
+    protocols:
+      grpc:
+        endpoint: 127.0.0.1:{otlp}
+exporters:
+  kafka:
+    brokers: [{kafka}]
+    traces:
+      topic: {topic}
+      encoding: otlp_proto
+    partition_traces_by_id: true
+    producer:
+      required_acks: -1
+      compression: zstd
+",
+        health = ports.health,
+        otlp = ports.otlp_grpc,
+    )
 }
 
 /// Polls the ready URL for up to 30 s.
@@ -344,7 +413,8 @@ async fn measured(
         "run: {} @ {rate} spans/s, repetition {repetition}",
         target.name()
     );
-    let mut command = target.command(options, topic, ports);
+    let config_file = log.with_extension("yaml");
+    let mut command = target.command(options, topic, ports, &config_file)?;
     let mut child = MeasuredChild::spawn(&mut command, &log)?;
     let result = measure_child(options, pool, target, rate, topic, ports, &mut child).await;
     child.terminate(Duration::from_secs(20));

@@ -88,7 +88,7 @@ pub struct Field<'a> {
 #[derive(Debug, Clone)]
 pub struct Fields<'a> {
     buf: &'a [u8],
-    pos: usize,
+    pub(super) pos: usize,
 }
 
 impl<'a> Fields<'a> {
@@ -97,7 +97,7 @@ impl<'a> Fields<'a> {
         Fields { buf, pos: 0 }
     }
 
-    fn varint(&mut self) -> Result<u64, WireError> {
+    pub(super) fn varint(&mut self) -> Result<u64, WireError> {
         let mut value = 0u64;
         for shift in 0..10 {
             let Some(&byte) = self.buf.get(self.pos) else {
