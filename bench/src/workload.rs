@@ -61,7 +61,7 @@ pub fn bulk_bodies(corpus: &Corpus, prefix: &str, batch: usize) -> anyhow::Resul
     let mut in_body = 0;
     for record in &corpus.records {
         for span in decode_record(Encoding::OtlpProto, &record.value)? {
-            let doc = span_document(&span, &names)?;
+            let doc = span_document(&span, &names);
             for line in create_lines(&doc) {
                 body.extend_from_slice(&line);
                 body.push(b'\n');

@@ -4,6 +4,8 @@
 //! names come from `spanway_search::index`), so Jaeger query and the Jaeger
 //! UI read our indices unmodified.
 
+mod json;
+
 use serde::Serialize;
 use serde_json::Value;
 use spanway_schemas::prost_types as wkt;
@@ -13,67 +15,9 @@ use spanway_search::index::IndexNames;
 
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
-struct SpanDoc<'a> {
-    #[serde(rename = "traceID")]
-    trace_id: String,
-    #[serde(rename = "spanID")]
-    span_id: String,
-    #[serde(skip_serializing_if = "is_zero")]
-    flags: u32,
-    operation_name: &'a str,
-    references: Vec<RefDoc>,
-    start_time: u64,
-    start_time_millis: u64,
-    duration: u64,
-    tags: Vec<KeyValueDoc<'a>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    tag: Option<serde_json::Map<String, Value>>,
-    logs: Vec<LogDoc<'a>>,
-    process: ProcessDoc<'a>,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct RefDoc {
-    ref_type: &'static str,
-    #[serde(rename = "traceID")]
-    trace_id: String,
-    #[serde(rename = "spanID")]
-    span_id: String,
-}
-
-#[derive(Serialize)]
-struct KeyValueDoc<'a> {
-    key: &'a str,
-    #[serde(rename = "type")]
-    kind: &'static str,
-    value: Value,
-}
-
-#[derive(Serialize)]
-struct LogDoc<'a> {
-    timestamp: u64,
-    fields: Vec<KeyValueDoc<'a>>,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct ProcessDoc<'a> {
-    service_name: &'a str,
-    tags: Vec<KeyValueDoc<'a>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    tag: Option<serde_json::Map<String, Value>>,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
 struct ServiceDoc<'a> {
     service_name: &'a str,
     operation_name: &'a str,
-}
-
-fn is_zero(v: &u32) -> bool {
-    *v == 0
 }
 
 fn micros_of_timestamp(ts: Option<&wkt::Timestamp>) -> u64 {
@@ -90,32 +34,6 @@ fn micros_of_duration(d: Option<&wkt::Duration>) -> u64 {
         micros.clamp(0, i128::from(u64::MAX)) as u64
     })
     .unwrap_or(0)
-}
-
-fn key_values(tags: &[jaeger::KeyValue]) -> Vec<KeyValueDoc<'_>> {
-    tags.iter().map(key_value).collect()
-}
-
-fn key_value(kv: &jaeger::KeyValue) -> KeyValueDoc<'_> {
-    use jaeger::ValueType;
-    let (kind, value) = match ValueType::try_from(kv.v_type).unwrap_or(ValueType::String) {
-        ValueType::String => ("string", Value::from(kv.v_str.as_str())),
-        ValueType::Bool => ("bool", Value::from(kv.v_bool)),
-        ValueType::Int64 => ("int64", Value::from(kv.v_int64)),
-        // JSON has no NaN or infinity; Jaeger's reader parses the string form.
-        ValueType::Float64 => (
-            "float64",
-            serde_json::Number::from_f64(kv.v_float64)
-                .map(Value::Number)
-                .unwrap_or_else(|| Value::from(kv.v_float64.to_string())),
-        ),
-        ValueType::Binary => ("binary", Value::from(hex::encode(&kv.v_binary))),
-    };
-    KeyValueDoc {
-        key: &kv.key,
-        kind,
-        value,
-    }
 }
 
 /// FNV-1a, 64 bit: what Jaeger uses for service document ids.
@@ -206,9 +124,6 @@ impl Default for TagsAsFields {
     }
 }
 
-/// Nested tags and the object-field tags split from them.
-type SplitTags<'a> = (Vec<KeyValueDoc<'a>>, Option<serde_json::Map<String, Value>>);
-
 impl TagsAsFields {
     fn applies(&self, kv: &jaeger::KeyValue) -> bool {
         kv.v_type != jaeger::ValueType::Binary as i32
@@ -216,32 +131,10 @@ impl TagsAsFields {
                 || ALWAYS_AS_FIELDS.contains(&kv.key.as_str())
                 || self.keys.contains(&kv.key))
     }
-
-    fn split<'a>(&self, tags: &'a [jaeger::KeyValue]) -> SplitTags<'a> {
-        if !tags.iter().any(|kv| self.applies(kv)) {
-            return (key_values(tags), None);
-        }
-        let mut nested = Vec::new();
-        let mut fields = serde_json::Map::new();
-        for kv in tags {
-            if self.applies(kv) {
-                fields.insert(
-                    kv.key.replace('.', &self.dot_replacement),
-                    key_value(kv).value,
-                );
-            } else {
-                nested.push(key_value(kv));
-            }
-        }
-        (nested, (!fields.is_empty()).then_some(fields))
-    }
 }
 
 /// The span document, in the span's daily index.
-pub fn span_document(
-    span: &jaeger::Span,
-    names: &IndexNames,
-) -> Result<Document, serde_json::Error> {
+pub fn span_document(span: &jaeger::Span, names: &IndexNames) -> Document {
     span_document_with(span, names, &TagsAsFields::default())
 }
 
@@ -250,58 +143,26 @@ pub fn span_document_with(
     span: &jaeger::Span,
     names: &IndexNames,
     fields: &TagsAsFields,
-) -> Result<Document, serde_json::Error> {
+) -> Document {
     let start_time = micros_of_timestamp(span.start_time.as_ref());
     let trace_id = trace_id_text(&span.trace_id);
     let span_id = hex::encode(&span.span_id);
-    let process = span.process.as_ref();
-    let (tags, tag) = fields.split(&span.tags);
-    let (process_tags, process_tag) = process.map(|p| fields.split(&p.tags)).unwrap_or_default();
-    let doc = SpanDoc {
-        trace_id: trace_id.clone(),
-        span_id: span_id.clone(),
-        flags: span.flags,
-        operation_name: &span.operation_name,
-        references: span
-            .references
-            .iter()
-            .map(|r| RefDoc {
-                ref_type: if r.ref_type == jaeger::SpanRefType::FollowsFrom as i32 {
-                    "FOLLOWS_FROM"
-                } else {
-                    "CHILD_OF"
-                },
-                trace_id: trace_id_text(&r.trace_id),
-                span_id: hex::encode(&r.span_id),
-            })
-            .collect(),
+    let mut source = Vec::with_capacity(1024);
+    json::write_span(
+        &mut source,
+        span,
+        fields,
+        (&trace_id, &span_id),
         start_time,
-        start_time_millis: start_time / 1000,
-        duration: micros_of_duration(span.duration.as_ref()),
-        tags,
-        tag,
-        logs: span
-            .logs
-            .iter()
-            .map(|log| LogDoc {
-                timestamp: micros_of_timestamp(log.timestamp.as_ref()),
-                fields: key_values(&log.fields),
-            })
-            .collect(),
-        process: ProcessDoc {
-            service_name: process.map(|p| p.service_name.as_str()).unwrap_or(""),
-            tags: process_tags,
-            tag: process_tag,
-        },
-    };
-    let source = serde_json::to_vec(&doc)?;
+        micros_of_duration(span.duration.as_ref()),
+    );
     let id = format!("{trace_id}_{span_id}_{:016x}", fnv1a64(&[&source]));
-    Ok(Document {
+    Document {
         kind: DocumentKind::Span,
         index: names.span_index(start_time),
         id,
         source,
-    })
+    }
 }
 
 /// The service/operation document Jaeger query lists services and
@@ -384,7 +245,7 @@ mod tests {
 
     #[test]
     fn span_document_has_jaeger_shape() {
-        let doc = span_document(&span(), &IndexNames::new("")).unwrap();
+        let doc = span_document(&span(), &IndexNames::new(""));
         assert_eq!(
             doc.index, "jaeger-span-2025-12-31",
             "UTC day of the start time"
@@ -428,7 +289,7 @@ mod tests {
             keys: ["http.method".to_string(), "host.name".to_string()].into(),
             dot_replacement: "@".into(),
         };
-        let doc = span_document_with(&s, &IndexNames::new(""), &some).unwrap();
+        let doc = span_document_with(&s, &IndexNames::new(""), &some);
         let v: Value = serde_json::from_slice(&doc.source).unwrap();
         assert_eq!(v["tag"], serde_json::json!({"http@method": "GET"}));
         assert_eq!(v["process"]["tag"], serde_json::json!({"host@name": "h1"}));
@@ -444,12 +305,9 @@ mod tests {
             dot_replacement: "@".into(),
             ..Default::default()
         };
-        let v: Value = serde_json::from_slice(
-            &span_document_with(&s, &IndexNames::new(""), &all)
-                .unwrap()
-                .source,
-        )
-        .unwrap();
+        let v: Value =
+            serde_json::from_slice(&span_document_with(&s, &IndexNames::new(""), &all).source)
+                .unwrap();
         assert_eq!(v["tag"]["n"], 7);
         assert_eq!(
             v["tags"].as_array().unwrap().len(),
@@ -458,10 +316,8 @@ mod tests {
         );
         assert_eq!(v["tags"][0]["type"], "binary");
 
-        let none = serde_json::from_slice::<Value>(
-            &span_document(&s, &IndexNames::new("")).unwrap().source,
-        )
-        .unwrap();
+        let none = serde_json::from_slice::<Value>(&span_document(&s, &IndexNames::new("")).source)
+            .unwrap();
         assert!(none.get("tag").is_none(), "no tag object unless needed");
         assert!(none["process"].get("tag").is_none());
     }
@@ -481,8 +337,7 @@ mod tests {
             ..Default::default()
         });
         let v: Value =
-            serde_json::from_slice(&span_document(&s, &IndexNames::new("")).unwrap().source)
-                .unwrap();
+            serde_json::from_slice(&span_document(&s, &IndexNames::new("")).source).unwrap();
         assert_eq!(
             v["tag"],
             serde_json::json!({"span@kind": "server", "error": true})
@@ -501,9 +356,7 @@ mod tests {
             ..Default::default()
         };
         let v: Value = serde_json::from_slice(
-            &span_document_with(&s, &IndexNames::new(""), &underscore)
-                .unwrap()
-                .source,
+            &span_document_with(&s, &IndexNames::new(""), &underscore).source,
         )
         .unwrap();
         assert_eq!(
@@ -523,7 +376,7 @@ mod tests {
         let mut s = span();
         s.trace_id = short.to_vec();
         s.references[0].trace_id = short.to_vec();
-        let doc = span_document(&s, &IndexNames::new("")).unwrap();
+        let doc = span_document(&s, &IndexNames::new(""));
         let v: Value = serde_json::from_slice(&doc.source).unwrap();
         assert_eq!(v["traceID"], "8c8c8c8c8c8c8c8c");
         assert_eq!(v["references"][0]["traceID"], "8c8c8c8c8c8c8c8c");
@@ -532,12 +385,12 @@ mod tests {
     #[test]
     fn ids_are_deterministic_and_content_sensitive() {
         let names = IndexNames::new("prod");
-        let a = span_document(&span(), &names).unwrap();
-        assert_eq!(a, span_document(&span(), &names).unwrap());
+        let a = span_document(&span(), &names);
+        assert_eq!(a, span_document(&span(), &names));
         assert!(a.index.starts_with("prod-jaeger-span-"));
         let mut changed = span();
         changed.operation_name = "POST /".into();
-        assert_ne!(a.id, span_document(&changed, &names).unwrap().id);
+        assert_ne!(a.id, span_document(&changed, &names).id);
     }
 
     #[test]

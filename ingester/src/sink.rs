@@ -58,16 +58,9 @@ fn build(
             }
         };
         for span in &spans {
-            match span_document_with(span, names, fields) {
-                Ok(doc) => built.spans.push((doc, index)),
-                Err(error) => built.letters.push(DeadLetter {
-                    origin: record.origin.clone(),
-                    key: record.key.clone(),
-                    value: record.payload.clone(),
-                    reason: format!("span cannot be serialized: {error}"),
-                    kind: LetterKind::UndecodableRecord,
-                }),
-            }
+            built
+                .spans
+                .push((span_document_with(span, names, fields), index));
             if let Ok(doc) = service_document(span, names)
                 && seen_services.insert((doc.index.clone(), doc.id.clone()))
             {

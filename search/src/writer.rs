@@ -20,7 +20,7 @@ use spanway_service_kit::liveness::Heartbeat;
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::{self, AuthFailure};
-use crate::bulk::{Limits, create_lines, split};
+use crate::bulk::{self, Limits, split};
 use crate::client::EngineClient;
 use crate::document::Document;
 use crate::index::{Family, Prefix};
@@ -381,13 +381,10 @@ impl BulkWriter {
 
     /// One bulk request and what its answer says.
     async fn send(&self, docs: &[Document]) -> BulkAnswer {
-        let mut lines = Vec::with_capacity(docs.len() * 2);
-        for doc in docs {
-            lines.extend(create_lines(doc));
-        }
+        let body = bulk::body(docs);
         self.metrics.bulk_requests.inc();
         let started = std::time::Instant::now();
-        let response = self.send_lines(lines).await;
+        let response = self.send_body(body).await;
         self.metrics
             .bulk_latency
             .observe(started.elapsed().as_secs_f64());
@@ -402,13 +399,15 @@ impl BulkWriter {
     }
 
     /// Sends one `_bulk` body; the answer's status and bytes.
-    async fn send_lines(&self, lines: Vec<Vec<u8>>) -> Result<(u16, bytes::Bytes), String> {
+    async fn send_body(&self, body: Vec<u8>) -> Result<(u16, bytes::Bytes), String> {
+        // One element ending in a newline: the client adds no newline of
+        // its own after it, so the body goes as built.
         let response = self
             .engine
             .client()
             .bulk(BulkParts::None)
             .request_timeout(self.request_timeout)
-            .body(lines)
+            .body(vec![bytes::Bytes::from(body)])
             .send()
             .await
             .map_err(|e| e.to_string())?;
