@@ -12,6 +12,7 @@ use spanway_schemas::Encoding;
 use spanway_schemas::record::decode_record;
 use spanway_streaming_analytics::model::Rules;
 use spanway_streaming_analytics::partition::{PartitionState, Timing};
+use spanway_streaming_analytics::span::otlp_wire::facts_of_otlp;
 use spanway_streaming_analytics::span::{PeerSource, SpanFacts};
 
 const ORDER: [PeerSource; 4] = [
@@ -84,6 +85,15 @@ fn pairing(c: &mut Criterion) {
                 }
             }
             n
+        });
+    });
+    group.bench_function("otlp_wire_to_facts", |b| {
+        b.iter(|| {
+            let mut facts = Vec::new();
+            for record in &traffic.records {
+                facts_of_otlp(&record.value, &ORDER, &mut facts).unwrap();
+            }
+            facts.len()
         });
     });
     group.finish();

@@ -28,6 +28,7 @@ use crate::config::AnalyticsConfig;
 use crate::documents::{Indices, window_documents};
 use crate::metrics::{AnalyticsMetrics, EdgeSeries, PartitionLabels};
 use crate::partition::{NO_CLOCK, PartitionState, Position, Resume, Step, Timing};
+use crate::span::otlp_wire::facts_of_otlp;
 use crate::span::{PeerSource, SpanFacts};
 use crate::writer::{Ack, WriteJob};
 
@@ -529,8 +530,16 @@ impl Job {
                 .find(|h| h.key == headers::ENCODING)
                 .and_then(|h| h.value)
         });
-        let decoded = record_encoding(header, self.default_encoding)
-            .and_then(|encoding| decode_record(encoding, message.payload().unwrap_or_default()));
+        let payload = message.payload().unwrap_or_default();
+        let encoding = record_encoding(header, self.default_encoding);
+        if encoding == Ok(Encoding::OtlpProto) {
+            let mut facts = Vec::new();
+            if facts_of_otlp(payload, &self.peer_order, &mut facts).is_some() {
+                self.metrics.spans_read.inc_by(facts.len() as u64);
+                return facts;
+            }
+        }
+        let decoded = encoding.and_then(|encoding| decode_record(encoding, payload));
         let spans = match decoded {
             Ok(spans) => spans,
             Err(error) => {

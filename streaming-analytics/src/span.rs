@@ -4,6 +4,8 @@
 //! store holds about a hundred bytes per span instead of the whole span
 //! with its tags and logs.
 
+pub mod otlp_wire;
+
 use std::sync::Arc;
 
 use spanway_schemas::prost_types as wkt;

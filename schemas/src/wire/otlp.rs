@@ -341,6 +341,58 @@ pub fn string_attribute<'a>(attributes_holder: &'a [u8], key: &str) -> Option<&'
     None
 }
 
+/// The value of a validated `AnyValue`, borrowed: the last of its `oneof`
+/// fields, as decoding keeps it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum AnyRef<'a> {
+    /// No value set.
+    Empty,
+    /// `string_value`.
+    Str(&'a str),
+    /// `bool_value`.
+    Bool(bool),
+    /// `int_value`.
+    Int(i64),
+    /// `double_value`.
+    Double(f64),
+    /// `bytes_value`.
+    Bytes(&'a [u8]),
+    /// `array_value` or `kvlist_value`, still encoded.
+    Nested(&'a [u8]),
+}
+
+/// The key and value of a validated `KeyValue`. `None` when the value field
+/// occurs more than once, where decoding would merge the occurrences.
+pub fn key_value(kv: &[u8]) -> Option<(&str, AnyRef<'_>)> {
+    let mut key: &[u8] = &[];
+    let mut value = AnyRef::Empty;
+    let mut values = 0;
+    for field in fields(kv) {
+        match (field.number, field.value) {
+            (1, Value::Bytes(k)) => key = k,
+            (2, Value::Bytes(any)) => {
+                values += 1;
+                for inner in fields(any) {
+                    value = match (inner.number, inner.value) {
+                        (1, Value::Bytes(s)) => AnyRef::Str(std::str::from_utf8(s).ok()?),
+                        (2, Value::Varint(b)) => AnyRef::Bool(b != 0),
+                        (3, Value::Varint(i)) => AnyRef::Int(i as i64),
+                        (4, Value::Fixed64(d)) => AnyRef::Double(f64::from_bits(d)),
+                        (5 | 6, Value::Bytes(nested)) => AnyRef::Nested(nested),
+                        (7, Value::Bytes(b)) => AnyRef::Bytes(b),
+                        _ => value,
+                    };
+                }
+            }
+            _ => {}
+        }
+    }
+    if values > 1 {
+        return None;
+    }
+    Some((std::str::from_utf8(key).ok()?, value))
+}
+
 #[cfg(test)]
 mod tests {
     use prost::Message as _;

@@ -1,0 +1,379 @@
+//! Span facts read from `otlp_proto` records in place.
+//!
+//! The decoded path turns each record into Jaeger spans (every attribute,
+//! event and resource tag allocated, the resource copied into every span)
+//! only to keep a hundred bytes of facts. Here the record is validated as
+//! strictly as decoding would, and the facts are read from the bytes under
+//! the same rules the conversion to Jaeger spans applies: the first tag of
+//! a key counts, attributes come before the tags the conversion adds
+//! (`span.kind`, `error`, `otel.status_code`), a resource without a
+//! service name is `unknown_service`. Whatever those rules would render in
+//! a way this reader does not reproduce (an array or map value, which the
+//! conversion writes as JSON text; an id it refuses; a field whose
+//! occurrences decoding would merge) sends the record down the decoded
+//! path instead, so both give the same facts.
+
+use std::cell::Cell;
+use std::sync::Arc;
+
+use spanway_schemas::to_jaeger::{UNKNOWN_SERVICE, span_kind_name};
+use spanway_schemas::wire::Value;
+use spanway_schemas::wire::otlp::{self, AnyRef, Message};
+use spanway_schemas::{SpanId, TraceId};
+
+use super::{Kind, PeerSource, SpanFacts, kind_named, peer_named};
+
+/// `Status.code` ERROR.
+const STATUS_ERROR: u64 = 2;
+
+/// Appends the facts of every span of `value`, an `otlp_proto` record.
+/// `None` (and nothing appended) when the record must take the decoded
+/// path.
+pub fn facts_of_otlp(
+    value: &[u8],
+    peer_order: &[PeerSource],
+    out: &mut Vec<SpanFacts>,
+) -> Option<()> {
+    otlp::validate(Message::TracesData, value).ok()?;
+    let start = out.len();
+    let read = read_record(value, peer_order, out);
+    if read.is_none() {
+        out.truncate(start);
+    }
+    read
+}
+
+fn read_record(value: &[u8], peer_order: &[PeerSource], out: &mut Vec<SpanFacts>) -> Option<()> {
+    let mut attributes: Vec<(&str, AnyRef)> = Vec::new();
+    for resource_spans in otlp::nested(value, 1) {
+        let service = service(resource_spans)?;
+        for scope_spans in otlp::nested(resource_spans, 2) {
+            for span in otlp::nested(scope_spans, 2) {
+                out.push(span_facts(span, &service, peer_order, &mut attributes)?);
+            }
+        }
+    }
+    Some(())
+}
+
+/// The resource's service name, as the conversion names the process.
+fn service(resource_spans: &[u8]) -> Option<Arc<str>> {
+    let mut resources = otlp::nested(resource_spans, 1);
+    let resource = resources.next();
+    if resources.next().is_some() {
+        return None; // decoding merges them
+    }
+    let mut name = UNKNOWN_SERVICE;
+    for kv in resource.into_iter().flat_map(|r| otlp::nested(r, 1)) {
+        let (key, value) = otlp::key_value(kv)?;
+        if key == "service.name" {
+            if let AnyRef::Str(text) = value
+                && !text.is_empty()
+            {
+                name = text;
+            }
+            break;
+        }
+    }
+    Some(Arc::from(name))
+}
+
+fn span_facts<'a>(
+    span: &'a [u8],
+    service: &Arc<str>,
+    peer_order: &[PeerSource],
+    attributes: &mut Vec<(&'a str, AnyRef<'a>)>,
+) -> Option<SpanFacts> {
+    let head = otlp::span_head(span);
+    let trace_id = TraceId::from_slice(head.trace_id).ok()?;
+    let span_id = SpanId::from_slice(head.span_id).ok()?;
+    let mut parent_id = None;
+    if !head.parent_span_id.is_empty() {
+        parent_id = Some(SpanId::from_slice(head.parent_span_id).ok()?);
+    }
+    for (link_trace, link_span) in otlp::span_links(span) {
+        TraceId::from_slice(link_trace).ok()?;
+        let link_span = SpanId::from_slice(link_span).ok()?;
+        // Without a parent, the first link is the first reference.
+        parent_id.get_or_insert(link_span);
+    }
+
+    attributes.clear();
+    let mut kind_number = 0;
+    let mut status: Option<&[u8]> = None;
+    for field in otlp::fields(span) {
+        match (field.number, field.value) {
+            (6, Value::Varint(kind)) => kind_number = kind as i32,
+            (9, Value::Bytes(kv)) => attributes.push(otlp::key_value(kv)?),
+            (15, Value::Bytes(bytes)) => {
+                if status.is_some() {
+                    return None; // decoding merges them
+                }
+                status = Some(bytes);
+            }
+            _ => {}
+        }
+    }
+    let status_code = status.map(|s| {
+        otlp::fields(s)
+            .filter_map(|f| match (f.number, f.value) {
+                (3, Value::Varint(code)) => Some(code),
+                _ => None,
+            })
+            .last()
+            .unwrap_or(0)
+    });
+
+    let first = |key: &str| attributes.iter().find(|(k, _)| *k == key).map(|(_, v)| *v);
+    let kind = match first("span.kind") {
+        Some(AnyRef::Nested(_)) => return None,
+        Some(AnyRef::Str(text)) if !text.is_empty() => kind_named(Some(text)),
+        Some(_) => Kind::Internal,
+        None => kind_named(span_kind_name(kind_number)),
+    };
+    let error_tag = match first("error") {
+        Some(AnyRef::Bool(flag)) => flag,
+        Some(AnyRef::Str(text)) => text == "true",
+        Some(_) => false,
+        None => status_code == Some(STATUS_ERROR),
+    };
+    let status_tag_error = matches!(first("otel.status_code"), Some(AnyRef::Str("ERROR")));
+
+    let peer = if kind.calls_out() {
+        let nested = Cell::new(false);
+        let peer = peer_named(peer_order, |key| match first(key) {
+            Some(AnyRef::Str(text)) if !text.is_empty() => Some(text),
+            Some(AnyRef::Nested(_)) => {
+                nested.set(true);
+                None
+            }
+            _ => None,
+        });
+        if nested.get() {
+            return None;
+        }
+        peer
+    } else {
+        None
+    };
+
+    // As the conversion does: whole seconds and nanoseconds, then µs.
+    let micros = |nanos: u64| {
+        (nanos / 1_000_000_000) as i64 * 1_000_000 + ((nanos % 1_000_000_000) as i64) / 1000
+    };
+    let duration = head.end.saturating_sub(head.start);
+    Some(SpanFacts {
+        trace_id: u128::from_be_bytes(*trace_id.as_bytes()),
+        span_id: u64::from_be_bytes(*span_id.as_bytes()),
+        parent_id: parent_id.map(|p| u64::from_be_bytes(*p.as_bytes())),
+        service: Arc::clone(service),
+        kind,
+        start_micros: micros(head.start),
+        duration_micros: u64::try_from(micros(duration)).unwrap_or(0),
+        error: error_tag || status_tag_error,
+        peer,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use prost::Message as _;
+    use spanway_schemas::proto::otlp as pb;
+    use spanway_schemas::{Encoding, decode_record};
+
+    use super::*;
+
+    const ORDER: [PeerSource; 4] = [
+        PeerSource::PeerService,
+        PeerSource::Db,
+        PeerSource::Messaging,
+        PeerSource::ServerAddress,
+    ];
+
+    /// What the decoded path reads from the same record.
+    fn decoded(value: &[u8]) -> Vec<SpanFacts> {
+        decode_record(Encoding::OtlpProto, value)
+            .unwrap()
+            .iter()
+            .map(|span| SpanFacts::from_jaeger(span, &ORDER).unwrap())
+            .collect()
+    }
+
+    fn wire(value: &[u8]) -> Option<Vec<SpanFacts>> {
+        let mut out = Vec::new();
+        facts_of_otlp(value, &ORDER, &mut out).map(|()| out)
+    }
+
+    #[test]
+    fn topology_traffic_gives_the_decoded_facts() {
+        let traffic = spanway_e2e::topology::generate(7, 200, 1_767_225_600_000, 10);
+        let mut spans = 0;
+        for record in &traffic.records {
+            let ours = wire(&record.value).expect("plain records take the wire path");
+            assert_eq!(ours, decoded(&record.value));
+            spans += ours.len();
+        }
+        assert!(spans > 1_000, "{spans}");
+    }
+
+    fn kv(key: &str, value: pb::any_value::Value) -> pb::KeyValue {
+        pb::KeyValue {
+            key: key.into(),
+            value: Some(pb::AnyValue { value: Some(value) }),
+        }
+    }
+
+    fn text(s: &str) -> pb::any_value::Value {
+        pb::any_value::Value::StringValue(s.into())
+    }
+
+    fn record(resource: Vec<pb::KeyValue>, span: pb::Span) -> Vec<u8> {
+        pb::TracesData {
+            resource_spans: vec![pb::ResourceSpans {
+                resource: Some(pb::Resource {
+                    attributes: resource,
+                    ..Default::default()
+                }),
+                scope_spans: vec![pb::ScopeSpans {
+                    spans: vec![span],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        }
+        .encode_to_vec()
+    }
+
+    fn span(kind: i32, attributes: Vec<pb::KeyValue>, status: Option<i32>) -> pb::Span {
+        pb::Span {
+            trace_id: vec![1; 16],
+            span_id: vec![2; 8],
+            kind,
+            start_time_unix_nano: 1_767_225_600_123_456_789,
+            end_time_unix_nano: 1_767_225_600_223_456_000,
+            attributes,
+            status: status.map(|code| pb::Status {
+                code,
+                message: String::new(),
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn the_conversions_rules_hold_on_edge_cases() {
+        use pb::any_value::Value as V;
+        let client = 3;
+        let cases = vec![
+            // An attribute named span.kind comes first; a number there is no kind.
+            record(
+                vec![kv("service.name", text("a"))],
+                span(client, vec![kv("span.kind", V::IntValue(1))], None),
+            ),
+            record(
+                vec![kv("service.name", text("a"))],
+                span(2, vec![kv("span.kind", text("client"))], None),
+            ),
+            // error=false as an attribute hides status ERROR; otel.status_code=ERROR counts.
+            record(
+                vec![],
+                span(client, vec![kv("error", V::BoolValue(false))], Some(2)),
+            ),
+            record(
+                vec![],
+                span(client, vec![kv("error", text("true"))], Some(1)),
+            ),
+            record(
+                vec![],
+                span(client, vec![kv("otel.status_code", text("ERROR"))], Some(1)),
+            ),
+            record(vec![], span(client, vec![], Some(2))),
+            // Peers, an empty one skipped by the order, the first of a repeated key.
+            record(
+                vec![kv("service.name", text(""))],
+                span(
+                    client,
+                    vec![
+                        kv("peer.service", text("")),
+                        kv("db.system", text("pg")),
+                        kv("db.name", text("x")),
+                        kv("db.system", text("mysql")),
+                    ],
+                    None,
+                ),
+            ),
+            record(
+                vec![kv("service.name", V::IntValue(3))],
+                span(
+                    client,
+                    vec![
+                        kv("server.address", text("h")),
+                        kv("peer.service", V::BoolValue(true)),
+                    ],
+                    None,
+                ),
+            ),
+            // Links: the first one is the parent when there is none.
+            {
+                let mut s = span(2, vec![], None);
+                s.links = vec![
+                    pb::span::Link {
+                        trace_id: vec![3; 16],
+                        span_id: vec![4; 8],
+                        ..Default::default()
+                    },
+                    pb::span::Link {
+                        trace_id: vec![5; 16],
+                        span_id: vec![6; 8],
+                        ..Default::default()
+                    },
+                ];
+                record(vec![], s)
+            },
+            {
+                let mut s = span(2, vec![], None);
+                s.parent_span_id = vec![9; 8];
+                s.links = vec![pb::span::Link {
+                    trace_id: vec![3; 16],
+                    span_id: vec![4; 8],
+                    ..Default::default()
+                }];
+                s.end_time_unix_nano = 1; // before the start: duration 0
+                record(vec![], s)
+            },
+        ];
+        for (i, value) in cases.iter().enumerate() {
+            assert_eq!(
+                wire(value).as_deref(),
+                Some(decoded(value).as_slice()),
+                "case {i}"
+            );
+        }
+    }
+
+    #[test]
+    fn what_the_reader_does_not_render_takes_the_decoded_path() {
+        use pb::any_value::Value as V;
+        let array = V::ArrayValue(pb::ArrayValue { values: vec![] });
+        let cases = [
+            record(
+                vec![],
+                span(3, vec![kv("peer.service", array.clone())], None),
+            ),
+            record(vec![], span(3, vec![kv("span.kind", array)], None)),
+            {
+                let mut s = span(3, vec![], None);
+                s.links = vec![pb::span::Link {
+                    trace_id: vec![3; 4],
+                    span_id: vec![4; 8],
+                    ..Default::default()
+                }];
+                record(vec![], s)
+            },
+            b"\x0a\x02\x0a".to_vec(),
+        ];
+        for (i, value) in cases.iter().enumerate() {
+            assert_eq!(wire(value), None, "case {i}");
+        }
+    }
+}
