@@ -167,6 +167,14 @@ struct IngesterArgs {
     /// Also run Jaeger's v1 ingester on a jaeger_proto copy of the corpus.
     #[arg(long)]
     with_jaeger: bool,
+    /// Also run Jaeger v2 (`cmd/jaeger`) as an ingester on the same
+    /// otlp_proto topic: its Kafka receiver and storage exporter, defaults
+    /// otherwise.
+    #[arg(long)]
+    with_jaeger_v2: bool,
+    /// Jaeger v2's binary [default: .services/jaeger/bin/jaeger].
+    #[arg(long)]
+    jaeger_v2_bin: Option<PathBuf>,
     /// Only the null-endpoint runs (no OpenSearch needed).
     #[arg(long)]
     null_only: bool,
@@ -367,6 +375,10 @@ async fn ingester(args: IngesterArgs) -> anyhow::Result<()> {
         partitions: args.partitions,
         spans_per_trace: args.spans_per_trace,
         with_jaeger: args.with_jaeger,
+        with_jaeger_v2: args.with_jaeger_v2,
+        jaeger_v2_bin: args
+            .jaeger_v2_bin
+            .unwrap_or_else(|| root.join(".services/jaeger/bin/jaeger")),
         null_only: args.null_only,
         kafka: args.kafka,
         opensearch: args.opensearch.trim_end_matches('/').to_owned(),

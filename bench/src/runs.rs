@@ -49,6 +49,10 @@ pub struct Options {
     pub spans_per_trace: usize,
     /// Also run Jaeger's v1 ingester.
     pub with_jaeger: bool,
+    /// Also run Jaeger v2 as an ingester.
+    pub with_jaeger_v2: bool,
+    /// Jaeger v2's binary (`dev/jaeger build v2`).
+    pub jaeger_v2_bin: PathBuf,
     /// Leave out the OpenSearch and raw-loader runs.
     pub null_only: bool,
     /// Kafka bootstrap address.
@@ -265,7 +269,16 @@ async fn run_all(
         topic: jaeger_topic,
         encoding: Encoding::JaegerProto,
     };
+    let jaeger_v2 = |destination| Case {
+        ingester: Ingester::JaegerV2,
+        destination,
+        topic: otlp_topic,
+        encoding: Encoding::OtlpProto,
+    };
     let mut cases = vec![spanway(Destination::Null)];
+    if options.with_jaeger_v2 {
+        cases.push(jaeger_v2(Destination::Null));
+    }
     if options.with_jaeger {
         cases.push(jaeger(Destination::Null));
         // Ours on Jaeger's topic: one record per span instead of one per
@@ -279,6 +292,9 @@ async fn run_all(
         cases.push(spanway(Destination::OpenSearch));
         if options.with_jaeger {
             cases.push(jaeger(Destination::OpenSearch));
+        }
+        if options.with_jaeger_v2 {
+            cases.push(jaeger_v2(Destination::OpenSearch));
         }
     }
     let mut results = Vec::new();
@@ -309,6 +325,12 @@ async fn preflight(options: &Options) -> anyhow::Result<()> {
             options.jaeger_bin.display()
         );
     }
+    if options.with_jaeger_v2 && !options.jaeger_v2_bin.is_file() {
+        bail!(
+            "no Jaeger v2 at {}; build it with `dev/jaeger build v2`",
+            options.jaeger_v2_bin.display()
+        );
+    }
     if !options.null_only {
         let health = format!(
             "{}/_cluster/health?wait_for_status=yellow&timeout=10s",
@@ -335,6 +357,7 @@ async fn preflight(options: &Options) -> anyhow::Result<()> {
 enum Ingester {
     Spanway,
     Jaeger,
+    JaegerV2,
 }
 
 impl Ingester {
@@ -342,6 +365,7 @@ impl Ingester {
         match self {
             Ingester::Spanway => "spanway",
             Ingester::Jaeger => "jaeger",
+            Ingester::JaegerV2 => "jaeger-v2",
         }
     }
 
@@ -352,8 +376,21 @@ impl Ingester {
         group: &str,
         url: &str,
         prefix: &str,
-    ) -> Command {
-        match self {
+    ) -> anyhow::Result<Command> {
+        Ok(match self {
+            Ingester::JaegerV2 => {
+                let config = options.log_dir.join(format!("{prefix}-jaeger-v2.yaml"));
+                std::fs::write(
+                    &config,
+                    jaeger_v2_config(options, topic, group, url, prefix),
+                )
+                .with_context(|| format!("writing {}", config.display()))?;
+                let mut command = Command::new(&options.jaeger_v2_bin);
+                command
+                    .arg(format!("--config={}", config.display()))
+                    .args(&options.jaeger_args);
+                command
+            }
             Ingester::Spanway => {
                 let mut command = Command::new(&options.ingester_bin);
                 command
@@ -391,8 +428,62 @@ impl Ingester {
                     .args(&options.jaeger_args);
                 command
             }
-        }
+        })
     }
+}
+
+/// Jaeger v2 in the ingester's role: the Kafka receiver reads the
+/// `otlp_proto` topic from the start as `group`, the storage exporter
+/// writes to the OpenSearch backend at `url` under `prefix` (1 shard,
+/// 0 replicas, as ours). Everything else keeps Jaeger v2's defaults,
+/// including its exporter queue and bulk settings.
+fn jaeger_v2_config(
+    options: &Options,
+    topic: &str,
+    group: &str,
+    url: &str,
+    prefix: &str,
+) -> String {
+    let kafka = &options.kafka;
+    format!(
+        "service:
+  extensions: [jaeger_storage]
+  pipelines:
+    traces:
+      receivers: [kafka]
+      exporters: [jaeger_storage_exporter]
+  telemetry:
+    metrics:
+      level: none
+    logs:
+      level: info
+extensions:
+  jaeger_storage:
+    backends:
+      engine:
+        opensearch:
+          server_urls: [{url}]
+          indices:
+            index_prefix: {prefix}
+            spans:
+              shards: 1
+              replicas: 0
+            services:
+              shards: 1
+              replicas: 0
+receivers:
+  kafka:
+    brokers: [{kafka}]
+    group_id: {group}
+    initial_offset: earliest
+    traces:
+      topic: {topic}
+      encoding: otlp_proto
+exporters:
+  jaeger_storage_exporter:
+    trace_storage: engine
+"
+    )
 }
 
 /// One ingester run: which ingester reads which topic and writes where.
@@ -409,7 +500,7 @@ impl Case<'_> {
     /// e.g. `spanway → null`, `spanway (jaeger_proto) → null`.
     fn name(&self) -> String {
         let input = match (self.ingester, self.encoding) {
-            (Ingester::Spanway, Encoding::OtlpProto)
+            (Ingester::Spanway | Ingester::JaegerV2, Encoding::OtlpProto)
             | (Ingester::Jaeger, Encoding::JaegerProto) => String::new(),
             (_, encoding) => format!(" ({encoding})"),
         };
@@ -458,7 +549,7 @@ async fn ingester_run(
     let group = spanway_e2e::unique_name(&format!("bench-{}", case.ingester.name()));
     let mut command = case
         .ingester
-        .command(options, case.topic, &group, &url, &prefix);
+        .command(options, case.topic, &group, &url, &prefix)?;
     match case.ingester {
         Ingester::Jaeger => {
             crate::workload::commit_start_offsets(
@@ -473,6 +564,8 @@ async fn ingester_run(
             // collector writes it.
             command.env("SPANWAY_KAFKA__DEFAULT_ENCODING", case.encoding.as_str());
         }
+        // Its receiver's `initial_offset: earliest` starts a new group at 0.
+        Ingester::JaegerV2 => {}
     }
     let log = options.log_dir.join(case.log_name());
 
