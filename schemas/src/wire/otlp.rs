@@ -312,30 +312,15 @@ pub fn span_links(span: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
 
 /// The string value of the attribute `key` in a validated `Resource` (or any
 /// message whose field 1 is its attributes), if it has one. Repeated keys:
-/// the first attribute with the key counts, as the collector's decoded
-/// path reads it; within it, the last value counts, as when decoding.
+/// the first attribute with the key counts, as the conversion to Jaeger
+/// spans reads it. `None` as well when an attribute's value occurs twice
+/// (decoding would merge them), so a caller takes the decoded path.
 pub fn string_attribute<'a>(attributes_holder: &'a [u8], key: &str) -> Option<&'a str> {
     for kv in nested(attributes_holder, 1) {
-        let mut found_key: Option<&[u8]> = None;
-        let mut text: Option<&[u8]> = None;
-        for field in fields(kv) {
-            match (field.number, field.value) {
-                (1, Value::Bytes(k)) => found_key = Some(k),
-                (2, Value::Bytes(any)) => {
-                    for inner in fields(any) {
-                        text = match (inner.number, inner.value) {
-                            (1, Value::Bytes(s)) => Some(s),
-                            (2..=7, _) => None,
-                            _ => text,
-                        };
-                    }
-                }
-                _ => {}
-            }
-        }
-        if found_key == Some(key.as_bytes()) {
-            // Validation checked the string's UTF-8 already.
-            return text.and_then(|t| std::str::from_utf8(t).ok());
+        match key_value(kv)? {
+            (k, AnyRef::Str(text)) if k == key => return Some(text),
+            (k, _) if k == key => return None,
+            _ => {}
         }
     }
     None
