@@ -212,6 +212,19 @@ struct IngesterArgs {
     /// Requests in flight in the raw bulk loader.
     #[arg(long, default_value_t = 4)]
     raw_concurrency: usize,
+    /// A raw bulk load to run (repeatable; one run each): the ingester's
+    /// documents as they are, or changed in one way, to measure what that
+    /// costs the engine.
+    #[arg(long = "raw-variant", value_enum, default_values_t = [runs::RawVariant::AsIngester])]
+    raw_variants: Vec<runs::RawVariant>,
+    /// A JSON merge patch (RFC 7396) applied to the span index template of
+    /// the raw loads, to measure a mapping or setting, e.g.
+    /// '{"settings":{"index.refresh_interval":"5s"}}'.
+    #[arg(long, value_parser = parse_json)]
+    raw_template_patch: Option<serde_json::Value>,
+    /// Only the raw bulk loads: no ingester runs, no Kafka needed.
+    #[arg(long, conflicts_with = "null_only")]
+    raw_only: bool,
     /// Kafka protocol version Jaeger's ingester speaks; its default (1.0.0)
     /// uses request versions Kafka 4 has dropped, and it then consumes nothing.
     #[arg(long, default_value = "2.8.0")]
@@ -227,6 +240,10 @@ struct IngesterArgs {
     /// Keep the topics, indices and templates afterwards.
     #[arg(long)]
     keep: bool,
+}
+
+fn parse_json(text: &str) -> Result<serde_json::Value, String> {
+    serde_json::from_str(text).map_err(|e| format!("not JSON: {e}"))
 }
 
 fn parse_env(text: &str) -> Result<(String, String), String> {
@@ -398,6 +415,9 @@ async fn ingester(args: IngesterArgs) -> anyhow::Result<()> {
         settle: args.settle,
         raw_batch: args.raw_batch.max(1),
         raw_concurrency: args.raw_concurrency.max(1),
+        raw_variants: args.raw_variants,
+        raw_only: args.raw_only,
+        raw_template_patch: args.raw_template_patch,
         jaeger_kafka_version: args.jaeger_kafka_version,
         jaeger_args: args.jaeger_args,
         ingester_env: args.ingester_env,

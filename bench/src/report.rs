@@ -55,13 +55,14 @@ pub fn markdown(results: &[RunResult]) -> String {
     let mut out = String::new();
     out.push_str(
         "| run | spans | wall s | spans/s | steady spans/s | CPU s | µs CPU/span | peak RSS MiB \
-         | OpenSearch CPU s | Kafka CPU s | bench CPU s | others CPU s | load 1m before → after |\n",
+         | OpenSearch CPU s | OpenSearch CPU s until quiet | spans per OpenSearch CPU-s \
+         | Kafka CPU s | bench CPU s | others CPU s | load 1m before → after |\n",
     );
-    out.push_str("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n");
+    out.push_str("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n");
     for r in results {
         let _ = writeln!(
             out,
-            "| {} | {} | {:.2} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.2} → {:.2} |",
+            "| {} | {} | {:.2} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.2} → {:.2} |",
             r.name,
             thousands(r.spans as f64),
             r.wall.as_secs_f64(),
@@ -73,6 +74,13 @@ pub fn markdown(results: &[RunResult]) -> String {
             r.peak_rss_kib
                 .map_or_else(|| "—".into(), |k| format!("{:.0}", k as f64 / 1024.0)),
             secs(r.engine_cpu),
+            secs(r.engine_cpu_settled),
+            r.engine_cpu_settled
+                .filter(|cpu| !cpu.is_zero())
+                .map_or_else(
+                    || "—".into(),
+                    |cpu| thousands(r.spans as f64 / cpu.as_secs_f64())
+                ),
             secs(r.kafka_cpu),
             secs(r.bench_cpu),
             secs(r.others_cpu),

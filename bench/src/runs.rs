@@ -18,9 +18,11 @@
 //! An ingester run starts the binary with a fresh consumer group and index
 //! prefix on a topic that already holds the whole corpus, and ends when the
 //! destination has every span document: for the null endpoint the moment
-//! the last one arrives, for OpenSearch the first `_count` poll (every
-//! 250 ms, after a refresh) that sees them all. CPU and peak memory are read
-//! from `/proc` at that moment, before the process is stopped.
+//! the last one arrives, for OpenSearch the first poll of the indexing
+//! statistics (every 250 ms, no refresh) that counts them all; a refresh and
+//! `_count` afterwards, outside the measured window, checks that a search
+//! finds every one. CPU and peak memory are read from `/proc` at the end,
+//! before the process is stopped.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -79,6 +81,12 @@ pub struct Options {
     pub raw_batch: usize,
     /// Bulk requests in flight in the raw loader (the ingester's default).
     pub raw_concurrency: usize,
+    /// The raw loads to run, one run each.
+    pub raw_variants: Vec<RawVariant>,
+    /// Only the raw loads.
+    pub raw_only: bool,
+    /// A merge patch for the raw loads' span template.
+    pub raw_template_patch: Option<serde_json::Value>,
     /// `--kafka.consumer.protocol-version` for Jaeger: its sarama's default
     /// (1.0.0) uses request versions Kafka 4 no longer accepts.
     pub jaeger_kafka_version: String,
@@ -122,6 +130,9 @@ pub struct RunResult {
     pub peak_rss_kib: Option<u64>,
     /// OpenSearch's CPU over the run.
     pub engine_cpu: Option<Duration>,
+    /// OpenSearch's CPU from the start of the run until it went quiet
+    /// afterwards: with the refreshes and merges the run left behind.
+    pub engine_cpu_settled: Option<Duration>,
     /// Kafka's CPU over the run.
     pub kafka_cpu: Option<Duration>,
     /// This process's CPU over the run (null endpoint, polling), when it is
@@ -276,6 +287,9 @@ async fn run_all(
         encoding: Encoding::OtlpProto,
     };
     let mut cases = vec![spanway(Destination::Null)];
+    if options.raw_only {
+        cases.clear();
+    }
     if options.with_jaeger_v2 {
         cases.push(jaeger_v2(Destination::Null));
     }
@@ -288,7 +302,7 @@ async fn run_all(
             ..jaeger(Destination::Null)
         });
     }
-    if !options.null_only {
+    if !options.null_only && !options.raw_only {
         cases.push(spanway(Destination::OpenSearch));
         if options.with_jaeger {
             cases.push(jaeger(Destination::OpenSearch));
@@ -304,9 +318,11 @@ async fn run_all(
         results.push(result);
     }
     if !options.null_only {
-        let result = raw_loader_run(options, corpus, expected).await?;
-        eprintln!("{}", crate::report::one_line(&result));
-        results.push(result);
+        for &variant in &options.raw_variants {
+            let result = raw_loader_run(options, corpus, expected, variant).await?;
+            eprintln!("{}", crate::report::one_line(&result));
+            results.push(result);
+        }
     }
     Ok(results)
 }
@@ -579,6 +595,26 @@ async fn ingester_run(
     let sample = child.sample();
     let costs = meter.finish(sample.as_ref().ok().map(|s| s.0));
     child.terminate(Duration::from_secs(20));
+    let engine_cpu_settled = match destination {
+        Destination::OpenSearch => meter.engine_settled().await,
+        Destination::Null => None,
+    };
+    // The run ended on the indexing statistics; what counts is what a search
+    // finds, read once the meter has stopped.
+    let progress = match (destination, progress) {
+        (Destination::OpenSearch, Ok(progress)) => {
+            let client = reqwest::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .build()?;
+            let pattern = Prefix::new(&prefix).pattern(Family::Span);
+            let stored = engine_count(&client, &options.opensearch, &pattern).await;
+            Ok(Progress {
+                spans: stored.min(progress.spans),
+                ..progress
+            })
+        }
+        (_, progress) => progress,
+    };
     if !options.keep {
         // Empty once the ingester has left; a killed one leaves it behind.
         let _ = crate::workload::delete_group(&options.kafka, &group).await;
@@ -637,6 +673,7 @@ async fn ingester_run(
         cpu: Some(cpu),
         peak_rss_kib: Some(peak),
         engine_cpu: costs.engine,
+        engine_cpu_settled,
         kafka_cpu: costs.kafka,
         bench_cpu: Some(costs.own),
         others_cpu: costs.others,
@@ -719,7 +756,7 @@ async fn wait_engine(
     let mut first = None;
     loop {
         child.check_running()?;
-        let count = engine_count(&client, &options.opensearch, &pattern).await;
+        let count = indexed_count(&client, &options.opensearch, &pattern).await;
         let now = Instant::now();
         if count > 0 && first.is_none() {
             first = Some((now, count));
@@ -740,6 +777,24 @@ async fn wait_engine(
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
+}
+
+/// Documents the primaries of the indices matching `pattern` have indexed,
+/// from the indexing statistics; 0 when there are none yet or the engine does
+/// not answer. Read without a refresh: a forced refresh every poll makes the
+/// engine write and merge many small segments, and that work, which no
+/// ingester causes, would be charged to the run.
+async fn indexed_count(client: &reqwest::Client, url: &str, pattern: &str) -> u64 {
+    let stats = format!("{url}/{pattern}/_stats/indexing?filter_path=_all.primaries.indexing");
+    let Ok(response) = client.get(stats).send().await else {
+        return 0;
+    };
+    let Ok(body) = response.json::<serde_json::Value>().await else {
+        return 0;
+    };
+    let indexing = &body["_all"]["primaries"]["indexing"];
+    let total = indexing["index_total"].as_u64().unwrap_or(0);
+    total.saturating_sub(indexing["index_failed"].as_u64().unwrap_or(0))
 }
 
 /// Refreshes the indices matching `pattern` and counts their documents; 0
@@ -826,6 +881,40 @@ async fn delete_prefix(url: &str, prefix: &str) {
     }
 }
 
+/// What a raw load changes in the ingester's documents or mapping. Each
+/// answers one question about where the engine's time goes; none of them is
+/// what the ingester does unless it says so.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum RawVariant {
+    /// Byte for byte what the ingester sends with its defaults: `create`
+    /// with our ids, tags in nested lists.
+    AsIngester,
+    /// `index` without ids: the engine makes the ids, and skips the lookup
+    /// of each id that `create` costs. What Jaeger's writers send; a
+    /// redelivered span is then stored twice.
+    AutoIds,
+    /// Every non-binary tag as an object field (`tag.*`) instead of in the
+    /// nested `tags` lists (the ingester's `tags_as_fields.all`).
+    TagsAsFields,
+    /// [`RawVariant::TagsAsFields`], and `references` kept in `_source` but
+    /// not indexed: no nested document per reference (Jaeger query reads
+    /// references, never searches them).
+    TagsAsFieldsRefsUnindexed,
+}
+
+impl RawVariant {
+    fn label(self) -> &'static str {
+        match self {
+            RawVariant::AsIngester => "raw bulk",
+            RawVariant::AutoIds => "raw bulk, auto ids",
+            RawVariant::TagsAsFields => "raw bulk, tags as fields",
+            RawVariant::TagsAsFieldsRefsUnindexed => {
+                "raw bulk, tags as fields, references unindexed"
+            }
+        }
+    }
+}
+
 /// The raw loader: the corpus's span documents sent straight to `_bulk`,
 /// `raw_batch` per request, `raw_concurrency` requests in flight, into
 /// indices made from our templates. What OpenSearch can take of these
@@ -834,16 +923,31 @@ async fn raw_loader_run(
     options: &Options,
     corpus: &Corpus,
     expected: u64,
+    variant: RawVariant,
 ) -> anyhow::Result<RunResult> {
-    let name = "raw bulk → OpenSearch".to_owned();
+    let name = format!("{} → OpenSearch", variant.label());
     tokio::time::sleep(options.settle).await;
     eprintln!("run: {name}");
     let prefix = spanway_e2e::unique_name("bench");
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(120))
         .build()?;
-    install_templates(&client, &options.opensearch, &prefix).await?;
-    let bodies = crate::workload::bulk_bodies(corpus, &prefix, options.raw_batch)?;
+    install_templates(
+        &client,
+        &options.opensearch,
+        &prefix,
+        variant == RawVariant::TagsAsFieldsRefsUnindexed,
+        options.raw_template_patch.as_ref(),
+    )
+    .await?;
+    let shape = crate::workload::BulkShape {
+        auto_ids: variant == RawVariant::AutoIds,
+        tags_as_fields: matches!(
+            variant,
+            RawVariant::TagsAsFields | RawVariant::TagsAsFieldsRefsUnindexed
+        ),
+    };
+    let bodies = crate::workload::bulk_bodies(corpus, &prefix, options.raw_batch, shape)?;
     let url = format!("{}/_bulk", options.opensearch);
 
     let meter = Meter::start(&options.services_dir)?;
@@ -851,6 +955,7 @@ async fn raw_loader_run(
     let outcome = load(&client, &url, bodies, options.raw_concurrency).await;
     let end = Instant::now();
     let costs = meter.finish(None);
+    let engine_cpu_settled = meter.engine_settled().await;
     let count = engine_count(
         &client,
         &options.opensearch,
@@ -884,6 +989,7 @@ async fn raw_loader_run(
         cpu: Some(costs.own),
         peak_rss_kib: None,
         engine_cpu: costs.engine,
+        engine_cpu_settled,
         kafka_cpu: costs.kafka,
         bench_cpu: None,
         others_cpu: costs.others,
@@ -920,7 +1026,11 @@ async fn load(
         if !body.windows(15).take(64).any(|w| w == b"\"errors\":false") {
             let value: serde_json::Value = serde_json::from_slice(&body)?;
             for item in value["items"].as_array().into_iter().flatten() {
-                let result = &item["create"];
+                // `create` or `index`, whichever the action was.
+                let result = item
+                    .as_object()
+                    .and_then(|o| o.values().next())
+                    .unwrap_or(&serde_json::Value::Null);
                 if result["status"].as_u64().is_none_or(|s| s >= 300) {
                     failed += 1;
                     if first.is_empty() {
@@ -939,13 +1049,20 @@ async fn install_templates(
     client: &reqwest::Client,
     url: &str,
     prefix: &str,
+    references_unindexed: bool,
+    patch: Option<&serde_json::Value>,
 ) -> anyhow::Result<()> {
     let prefix = Prefix::new(prefix);
+    let mut span = templates::span_template(&prefix, 1, 0);
+    if references_unindexed {
+        span["mappings"]["properties"]["references"] =
+            serde_json::json!({"type": "object", "enabled": false});
+    }
+    if let Some(patch) = patch {
+        merge_patch(&mut span, patch);
+    }
     for (name, body) in [
-        (
-            prefix.base(Family::Span),
-            templates::span_template(&prefix, 1, 0),
-        ),
+        (prefix.base(Family::Span), span),
         (
             prefix.base(Family::Service),
             templates::service_template(&prefix, 1, 0),
@@ -1027,6 +1144,27 @@ impl Meter {
     }
 }
 
+impl Meter {
+    /// The engine's CPU since the start, read once it has gone quiet (under
+    /// 5 % of a core for a second, or after a minute): the refreshes and
+    /// merges a run leaves behind are work its documents cost, done after
+    /// the last one is searchable.
+    pub(crate) async fn engine_settled(&self) -> Option<Duration> {
+        let (pid, before) = self.engine?;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut last = measure::process_cpu(pid).ok()?;
+        loop {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let now = measure::process_cpu(pid).ok()?;
+            let quiet = now.saturating_sub(last) < Duration::from_millis(50);
+            last = now;
+            if quiet || Instant::now() >= deadline {
+                return Some(now.saturating_sub(before));
+            }
+        }
+    }
+}
+
 /// A child process whose CPU and memory are the measurement.
 #[derive(Debug)]
 pub(crate) struct MeasuredChild {
@@ -1095,8 +1233,45 @@ impl MeasuredChild {
     }
 }
 
+/// RFC 7396: objects merge key by key, `null` removes a key, anything else
+/// replaces.
+fn merge_patch(target: &mut serde_json::Value, patch: &serde_json::Value) {
+    let Some(changes) = patch.as_object() else {
+        *target = patch.clone();
+        return;
+    };
+    if !target.is_object() {
+        *target = serde_json::json!({});
+    }
+    if let Some(fields) = target.as_object_mut() {
+        for (key, change) in changes {
+            if change.is_null() {
+                fields.remove(key);
+            } else {
+                merge_patch(
+                    fields.entry(key.clone()).or_insert(serde_json::Value::Null),
+                    change,
+                );
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn merge_patch_follows_rfc_7396() {
+        let mut doc = serde_json::json!({"a": {"b": 1, "c": 2}, "d": [1]});
+        super::merge_patch(
+            &mut doc,
+            &serde_json::json!({"a": {"b": null, "e": {"f": 3}}, "d": 4}),
+        );
+        assert_eq!(
+            doc,
+            serde_json::json!({"a": {"c": 2, "e": {"f": 3}}, "d": 4})
+        );
+    }
+
     use super::*;
 
     #[test]

@@ -14,7 +14,7 @@ use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use spanway_e2e::corpus::Corpus;
-use spanway_ingester::document::span_document;
+use spanway_ingester::document::{TagsAsFields, span_document_with};
 use spanway_schemas::proto::otlp;
 use spanway_schemas::{Encoding, SpanRecord, TraceId, decode_record, encode_trace};
 use spanway_search::bulk::create_lines;
@@ -51,21 +51,46 @@ pub fn jaeger_records(corpus: &Corpus) -> anyhow::Result<Vec<SpanRecord>> {
     Ok(out)
 }
 
+/// How [`bulk_bodies`] departs from what the ingester sends.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct BulkShape {
+    /// `index` actions without ids instead of `create` with ours.
+    pub auto_ids: bool,
+    /// Every non-binary tag as a field (`tags_as_fields.all`).
+    pub tags_as_fields: bool,
+}
+
 /// The corpus's span documents for an index prefix, as `_bulk` bodies of
 /// `batch` `create` actions: byte for byte what our ingester sends (same
 /// document builder, same action lines), minus the few service documents.
-pub fn bulk_bodies(corpus: &Corpus, prefix: &str, batch: usize) -> anyhow::Result<Vec<Bytes>> {
+pub fn bulk_bodies(
+    corpus: &Corpus,
+    prefix: &str,
+    batch: usize,
+    shape: BulkShape,
+) -> anyhow::Result<Vec<Bytes>> {
     let names = IndexNames::new(prefix);
+    let fields = TagsAsFields {
+        all: shape.tags_as_fields,
+        ..TagsAsFields::default()
+    };
     let mut bodies = Vec::new();
     let mut body = Vec::new();
     let mut in_body = 0;
     for record in &corpus.records {
         for span in decode_record(Encoding::OtlpProto, &record.value)? {
-            let doc = span_document(&span, &names);
-            for line in create_lines(&doc) {
-                body.extend_from_slice(&line);
-                body.push(b'\n');
+            let doc = span_document_with(&span, &names, &fields);
+            let [action, source] = create_lines(&doc);
+            if shape.auto_ids {
+                body.extend_from_slice(b"{\"index\":{\"_index\":");
+                body.extend_from_slice(&serde_json::to_vec(&doc.index)?);
+                body.extend_from_slice(b"}}");
+            } else {
+                body.extend_from_slice(&action);
             }
+            body.push(b'\n');
+            body.extend_from_slice(&source);
+            body.push(b'\n');
             in_body += 1;
             if in_body == batch {
                 bodies.push(Bytes::from(std::mem::take(&mut body)));
@@ -237,7 +262,7 @@ mod tests {
         let corpus = corpus(40, 10);
         let jaeger = jaeger_records(&corpus).unwrap();
         assert_eq!(jaeger.len(), 40);
-        let bodies = bulk_bodies(&corpus, "p", 15).unwrap();
+        let bodies = bulk_bodies(&corpus, "p", 15, BulkShape::default()).unwrap();
         assert_eq!(bodies.len(), 3);
         let lines: usize = bodies
             .iter()
@@ -246,5 +271,35 @@ mod tests {
         assert_eq!(lines, 80);
         let first = bodies[0].split(|c| *c == b'\n').next().unwrap();
         assert!(String::from_utf8_lossy(first).contains(r#""_index":"p-jaeger-span-2026-02-01""#));
+        assert!(String::from_utf8_lossy(first).starts_with(r#"{"create":{"_id":"#));
+    }
+
+    #[test]
+    fn shapes_change_only_what_they_say() {
+        let corpus = corpus(10, 10);
+        let lines = |shape| {
+            let bodies = bulk_bodies(&corpus, "p", 100, shape).unwrap();
+            let text = String::from_utf8(bodies[0].to_vec()).unwrap();
+            text.lines().map(str::to_owned).collect::<Vec<_>>()
+        };
+        let plain = lines(BulkShape::default());
+        let auto = lines(BulkShape {
+            auto_ids: true,
+            ..BulkShape::default()
+        });
+        assert_eq!(
+            auto[0],
+            r#"{"index":{"_index":"p-jaeger-span-2026-02-01"}}"#
+        );
+        assert_eq!(auto[1], plain[1], "same source");
+        let fields = lines(BulkShape {
+            tags_as_fields: true,
+            ..BulkShape::default()
+        });
+        // The id hashes the source, so only its kind stays.
+        assert!(fields[0].starts_with(r#"{"create":{"_id":"#));
+        let source: serde_json::Value = serde_json::from_str(&fields[1]).unwrap();
+        assert_eq!(source["tags"], serde_json::json!([]));
+        assert!(source["tag"].as_object().is_some_and(|t| !t.is_empty()));
     }
 }
