@@ -933,8 +933,11 @@ async fn panels_chart_a_known_topology(url: &str, opensearch: bool) {
     }
     shutdown.cancel();
     collector.wait().await;
-    ingester.wait().await;
-    analytics.wait().await;
+    ingester.wait().await.expect("the ingester stops cleanly");
+    analytics
+        .wait()
+        .await
+        .expect("streaming analytics stops cleanly");
     engine.refresh(&spans).await;
 
     let objects = bundle();

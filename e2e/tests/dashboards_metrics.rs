@@ -308,7 +308,10 @@ async fn every_metric_the_dashboard_and_alerts_use_is_exported() {
 
     shutdown.cancel();
     collector.wait().await;
-    ingester.wait().await;
-    analytics.wait().await;
+    ingester.wait().await.expect("the ingester stops cleanly");
+    analytics
+        .wait()
+        .await
+        .expect("streaming analytics stops cleanly");
     let _ = http.delete(format!("{url}/{prefix}-*")).send().await;
 }

@@ -589,7 +589,7 @@ async fn jaeger_query_reads(engine: &str, storage_type: &str) {
     drop(jaeger);
     shutdown.cancel();
     collector.wait().await;
-    ingester.wait().await;
+    ingester.wait().await.expect("the ingester stops cleanly");
     let client = reqwest::Client::new();
     let _ = client.delete(format!("{engine}/{prefix}-*")).send().await;
     let _ = client

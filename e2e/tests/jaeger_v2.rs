@@ -287,8 +287,11 @@ async fn their_producer(encoding: &str, ours: Encoding, partition_by_trace_id: b
     shutdown.cancel();
     collector.wait().await;
     for (ingester, analytics) in started {
-        ingester.wait().await;
-        analytics.wait().await;
+        ingester.wait().await.expect("the ingester stops cleanly");
+        analytics
+            .wait()
+            .await
+            .expect("streaming analytics stops cleanly");
     }
 }
 

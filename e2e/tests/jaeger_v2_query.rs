@@ -385,7 +385,7 @@ async fn monitor_tab_reads(engine: &str, backend: &str) {
     drop(jaeger);
     shutdown.cancel();
     collector.wait().await;
-    ingester.wait().await;
+    ingester.wait().await.expect("the ingester stops cleanly");
     let client = reqwest::Client::new();
     let _ = client.delete(format!("{engine}/{prefix}-*")).send().await;
     let _ = client

@@ -374,7 +374,7 @@ async fn otlp_trace_reaches_engine(engine: &str) {
 
     shutdown.cancel();
     collector.wait().await;
-    ingester.wait().await;
+    ingester.wait().await.expect("the ingester stops cleanly");
     let _ = reqwest::Client::new()
         .delete(format!("{engine}/{prefix}-*"))
         .send()

@@ -374,8 +374,11 @@ async fn end_to_end(language: &str) {
     shutdown.cancel();
     collector.wait().await;
     for (ingester, analytics) in started {
-        ingester.wait().await;
-        analytics.wait().await;
+        ingester.wait().await.expect("the ingester stops cleanly");
+        analytics
+            .wait()
+            .await
+            .expect("streaming analytics stops cleanly");
     }
 }
 

@@ -238,7 +238,10 @@ async fn wrong_password_waits_and_a_rotated_file_recovers_every_span_once() {
     assert_eq!(status, 200, "ready again");
     assert_eq!(dead_letters_on(&run.dead_letters), 0);
     run.shutdown.cancel();
-    run.ingester.wait().await;
+    run.ingester
+        .wait()
+        .await
+        .expect("the ingester stops cleanly");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -289,7 +292,10 @@ async fn a_role_without_write_rights_is_a_configuration_fault() {
     assert_eq!(secure_count(&spans).await, 100, "every span exactly once");
     assert_eq!(dead_letters_on(&run.dead_letters), 0);
     run.shutdown.cancel();
-    run.ingester.wait().await;
+    run.ingester
+        .wait()
+        .await
+        .expect("the ingester stops cleanly");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

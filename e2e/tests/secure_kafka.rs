@@ -130,7 +130,7 @@ async fn scram_collector_and_mtls_ingester_store_every_span_once() {
     );
     shutdown.cancel();
     collector.wait().await;
-    ingester.wait().await;
+    ingester.wait().await.expect("the ingester stops cleanly");
 }
 
 /// Points the ingester at the plain test engine.
@@ -246,7 +246,7 @@ async fn missing_acl_is_named_for_producer_and_consumer() {
     assert_eq!(records_on(&topic), 0);
     shutdown.cancel();
     collector.wait().await;
-    ingester.wait().await;
+    ingester.wait().await.expect("the ingester stops cleanly");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -281,7 +281,7 @@ async fn untrusted_client_certificate_is_named() {
         503
     );
     shutdown.cancel();
-    ingester.wait().await;
+    ingester.wait().await.expect("the ingester stops cleanly");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -174,6 +174,9 @@ async fn python_sdk_to_secured_opensearch_every_span_once() {
 
     shutdown.cancel();
     collector.wait().await;
-    ingester.wait().await;
-    analytics.wait().await;
+    ingester.wait().await.expect("the ingester stops cleanly");
+    analytics
+        .wait()
+        .await
+        .expect("streaming analytics stops cleanly");
 }

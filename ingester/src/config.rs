@@ -54,6 +54,13 @@ pub struct ConsumerConfig {
     /// The group coordinator removes a member it has not heard from for this long.
     #[serde(with = "humantime_serde")]
     pub session_timeout: Duration,
+    /// A stable id that makes this instance a static group member
+    /// (`group.instance.id`): restarted after a crash with the same id, it
+    /// gets its partitions back at once instead of after `session_timeout`.
+    /// Unique per instance; a stopped instance keeps its partitions until
+    /// its session times out (see `spanway_kafka::membership`). Unset:
+    /// dynamic membership.
+    pub instance_id: Option<String>,
     /// On rebalance and shutdown, how long in-flight writes may take to
     /// finish before their offsets are committed and the partitions let go.
     /// Must be below `session_timeout`.
@@ -212,6 +219,7 @@ impl Default for ConsumerConfig {
             start_offset: "earliest".into(),
             default_encoding: Encoding::OtlpProto,
             session_timeout: Duration::from_secs(45),
+            instance_id: None,
             drain_timeout: Duration::from_secs(15),
             fetch_queue_kbytes: 16 * 1024,
         }
@@ -284,6 +292,9 @@ impl IngesterConfig {
         }
         if self.kafka.group_id.is_empty() {
             return Err(ConfigError::invalid("kafka.group_id", "must not be empty"));
+        }
+        if let Some(id) = &self.kafka.instance_id {
+            spanway_kafka::membership::validate_instance_id("kafka.instance_id", id)?;
         }
         if !matches!(self.kafka.start_offset.as_str(), "earliest" | "latest") {
             return Err(ConfigError::invalid(

@@ -25,6 +25,7 @@ use spanway_service_kit::secret::DEFAULT_REFRESH_INTERVAL;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use spanway_kafka::membership::FatalError;
 use spanway_kafka::{FaultReporter, KafkaClient};
 
 use crate::config::IngesterConfig;
@@ -71,7 +72,7 @@ pub struct Ingester {
     /// The counters, for tests and embedding.
     pub metrics: IngesterMetrics,
     sink: JoinHandle<()>,
-    poller: std::thread::JoinHandle<()>,
+    poller: std::thread::JoinHandle<Result<(), FatalError>>,
 }
 
 impl Ingester {
@@ -202,8 +203,9 @@ impl Ingester {
         let poller = std::thread::Builder::new()
             .name("kafka-poll".into())
             .spawn(move || {
-                source::poll_loop(consumer, shared, shutdown, abort, poll_heartbeat);
+                let outcome = source::poll_loop(consumer, shared, shutdown, abort, poll_heartbeat);
                 stopped.cancel();
+                outcome
             })
             .map_err(|source| StartError::Bind {
                 addr: config.ops.listen,
@@ -218,19 +220,23 @@ impl Ingester {
     }
 
     /// Waits until reading has stopped, in-flight writes have drained and
-    /// the offsets are committed.
-    pub async fn wait(self) {
+    /// the offsets are committed. An error when the consumer failed for good
+    /// (its instance id taken by another process) rather than being asked
+    /// to stop.
+    pub async fn wait(self) -> Result<(), FatalError> {
         let poller = self.poller;
-        if tokio::task::spawn_blocking(move || poller.join())
-            .await
-            .is_err()
-        {
-            tracing::error!("polling thread failed");
-        }
+        let outcome = match tokio::task::spawn_blocking(move || poller.join()).await {
+            Ok(Ok(outcome)) => outcome,
+            _ => {
+                tracing::error!("polling thread failed");
+                Ok(())
+            }
+        };
         if let Err(error) = self.sink.await {
             tracing::error!(%error, "writing task failed");
         }
         tracing::info!("ingester stopped");
+        outcome
     }
 }
 

@@ -113,7 +113,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         let token = CancellationToken::new();
         shutdown::cancel_on_signal(token.clone());
         let ingester = Ingester::start(config, token).await?;
-        ingester.wait().await;
+        ingester.wait().await?;
         Ok(())
     })
 }

@@ -18,6 +18,7 @@ use rdkafka::error::KafkaError;
 use rdkafka::message::{Headers, Message};
 use rdkafka::statistics::Statistics;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use spanway_kafka::membership::{self, FatalError};
 use spanway_kafka::{FaultReporter, KafkaClient};
 use spanway_schemas::headers;
 use spanway_service_kit::liveness::Heartbeat;
@@ -451,6 +452,7 @@ pub fn create(
                     config.kafka.fetch_queue_kbytes.to_string(),
                 )
                 .set("statistics.interval.ms", "5000");
+            membership::apply(role, config.kafka.instance_id.as_deref());
         })
         .create_with_context(context)?;
     let topics: Vec<&str> = config.kafka.topics.iter().map(String::as_str).collect();
@@ -474,7 +476,8 @@ pub fn poll_loop(
     shutdown: CancellationToken,
     abort: CancellationToken,
     heartbeat: Heartbeat,
-) {
+) -> Result<(), FatalError> {
+    let mut fatal = None;
     while !shutdown.is_cancelled() {
         heartbeat.beat();
         shared.flush(Instant::now());
@@ -486,6 +489,11 @@ pub fn poll_loop(
                 let reason = error.to_string();
                 if consumer.context().faults.report(&error, &reason).is_none() {
                     tracing::warn!(%error, "kafka consumer error");
+                }
+                fatal = membership::fatal_error(consumer.client());
+                if let Some(error) = &fatal {
+                    tracing::error!(%error, "stopping: the consumer cannot go on");
+                    break;
                 }
             }
             Some(Ok(message)) => {
@@ -550,6 +558,7 @@ pub fn poll_loop(
         }
     }
     consumer.unsubscribe();
+    fatal.map_or(Ok(()), Err)
 }
 
 fn manage_pause(consumer: &SourceConsumer, shared: &Shared) {

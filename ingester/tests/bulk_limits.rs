@@ -111,7 +111,7 @@ async fn records_of_many_spans_are_written_in_document_sized_requests() {
     }
     assert_eq!(ingester.metrics.spans_indexed.get(), total);
     shutdown.cancel();
-    ingester.wait().await;
+    ingester.wait().await.expect("the ingester stops cleanly");
     assert_eq!(
         count(&url, &names.span_indices()).await,
         total,

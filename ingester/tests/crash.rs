@@ -5,7 +5,7 @@
 mod common;
 
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rand::Rng;
 use spanway_e2e::corpus;
@@ -17,9 +17,14 @@ use spanway_e2e::{
 use common::{Names, env};
 
 fn spawn(names: &Names, url: &str, log: &std::path::Path) -> Child {
+    spawn_with(names, url, log, &[])
+}
+
+fn spawn_with(names: &Names, url: &str, log: &std::path::Path, extra: &[(&str, &str)]) -> Child {
     let log = std::fs::File::create(log).unwrap();
     Command::new(env!("CARGO_BIN_EXE_spanway-ingester"))
         .envs(env(names, url))
+        .envs(extra.iter().copied())
         .env("RUST_LOG", "info")
         .stdout(Stdio::null())
         .stderr(log)
@@ -85,5 +90,138 @@ async fn sigkill_at_random_moments_loses_and_duplicates_nothing() {
         .unwrap();
     let status = child.wait().unwrap();
     assert!(status.success(), "clean exit on SIGTERM: {status}");
+    delete_indices(&url, &format!("{}-*", names.prefix)).await;
+}
+
+/// A static member (`kafka.instance_id`) killed with SIGKILL and restarted
+/// under the same id gets its partitions back without waiting for its old
+/// session to expire, and still stores every span exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn static_member_resumes_after_sigkill_without_waiting_for_its_session() {
+    require_kafka();
+    let url = opensearch_url();
+    require_engine(&url, "OpenSearch", "opensearch").await;
+    let names = Names::new("static");
+    create_topic(&names.topic, 3).await;
+    let logs = std::env::temp_dir().join(&names.topic);
+    std::fs::create_dir_all(&logs).unwrap();
+    // A session far longer than a restart: a member that had to wait for
+    // it would show.
+    let session = Duration::from_secs(60);
+    let extra = [
+        ("SPANWAY_KAFKA__INSTANCE_ID", "ingester-0"),
+        ("SPANWAY_KAFKA__SESSION_TIMEOUT", "60s"),
+    ];
+
+    let before = corpus::generate(31, 300, 10);
+    let first = before.spans.len() as u64;
+    produce(&names.topic, &before.as_produce_input()).await;
+    let mut child = spawn_with(&names, &url, &logs.join("first.log"), &extra);
+    let stored = wait_for_count(&url, &names.span_indices(), first, Duration::from_secs(120)).await;
+    assert_eq!(stored, first, "logs in {}", logs.display());
+    child.kill().unwrap(); // SIGKILL: no LeaveGroup, no final commit
+    child.wait().unwrap();
+
+    let after = corpus::generate(32, 300, 10);
+    let total = first + after.spans.len() as u64;
+    produce(&names.topic, &after.as_produce_input()).await;
+    let restarted = Instant::now();
+    let mut child = spawn_with(&names, &url, &logs.join("second.log"), &extra);
+    let mut resumed = None;
+    while restarted.elapsed() < session + Duration::from_secs(30) {
+        if count(&url, &names.span_indices()).await > first {
+            resumed = Some(restarted.elapsed());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let resumed = resumed.expect("the restarted ingester stored nothing new");
+    eprintln!("first new document {resumed:?} after the restart");
+    // Not a speed figure: a dynamic member would wait for the old session
+    // (60 s) to expire before the group could hand its partitions out.
+    assert!(
+        resumed < session / 2,
+        "the restarted member waited {resumed:?}, as if its old session had to expire; logs in {}",
+        logs.display()
+    );
+    let stored = wait_for_count(&url, &names.span_indices(), total, Duration::from_secs(120)).await;
+    assert_eq!(stored, total, "logs in {}", logs.display());
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        count(&url, &names.span_indices()).await,
+        total,
+        "no duplicates"
+    );
+
+    Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
+    assert!(child.wait().unwrap().success(), "clean exit on SIGTERM");
+    delete_indices(&url, &format!("{}-*", names.prefix)).await;
+}
+
+/// Two processes given the same `kafka.instance_id`: the group fences the
+/// older one, which stops with an error that names the setting, while the
+/// newer one stores every span exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_duplicate_instance_id_stops_the_fenced_process_with_a_clear_error() {
+    require_kafka();
+    let url = opensearch_url();
+    require_engine(&url, "OpenSearch", "opensearch").await;
+    let names = Names::new("fenced");
+    create_topic(&names.topic, 3).await;
+    let logs = std::env::temp_dir().join(&names.topic);
+    std::fs::create_dir_all(&logs).unwrap();
+    let extra = [("SPANWAY_KAFKA__INSTANCE_ID", "same-id")];
+
+    let before = corpus::generate(41, 200, 10);
+    let first = before.spans.len() as u64;
+    produce(&names.topic, &before.as_produce_input()).await;
+    let mut older = spawn_with(&names, &url, &logs.join("older.log"), &extra);
+    let stored = wait_for_count(&url, &names.span_indices(), first, Duration::from_secs(120)).await;
+    assert_eq!(stored, first, "logs in {}", logs.display());
+
+    let mut newer = spawn_with(&names, &url, &logs.join("newer.log"), &extra);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = older.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the fenced process kept running; logs in {}",
+            logs.display()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(
+        !status.success(),
+        "the fenced process reports failure: {status}"
+    );
+    let log = std::fs::read_to_string(logs.join("older.log")).unwrap();
+    assert!(
+        log.contains("kafka.instance_id"),
+        "the error names the setting to fix:\n{log}"
+    );
+
+    let after = corpus::generate(42, 200, 10);
+    let total = first + after.spans.len() as u64;
+    produce(&names.topic, &after.as_produce_input()).await;
+    let stored = wait_for_count(&url, &names.span_indices(), total, Duration::from_secs(120)).await;
+    assert_eq!(stored, total, "logs in {}", logs.display());
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        count(&url, &names.span_indices()).await,
+        total,
+        "no duplicates"
+    );
+    Command::new("kill")
+        .arg("-TERM")
+        .arg(newer.id().to_string())
+        .status()
+        .unwrap();
+    assert!(newer.wait().unwrap().success(), "clean exit on SIGTERM");
     delete_indices(&url, &format!("{}-*", names.prefix)).await;
 }

@@ -108,7 +108,7 @@ async fn fifty_thousand_spans_are_stored_exactly_once() {
     assert_eq!(services.len(), corpus.pairs.len(), "one document per pair");
 
     shutdown.cancel();
-    ingester.wait().await;
+    ingester.wait().await.expect("the ingester stops cleanly");
     delete_indices(&url, &format!("{}-*", names.prefix)).await;
 }
 
@@ -149,7 +149,7 @@ async fn a_member_leaving_mid_stream_loses_and_duplicates_nothing() {
         "the second member got partitions"
     );
     second_stop.cancel();
-    second.wait().await;
+    second.wait().await.expect("the ingester stops cleanly");
 
     let stored = wait_for_count(&url, &names.span_indices(), total, Duration::from_secs(300)).await;
     assert_eq!(stored, total);
@@ -161,7 +161,7 @@ async fn a_member_leaving_mid_stream_loses_and_duplicates_nothing() {
     );
 
     first_stop.cancel();
-    first.wait().await;
+    first.wait().await.expect("the ingester stops cleanly");
     delete_indices(&url, &format!("{}-*", names.prefix)).await;
 }
 
@@ -294,6 +294,6 @@ async fn poison_records_and_refused_documents_go_to_the_dead_letter_topic() {
 
     assert_eq!(ingester.metrics.dead_lettered.get(), 2);
     shutdown.cancel();
-    ingester.wait().await;
+    ingester.wait().await.expect("the ingester stops cleanly");
     delete_indices(&url, &format!("{}-*", names.prefix)).await;
 }

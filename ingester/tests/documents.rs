@@ -106,7 +106,7 @@ async fn composable_templates_and_tags_as_fields_on_opensearch() {
     assert!(!hits.is_empty(), "searchable as a field");
 
     shutdown.cancel();
-    ingester.wait().await;
+    ingester.wait().await.expect("the ingester stops cleanly");
     delete_indices(&url, &format!("{}-*", names.prefix)).await;
     delete_templates(&url, &names.prefix).await;
 }
@@ -140,7 +140,7 @@ async fn auto_detection_keeps_legacy_templates_on_elasticsearch_7() {
     assert_eq!(status, 404);
 
     shutdown.cancel();
-    ingester.wait().await;
+    ingester.wait().await.expect("the ingester stops cleanly");
     delete_indices(&url, &format!("{}-*", names.prefix)).await;
     delete_templates(&url, &names.prefix).await;
 }
@@ -183,7 +183,7 @@ async fn alias_mode_writes_through_the_write_alias() {
     );
 
     shutdown.cancel();
-    ingester.wait().await;
+    ingester.wait().await.expect("the ingester stops cleanly");
     delete_indices(&url, &format!("{}-*", names.prefix)).await;
     delete_templates(&url, &names.prefix).await;
 }

@@ -55,7 +55,7 @@ async fn a_down_engine_leaves_the_ingester_live_but_not_ready() {
     let paused = ingester.metrics.pauses.get();
     let retried = ingester.metrics.writer.documents_retried.get();
     shutdown.cancel();
-    ingester.wait().await;
+    ingester.wait().await.expect("the ingester stops cleanly");
 
     assert!(retried > 0, "writes were retried against the closed port");
     assert!(paused >= 1, "reading paused once the byte budget filled");

@@ -112,6 +112,6 @@ async fn engine_outage_pauses_within_budget_and_loses_nothing() {
     );
 
     shutdown.cancel();
-    ingester.wait().await;
+    ingester.wait().await.expect("the ingester stops cleanly");
     delete_indices(&url, &format!("{}-*", names.prefix)).await;
 }

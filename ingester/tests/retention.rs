@@ -85,7 +85,7 @@ async fn starts_without_retention(url: &str, label: &str) {
     assert!(settings.get("lifecycle").is_none(), "{settings}");
     assert!(settings.get("plugins").is_none(), "{settings}");
     shutdown.cancel();
-    ingester.wait().await;
+    ingester.wait().await.expect("the ingester stops cleanly");
     delete_indices(url, &format!("{}-*", names.prefix)).await;
     let client = reqwest::Client::new();
     for kind in ["span", "service"] {

@@ -16,6 +16,7 @@ use rdkafka::error::KafkaResult;
 use rdkafka::message::{BorrowedMessage, Headers, Message};
 use rdkafka::statistics::Statistics;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use spanway_kafka::membership::{self, FatalError};
 use spanway_kafka::{FaultReporter, KafkaClient};
 use spanway_schemas::record::{decode_record, record_encoding};
 use spanway_schemas::{Encoding, headers};
@@ -295,6 +296,7 @@ impl Job {
                         config.kafka.session_timeout.as_millis().to_string(),
                     )
                     .set("statistics.interval.ms", "5000");
+                membership::apply(role, config.kafka.instance_id.as_deref());
             })
             .create_with_context(context)?;
         let topics: Vec<&str> = config.kafka.topics.iter().map(String::as_str).collect();
@@ -327,7 +329,8 @@ impl Job {
     /// `heartbeat` beats once per poll, paused or not. The longest gap is a
     /// poll with a revoke in it, which waits up to `kafka.drain_timeout`
     /// for the writer and then commits synchronously.
-    pub fn run(self, shutdown: &CancellationToken, heartbeat: Heartbeat) {
+    pub fn run(self, shutdown: &CancellationToken, heartbeat: Heartbeat) -> Result<(), FatalError> {
+        let mut fatal = None;
         let mut last_tick = Instant::now();
         let mut last_probe: Option<Instant> = None;
         let mut paused = false;
@@ -347,6 +350,11 @@ impl Job {
                             .is_none()
                         {
                             tracing::warn!(%error, "consumer error");
+                        }
+                        fatal = membership::fatal_error(self.consumer.client());
+                        if let Some(error) = &fatal {
+                            tracing::error!(%error, "stopping: the consumer cannot go on");
+                            break;
                         }
                     }
                 }
@@ -391,6 +399,7 @@ impl Job {
         drop(shared);
         self.consumer.unsubscribe();
         tracing::info!("analytics consumer stopped");
+        fatal.map_or(Ok(()), Err)
     }
 
     fn apply_backpressure(&self, shared: &Shared, paused: bool) -> bool {

@@ -27,6 +27,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use prometheus_client::registry::Registry;
+use spanway_kafka::membership::FatalError;
 use spanway_search::client::{ClientError, EngineClient};
 use spanway_search::writer::{BulkWriter, WriterError, WriterOptions};
 use spanway_service_kit::liveness::Liveness;
@@ -71,7 +72,7 @@ pub struct Analytics {
     pub ops_addr: SocketAddr,
     /// The job's counters.
     pub metrics: AnalyticsMetrics,
-    poller: std::thread::JoinHandle<()>,
+    poller: std::thread::JoinHandle<Result<(), FatalError>>,
     writer: JoinHandle<()>,
     writer_cancel: CancellationToken,
 }
@@ -176,20 +177,24 @@ impl Analytics {
     }
 
     /// Waits until the polling thread has drained, committed and left the
-    /// group, then stops the writer.
-    pub async fn wait(self) {
+    /// group, then stops the writer. An error when the consumer failed for
+    /// good (its instance id taken by another process) rather than being
+    /// asked to stop.
+    pub async fn wait(self) -> Result<(), FatalError> {
         let poller = self.poller;
-        if tokio::task::spawn_blocking(move || poller.join())
-            .await
-            .is_err()
-        {
-            tracing::error!("polling thread failed");
-        }
+        let outcome = match tokio::task::spawn_blocking(move || poller.join()).await {
+            Ok(Ok(outcome)) => outcome,
+            _ => {
+                tracing::error!("polling thread failed");
+                Ok(())
+            }
+        };
         self.writer_cancel.cancel();
         if let Err(error) = self.writer.await {
             tracing::error!(%error, "writer task failed");
         }
         tracing::info!("streaming analytics stopped");
+        outcome
     }
 }
 

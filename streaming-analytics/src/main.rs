@@ -111,7 +111,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         let token = CancellationToken::new();
         shutdown::cancel_on_signal(token.clone());
         let analytics = Analytics::start(&config, token).await?;
-        analytics.wait().await;
+        analytics.wait().await?;
         Ok(())
     })
 }

@@ -137,8 +137,11 @@ async fn known_topology_is_counted_exactly(url: &str, storage_type: &str) {
     let stored = wait_for_count(&url, &span_indices, traffic.spans, Duration::from_secs(240)).await;
     assert_eq!(stored, traffic.spans);
     shutdown.cancel();
-    analytics.wait().await;
-    ingester.wait().await;
+    analytics
+        .wait()
+        .await
+        .expect("streaming analytics stops cleanly");
+    ingester.wait().await.expect("the ingester stops cleanly");
 
     // The service graph: calls and errors per edge, exactly.
     let graph = graph(&documents(&url, &names.graph_indices()).await);

@@ -84,7 +84,10 @@ async fn jaeger_query_counts_every_call_of_days_of_partition_windows() {
     let analytics = Analytics::start(&config, shutdown.clone()).await.unwrap();
     wait_until_read(&names.group, &topic, PARTITIONS, Duration::from_secs(300)).await;
     shutdown.cancel();
-    analytics.wait().await;
+    analytics
+        .wait()
+        .await
+        .expect("streaming analytics stops cleanly");
 
     // The fine-grained record: one document per minute and partition with calls, more than
     // Jaeger query would read.

@@ -71,7 +71,10 @@ async fn bulk_writes_show_on_the_jobs_metrics() {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     shutdown.cancel();
-    analytics.wait().await;
+    analytics
+        .wait()
+        .await
+        .expect("streaming analytics stops cleanly");
 
     let windows = sample(&text, "analytics_windows_written_total").unwrap();
     assert!(windows > 0.0, "no window written:\n{text}");
