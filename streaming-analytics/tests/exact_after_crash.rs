@@ -6,7 +6,7 @@
 mod common;
 
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rand::Rng;
 use spanway_e2e::{
@@ -19,9 +19,14 @@ use common::{Names, START_MS, documents, env, progress, wait_until_read};
 const PARTITIONS: i32 = 4;
 
 fn spawn(names: &Names, url: &str, log: &std::path::Path) -> Child {
+    spawn_with(names, url, log, &[])
+}
+
+fn spawn_with(names: &Names, url: &str, log: &std::path::Path, extra: &[(&str, &str)]) -> Child {
     let log = std::fs::File::create(log).unwrap();
     Command::new(env!("CARGO_BIN_EXE_spanway-streaming-analytics"))
         .envs(env(names, url))
+        .envs(extra.iter().copied())
         .env("RUST_LOG", "info")
         .stdout(Stdio::null())
         .stderr(log)
@@ -89,6 +94,21 @@ async fn sigkill_at_random_moments_changes_no_document() {
     wait_until_read(&crashed.group, &topic, PARTITIONS, Duration::from_secs(300)).await;
     terminate(child);
 
+    assert_same_documents(&url, &clean, &crashed, &logs).await;
+    let totals = common::dependency_totals(&documents(&url, &clean.dependency_indices()).await);
+    assert_eq!(
+        totals, traffic.expected.calls,
+        "the uninterrupted run counts right too"
+    );
+
+    for names in [clean, crashed] {
+        delete_indices(&url, &format!("{}-*", names.prefix)).await;
+        delete_indices(&url, &names.graph_indices()).await;
+    }
+}
+
+/// The dependency and service-graph documents of two runs are identical.
+async fn assert_same_documents(url: &str, clean: &Names, crashed: &Names, logs: &std::path::Path) {
     // The traffic spans a minute: one hourly Jaeger document (two if the
     // minute straddles an hour), and many service-graph documents.
     for (a, b, at_least) in [
@@ -112,13 +132,79 @@ async fn sigkill_at_random_moments_changes_no_document() {
             assert_eq!(doc, &got[id], "document {id}");
         }
     }
-    let totals = common::dependency_totals(&documents(&url, &clean.dependency_indices()).await);
-    assert_eq!(
-        totals, traffic.expected.calls,
-        "the uninterrupted run counts right too"
-    );
+}
 
-    for names in [clean, crashed] {
+/// A static member (`kafka.instance_id`) killed mid-stream and restarted
+/// under its id commits again long before its old session (60 s) could
+/// have expired, and its documents equal an uninterrupted run's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn static_member_resumes_after_sigkill_and_changes_no_document() {
+    require_kafka();
+    let url = opensearch_url();
+    require_engine(&url, "OpenSearch", "opensearch").await;
+    let topic = unique_name("analytics-static");
+    create_topic(&topic, PARTITIONS).await;
+    let traffic = topology::generate(12, 3_000, START_MS, 10);
+    produce(&topic, &traffic.as_produce_input()).await;
+    let logs = std::env::temp_dir().join(&topic);
+    std::fs::create_dir_all(&logs).unwrap();
+
+    let clean = Names::new(&topic, "clean");
+    let child = spawn(&clean, &url, &logs.join("clean.log"));
+    wait_until_read(&clean.group, &topic, PARTITIONS, Duration::from_secs(300)).await;
+    terminate(child);
+
+    let session = Duration::from_secs(60);
+    let extra = [
+        ("SPANWAY_KAFKA__INSTANCE_ID", "analytics-0"),
+        ("SPANWAY_KAFKA__SESSION_TIMEOUT", "60s"),
+    ];
+    let killed = Names::new(&topic, "static");
+    let mut child = spawn_with(&killed, &url, &logs.join("first.log"), &extra);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let at_kill = loop {
+        let (now, end) = progress(&killed.group, &topic, PARTITIONS);
+        if now > 0 {
+            assert!(now < end, "killed before the end of the input");
+            break now;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "nothing committed; logs in {}",
+            logs.display()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+
+    let restarted = Instant::now();
+    let child = spawn_with(&killed, &url, &logs.join("second.log"), &extra);
+    let resumed = loop {
+        let (now, _) = progress(&killed.group, &topic, PARTITIONS);
+        if now > at_kill {
+            break restarted.elapsed();
+        }
+        assert!(
+            restarted.elapsed() < session + Duration::from_secs(30),
+            "the restarted job committed nothing; logs in {}",
+            logs.display()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    eprintln!("first new commit {resumed:?} after the restart");
+    // Not a speed figure: a dynamic member would wait for the old session
+    // to expire before the group could hand its partitions out.
+    assert!(
+        resumed < session / 2,
+        "the restarted member waited {resumed:?}, as if its old session had to expire; logs in {}",
+        logs.display()
+    );
+    wait_until_read(&killed.group, &topic, PARTITIONS, Duration::from_secs(300)).await;
+    terminate(child);
+
+    assert_same_documents(&url, &clean, &killed, &logs).await;
+    for names in [clean, killed] {
         delete_indices(&url, &format!("{}-*", names.prefix)).await;
         delete_indices(&url, &names.graph_indices()).await;
     }
