@@ -115,8 +115,8 @@ async fn assert_same_documents(url: &str, clean: &Names, crashed: &Names, logs: 
         (clean.dependency_indices(), crashed.dependency_indices(), 1),
         (clean.graph_indices(), crashed.graph_indices(), 10),
     ] {
-        let expected = documents(&url, &a).await;
-        let got = documents(&url, &b).await;
+        let expected = documents(url, &a).await;
+        let got = documents(url, &b).await;
         assert!(
             expected.len() >= at_least,
             "{a}: {} documents",
