@@ -3,9 +3,10 @@
 //! budget, recovers when the broker is back, and every trace it acknowledged
 //! is on the topic.
 //!
-//! This test stops and restarts the shared broker with `dev/services`, so it
-//! lives alone in its own test binary (cargo runs test binaries one after
-//! another).
+//! The first test stops and restarts the shared broker with `dev/services`,
+//! so it lives in a test binary of its own (cargo runs test binaries one
+//! after another); the second kills a partition leader of the three-broker
+//! cluster (`dev/services up kafka-cluster`), which nothing else uses.
 #![allow(clippy::unwrap_used)]
 
 use std::collections::HashSet;
@@ -229,6 +230,161 @@ async fn broker_outage_is_refused_retryably_and_nothing_acknowledged_is_lost() {
     assert!(
         missing.is_empty(),
         "acknowledged but not on the topic: {missing:?}"
+    );
+
+    shutdown.cancel();
+    collector.wait().await;
+}
+
+/// On the three-broker cluster (replication factor 3, `min.insync.replicas`
+/// 2): the broker leading a partition is SIGKILLed while clients keep
+/// sending, and started again later. Every request is answered 200 or a
+/// retryable refusal, never anything else; every acknowledged trace is on
+/// the topic exactly once, and no refused one more than once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partition_leader_killed_under_load_loses_and_duplicates_nothing() {
+    use spanway_e2e::cluster;
+    cluster::require();
+    let topic = unique_name("it-failover-collector");
+    cluster::create_topic(&topic, 3).await;
+    let mut config = CollectorConfig::default();
+    config.kafka.client.brokers = cluster::bootstrap().split(',').map(str::to_owned).collect();
+    config.kafka.topic = topic.clone();
+    config.on_ephemeral_loopback_ports();
+    config.validate().unwrap();
+    let shutdown = CancellationToken::new();
+    let collector = Collector::start(&config, shutdown.clone()).await.unwrap();
+    let url = format!("http://{}/v1/traces", collector.otlp_http_addr.unwrap());
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .build()
+        .unwrap();
+
+    // Eight clients send one trace per request until told to stop.
+    let stop = CancellationToken::new();
+    let next = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let mut clients = Vec::new();
+    for _ in 0..8 {
+        let (client, url, stop, next) = (client.clone(), url.clone(), stop.clone(), next.clone());
+        clients.push(tokio::spawn(async move {
+            let mut answers = Vec::new();
+            while !stop.is_cancelled() {
+                let n = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+                let (id, body) = request(n);
+                let sent = Instant::now();
+                let status = match client
+                    .post(&url)
+                    .header("content-type", "application/x-protobuf")
+                    .body(body)
+                    .send()
+                    .await
+                {
+                    Ok(response) => response.status().as_u16(),
+                    Err(error) => panic!("no answer for trace {id}: {error}"),
+                };
+                answers.push((id, status, sent));
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            answers
+        }));
+    }
+
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let victim = cluster::leader(&topic, 0);
+    let killed_at = Instant::now();
+    cluster::kill(victim);
+    let mut restart = cluster::Restart(Some(victim));
+    eprintln!("killed kafka-{victim}, leader of {topic}/0");
+    // Longer than the controller takes to fence the dead broker (9 s) and
+    // than the collector's delivery timeout (10 s).
+    tokio::time::sleep(Duration::from_secs(15)).await;
+    cluster::start(victim);
+    restart.0 = None;
+    let restarted_at = Instant::now();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    stop.cancel();
+
+    let mut answers = Vec::new();
+    for handle in clients {
+        answers.extend(handle.await.unwrap());
+    }
+    let mut acknowledged = HashSet::new();
+    let mut refused = HashSet::new();
+    let (mut during, mut during_ok) = (0, 0);
+    for (id, status, sent) in &answers {
+        let in_outage = *sent >= killed_at && *sent < restarted_at;
+        during += usize::from(in_outage);
+        match status {
+            200 => {
+                during_ok += usize::from(in_outage);
+                acknowledged.insert(id.clone());
+            }
+            429 | 503 => {
+                refused.insert(id.clone());
+            }
+            other => panic!("trace {id}: status {other}, neither stored nor retryable"),
+        }
+    }
+    eprintln!(
+        "{} requests: {} acknowledged, {} refused; {during} sent while kafka-{victim} was down, {during_ok} of them acknowledged",
+        answers.len(),
+        acknowledged.len(),
+        refused.len()
+    );
+    assert!(during > 0, "requests were sent while the broker was down");
+    assert!(
+        during_ok > 0,
+        "the surviving brokers took writes during the outage"
+    );
+
+    // Read the whole topic back: one record per trace.
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", cluster::bootstrap())
+        .set("group.id", unique_name("it-failover-reader"))
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .unwrap();
+    consumer.subscribe(&[&topic]).unwrap();
+    let mut copies: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut quiet_since = Instant::now();
+    while Instant::now() < deadline {
+        match consumer.poll(Duration::from_millis(500)) {
+            Some(message) => {
+                let message = message.unwrap();
+                let key = String::from_utf8(message.key().unwrap().to_vec()).unwrap();
+                *copies.entry(key).or_default() += 1;
+                quiet_since = Instant::now();
+            }
+            None => {
+                let all_there = acknowledged.iter().all(|id| copies.contains_key(id));
+                if all_there && quiet_since.elapsed() > Duration::from_secs(3) {
+                    break;
+                }
+            }
+        }
+    }
+    let missing: Vec<_> = acknowledged
+        .iter()
+        .filter(|id| !copies.contains_key(*id))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "acknowledged but not on the topic: {missing:?}"
+    );
+    let doubled: Vec<_> = copies.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(
+        doubled.is_empty(),
+        "on the topic more than once: {doubled:?}"
+    );
+    let unknown: Vec<_> = copies
+        .keys()
+        .filter(|id| !acknowledged.contains(*id) && !refused.contains(*id))
+        .collect();
+    assert!(unknown.is_empty(), "never sent: {unknown:?}");
+    let refused_but_stored = refused.iter().filter(|id| copies.contains_key(*id)).count();
+    eprintln!(
+        "{refused_but_stored} refused traces were stored nonetheless (the client would resend them)"
     );
 
     shutdown.cancel();

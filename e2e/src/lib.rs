@@ -4,6 +4,7 @@
 //! start it; it never skips.
 
 pub mod chart;
+pub mod cluster;
 pub mod corpus;
 pub mod jaeger_query;
 pub mod jaeger_v2;

@@ -1,0 +1,129 @@
+//! The three-broker Kafka cluster of `dev/services` (`kafka-1` … `kafka-3`),
+//! for fault drills: its address, a replicated topic, which node leads a
+//! partition, and killing and restarting one node.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+
+use rdkafka::ClientConfig;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::producer::{BaseProducer, Producer as _};
+
+use crate::secure::repo_root;
+
+/// Bootstrap list of the cluster (`KAFKA_CLUSTER_BOOTSTRAP`, default the
+/// three nodes on 127.0.0.1:9101–9103).
+pub fn bootstrap() -> String {
+    std::env::var("KAFKA_CLUSTER_BOOTSTRAP")
+        .unwrap_or_else(|_| "127.0.0.1:9101,127.0.0.1:9102,127.0.0.1:9103".into())
+}
+
+/// Panics with instructions unless all three nodes are brokers of the cluster.
+pub fn require() {
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap())
+        .create()
+        .expect("kafka client");
+    match producer
+        .client()
+        .fetch_metadata(None, Duration::from_secs(10))
+    {
+        Ok(metadata) if metadata.brokers().len() == 3 => {}
+        Ok(metadata) => panic!(
+            "the Kafka cluster has {} brokers, not 3; start it with `dev/services up kafka-cluster`",
+            metadata.brokers().len()
+        ),
+        Err(error) => panic!(
+            "the Kafka cluster is not reachable at {} ({error}); start it with \
+             `dev/services up kafka-cluster`",
+            bootstrap()
+        ),
+    }
+}
+
+/// Creates `topic` with replication factor 3 (`min.insync.replicas` 2 is
+/// the cluster's default).
+pub async fn create_topic(topic: &str, partitions: i32) {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap())
+        .create()
+        .expect("admin client");
+    let results = admin
+        .create_topics(
+            &[NewTopic::new(topic, partitions, TopicReplication::Fixed(3))],
+            &AdminOptions::new().operation_timeout(Some(Duration::from_secs(30))),
+        )
+        .await
+        .expect("create topic request");
+    for result in results {
+        result.expect("topic created");
+    }
+}
+
+/// The node id (1–3) leading `partition` of `topic`, once it has one.
+pub fn leader(topic: &str, partition: i32) -> i32 {
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap())
+        .create()
+        .expect("kafka client");
+    for _ in 0..100 {
+        let metadata = producer
+            .client()
+            .fetch_metadata(Some(topic), Duration::from_secs(10))
+            .expect("metadata");
+        let leader = metadata
+            .topics()
+            .iter()
+            .flat_map(|t| t.partitions())
+            .find(|p| p.id() == partition)
+            .map(|p| p.leader());
+        if let Some(id @ 1..=3) = leader {
+            return id;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("{topic}/{partition} has no leader");
+}
+
+fn pid_file(node: i32) -> PathBuf {
+    repo_root().join(format!(".services/kafka-{node}/kafka-{node}.pid"))
+}
+
+/// SIGKILLs node `node`: no shutdown, no leadership hand-over.
+pub fn kill(node: i32) {
+    let path = pid_file(node);
+    let pid = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+    let status = Command::new("kill")
+        .arg("-KILL")
+        .arg(pid.trim())
+        .status()
+        .expect("kill");
+    assert!(status.success(), "kill -KILL {} failed", pid.trim());
+}
+
+/// Starts node `node` again and waits until it serves.
+pub fn start(node: i32) {
+    let status = Command::new("bash")
+        .arg(repo_root().join("dev/services"))
+        .arg("up")
+        .arg(format!("kafka-{node}"))
+        .status()
+        .expect("dev/services");
+    assert!(status.success(), "dev/services up kafka-{node} failed");
+}
+
+/// Starts the node again when dropped, so that a failed drill leaves the
+/// cluster whole for the next test.
+#[derive(Debug)]
+pub struct Restart(pub Option<i32>);
+
+impl Drop for Restart {
+    fn drop(&mut self) {
+        if let Some(node) = self.0.take() {
+            start(node);
+        }
+    }
+}
