@@ -297,3 +297,71 @@ async fn poison_records_and_refused_documents_go_to_the_dead_letter_topic() {
     ingester.wait().await.expect("the ingester stops cleanly");
     delete_indices(&url, &format!("{}-*", names.prefix)).await;
 }
+
+/// The span index blocked for writes (`index.blocks.write`, as an operator
+/// or a lifecycle policy sets it) while spans arrive: the ingester holds
+/// them and retries, dead-letters nothing, and stores every span once the
+/// block is lifted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_index_write_block_holds_spans_back_and_dead_letters_none() {
+    let url = ready().await;
+    let names = Names::new("blocked");
+    create_topic(&names.topic, 3).await;
+    create_topic(&names.dead_letter, 1).await;
+    let before = corpus::generate(51, 200, 10);
+    let first = before.spans.len() as u64;
+    produce(&names.topic, &before.as_produce_input()).await;
+    let shutdown = CancellationToken::new();
+    let ingester = Ingester::start(config(&names, &url), shutdown.clone())
+        .await
+        .unwrap();
+    let stored = wait_for_count(&url, &names.span_indices(), first, Duration::from_secs(120)).await;
+    assert_eq!(stored, first);
+
+    let client = reqwest::Client::new();
+    let block = |on: bool| {
+        client
+            .put(format!("{url}/{}/_settings", names.span_indices()))
+            .json(&json!({"index.blocks.write": on}))
+            .send()
+    };
+    assert!(block(true).await.unwrap().status().is_success());
+    let after = corpus::generate(52, 200, 10);
+    let total = first + after.spans.len() as u64;
+    produce(&names.topic, &after.as_produce_input()).await;
+    // Held back, retried, and counted as blocked.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while ingester.metrics.writer.documents_blocked.get() == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no write met the block"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        count(&url, &names.span_indices()).await,
+        first,
+        "nothing written through the block"
+    );
+    assert_eq!(
+        ingester.metrics.dead_lettered.get(),
+        0,
+        "a block is not the documents' fault"
+    );
+
+    assert!(block(false).await.unwrap().status().is_success());
+    let stored = wait_for_count(&url, &names.span_indices(), total, Duration::from_secs(120)).await;
+    assert_eq!(stored, total, "every span stored once the block is lifted");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        count(&url, &names.span_indices()).await,
+        total,
+        "and none twice"
+    );
+    assert_eq!(ingester.metrics.dead_lettered.get(), 0);
+
+    shutdown.cancel();
+    ingester.wait().await.expect("the ingester stops cleanly");
+    delete_indices(&url, &format!("{}-*", names.prefix)).await;
+}

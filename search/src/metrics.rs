@@ -16,6 +16,9 @@ pub struct WriterMetrics {
     pub bulk_failures: Counter,
     /// Document writes retried after a passing failure.
     pub documents_retried: Counter,
+    /// Document writes refused by an index block (write or read-only block,
+    /// disk flood stage), counted on each attempt; retried.
+    pub documents_blocked: Counter,
     /// Bulk requests the engine refused for want of valid credentials or
     /// write rights; their documents are kept and retried.
     pub auth_failures: Counter,
@@ -29,6 +32,7 @@ impl Default for WriterMetrics {
             bulk_requests: Counter::default(),
             bulk_failures: Counter::default(),
             documents_retried: Counter::default(),
+            documents_blocked: Counter::default(),
             auth_failures: Counter::default(),
             // 5 ms to about 20 s.
             bulk_latency: Histogram::new(exponential_buckets(0.005, 2.0, 13)),
@@ -54,6 +58,11 @@ impl WriterMetrics {
             "documents_retried",
             "Document writes retried",
             self.documents_retried.clone(),
+        );
+        registry.register(
+            "documents_blocked",
+            "Document writes refused by an index block (write block, read-only, disk flood stage); retried",
+            self.documents_blocked.clone(),
         );
         registry.register(
             "bulk_auth_failures",
@@ -85,6 +94,7 @@ mod tests {
             "ingester_bulk_requests_total 1",
             "ingester_bulk_failures_total 0",
             "ingester_documents_retried_total 0",
+            "ingester_documents_blocked_total 0",
             "ingester_bulk_auth_failures_total 0",
             "ingester_bulk_latency_seconds_count 1",
         ] {

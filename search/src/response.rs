@@ -21,6 +21,11 @@ pub enum ItemOutcome {
     /// Not stored for want of credentials or rights (401, or 403 with a
     /// `security_exception`): retry once the setting is fixed.
     Unauthorized(AuthFailure),
+    /// The index refuses writes for now (`cluster_block_exception`: a write
+    /// or read-only block set by an operator or a lifecycle policy, or the
+    /// disk flood-stage watermark): not the document's fault, so retried
+    /// until the block is lifted, and said loudly meanwhile.
+    Blocked(String),
     /// Not storable (a mapping rejection, say): retrying cannot help.
     Rejected(String),
 }
@@ -128,6 +133,9 @@ fn classify_item(item: &Value) -> ItemOutcome {
             reason: format!("{kind}: {text}"),
         })
     };
+    if kind == "cluster_block_exception" {
+        return ItemOutcome::Blocked(reason());
+    }
     match status {
         200..=299 => ItemOutcome::Stored,
         // A redelivered span or service, or a roll-up computed from less
@@ -137,8 +145,8 @@ fn classify_item(item: &Value) -> ItemOutcome {
         }
         429 | 500..=599 => ItemOutcome::Retry(reason()),
         401 => unauthorized(401),
-        // A 403 of another kind (an index block, say) is about the index,
-        // not about who asks.
+        // Blocks are told apart above; a 403 of another kind is about the
+        // index, not about who asks.
         403 if kind == "security_exception" => unauthorized(403),
         _ => ItemOutcome::Rejected(reason()),
     }
@@ -204,9 +212,20 @@ mod tests {
         );
         assert!(matches!(&outcomes[1], ItemOutcome::Unauthorized(f) if f.status == 401));
         assert!(
-            matches!(&outcomes[2], ItemOutcome::Rejected(r) if r.contains("cluster_block_exception")),
-            "an index block is not about credentials"
+            matches!(&outcomes[2], ItemOutcome::Blocked(r) if r.contains("index write (api)")),
+            "an index block is neither about credentials nor the document's fault"
         );
+    }
+
+    #[test]
+    fn the_flood_stage_block_is_a_block_too() {
+        let body = br#"{"errors":true,"items":[
+            {"create":{"_index":"a","_id":"1","status":429,"error":{"type":"cluster_block_exception","reason":"index [a] blocked by: [TOO_MANY_REQUESTS/12/disk usage exceeded flood-stage watermark, index has read-only-allow-delete block];"}}}
+        ]}"#;
+        assert!(matches!(
+            &classify(body, 1).unwrap()[0],
+            ItemOutcome::Blocked(r) if r.contains("flood-stage")
+        ));
     }
 
     #[test]

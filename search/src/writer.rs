@@ -325,11 +325,19 @@ impl BulkWriter {
             match answer {
                 BulkAnswer::Items(outcomes) => {
                     let mut refused = None;
+                    let mut blocked = None;
                     for (doc, outcome) in pending.into_iter().zip(outcomes) {
                         match outcome {
                             ItemOutcome::Stored => {}
                             ItemOutcome::Retry(reason) => {
                                 tracing::debug!(index = %doc.index, id = %doc.id, %reason, "document will be retried");
+                                retry.push(doc);
+                            }
+                            ItemOutcome::Blocked(reason) => {
+                                self.metrics.documents_blocked.inc();
+                                if blocked.is_none() {
+                                    blocked = Some((reason, doc.index.clone()));
+                                }
                                 retry.push(doc);
                             }
                             ItemOutcome::Unauthorized(failure) => {
@@ -347,6 +355,12 @@ impl BulkWriter {
                     match refused {
                         Some((failure, index)) => self.auth_refused(&failure, &index),
                         None => self.auth_accepted(),
+                    }
+                    // One line per block and batch at first, then every 20th retry.
+                    if let Some((reason, index)) = blocked
+                        && attempt.is_multiple_of(20)
+                    {
+                        tracing::warn!(%index, %reason, attempt, "the index refuses writes; retrying until the block is lifted");
                     }
                 }
                 BulkAnswer::Unauthorized(failure) => {
