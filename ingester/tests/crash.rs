@@ -225,3 +225,62 @@ async fn a_duplicate_instance_id_stops_the_fenced_process_with_a_clear_error() {
     assert!(newer.wait().unwrap().success(), "clean exit on SIGTERM");
     delete_indices(&url, &format!("{}-*", names.prefix)).await;
 }
+
+/// Scale-out and scale-in while spans stream in: one ingester, then three,
+/// then two of them SIGKILLed at random moments, on a 12-partition topic.
+/// Every span is stored exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scaling_out_and_in_under_load_with_kills_stores_every_span_once() {
+    require_kafka();
+    let url = opensearch_url();
+    require_engine(&url, "OpenSearch", "opensearch").await;
+    let names = Names::new("scale");
+    create_topic(&names.topic, 12).await;
+    let logs = std::env::temp_dir().join(&names.topic);
+    std::fs::create_dir_all(&logs).unwrap();
+    // Six waves of 4,000 spans, 1.5 s apart: the group changes while they arrive.
+    let waves: Vec<_> = (0..6)
+        .map(|i| corpus::generate(60 + i, 400, 10).as_produce_input())
+        .collect();
+    let total: u64 = waves.iter().map(|w| w.len() as u64 * 10).sum();
+    let topic = names.topic.clone();
+    let producer = tokio::spawn(async move {
+        for wave in waves {
+            produce(&topic, &wave).await;
+            tokio::time::sleep(Duration::from_millis(1500)).await;
+        }
+    });
+
+    let mut rng = rand::rng();
+    let mut first = spawn(&names, &url, &logs.join("a.log"));
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let mut joined: Vec<Child> = ["b", "c"]
+        .iter()
+        .map(|n| spawn(&names, &url, &logs.join(format!("{n}.log"))))
+        .collect();
+    for child in &mut joined {
+        tokio::time::sleep(Duration::from_millis(rng.random_range(1000..4000))).await;
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+    }
+    producer.await.unwrap();
+    let stored = wait_for_count(&url, &names.span_indices(), total, Duration::from_secs(180)).await;
+    assert_eq!(stored, total, "logs in {}", logs.display());
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        count(&url, &names.span_indices()).await,
+        total,
+        "no duplicates"
+    );
+    assert!(
+        first.try_wait().unwrap().is_none(),
+        "the first ingester ran throughout"
+    );
+    Command::new("kill")
+        .arg("-TERM")
+        .arg(first.id().to_string())
+        .status()
+        .unwrap();
+    assert!(first.wait().unwrap().success(), "clean exit on SIGTERM");
+    delete_indices(&url, &format!("{}-*", names.prefix)).await;
+}

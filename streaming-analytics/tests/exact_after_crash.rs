@@ -209,3 +209,59 @@ async fn static_member_resumes_after_sigkill_and_changes_no_document() {
         delete_indices(&url, &names.graph_indices()).await;
     }
 }
+
+/// Scale-out and scale-in while the topic fills: one job, then two, the
+/// second SIGKILLed at a random moment, on a 12-partition topic. The
+/// documents equal those of an undisturbed run over the same topic.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scaling_out_and_in_with_a_kill_changes_no_document() {
+    require_kafka();
+    let url = opensearch_url();
+    require_engine(&url, "OpenSearch", "opensearch").await;
+    let topic = unique_name("analytics-scale");
+    let partitions = 12;
+    create_topic(&topic, partitions).await;
+    let logs = std::env::temp_dir().join(&topic);
+    std::fs::create_dir_all(&logs).unwrap();
+    let traffic = topology::generate(13, 6_000, START_MS, 10);
+    let records = traffic.as_produce_input();
+    let wave = records.len().div_ceil(6);
+    let (producing, waves) = (
+        topic.clone(),
+        records.chunks(wave).map(<[_]>::to_vec).collect::<Vec<_>>(),
+    );
+    let producer = tokio::spawn(async move {
+        for records in waves {
+            produce(&producing, &records).await;
+            tokio::time::sleep(Duration::from_millis(1500)).await;
+        }
+    });
+
+    let scaled = Names::new(&topic, "scaled");
+    let first = spawn(&scaled, &url, &logs.join("a.log"));
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let mut second = spawn(&scaled, &url, &logs.join("b.log"));
+    let mut rng = rand::rng();
+    tokio::time::sleep(Duration::from_millis(rng.random_range(1500..5000))).await;
+    second.kill().unwrap(); // SIGKILL
+    second.wait().unwrap();
+    producer.await.unwrap();
+    wait_until_read(&scaled.group, &topic, partitions, Duration::from_secs(300)).await;
+    terminate(first);
+
+    let clean = Names::new(&topic, "clean");
+    let child = spawn(&clean, &url, &logs.join("clean.log"));
+    wait_until_read(&clean.group, &topic, partitions, Duration::from_secs(300)).await;
+    terminate(child);
+
+    assert_same_documents(&url, &clean, &scaled, &logs).await;
+    let totals = common::dependency_totals(&documents(&url, &clean.dependency_indices()).await);
+    assert_eq!(
+        totals, traffic.expected.calls,
+        "the undisturbed run counts right"
+    );
+    for names in [clean, scaled] {
+        delete_indices(&url, &format!("{}-*", names.prefix)).await;
+        delete_indices(&url, &names.graph_indices()).await;
+    }
+}
