@@ -11,6 +11,7 @@ pub mod jaeger_v2;
 pub mod logs;
 pub mod ops;
 pub mod otlp;
+pub mod relay;
 pub mod secure;
 pub mod topology;
 

@@ -131,7 +131,8 @@ pub struct WindowConfig {
     /// analysed early (counted as evicted). Bounds memory.
     pub max_spans_per_partition: usize,
     /// A partition that delivers nothing for this long (wall clock) has its
-    /// waiting traces analysed and its windows written.
+    /// waiting traces analysed and its windows written. Not counted while
+    /// reading is paused for the writer: unread is not quiet.
     #[serde(with = "humantime_serde")]
     pub idle_flush: Duration,
 }

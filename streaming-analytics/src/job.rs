@@ -361,10 +361,24 @@ impl Job {
             }
             let mut shared = lock(&self.shared);
             apply_acks(&mut shared, &self.metrics);
+            let was_paused = paused;
             paused = self.apply_backpressure(&shared, paused);
+            if was_paused && !paused {
+                // Nothing was read while paused because we stopped reading,
+                // not because the partitions went quiet: the idle clock
+                // starts again now.
+                let now = Instant::now();
+                for slot in shared.slots.values_mut() {
+                    slot.last_record = now;
+                }
+            }
             if last_tick.elapsed() >= self.commit_interval {
                 last_tick = Instant::now();
-                self.flush_idle(&mut shared);
+                // A paused partition is not idle: flushing it would analyse
+                // traces whose other spans are waiting unread in Kafka.
+                if !paused {
+                    self.flush_idle(&mut shared);
+                }
                 commit(
                     &self.consumer,
                     &mut shared,

@@ -1,6 +1,7 @@
-//! The same input, read once without interruption and once with the job
-//! killed (SIGKILL) at random moments, yields identical dependency and
-//! service-graph documents.
+//! The same input, read once without interruption and once through a fault
+//! (the job killed with SIGKILL at random moments, instances added and
+//! killed, the engine unreachable for a minute), yields identical
+//! dependency and service-graph documents.
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -13,6 +14,8 @@ use spanway_e2e::{
     create_topic, delete_indices, opensearch_url, produce, require_engine, require_kafka, topology,
     unique_name,
 };
+use spanway_streaming_analytics::{Analytics, AnalyticsConfig};
+use tokio_util::sync::CancellationToken;
 
 use common::{Names, START_MS, documents, env, progress, wait_until_read};
 
@@ -261,6 +264,92 @@ async fn scaling_out_and_in_with_a_kill_changes_no_document() {
         "the undisturbed run counts right"
     );
     for names in [clean, scaled] {
+        delete_indices(&url, &format!("{}-*", names.prefix)).await;
+        delete_indices(&url, &names.graph_indices()).await;
+    }
+}
+
+/// The network to the search engine cut for a minute while the job reads
+/// (a relay in front of the real node, so other tests keep it): the job
+/// keeps closed windows within `elasticsearch.max_pending_windows`, pauses
+/// reading, commits nothing it has not written, and once the engine is
+/// reachable again its documents equal an undisturbed run's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn engine_unreachable_for_a_minute_pauses_reading_and_changes_no_document() {
+    require_kafka();
+    let url = opensearch_url();
+    require_engine(&url, "OpenSearch", "opensearch").await;
+    let topic = unique_name("analytics-engine-down");
+    create_topic(&topic, PARTITIONS).await;
+    let logs = std::env::temp_dir().join(&topic);
+    std::fs::create_dir_all(&logs).unwrap();
+    let traffic = topology::generate(14, 6_000, START_MS, 10);
+    // A quarter of the traces before the cut, the rest after; a trace's
+    // records (one per service) stay together, as its services send them
+    // within moments of each other.
+    let records = traffic.as_produce_input();
+    let first_keys: std::collections::HashSet<_> = records[..records.len() / 4]
+        .iter()
+        .map(|r| r.0.clone())
+        .collect();
+    let (early, late): (Vec<_>, Vec<_>) =
+        records.into_iter().partition(|r| first_keys.contains(&r.0));
+    produce(&topic, &early).await;
+
+    let engine = url.trim_start_matches("http://").trim_end_matches('/');
+    let relay = spanway_e2e::relay::Relay::start(engine).await;
+    let cut = Names::new(&topic, "cut");
+    let mut settings = env(&cut, &relay.http_url());
+    settings.push((
+        "SPANWAY_ELASTICSEARCH__MAX_PENDING_WINDOWS".into(),
+        "4".into(),
+    ));
+    let config: AnalyticsConfig =
+        spanway_service_kit::config::load_with_env(None, settings).unwrap();
+    config.validate().unwrap();
+    let shutdown = CancellationToken::new();
+    let analytics = Analytics::start(&config, shutdown.clone()).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while progress(&cut.group, &topic, PARTITIONS).0 == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "nothing committed before the cut"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    relay.cut();
+    produce(&topic, &late).await;
+    let (at_cut, end) = progress(&cut.group, &topic, PARTITIONS);
+    let outage = Instant::now();
+    while outage.elapsed() < Duration::from_secs(60) {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    let (during, _) = progress(&cut.group, &topic, PARTITIONS);
+    eprintln!(
+        "committed {at_cut} of {end} at the cut, {during} after a minute; {} pauses",
+        analytics.metrics.pauses.get()
+    );
+    assert!(during < end, "offsets of unwritten windows were committed");
+    assert!(
+        analytics.metrics.pauses.get() > 0,
+        "reading paused while windows could not be written"
+    );
+
+    relay.restore();
+    wait_until_read(&cut.group, &topic, PARTITIONS, Duration::from_secs(300)).await;
+    shutdown.cancel();
+    analytics
+        .wait()
+        .await
+        .expect("streaming analytics stops cleanly");
+
+    let clean = Names::new(&topic, "clean");
+    let child = spawn(&clean, &url, &logs.join("clean.log"));
+    wait_until_read(&clean.group, &topic, PARTITIONS, Duration::from_secs(300)).await;
+    terminate(child);
+    assert_same_documents(&url, &clean, &cut, &logs).await;
+    for names in [clean, cut] {
         delete_indices(&url, &format!("{}-*", names.prefix)).await;
         delete_indices(&url, &names.graph_indices()).await;
     }
