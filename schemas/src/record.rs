@@ -316,6 +316,9 @@ pub fn decode_record(encoding: Encoding, value: &[u8]) -> Result<Vec<jaeger::Spa
 }
 
 #[cfg(test)]
+mod properties;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
