@@ -138,7 +138,6 @@ fn trace(rng: &mut StdRng) -> (TraceId, Vec<otlp::ResourceSpans>) {
                 resource: Some(otlp::Resource {
                     attributes: resource_attributes,
                     dropped_attributes_count: 0,
-                    ..Default::default()
                 }),
                 scope_spans: (0..rng.random_range(1..3))
                     .map(|_| otlp::ScopeSpans {
