@@ -292,13 +292,14 @@ async fn partition_leader_killed_under_load_loses_and_duplicates_nothing() {
     tokio::time::sleep(Duration::from_secs(3)).await;
     let victim = cluster::leader(&topic, 0);
     let killed_at = Instant::now();
-    cluster::kill(victim);
-    let mut restart = cluster::Restart(Some(victim));
+    let service = format!("kafka-{victim}");
+    cluster::kill(&service);
+    let mut restart = cluster::Restart(Some(service.clone()));
     eprintln!("killed kafka-{victim}, leader of {topic}/0");
     // Longer than the controller takes to fence the dead broker (9 s) and
     // than the collector's delivery timeout (10 s).
     tokio::time::sleep(Duration::from_secs(15)).await;
-    cluster::start(victim);
+    cluster::start(&service);
     restart.0 = None;
     let restarted_at = Instant::now();
     tokio::time::sleep(Duration::from_secs(5)).await;

@@ -1,6 +1,8 @@
-//! The three-broker Kafka cluster of `dev/services` (`kafka-1` … `kafka-3`),
-//! for fault drills: its address, a replicated topic, which node leads a
-//! partition, and killing and restarting one node.
+//! The clusters of `dev/services` for fault drills: three Kafka brokers
+//! (`kafka-1` … `kafka-3`) and two OpenSearch nodes (`opensearch-1`, the
+//! cluster manager, and `opensearch-2`, data only). Their addresses, a
+//! replicated topic, which broker leads a partition, and killing and
+//! restarting one node.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -13,11 +15,37 @@ use rdkafka::producer::{BaseProducer, Producer as _};
 
 use crate::secure::repo_root;
 
-/// Bootstrap list of the cluster (`KAFKA_CLUSTER_BOOTSTRAP`, default the
-/// three nodes on 127.0.0.1:9101–9103).
+/// Bootstrap list of the Kafka cluster (`KAFKA_CLUSTER_BOOTSTRAP`, default
+/// the three nodes on 127.0.0.1:9101–9103).
 pub fn bootstrap() -> String {
     std::env::var("KAFKA_CLUSTER_BOOTSTRAP")
         .unwrap_or_else(|_| "127.0.0.1:9101,127.0.0.1:9102,127.0.0.1:9103".into())
+}
+
+/// Base URL of the OpenSearch cluster's manager node, `opensearch-1`
+/// (`OPENSEARCH_CLUSTER_URL`, default `http://127.0.0.1:9221`).
+pub fn search_url() -> String {
+    std::env::var("OPENSEARCH_CLUSTER_URL").unwrap_or_else(|_| "http://127.0.0.1:9221".into())
+}
+
+/// Panics with instructions unless the OpenSearch cluster has both nodes.
+pub async fn require_search() {
+    let url = search_url();
+    let health: serde_json::Value = match reqwest::get(format!(
+        "{url}/_cluster/health?wait_for_nodes=2&timeout=30s"
+    ))
+    .await
+    {
+        Ok(response) => response.json().await.expect("cluster health"),
+        Err(error) => panic!(
+            "the OpenSearch cluster is not reachable at {url} ({error}); start it with \
+             `dev/services up opensearch-cluster`"
+        ),
+    };
+    assert_eq!(
+        health["number_of_nodes"], 2,
+        "the OpenSearch cluster at {url} has not both nodes: {health}"
+    );
 }
 
 /// Panics with instructions unless all three nodes are brokers of the cluster.
@@ -87,13 +115,14 @@ pub fn leader(topic: &str, partition: i32) -> i32 {
     panic!("{topic}/{partition} has no leader");
 }
 
-fn pid_file(node: i32) -> PathBuf {
-    repo_root().join(format!(".services/kafka-{node}/kafka-{node}.pid"))
+fn pid_file(service: &str) -> PathBuf {
+    repo_root().join(format!(".services/{service}/{service}.pid"))
 }
 
-/// SIGKILLs node `node`: no shutdown, no leadership hand-over.
-pub fn kill(node: i32) {
-    let path = pid_file(node);
+/// SIGKILLs the `dev/services` service `service` (`kafka-2`,
+/// `opensearch-2`): no shutdown, no hand-over.
+pub fn kill(service: &str) {
+    let path = pid_file(service);
     let pid = std::fs::read_to_string(&path)
         .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
     let status = Command::new("kill")
@@ -104,26 +133,26 @@ pub fn kill(node: i32) {
     assert!(status.success(), "kill -KILL {} failed", pid.trim());
 }
 
-/// Starts node `node` again and waits until it serves.
-pub fn start(node: i32) {
+/// Starts the service again and waits until it serves.
+pub fn start(service: &str) {
     let status = Command::new("bash")
         .arg(repo_root().join("dev/services"))
         .arg("up")
-        .arg(format!("kafka-{node}"))
+        .arg(service)
         .status()
         .expect("dev/services");
-    assert!(status.success(), "dev/services up kafka-{node} failed");
+    assert!(status.success(), "dev/services up {service} failed");
 }
 
-/// Starts the node again when dropped, so that a failed drill leaves the
-/// cluster whole for the next test.
+/// Starts the service again when dropped, so that a failed drill leaves
+/// the cluster whole for the next test.
 #[derive(Debug)]
-pub struct Restart(pub Option<i32>);
+pub struct Restart(pub Option<String>);
 
 impl Drop for Restart {
     fn drop(&mut self) {
-        if let Some(node) = self.0.take() {
-            start(node);
+        if let Some(service) = self.0.take() {
+            start(&service);
         }
     }
 }

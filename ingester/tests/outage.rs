@@ -115,3 +115,84 @@ async fn engine_outage_pauses_within_budget_and_loses_nothing() {
     ingester.wait().await.expect("the ingester stops cleanly");
     delete_indices(&url, &format!("{}-*", names.prefix)).await;
 }
+
+/// On the two-node OpenSearch cluster (`dev/services up
+/// opensearch-cluster`; two shards with one replica each): the data node
+/// holding primaries is SIGKILLed while spans stream in. Its replicas on
+/// the other node are promoted, the ingester retries through it, and every
+/// span is stored exactly once, none dead-lettered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_search_node_holding_primaries_killed_under_load_loses_and_duplicates_nothing() {
+    use spanway_e2e::cluster;
+    require_kafka();
+    cluster::require_search().await;
+    let url = cluster::search_url();
+    let names = Names::new("node-kill");
+    create_topic(&names.topic, 6).await;
+    let waves: Vec<_> = (0..6)
+        .map(|i| corpus::generate(80 + i, 300, 10).as_produce_input())
+        .collect();
+    let total: u64 = waves.iter().map(|w| w.len() as u64 * 10).sum();
+    let topic = names.topic.clone();
+    let producer = tokio::spawn(async move {
+        for wave in waves {
+            spanway_e2e::produce(&topic, &wave).await;
+            tokio::time::sleep(Duration::from_millis(1000)).await;
+        }
+    });
+
+    let mut config = config(&names, &url);
+    config.elasticsearch.shards = 4;
+    config.elasticsearch.replicas = 1;
+    let shutdown = CancellationToken::new();
+    let ingester = Ingester::start(config, shutdown.clone()).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while count(&url, &names.span_indices()).await == 0 {
+        assert!(Instant::now() < deadline, "nothing stored before the kill");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let shards: Vec<serde_json::Value> = reqwest::get(format!(
+        "{url}/_cat/shards/{}?format=json&h=index,shard,prirep,node",
+        names.span_indices()
+    ))
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    let primaries_there = shards
+        .iter()
+        .filter(|s| s["prirep"] == "p" && s["node"] == "opensearch-2")
+        .count();
+    assert!(
+        primaries_there > 0,
+        "no primary on opensearch-2 to lose: {shards:?}"
+    );
+    cluster::kill("opensearch-2");
+    let mut restart = cluster::Restart(Some("opensearch-2".into()));
+    let at_kill = count(&url, &names.span_indices()).await;
+    eprintln!(
+        "killed opensearch-2 with {primaries_there} primaries; {at_kill} of {total} spans stored"
+    );
+
+    producer.await.unwrap();
+    let stored = wait_for_count(&url, &names.span_indices(), total, Duration::from_secs(180)).await;
+    assert_eq!(stored, total, "every span stored through the promotion");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        count(&url, &names.span_indices()).await,
+        total,
+        "none twice"
+    );
+    assert_eq!(
+        ingester.metrics.dead_lettered.get(),
+        0,
+        "nothing dead-lettered"
+    );
+
+    shutdown.cancel();
+    ingester.wait().await.expect("the ingester stops cleanly");
+    cluster::start("opensearch-2");
+    restart.0 = None;
+    delete_indices(&url, &format!("{}-*", names.prefix)).await;
+}
