@@ -222,6 +222,12 @@ struct IngesterArgs {
     /// '{"settings":{"index.refresh_interval":"5s"}}'.
     #[arg(long, value_parser = parse_json)]
     raw_template_patch: Option<serde_json::Value>,
+    /// Our ingester's null-endpoint run with this many instances in one
+    /// consumer group (repeatable: one run per count), for the scaling
+    /// figures; with `--null-only`, e.g. `--partitions 12 --instances 1
+    /// --instances 2 --instances 4`.
+    #[arg(long = "instances", default_values_t = [1usize])]
+    instances: Vec<usize>,
     /// Only the raw bulk loads: no ingester runs, no Kafka needed.
     #[arg(long, conflicts_with = "null_only")]
     raw_only: bool,
@@ -418,6 +424,7 @@ async fn ingester(args: IngesterArgs) -> anyhow::Result<()> {
         raw_variants: args.raw_variants,
         raw_only: args.raw_only,
         raw_template_patch: args.raw_template_patch,
+        instances: args.instances.into_iter().map(|n| n.max(1)).collect(),
         jaeger_kafka_version: args.jaeger_kafka_version,
         jaeger_args: args.jaeger_args,
         ingester_env: args.ingester_env,

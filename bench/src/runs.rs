@@ -87,6 +87,8 @@ pub struct Options {
     pub raw_only: bool,
     /// A merge patch for the raw loads' span template.
     pub raw_template_patch: Option<serde_json::Value>,
+    /// Instance counts of our ingester's null-endpoint run, one run each.
+    pub instances: Vec<usize>,
     /// `--kafka.consumer.protocol-version` for Jaeger: its sarama's default
     /// (1.0.0) uses request versions Kafka 4 no longer accepts.
     pub jaeger_kafka_version: String,
@@ -273,20 +275,30 @@ async fn run_all(
         destination,
         topic: otlp_topic,
         encoding: Encoding::OtlpProto,
+        instances: 1,
     };
     let jaeger = |destination| Case {
         ingester: Ingester::Jaeger,
         destination,
         topic: jaeger_topic,
         encoding: Encoding::JaegerProto,
+        instances: 1,
     };
     let jaeger_v2 = |destination| Case {
         ingester: Ingester::JaegerV2,
         destination,
         topic: otlp_topic,
         encoding: Encoding::OtlpProto,
+        instances: 1,
     };
-    let mut cases = vec![spanway(Destination::Null)];
+    let mut cases: Vec<Case> = options
+        .instances
+        .iter()
+        .map(|&instances| Case {
+            instances,
+            ..spanway(Destination::Null)
+        })
+        .collect();
     if options.raw_only {
         cases.clear();
     }
@@ -510,6 +522,8 @@ struct Case<'a> {
     topic: &'a str,
     /// The topic's record encoding.
     encoding: Encoding,
+    /// Processes started in the one consumer group.
+    instances: usize,
 }
 
 impl Case<'_> {
@@ -524,7 +538,11 @@ impl Case<'_> {
             Destination::Null => "null",
             Destination::OpenSearch => "OpenSearch",
         };
-        format!("{}{input} → {destination}", self.ingester.name())
+        let instances = match self.instances {
+            1 => String::new(),
+            n => format!(" ×{n}"),
+        };
+        format!("{}{instances}{input} → {destination}", self.ingester.name())
     }
 
     /// The log file name: the name in plain characters.
@@ -585,16 +603,37 @@ async fn ingester_run(
     }
     let log = options.log_dir.join(case.log_name());
 
+    // The other instances of a scaling run: the same command, one log each.
+    let mut others = Vec::new();
+    for i in 1..case.instances {
+        let mut command = case
+            .ingester
+            .command(options, case.topic, &group, &url, &prefix)?;
+        command.env("SPANWAY_KAFKA__DEFAULT_ENCODING", case.encoding.as_str());
+        others.push((command, log.with_extension(format!("{i}.log"))));
+    }
     let meter = Meter::start(&options.services_dir)?;
     let mut child = MeasuredChild::spawn(&mut command, &log)?;
+    let mut others = others
+        .iter_mut()
+        .map(|(command, log)| MeasuredChild::spawn(command, log))
+        .collect::<anyhow::Result<Vec<_>>>()?;
     let progress = match &null {
         Some(endpoint) => wait_null(endpoint, &mut child, options).await,
         None => wait_engine(options, &prefix, expected, &mut child).await,
     };
-    // Read the child's figures before anything else happens to it.
-    let sample = child.sample();
+    // Read the children's figures before anything else happens to them:
+    // CPU summed over the instances, the largest peak RSS of one.
+    let sample = others.iter().fold(child.sample(), |total, other| {
+        let (cpu, peak) = total?;
+        let (other_cpu, other_peak) = other.sample()?;
+        Ok((cpu + other_cpu, peak.max(other_peak)))
+    });
     let costs = meter.finish(sample.as_ref().ok().map(|s| s.0));
     child.terminate(Duration::from_secs(20));
+    for other in &mut others {
+        other.terminate(Duration::from_secs(20));
+    }
     let engine_cpu_settled = match destination {
         Destination::OpenSearch => meter.engine_settled().await,
         Destination::Null => None,
@@ -1281,6 +1320,7 @@ mod tests {
             destination: Destination::Null,
             topic: "t",
             encoding: Encoding::JaegerProto,
+            instances: 1,
         };
         assert_eq!(case.name(), "spanway (jaeger_proto) → null");
         assert_eq!(case.log_name(), "spanway-jaeger_proto-null.log");
@@ -1291,5 +1331,14 @@ mod tests {
         };
         assert_eq!(case.name(), "jaeger → OpenSearch");
         assert_eq!(case.log_name(), "jaeger-opensearch.log");
+        let case = Case {
+            ingester: Ingester::Spanway,
+            destination: Destination::Null,
+            encoding: Encoding::OtlpProto,
+            instances: 4,
+            ..case
+        };
+        assert_eq!(case.name(), "spanway ×4 → null");
+        assert_eq!(case.log_name(), "spanway-4-null.log");
     }
 }
