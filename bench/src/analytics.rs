@@ -34,6 +34,8 @@ pub struct AnalyticsOptions {
     pub opensearch: String,
     /// The release binary.
     pub bin: PathBuf,
+    /// Instances of the job sharing the consumer group in each run.
+    pub instances: usize,
 }
 
 /// One run's figures.
@@ -173,25 +175,41 @@ pub async fn analytics_benchmark(options: &AnalyticsOptions) -> anyhow::Result<V
     let mut results = Vec::new();
     for i in 0..options.runs {
         let run = format!("bench-analytics-{stamp}-{i}");
-        let port = free_port()?;
-        let mut child = spawn(options, &topic, &run, port)?;
-        let pid = child.id();
+        // Each instance on its own ops port; spans read and CPU are summed
+        // over them, peak memory is the largest of one.
+        let mut children = Vec::new();
+        for _ in 0..options.instances.max(1) {
+            let port = free_port()?;
+            children.push((spawn(options, &topic, &run, port)?, port));
+        }
+        let cpu = |children: &[(Child, u16)]| -> anyhow::Result<Duration> {
+            let mut total = Duration::ZERO;
+            for (child, _) in children {
+                total += measure::process_cpu(child.id())?;
+            }
+            Ok(total)
+        };
         let deadline = Instant::now() + Duration::from_secs(900);
         let mut first: Option<(Instant, Duration)> = None;
         let last = loop {
             if Instant::now() > deadline {
-                let _ = child.kill();
+                for (child, _) in &mut children {
+                    let _ = child.kill();
+                }
                 bail!("run {i}: not all spans read within 15 minutes");
             }
-            if let Some(status) = child.try_wait()? {
-                bail!("run {i}: the job exited early ({status})");
+            let mut read = 0;
+            for (child, port) in &mut children {
+                if let Some(status) = child.try_wait()? {
+                    bail!("run {i}: the job exited early ({status})");
+                }
+                read += spans_read(&client, *port).await.unwrap_or(0);
             }
-            let read = spans_read(&client, port).await.unwrap_or(0);
             if read > 0 && first.is_none() {
-                first = Some((Instant::now(), measure::process_cpu(pid)?));
+                first = Some((Instant::now(), cpu(&children)?));
             }
             if read >= traffic.spans {
-                break (Instant::now(), measure::process_cpu(pid)?);
+                break (Instant::now(), cpu(&children)?);
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         };
@@ -206,17 +224,24 @@ pub async fn analytics_benchmark(options: &AnalyticsOptions) -> anyhow::Result<V
             options.partitions,
         )? {
             if Instant::now() > deadline {
-                let _ = child.kill();
+                for (child, _) in &mut children {
+                    let _ = child.kill();
+                }
                 bail!("run {i}: windows not all written within 15 minutes");
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
-        let peak_rss_kib = measure::peak_rss_kib(pid)?;
-        let _ = Command::new("kill")
-            .arg("-TERM")
-            .arg(pid.to_string())
-            .status();
-        let _ = child.wait();
+        let mut peak_rss_kib = 0;
+        for (child, _) in &children {
+            peak_rss_kib = peak_rss_kib.max(measure::peak_rss_kib(child.id())?);
+        }
+        for (child, _) in &mut children {
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(child.id().to_string())
+                .status();
+            let _ = child.wait();
+        }
         let calls = written_calls(&client, &options.opensearch, &run).await?;
         if calls != expected {
             bail!("run {i}: documents hold {calls} calls, the traffic made {expected}");

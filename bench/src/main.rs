@@ -65,6 +65,10 @@ struct AnalyticsArgs {
     /// The job's binary [default: target/release/spanway-streaming-analytics].
     #[arg(long)]
     bin: Option<PathBuf>,
+    /// Instances of the job in the one consumer group, for the scaling
+    /// figures (CPU summed over them, peak memory of the largest).
+    #[arg(long, default_value_t = 1)]
+    instances: usize,
 }
 
 #[derive(Debug, Args)]
@@ -309,6 +313,7 @@ async fn analytics_bench(args: AnalyticsArgs) -> anyhow::Result<()> {
         kafka: args.kafka,
         opensearch: args.opensearch,
         bin,
+        instances: args.instances.max(1),
     };
     let results = analytics::analytics_benchmark(&options).await?;
     println!("{}", analytics::markdown(&results));
