@@ -1,0 +1,76 @@
+use super::*;
+
+#[test]
+fn defaults_are_valid() {
+    CollectorConfig::default().validate().unwrap();
+}
+
+#[test]
+fn rules_name_the_key() {
+    let mut cfg = CollectorConfig::default();
+    cfg.kafka.compression = "brotli".into();
+    assert!(
+        cfg.validate()
+            .unwrap_err()
+            .to_string()
+            .starts_with("configuration key kafka.compression")
+    );
+    let mut cfg = CollectorConfig::default();
+    cfg.kafka.max_record_bytes = 2_000_000;
+    assert!(
+        cfg.validate()
+            .unwrap_err()
+            .to_string()
+            .contains("kafka.max_record_bytes")
+    );
+    let mut cfg = CollectorConfig::default();
+    cfg.otlp_grpc.max_message_bytes = 0;
+    assert!(
+        cfg.validate()
+            .unwrap_err()
+            .to_string()
+            .contains("otlp_grpc.max_message_bytes")
+    );
+    let mut cfg = CollectorConfig::default();
+    cfg.jaeger_grpc.max_message_bytes = cfg.kafka.max_bytes_in_flight + 1;
+    assert!(
+        cfg.validate()
+            .unwrap_err()
+            .to_string()
+            .contains("jaeger_grpc.max_message_bytes")
+    );
+    let mut cfg = CollectorConfig::default();
+    cfg.sampling.reload_interval = Duration::ZERO;
+    assert!(
+        cfg.validate()
+            .unwrap_err()
+            .to_string()
+            .contains("sampling.reload_interval")
+    );
+    let mut cfg = CollectorConfig::default();
+    cfg.zipkin.enabled = true;
+    cfg.zipkin.max_request_bytes = 0;
+    assert!(
+        cfg.validate()
+            .unwrap_err()
+            .to_string()
+            .contains("zipkin.max_request_bytes")
+    );
+    let mut cfg = CollectorConfig::default();
+    cfg.jaeger_thrift_http.enabled = true;
+    cfg.jaeger_thrift_http.max_request_bytes = cfg.kafka.max_bytes_in_flight + 1;
+    assert!(
+        cfg.validate()
+            .unwrap_err()
+            .to_string()
+            .contains("jaeger_thrift_http.max_request_bytes")
+    );
+    let mut cfg = CollectorConfig::default();
+    cfg.kafka.client.brokers.clear();
+    assert!(
+        cfg.validate()
+            .unwrap_err()
+            .to_string()
+            .contains("kafka.brokers")
+    );
+}

@@ -1,0 +1,174 @@
+use super::*;
+
+#[test]
+fn defaults_are_valid() {
+    IngesterConfig::default().validate().unwrap();
+}
+
+#[test]
+fn rules_name_the_key() {
+    let mut cfg = IngesterConfig::default();
+    cfg.kafka.start_offset = "beginning".into();
+    assert!(
+        cfg.validate()
+            .unwrap_err()
+            .to_string()
+            .contains("kafka.start_offset")
+    );
+    let mut cfg = IngesterConfig::default();
+    cfg.elasticsearch.client.url = Some("127.0.0.1:9200".into());
+    assert!(
+        cfg.validate()
+            .unwrap_err()
+            .to_string()
+            .contains("elasticsearch.url")
+    );
+}
+
+#[test]
+fn stall_timeout_must_exceed_the_longest_wait() {
+    let mut cfg = IngesterConfig::default();
+    cfg.ops.stall_timeout = Duration::ZERO;
+    fails_on(&cfg, "ops.stall_timeout");
+    cfg.ops.stall_timeout = Duration::from_secs(40);
+    let error = cfg.validate().unwrap_err().to_string();
+    assert!(
+        error.contains("ops.stall_timeout") && error.contains("bulk.request_timeout"),
+        "{error}"
+    );
+    cfg.ops.stall_timeout = Duration::from_secs(41);
+    cfg.validate().unwrap();
+    cfg.kafka.drain_timeout = Duration::from_secs(41);
+    cfg.kafka.session_timeout = Duration::from_secs(60);
+    let error = cfg.validate().unwrap_err().to_string();
+    assert!(error.contains("kafka.drain_timeout"), "{error}");
+
+    let env = [("SPANWAY_OPS__STALL_TIMEOUT", "5m")].map(|(k, v)| (k.to_string(), v.to_string()));
+    let cfg = spanway_service_kit::config::load_with_env::<IngesterConfig>(None, env).unwrap();
+    assert_eq!(cfg.ops.stall_timeout, Duration::from_secs(300));
+}
+
+#[test]
+fn max_records_is_read_as_max_documents() {
+    let path = std::env::temp_dir().join(format!(
+        "spanway-ingester-alias-{}.toml",
+        std::process::id()
+    ));
+    std::fs::write(&path, "[bulk]\nmax_records = 42\n").unwrap();
+    let loaded = spanway_service_kit::config::load_with_env::<IngesterConfig>(Some(&path), []);
+    let _ = std::fs::remove_file(&path);
+    let cfg = loaded.unwrap();
+    assert_eq!(cfg.bulk.max_documents, 42);
+    let mut cfg = IngesterConfig::default();
+    cfg.bulk.max_documents = 0;
+    assert!(
+        cfg.validate()
+            .unwrap_err()
+            .to_string()
+            .contains("bulk.max_documents")
+    );
+}
+
+#[test]
+fn connection_and_index_keys_share_the_elasticsearch_section() {
+    let path = std::env::temp_dir().join(format!(
+        "spanway-ingester-section-{}.toml",
+        std::process::id()
+    ));
+    std::fs::write(
+        &path,
+        "[elasticsearch]\nindex_prefix = \"prod\"\nusername = \"writer\"\ncompression = \"gzip\"\n[elasticsearch.tls]\ninsecure_skip_verify = false\n",
+    )
+    .unwrap();
+    let env = [
+        ("SPANWAY_ELASTICSEARCH__URL", "https://es:9200"),
+        ("SPANWAY_ELASTICSEARCH__PASSWORD", "0123"),
+        ("SPANWAY_ELASTICSEARCH__SHARDS", "3"),
+    ]
+    .map(|(k, v)| (k.to_string(), v.to_string()));
+    let loaded = spanway_service_kit::config::load_with_env::<IngesterConfig>(Some(&path), env);
+    let _ = std::fs::remove_file(&path);
+    let cfg = loaded.unwrap();
+    cfg.validate().unwrap();
+    let client = &cfg.elasticsearch.client;
+    assert_eq!(client.url.as_deref(), Some("https://es:9200"));
+    assert_eq!(client.username.as_deref(), Some("writer"));
+    assert_eq!(client.password.as_ref().unwrap().expose(), "0123");
+    assert_eq!(
+        client.compression,
+        spanway_search::config::Compression::Gzip
+    );
+    assert_eq!(cfg.elasticsearch.index_prefix, "prod");
+    assert_eq!(cfg.elasticsearch.shards, 3);
+    let printed = format!("{cfg:?}");
+    assert!(!printed.contains("0123"), "{printed}");
+
+    let env = [(
+        "SPANWAY_ELASTICSEARCH__URLS",
+        "https://es-1:9200,https://es-2:9200",
+    )]
+    .map(|(k, v)| (k.to_string(), v.to_string()));
+    let cfg = spanway_service_kit::config::load_with_env::<IngesterConfig>(None, env).unwrap();
+    assert_eq!(
+        cfg.elasticsearch.client.urls,
+        ["https://es-1:9200", "https://es-2:9200"]
+    );
+    cfg.validate().unwrap();
+
+    let env =
+        [("SPANWAY_ELASTICSEARCH__PASWORD", "x")].map(|(k, v)| (k.to_string(), v.to_string()));
+    let error = spanway_service_kit::config::load_with_env::<IngesterConfig>(None, env)
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("pasword"), "{error}");
+}
+
+fn with_retention() -> IngesterConfig {
+    let mut cfg = IngesterConfig::default();
+    cfg.elasticsearch.retention.enabled = true;
+    cfg
+}
+
+fn fails_on(cfg: &IngesterConfig, key: &str) {
+    let error = cfg.validate().unwrap_err().to_string();
+    assert!(error.contains(key), "{error}");
+}
+
+#[test]
+fn retention_rules_name_the_key() {
+    with_retention().validate().unwrap();
+
+    let mut cfg = with_retention();
+    cfg.elasticsearch.create_templates = false;
+    fails_on(&cfg, "elasticsearch.retention.enabled");
+
+    let mut cfg = with_retention();
+    cfg.elasticsearch.retention.delete_after = Duration::from_secs(3_600);
+    fails_on(&cfg, "elasticsearch.retention.delete_after");
+    cfg.elasticsearch.use_aliases = true;
+    cfg.validate().unwrap();
+
+    cfg.elasticsearch.retention.delete_after = Duration::from_millis(1_500);
+    fails_on(&cfg, "elasticsearch.retention.delete_after");
+
+    let mut cfg = with_retention();
+    cfg.elasticsearch.use_aliases = true;
+    cfg.elasticsearch.retention.rollover_max_age = Duration::ZERO;
+    fails_on(&cfg, "elasticsearch.retention.rollover_max_age");
+
+    for bad in ["50", "gb", "50GB", "5.5gb", "50 gb", ""] {
+        let mut cfg = with_retention();
+        cfg.elasticsearch.use_aliases = true;
+        cfg.elasticsearch.retention.rollover_max_size = bad.into();
+        fails_on(&cfg, "elasticsearch.retention.rollover_max_size");
+    }
+    assert!(is_byte_size("500mb") && is_byte_size("1b") && is_byte_size("50gb"));
+}
+
+#[test]
+fn retention_settings_are_ignored_while_disabled() {
+    let mut cfg = IngesterConfig::default();
+    cfg.elasticsearch.retention.delete_after = Duration::ZERO;
+    cfg.elasticsearch.create_templates = false;
+    cfg.validate().unwrap();
+}

@@ -1,0 +1,311 @@
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+use super::*;
+use crate::span::Kind;
+
+const SECOND: i64 = 1_000_000;
+
+fn timing() -> Timing {
+    Timing {
+        window_micros: 60 * SECOND,
+        lateness_micros: 20 * SECOND,
+        wait_micros: 10 * SECOND,
+        max_spans: 10_000,
+        rules: Rules::default(),
+    }
+}
+
+fn span(
+    trace: u128,
+    id: u64,
+    parent: Option<u64>,
+    service: &str,
+    kind: Kind,
+    start: i64,
+) -> SpanFacts {
+    SpanFacts {
+        trace_id: trace,
+        span_id: id,
+        parent_id: parent,
+        service: Arc::from(service),
+        kind,
+        start_micros: start,
+        duration_micros: 1_000,
+        error: false,
+        peer: None,
+    }
+}
+
+/// A call frontend → cart in trace `t` starting at `start`.
+fn call(t: u128, start: i64) -> Vec<SpanFacts> {
+    vec![
+        span(t, 1, None, "frontend", Kind::Client, start),
+        span(t, 2, Some(1), "cart", Kind::Server, start + 10),
+    ]
+}
+
+fn calls(closed: &[ClosedWindow]) -> u64 {
+    closed
+        .iter()
+        .flat_map(|w| w.edges.values())
+        .map(|s| s.calls)
+        .sum()
+}
+
+#[test]
+fn windows_close_on_event_time_and_commit_follows() {
+    let mut state = PartitionState::new(timing(), None);
+    let step = state.process(0, call(1, 0));
+    assert!(step.closed.is_empty());
+    assert_eq!(state.spans_held(), 2);
+    assert_eq!(state.commit_position().unwrap().position.offset, 0);
+    // 70 s later: the trace expires (wait 10 s), window [0, 60) stays
+    // open until the clock passes 60 + 20 s.
+    let step = state.process(1, call(2, 70 * SECOND));
+    assert_eq!(step.traces_expired, 1);
+    assert!(step.closed.is_empty());
+    let step = state.process(2, call(3, 81 * SECOND));
+    assert_eq!(step.closed.len(), 1);
+    assert_eq!(step.closed[0].start_micros, 0);
+    assert_eq!(calls(&step.closed), 1);
+    // Closed but not written: offset 0 must stay uncommitted.
+    assert_eq!(state.commit_position().unwrap().position.offset, 0);
+    state.mark_written(0);
+    let commit = state.commit_position().unwrap();
+    assert_eq!(commit.position.offset, 1, "trace 2 still waits");
+    assert_eq!(commit.position.clock, 10, "clock before offset 1");
+    assert_eq!(
+        commit.written,
+        [0],
+        "window 0 was fed before offset 1 and closed after it"
+    );
+}
+
+#[test]
+fn a_replay_drops_what_written_windows_already_count() {
+    let resume = Resume {
+        position: Position {
+            offset: 1,
+            clock: 10,
+        },
+        written: vec![0],
+    };
+    let mut state = PartitionState::new(timing(), Some(resume));
+    state.process(1, call(2, 5 * SECOND));
+    let step = state.process(2, call(3, 40 * SECOND));
+    assert_eq!(step.traces_expired, 1);
+    assert!(step.edges.is_empty(), "window 0 already counts trace 2");
+    let step = state.process(3, call(4, 81 * SECOND));
+    assert!(step.closed.is_empty(), "window 0 is not written again");
+    let commit = state.commit_position().unwrap();
+    assert!(commit.written.is_empty() || commit.written == [0]);
+}
+
+#[test]
+fn late_edges_are_counted_in_the_current_window_and_flagged() {
+    let mut state = PartitionState::new(timing(), None);
+    state.process(0, call(1, 200 * SECOND));
+    // Trace 2 started at 10 s, long after window [0, 60) passed.
+    let first = state.process(1, call(2, 10 * SECOND));
+    let mut step = state.flush_idle();
+    let late: Vec<bool> = first
+        .edges
+        .iter()
+        .chain(&step.edges)
+        .map(|(_, late)| *late)
+        .collect();
+    assert_eq!(late, [true, false]);
+    step.closed.extend(first.closed);
+    let window = step
+        .closed
+        .iter()
+        .find(|w| w.edges.values().any(|s| s.late == 1))
+        .unwrap();
+    assert_eq!(window.start_micros, 180 * SECOND, "window of the watermark");
+}
+
+#[test]
+fn unpaired_calls_and_orphans_are_counted() {
+    let mut state = PartitionState::new(timing(), None);
+    state.process(
+        0,
+        vec![
+            span(1, 1, None, "a", Kind::Client, 0),
+            span(1, 2, Some(7), "a", Kind::Server, 0),
+        ],
+    );
+    let step = state.flush_idle();
+    assert_eq!(step.unpaired_calls, 1);
+    assert_eq!(step.orphan_spans, 1);
+}
+
+#[test]
+fn a_full_store_analyses_the_oldest_trace_early() {
+    let mut t = timing();
+    t.max_spans = 3;
+    let mut state = PartitionState::new(t, None);
+    state.process(0, call(1, 0));
+    let step = state.process(1, call(2, SECOND));
+    assert_eq!(step.traces_evicted, 1);
+    assert_eq!(state.spans_held(), 2);
+}
+
+#[test]
+fn metadata_round_trips() {
+    for written in [vec![], vec![60_000_000, -60_000_000]] {
+        let resume = Resume {
+            position: Position {
+                offset: 5,
+                clock: -3,
+            },
+            written,
+        };
+        assert_eq!(Resume::from_metadata(5, &resume.metadata()), Some(resume));
+    }
+    assert_eq!(Resume::from_metadata(5, "something else"), None);
+    assert_eq!(
+        Resume::from_metadata(5, "spanway-analytics/1 clock=x written="),
+        None
+    );
+}
+
+/// A record stream with traces spread over several minutes, spans of
+/// one trace spread over several records, out of order in time.
+fn stream(seed: u64) -> Vec<Vec<SpanFacts>> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let services = ["a", "b", "c", "d"];
+    let mut records = Vec::new();
+    let mut pending: Vec<Vec<SpanFacts>> = Vec::new();
+    for t in 0..400u128 {
+        let start = (t as i64) * SECOND + rng.random_range(0..30) * SECOND;
+        let mut spans = Vec::new();
+        let root = span(t, 1, None, "a", Kind::Server, start);
+        spans.push(root);
+        for i in 0..rng.random_range(1..6u64) {
+            let client = span(t, 10 + i, Some(1), "a", Kind::Client, start + 100);
+            let service = services[rng.random_range(0..services.len())];
+            spans.push(client);
+            if rng.random_bool(0.8) {
+                spans.push(span(
+                    t,
+                    100 + i,
+                    Some(10 + i),
+                    service,
+                    Kind::Server,
+                    start + 200,
+                ));
+            }
+        }
+        // Split the trace over one to three records, emitted later.
+        let parts = rng.random_range(1..4);
+        let size = spans.len().div_ceil(parts);
+        for chunk in spans.chunks(size) {
+            pending.push(chunk.to_vec());
+        }
+        while pending.len() > 5 {
+            let i = rng.random_range(0..pending.len());
+            records.push(pending.swap_remove(i));
+        }
+    }
+    records.extend(pending);
+    records
+}
+
+/// Runs `records`; "crashes" at each offset in `crashes` (state lost,
+/// resumed from the last commit, with a random subset of closed windows
+/// written). Returns the last version of each written window.
+fn run(
+    records: &[Vec<SpanFacts>],
+    crashes: &[usize],
+    seed: u64,
+    commits: &mut Vec<i64>,
+) -> BTreeMap<i64, WindowEdges> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut written = BTreeMap::new();
+    let mut state = PartitionState::new(timing(), None);
+    let mut committed: Option<Resume> = None;
+    let mut offset = 0usize;
+    let mut crashes = crashes.iter().peekable();
+    let mut unwritten: Vec<ClosedWindow> = Vec::new();
+    loop {
+        if crashes.peek().is_some_and(|c| **c == offset) {
+            crashes.next();
+            // Windows closed but not yet written are lost with the process.
+            unwritten.clear();
+            state = PartitionState::new(timing(), committed.clone());
+            offset = committed.as_ref().map_or(0, |c| c.position.offset as usize);
+            continue;
+        }
+        let step = if offset < records.len() {
+            state.process(offset as i64, records[offset].clone())
+        } else {
+            state.flush_idle()
+        };
+        unwritten.extend(step.closed);
+        // Write some of what is waiting, in order.
+        let n = rng.random_range(0..=unwritten.len());
+        for window in unwritten.drain(..n) {
+            state.mark_written(window.start_micros);
+            written.insert(window.start_micros, window.edges);
+        }
+        if rng.random_bool(0.3)
+            && let Some(c) = state.commit_position()
+        {
+            assert!(
+                committed
+                    .as_ref()
+                    .is_none_or(|old| old.position.offset <= c.position.offset),
+                "commit went back"
+            );
+            state.prune(c.position);
+            commits.push(c.position.offset);
+            committed = Some(c);
+        }
+        if offset >= records.len() {
+            for window in unwritten.drain(..) {
+                state.mark_written(window.start_micros);
+                written.insert(window.start_micros, window.edges);
+            }
+            if crashes.peek().is_none() {
+                break;
+            }
+            crashes.next();
+            continue;
+        }
+        offset += 1;
+    }
+    written
+}
+
+#[test]
+fn replay_after_crashes_rebuilds_every_window_exactly() {
+    for seed in 0..20 {
+        let records = stream(seed);
+        let mut commits = Vec::new();
+        let clean = run(&records, &[], seed, &mut commits);
+        // Commits must advance while records stream, not only at the end.
+        let middle = records.len() as i64 / 2;
+        assert!(
+            commits
+                .iter()
+                .any(|c| (middle..records.len() as i64).contains(c)),
+            "seed {seed}: no commit in the second half before the end: {commits:?}"
+        );
+        let total: u64 = clean
+            .values()
+            .flat_map(|w| w.values())
+            .map(|s| s.calls)
+            .sum();
+        assert!(total > 400, "the stream makes edges ({total})");
+        let mut rng = StdRng::seed_from_u64(seed + 1000);
+        let mut crashes: Vec<usize> = (0..4).map(|_| rng.random_range(0..records.len())).collect();
+        crashes.sort_unstable();
+        crashes.dedup();
+        let crashed = run(&records, &crashes, seed + 7, &mut Vec::new());
+        assert_eq!(clean, crashed, "seed {seed}, crashes at {crashes:?}");
+    }
+}
