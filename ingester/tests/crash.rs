@@ -32,6 +32,41 @@ fn spawn_with(names: &Names, url: &str, log: &std::path::Path, extra: &[(&str, &
         .unwrap()
 }
 
+/// SIGTERM, then the process must exit successfully (it drains and commits).
+fn stop_cleanly(mut child: Child) {
+    Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
+    let status = child.wait().unwrap();
+    assert!(status.success(), "clean exit on SIGTERM: {status}");
+}
+
+/// Services checked, a topic of `partitions` and a log folder for one test.
+async fn prepare(label: &str, partitions: i32) -> (String, Names, std::path::PathBuf) {
+    require_kafka();
+    let url = opensearch_url();
+    require_engine(&url, "OpenSearch", "opensearch").await;
+    let names = Names::new(label);
+    create_topic(&names.topic, partitions).await;
+    let logs = std::env::temp_dir().join(&names.topic);
+    std::fs::create_dir_all(&logs).unwrap();
+    (url, names, logs)
+}
+
+/// Every one of `total` spans is stored, and a moment later still none twice.
+async fn assert_stored_once(url: &str, names: &Names, total: u64, logs: &std::path::Path) {
+    let stored = wait_for_count(url, &names.span_indices(), total, Duration::from_secs(180)).await;
+    assert_eq!(stored, total, "logs in {}", logs.display());
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        count(url, &names.span_indices()).await,
+        total,
+        "no duplicates"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_at_random_moments_loses_and_duplicates_nothing() {
     require_kafka();
@@ -72,7 +107,7 @@ async fn sigkill_at_random_moments_loses_and_duplicates_nothing() {
     }
     assert!(kills >= 1);
 
-    let mut child = spawn(&names, &url, &logs.join("final.log"));
+    let child = spawn(&names, &url, &logs.join("final.log"));
     let stored = wait_for_count(&url, &names.span_indices(), total, Duration::from_secs(300)).await;
     assert_eq!(stored, total, "logs in {}", logs.display());
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -83,13 +118,7 @@ async fn sigkill_at_random_moments_loses_and_duplicates_nothing() {
     );
 
     // A graceful stop commits and exits.
-    Command::new("kill")
-        .arg("-TERM")
-        .arg(child.id().to_string())
-        .status()
-        .unwrap();
-    let status = child.wait().unwrap();
-    assert!(status.success(), "clean exit on SIGTERM: {status}");
+    stop_cleanly(child);
     delete_indices(&url, &format!("{}-*", names.prefix)).await;
 }
 
@@ -98,13 +127,7 @@ async fn sigkill_at_random_moments_loses_and_duplicates_nothing() {
 /// session to expire, and still stores every span exactly once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn static_member_resumes_after_sigkill_without_waiting_for_its_session() {
-    require_kafka();
-    let url = opensearch_url();
-    require_engine(&url, "OpenSearch", "opensearch").await;
-    let names = Names::new("static");
-    create_topic(&names.topic, 3).await;
-    let logs = std::env::temp_dir().join(&names.topic);
-    std::fs::create_dir_all(&logs).unwrap();
+    let (url, names, logs) = prepare("static", 3).await;
     // A session far longer than a restart: a member that had to wait for
     // it would show.
     let session = Duration::from_secs(60);
@@ -126,7 +149,7 @@ async fn static_member_resumes_after_sigkill_without_waiting_for_its_session() {
     let total = first + after.spans.len() as u64;
     produce(&names.topic, &after.as_produce_input()).await;
     let restarted = Instant::now();
-    let mut child = spawn_with(&names, &url, &logs.join("second.log"), &extra);
+    let child = spawn_with(&names, &url, &logs.join("second.log"), &extra);
     let mut resumed = None;
     while restarted.elapsed() < session + Duration::from_secs(30) {
         if count(&url, &names.span_indices()).await > first {
@@ -144,21 +167,9 @@ async fn static_member_resumes_after_sigkill_without_waiting_for_its_session() {
         "the restarted member waited {resumed:?}, as if its old session had to expire; logs in {}",
         logs.display()
     );
-    let stored = wait_for_count(&url, &names.span_indices(), total, Duration::from_secs(120)).await;
-    assert_eq!(stored, total, "logs in {}", logs.display());
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    assert_eq!(
-        count(&url, &names.span_indices()).await,
-        total,
-        "no duplicates"
-    );
+    assert_stored_once(&url, &names, total, &logs).await;
 
-    Command::new("kill")
-        .arg("-TERM")
-        .arg(child.id().to_string())
-        .status()
-        .unwrap();
-    assert!(child.wait().unwrap().success(), "clean exit on SIGTERM");
+    stop_cleanly(child);
     delete_indices(&url, &format!("{}-*", names.prefix)).await;
 }
 
@@ -167,13 +178,7 @@ async fn static_member_resumes_after_sigkill_without_waiting_for_its_session() {
 /// newer one stores every span exactly once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_duplicate_instance_id_stops_the_fenced_process_with_a_clear_error() {
-    require_kafka();
-    let url = opensearch_url();
-    require_engine(&url, "OpenSearch", "opensearch").await;
-    let names = Names::new("fenced");
-    create_topic(&names.topic, 3).await;
-    let logs = std::env::temp_dir().join(&names.topic);
-    std::fs::create_dir_all(&logs).unwrap();
+    let (url, names, logs) = prepare("fenced", 3).await;
     let extra = [("SPANWAY_KAFKA__INSTANCE_ID", "same-id")];
 
     let before = corpus::generate(41, 200, 10);
@@ -183,7 +188,7 @@ async fn a_duplicate_instance_id_stops_the_fenced_process_with_a_clear_error() {
     let stored = wait_for_count(&url, &names.span_indices(), first, Duration::from_secs(120)).await;
     assert_eq!(stored, first, "logs in {}", logs.display());
 
-    let mut newer = spawn_with(&names, &url, &logs.join("newer.log"), &extra);
+    let newer = spawn_with(&names, &url, &logs.join("newer.log"), &extra);
     let deadline = Instant::now() + Duration::from_secs(60);
     let status = loop {
         if let Some(status) = older.try_wait().unwrap() {
@@ -209,20 +214,8 @@ async fn a_duplicate_instance_id_stops_the_fenced_process_with_a_clear_error() {
     let after = corpus::generate(42, 200, 10);
     let total = first + after.spans.len() as u64;
     produce(&names.topic, &after.as_produce_input()).await;
-    let stored = wait_for_count(&url, &names.span_indices(), total, Duration::from_secs(120)).await;
-    assert_eq!(stored, total, "logs in {}", logs.display());
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    assert_eq!(
-        count(&url, &names.span_indices()).await,
-        total,
-        "no duplicates"
-    );
-    Command::new("kill")
-        .arg("-TERM")
-        .arg(newer.id().to_string())
-        .status()
-        .unwrap();
-    assert!(newer.wait().unwrap().success(), "clean exit on SIGTERM");
+    assert_stored_once(&url, &names, total, &logs).await;
+    stop_cleanly(newer);
     delete_indices(&url, &format!("{}-*", names.prefix)).await;
 }
 
@@ -231,13 +224,7 @@ async fn a_duplicate_instance_id_stops_the_fenced_process_with_a_clear_error() {
 /// Every span is stored exactly once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scaling_out_and_in_under_load_with_kills_stores_every_span_once() {
-    require_kafka();
-    let url = opensearch_url();
-    require_engine(&url, "OpenSearch", "opensearch").await;
-    let names = Names::new("scale");
-    create_topic(&names.topic, 12).await;
-    let logs = std::env::temp_dir().join(&names.topic);
-    std::fs::create_dir_all(&logs).unwrap();
+    let (url, names, logs) = prepare("scale", 12).await;
     // Six waves of 4,000 spans, 1.5 s apart: the group changes while they arrive.
     let waves: Vec<_> = (0..6)
         .map(|i| corpus::generate(60 + i, 400, 10).as_produce_input())
@@ -264,23 +251,11 @@ async fn scaling_out_and_in_under_load_with_kills_stores_every_span_once() {
         child.wait().unwrap();
     }
     producer.await.unwrap();
-    let stored = wait_for_count(&url, &names.span_indices(), total, Duration::from_secs(180)).await;
-    assert_eq!(stored, total, "logs in {}", logs.display());
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    assert_eq!(
-        count(&url, &names.span_indices()).await,
-        total,
-        "no duplicates"
-    );
+    assert_stored_once(&url, &names, total, &logs).await;
     assert!(
         first.try_wait().unwrap().is_none(),
         "the first ingester ran throughout"
     );
-    Command::new("kill")
-        .arg("-TERM")
-        .arg(first.id().to_string())
-        .status()
-        .unwrap();
-    assert!(first.wait().unwrap().success(), "clean exit on SIGTERM");
+    stop_cleanly(first);
     delete_indices(&url, &format!("{}-*", names.prefix)).await;
 }

@@ -47,23 +47,34 @@ fn terminate(mut child: Child) {
     assert!(status.success(), "clean exit on SIGTERM: {status}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigkill_at_random_moments_changes_no_document() {
+/// Services checked, a topic of `partitions` and a log folder for one test.
+async fn prepare(label: &str, partitions: i32) -> (String, String, std::path::PathBuf) {
     require_kafka();
     let url = opensearch_url();
     require_engine(&url, "OpenSearch", "opensearch").await;
-    let topic = unique_name("analytics-crash");
-    create_topic(&topic, PARTITIONS).await;
+    let topic = unique_name(label);
+    create_topic(&topic, partitions).await;
+    let logs = std::env::temp_dir().join(&topic);
+    std::fs::create_dir_all(&logs).unwrap();
+    (url, topic, logs)
+}
+
+/// An uninterrupted run over the whole topic, as the reference.
+async fn clean_run(url: &str, topic: &str, partitions: i32, logs: &std::path::Path) -> Names {
+    let clean = Names::new(topic, "clean");
+    let child = spawn(&clean, url, &logs.join("clean.log"));
+    wait_until_read(&clean.group, topic, partitions, Duration::from_secs(300)).await;
+    terminate(child);
+    clean
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_at_random_moments_changes_no_document() {
+    let (url, topic, logs) = prepare("analytics-crash", PARTITIONS).await;
     // A minute of event time: a dozen 5 s windows per partition.
     let traffic = topology::generate(11, 6_000, START_MS, 10);
     produce(&topic, &traffic.as_produce_input()).await;
-    let logs = std::env::temp_dir().join(&topic);
-    std::fs::create_dir_all(&logs).unwrap();
-
-    let clean = Names::new(&topic, "clean");
-    let child = spawn(&clean, &url, &logs.join("clean.log"));
-    wait_until_read(&clean.group, &topic, PARTITIONS, Duration::from_secs(300)).await;
-    terminate(child);
+    let clean = clean_run(&url, &topic, PARTITIONS, &logs).await;
 
     let crashed = Names::new(&topic, "crashed");
     let mut rng = rand::rng();
@@ -142,20 +153,10 @@ async fn assert_same_documents(url: &str, clean: &Names, crashed: &Names, logs: 
 /// have expired, and its documents equal an uninterrupted run's.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn static_member_resumes_after_sigkill_and_changes_no_document() {
-    require_kafka();
-    let url = opensearch_url();
-    require_engine(&url, "OpenSearch", "opensearch").await;
-    let topic = unique_name("analytics-static");
-    create_topic(&topic, PARTITIONS).await;
+    let (url, topic, logs) = prepare("analytics-static", PARTITIONS).await;
     let traffic = topology::generate(12, 3_000, START_MS, 10);
     produce(&topic, &traffic.as_produce_input()).await;
-    let logs = std::env::temp_dir().join(&topic);
-    std::fs::create_dir_all(&logs).unwrap();
-
-    let clean = Names::new(&topic, "clean");
-    let child = spawn(&clean, &url, &logs.join("clean.log"));
-    wait_until_read(&clean.group, &topic, PARTITIONS, Duration::from_secs(300)).await;
-    terminate(child);
+    let clean = clean_run(&url, &topic, PARTITIONS, &logs).await;
 
     let session = Duration::from_secs(60);
     let extra = [
@@ -218,14 +219,8 @@ async fn static_member_resumes_after_sigkill_and_changes_no_document() {
 /// documents equal those of an undisturbed run over the same topic.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scaling_out_and_in_with_a_kill_changes_no_document() {
-    require_kafka();
-    let url = opensearch_url();
-    require_engine(&url, "OpenSearch", "opensearch").await;
-    let topic = unique_name("analytics-scale");
     let partitions = 12;
-    create_topic(&topic, partitions).await;
-    let logs = std::env::temp_dir().join(&topic);
-    std::fs::create_dir_all(&logs).unwrap();
+    let (url, topic, logs) = prepare("analytics-scale", partitions).await;
     let traffic = topology::generate(13, 6_000, START_MS, 10);
     let records = traffic.as_produce_input();
     let wave = records.len().div_ceil(6);
@@ -252,10 +247,7 @@ async fn scaling_out_and_in_with_a_kill_changes_no_document() {
     wait_until_read(&scaled.group, &topic, partitions, Duration::from_secs(300)).await;
     terminate(first);
 
-    let clean = Names::new(&topic, "clean");
-    let child = spawn(&clean, &url, &logs.join("clean.log"));
-    wait_until_read(&clean.group, &topic, partitions, Duration::from_secs(300)).await;
-    terminate(child);
+    let clean = clean_run(&url, &topic, partitions, &logs).await;
 
     assert_same_documents(&url, &clean, &scaled, &logs).await;
     let totals = common::dependency_totals(&documents(&url, &clean.dependency_indices()).await);
@@ -276,13 +268,7 @@ async fn scaling_out_and_in_with_a_kill_changes_no_document() {
 /// reachable again its documents equal an undisturbed run's.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn engine_unreachable_for_a_minute_pauses_reading_and_changes_no_document() {
-    require_kafka();
-    let url = opensearch_url();
-    require_engine(&url, "OpenSearch", "opensearch").await;
-    let topic = unique_name("analytics-engine-down");
-    create_topic(&topic, PARTITIONS).await;
-    let logs = std::env::temp_dir().join(&topic);
-    std::fs::create_dir_all(&logs).unwrap();
+    let (url, topic, logs) = prepare("analytics-engine-down", PARTITIONS).await;
     let traffic = topology::generate(14, 6_000, START_MS, 10);
     // A quarter of the traces before the cut, the rest after; a trace's
     // records (one per service) stay together, as its services send them
@@ -344,10 +330,7 @@ async fn engine_unreachable_for_a_minute_pauses_reading_and_changes_no_document(
         .await
         .expect("streaming analytics stops cleanly");
 
-    let clean = Names::new(&topic, "clean");
-    let child = spawn(&clean, &url, &logs.join("clean.log"));
-    wait_until_read(&clean.group, &topic, PARTITIONS, Duration::from_secs(300)).await;
-    terminate(child);
+    let clean = clean_run(&url, &topic, PARTITIONS, &logs).await;
     assert_same_documents(&url, &clean, &cut, &logs).await;
     for names in [clean, cut] {
         delete_indices(&url, &format!("{}-*", names.prefix)).await;
