@@ -55,6 +55,7 @@ impl SpanProducer {
                 .set("acks", "all")
                 .set("partitioner", "murmur2_random")
                 .set("compression.type", &config.compression)
+                .set("compression.level", config.compression_level.to_string())
                 .set("linger.ms", config.linger.as_millis().to_string())
                 .set("batch.size", config.batch_bytes.to_string())
                 .set("batch.num.messages", config.batch_records.to_string())

@@ -74,3 +74,36 @@ fn rules_name_the_key() {
             .contains("kafka.brokers")
     );
 }
+
+#[test]
+fn compression_levels_are_checked_per_codec() {
+    let with = |codec: &str, level: i32| {
+        let mut cfg = CollectorConfig::default();
+        cfg.kafka.compression = codec.into();
+        cfg.kafka.compression_level = level;
+        cfg.validate()
+    };
+    for (codec, level) in [
+        ("zstd", -1),
+        ("zstd", 1),
+        ("zstd", 12),
+        ("gzip", 9),
+        ("lz4", 0),
+        ("none", -1),
+    ] {
+        assert!(with(codec, level).is_ok(), "{codec} {level}");
+    }
+    for (codec, level) in [
+        ("zstd", 0),
+        ("zstd", 13),
+        ("gzip", 10),
+        ("snappy", 1),
+        ("none", 3),
+    ] {
+        let error = with(codec, level).unwrap_err().to_string();
+        assert!(
+            error.contains("kafka.compression_level"),
+            "{codec} {level}: {error}"
+        );
+    }
+}
