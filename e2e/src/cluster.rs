@@ -9,8 +9,6 @@ use std::process::Command;
 use std::time::Duration;
 
 use rdkafka::ClientConfig;
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
 use rdkafka::producer::{BaseProducer, Producer as _};
 
 use crate::secure::repo_root;
@@ -74,20 +72,7 @@ pub fn require() {
 /// Creates `topic` with replication factor 3 (`min.insync.replicas` 2 is
 /// the cluster's default).
 pub async fn create_topic(topic: &str, partitions: i32) {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap())
-        .create()
-        .expect("admin client");
-    let results = admin
-        .create_topics(
-            &[NewTopic::new(topic, partitions, TopicReplication::Fixed(3))],
-            &AdminOptions::new().operation_timeout(Some(Duration::from_secs(30))),
-        )
-        .await
-        .expect("create topic request");
-    for result in results {
-        result.expect("topic created");
-    }
+    crate::create_topic_on(&bootstrap(), topic, partitions, 3).await;
 }
 
 /// The node id (1–3) leading `partition` of `topic`, once it has one.

@@ -97,22 +97,53 @@ pub async fn require_engine(url: &str, name: &str, service: &str) {
     }
 }
 
-/// Creates `topic` with `partitions` partitions and waits until it exists.
+/// Creates `topic` with `partitions` partitions on the test broker and
+/// waits until it exists.
 pub async fn create_topic(topic: &str, partitions: i32) {
+    create_topic_on(&kafka_bootstrap(), topic, partitions, 1).await;
+}
+
+/// Creates `topic` on the brokers at `bootstrap`, with `replication`
+/// copies of each partition, and waits until it exists.
+pub async fn create_topic_on(bootstrap: &str, topic: &str, partitions: i32, replication: i32) {
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", kafka_bootstrap())
+        .set("bootstrap.servers", bootstrap)
         .create()
         .expect("admin client");
     let results = admin
         .create_topics(
-            &[NewTopic::new(topic, partitions, TopicReplication::Fixed(1))],
-            &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))),
+            &[NewTopic::new(
+                topic,
+                partitions,
+                TopicReplication::Fixed(replication),
+            )],
+            &AdminOptions::new().operation_timeout(Some(Duration::from_secs(30))),
         )
         .await
         .expect("create topic request");
     for result in results {
         result.expect("topic created");
     }
+}
+
+/// SIGTERM to a child process, which must then exit successfully: the
+/// pipeline's processes drain and commit on it.
+pub fn stop_cleanly(mut child: std::process::Child) {
+    let status = std::process::Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status()
+        .expect("kill");
+    assert!(status.success(), "kill -TERM {} failed", child.id());
+    let status = child.wait().expect("wait for the child");
+    assert!(status.success(), "clean exit on SIGTERM: {status}");
+}
+
+/// A folder for one test's process logs, in the temporary directory.
+pub fn log_dir(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(name);
+    std::fs::create_dir_all(&dir).expect("create the log folder");
+    dir
 }
 
 /// Searches `index` on the engine at `url` (after a refresh) and returns the hits' `_source`s.

@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 use rand::Rng;
 use spanway_e2e::corpus;
 use spanway_e2e::{
-    count, create_topic, delete_indices, opensearch_url, produce, require_engine, require_kafka,
-    wait_for_count,
+    count, create_topic, delete_indices, log_dir, opensearch_url, produce, require_engine,
+    require_kafka, stop_cleanly, wait_for_count,
 };
 
 use common::{Names, env};
@@ -32,17 +32,6 @@ fn spawn_with(names: &Names, url: &str, log: &std::path::Path, extra: &[(&str, &
         .unwrap()
 }
 
-/// SIGTERM, then the process must exit successfully (it drains and commits).
-fn stop_cleanly(mut child: Child) {
-    Command::new("kill")
-        .arg("-TERM")
-        .arg(child.id().to_string())
-        .status()
-        .unwrap();
-    let status = child.wait().unwrap();
-    assert!(status.success(), "clean exit on SIGTERM: {status}");
-}
-
 /// Services checked, a topic of `partitions` and a log folder for one test.
 async fn prepare(label: &str, partitions: i32) -> (String, Names, std::path::PathBuf) {
     require_kafka();
@@ -50,8 +39,7 @@ async fn prepare(label: &str, partitions: i32) -> (String, Names, std::path::Pat
     require_engine(&url, "OpenSearch", "opensearch").await;
     let names = Names::new(label);
     create_topic(&names.topic, partitions).await;
-    let logs = std::env::temp_dir().join(&names.topic);
-    std::fs::create_dir_all(&logs).unwrap();
+    let logs = log_dir(&names.topic);
     (url, names, logs)
 }
 

@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 
 use rand::Rng;
 use spanway_e2e::{
-    create_topic, delete_indices, opensearch_url, produce, require_engine, require_kafka, topology,
-    unique_name,
+    create_topic, delete_indices, log_dir, opensearch_url, produce, require_engine, require_kafka,
+    stop_cleanly, topology, unique_name,
 };
 use spanway_streaming_analytics::{Analytics, AnalyticsConfig};
 use tokio_util::sync::CancellationToken;
@@ -37,16 +37,6 @@ fn spawn_with(names: &Names, url: &str, log: &std::path::Path, extra: &[(&str, &
         .unwrap()
 }
 
-fn terminate(mut child: Child) {
-    Command::new("kill")
-        .arg("-TERM")
-        .arg(child.id().to_string())
-        .status()
-        .unwrap();
-    let status = child.wait().unwrap();
-    assert!(status.success(), "clean exit on SIGTERM: {status}");
-}
-
 /// Services checked, a topic of `partitions` and a log folder for one test.
 async fn prepare(label: &str, partitions: i32) -> (String, String, std::path::PathBuf) {
     require_kafka();
@@ -54,8 +44,7 @@ async fn prepare(label: &str, partitions: i32) -> (String, String, std::path::Pa
     require_engine(&url, "OpenSearch", "opensearch").await;
     let topic = unique_name(label);
     create_topic(&topic, partitions).await;
-    let logs = std::env::temp_dir().join(&topic);
-    std::fs::create_dir_all(&logs).unwrap();
+    let logs = log_dir(&topic);
     (url, topic, logs)
 }
 
@@ -64,7 +53,7 @@ async fn clean_run(url: &str, topic: &str, partitions: i32, logs: &std::path::Pa
     let clean = Names::new(topic, "clean");
     let child = spawn(&clean, url, &logs.join("clean.log"));
     wait_until_read(&clean.group, topic, partitions, Duration::from_secs(300)).await;
-    terminate(child);
+    stop_cleanly(child);
     clean
 }
 
@@ -106,7 +95,7 @@ async fn sigkill_at_random_moments_changes_no_document() {
     );
     let child = spawn(&crashed, &url, &logs.join("crashed-final.log"));
     wait_until_read(&crashed.group, &topic, PARTITIONS, Duration::from_secs(300)).await;
-    terminate(child);
+    stop_cleanly(child);
 
     assert_same_documents(&url, &clean, &crashed, &logs).await;
     let totals = common::dependency_totals(&documents(&url, &clean.dependency_indices()).await);
@@ -205,7 +194,7 @@ async fn static_member_resumes_after_sigkill_and_changes_no_document() {
         logs.display()
     );
     wait_until_read(&killed.group, &topic, PARTITIONS, Duration::from_secs(300)).await;
-    terminate(child);
+    stop_cleanly(child);
 
     assert_same_documents(&url, &clean, &killed, &logs).await;
     for names in [clean, killed] {
@@ -245,7 +234,7 @@ async fn scaling_out_and_in_with_a_kill_changes_no_document() {
     second.wait().unwrap();
     producer.await.unwrap();
     wait_until_read(&scaled.group, &topic, partitions, Duration::from_secs(300)).await;
-    terminate(first);
+    stop_cleanly(first);
 
     let clean = clean_run(&url, &topic, partitions, &logs).await;
 
