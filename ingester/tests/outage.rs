@@ -23,6 +23,10 @@ use tokio_util::sync::CancellationToken;
 
 use common::{Names, config};
 
+/// The tests on the OpenSearch cluster take turns: one kills a node the
+/// other writes to.
+static CLUSTER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 fn services(action: &str) {
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../dev/services");
     let status = Command::new("bash")
@@ -126,6 +130,7 @@ async fn a_search_node_holding_primaries_killed_under_load_loses_and_duplicates_
     use spanway_e2e::cluster;
     require_kafka();
     cluster::require_search().await;
+    let _cluster = CLUSTER.lock().await;
     let url = cluster::search_url();
     let names = Names::new("node-kill");
     create_topic(&names.topic, 6).await;
@@ -195,4 +200,79 @@ async fn a_search_node_holding_primaries_killed_under_load_loses_and_duplicates_
     cluster::start("opensearch-2");
     restart.0 = None;
     delete_indices(&url, &format!("{}-*", names.prefix)).await;
+}
+
+/// On the two-node cluster, whose data-only node `opensearch-2` has one
+/// write thread and a write queue of one (see `dev/services`): bulk requests
+/// that reach several of its shards at once are refused there with 429
+/// `es_rejected_execution_exception`, as a busy production node refuses
+/// them. The ingester retries the refused items, stores every span exactly
+/// once, and dead-letters nothing, since none of it was a document fault.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_write_queue_is_retried_and_dead_letters_nothing() {
+    use spanway_e2e::cluster;
+    require_kafka();
+    cluster::require_search().await;
+    let _cluster = CLUSTER.lock().await;
+    let url = cluster::search_url();
+    let rejected_before = write_rejections(&url, "opensearch-2").await;
+    let names = Names::new("queue-full");
+    create_topic(&names.topic, 6).await;
+    let waves: Vec<_> = (0..4)
+        .map(|i| corpus::generate(90 + i, 300, 10).as_produce_input())
+        .collect();
+    let total: u64 = waves.iter().map(|w| w.len() as u64 * 10).sum();
+    for wave in &waves {
+        produce(&names.topic, wave).await;
+    }
+
+    let mut config = config(&names, &url);
+    // Eight primaries, half of them on the node with the small queue: one
+    // bulk request becomes four concurrent shard writes there.
+    config.elasticsearch.shards = 8;
+    config.elasticsearch.replicas = 0;
+    let shutdown = CancellationToken::new();
+    let ingester = Ingester::start(config, shutdown.clone()).await.unwrap();
+    let stored = wait_for_count(&url, &names.span_indices(), total, Duration::from_secs(180)).await;
+    assert_eq!(stored, total, "every span stored despite the refusals");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        count(&url, &names.span_indices()).await,
+        total,
+        "none twice"
+    );
+
+    let rejected = write_rejections(&url, "opensearch-2").await - rejected_before;
+    let retried = ingester.metrics.writer.documents_retried.get();
+    eprintln!("opensearch-2 rejected {rejected} shard writes; {retried} document writes retried");
+    assert!(
+        rejected > 0,
+        "the engine refused nothing: the drill did not happen"
+    );
+    assert!(retried > 0, "refused documents were not retried");
+    assert_eq!(
+        ingester.metrics.dead_lettered.get(),
+        0,
+        "nothing dead-lettered"
+    );
+    assert_eq!(ingester.metrics.documents_rejected.get(), 0);
+
+    shutdown.cancel();
+    ingester.wait().await.expect("the ingester stops cleanly");
+    delete_indices(&url, &format!("{}-*", names.prefix)).await;
+}
+
+/// Tasks the node's write thread pool has refused since it started.
+async fn write_rejections(url: &str, node: &str) -> u64 {
+    let stats: serde_json::Value = reqwest::get(format!("{url}/_nodes/{node}/stats/thread_pool"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let nodes = stats["nodes"].as_object().unwrap();
+    assert_eq!(nodes.len(), 1, "one node named {node}: {stats}");
+    nodes.values().next().unwrap()["thread_pool"]["write"]["rejected"]
+        .as_u64()
+        .unwrap()
 }
