@@ -4,6 +4,10 @@
 use libfuzzer_sys::fuzz_target;
 use spanway_schemas::{Encoding, decode_record};
 
+spanway_fuzz::capped_allocator!();
+
 fuzz_target!(|data: &[u8]| {
-    let _ = decode_record(Encoding::JaegerProto, data);
+    spanway_fuzz::decoding(data, |data| {
+        let _ = decode_record(Encoding::JaegerProto, data);
+    });
 });

@@ -4,6 +4,10 @@
 
 use libfuzzer_sys::fuzz_target;
 
+spanway_fuzz::capped_allocator!();
+
 fuzz_target!(|data: &[u8]| {
-    let _ = spanway_collector::receiver::jaeger_thrift_model::decode_batch(data);
+    spanway_fuzz::decoding(data, |data| {
+        let _ = spanway_collector::receiver::jaeger_thrift_model::decode_batch(data);
+    });
 });

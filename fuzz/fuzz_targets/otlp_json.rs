@@ -5,7 +5,11 @@
 use libfuzzer_sys::fuzz_target;
 use spanway_schemas::{Encoding, decode_record};
 
+spanway_fuzz::capped_allocator!();
+
 fuzz_target!(|data: &[u8]| {
-    let _ = spanway_schemas::otlp_json::decode(data);
-    let _ = decode_record(Encoding::OtlpJson, data);
+    spanway_fuzz::decoding(data, |data| {
+        let _ = spanway_schemas::otlp_json::decode(data);
+        let _ = decode_record(Encoding::OtlpJson, data);
+    });
 });

@@ -17,12 +17,20 @@ const PEERS: [PeerSource; 4] = [
     PeerSource::ServerAddress,
 ];
 
+spanway_fuzz::capped_allocator!();
+
 fuzz_target!(|data: &[u8]| {
-    let decoded = otlp::TracesData::decode(data).is_ok();
-    let validated = validate(Message::TracesData, data).is_ok();
-    assert_eq!(decoded, validated, "prost and the in-place validator disagree");
-    let _ = decode_record(Encoding::OtlpProto, data);
-    let _ = spanway_collector::grouping::encoded::group_encoded(data);
-    let mut facts = Vec::new();
-    let _ = spanway_streaming_analytics::span::otlp_wire::facts_of_otlp(data, &PEERS, &mut facts);
+    spanway_fuzz::decoding(data, |data| {
+        let decoded = otlp::TracesData::decode(data).is_ok();
+        let validated = validate(Message::TracesData, data).is_ok();
+        assert_eq!(
+            decoded, validated,
+            "prost and the in-place validator disagree"
+        );
+        let _ = decode_record(Encoding::OtlpProto, data);
+        let _ = spanway_collector::grouping::encoded::group_encoded(data);
+        let mut facts = Vec::new();
+        let _ =
+            spanway_streaming_analytics::span::otlp_wire::facts_of_otlp(data, &PEERS, &mut facts);
+    });
 });

@@ -3,6 +3,10 @@
 
 use libfuzzer_sys::fuzz_target;
 
+spanway_fuzz::capped_allocator!();
+
 fuzz_target!(|data: &[u8]| {
-    let _ = spanway_collector::receiver::zipkin_v2::decode(data);
+    spanway_fuzz::decoding(data, |data| {
+        let _ = spanway_collector::receiver::zipkin_v2::decode(data);
+    });
 });
