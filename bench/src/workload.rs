@@ -17,7 +17,7 @@ use spanway_e2e::corpus::Corpus;
 use spanway_ingester::document::{TagsAsFields, span_document_with};
 use spanway_schemas::proto::otlp;
 use spanway_schemas::{Encoding, SpanRecord, TraceId, decode_record, encode_trace};
-use spanway_search::bulk::create_lines;
+use spanway_search::bulk::body::create_lines;
 use spanway_search::index::IndexNames;
 
 /// Fixed, so every run of the benchmark sends the same spans.

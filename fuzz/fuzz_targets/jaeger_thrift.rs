@@ -8,6 +8,6 @@ spanway_fuzz::capped_allocator!();
 
 fuzz_target!(|data: &[u8]| {
     spanway_fuzz::decoding(data, |data| {
-        let _ = spanway_collector::receiver::jaeger_thrift_model::decode_batch(data);
+        let _ = spanway_collector::convert::jaeger_thrift::decode_batch(data);
     });
 });

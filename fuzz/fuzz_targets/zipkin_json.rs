@@ -7,6 +7,6 @@ spanway_fuzz::capped_allocator!();
 
 fuzz_target!(|data: &[u8]| {
     spanway_fuzz::decoding(data, |data| {
-        let _ = spanway_collector::receiver::zipkin_v2::decode(data);
+        let _ = spanway_collector::convert::zipkin_v2::decode(data);
     });
 });

@@ -6,10 +6,10 @@ use std::time::Duration;
 use serde::Deserialize;
 use spanway_kafka::KafkaClientConfig;
 use spanway_schemas::{DEFAULT_TOPIC, Encoding};
+use spanway_search::bulk::writer::WriterOptions;
 use spanway_search::config::EngineClientConfig;
 pub use spanway_search::retention::RetentionConfig;
 pub use spanway_search::templates::TemplateApi;
-use spanway_search::writer::WriterOptions;
 use spanway_service_kit::config::ConfigError;
 use spanway_service_kit::liveness::{self, DEFAULT_STALL_TIMEOUT};
 use spanway_service_kit::logging::LogConfig;
@@ -260,7 +260,7 @@ impl BulkConfig {
     /// What the bulk writer needs of these settings.
     pub fn writer_options(&self) -> WriterOptions {
         WriterOptions {
-            limits: spanway_search::bulk::Limits {
+            limits: spanway_search::bulk::body::Limits {
                 max_documents: self.max_documents,
                 max_bytes: self.max_bytes,
             },

@@ -2,23 +2,23 @@
 //! and service documents to Elasticsearch or OpenSearch, committing a
 //! record's offset only once the engine has its documents.
 
+pub mod bulk;
+pub mod commit;
 pub mod config;
+pub mod consume;
 pub mod dead_letter;
 pub mod document;
 pub mod metrics;
-pub mod offsets;
-pub mod sink;
-pub mod source;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use prometheus_client::registry::Registry;
+use spanway_search::bulk::writer::{BulkWriter, WriterError};
 use spanway_search::client::{ClientError, EngineClient};
 use spanway_search::index::IndexNames;
 use spanway_search::retention::{self, RetentionError};
-use spanway_search::writer::{BulkWriter, WriterError};
 use spanway_service_kit::liveness::Liveness;
 use spanway_service_kit::ops::{self, Readiness};
 use spanway_service_kit::secret::DEFAULT_REFRESH_INTERVAL;
@@ -28,19 +28,19 @@ use tokio_util::sync::CancellationToken;
 use spanway_kafka::membership::FatalError;
 use spanway_kafka::{FaultReporter, KafkaClient};
 
+use crate::bulk::BulkStage;
 use crate::config::IngesterConfig;
+use crate::consume::ConsumeError;
 use crate::dead_letter::DeadLetters;
 use crate::document::TagsAsFields;
 use crate::metrics::IngesterMetrics;
-use crate::sink::Sink;
-use crate::source::SourceError;
 
 /// Failures while starting.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     /// The Kafka consumer could not be created or subscribed.
     #[error(transparent)]
-    Kafka(#[from] SourceError),
+    Kafka(#[from] ConsumeError),
     /// A Kafka setting is invalid or a file it names cannot be read.
     #[error(transparent)]
     KafkaConfig(#[from] spanway_service_kit::config::ConfigError),
@@ -144,11 +144,11 @@ impl Ingester {
             source,
         })?;
         let dead_letters = DeadLetters::new(&kafka, &config.dead_letter.topic, faults.clone())?;
-        let source::Source {
+        let consume::Started {
             consumer,
             shared,
             batches,
-        } = source::create(&config, &kafka, faults.clone(), &metrics)?;
+        } = consume::create(&config, &kafka, faults.clone(), &metrics)?;
         {
             let consumer = consumer.clone();
             kafka.spawn_password_refresh(
@@ -180,7 +180,7 @@ impl Ingester {
         // `stopped` when the polling thread has let go of its partitions.
         let abort = CancellationToken::new();
         let stopped = CancellationToken::new();
-        let sink = Arc::new(Sink {
+        let sink = Arc::new(BulkStage {
             writer,
             dead_letters,
             names,
@@ -203,7 +203,7 @@ impl Ingester {
         let poller = std::thread::Builder::new()
             .name("kafka-poll".into())
             .spawn(move || {
-                let outcome = source::poll_loop(consumer, shared, shutdown, abort, poll_heartbeat);
+                let outcome = consume::poll_loop(consumer, shared, shutdown, abort, poll_heartbeat);
                 stopped.cancel();
                 outcome
             })
@@ -245,7 +245,7 @@ impl Ingester {
 /// certificate) lately.
 fn spawn_readiness_probe(
     writer: BulkWriter,
-    consumer: Arc<source::SourceConsumer>,
+    consumer: Arc<consume::GroupConsumer>,
     faults: FaultReporter,
     ready: Readiness,
     shutdown: CancellationToken,

@@ -13,12 +13,12 @@ use spanway_e2e::{
 };
 use spanway_ingester::Ingester;
 use spanway_ingester::config::BulkConfig;
-use spanway_search::bulk::{Limits, encoded_len, split};
+use spanway_search::bulk::body::{Limits, encoded_len, split};
+use spanway_search::bulk::writer::BulkWriter;
 use spanway_search::client::EngineClient;
 use spanway_search::config::EngineClientConfig;
 use spanway_search::document::{Document, DocumentKind};
 use spanway_search::metrics::WriterMetrics;
-use spanway_search::writer::BulkWriter;
 use spanway_service_kit::liveness::{DEFAULT_STALL_TIMEOUT, Liveness};
 use tokio_util::sync::CancellationToken;
 

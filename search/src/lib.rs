@@ -24,7 +24,5 @@ pub mod config;
 pub mod document;
 pub mod index;
 pub mod metrics;
-pub mod response;
 pub mod retention;
 pub mod templates;
-pub mod writer;

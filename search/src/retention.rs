@@ -29,8 +29,8 @@ use elasticsearch::http::headers::HeaderMap;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
+use crate::bulk::writer::BulkWriter;
 use crate::index::{Family, Prefix};
-use crate::writer::BulkWriter;
 
 /// Index retention, enforced by the engine itself: an ISM policy on
 /// OpenSearch, an ILM policy on Elasticsearch, installed at start as

@@ -10,8 +10,8 @@ use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_mai
 use spanway_e2e::topology;
 use spanway_schemas::Encoding;
 use spanway_schemas::record::decode_record;
-use spanway_streaming_analytics::model::Rules;
-use spanway_streaming_analytics::partition::{PartitionState, Timing};
+use spanway_streaming_analytics::edges::Rules;
+use spanway_streaming_analytics::pairing::{PartitionState, Timing};
 use spanway_streaming_analytics::span::otlp_wire::facts_of_otlp;
 use spanway_streaming_analytics::span::{PeerSource, SpanFacts};
 

@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use crate::model::Edge;
+use crate::edges::Edge;
 use crate::span::Connection;
 
 /// Upper bounds of the latency buckets, in milliseconds; a last, open

@@ -14,8 +14,8 @@ use spanway_service_kit::liveness::{self, DEFAULT_STALL_TIMEOUT};
 use spanway_service_kit::logging::LogConfig;
 use spanway_service_kit::section::Section;
 
-use crate::model::{Rules, SameService};
-use crate::partition::Timing;
+use crate::edges::{Rules, SameService};
+use crate::pairing::Timing;
 use crate::span::PeerSource;
 
 /// Everything the job reads at start.

@@ -18,7 +18,7 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use crate::aggregate::{BUCKETS_MS, Histogram};
-use crate::partition::ClosedWindow;
+use crate::pairing::ClosedWindow;
 
 /// The value of `source` in Jaeger dependency links written here.
 pub const LINK_SOURCE: &str = "spanway";
@@ -179,7 +179,7 @@ mod tests {
 
     use super::*;
     use crate::aggregate::{self, WindowEdges};
-    use crate::model::Edge;
+    use crate::edges::Edge;
     use crate::span::Connection;
 
     fn window() -> ClosedWindow {

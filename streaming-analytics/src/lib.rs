@@ -11,13 +11,13 @@
 //! period; [`batch`] recomputes the same edges from stored span documents.
 
 pub mod aggregate;
-pub mod batch;
 pub mod config;
+pub mod consume;
 pub mod documents;
-pub mod job;
+pub mod edges;
 pub mod metrics;
-pub mod model;
-pub mod partition;
+pub mod pairing;
+pub mod recompute;
 pub mod rollup;
 pub mod span;
 pub mod writer;
@@ -28,8 +28,8 @@ use std::time::Duration;
 
 use prometheus_client::registry::Registry;
 use spanway_kafka::membership::FatalError;
+use spanway_search::bulk::writer::{BulkWriter, WriterError, WriterOptions};
 use spanway_search::client::{ClientError, EngineClient};
-use spanway_search::writer::{BulkWriter, WriterError, WriterOptions};
 use spanway_service_kit::liveness::Liveness;
 use spanway_service_kit::ops::{self, Readiness};
 use spanway_service_kit::secret::DEFAULT_REFRESH_INTERVAL;
@@ -37,8 +37,8 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 pub use crate::config::AnalyticsConfig;
+use crate::consume::Job;
 use crate::documents::Indices;
-use crate::job::Job;
 use crate::metrics::{AnalyticsMetrics, EdgeSeries};
 use crate::rollup::Rollup;
 

@@ -5,7 +5,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use spanway_search::index::{Family, Prefix};
 use spanway_service_kit::{config, logging, shutdown};
-use spanway_streaming_analytics::{Analytics, AnalyticsConfig, batch};
+use spanway_streaming_analytics::{Analytics, AnalyticsConfig, recompute};
 use tokio_util::sync::CancellationToken;
 
 /// Computes service dependencies and service-graph aggregates from the spans
@@ -89,7 +89,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         anyhow::ensure!(from_ms < to_ms, "--from must be before --to");
         let pattern = Prefix::new(&config.elasticsearch.index_prefix).pattern(Family::Span);
         let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
-        let totals = runtime.block_on(batch::recompute(
+        let totals = runtime.block_on(recompute::recompute(
             &config.elasticsearch.client,
             &pattern,
             from_ms,

@@ -12,7 +12,7 @@ use prometheus_client::registry::Registry;
 use spanway_search::metrics::WriterMetrics;
 
 use crate::aggregate::BUCKETS_MS;
-use crate::model::Edge;
+use crate::edges::Edge;
 
 /// Labels of a partition.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]

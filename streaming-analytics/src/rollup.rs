@@ -24,8 +24,8 @@ use elasticsearch::SearchParts;
 use elasticsearch::indices::IndicesRefreshParts;
 use rand::Rng as _;
 use serde_json::{Value, json};
+use spanway_search::bulk::writer::{BulkWriter, WriterError};
 use spanway_search::document::{Document, DocumentKind};
-use spanway_search::writer::{BulkWriter, WriterError};
 use spanway_service_kit::liveness::Heartbeat;
 use tokio_util::sync::CancellationToken;
 

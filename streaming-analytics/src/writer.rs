@@ -9,8 +9,8 @@
 
 use std::sync::mpsc::Sender;
 
+use spanway_search::bulk::writer::{BulkWriter, WriterError};
 use spanway_search::document::Document;
-use spanway_search::writer::{BulkWriter, WriterError};
 use spanway_service_kit::liveness::Heartbeat;
 use tokio::sync::mpsc::UnboundedReceiver;
 use tokio_util::sync::CancellationToken;

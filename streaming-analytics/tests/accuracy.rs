@@ -18,7 +18,7 @@ use spanway_e2e::{
 };
 use spanway_ingester::Ingester;
 use spanway_ingester::config::IngesterConfig;
-use spanway_streaming_analytics::{Analytics, AnalyticsConfig, batch};
+use spanway_streaming_analytics::{Analytics, AnalyticsConfig, recompute};
 use tokio_util::sync::CancellationToken;
 
 use common::{Names, START_MS, dependency_totals, documents, wait_until_read};
@@ -176,7 +176,7 @@ async fn known_topology_is_counted_exactly(url: &str, storage_type: &str) {
     let config = analytics_config(&names, &url);
     let from_ms = (traffic.span_micros.0 / 1000) as i64;
     let to_ms = (traffic.span_micros.1 / 1000) as i64 + 1;
-    let batch = batch::recompute(
+    let batch = recompute::recompute(
         &config.elasticsearch.client,
         &span_indices,
         from_ms,

@@ -2,3 +2,6 @@
 //! the topic contract speak.
 
 pub mod jaeger_model;
+pub mod jaeger_thrift;
+pub mod thrift_binary;
+pub mod zipkin_v2;

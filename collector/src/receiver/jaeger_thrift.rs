@@ -3,7 +3,7 @@
 //! own listener (14268 by default, as Jaeger's collector).
 //!
 //! The batch is decoded into Jaeger's `api_v2` model
-//! ([`crate::receiver::jaeger_thrift_model`]), converted into OTLP like the
+//! ([`crate::convert::jaeger_thrift`]), converted into OTLP like the
 //! Jaeger gRPC receiver's batches, and handed to the shared pipeline. The
 //! answer is 202 once Kafka acknowledged every span, as Jaeger's collector
 //! answers; refusals are plain text, 400 naming the field at fault, or
@@ -19,10 +19,10 @@ use spanway_schemas::proto::otlp;
 use tokio_util::sync::CancellationToken;
 
 use crate::convert::jaeger_model;
+use crate::convert::jaeger_thrift;
 use crate::error::RequestError;
 use crate::pipeline::Pipeline;
-use crate::receiver::http_body::{WholeRequest, content_type, decompress, media_type};
-use crate::receiver::jaeger_thrift_model;
+use crate::receiver::http_server::{WholeRequest, content_type, decompress, media_type};
 use crate::receiver::listener::Endpoint;
 
 /// Metric label of this receiver.
@@ -63,8 +63,8 @@ fn decode(
         });
     }
     let bytes = decompress(headers, body, limit)?;
-    let batch = jaeger_thrift_model::decode_batch(&bytes)
-        .map_err(|e| RequestError::Malformed(e.to_string()))?;
+    let batch =
+        jaeger_thrift::decode_batch(&bytes).map_err(|e| RequestError::Malformed(e.to_string()))?;
     // An id the model conversion refuses (a reference's) is a bad span.
     jaeger_model::batch_to_otlp(batch).map_err(RequestError::from)
 }

@@ -4,16 +4,13 @@
 pub mod auth;
 pub mod auth_layer;
 pub mod htpasswd;
-pub(crate) mod http_body;
+pub(crate) mod http_server;
 pub mod jaeger_grpc;
 pub mod jaeger_thrift;
-pub mod jaeger_thrift_model;
 pub mod listener;
 pub mod otlp_grpc;
 pub mod otlp_http;
 pub mod reload;
-pub mod thrift_binary;
 pub mod tls;
 pub mod tokens;
 pub mod zipkin;
-pub mod zipkin_v2;

@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 use crate::error::RequestError;
 use crate::grouping::{FieldNaming, RejectedSpan};
 use crate::pipeline::Pipeline;
-use crate::receiver::http_body::{
+use crate::receiver::http_server::{
     self, content_type, decompress, media_type, off_reactor, with_retry_after,
 };
 use crate::receiver::listener::Endpoint;
@@ -85,7 +85,7 @@ pub async fn serve(
             pipeline,
             max_request_bytes,
         });
-    http_body::serve(endpoint, app, max_request_bytes, shutdown).await
+    http_server::serve(endpoint, app, max_request_bytes, shutdown).await
 }
 
 async fn export(State(state): State<ReceiverState>, headers: HeaderMap, body: Bytes) -> Response {

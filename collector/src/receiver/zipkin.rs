@@ -14,11 +14,11 @@ use axum::http::HeaderMap;
 use spanway_schemas::proto::otlp;
 use tokio_util::sync::CancellationToken;
 
+use crate::convert::zipkin_v2;
 use crate::error::RequestError;
 use crate::pipeline::Pipeline;
-use crate::receiver::http_body::{WholeRequest, content_type, decompress, media_type};
+use crate::receiver::http_server::{WholeRequest, content_type, decompress, media_type};
 use crate::receiver::listener::Endpoint;
-use crate::receiver::zipkin_v2;
 
 /// Metric label of this receiver.
 pub const RECEIVER: &str = "zipkin";
@@ -63,7 +63,7 @@ fn decode(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::receiver::http_body::text_error;
+    use crate::receiver::http_server::text_error;
     use axum::http::{HeaderValue, StatusCode, header};
 
     fn headers(content_type: Option<&str>) -> HeaderMap {

@@ -28,7 +28,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::AnalyticsConfig;
 use crate::documents::{Indices, window_documents};
 use crate::metrics::{AnalyticsMetrics, EdgeSeries, PartitionLabels};
-use crate::partition::{NO_CLOCK, PartitionState, Position, Resume, Step, Timing};
+use crate::pairing::{NO_CLOCK, PartitionState, Position, Resume, Step, Timing};
 use crate::span::otlp_wire::facts_of_otlp;
 use crate::span::{PeerSource, SpanFacts};
 use crate::writer::{Ack, WriteJob};

@@ -20,12 +20,12 @@ use spanway_service_kit::liveness::Heartbeat;
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::{self, AuthFailure};
-use crate::bulk::{self, Limits, split};
+use crate::bulk::body::{self, Limits, split};
+use crate::bulk::response::{BulkAnswer, ItemOutcome, classify_answer};
 use crate::client::EngineClient;
 use crate::document::Document;
 use crate::index::{Family, Prefix};
 use crate::metrics::WriterMetrics;
-use crate::response::{BulkAnswer, ItemOutcome, classify_answer};
 use crate::templates::{self, TemplateApi};
 
 /// Failures that stop the writer.
@@ -395,7 +395,7 @@ impl BulkWriter {
 
     /// One bulk request and what its answer says.
     async fn send(&self, docs: &[Document]) -> BulkAnswer {
-        let body = bulk::body(docs);
+        let body = body::body(docs);
         self.metrics.bulk_requests.inc();
         let started = std::time::Instant::now();
         let response = self.send_body(body).await;

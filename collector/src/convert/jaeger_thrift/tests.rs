@@ -1,5 +1,5 @@
 use super::*;
-use crate::receiver::thrift_binary::write;
+use crate::convert::thrift_binary::write;
 
 const STRING: u8 = 11;
 const STRUCT: u8 = 12;

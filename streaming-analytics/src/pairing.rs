@@ -29,7 +29,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use crate::aggregate::{self, WindowEdges};
-use crate::model::{self, Edge, Rules};
+use crate::edges::{self, Edge, Rules};
 use crate::span::SpanFacts;
 
 /// The clock before anything has been read.
@@ -362,7 +362,7 @@ impl PartitionState {
         if marked_current {
             self.window_mut(current, trace.first);
         }
-        let analysis = model::analyse(&trace.spans, self.timing.rules);
+        let analysis = edges::analyse(&trace.spans, self.timing.rules);
         step.orphan_spans += analysis.orphan_spans;
         step.unpaired_calls += analysis.unpaired_calls;
         for edge in analysis.edges {

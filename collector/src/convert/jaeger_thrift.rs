@@ -18,7 +18,7 @@ use spanway_schemas::prost_types::{Duration, Timestamp};
 use spanway_schemas::proto::jaeger::api_v2 as jaeger;
 use spanway_schemas::{SpanId, TraceId};
 
-use crate::receiver::thrift_binary::{Reader, ThriftError, WireType, expect};
+use crate::convert::thrift_binary::{Reader, ThriftError, WireType, expect};
 
 /// Preallocation cap for lists: a declared count is only a claim until the
 /// elements have been read.

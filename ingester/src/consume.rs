@@ -25,10 +25,10 @@ use spanway_service_kit::liveness::Heartbeat;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use crate::commit::{OffsetTracker, TopicPartition};
 use crate::config::IngesterConfig;
 use crate::dead_letter::Origin;
 use crate::metrics::IngesterMetrics;
-use crate::offsets::{OffsetTracker, TopicPartition};
 
 /// One record as read from Kafka, owned so it can cross threads.
 #[derive(Debug, Clone)]
@@ -64,7 +64,7 @@ pub struct PartitionLabels {
 
 /// Failures that stop the consumer.
 #[derive(Debug, thiserror::Error)]
-pub enum SourceError {
+pub enum ConsumeError {
     /// The Kafka client failed.
     #[error("kafka: {0}")]
     Kafka(#[from] rdkafka::error::KafkaError),
@@ -294,7 +294,7 @@ fn offsets_list(offsets: &[(TopicPartition, i64)]) -> TopicPartitionList {
 
 /// librdkafka callbacks: rebalances, statistics and connection faults.
 #[derive(Debug)]
-pub struct SourceContext {
+pub struct GroupContext {
     shared: Arc<Shared>,
     faults: FaultReporter,
     kafka: KafkaClient,
@@ -304,7 +304,7 @@ pub struct SourceContext {
     >,
 }
 
-impl ClientContext for SourceContext {
+impl ClientContext for GroupContext {
     const ENABLE_REFRESH_OAUTH_TOKEN: bool = true;
 
     fn generate_oauth_token(
@@ -336,7 +336,7 @@ impl ClientContext for SourceContext {
     }
 }
 
-impl ConsumerContext for SourceContext {
+impl ConsumerContext for GroupContext {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Revoke(list) = rebalance {
             let partitions: HashSet<TopicPartition> = list
@@ -389,13 +389,13 @@ impl ConsumerContext for SourceContext {
 }
 
 /// A consumer group member with its shared state.
-pub type SourceConsumer = BaseConsumer<SourceContext>;
+pub type GroupConsumer = BaseConsumer<GroupContext>;
 
 /// A subscribed consumer, its shared state and the batches it produces.
 #[allow(missing_debug_implementations)] // librdkafka's consumer has no Debug
-pub struct Source {
+pub struct Started {
     /// The consumer group member.
-    pub consumer: Arc<SourceConsumer>,
+    pub consumer: Arc<GroupConsumer>,
     /// State shared with the writing side.
     pub shared: Arc<Shared>,
     /// Batches ready to be written.
@@ -408,7 +408,7 @@ pub fn create(
     client: &KafkaClient,
     faults: FaultReporter,
     metrics: &IngesterMetrics,
-) -> Result<Source, SourceError> {
+) -> Result<Started, ConsumeError> {
     // One batch waits in the channel; the writer's semaphore bounds the rest.
     let (tx, rx) = mpsc::channel(1);
     let shared = Arc::new(Shared {
@@ -428,13 +428,13 @@ pub fn create(
         flush_interval: config.bulk.flush_interval,
         max_bytes_in_flight: config.bulk.max_bytes_in_flight,
     });
-    let context = SourceContext {
+    let context = GroupContext {
         shared: shared.clone(),
         faults,
         kafka: client.clone(),
         lag_records: metrics.lag_records.clone(),
     };
-    let consumer: SourceConsumer = client
+    let consumer: GroupConsumer = client
         .client_config(|role| {
             role.set("group.id", &config.kafka.group_id)
                 .set("auto.offset.reset", &config.kafka.start_offset)
@@ -457,7 +457,7 @@ pub fn create(
         .create_with_context(context)?;
     let topics: Vec<&str> = config.kafka.topics.iter().map(String::as_str).collect();
     consumer.subscribe(&topics)?;
-    Ok(Source {
+    Ok(Started {
         consumer: Arc::new(consumer),
         shared,
         batches: rx,
@@ -471,7 +471,7 @@ pub fn create(
 /// `heartbeat` beats once per poll, paused or not: the longest gap is one
 /// poll with a revoke in it (`kafka.drain_timeout` plus a synchronous commit).
 pub fn poll_loop(
-    consumer: Arc<SourceConsumer>,
+    consumer: Arc<GroupConsumer>,
     shared: Arc<Shared>,
     shutdown: CancellationToken,
     abort: CancellationToken,
@@ -561,7 +561,7 @@ pub fn poll_loop(
     fatal.map_or(Ok(()), Err)
 }
 
-fn manage_pause(consumer: &SourceConsumer, shared: &Shared) {
+fn manage_pause(consumer: &GroupConsumer, shared: &Shared) {
     let paused = shared.paused.load(Ordering::Acquire);
     // Both batch slots full: the writers are saturated, so stop growing the
     // open batch past its size limit.

@@ -6,18 +6,18 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use spanway_schemas::{Encoding, decode_record, record_encoding};
+use spanway_search::bulk::writer::BulkWriter;
 use spanway_search::document::{Document, DocumentKind};
 use spanway_search::index::IndexNames;
-use spanway_search::writer::BulkWriter;
 use spanway_service_kit::liveness::{Heartbeat, Liveness};
 use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::consume::{Batch, GroupConsumer, RawRecord, Shared};
 use crate::dead_letter::{DeadLetter, DeadLetters, LetterKind, Origin};
 use crate::document::{TagsAsFields, service_document, span_document_with};
 use crate::metrics::IngesterMetrics;
-use crate::source::{Batch, RawRecord, Shared, SourceConsumer};
 
 /// Written service/operation pairs are remembered up to this many entries,
 /// then forgotten all at once (a rewrite is harmless: it is a 409).
@@ -72,7 +72,7 @@ fn build(
 }
 
 /// Everything the writing side needs.
-pub struct Sink {
+pub struct BulkStage {
     /// Bulk writer.
     pub writer: BulkWriter,
     /// Dead-letter producer.
@@ -86,7 +86,7 @@ pub struct Sink {
     /// Counters.
     pub metrics: IngesterMetrics,
     /// The consumer, to store offsets.
-    pub consumer: Arc<SourceConsumer>,
+    pub consumer: Arc<GroupConsumer>,
     /// Offset tracking shared with the reading side.
     pub shared: Arc<Shared>,
     /// Service/operation documents already written, keyed by index and id,
@@ -97,15 +97,15 @@ pub struct Sink {
     pub liveness: Liveness,
 }
 
-impl std::fmt::Debug for Sink {
+impl std::fmt::Debug for BulkStage {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Sink")
+        f.debug_struct("BulkStage")
             .field("names", &self.names)
             .finish_non_exhaustive()
     }
 }
 
-impl Sink {
+impl BulkStage {
     /// Takes batches until `stopped`, with at most `max_in_flight` being
     /// written at once; then waits for those to finish.
     ///

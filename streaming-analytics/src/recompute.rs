@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use spanway_search::client::{ClientError, EngineClient};
 use spanway_search::config::EngineClientConfig;
 
-use crate::model::{self, Rules};
+use crate::edges::{self, Rules};
 use crate::span::{PeerSource, SpanFacts, kind_named, peer_named};
 
 /// Failures of a recomputation.
@@ -139,7 +139,7 @@ pub fn facts_of_document(
 pub fn totals(traces: impl IntoIterator<Item = Vec<SpanFacts>>, rules: Rules) -> Totals {
     let mut out = Totals::new();
     for spans in traces {
-        for edge in model::edges(&spans, rules) {
+        for edge in edges::edges(&spans, rules) {
             *out.entry((edge.client.to_string(), edge.server.to_string()))
                 .or_default() += 1;
         }
