@@ -6,7 +6,7 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use spanway_bench::collector::load::Rate;
 use spanway_bench::measure::{self, Machine};
-use spanway_bench::{analytics, collector, report, runs};
+use spanway_bench::{analytics, collector, raw_load, report, runs};
 
 /// On-demand benchmarks of spanway against the real services of
 /// `dev/services up` (Kafka on 127.0.0.1:9092, OpenSearch on :9200).
@@ -219,8 +219,8 @@ struct IngesterArgs {
     /// A raw bulk load to run (repeatable; one run each): the ingester's
     /// documents as they are, or changed in one way, to measure what that
     /// costs the engine.
-    #[arg(long = "raw-variant", value_enum, default_values_t = [runs::RawVariant::AsIngester])]
-    raw_variants: Vec<runs::RawVariant>,
+    #[arg(long = "raw-variant", value_enum, default_values_t = [raw_load::RawVariant::AsIngester])]
+    raw_variants: Vec<raw_load::RawVariant>,
     /// A JSON merge patch (RFC 7396) applied to the span index template of
     /// the raw loads, to measure a mapping or setting, e.g.
     /// '{"settings":{"index.refresh_interval":"5s"}}'.
@@ -266,7 +266,8 @@ fn parse_env(text: &str) -> Result<(String, String), String> {
 /// checkout with `cargo run`.
 fn workspace_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .parent()
+        .ancestors()
+        .nth(2)
         .map(PathBuf::from)
         .unwrap_or_default()
 }

@@ -7,6 +7,7 @@ pub mod analytics;
 pub mod collector;
 pub mod measure;
 pub mod null_endpoint;
+pub mod raw_load;
 pub mod report;
 pub mod runs;
 pub mod workload;

@@ -21,7 +21,7 @@ use spanway_schemas::Encoding;
 use super::load::{self, Outcome, Plan, Rate};
 use super::topic::{self, Contents};
 use super::traffic::Pool;
-use crate::runs::{MeasuredChild, Meter};
+use crate::measure::{MeasuredChild, Meter};
 
 /// Everything the collector benchmark needs to know.
 #[derive(Debug, Clone)]
@@ -468,7 +468,7 @@ struct Sampled {
     cpu: Option<Duration>,
     /// Its peak RSS, KiB.
     peak: Option<u64>,
-    costs: crate::runs::Costs,
+    costs: crate::measure::Costs,
     meter: Meter,
     /// From ready to the end of the quiet period.
     wall: Duration,

@@ -5,10 +5,13 @@
 //! process costs it nothing and works for any process we can see, including
 //! the JVMs of Kafka and OpenSearch that we did not start.
 
-use std::path::Path;
-use std::process::Command;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
 
 /// A `/proc` file could not be read or did not have the expected shape.
 #[derive(Debug, thiserror::Error)]
@@ -223,5 +226,162 @@ mod tests {
     fn ticks_convert() {
         let per_second = clock_ticks_per_second();
         assert_eq!(ticks_to_duration(per_second * 3), Duration::from_secs(3));
+    }
+}
+
+// What a whole run costs: the measured child, this process, the engine,
+// Kafka and the rest of the machine, from the readings above.
+
+/// Machine-wide CPU readings at the start of a run.
+#[derive(Debug)]
+pub(crate) struct Meter {
+    machine: Duration,
+    own: Duration,
+    engine: Option<(u32, Duration)>,
+    kafka: Option<(u32, Duration)>,
+    pub(crate) load: [f64; 3],
+}
+
+/// What a run cost besides the measured process.
+#[derive(Debug)]
+pub(crate) struct Costs {
+    pub(crate) own: Duration,
+    pub(crate) engine: Option<Duration>,
+    pub(crate) kafka: Option<Duration>,
+    pub(crate) others: Option<Duration>,
+    pub(crate) load: [f64; 3],
+}
+
+impl Meter {
+    pub(crate) fn start(services_dir: &Path) -> anyhow::Result<Meter> {
+        let service = |name: &str| {
+            let pid = pid_from_file(&services_dir.join(name).join(format!("{name}.pid")))?;
+            Some((pid, process_cpu(pid).ok()?))
+        };
+        Ok(Meter {
+            machine: machine_busy()?,
+            own: own_cpu()?,
+            engine: service("opensearch"),
+            kafka: service("kafka"),
+            load: load_average()?,
+        })
+    }
+
+    /// Readings at the end. `measured` is the measured child's CPU, if any
+    /// (it started with the run); this process's own CPU is reported apart,
+    /// never as "others".
+    pub(crate) fn finish(&self, measured: Option<Duration>) -> Costs {
+        let delta = |start: Option<(u32, Duration)>| {
+            let (pid, before) = start?;
+            Some(process_cpu(pid).ok()?.saturating_sub(before))
+        };
+        let own = own_cpu()
+            .map(|now| now.saturating_sub(self.own))
+            .unwrap_or_default();
+        let engine = delta(self.engine);
+        let kafka = delta(self.kafka);
+        let others = machine_busy().ok().map(|now| {
+            now.saturating_sub(self.machine)
+                .saturating_sub(own)
+                .saturating_sub(measured.unwrap_or_default())
+                .saturating_sub(engine.unwrap_or_default())
+                .saturating_sub(kafka.unwrap_or_default())
+        });
+        Costs {
+            own,
+            engine,
+            kafka,
+            others,
+            load: load_average().unwrap_or([0.0; 3]),
+        }
+    }
+}
+
+impl Meter {
+    /// The engine's CPU since the start, read once it has gone quiet (under
+    /// 5 % of a core for a second, or after a minute): the refreshes and
+    /// merges a run leaves behind are work its documents cost, done after
+    /// the last one is searchable.
+    pub(crate) async fn engine_settled(&self) -> Option<Duration> {
+        let (pid, before) = self.engine?;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut last = process_cpu(pid).ok()?;
+        loop {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let now = process_cpu(pid).ok()?;
+            let quiet = now.saturating_sub(last) < Duration::from_millis(50);
+            last = now;
+            if quiet || Instant::now() >= deadline {
+                return Some(now.saturating_sub(before));
+            }
+        }
+    }
+}
+
+/// A child process whose CPU and memory are the measurement.
+#[derive(Debug)]
+pub(crate) struct MeasuredChild {
+    pub(crate) child: Child,
+    pub(crate) started: Instant,
+    log: PathBuf,
+}
+
+impl MeasuredChild {
+    pub(crate) fn spawn(command: &mut Command, log: &Path) -> anyhow::Result<MeasuredChild> {
+        let out = File::create(log).with_context(|| format!("creating {}", log.display()))?;
+        let err = out.try_clone()?;
+        let started = Instant::now();
+        let child = command
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .with_context(|| format!("starting {:?}", command.get_program()))?;
+        Ok(MeasuredChild {
+            child,
+            started,
+            log: log.to_owned(),
+        })
+    }
+
+    /// `Err`, with the end of its log, if the process has exited.
+    pub(crate) fn check_running(&mut self) -> anyhow::Result<()> {
+        if let Some(status) = self.child.try_wait()? {
+            let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+            let tail: Vec<&str> = text.lines().rev().take(15).collect();
+            let tail: Vec<&str> = tail.into_iter().rev().collect();
+            bail!(
+                "the process exited early ({status}); end of {}:\n{}",
+                self.log.display(),
+                tail.join("\n")
+            );
+        }
+        Ok(())
+    }
+
+    /// CPU so far and peak RSS (KiB).
+    pub(crate) fn sample(&self) -> Result<(Duration, u64), MeasureError> {
+        let pid = self.child.id();
+        Ok((process_cpu(pid)?, peak_rss_kib(pid)?))
+    }
+
+    /// SIGTERM (via `kill`, as this crate forbids `unsafe`), then SIGKILL
+    /// after `grace`.
+    pub(crate) fn terminate(&mut self, grace: Duration) {
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let deadline = Instant::now() + grace;
+        while Instant::now() < deadline {
+            if matches!(self.child.try_wait(), Ok(Some(_))) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        eprintln!(
+            "  {pid} did not stop within {} s; killing it",
+            grace.as_secs()
+        );
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }

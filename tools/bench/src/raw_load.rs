@@ -1,0 +1,253 @@
+//! The raw loader: the ingester's span documents (or a variant of them)
+//! sent straight to `_bulk` by this process, to see what the engine can
+//! take of them when nothing else is in the way, and where its time goes.
+
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use bytes::Bytes;
+use futures::StreamExt as _;
+use spanway_e2e::corpus::Corpus;
+use spanway_search::index::{Family, Prefix};
+use spanway_search::templates;
+
+use crate::measure::Meter;
+use crate::runs::{Destination, Options, RunResult, delete_prefix, engine_count};
+
+/// What a raw load changes in the ingester's documents or mapping. Each
+/// answers one question about where the engine's time goes; none of them is
+/// what the ingester does unless it says so.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum RawVariant {
+    /// Byte for byte what the ingester sends with its defaults: `create`
+    /// with our ids, tags in nested lists.
+    AsIngester,
+    /// `index` without ids: the engine makes the ids, and skips the lookup
+    /// of each id that `create` costs. What Jaeger's writers send; a
+    /// redelivered span is then stored twice.
+    AutoIds,
+    /// Every non-binary tag as an object field (`tag.*`) instead of in the
+    /// nested `tags` lists (the ingester's `tags_as_fields.all`).
+    TagsAsFields,
+    /// [`RawVariant::TagsAsFields`], and `references` kept in `_source` but
+    /// not indexed: no nested document per reference (Jaeger query reads
+    /// references, never searches them).
+    TagsAsFieldsRefsUnindexed,
+}
+
+impl RawVariant {
+    fn label(self) -> &'static str {
+        match self {
+            RawVariant::AsIngester => "raw bulk",
+            RawVariant::AutoIds => "raw bulk, auto ids",
+            RawVariant::TagsAsFields => "raw bulk, tags as fields",
+            RawVariant::TagsAsFieldsRefsUnindexed => {
+                "raw bulk, tags as fields, references unindexed"
+            }
+        }
+    }
+}
+
+/// The raw loader: the corpus's span documents sent straight to `_bulk`,
+/// `raw_batch` per request, `raw_concurrency` requests in flight, into
+/// indices made from our templates. What OpenSearch can take of these
+/// documents on this machine when nothing else is in the way.
+pub(crate) async fn raw_loader_run(
+    options: &Options,
+    corpus: &Corpus,
+    expected: u64,
+    variant: RawVariant,
+) -> anyhow::Result<RunResult> {
+    let name = format!("{} → OpenSearch", variant.label());
+    tokio::time::sleep(options.settle).await;
+    eprintln!("run: {name}");
+    let prefix = spanway_e2e::unique_name("bench");
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(120))
+        .build()?;
+    install_templates(
+        &client,
+        &options.opensearch,
+        &prefix,
+        variant == RawVariant::TagsAsFieldsRefsUnindexed,
+        options.raw_template_patch.as_ref(),
+    )
+    .await?;
+    let shape = crate::workload::BulkShape {
+        auto_ids: variant == RawVariant::AutoIds,
+        tags_as_fields: matches!(
+            variant,
+            RawVariant::TagsAsFields | RawVariant::TagsAsFieldsRefsUnindexed
+        ),
+    };
+    let bodies = crate::workload::bulk_bodies(corpus, &prefix, options.raw_batch, shape)?;
+    let url = format!("{}/_bulk", options.opensearch);
+
+    let meter = Meter::start(&options.services_dir)?;
+    let started = Instant::now();
+    let outcome = load(&client, &url, bodies, options.raw_concurrency).await;
+    let end = Instant::now();
+    let costs = meter.finish(None);
+    let engine_cpu_settled = meter.engine_settled().await;
+    let count = engine_count(
+        &client,
+        &options.opensearch,
+        &Prefix::new(&prefix).pattern(Family::Span),
+    )
+    .await;
+    if !options.keep {
+        delete_prefix(&options.opensearch, &prefix).await;
+    }
+    let failed = outcome?;
+
+    let mut notes = vec![format!(
+        "{} documents per request, {} in flight; count after the run: {count}",
+        options.raw_batch, options.raw_concurrency
+    )];
+    if failed.0 > 0 {
+        notes.push(format!(
+            "INCOMPLETE: {} items refused, first: {}",
+            failed.0, failed.1
+        ));
+    }
+    Ok(RunResult {
+        name,
+        destination: Destination::OpenSearch,
+        expected,
+        spans: expected - failed.0,
+        wall: end.duration_since(started),
+        steady: None,
+        // The loader is this process: its CPU is the measured CPU. Its peak
+        // memory is the corpus held for all runs, not the loader's.
+        cpu: Some(costs.own),
+        peak_rss_kib: None,
+        engine_cpu: costs.engine,
+        engine_cpu_settled,
+        kafka_cpu: costs.kafka,
+        bench_cpu: None,
+        others_cpu: costs.others,
+        load_before: meter.load,
+        load_after: costs.load,
+        notes,
+    })
+}
+
+/// Sends every body; returns the number of items refused and the first reason.
+async fn load(
+    client: &reqwest::Client,
+    url: &str,
+    bodies: Vec<Bytes>,
+    concurrency: usize,
+) -> anyhow::Result<(u64, String)> {
+    let mut responses = futures::stream::iter(bodies)
+        .map(|body| async move {
+            let response = client
+                .post(url)
+                .header("content-type", "application/x-ndjson")
+                .body(body)
+                .send()
+                .await?
+                .error_for_status()?;
+            response.bytes().await
+        })
+        .buffer_unordered(concurrency.max(1));
+    let mut failed = 0;
+    let mut first = String::new();
+    while let Some(response) = responses.next().await {
+        let body = response.context("bulk request")?;
+        // Cheap check first: a clean response starts `{"took":…,"errors":false`.
+        if !body.windows(15).take(64).any(|w| w == b"\"errors\":false") {
+            let value: serde_json::Value = serde_json::from_slice(&body)?;
+            for item in value["items"].as_array().into_iter().flatten() {
+                // `create` or `index`, whichever the action was.
+                let result = item
+                    .as_object()
+                    .and_then(|o| o.values().next())
+                    .unwrap_or(&serde_json::Value::Null);
+                if result["status"].as_u64().is_none_or(|s| s >= 300) {
+                    failed += 1;
+                    if first.is_empty() {
+                        first = result["error"].to_string();
+                    }
+                }
+            }
+        }
+    }
+    Ok((failed, first))
+}
+
+/// Our templates for `prefix` (legacy API, as our ingester picks for
+/// OpenSearch), one shard, no replica.
+async fn install_templates(
+    client: &reqwest::Client,
+    url: &str,
+    prefix: &str,
+    references_unindexed: bool,
+    patch: Option<&serde_json::Value>,
+) -> anyhow::Result<()> {
+    let prefix = Prefix::new(prefix);
+    let mut span = templates::span_template(&prefix, 1, 0);
+    if references_unindexed {
+        span["mappings"]["properties"]["references"] =
+            serde_json::json!({"type": "object", "enabled": false});
+    }
+    if let Some(patch) = patch {
+        merge_patch(&mut span, patch);
+    }
+    for (name, body) in [
+        (prefix.base(Family::Span), span),
+        (
+            prefix.base(Family::Service),
+            templates::service_template(&prefix, 1, 0),
+        ),
+    ] {
+        client
+            .put(format!("{url}/_template/{name}"))
+            .json(&body)
+            .send()
+            .await?
+            .error_for_status()
+            .with_context(|| format!("installing template {name}"))?;
+    }
+    Ok(())
+}
+
+/// RFC 7396: objects merge key by key, `null` removes a key, anything else
+/// replaces.
+fn merge_patch(target: &mut serde_json::Value, patch: &serde_json::Value) {
+    let Some(changes) = patch.as_object() else {
+        *target = patch.clone();
+        return;
+    };
+    if !target.is_object() {
+        *target = serde_json::json!({});
+    }
+    if let Some(fields) = target.as_object_mut() {
+        for (key, change) in changes {
+            if change.is_null() {
+                fields.remove(key);
+            } else {
+                merge_patch(
+                    fields.entry(key.clone()).or_insert(serde_json::Value::Null),
+                    change,
+                );
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn merge_patch_follows_rfc_7396() {
+        let mut doc = serde_json::json!({"a": {"b": 1, "c": 2}, "d": [1]});
+        super::merge_patch(
+            &mut doc,
+            &serde_json::json!({"a": {"b": null, "e": {"f": 3}}, "d": 4}),
+        );
+        assert_eq!(
+            doc,
+            serde_json::json!({"a": {"c": 2, "e": {"f": 3}}, "d": 4})
+        );
+    }
+}
