@@ -12,13 +12,11 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use prometheus_client::encoding::EncodeLabelSet;
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
-use rdkafka::error::KafkaError;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
 use rdkafka::message::{Headers, Message};
-use rdkafka::statistics::Statistics;
-use rdkafka::{ClientContext, Offset, TopicPartitionList};
-use spanway_kafka::membership::{self, FatalError};
+use rdkafka::{Offset, TopicPartitionList};
+use spanway_kafka::group::{self, GroupContext, Membership, Partition, Policy};
+use spanway_kafka::membership::FatalError;
 use spanway_kafka::{FaultReporter, KafkaClient};
 use spanway_schemas::headers;
 use spanway_service_kit::liveness::Heartbeat;
@@ -53,14 +51,7 @@ pub struct Batch {
     started: Option<Instant>,
 }
 
-/// Labels of per-partition gauges; bounded by the partition count.
-#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct PartitionLabels {
-    /// Topic name.
-    pub topic: String,
-    /// Partition number.
-    pub partition: i32,
-}
+use spanway_kafka::group::PartitionLabels;
 
 /// Failures that stop the consumer.
 #[derive(Debug, thiserror::Error)]
@@ -292,104 +283,56 @@ fn offsets_list(offsets: &[(TopicPartition, i64)]) -> TopicPartitionList {
     list
 }
 
-/// librdkafka callbacks: rebalances, statistics and connection faults.
+/// The ingester's rebalance decisions: before letting partitions go, drop
+/// their unsent records, let in-flight writes finish within the drain
+/// timeout and commit what is durable; keep the pause state on assignment.
 #[derive(Debug)]
-pub struct GroupContext {
+pub struct Commits {
     shared: Arc<Shared>,
-    faults: FaultReporter,
-    kafka: KafkaClient,
-    lag_records: prometheus_client::metrics::family::Family<
-        PartitionLabels,
-        prometheus_client::metrics::gauge::Gauge,
-    >,
 }
 
-impl ClientContext for GroupContext {
-    const ENABLE_REFRESH_OAUTH_TOKEN: bool = true;
-
-    fn generate_oauth_token(
-        &self,
-        _config: Option<&str>,
-    ) -> Result<rdkafka::client::OAuthToken, Box<dyn std::error::Error>> {
-        self.kafka.oauth_token()
-    }
-
-    fn error(&self, error: KafkaError, reason: &str) {
-        if self.faults.report(&error, reason).is_none() {
-            tracing::warn!(%error, reason, "kafka client error");
-        }
-    }
-
-    fn stats(&self, statistics: Statistics) {
-        for (topic, stats) in &statistics.topics {
-            for (partition, p) in &stats.partitions {
-                if *partition < 0 || p.consumer_lag < 0 {
-                    continue;
-                }
-                let labels = PartitionLabels {
-                    topic: topic.clone(),
-                    partition: *partition,
-                };
-                self.lag_records.get_or_create(&labels).set(p.consumer_lag);
-            }
-        }
-    }
-}
-
-impl ConsumerContext for GroupContext {
-    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        if let Rebalance::Revoke(list) = rebalance {
-            let partitions: HashSet<TopicPartition> = list
-                .elements()
-                .iter()
-                .map(|e| (e.topic().to_owned(), e.partition()))
-                .collect();
-            tracing::info!(
-                partitions = partitions.len(),
-                "partitions revoked; draining in-flight writes"
-            );
-            let committable = self.shared.release(&partitions);
-            if !committable.is_empty() {
-                match consumer.commit(&offsets_list(&committable), CommitMode::Sync) {
-                    Ok(()) => tracing::info!(
-                        partitions = committable.len(),
-                        "offsets committed before letting go"
-                    ),
-                    Err(error) => {
-                        tracing::warn!(%error, "commit on revoke failed; the next owner rereads")
-                    }
+impl Policy for Commits {
+    fn revoke(&self, consumer: &GroupConsumer, partitions: &[Partition], _lost: bool) {
+        // A lost assignment is released too: its records must not be
+        // written after another member has started on them; the commit is
+        // then refused and the next owner rereads.
+        let partitions: HashSet<TopicPartition> = partitions.iter().cloned().collect();
+        tracing::info!(
+            partitions = partitions.len(),
+            "partitions revoked; draining in-flight writes"
+        );
+        let committable = self.shared.release(&partitions);
+        if !committable.is_empty() {
+            match consumer.commit(&offsets_list(&committable), CommitMode::Sync) {
+                Ok(()) => tracing::info!(
+                    partitions = committable.len(),
+                    "offsets committed before letting go"
+                ),
+                Err(error) => {
+                    tracing::warn!(%error, "commit on revoke failed; the next owner rereads")
                 }
             }
-            for (topic, partition) in &partitions {
-                self.lag_records.remove(&PartitionLabels {
-                    topic: topic.clone(),
-                    partition: *partition,
-                });
-            }
         }
     }
 
-    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        if let Rebalance::Assign(list) = rebalance {
-            tracing::info!(partitions = list.count(), "partitions assigned");
-            // librdkafka keeps a partition's application pause across
-            // rebalances, so a partition paused before a revoke would come
-            // back paused even though reading has resumed since. Set the
-            // state explicitly on every assignment.
-            let result = if self.shared.paused.load(Ordering::Acquire) {
-                consumer.pause(list)
-            } else {
-                consumer.resume(list)
-            };
-            if let Err(error) = result {
-                tracing::warn!(%error, "cannot set the pause state of newly assigned partitions");
-            }
+    fn assign(&self, consumer: &GroupConsumer, list: &TopicPartitionList) {
+        // librdkafka keeps a partition's application pause across
+        // rebalances, so a partition paused before a revoke would come
+        // back paused even though reading has resumed since. Set the
+        // state explicitly on every assignment.
+        let result = if self.shared.paused.load(Ordering::Acquire) {
+            consumer.pause(list)
+        } else {
+            consumer.resume(list)
+        };
+        if let Err(error) = result {
+            tracing::warn!(%error, "cannot set the pause state of newly assigned partitions");
         }
     }
 }
 
 /// A consumer group member with its shared state.
-pub type GroupConsumer = BaseConsumer<GroupContext>;
+pub type GroupConsumer = BaseConsumer<GroupContext<Commits>>;
 
 /// A subscribed consumer, its shared state and the batches it produces.
 #[allow(missing_debug_implementations)] // librdkafka's consumer has no Debug
@@ -428,35 +371,32 @@ pub fn create(
         flush_interval: config.bulk.flush_interval,
         max_bytes_in_flight: config.bulk.max_bytes_in_flight,
     });
-    let context = GroupContext {
-        shared: shared.clone(),
+    let context = GroupContext::new(
+        Commits {
+            shared: shared.clone(),
+        },
+        client,
         faults,
-        kafka: client.clone(),
-        lag_records: metrics.lag_records.clone(),
+        metrics.lag_records.clone(),
+    );
+    let group = Membership {
+        topics: &config.kafka.topics,
+        group_id: &config.kafka.group_id,
+        start_offset: &config.kafka.start_offset,
+        session_timeout: config.kafka.session_timeout,
+        instance_id: config.kafka.instance_id.as_deref(),
     };
-    let consumer: GroupConsumer = client
-        .client_config(|role| {
-            role.set("group.id", &config.kafka.group_id)
-                .set("auto.offset.reset", &config.kafka.start_offset)
-                // Offsets are stored by us once durable; librdkafka commits
-                // what is stored every second, on revoke and on close.
-                .set("enable.auto.commit", "true")
-                .set("enable.auto.offset.store", "false")
-                .set("auto.commit.interval.ms", "1000")
-                .set(
-                    "session.timeout.ms",
-                    config.kafka.session_timeout.as_millis().to_string(),
-                )
-                .set(
-                    "queued.max.messages.kbytes",
-                    config.kafka.fetch_queue_kbytes.to_string(),
-                )
-                .set("statistics.interval.ms", "5000");
-            membership::apply(role, config.kafka.instance_id.as_deref());
-        })
-        .create_with_context(context)?;
-    let topics: Vec<&str> = config.kafka.topics.iter().map(String::as_str).collect();
-    consumer.subscribe(&topics)?;
+    let consumer = group::join(client, &group, context, |role| {
+        // Offsets are stored by us once durable; librdkafka commits what is
+        // stored every second, on revoke and on close.
+        role.set("enable.auto.commit", "true")
+            .set("enable.auto.offset.store", "false")
+            .set("auto.commit.interval.ms", "1000")
+            .set(
+                "queued.max.messages.kbytes",
+                config.kafka.fetch_queue_kbytes.to_string(),
+            );
+    })?;
     Ok(Started {
         consumer: Arc::new(consumer),
         shared,
@@ -485,14 +425,8 @@ pub fn poll_loop(
         match consumer.poll(Duration::from_millis(50)) {
             None => {}
             Some(Err(error)) => {
-                // A missing ACL arrives here, once per poll while it lasts.
-                let reason = error.to_string();
-                if consumer.context().faults.report(&error, &reason).is_none() {
-                    tracing::warn!(%error, "kafka consumer error");
-                }
-                fatal = membership::fatal_error(consumer.client());
-                if let Some(error) = &fatal {
-                    tracing::error!(%error, "stopping: the consumer cannot go on");
+                fatal = group::poll_error(&consumer, &error);
+                if fatal.is_some() {
                     break;
                 }
             }
@@ -503,10 +437,7 @@ pub fn poll_loop(
                         .duration_since(UNIX_EPOCH)
                         .map(|d| d.as_millis() as i64)
                         .unwrap_or(ms);
-                    let labels = PartitionLabels {
-                        topic: message.topic().to_owned(),
-                        partition: message.partition(),
-                    };
+                    let labels = PartitionLabels::new(message.topic(), message.partition());
                     shared
                         .metrics
                         .lag_seconds
@@ -537,15 +468,7 @@ pub fn poll_loop(
     tracing::info!("stopped reading; draining in-flight writes");
     // Everything assigned is released as on a revoke: unsent records are
     // dropped (uncommitted), in-flight ones get the drain timeout.
-    let assigned: HashSet<TopicPartition> = consumer
-        .assignment()
-        .map(|list| {
-            list.elements()
-                .iter()
-                .map(|e| (e.topic().to_owned(), e.partition()))
-                .collect()
-        })
-        .unwrap_or_default();
+    let assigned: HashSet<TopicPartition> = group::assigned(&consumer).into_iter().collect();
     let committable = shared.release(&assigned);
     heartbeat.beat();
     abort.cancel();

@@ -31,9 +31,9 @@ pub struct IngesterMetrics {
     /// Times reading was paused because writes fell behind.
     pub pauses: Counter,
     /// Records between the consumer's position and the end of each partition.
-    pub lag_records: Family<crate::consume::PartitionLabels, Gauge>,
+    pub lag_records: Family<spanway_kafka::group::PartitionLabels, Gauge>,
     /// Age in seconds of the newest record read from each partition.
-    pub lag_seconds: Family<crate::consume::PartitionLabels, Gauge>,
+    pub lag_seconds: Family<spanway_kafka::group::PartitionLabels, Gauge>,
 }
 
 impl IngesterMetrics {
@@ -112,7 +112,7 @@ mod tests {
         metrics.register(&mut registry);
         metrics.dead_lettered.inc();
         metrics.pauses.inc();
-        let labels = crate::consume::PartitionLabels {
+        let labels = spanway_kafka::group::PartitionLabels {
             topic: "t".into(),
             partition: 0,
         };

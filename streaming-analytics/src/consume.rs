@@ -11,12 +11,12 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::error::KafkaResult;
 use rdkafka::message::{BorrowedMessage, Headers, Message};
-use rdkafka::statistics::Statistics;
-use rdkafka::{ClientContext, Offset, TopicPartitionList};
-use spanway_kafka::membership::{self, FatalError};
+use rdkafka::{Offset, TopicPartitionList};
+use spanway_kafka::group::{self, GroupContext, Membership, Partition, PartitionLabels, Policy};
+use spanway_kafka::membership::FatalError;
 use spanway_kafka::{FaultReporter, KafkaClient};
 use spanway_schemas::record::{decode_record, record_encoding};
 use spanway_schemas::{Encoding, headers};
@@ -27,13 +27,13 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::AnalyticsConfig;
 use crate::documents::{Indices, window_documents};
-use crate::metrics::{AnalyticsMetrics, EdgeSeries, PartitionLabels};
+use crate::metrics::{AnalyticsMetrics, EdgeSeries};
 use crate::pairing::{NO_CLOCK, PartitionState, Position, Resume, Step, Timing};
 use crate::span::otlp_wire::facts_of_otlp;
 use crate::span::{PeerSource, SpanFacts};
 use crate::writer::{Ack, WriteJob};
 
-type Key = (String, i32);
+type Key = Partition;
 
 /// Kafka brokers refuse commit metadata over `offset.metadata.max.bytes`
 /// (4096 by default).
@@ -56,79 +56,39 @@ struct Shared {
     next_generation: u64,
 }
 
-struct JobContext {
+/// The job's rebalance decisions: before letting partitions go, wait for
+/// the writer within the drain timeout and commit what is written (unless
+/// the group already gave them away), then forget their state; the next
+/// owner rebuilds it from the committed position.
+struct Commits {
     shared: Arc<Mutex<Shared>>,
-    faults: FaultReporter,
-    kafka: KafkaClient,
     metrics: AnalyticsMetrics,
     drain_timeout: Duration,
 }
 
-impl ClientContext for JobContext {
-    const ENABLE_REFRESH_OAUTH_TOKEN: bool = true;
+type JobConsumer = BaseConsumer<GroupContext<Commits>>;
 
-    fn generate_oauth_token(
-        &self,
-        _config: Option<&str>,
-    ) -> Result<rdkafka::client::OAuthToken, Box<dyn std::error::Error>> {
-        self.kafka.oauth_token()
-    }
-
-    fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
-        if self.faults.report(&error, reason).is_none() {
-            tracing::warn!(%error, reason, "kafka client error");
-        }
-    }
-
-    fn stats(&self, statistics: Statistics) {
-        for (topic, stats) in &statistics.topics {
-            for (partition, p) in &stats.partitions {
-                if *partition < 0 || p.consumer_lag < 0 {
-                    continue;
-                }
-                let labels = PartitionLabels {
-                    topic: topic.clone(),
-                    partition: *partition,
-                };
-                self.metrics
-                    .lag_records
-                    .get_or_create(&labels)
-                    .set(p.consumer_lag);
-            }
-        }
-    }
-}
-
-impl ConsumerContext for JobContext {
-    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        let Rebalance::Revoke(revoked) = rebalance else {
-            return;
-        };
-        let keys: Vec<Key> = revoked
-            .elements()
-            .iter()
-            .map(|e| (e.topic().to_owned(), e.partition()))
-            .collect();
+impl Policy for Commits {
+    fn revoke(&self, consumer: &JobConsumer, partitions: &[Partition], lost: bool) {
         let mut shared = lock(&self.shared);
-        if !consumer.assignment_lost() {
+        if !lost {
             drain(&mut shared, &self.metrics, self.drain_timeout);
             commit(
                 consumer,
                 &mut shared,
                 &self.metrics,
-                Some(&keys),
+                Some(partitions),
                 CommitMode::Sync,
             );
         }
-        for key in &keys {
+        for key in partitions {
             shared.slots.remove(key);
-            self.metrics.clock_seconds.remove(&PartitionLabels {
-                topic: key.0.clone(),
-                partition: key.1,
-            });
+            self.metrics
+                .clock_seconds
+                .remove(&PartitionLabels::new(&key.0, key.1));
         }
         tracing::info!(
-            partitions = keys.len(),
+            partitions = partitions.len(),
             "partitions revoked; their state is rebuilt by the next owner from the committed position"
         );
     }
@@ -184,7 +144,7 @@ fn drain(shared: &mut Shared, metrics: &AnalyticsMetrics, timeout: Duration) {
 /// Commits the safe position of `only` (or every) partition, with the
 /// clock in the metadata.
 fn commit(
-    consumer: &BaseConsumer<JobContext>,
+    consumer: &JobConsumer,
     shared: &mut Shared,
     metrics: &AnalyticsMetrics,
     only: Option<&[Key]>,
@@ -238,7 +198,7 @@ fn commit(
 
 /// The job's consumer and everything the loop needs.
 pub struct Job {
-    consumer: BaseConsumer<JobContext>,
+    consumer: JobConsumer,
     shared: Arc<Mutex<Shared>>,
     metrics: AnalyticsMetrics,
     edge_series: Option<EdgeSeries>,
@@ -278,29 +238,27 @@ impl Job {
             unwritten: 0,
             next_generation: 0,
         }));
-        let context = JobContext {
-            shared: shared.clone(),
+        let context = GroupContext::new(
+            Commits {
+                shared: shared.clone(),
+                metrics: metrics.clone(),
+                drain_timeout: config.kafka.drain_timeout,
+            },
+            &kafka,
             faults,
-            kafka: kafka.clone(),
-            metrics: metrics.clone(),
-            drain_timeout: config.kafka.drain_timeout,
+            metrics.lag_records.clone(),
+        );
+        let group = Membership {
+            topics: &config.kafka.topics,
+            group_id: &config.kafka.group_id,
+            start_offset: &config.kafka.start_offset,
+            session_timeout: config.kafka.session_timeout,
+            instance_id: config.kafka.instance_id.as_deref(),
         };
-        let consumer: BaseConsumer<JobContext> = kafka
-            .client_config(|role| {
-                role.set("group.id", &config.kafka.group_id)
-                    .set("auto.offset.reset", &config.kafka.start_offset)
-                    // Only positions whose windows are written are committed, by us.
-                    .set("enable.auto.commit", "false")
-                    .set(
-                        "session.timeout.ms",
-                        config.kafka.session_timeout.as_millis().to_string(),
-                    )
-                    .set("statistics.interval.ms", "5000");
-                membership::apply(role, config.kafka.instance_id.as_deref());
-            })
-            .create_with_context(context)?;
-        let topics: Vec<&str> = config.kafka.topics.iter().map(String::as_str).collect();
-        consumer.subscribe(&topics)?;
+        let consumer = group::join(&kafka, &group, context, |role| {
+            // Only positions whose windows are written are committed, by us.
+            role.set("enable.auto.commit", "false");
+        })?;
         Ok(Job {
             consumer,
             shared,
@@ -340,20 +298,8 @@ impl Job {
                 match result {
                     Ok(message) => self.handle(&message),
                     Err(error) => {
-                        // A missing ACL arrives here, once per poll while it lasts.
-                        let reason = error.to_string();
-                        if self
-                            .consumer
-                            .context()
-                            .faults
-                            .report(&error, &reason)
-                            .is_none()
-                        {
-                            tracing::warn!(%error, "consumer error");
-                        }
-                        fatal = membership::fatal_error(self.consumer.client());
-                        if let Some(error) = &fatal {
-                            tracing::error!(%error, "stopping: the consumer cannot go on");
+                        fatal = group::poll_error(&self.consumer, &error);
+                        if fatal.is_some() {
                             break;
                         }
                     }
@@ -392,7 +338,7 @@ impl Job {
             if last_probe.is_none_or(|t| t.elapsed() >= Duration::from_secs(5)) {
                 last_probe = Some(Instant::now());
                 self.kafka.refresh_password(self.consumer.client());
-                let reachable = self.consumer.context().faults.current().is_none()
+                let reachable = self.consumer.context().faults().current().is_none()
                     && self
                         .consumer
                         .fetch_metadata(None, Duration::from_secs(2))

@@ -14,14 +14,7 @@ use spanway_search::metrics::WriterMetrics;
 use crate::aggregate::BUCKETS_MS;
 use crate::edges::Edge;
 
-/// Labels of a partition.
-#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct PartitionLabels {
-    /// Topic.
-    pub topic: String,
-    /// Partition number.
-    pub partition: i32,
-}
+use spanway_kafka::group::PartitionLabels;
 
 /// Labels of an edge.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
