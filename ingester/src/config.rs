@@ -1,6 +1,5 @@
 //! Ingester configuration: typed, with defaults, validated before any I/O.
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -11,7 +10,7 @@ use spanway_search::config::EngineClientConfig;
 pub use spanway_search::retention::RetentionConfig;
 pub use spanway_search::templates::TemplateApi;
 use spanway_service_kit::config::ConfigError;
-use spanway_service_kit::liveness::{self, DEFAULT_STALL_TIMEOUT};
+use spanway_service_kit::liveness;
 use spanway_service_kit::logging::LogConfig;
 use spanway_service_kit::section::Section;
 
@@ -195,20 +194,15 @@ pub struct BulkConfig {
     pub max_bytes_in_flight: usize,
 }
 
-/// The operations endpoint.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct OpsConfig {
-    /// Address of `/health/live`, `/health/ready` and `/metrics`.
-    pub listen: SocketAddr,
-    /// `/health/live` fails (503, naming the loop) when the Kafka poll
-    /// loop, the sink or a bulk write has not gone round for this long.
-    /// Loops beat while they wait on purpose (idle, paused, backing off
-    /// from a down engine), so only a stuck loop trips it. Must exceed
-    /// `bulk.request_timeout` + `bulk.retry_max_backoff` and
-    /// `kafka.drain_timeout`, the longest legitimate gaps between beats.
-    #[serde(with = "humantime_serde")]
-    pub stall_timeout: Duration,
+/// The operations endpoint, on port 14270 by default.
+pub type OpsConfig = spanway_service_kit::ops::OpsConfig<IngesterOps>;
+
+/// The default operations port.
+#[derive(Debug, Clone)]
+pub struct IngesterOps;
+
+impl spanway_service_kit::ops::DefaultPort for IngesterOps {
+    const PORT: u16 = 14270;
 }
 
 impl Default for ConsumerConfig {
@@ -267,15 +261,6 @@ impl BulkConfig {
             retry_initial_backoff: self.retry_initial_backoff,
             retry_max_backoff: self.retry_max_backoff,
             request_timeout: self.request_timeout,
-        }
-    }
-}
-
-impl Default for OpsConfig {
-    fn default() -> Self {
-        OpsConfig {
-            listen: SocketAddr::from(([0, 0, 0, 0], 14270)),
-            stall_timeout: DEFAULT_STALL_TIMEOUT,
         }
     }
 }

@@ -246,3 +246,40 @@ mod tests {
         drop(poll);
     }
 }
+
+/// The operations port a process listens on unless told otherwise.
+pub trait DefaultPort {
+    /// The port.
+    const PORT: u16;
+}
+
+/// The `[ops]` section of a process with loops that beat (the consumers):
+/// the endpoint's address, `P::PORT` by default, and how long a loop may
+/// go without beating before `/health/live` fails. (The port is a type
+/// parameter because serde cannot derive for const generics.)
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(default, deny_unknown_fields, bound = "P: DefaultPort")]
+pub struct OpsConfig<P> {
+    /// Address of `/health/live`, `/health/ready` and `/metrics`.
+    pub listen: SocketAddr,
+    /// `/health/live` fails (503, naming the loop) when a loop of the
+    /// process (the Kafka poll loop, the writer) has not gone round for
+    /// this long. Loops beat while they wait on purpose (idle, paused,
+    /// backing off from a down engine), so only a stuck loop trips it.
+    /// Each process checks that it exceeds its longest legitimate gap
+    /// between beats (a write attempt with its backoff, the drain timeout).
+    #[serde(with = "humantime_serde")]
+    pub stall_timeout: Duration,
+    #[serde(skip)]
+    port: std::marker::PhantomData<P>,
+}
+
+impl<P: DefaultPort> Default for OpsConfig<P> {
+    fn default() -> Self {
+        OpsConfig {
+            listen: SocketAddr::from(([0, 0, 0, 0], P::PORT)),
+            stall_timeout: crate::liveness::DEFAULT_STALL_TIMEOUT,
+            port: std::marker::PhantomData,
+        }
+    }
+}

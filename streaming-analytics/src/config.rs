@@ -1,7 +1,6 @@
 //! Configuration of the analytics job: typed, with defaults, validated
 //! before any I/O.
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -10,7 +9,7 @@ use spanway_schemas::{DEFAULT_TOPIC, Encoding};
 use spanway_search::config::EngineClientConfig;
 use spanway_search::templates::TemplateApi;
 use spanway_service_kit::config::ConfigError;
-use spanway_service_kit::liveness::{self, DEFAULT_STALL_TIMEOUT};
+use spanway_service_kit::liveness;
 use spanway_service_kit::logging::LogConfig;
 use spanway_service_kit::section::Section;
 
@@ -188,20 +187,15 @@ pub struct EdgeMetricsConfig {
     pub max_edges: usize,
 }
 
-/// The operations endpoint.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct OpsConfig {
-    /// Address of `/health/live`, `/health/ready` and `/metrics`.
-    pub listen: SocketAddr,
-    /// `/health/live` fails (503, naming the loop) when the Kafka poll
-    /// loop or the writer has not gone round for this long. Loops beat
-    /// while they wait on purpose (idle, paused, backing off from a down
-    /// engine), so only a stuck loop trips it. Must exceed
-    /// `elasticsearch.request_timeout` + `elasticsearch.retry_max_backoff`
-    /// and `kafka.drain_timeout`, the longest legitimate gaps between beats.
-    #[serde(with = "humantime_serde")]
-    pub stall_timeout: Duration,
+/// The operations endpoint, on port 14271 by default.
+pub type OpsConfig = spanway_service_kit::ops::OpsConfig<AnalyticsOps>;
+
+/// The default operations port.
+#[derive(Debug, Clone)]
+pub struct AnalyticsOps;
+
+impl spanway_service_kit::ops::DefaultPort for AnalyticsOps {
+    const PORT: u16 = 14271;
 }
 
 impl Default for ConsumerConfig {
@@ -270,15 +264,6 @@ impl Default for EdgeMetricsConfig {
         EdgeMetricsConfig {
             enabled: true,
             max_edges: 1_000,
-        }
-    }
-}
-
-impl Default for OpsConfig {
-    fn default() -> Self {
-        OpsConfig {
-            listen: SocketAddr::from(([0, 0, 0, 0], 14271)),
-            stall_timeout: DEFAULT_STALL_TIMEOUT,
         }
     }
 }
