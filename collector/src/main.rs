@@ -1,15 +1,14 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::Context;
 use clap::{Parser, Subcommand};
 use spanway_collector::Collector;
 use spanway_collector::config::CollectorConfig;
-use spanway_service_kit::{config, logging, shutdown};
-use tokio_util::sync::CancellationToken;
+use spanway_service_kit::{config, startup};
 
-/// Receives spans over OTLP/HTTP and publishes them to Kafka, one record per
-/// trace, keyed by trace id. A request is answered with success only after
+/// Receives spans (OTLP over gRPC and HTTP, Jaeger gRPC and Thrift/HTTP,
+/// Zipkin) and publishes them to Kafka, one record per trace, keyed by trace
+/// id. A request is answered with success only after
 /// Kafka acknowledged every span in it; otherwise the client gets a
 /// retryable status (429 or 503 with Retry-After).
 ///
@@ -42,14 +41,7 @@ fn load(path: Option<&std::path::Path>) -> anyhow::Result<CollectorConfig> {
 }
 
 fn main() -> ExitCode {
-    match run(Cli::parse()) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            // `{:#}` prints the whole cause chain on one line, without a backtrace.
-            eprintln!("error: {error:#}");
-            ExitCode::FAILURE
-        }
-    }
+    startup::exit_code(run(Cli::parse()))
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
@@ -64,14 +56,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         // So are certificates, keys and credentials files.
         spanway_collector::receiver::listener::Security::check_files(&config)?;
-        println!("configuration is valid:\n{config:#?}");
+        startup::print_valid(&config);
         return Ok(());
     }
-    logging::init(&config.log.level, config.log.json);
-    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
-    runtime.block_on(async {
-        let token = CancellationToken::new();
-        shutdown::cancel_on_signal(token.clone());
+    startup::serve(&config.log.clone(), |token| async move {
         let collector = Collector::start(&config, token).await?;
         collector.wait().await;
         Ok(())

@@ -1,14 +1,12 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::Context;
 use clap::{Parser, Subcommand};
 use spanway_ingester::Ingester;
 use spanway_ingester::config::IngesterConfig;
 use spanway_kafka::KafkaClient;
 use spanway_kafka::admin::{TopicOutcome, TopicSpec, ensure_topics};
-use spanway_service_kit::{config, logging, shutdown};
-use tokio_util::sync::CancellationToken;
+use spanway_service_kit::{config, logging, startup};
 
 /// Consumes spans from Kafka and bulk-writes them to Elasticsearch or
 /// OpenSearch as Jaeger-compatible documents (jaeger-span-YYYY-MM-DD and
@@ -20,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 /// Configuration comes from an optional TOML file, then environment
 /// variables named SPANWAY_<SECTION>__<KEY>, e.g. SPANWAY_KAFKA__BROKERS=a:9092,
 /// SPANWAY_ELASTICSEARCH__URL=http://es:9200. Operations endpoint: /health/live
-/// (503 naming the loop when the Kafka poll loop, the sink or a bulk write has
+/// (503 naming the loop when the Kafka poll loop, the bulk stage or a write has
 /// not gone round for ops.stall_timeout, default 2m; waiting for records,
 /// paused reading and retries against a down engine do not count),
 /// /health/ready (Kafka answers; the search engine answers, accepts the
@@ -82,14 +80,7 @@ fn key_value(text: &str) -> Result<(String, String), String> {
 }
 
 fn main() -> ExitCode {
-    match run(Cli::parse()) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            // `{:#}` prints the whole cause chain on one line, without a backtrace.
-            eprintln!("error: {error:#}");
-            ExitCode::FAILURE
-        }
-    }
+    startup::exit_code(run(Cli::parse()))
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
@@ -98,20 +89,15 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         // Only the Kafka settings matter here: the chart runs this before the engine is needed.
         config.kafka.client.validate()?;
         logging::init(&config.log.level, config.log.json);
-        let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
-        return runtime.block_on(create_topics(&config, args));
+        return startup::runtime()?.block_on(create_topics(&config, args));
     }
     config.validate()?;
     if let Some(Command::CheckConfig) = cli.command {
         config.elasticsearch.client.check_files()?;
-        println!("configuration is valid:\n{config:#?}");
+        startup::print_valid(&config);
         return Ok(());
     }
-    logging::init(&config.log.level, config.log.json);
-    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
-    runtime.block_on(async {
-        let token = CancellationToken::new();
-        shutdown::cancel_on_signal(token.clone());
+    startup::serve(&config.log.clone(), |token| async move {
         let ingester = Ingester::start(config, token).await?;
         ingester.wait().await?;
         Ok(())

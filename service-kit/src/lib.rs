@@ -11,3 +11,4 @@ pub mod ops;
 pub mod secret;
 pub mod section;
 pub mod shutdown;
+pub mod startup;

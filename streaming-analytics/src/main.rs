@@ -4,9 +4,8 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use spanway_search::index::{Family, Prefix};
-use spanway_service_kit::{config, logging, shutdown};
+use spanway_service_kit::{config, logging, startup};
 use spanway_streaming_analytics::{Analytics, AnalyticsConfig, recompute};
-use tokio_util::sync::CancellationToken;
 
 /// Computes service dependencies and service-graph aggregates from the spans
 /// topic, in real time, and writes them to Elasticsearch or OpenSearch:
@@ -66,13 +65,7 @@ fn epoch_ms(flag: &str, text: &str) -> anyhow::Result<i64> {
 }
 
 fn main() -> ExitCode {
-    match run(Cli::parse()) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            eprintln!("error: {error:#}");
-            ExitCode::FAILURE
-        }
-    }
+    startup::exit_code(run(Cli::parse()))
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
@@ -80,16 +73,15 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     config.validate()?;
     if let Some(Command::CheckConfig) = cli.command {
         config.elasticsearch.client.check_files()?;
-        println!("configuration is valid:\n{config:#?}");
+        startup::print_valid(&config);
         return Ok(());
     }
-    logging::init(&config.log.level, config.log.json);
     if let Some(Command::Recompute { from, to }) = &cli.command {
+        logging::init(&config.log.level, config.log.json);
         let (from_ms, to_ms) = (epoch_ms("from", from)?, epoch_ms("to", to)?);
         anyhow::ensure!(from_ms < to_ms, "--from must be before --to");
         let pattern = Prefix::new(&config.elasticsearch.index_prefix).pattern(Family::Span);
-        let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
-        let totals = runtime.block_on(recompute::recompute(
+        let totals = startup::runtime()?.block_on(recompute::recompute(
             &config.elasticsearch.client,
             &pattern,
             from_ms,
@@ -106,10 +98,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         return Ok(());
     }
-    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
-    runtime.block_on(async {
-        let token = CancellationToken::new();
-        shutdown::cancel_on_signal(token.clone());
+    startup::serve(&config.log.clone(), |token| async move {
         let analytics = Analytics::start(&config, token).await?;
         analytics.wait().await?;
         Ok(())
