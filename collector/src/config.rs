@@ -1,5 +1,6 @@
 //! Collector configuration: typed, with defaults, validated before any I/O.
 
+use std::marker::PhantomData;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -43,30 +44,24 @@ pub struct CollectorConfig {
     pub log: LogConfig,
 }
 
-/// OTLP over HTTP (`POST /v1/traces`).
-#[derive(Debug, Clone, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct OtlpHttpConfig {
-    /// Whether the receiver listens at all.
-    pub enabled: bool,
-    /// Address to listen on; 4318 is the port OTLP exporters use by default.
-    pub listen: SocketAddr,
-    /// Largest request body accepted, in bytes, after gzip decompression.
-    pub max_request_bytes: usize,
-    /// TLS for this listener; without the table it speaks plain text.
-    pub tls: Option<TlsConfig>,
-    /// Whether requests must carry credentials when `[auth]` has any.
-    pub require_auth: bool,
+/// What tells one receiver's section from another's: its defaults. The
+/// protocol it speaks is in the marker type's documentation.
+pub trait ReceiverDefaults {
+    /// The port its clients send to by default.
+    const PORT: u16;
+    /// The largest request body or message accepted, in bytes.
+    const MAX_BYTES: usize;
 }
 
-/// Zipkin's HTTP API (`POST /api/v2/spans`, JSON v2). Off by default: a
-/// collector opens only the ports its operator asks for beyond OTLP's.
+/// The section of a receiver that reads whole HTTP request bodies
+/// (`[otlp_http]`, `[zipkin]`, `[jaeger_thrift_http]`). Every receiver is
+/// on by default and can be switched off.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct ZipkinConfig {
+#[serde(default, deny_unknown_fields, bound = "R: ReceiverDefaults")]
+pub struct HttpReceiverConfig<R> {
     /// Whether the receiver listens at all.
     pub enabled: bool,
-    /// Address to listen on; 9411 is the port Zipkin reporters use.
+    /// Address to listen on.
     pub listen: SocketAddr,
     /// Largest request body accepted, in bytes, after gzip decompression.
     pub max_request_bytes: usize,
@@ -74,61 +69,124 @@ pub struct ZipkinConfig {
     pub tls: Option<TlsConfig>,
     /// Whether requests must carry credentials when `[auth]` has any.
     pub require_auth: bool,
+    #[serde(skip)]
+    receiver: PhantomData<R>,
+}
+
+/// The section of a gRPC receiver (`[otlp_grpc]`, `[jaeger_grpc]`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields, bound = "R: ReceiverDefaults")]
+pub struct GrpcReceiverConfig<R> {
+    /// Whether the service listens at all. For `[jaeger_grpc]`: whether
+    /// `PostSpans` is served; the same server answers
+    /// `jaeger.api_v2.SamplingManager` when sampling is on.
+    pub enabled: bool,
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// Largest request message accepted, in bytes, after gzip decompression.
+    pub max_message_bytes: usize,
+    /// TLS for this listener (for `[jaeger_grpc]`, `CollectorService` and
+    /// `SamplingManager`); without the table it speaks plain text.
+    pub tls: Option<TlsConfig>,
+    /// Whether requests must carry credentials when `[auth]` has any (for
+    /// `[jaeger_grpc]`, `PostSpans`; `SamplingManager` follows
+    /// `sampling.require_auth`).
+    pub require_auth: bool,
+    #[serde(skip)]
+    receiver: PhantomData<R>,
+}
+
+impl<R: ReceiverDefaults> Default for HttpReceiverConfig<R> {
+    fn default() -> Self {
+        HttpReceiverConfig {
+            enabled: true,
+            listen: SocketAddr::from(([0, 0, 0, 0], R::PORT)),
+            max_request_bytes: R::MAX_BYTES,
+            tls: None,
+            require_auth: true,
+            receiver: PhantomData,
+        }
+    }
+}
+
+impl<R: ReceiverDefaults> Default for GrpcReceiverConfig<R> {
+    fn default() -> Self {
+        GrpcReceiverConfig {
+            enabled: true,
+            listen: SocketAddr::from(([0, 0, 0, 0], R::PORT)),
+            max_message_bytes: R::MAX_BYTES,
+            tls: None,
+            require_auth: true,
+            receiver: PhantomData,
+        }
+    }
+}
+
+/// 16 MiB: a large batch of spans from an SDK or agent, gzip included.
+const HTTP_MAX_REQUEST_BYTES: usize = 16 * 1024 * 1024;
+
+/// 4 MiB, the gRPC default message limit that clients are tuned for.
+const GRPC_MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
+
+/// OTLP over HTTP (`POST /v1/traces`), on 4318 as OTLP exporters expect.
+#[derive(Debug, Clone)]
+pub struct OtlpHttp;
+
+impl ReceiverDefaults for OtlpHttp {
+    const PORT: u16 = 4318;
+    const MAX_BYTES: usize = HTTP_MAX_REQUEST_BYTES;
+}
+
+/// Zipkin's HTTP API (`POST /api/v2/spans`, JSON v2), on 9411 as Zipkin
+/// reporters expect.
+#[derive(Debug, Clone)]
+pub struct Zipkin;
+
+impl ReceiverDefaults for Zipkin {
+    const PORT: u16 = 9411;
+    const MAX_BYTES: usize = HTTP_MAX_REQUEST_BYTES;
 }
 
 /// Jaeger's collector HTTP API (`POST /api/traces`, a Thrift binary
-/// `Batch`, as Jaeger clients' `HttpSender` posts). Off by default, like
-/// [`ZipkinConfig`].
-#[derive(Debug, Clone, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct JaegerThriftHttpConfig {
-    /// Whether the receiver listens at all.
-    pub enabled: bool,
-    /// Address to listen on; 14268 is the port Jaeger clients post to.
-    pub listen: SocketAddr,
-    /// Largest request body accepted, in bytes, after gzip decompression.
-    pub max_request_bytes: usize,
-    /// TLS for this listener; without the table it speaks plain text.
-    pub tls: Option<TlsConfig>,
-    /// Whether requests must carry credentials when `[auth]` has any.
-    pub require_auth: bool,
+/// `Batch`, as Jaeger clients' `HttpSender` posts), on 14268.
+#[derive(Debug, Clone)]
+pub struct JaegerThriftHttp;
+
+impl ReceiverDefaults for JaegerThriftHttp {
+    const PORT: u16 = 14268;
+    const MAX_BYTES: usize = HTTP_MAX_REQUEST_BYTES;
 }
 
-/// OTLP over gRPC (`opentelemetry.proto.collector.trace.v1.TraceService/Export`).
-#[derive(Debug, Clone, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct OtlpGrpcConfig {
-    /// Whether the receiver listens at all.
-    pub enabled: bool,
-    /// Address to listen on; 4317 is the port OTLP exporters use by default.
-    pub listen: SocketAddr,
-    /// Largest request message accepted, in bytes, after gzip decompression.
-    /// 4 MiB is the gRPC default that exporters are tuned for.
-    pub max_message_bytes: usize,
-    /// TLS for this listener; without the table it speaks plain text.
-    pub tls: Option<TlsConfig>,
-    /// Whether requests must carry credentials when `[auth]` has any.
-    pub require_auth: bool,
+/// OTLP over gRPC (`opentelemetry.proto.collector.trace.v1.TraceService/Export`),
+/// on 4317 as OTLP exporters expect.
+#[derive(Debug, Clone)]
+pub struct OtlpGrpc;
+
+impl ReceiverDefaults for OtlpGrpc {
+    const PORT: u16 = 4317;
+    const MAX_BYTES: usize = GRPC_MAX_MESSAGE_BYTES;
 }
 
-/// Jaeger over gRPC (`jaeger.api_v2.CollectorService/PostSpans`). The same
-/// server also answers `jaeger.api_v2.SamplingManager` when sampling is on.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct JaegerGrpcConfig {
-    /// Whether `PostSpans` is served.
-    pub enabled: bool,
-    /// Address to listen on; 14250 is the port Jaeger clients and agents use.
-    pub listen: SocketAddr,
-    /// Largest request message accepted, in bytes, after gzip decompression.
-    pub max_message_bytes: usize,
-    /// TLS for this listener (`CollectorService` and `SamplingManager`);
-    /// without the table it speaks plain text.
-    pub tls: Option<TlsConfig>,
-    /// Whether `PostSpans` requests must carry credentials when `[auth]`
-    /// has any; `SamplingManager` follows `sampling.require_auth`.
-    pub require_auth: bool,
+/// Jaeger over gRPC (`jaeger.api_v2.CollectorService/PostSpans`), on 14250
+/// as Jaeger clients and agents expect.
+#[derive(Debug, Clone)]
+pub struct JaegerGrpc;
+
+impl ReceiverDefaults for JaegerGrpc {
+    const PORT: u16 = 14250;
+    const MAX_BYTES: usize = GRPC_MAX_MESSAGE_BYTES;
 }
+
+/// The `[otlp_http]` section.
+pub type OtlpHttpConfig = HttpReceiverConfig<OtlpHttp>;
+/// The `[zipkin]` section.
+pub type ZipkinConfig = HttpReceiverConfig<Zipkin>;
+/// The `[jaeger_thrift_http]` section.
+pub type JaegerThriftHttpConfig = HttpReceiverConfig<JaegerThriftHttp>;
+/// The `[otlp_grpc]` section.
+pub type OtlpGrpcConfig = GrpcReceiverConfig<OtlpGrpc>;
+/// The `[jaeger_grpc]` section.
+pub type JaegerGrpcConfig = GrpcReceiverConfig<JaegerGrpc>;
 
 /// Jaeger remote sampling. SDKs poll `GET /sampling?service=NAME` on
 /// `http_listen` (or call `jaeger.api_v2.SamplingManager` on the Jaeger gRPC
@@ -206,45 +264,6 @@ pub struct OpsConfig {
     pub listen: SocketAddr,
 }
 
-impl Default for OtlpHttpConfig {
-    fn default() -> Self {
-        OtlpHttpConfig {
-            enabled: true,
-            listen: SocketAddr::from(([0, 0, 0, 0], 4318)),
-            max_request_bytes: 16 * 1024 * 1024,
-            tls: None,
-            require_auth: true,
-        }
-    }
-}
-
-/// 4 MiB, the gRPC default message limit that clients are tuned for.
-const GRPC_MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
-
-impl Default for OtlpGrpcConfig {
-    fn default() -> Self {
-        OtlpGrpcConfig {
-            enabled: true,
-            listen: SocketAddr::from(([0, 0, 0, 0], 4317)),
-            max_message_bytes: GRPC_MAX_MESSAGE_BYTES,
-            tls: None,
-            require_auth: true,
-        }
-    }
-}
-
-impl Default for JaegerGrpcConfig {
-    fn default() -> Self {
-        JaegerGrpcConfig {
-            enabled: true,
-            listen: SocketAddr::from(([0, 0, 0, 0], 14250)),
-            max_message_bytes: GRPC_MAX_MESSAGE_BYTES,
-            tls: None,
-            require_auth: true,
-        }
-    }
-}
-
 impl Default for SamplingConfig {
     fn default() -> Self {
         SamplingConfig {
@@ -254,30 +273,6 @@ impl Default for SamplingConfig {
             http_listen: SocketAddr::from(([0, 0, 0, 0], 5778)),
             tls: None,
             require_auth: false,
-        }
-    }
-}
-
-impl Default for ZipkinConfig {
-    fn default() -> Self {
-        ZipkinConfig {
-            enabled: true,
-            listen: SocketAddr::from(([0, 0, 0, 0], 9411)),
-            max_request_bytes: 16 * 1024 * 1024,
-            tls: None,
-            require_auth: true,
-        }
-    }
-}
-
-impl Default for JaegerThriftHttpConfig {
-    fn default() -> Self {
-        JaegerThriftHttpConfig {
-            enabled: true,
-            listen: SocketAddr::from(([0, 0, 0, 0], 14268)),
-            max_request_bytes: 16 * 1024 * 1024,
-            tls: None,
-            require_auth: true,
         }
     }
 }

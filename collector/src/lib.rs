@@ -13,7 +13,9 @@ pub mod producer;
 pub mod receiver;
 pub mod sampling;
 
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -28,7 +30,7 @@ use crate::config::CollectorConfig;
 use crate::metrics::CollectorMetrics;
 use crate::pipeline::Pipeline;
 use crate::producer::SpanProducer;
-use crate::receiver::listener::{Listener, ListenerMetrics, Security};
+use crate::receiver::listener::{Endpoint, Listener, ListenerMetrics, Security};
 use crate::receiver::reload::FileError;
 use crate::sampling::SamplingMetrics;
 
@@ -74,7 +76,7 @@ pub struct Collector {
     pub zipkin_addr: Option<SocketAddr>,
     /// Where the Jaeger Thrift/HTTP receiver listens, when enabled.
     pub jaeger_thrift_http_addr: Option<SocketAddr>,
-    /// The Zipkin and Jaeger Thrift/HTTP servers.
+    /// The OTLP/HTTP, Zipkin and Jaeger Thrift/HTTP servers.
     http_tasks: Vec<JoinHandle<()>>,
     pipeline: Arc<Pipeline>,
     /// The gRPC servers and the sampling HTTP endpoint.
@@ -133,25 +135,8 @@ impl Collector {
             shutdown.clone(),
         )
         .await?;
-        let mut http =
-            start_http_receivers(config, &security, pipeline.clone(), shutdown.clone()).await?;
-        let otlp_http_addr = if config.otlp_http.enabled {
-            let (addr, task) = receiver::otlp_http::serve(
-                security.endpoint(Listener::OtlpHttp, config.otlp_http.listen),
-                config.otlp_http.max_request_bytes,
-                pipeline.clone(),
-                shutdown,
-            )
-            .await
-            .map_err(|source| StartError::Bind {
-                addr: config.otlp_http.listen,
-                source,
-            })?;
-            http.tasks.push(task);
-            Some(addr)
-        } else {
-            None
-        };
+        let http = start_http_receivers(config, &security, pipeline.clone(), shutdown).await?;
+        let otlp_http_addr = http.otlp_http_addr;
         tracing::info!(
             otlp_http_addr = ?otlp_http_addr,
             otlp_grpc_addr = ?grpc.otlp_grpc_addr,
@@ -281,44 +266,91 @@ async fn start_grpc_and_sampling(
 /// What [`start_http_receivers`] started.
 #[derive(Debug, Default)]
 struct HttpStarted {
+    otlp_http_addr: Option<SocketAddr>,
     zipkin_addr: Option<SocketAddr>,
     jaeger_thrift_http_addr: Option<SocketAddr>,
     tasks: Vec<JoinHandle<()>>,
 }
 
-/// Starts the Zipkin and Jaeger Thrift/HTTP receivers the configuration
-/// enables, each on its own listener.
+/// A whole-body HTTP receiver's `serve`: every one takes its endpoint, its
+/// body limit, the pipeline and the shutdown token.
+type ServeHttp =
+    fn(
+        Endpoint,
+        usize,
+        Arc<Pipeline>,
+        CancellationToken,
+    ) -> Pin<Box<dyn Future<Output = std::io::Result<(SocketAddr, JoinHandle<()>)>> + Send>>;
+
+/// The settings of an HTTP receiver's section that starting it needs.
+#[derive(Debug, Clone, Copy)]
+struct HttpSection {
+    enabled: bool,
+    listen: SocketAddr,
+    max_request_bytes: usize,
+}
+
+impl HttpSection {
+    fn of<R>(section: &config::HttpReceiverConfig<R>) -> Self {
+        HttpSection {
+            enabled: section.enabled,
+            listen: section.listen,
+            max_request_bytes: section.max_request_bytes,
+        }
+    }
+}
+
+/// Starts the OTLP/HTTP, Zipkin and Jaeger Thrift/HTTP receivers the
+/// configuration enables, each on its own listener, from one table.
 async fn start_http_receivers(
     config: &CollectorConfig,
     security: &Security,
     pipeline: Arc<Pipeline>,
     shutdown: CancellationToken,
 ) -> Result<HttpStarted, StartError> {
-    let bind_error = |addr: SocketAddr| move |source| StartError::Bind { addr, source };
     let mut started = HttpStarted::default();
-    if config.zipkin.enabled {
-        let (addr, task) = receiver::zipkin::serve(
-            security.endpoint(Listener::Zipkin, config.zipkin.listen),
-            config.zipkin.max_request_bytes,
+    let receivers = [
+        (
+            Listener::OtlpHttp,
+            HttpSection::of(&config.otlp_http),
+            (|e, m, p, s| Box::pin(receiver::otlp_http::serve(e, m, p, s))) as ServeHttp,
+        ),
+        (
+            Listener::Zipkin,
+            HttpSection::of(&config.zipkin),
+            |e, m, p, s| Box::pin(receiver::zipkin::PROTOCOL.serve(e, m, p, s)),
+        ),
+        (
+            Listener::JaegerThriftHttp,
+            HttpSection::of(&config.jaeger_thrift_http),
+            |e, m, p, s| Box::pin(receiver::jaeger_thrift::PROTOCOL.serve(e, m, p, s)),
+        ),
+    ];
+    let mut tasks = Vec::new();
+    for (listener, section, serve) in receivers {
+        if !section.enabled {
+            continue;
+        }
+        let endpoint = security.endpoint(listener, section.listen);
+        let (bound, task) = serve(
+            endpoint,
+            section.max_request_bytes,
             pipeline.clone(),
             shutdown.clone(),
         )
         .await
-        .map_err(bind_error(config.zipkin.listen))?;
-        started.zipkin_addr = Some(addr);
-        started.tasks.push(task);
+        .map_err(|source| StartError::Bind {
+            addr: section.listen,
+            source,
+        })?;
+        let addr = match listener {
+            Listener::OtlpHttp => &mut started.otlp_http_addr,
+            Listener::Zipkin => &mut started.zipkin_addr,
+            _ => &mut started.jaeger_thrift_http_addr,
+        };
+        *addr = Some(bound);
+        tasks.push(task);
     }
-    if config.jaeger_thrift_http.enabled {
-        let (addr, task) = receiver::jaeger_thrift::serve(
-            security.endpoint(Listener::JaegerThriftHttp, config.jaeger_thrift_http.listen),
-            config.jaeger_thrift_http.max_request_bytes,
-            pipeline,
-            shutdown,
-        )
-        .await
-        .map_err(bind_error(config.jaeger_thrift_http.listen))?;
-        started.jaeger_thrift_http_addr = Some(addr);
-        started.tasks.push(task);
-    }
+    started.tasks = tasks;
     Ok(started)
 }

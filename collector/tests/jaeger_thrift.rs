@@ -7,12 +7,11 @@
 
 mod http_common;
 
-use std::process::Command;
 use std::time::Duration;
 
 use http_common::{
-    assert_retryable_refusals, attributes, ensure_clients, hex, java_classpath, object, read_topic,
-    run_client, spans_by_id, start, start_without_kafka,
+    assert_retryable_refusals, attributes, ensure_clients, hex, object, read_topic, run_java,
+    spans_by_id, start, start_without_kafka,
 };
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -23,13 +22,7 @@ async fn jaeger_java_client_spans_arrive_as_sent() {
         "http://{}/api/traces",
         started.collector.jaeger_thrift_http_addr.unwrap()
     );
-    let mut command = Command::new("java");
-    command
-        .args(["-cp", &java_classpath(), "JaegerSend"])
-        .args([&url, "3", "3"]);
-    let stdout = tokio::task::spawn_blocking(move || run_client(command))
-        .await
-        .unwrap();
+    let stdout = run_java("JaegerSend", &[&url, "3", "3"]).await;
     let sent: Vec<serde_json::Value> = stdout
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())

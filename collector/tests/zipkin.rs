@@ -9,12 +9,11 @@
 mod http_common;
 
 use std::collections::BTreeMap;
-use std::process::Command;
 use std::time::Duration;
 
 use http_common::{
-    assert_retryable_refusals, attributes, ensure_clients, hex, java_classpath, object, read_topic,
-    run_client, spans_by_id, start, start_without_kafka,
+    assert_retryable_refusals, attributes, ensure_clients, hex, object, read_topic, run_java,
+    spans_by_id, start, start_without_kafka,
 };
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -25,13 +24,7 @@ async fn zipkin_reporter_spans_arrive_as_sent() {
         "http://{}/api/v2/spans",
         started.collector.zipkin_addr.unwrap()
     );
-    let mut command = Command::new("java");
-    command
-        .args(["-cp", &java_classpath(), "ZipkinSend"])
-        .args([&url, "4", "4"]);
-    let stdout = tokio::task::spawn_blocking(move || run_client(command))
-        .await
-        .unwrap();
+    let stdout = run_java("ZipkinSend", &[&url, "4", "4"]).await;
     let sent: Vec<serde_json::Value> = serde_json::from_str(stdout.trim()).unwrap();
     assert_eq!(sent.len(), 16);
 

@@ -139,6 +139,25 @@ pub fn stop_cleanly(mut child: std::process::Child) {
     assert!(status.success(), "clean exit on SIGTERM: {status}");
 }
 
+/// Starts one of our binaries (`program`, from `env!("CARGO_BIN_EXE_…")`)
+/// configured by `env` and then `extra`, logging at info to `log`.
+pub fn spawn_logged(
+    program: &str,
+    env: Vec<(String, String)>,
+    extra: &[(&str, &str)],
+    log: &std::path::Path,
+) -> std::process::Child {
+    let log = std::fs::File::create(log).expect("create the log file");
+    std::process::Command::new(program)
+        .envs(env)
+        .envs(extra.iter().copied())
+        .env("RUST_LOG", "info")
+        .stdout(std::process::Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("start the binary")
+}
+
 /// A folder for one test's process logs, in the temporary directory.
 pub fn log_dir(name: &str) -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(name);

@@ -5,6 +5,8 @@
 // A failed step is a failed test: panicking on it is the point.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::time::Duration;
 
 use prost::Message as _;
@@ -12,14 +14,12 @@ use rdkafka::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message};
 use serde_json::{Value, json};
-use spanway_collector::Collector;
-use spanway_collector::config::CollectorConfig;
 use spanway_e2e::{
     create_topic, elasticsearch_url, kafka_bootstrap, opensearch_url, require_engine,
     require_kafka, search, unique_name,
 };
 use spanway_ingester::Ingester;
-use spanway_ingester::config::IngesterConfig;
+use spanway_schemas::Encoding;
 use spanway_schemas::partition::murmur2_partition;
 use spanway_schemas::proto::otlp::{self, any_value::Value as Any};
 use tokio_util::sync::CancellationToken;
@@ -154,29 +154,9 @@ async fn otlp_trace_reaches_engine(engine: &str) {
     create_topic(&topic, 3).await;
     let shutdown = CancellationToken::new();
 
-    let mut collector_config = CollectorConfig::default();
-    collector_config.kafka.client.brokers = vec![kafka_bootstrap()];
-    collector_config.kafka.topic = topic.clone();
-    collector_config.on_ephemeral_loopback_ports();
-    collector_config.validate().unwrap();
-    let collector = Collector::start(&collector_config, shutdown.clone())
-        .await
-        .unwrap();
-
-    let mut ingester_config = IngesterConfig::default();
-    ingester_config.kafka.client.brokers = vec![kafka_bootstrap()];
-    ingester_config.kafka.topics = vec![topic.clone()];
-    ingester_config.kafka.group_id = unique_name("e2e-group");
-    ingester_config.elasticsearch.client.url = Some(engine.to_owned());
-    ingester_config.elasticsearch.index_prefix = prefix.clone();
-    ingester_config.elasticsearch.shards = 1;
-    ingester_config.elasticsearch.replicas = 0;
-    ingester_config.bulk.flush_interval = Duration::from_millis(100);
-    ingester_config.ops.listen = "127.0.0.1:0".parse().unwrap();
-    ingester_config.validate().unwrap();
-    let ingester = Ingester::start(ingester_config, shutdown.clone())
-        .await
-        .unwrap();
+    let collector = common::collector(&topic, &shutdown).await;
+    let config = common::ingester_on(engine, &topic, &prefix, Encoding::OtlpProto);
+    let ingester = Ingester::start(config, shutdown.clone()).await.unwrap();
 
     // Send the trace as an OTLP exporter does.
     let response = reqwest::Client::new()
@@ -387,11 +367,7 @@ async fn collector_refuses_invalid_ids_naming_the_field() {
     let topic = unique_name("e2e-invalid");
     create_topic(&topic, 1).await;
     let shutdown = CancellationToken::new();
-    let mut config = CollectorConfig::default();
-    config.kafka.client.brokers = vec![kafka_bootstrap()];
-    config.kafka.topic = topic;
-    config.on_ephemeral_loopback_ports();
-    let collector = Collector::start(&config, shutdown.clone()).await.unwrap();
+    let collector = common::collector(&topic, &shutdown).await;
 
     let mut request = known_trace();
     request.resource_spans[1].scope_spans[0].spans[0].trace_id = vec![0; 16];

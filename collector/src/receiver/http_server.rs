@@ -39,8 +39,42 @@ pub(crate) type Decoder =
 
 /// A protocol without partial success (Zipkin, Jaeger Thrift): one path,
 /// 202 once Kafka has every span, a plain-text error otherwise.
+#[derive(Clone, Copy)]
+pub(crate) struct WholeBody {
+    /// The metric label.
+    pub receiver: &'static str,
+    /// The one path requests are posted to.
+    pub path: &'static str,
+    /// The receiver's decoder.
+    pub decode: Decoder,
+}
+
+impl WholeBody {
+    /// Binds `endpoint` and serves the protocol until `shutdown`; in-flight
+    /// requests finish first.
+    pub(crate) async fn serve(
+        self,
+        endpoint: Endpoint,
+        max_request_bytes: usize,
+        pipeline: Arc<Pipeline>,
+        shutdown: CancellationToken,
+    ) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
+        let state = WholeRequest {
+            receiver: self.receiver,
+            decode: self.decode,
+            max_request_bytes,
+            pipeline,
+        };
+        let app = Router::new()
+            .route(self.path, post(accept_whole))
+            .with_state(state);
+        serve(endpoint, app, max_request_bytes, shutdown).await
+    }
+}
+
+/// What a request handler of a [`WholeBody`] protocol needs.
 #[derive(Clone)]
-pub(crate) struct WholeRequest {
+struct WholeRequest {
     /// The metric label.
     pub receiver: &'static str,
     /// The receiver's decoder.
@@ -49,22 +83,6 @@ pub(crate) struct WholeRequest {
     pub max_request_bytes: usize,
     /// Where decoded requests go.
     pub pipeline: Arc<Pipeline>,
-}
-
-impl WholeRequest {
-    /// Serves `path` on `endpoint` until `shutdown`.
-    pub(crate) async fn serve(
-        self,
-        endpoint: Endpoint,
-        path: &'static str,
-        shutdown: CancellationToken,
-    ) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
-        let limit = self.max_request_bytes;
-        let app = Router::new()
-            .route(path, post(accept_whole))
-            .with_state(self);
-        serve(endpoint, app, limit, shutdown).await
-    }
 }
 
 async fn accept_whole(

@@ -10,20 +10,14 @@
 //! 429/503 with `Retry-After` when Kafka is slow or down. Jaeger has no
 //! partial success: one invalid span refuses the batch.
 
-use std::net::SocketAddr;
-use std::sync::Arc;
-
 use axum::body::Bytes;
 use axum::http::HeaderMap;
 use spanway_schemas::proto::otlp;
-use tokio_util::sync::CancellationToken;
 
 use crate::convert::jaeger_model;
 use crate::convert::jaeger_thrift;
 use crate::error::RequestError;
-use crate::pipeline::Pipeline;
-use crate::receiver::http_server::{WholeRequest, content_type, decompress, media_type};
-use crate::receiver::listener::Endpoint;
+use crate::receiver::http_server::{WholeBody, content_type, decompress, media_type};
 
 /// Metric label of this receiver.
 pub const RECEIVER: &str = "jaeger_thrift_http";
@@ -33,23 +27,12 @@ const THRIFT_TYPES: [&str; 2] = [
     "application/vnd.apache.thrift.binary",
 ];
 
-/// Binds `endpoint` and serves until `shutdown`; in-flight requests finish
-/// first.
-pub async fn serve(
-    endpoint: Endpoint,
-    max_request_bytes: usize,
-    pipeline: Arc<Pipeline>,
-    shutdown: CancellationToken,
-) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
-    WholeRequest {
-        receiver: RECEIVER,
-        decode,
-        max_request_bytes,
-        pipeline,
-    }
-    .serve(endpoint, "/api/traces", shutdown)
-    .await
-}
+/// Jaeger Thrift/HTTP: `POST /api/traces`, answered once Kafka has every span.
+pub(crate) const PROTOCOL: WholeBody = WholeBody {
+    receiver: RECEIVER,
+    path: "/api/traces",
+    decode,
+};
 
 fn decode(
     headers: &HeaderMap,

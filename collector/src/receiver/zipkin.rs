@@ -6,40 +6,23 @@
 //! naming the field at fault (`spans[3].traceId: ...`); Zipkin has no partial
 //! success, so one bad span refuses the request.
 
-use std::net::SocketAddr;
-use std::sync::Arc;
-
 use axum::body::Bytes;
 use axum::http::HeaderMap;
 use spanway_schemas::proto::otlp;
-use tokio_util::sync::CancellationToken;
 
 use crate::convert::zipkin_v2;
 use crate::error::RequestError;
-use crate::pipeline::Pipeline;
-use crate::receiver::http_server::{WholeRequest, content_type, decompress, media_type};
-use crate::receiver::listener::Endpoint;
+use crate::receiver::http_server::{WholeBody, content_type, decompress, media_type};
 
 /// Metric label of this receiver.
 pub const RECEIVER: &str = "zipkin";
 
-/// Binds `endpoint` and serves until `shutdown`; in-flight requests finish
-/// first.
-pub async fn serve(
-    endpoint: Endpoint,
-    max_request_bytes: usize,
-    pipeline: Arc<Pipeline>,
-    shutdown: CancellationToken,
-) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
-    WholeRequest {
-        receiver: RECEIVER,
-        decode,
-        max_request_bytes,
-        pipeline,
-    }
-    .serve(endpoint, "/api/v2/spans", shutdown)
-    .await
-}
+/// Zipkin v2 JSON: `POST /api/v2/spans`, answered once Kafka has every span.
+pub(crate) const PROTOCOL: WholeBody = WholeBody {
+    receiver: RECEIVER,
+    path: "/api/v2/spans",
+    decode,
+};
 
 fn decode(
     headers: &HeaderMap,

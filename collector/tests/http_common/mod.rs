@@ -61,6 +61,16 @@ pub fn run_client(mut command: Command) -> String {
     String::from_utf8(output.stdout).unwrap()
 }
 
+/// Runs the Java client `class` from `dev/clients/java` with `args`, off
+/// the runtime's threads, and returns what it printed.
+pub async fn run_java(class: &str, args: &[&str]) -> String {
+    let mut command = Command::new("java");
+    command.args(["-cp", &java_classpath(), class]).args(args);
+    tokio::task::spawn_blocking(move || run_client(command))
+        .await
+        .unwrap()
+}
+
 /// The Java client classpath.
 pub fn java_classpath() -> String {
     let dir = clients_dir().join("java");

@@ -27,13 +27,18 @@ pub async fn collector(topic: &str, shutdown: &tokio_util::sync::CancellationTok
 /// An ingester reading `topic` (records without an `encoding` header read as `encoding`) into
 /// indices prefixed `prefix` on the test OpenSearch, flushing fast.
 pub fn ingester(topic: &str, prefix: &str, encoding: Encoding) -> IngesterConfig {
+    ingester_on(&opensearch_url(), topic, prefix, encoding)
+}
+
+/// [`ingester`] writing to the engine at `engine`.
+pub fn ingester_on(engine: &str, topic: &str, prefix: &str, encoding: Encoding) -> IngesterConfig {
     let mut config = IngesterConfig::default();
     config.kafka.client.brokers = vec![kafka_bootstrap()];
     config.kafka.topics = vec![topic.to_owned()];
     config.kafka.group_id = unique_name("e2e-ingester");
     config.kafka.default_encoding = encoding;
     config.dead_letter.topic = format!("{topic}-dlq");
-    config.elasticsearch.client.url = Some(opensearch_url());
+    config.elasticsearch.client.url = Some(engine.to_owned());
     config.elasticsearch.index_prefix = prefix.to_owned();
     config.elasticsearch.shards = 1;
     config.elasticsearch.replicas = 0;
