@@ -4,14 +4,14 @@
 
 mod common;
 
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 use rand::Rng;
 use spanway_e2e::corpus;
 use spanway_e2e::{
     count, create_topic, delete_indices, log_dir, opensearch_url, produce, require_engine,
-    require_kafka, stop_cleanly, wait_for_count,
+    require_kafka, spawn_logged, stop_cleanly, wait_for_count,
 };
 
 use common::{Names, env};
@@ -21,15 +21,12 @@ fn spawn(names: &Names, url: &str, log: &std::path::Path) -> Child {
 }
 
 fn spawn_with(names: &Names, url: &str, log: &std::path::Path, extra: &[(&str, &str)]) -> Child {
-    let log = std::fs::File::create(log).unwrap();
-    Command::new(env!("CARGO_BIN_EXE_spanway-ingester"))
-        .envs(env(names, url))
-        .envs(extra.iter().copied())
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .unwrap()
+    spawn_logged(
+        env!("CARGO_BIN_EXE_spanway-ingester"),
+        env(names, url),
+        extra,
+        log,
+    )
 }
 
 /// Services checked, a topic of `partitions` and a log folder for one test.

@@ -6,13 +6,13 @@
 
 mod common;
 
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 use rand::Rng;
 use spanway_e2e::{
     create_topic, delete_indices, log_dir, opensearch_url, produce, require_engine, require_kafka,
-    stop_cleanly, topology, unique_name,
+    spawn_logged, stop_cleanly, topology, unique_name,
 };
 use spanway_streaming_analytics::{Analytics, AnalyticsConfig};
 use tokio_util::sync::CancellationToken;
@@ -26,15 +26,12 @@ fn spawn(names: &Names, url: &str, log: &std::path::Path) -> Child {
 }
 
 fn spawn_with(names: &Names, url: &str, log: &std::path::Path, extra: &[(&str, &str)]) -> Child {
-    let log = std::fs::File::create(log).unwrap();
-    Command::new(env!("CARGO_BIN_EXE_spanway-streaming-analytics"))
-        .envs(env(names, url))
-        .envs(extra.iter().copied())
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .unwrap()
+    spawn_logged(
+        env!("CARGO_BIN_EXE_spanway-streaming-analytics"),
+        env(names, url),
+        extra,
+        log,
+    )
 }
 
 /// Services checked, a topic of `partitions` and a log folder for one test.
