@@ -376,46 +376,7 @@ impl CollectorConfig {
                 "must be at least 100ms",
             ));
         }
-        if self.kafka.max_bytes_in_flight < self.otlp_http.max_request_bytes {
-            return Err(ConfigError::invalid(
-                "kafka.max_bytes_in_flight",
-                "must be at least otlp_http.max_request_bytes, or the largest request could never be accepted",
-            ));
-        }
-        if self.otlp_http.max_request_bytes == 0 {
-            return Err(ConfigError::invalid(
-                "otlp_http.max_request_bytes",
-                "must be positive",
-            ));
-        }
-        let http_receivers = [
-            (
-                "zipkin.max_request_bytes",
-                self.zipkin.enabled,
-                self.zipkin.max_request_bytes,
-            ),
-            (
-                "jaeger_thrift_http.max_request_bytes",
-                self.jaeger_thrift_http.enabled,
-                self.jaeger_thrift_http.max_request_bytes,
-            ),
-        ];
-        for (key, enabled, max_request_bytes) in http_receivers {
-            if !enabled {
-                continue;
-            }
-            if max_request_bytes == 0 {
-                return Err(ConfigError::invalid(key, "must be positive"));
-            }
-            if self.kafka.max_bytes_in_flight < max_request_bytes {
-                return Err(ConfigError::invalid(
-                    "kafka.max_bytes_in_flight",
-                    format!(
-                        "must be at least {key}, or the largest request could never be accepted"
-                    ),
-                ));
-            }
-        }
+        self.validate_receiver_sizes()?;
         let any_receiver = self.otlp_http.enabled
             || self.otlp_grpc.enabled
             || self.jaeger_grpc.enabled
@@ -427,8 +388,57 @@ impl CollectorConfig {
                 "no receiver is enabled (otlp_http, otlp_grpc, jaeger_grpc, zipkin, jaeger_thrift_http)",
             ));
         }
-        self.validate_grpc_and_sampling()?;
+        self.validate_sampling()?;
         self.validate_receiver_security()
+    }
+
+    /// Every enabled receiver's request limit is positive and fits in the
+    /// byte budget: a request larger than the budget could never be accepted.
+    fn validate_receiver_sizes(&self) -> Result<(), ConfigError> {
+        let receivers = [
+            (
+                "otlp_http.max_request_bytes",
+                self.otlp_http.enabled,
+                self.otlp_http.max_request_bytes,
+            ),
+            (
+                "zipkin.max_request_bytes",
+                self.zipkin.enabled,
+                self.zipkin.max_request_bytes,
+            ),
+            (
+                "jaeger_thrift_http.max_request_bytes",
+                self.jaeger_thrift_http.enabled,
+                self.jaeger_thrift_http.max_request_bytes,
+            ),
+            (
+                "otlp_grpc.max_message_bytes",
+                self.otlp_grpc.enabled,
+                self.otlp_grpc.max_message_bytes,
+            ),
+            (
+                "jaeger_grpc.max_message_bytes",
+                self.jaeger_grpc.enabled,
+                self.jaeger_grpc.max_message_bytes,
+            ),
+        ];
+        for (key, enabled, max) in receivers {
+            if !enabled {
+                continue;
+            }
+            if max == 0 {
+                return Err(ConfigError::invalid(key, "must be positive"));
+            }
+            if self.kafka.max_bytes_in_flight < max {
+                return Err(ConfigError::invalid(
+                    "kafka.max_bytes_in_flight",
+                    format!(
+                        "must be at least {key} ({max}), or the largest request could never be accepted"
+                    ),
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// The rules of the listeners' `tls` tables and of `[auth]`.
@@ -449,36 +459,8 @@ impl CollectorConfig {
         Ok(())
     }
 
-    /// The rules of the gRPC receivers and of sampling.
-    fn validate_grpc_and_sampling(&self) -> Result<(), ConfigError> {
-        let grpc = [
-            (
-                "otlp_grpc.max_message_bytes",
-                self.otlp_grpc.enabled,
-                self.otlp_grpc.max_message_bytes,
-            ),
-            (
-                "jaeger_grpc.max_message_bytes",
-                self.jaeger_grpc.enabled,
-                self.jaeger_grpc.max_message_bytes,
-            ),
-        ];
-        for (key, enabled, max) in grpc {
-            if !enabled {
-                continue;
-            }
-            if max == 0 {
-                return Err(ConfigError::invalid(key, "must be positive"));
-            }
-            if self.kafka.max_bytes_in_flight < max {
-                return Err(ConfigError::invalid(
-                    "kafka.max_bytes_in_flight",
-                    format!(
-                        "must be at least {key} ({max}), or the largest request could never be accepted"
-                    ),
-                ));
-            }
-        }
+    /// The rules of sampling.
+    fn validate_sampling(&self) -> Result<(), ConfigError> {
         if self.sampling.reload_interval < Duration::from_millis(100) {
             return Err(ConfigError::invalid(
                 "sampling.reload_interval",

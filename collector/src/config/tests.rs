@@ -40,6 +40,26 @@ fn rules_name_the_key() {
             .contains("jaeger_grpc.max_message_bytes")
     );
     let mut cfg = CollectorConfig::default();
+    cfg.otlp_http.max_request_bytes = 0;
+    assert!(
+        cfg.validate()
+            .unwrap_err()
+            .to_string()
+            .contains("otlp_http.max_request_bytes")
+    );
+    cfg.otlp_http.max_request_bytes = cfg.kafka.max_bytes_in_flight + 1;
+    let error = cfg.validate().unwrap_err().to_string();
+    assert!(
+        error.contains("kafka.max_bytes_in_flight")
+            && error.contains("otlp_http.max_request_bytes"),
+        "{error}"
+    );
+    cfg.otlp_http.enabled = false;
+    assert!(
+        cfg.validate().is_ok(),
+        "a switched-off receiver's limit is not checked"
+    );
+    let mut cfg = CollectorConfig::default();
     cfg.sampling.reload_interval = Duration::ZERO;
     assert!(
         cfg.validate()
