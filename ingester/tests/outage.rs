@@ -156,6 +156,19 @@ async fn a_search_node_holding_primaries_killed_under_load_loses_and_duplicates_
         assert!(Instant::now() < deadline, "nothing stored before the kill");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    // Only replicas in sync can be promoted: killing the node while a
+    // replica still recovers would lose the engine's own acknowledged
+    // writes, which is not the failure this drill is about.
+    let health: serde_json::Value = reqwest::get(format!(
+        "{url}/_cluster/health/{}?wait_for_status=green&timeout=120s",
+        names.span_indices()
+    ))
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(health["status"], "green", "replicas not in sync: {health}");
     let shards: Vec<serde_json::Value> = reqwest::get(format!(
         "{url}/_cat/shards/{}?format=json&h=index,shard,prirep,node",
         names.span_indices()
