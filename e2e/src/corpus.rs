@@ -41,13 +41,6 @@ pub struct Corpus {
     pub pairs: BTreeSet<(String, String)>,
 }
 
-fn kv(key: &str, value: Any) -> otlp::KeyValue {
-    otlp::KeyValue {
-        key: key.into(),
-        value: Some(otlp::AnyValue { value: Some(value) }),
-    }
-}
-
 /// `traces` traces of `spans_per_trace` spans each, from `seed`.
 pub fn generate(seed: u64, traces: usize, spans_per_trace: usize) -> Corpus {
     let mut rng = StdRng::seed_from_u64(seed);
@@ -88,12 +81,15 @@ pub fn generate(seed: u64, traces: usize, spans_per_trace: usize) -> Corpus {
             corpus.pairs.insert((service.into(), operation.clone()));
             let attributes = (0..8)
                 .map(|a| {
-                    kv(
-                        &format!("attr.{a}"),
+                    otlp::KeyValue::new(
+                        format!("attr.{a}"),
                         Any::StringValue(format!("value-{}", rng.random_range(0..100))),
                     )
                 })
-                .chain([kv("http.response.status_code", Any::IntValue(200))])
+                .chain([otlp::KeyValue::new(
+                    "http.response.status_code",
+                    Any::IntValue(200),
+                )])
                 .collect();
             by_service.entry(service).or_default().push(otlp::Span {
                 trace_id: trace_bytes.to_vec(),
@@ -111,7 +107,10 @@ pub fn generate(seed: u64, traces: usize, spans_per_trace: usize) -> Corpus {
             .into_iter()
             .map(|(service, spans)| otlp::ResourceSpans {
                 resource: Some(otlp::Resource {
-                    attributes: vec![kv("service.name", Any::StringValue(service.into()))],
+                    attributes: vec![otlp::KeyValue::new(
+                        "service.name",
+                        Any::StringValue(service.into()),
+                    )],
                     ..Default::default()
                 }),
                 scope_spans: vec![otlp::ScopeSpans {

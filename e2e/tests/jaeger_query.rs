@@ -23,7 +23,7 @@ use spanway_e2e::{
 };
 use spanway_ingester::Ingester;
 use spanway_schemas::Encoding;
-use spanway_schemas::proto::otlp::{self, any_value::Value as Any};
+use spanway_schemas::proto::otlp;
 use tokio_util::sync::CancellationToken;
 
 /// The gold customer's order: frontend → checkout → payments.
@@ -198,15 +198,6 @@ fn bytes(hex_text: &str) -> Vec<u8> {
         .collect()
 }
 
-fn kv(key: &str, value: &str) -> otlp::KeyValue {
-    otlp::KeyValue {
-        key: key.into(),
-        value: Some(otlp::AnyValue {
-            value: Some(Any::StringValue(value.into())),
-        }),
-    }
-}
-
 /// The known traces as one OTLP export request; trace `i` starts at
 /// `base_us + i` ms (µs since the epoch).
 fn export_request(base_us: u64) -> otlp::ExportTraceServiceRequest {
@@ -224,7 +215,11 @@ fn export_request(base_us: u64) -> otlp::ExportTraceServiceRequest {
                 kind: s.kind as i32,
                 start_time_unix_nano: start_ns,
                 end_time_unix_nano: start_ns + s.duration_us * 1_000,
-                attributes: s.attributes.iter().map(|(k, v)| kv(k, v)).collect(),
+                attributes: s
+                    .attributes
+                    .iter()
+                    .map(|(k, v)| otlp::KeyValue::string(*k, *v))
+                    .collect(),
                 ..Default::default()
             });
         }
@@ -232,8 +227,8 @@ fn export_request(base_us: u64) -> otlp::ExportTraceServiceRequest {
             resource_spans.push(otlp::ResourceSpans {
                 resource: Some(otlp::Resource {
                     attributes: vec![
-                        kv("service.name", service),
-                        kv("host.name", &format!("{service}-host")),
+                        otlp::KeyValue::string("service.name", service),
+                        otlp::KeyValue::string("host.name", format!("{service}-host")),
                     ],
                     ..Default::default()
                 }),

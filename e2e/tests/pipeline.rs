@@ -31,13 +31,6 @@ const SERVER: &str = "99aabbccddeeff00";
 /// 2026-03-14T01:59:26.535897Z in nanoseconds.
 const START_NS: u64 = 1_773_453_566_535_897_000;
 
-fn kv(key: &str, value: Any) -> otlp::KeyValue {
-    otlp::KeyValue {
-        key: key.into(),
-        value: Some(otlp::AnyValue { value: Some(value) }),
-    }
-}
-
 fn bytes(hex_text: &str) -> Vec<u8> {
     (0..hex_text.len())
         .step_by(2)
@@ -69,8 +62,8 @@ fn resource_spans(service: &str, spans: Vec<otlp::Span>) -> otlp::ResourceSpans 
     otlp::ResourceSpans {
         resource: Some(otlp::Resource {
             attributes: vec![
-                kv("service.name", Any::StringValue(service.into())),
-                kv("host.name", Any::StringValue("e2e-host".into())),
+                otlp::KeyValue::new("service.name", Any::StringValue(service.into())),
+                otlp::KeyValue::new("host.name", Any::StringValue("e2e-host".into())),
             ],
             ..Default::default()
         }),
@@ -93,8 +86,8 @@ fn known_trace() -> otlp::ExportTraceServiceRequest {
         START_NS + 250_000_000,
     );
     root.attributes = vec![
-        kv("http.request.method", Any::StringValue("GET".into())),
-        kv("http.response.status_code", Any::IntValue(502)),
+        otlp::KeyValue::new("http.request.method", Any::StringValue("GET".into())),
+        otlp::KeyValue::new("http.response.status_code", Any::IntValue(502)),
     ];
     root.status = Some(otlp::Status {
         code: otlp::status::StatusCode::Error as i32,
@@ -108,7 +101,10 @@ fn known_trace() -> otlp::ExportTraceServiceRequest {
         START_NS + 10_000,
         START_NS + 200_010_000,
     );
-    client.attributes = vec![kv("peer.service", Any::StringValue("payments".into()))];
+    client.attributes = vec![otlp::KeyValue::new(
+        "peer.service",
+        Any::StringValue("payments".into()),
+    )];
     let server = span(
         SERVER,
         Some(CLIENT),

@@ -46,6 +46,29 @@ pub mod jaeger {
 }
 
 /// Short paths to the OTLP types used everywhere.
+/// Attributes are built in many places (converters, generators, tests);
+/// these say what one is without spelling out the nested options.
+impl opentelemetry::proto::common::v1::KeyValue {
+    /// The attribute `key` = `value`.
+    pub fn new(
+        key: impl Into<String>,
+        value: opentelemetry::proto::common::v1::any_value::Value,
+    ) -> Self {
+        opentelemetry::proto::common::v1::KeyValue {
+            key: key.into(),
+            value: Some(opentelemetry::proto::common::v1::AnyValue { value: Some(value) }),
+        }
+    }
+
+    /// The string attribute `key` = `value`.
+    pub fn string(key: impl Into<String>, value: impl Into<String>) -> Self {
+        Self::new(
+            key,
+            opentelemetry::proto::common::v1::any_value::Value::StringValue(value.into()),
+        )
+    }
+}
+
 pub mod otlp {
     pub use super::opentelemetry::proto::collector::trace::v1::{
         ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse,

@@ -357,19 +357,12 @@ mod tests {
     use super::*;
     use otlp::any_value::Value;
 
-    fn kv(key: &str, value: Value) -> otlp::KeyValue {
-        otlp::KeyValue {
-            key: key.into(),
-            value: Some(otlp::AnyValue { value: Some(value) }),
-        }
-    }
-
     fn sample() -> otlp::ResourceSpans {
         otlp::ResourceSpans {
             resource: Some(otlp::Resource {
                 attributes: vec![
-                    kv("service.name", Value::StringValue("checkout".into())),
-                    kv("host.name", Value::StringValue("node-1".into())),
+                    otlp::KeyValue::new("service.name", Value::StringValue("checkout".into())),
+                    otlp::KeyValue::new("host.name", Value::StringValue("node-1".into())),
                 ],
                 ..Default::default()
             }),
@@ -389,8 +382,8 @@ mod tests {
                     start_time_unix_nano: 1_700_000_000_123_456_789,
                     end_time_unix_nano: 1_700_000_000_123_456_789 + 2_500_000,
                     attributes: vec![
-                        kv("http.status_code", Value::IntValue(500)),
-                        kv(
+                        otlp::KeyValue::new("http.status_code", Value::IntValue(500)),
+                        otlp::KeyValue::new(
                             "list",
                             Value::ArrayValue(otlp::ArrayValue {
                                 values: vec![
@@ -407,7 +400,7 @@ mod tests {
                     events: vec![otlp::span::Event {
                         time_unix_nano: 1_700_000_000_124_000_000,
                         name: "retry".into(),
-                        attributes: vec![kv("attempt", Value::IntValue(2))],
+                        attributes: vec![otlp::KeyValue::new("attempt", Value::IntValue(2))],
                         ..Default::default()
                     }],
                     status: Some(otlp::Status {

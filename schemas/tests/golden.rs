@@ -21,18 +21,11 @@ use spanway_schemas::{
 
 const PARTITION_COUNTS: [u32; 3] = [1, 6, 12];
 
-fn kv(key: &str, value: Any) -> otlp::KeyValue {
-    otlp::KeyValue {
-        key: key.into(),
-        value: Some(otlp::AnyValue { value: Some(value) }),
-    }
-}
-
 fn resource(service: &str) -> Option<otlp::Resource> {
     Some(otlp::Resource {
         attributes: vec![
-            kv("service.name", Any::StringValue(service.into())),
-            kv("deployment.environment", Any::StringValue("golden".into())),
+            otlp::KeyValue::new("service.name", Any::StringValue(service.into())),
+            otlp::KeyValue::new("deployment.environment", Any::StringValue("golden".into())),
         ],
         ..Default::default()
     })
@@ -65,15 +58,18 @@ fn checkout_trace() -> (TraceId, Vec<otlp::ResourceSpans>) {
                     start_time_unix_nano: start,
                     end_time_unix_nano: start + 120_500_000,
                     attributes: vec![
-                        kv("http.request.method", Any::StringValue("GET".into())),
-                        kv("http.response.status_code", Any::IntValue(500)),
-                        kv("retry", Any::BoolValue(false)),
-                        kv("load", Any::DoubleValue(0.25)),
+                        otlp::KeyValue::new("http.request.method", Any::StringValue("GET".into())),
+                        otlp::KeyValue::new("http.response.status_code", Any::IntValue(500)),
+                        otlp::KeyValue::new("retry", Any::BoolValue(false)),
+                        otlp::KeyValue::new("load", Any::DoubleValue(0.25)),
                     ],
                     events: vec![otlp::span::Event {
                         time_unix_nano: start + 100_000_000,
                         name: "exception".into(),
-                        attributes: vec![kv("exception.type", Any::StringValue("Timeout".into()))],
+                        attributes: vec![otlp::KeyValue::new(
+                            "exception.type",
+                            Any::StringValue("Timeout".into()),
+                        )],
                         ..Default::default()
                     }],
                     status: Some(otlp::Status {
@@ -92,8 +88,11 @@ fn checkout_trace() -> (TraceId, Vec<otlp::ResourceSpans>) {
                     start_time_unix_nano: start + 1_000_000,
                     end_time_unix_nano: start + 101_000_000,
                     attributes: vec![
-                        kv("peer.service", Any::StringValue("payments".into())),
-                        kv("payload", Any::BytesValue(vec![0xde, 0xad, 0xbe, 0xef])),
+                        otlp::KeyValue::new("peer.service", Any::StringValue("payments".into())),
+                        otlp::KeyValue::new(
+                            "payload",
+                            Any::BytesValue(vec![0xde, 0xad, 0xbe, 0xef]),
+                        ),
                     ],
                     ..Default::default()
                 },

@@ -442,22 +442,15 @@ fn optional_bool(o: &Map<String, Value>, field: &str, path: &str) -> Result<Opti
 }
 
 fn string_attribute(key: &str, value: &str) -> otlp::KeyValue {
-    attribute(key, otlp::any_value::Value::StringValue(value.to_owned()))
+    otlp::KeyValue::new(key, otlp::any_value::Value::StringValue(value.to_owned()))
 }
 
 fn int_attribute(key: &str, value: i64) -> otlp::KeyValue {
-    attribute(key, otlp::any_value::Value::IntValue(value))
+    otlp::KeyValue::new(key, otlp::any_value::Value::IntValue(value))
 }
 
 fn bool_attribute(key: &str, value: bool) -> otlp::KeyValue {
-    attribute(key, otlp::any_value::Value::BoolValue(value))
-}
-
-fn attribute(key: &str, value: otlp::any_value::Value) -> otlp::KeyValue {
-    otlp::KeyValue {
-        key: key.to_owned(),
-        value: Some(otlp::AnyValue { value: Some(value) }),
-    }
+    otlp::KeyValue::new(key, otlp::any_value::Value::BoolValue(value))
 }
 
 #[cfg(test)]

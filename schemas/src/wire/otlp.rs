@@ -385,15 +385,6 @@ mod tests {
     use super::*;
     use crate::proto::otlp;
 
-    fn kv(key: &str, value: &str) -> otlp::KeyValue {
-        otlp::KeyValue {
-            key: key.into(),
-            value: Some(otlp::AnyValue {
-                value: Some(otlp::any_value::Value::StringValue(value.into())),
-            }),
-        }
-    }
-
     fn sample() -> otlp::TracesData {
         let span = otlp::Span {
             trace_id: vec![1; 16],
@@ -404,7 +395,7 @@ mod tests {
             start_time_unix_nano: 10,
             end_time_unix_nano: 20,
             attributes: vec![
-                kv("http.route", "/cart"),
+                otlp::KeyValue::string("http.route", "/cart"),
                 otlp::KeyValue {
                     key: "nested".into(),
                     value: Some(otlp::AnyValue {
@@ -437,7 +428,10 @@ mod tests {
         otlp::TracesData {
             resource_spans: vec![otlp::ResourceSpans {
                 resource: Some(otlp::Resource {
-                    attributes: vec![kv("host.name", "h1"), kv("service.name", "cart")],
+                    attributes: vec![
+                        otlp::KeyValue::string("host.name", "h1"),
+                        otlp::KeyValue::string("service.name", "cart"),
+                    ],
                     dropped_attributes_count: 0,
                 }),
                 scope_spans: vec![otlp::ScopeSpans {

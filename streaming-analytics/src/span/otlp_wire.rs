@@ -216,13 +216,6 @@ mod tests {
         assert!(spans > 1_000, "{spans}");
     }
 
-    fn kv(key: &str, value: pb::any_value::Value) -> pb::KeyValue {
-        pb::KeyValue {
-            key: key.into(),
-            value: Some(pb::AnyValue { value: Some(value) }),
-        }
-    }
-
     fn text(s: &str) -> pb::any_value::Value {
         pb::any_value::Value::StringValue(s.into())
     }
@@ -267,48 +260,68 @@ mod tests {
         let cases = vec![
             // An attribute named span.kind comes first; a number there is no kind.
             record(
-                vec![kv("service.name", text("a"))],
-                span(client, vec![kv("span.kind", V::IntValue(1))], None),
+                vec![pb::KeyValue::new("service.name", text("a"))],
+                span(
+                    client,
+                    vec![pb::KeyValue::new("span.kind", V::IntValue(1))],
+                    None,
+                ),
             ),
             record(
-                vec![kv("service.name", text("a"))],
-                span(2, vec![kv("span.kind", text("client"))], None),
+                vec![pb::KeyValue::new("service.name", text("a"))],
+                span(
+                    2,
+                    vec![pb::KeyValue::new("span.kind", text("client"))],
+                    None,
+                ),
             ),
             // error=false as an attribute hides status ERROR; otel.status_code=ERROR counts.
             record(
                 vec![],
-                span(client, vec![kv("error", V::BoolValue(false))], Some(2)),
+                span(
+                    client,
+                    vec![pb::KeyValue::new("error", V::BoolValue(false))],
+                    Some(2),
+                ),
             ),
             record(
                 vec![],
-                span(client, vec![kv("error", text("true"))], Some(1)),
+                span(
+                    client,
+                    vec![pb::KeyValue::new("error", text("true"))],
+                    Some(1),
+                ),
             ),
             record(
                 vec![],
-                span(client, vec![kv("otel.status_code", text("ERROR"))], Some(1)),
+                span(
+                    client,
+                    vec![pb::KeyValue::new("otel.status_code", text("ERROR"))],
+                    Some(1),
+                ),
             ),
             record(vec![], span(client, vec![], Some(2))),
             // Peers, an empty one skipped by the order, the first of a repeated key.
             record(
-                vec![kv("service.name", text(""))],
+                vec![pb::KeyValue::new("service.name", text(""))],
                 span(
                     client,
                     vec![
-                        kv("peer.service", text("")),
-                        kv("db.system", text("pg")),
-                        kv("db.name", text("x")),
-                        kv("db.system", text("mysql")),
+                        pb::KeyValue::new("peer.service", text("")),
+                        pb::KeyValue::new("db.system", text("pg")),
+                        pb::KeyValue::new("db.name", text("x")),
+                        pb::KeyValue::new("db.system", text("mysql")),
                     ],
                     None,
                 ),
             ),
             record(
-                vec![kv("service.name", V::IntValue(3))],
+                vec![pb::KeyValue::new("service.name", V::IntValue(3))],
                 span(
                     client,
                     vec![
-                        kv("server.address", text("h")),
-                        kv("peer.service", V::BoolValue(true)),
+                        pb::KeyValue::new("server.address", text("h")),
+                        pb::KeyValue::new("peer.service", V::BoolValue(true)),
                     ],
                     None,
                 ),
@@ -358,9 +371,16 @@ mod tests {
         let cases = [
             record(
                 vec![],
-                span(3, vec![kv("peer.service", array.clone())], None),
+                span(
+                    3,
+                    vec![pb::KeyValue::new("peer.service", array.clone())],
+                    None,
+                ),
             ),
-            record(vec![], span(3, vec![kv("span.kind", array)], None)),
+            record(
+                vec![],
+                span(3, vec![pb::KeyValue::new("span.kind", array)], None),
+            ),
             {
                 let mut s = span(3, vec![], None);
                 s.links = vec![pb::span::Link {

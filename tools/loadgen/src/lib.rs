@@ -7,20 +7,13 @@
 use rand::Rng;
 use spanway_schemas::proto::otlp::{self, any_value::Value as Any, span::SpanKind};
 
-fn kv(key: &str, value: Any) -> otlp::KeyValue {
-    otlp::KeyValue {
-        key: key.into(),
-        value: Some(otlp::AnyValue { value: Some(value) }),
-    }
-}
-
 fn resource(service: &str, spans: Vec<otlp::Span>) -> otlp::ResourceSpans {
     otlp::ResourceSpans {
         resource: Some(otlp::Resource {
             attributes: vec![
-                kv("service.name", Any::StringValue(service.into())),
-                kv("service.version", Any::StringValue("1.4.2".into())),
-                kv("deployment.environment", Any::StringValue("demo".into())),
+                otlp::KeyValue::new("service.name", Any::StringValue(service.into())),
+                otlp::KeyValue::new("service.version", Any::StringValue("1.4.2".into())),
+                otlp::KeyValue::new("deployment.environment", Any::StringValue("demo".into())),
             ],
             ..Default::default()
         }),
@@ -87,11 +80,11 @@ pub fn checkout_trace(
     let error = rng.random_bool(0.1);
     let http = |method: &str, route: &str, status: i64| {
         vec![
-            kv("http.request.method", Any::StringValue(method.into())),
-            kv("http.route", Any::StringValue(route.into())),
-            kv("http.response.status_code", Any::IntValue(status)),
-            kv("url.scheme", Any::StringValue("http".into())),
-            kv("network.protocol.version", Any::StringValue("1.1".into())),
+            otlp::KeyValue::new("http.request.method", Any::StringValue(method.into())),
+            otlp::KeyValue::new("http.route", Any::StringValue(route.into())),
+            otlp::KeyValue::new("http.response.status_code", Any::IntValue(status)),
+            otlp::KeyValue::new("url.scheme", Any::StringValue("http".into())),
+            otlp::KeyValue::new("network.protocol.version", Any::StringValue("1.1".into())),
         ]
     };
     let status = if error { 502 } else { 200 };
@@ -120,7 +113,10 @@ pub fn checkout_trace(
                 duration_ns: 110 * ms,
                 attributes: [
                     http("POST", "/orders", status),
-                    vec![kv("peer.service", Any::StringValue("checkout".into()))],
+                    vec![otlp::KeyValue::new(
+                        "peer.service",
+                        Any::StringValue("checkout".into()),
+                    )],
                 ]
                 .concat(),
                 error,
@@ -151,9 +147,9 @@ pub fn checkout_trace(
                 start: start_ns + 5 * ms,
                 duration_ns: 8 * ms,
                 attributes: vec![
-                    kv("db.system", Any::StringValue("postgresql".into())),
-                    kv("db.name", Any::StringValue("shop".into())),
-                    kv("db.operation", Any::StringValue("INSERT".into())),
+                    otlp::KeyValue::new("db.system", Any::StringValue("postgresql".into())),
+                    otlp::KeyValue::new("db.name", Any::StringValue("shop".into())),
+                    otlp::KeyValue::new("db.operation", Any::StringValue("INSERT".into())),
                 ],
                 error: false,
             },
@@ -167,7 +163,10 @@ pub fn checkout_trace(
                 kind: SpanKind::Internal,
                 start: start_ns + 15 * ms,
                 duration_ns: 80 * ms,
-                attributes: vec![kv("payment.amount", Any::DoubleValue(42.5))],
+                attributes: vec![otlp::KeyValue::new(
+                    "payment.amount",
+                    Any::DoubleValue(42.5),
+                )],
                 error,
             },
         ),

@@ -38,19 +38,12 @@ const SERVICES: [(&str, &[&str]); 8] = [
 /// The database tables spans of each kind of query touch.
 const TABLES: [&str; 6] = ["orders", "items", "users", "stock", "sessions", "payments"];
 
-fn kv(key: &str, value: Any) -> otlp::KeyValue {
-    otlp::KeyValue {
-        key: key.into(),
-        value: Some(otlp::AnyValue { value: Some(value) }),
-    }
-}
-
 fn text(key: &str, value: impl Into<String>) -> otlp::KeyValue {
-    kv(key, Any::StringValue(value.into()))
+    otlp::KeyValue::new(key, Any::StringValue(value.into()))
 }
 
 fn int(key: &str, value: i64) -> otlp::KeyValue {
-    kv(key, Any::IntValue(value))
+    otlp::KeyValue::new(key, Any::IntValue(value))
 }
 
 /// The resource of one service: the attributes an OpenTelemetry SDK sets.
@@ -177,8 +170,8 @@ fn attributes(rng: &mut StdRng, role: Role, error: bool) -> Vec<otlp::KeyValue> 
             text("app.tenant", format!("tenant-{}", rng.random_range(0..40))),
             text("app.request_id", format!("{:016x}", rng.random::<u64>())),
             int("app.items", rng.random_range(1..20)),
-            kv("app.cache_hit", Any::BoolValue(rng.random_bool(0.6))),
-            kv("app.cost", Any::DoubleValue(rng.random_range(0.0..5.0))),
+            otlp::KeyValue::new("app.cache_hit", Any::BoolValue(rng.random_bool(0.6))),
+            otlp::KeyValue::new("app.cost", Any::DoubleValue(rng.random_range(0.0..5.0))),
         ],
     }
 }
