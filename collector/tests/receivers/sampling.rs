@@ -4,7 +4,7 @@
 //! when the file turns invalid. A bad file at start stops the start.
 #![allow(clippy::unwrap_used)]
 
-mod grpc_common;
+use super::grpc_common;
 
 use std::path::Path;
 use std::time::{Duration, Instant};

@@ -5,7 +5,7 @@
 //! with the field named.
 #![allow(clippy::unwrap_used)]
 
-mod http_common;
+use super::http_common;
 
 use std::time::Duration;
 

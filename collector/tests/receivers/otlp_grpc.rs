@@ -5,7 +5,7 @@
 //! statuses reach a tonic client as the OTLP specification describes.
 #![allow(clippy::unwrap_used)]
 
-mod grpc_common;
+use super::grpc_common;
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;

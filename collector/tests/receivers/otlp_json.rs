@@ -9,7 +9,7 @@
 //! `partial_success`, counted, and absent from the topic.
 #![allow(clippy::unwrap_used)]
 
-mod http_common;
+use super::http_common;
 
 use std::collections::BTreeMap;
 use std::process::Command;

@@ -11,7 +11,7 @@
 //! collector does not trust.
 #![allow(clippy::unwrap_used)]
 
-mod grpc_common;
+use super::grpc_common;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -627,7 +627,7 @@ async fn basic_auth_from_htpasswd_on_zipkin_and_jaeger_thrift() {
         "http://{}/api/traces",
         collector.jaeger_thrift_http_addr.unwrap()
     );
-    let batch = include_bytes!("../testdata/jaeger-java-batch.thrift").to_vec();
+    let batch = include_bytes!("../../testdata/jaeger-java-batch.thrift").to_vec();
     let post_thrift = |authorization: &str| {
         client
             .post(&thrift)

@@ -6,7 +6,7 @@
 //! is published.
 #![allow(clippy::unwrap_used)]
 
-mod http_common;
+use super::http_common;
 
 use std::collections::BTreeMap;
 use std::time::Duration;

@@ -4,7 +4,7 @@
 //! OTLP→Jaeger conversion) as the Jaeger spans that were sent.
 #![allow(clippy::unwrap_used)]
 
-mod grpc_common;
+use super::grpc_common;
 
 use std::collections::HashMap;
 use std::time::Duration;
