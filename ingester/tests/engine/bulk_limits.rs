@@ -2,7 +2,7 @@
 //! against the real OpenSearch node.
 #![allow(clippy::unwrap_used)]
 
-mod common;
+use super::common;
 
 use std::time::Duration;
 

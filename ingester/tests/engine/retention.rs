@@ -8,7 +8,7 @@
 //! themselves are unit-tested in `src/retention.rs`.
 #![allow(clippy::unwrap_used)]
 
-mod common;
+use super::common;
 
 use std::time::Duration;
 

@@ -2,7 +2,7 @@
 //! tags-as-fields, against the real engines.
 #![allow(clippy::unwrap_used)]
 
-mod common;
+use super::common;
 
 use std::time::Duration;
 

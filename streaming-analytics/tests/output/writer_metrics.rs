@@ -4,7 +4,7 @@
 //! the engine must take.
 #![allow(clippy::unwrap_used)]
 
-mod common;
+use super::common;
 
 use std::time::Duration;
 

@@ -5,7 +5,7 @@
 //! from our dependency indices.
 #![allow(clippy::unwrap_used)]
 
-mod common;
+use super::common;
 
 use std::collections::BTreeMap;
 use std::time::Duration;

@@ -5,7 +5,7 @@
 //! in v1.76 and in Jaeger v2.
 #![allow(clippy::unwrap_used)]
 
-mod common;
+use super::common;
 
 use std::time::Duration;
 

@@ -8,7 +8,7 @@
 //! is refused at once and no shared service is touched.
 #![allow(clippy::unwrap_used)]
 
-mod common;
+use super::common;
 
 use std::time::Duration;
 
