@@ -6,7 +6,7 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use spanway_bench::collector::load::Rate;
 use spanway_bench::measure::{self, Machine};
-use spanway_bench::{analytics, collector, raw_load, report, runs};
+use spanway_bench::{analytics, collector, freshness, raw_load, report, runs};
 
 /// On-demand benchmarks of spanway against the real services of
 /// `dev/services up` (Kafka on 127.0.0.1:9092, OpenSearch on :9200).
@@ -43,6 +43,57 @@ enum Command {
     ///
     /// Build first: `cargo build --release -p spanway-streaming-analytics`.
     Analytics(AnalyticsArgs),
+    /// Freshness of the whole pipeline: time from the collector's
+    /// acknowledgement of a probe span to the first search that finds it,
+    /// under a fixed background load through collector, Kafka, ingester
+    /// and OpenSearch; with --with-jaeger-v2, the same for Jaeger v2 in
+    /// both roles.
+    ///
+    /// Build first: `cargo build --release -p spanway-collector -p
+    /// spanway-ingester` and, for --with-jaeger-v2, `dev/jaeger build v2`.
+    Freshness(FreshnessArgs),
+}
+
+#[derive(Debug, Args)]
+struct FreshnessArgs {
+    /// Background spans per second, open loop. Repeatable; each rate is a
+    /// set of runs.
+    #[arg(long = "rate", default_value = "5000")]
+    rates: Vec<f64>,
+    /// Seconds probes are sent for, after the warm-up.
+    #[arg(long, default_value_t = 60.0)]
+    seconds: f64,
+    /// Seconds of background load before the first probe.
+    #[arg(long, default_value_t = 10.0)]
+    warmup: f64,
+    /// Probes per second.
+    #[arg(long, default_value_t = 5.0)]
+    probes_per_second: f64,
+    /// Interval between searches for the probes not yet found.
+    #[arg(long, default_value = "50ms", value_parser = humantime::parse_duration)]
+    poll: Duration,
+    /// Runs of each rate and pipeline.
+    #[arg(long, default_value_t = 1)]
+    repeat: usize,
+    /// Also run Jaeger v2 (`cmd/jaeger`) as collector and as ingester.
+    #[arg(long)]
+    with_jaeger_v2: bool,
+    /// Partitions of each run's topic.
+    #[arg(long, default_value_t = 6)]
+    partitions: i32,
+    /// Kafka bootstrap address.
+    #[arg(long, env = "KAFKA_BOOTSTRAP", default_value = "127.0.0.1:9092")]
+    kafka: String,
+    /// OpenSearch base URL.
+    #[arg(long, env = "OPENSEARCH_URL", default_value = "http://127.0.0.1:9200")]
+    opensearch: String,
+    /// Pause before each run.
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    settle: Duration,
+    /// An extra KEY=VALUE environment variable for our ingester
+    /// (repeatable), e.g. --ingester-env SPANWAY_BULK__FLUSH_INTERVAL=100ms.
+    #[arg(long = "ingester-env", value_parser = parse_env)]
+    ingester_env: Vec<(String, String)>,
 }
 
 #[derive(Debug, Args)]
@@ -295,7 +346,57 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Ingester(args) => ingester(args).await,
         Command::Collector(args) => collector(args).await,
         Command::Analytics(args) => analytics_bench(args).await,
+        Command::Freshness(args) => freshness_bench(args).await,
     }
+}
+
+async fn freshness_bench(args: FreshnessArgs) -> anyhow::Result<()> {
+    let root = workspace_root();
+    let seconds = |value: f64, name: &str| {
+        Duration::try_from_secs_f64(value)
+            .ok()
+            .filter(|d| !d.is_zero())
+            .with_context(|| format!("--{name} must be a positive number of seconds"))
+    };
+    anyhow::ensure!(
+        args.rates.iter().all(|r| r.is_finite() && *r > 0.0),
+        "--rate must be a positive number of spans per second"
+    );
+    let options = freshness::Options {
+        rates: args.rates,
+        duration: seconds(args.seconds, "seconds")?,
+        warmup: seconds(args.warmup, "warmup")?,
+        probes_per_second: args.probes_per_second,
+        poll: args.poll,
+        give_up: Duration::from_secs(60),
+        with_jaeger_v2: args.with_jaeger_v2,
+        repeat: args.repeat.max(1),
+        kafka: args.kafka,
+        opensearch: args.opensearch.trim_end_matches('/').to_owned(),
+        partitions: args.partitions,
+        collector_bin: root.join("target/release/spanway-collector"),
+        ingester_bin: root.join("target/release/spanway-ingester"),
+        jaeger_v2_bin: root.join(".services/jaeger/bin/jaeger"),
+        log_dir: root
+            .join("target/bench")
+            .join(spanway_e2e::unique_name("freshness")),
+        settle: args.settle,
+        ingester_env: args.ingester_env,
+    };
+    eprintln!("machine: {}", report::machine(&Machine::describe()));
+    let results = freshness::benchmark(&options).await?;
+    println!("machine: {}", report::machine(&Machine::describe()));
+    println!(
+        "{} s of probes per run after {} s of warm-up, {} probes/s, a search every {} ms; logs in {}",
+        options.duration.as_secs_f64(),
+        options.warmup.as_secs_f64(),
+        options.probes_per_second,
+        options.poll.as_millis(),
+        options.log_dir.display()
+    );
+    println!();
+    print!("{}", freshness::markdown(&results));
+    Ok(())
 }
 
 async fn analytics_bench(args: AnalyticsArgs) -> anyhow::Result<()> {

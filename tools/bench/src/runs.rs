@@ -24,7 +24,7 @@
 //! finds every one. CPU and peak memory are read from `/proc` at the end,
 //! before the process is stopped.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -407,7 +407,7 @@ impl Ingester {
                 let config = options.log_dir.join(format!("{prefix}-jaeger-v2.yaml"));
                 std::fs::write(
                     &config,
-                    jaeger_v2_config(options, topic, group, url, prefix),
+                    jaeger_v2_config(&options.kafka, topic, group, url, prefix),
                 )
                 .with_context(|| format!("writing {}", config.display()))?;
                 let mut command = Command::new(&options.jaeger_v2_bin);
@@ -417,20 +417,15 @@ impl Ingester {
                 command
             }
             Ingester::Spanway => {
-                let mut command = Command::new(&options.ingester_bin);
-                command
-                    .env("SPANWAY_KAFKA__BROKERS", &options.kafka)
-                    .env("SPANWAY_KAFKA__TOPICS", topic)
-                    .env("SPANWAY_KAFKA__GROUP_ID", group)
-                    .env("SPANWAY_DEAD_LETTER__TOPIC", format!("{topic}-dlq"))
-                    .env("SPANWAY_ELASTICSEARCH__URL", url)
-                    .env("SPANWAY_ELASTICSEARCH__INDEX_PREFIX", prefix)
-                    .env("SPANWAY_ELASTICSEARCH__SHARDS", "1")
-                    .env("SPANWAY_ELASTICSEARCH__REPLICAS", "0")
-                    .env("SPANWAY_OPS__LISTEN", "127.0.0.1:0")
-                    // Plain log lines in the log file.
-                    .env("NO_COLOR", "1")
-                    .envs(options.ingester_env.iter().cloned());
+                let mut command = spanway_command(
+                    &options.ingester_bin,
+                    &options.kafka,
+                    topic,
+                    group,
+                    url,
+                    prefix,
+                );
+                command.envs(options.ingester_env.iter().cloned());
                 command
             }
             Ingester::Jaeger => {
@@ -457,19 +452,44 @@ impl Ingester {
     }
 }
 
+/// Our ingester reading `topic` as `group` into `url` under `prefix`, one
+/// shard and no replica.
+pub(crate) fn spanway_command(
+    bin: &Path,
+    kafka: &str,
+    topic: &str,
+    group: &str,
+    url: &str,
+    prefix: &str,
+) -> Command {
+    let mut command = Command::new(bin);
+    command
+        .env("SPANWAY_KAFKA__BROKERS", kafka)
+        .env("SPANWAY_KAFKA__TOPICS", topic)
+        .env("SPANWAY_KAFKA__GROUP_ID", group)
+        .env("SPANWAY_DEAD_LETTER__TOPIC", format!("{topic}-dlq"))
+        .env("SPANWAY_ELASTICSEARCH__URL", url)
+        .env("SPANWAY_ELASTICSEARCH__INDEX_PREFIX", prefix)
+        .env("SPANWAY_ELASTICSEARCH__SHARDS", "1")
+        .env("SPANWAY_ELASTICSEARCH__REPLICAS", "0")
+        .env("SPANWAY_OPS__LISTEN", "127.0.0.1:0")
+        // Plain log lines in the log file.
+        .env("NO_COLOR", "1");
+    command
+}
+
 /// Jaeger v2 in the ingester's role: the Kafka receiver reads the
 /// `otlp_proto` topic from the start as `group`, the storage exporter
 /// writes to the OpenSearch backend at `url` under `prefix` (1 shard,
 /// 0 replicas, as ours). Everything else keeps Jaeger v2's defaults,
 /// including its exporter queue and bulk settings.
-fn jaeger_v2_config(
-    options: &Options,
+pub(crate) fn jaeger_v2_config(
+    kafka: &str,
     topic: &str,
     group: &str,
     url: &str,
     prefix: &str,
 ) -> String {
-    let kafka = &options.kafka;
     format!(
         "service:
   extensions: [jaeger_storage]

@@ -218,7 +218,7 @@ impl Outcome {
 }
 
 /// Nearest-rank quantile of sorted values.
-fn quantile(sorted: &[Duration], q: f64) -> Option<Duration> {
+pub(crate) fn quantile(sorted: &[Duration], q: f64) -> Option<Duration> {
     if sorted.is_empty() {
         return None;
     }

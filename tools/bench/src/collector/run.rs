@@ -197,7 +197,7 @@ impl RunResult {
 /// Free loopback ports, all bound at once so they differ. Another process
 /// could take one before the collector binds it; the collector then fails
 /// to start and the run says so.
-fn free_ports(n: usize) -> anyhow::Result<Vec<u16>> {
+pub(crate) fn free_ports(n: usize) -> anyhow::Result<Vec<u16>> {
     let listeners = (0..n)
         .map(|_| TcpListener::bind("127.0.0.1:0"))
         .collect::<Result<Vec<_>, _>>()
@@ -229,7 +229,8 @@ impl Target {
         let local = |port: u16| format!("127.0.0.1:{port}");
         Ok(match self {
             Target::JaegerV2 => {
-                std::fs::write(config_file, jaeger_v2_config(options, topic, ports))
+                let config = jaeger_v2_config(&options.kafka, topic, ports.otlp_grpc, ports.health);
+                std::fs::write(config_file, config)
                     .with_context(|| format!("writing {}", config_file.display()))?;
                 let mut command = Command::new(&options.jaeger_v2_bin);
                 command
@@ -238,20 +239,14 @@ impl Target {
                 command
             }
             Target::Spanway => {
-                let mut command = Command::new(&options.collector_bin);
-                command
-                    .env("SPANWAY_KAFKA__BROKERS", &options.kafka)
-                    .env("SPANWAY_KAFKA__TOPIC", topic)
-                    .env("SPANWAY_OTLP_GRPC__LISTEN", local(ports.otlp_grpc))
-                    .env("SPANWAY_OPS__LISTEN", local(ports.health))
-                    // Only the receiver under test listens.
-                    .env("SPANWAY_OTLP_HTTP__ENABLED", "false")
-                    .env("SPANWAY_JAEGER_GRPC__ENABLED", "false")
-                    .env("SPANWAY_ZIPKIN__ENABLED", "false")
-                    .env("SPANWAY_JAEGER_THRIFT_HTTP__ENABLED", "false")
-                    .env("SPANWAY_SAMPLING__ENABLED", "false")
-                    .env("NO_COLOR", "1")
-                    .envs(options.collector_env.iter().cloned());
+                let mut command = spanway_command(
+                    &options.collector_bin,
+                    &options.kafka,
+                    topic,
+                    ports.otlp_grpc,
+                    ports.health,
+                );
+                command.envs(options.collector_env.iter().cloned());
                 command
             }
             Target::Jaeger => {
@@ -304,14 +299,41 @@ impl Target {
     }
 }
 
+/// Our collector with only its OTLP/gRPC receiver, on loopback ports,
+/// writing to `topic`.
+pub(crate) fn spanway_command(
+    bin: &Path,
+    kafka: &str,
+    topic: &str,
+    otlp_grpc: u16,
+    ops: u16,
+) -> Command {
+    let mut command = Command::new(bin);
+    command
+        .env("SPANWAY_KAFKA__BROKERS", kafka)
+        .env("SPANWAY_KAFKA__TOPIC", topic)
+        .env(
+            "SPANWAY_OTLP_GRPC__LISTEN",
+            format!("127.0.0.1:{otlp_grpc}"),
+        )
+        .env("SPANWAY_OPS__LISTEN", format!("127.0.0.1:{ops}"))
+        // Only the receiver under test listens.
+        .env("SPANWAY_OTLP_HTTP__ENABLED", "false")
+        .env("SPANWAY_JAEGER_GRPC__ENABLED", "false")
+        .env("SPANWAY_ZIPKIN__ENABLED", "false")
+        .env("SPANWAY_JAEGER_THRIFT_HTTP__ENABLED", "false")
+        .env("SPANWAY_SAMPLING__ENABLED", "false")
+        .env("NO_COLOR", "1");
+    command
+}
+
 /// Jaeger v2 in the collector's role: OTLP/gRPC in, the Kafka exporter
 /// out with the producer settings ours uses (every replica's
 /// acknowledgement, zstd) and ours' record layout (`otlp_proto`, one record
 /// per trace keyed by trace id). The exporter's in-memory queue keeps its
 /// default (on): Jaeger v2 answers once spans are queued. Its own metrics
 /// are off, as ours are only scraped on demand.
-fn jaeger_v2_config(options: &Options, topic: &str, ports: Ports) -> String {
-    let Options { kafka, .. } = options;
+pub(crate) fn jaeger_v2_config(kafka: &str, topic: &str, otlp: u16, health: u16) -> String {
     format!(
         "service:
   extensions: [healthcheckv2]
@@ -344,14 +366,12 @@ exporters:
     producer:
       required_acks: -1
       compression: zstd
-",
-        health = ports.health,
-        otlp = ports.otlp_grpc,
+"
     )
 }
 
 /// Polls the ready URL for up to 30 s.
-async fn wait_ready(child: &mut MeasuredChild, url: &str) -> anyhow::Result<()> {
+pub(crate) async fn wait_ready(child: &mut MeasuredChild, url: &str) -> anyhow::Result<()> {
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(2))
         .build()?;

@@ -1,0 +1,644 @@
+//! Freshness: how long after the collector acknowledged a span a search
+//! finds it, with the whole pipeline (collector → Kafka → ingester →
+//! OpenSearch) under a fixed background load.
+//!
+//! The background load is the collector benchmark's traffic, open loop at
+//! the chosen rate. Beside it, probes: single-span traces with random ids,
+//! sent on their own connection a few times a second. A probe's clock
+//! starts when the collector answers OK (ours answers once Kafka has the
+//! span; Jaeger v2 once its exporter queue has it), and stops when a search
+//! of the span indices by trace id returns it. One search asks for every
+//! probe not yet found, every `poll` interval, so the figures are upper
+//! bounds with a resolution of about one poll plus one search, and the
+//! searches add a small, fixed load whatever the rate.
+//!
+//! Searches go through the engine's normal path: no refresh is forced, so
+//! a span becomes visible at the first scheduled refresh after its bulk
+//! write, as it would for a user of Jaeger query.
+//!
+//! A run counts only if every probe was found and the indices hold every
+//! span the collector accepted (background and probes) once the run is
+//! over: freshness of a pipeline that loses spans, or cannot keep up and
+//! falls ever further behind, is not freshness.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, bail};
+use rand::Rng;
+use spanway_schemas::proto::grpc::otlp_trace::trace_service_client::TraceServiceClient;
+use spanway_schemas::proto::otlp;
+use tokio::sync::mpsc;
+use tonic::transport::{Channel, Endpoint};
+
+use crate::collector::load::{self, Outcome, Plan, Rate, quantile};
+use crate::collector::run::{free_ports, wait_ready};
+use crate::collector::traffic::{Pool, Shape};
+use crate::measure::MeasuredChild;
+use crate::report::thousands;
+
+/// Everything a freshness benchmark needs to know.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Background span rates, one set of runs each.
+    pub rates: Vec<f64>,
+    /// How long probes are sent for, after the warm-up.
+    pub duration: Duration,
+    /// Background load before the probes start (topic metadata, index
+    /// creation, the consumer group's first assignment).
+    pub warmup: Duration,
+    /// Probes sent per second.
+    pub probes_per_second: f64,
+    /// Interval between searches for the probes not yet found.
+    pub poll: Duration,
+    /// A probe not found this long after the last one was sent is lost.
+    pub give_up: Duration,
+    /// Also run Jaeger v2 as collector and ingester.
+    pub with_jaeger_v2: bool,
+    /// Runs of each (rate, pipeline).
+    pub repeat: usize,
+    /// Kafka bootstrap address.
+    pub kafka: String,
+    /// OpenSearch base URL.
+    pub opensearch: String,
+    /// Partitions of each run's topic.
+    pub partitions: i32,
+    /// Our collector's release binary.
+    pub collector_bin: PathBuf,
+    /// Our ingester's release binary.
+    pub ingester_bin: PathBuf,
+    /// Jaeger v2's binary.
+    pub jaeger_v2_bin: PathBuf,
+    /// Where the processes' logs go.
+    pub log_dir: PathBuf,
+    /// Pause before each run.
+    pub settle: Duration,
+    /// Extra environment for our ingester.
+    pub ingester_env: Vec<(String, String)>,
+}
+
+/// Which pipeline a run measures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pipeline {
+    /// `spanway-collector` and `spanway-ingester`.
+    Spanway,
+    /// Jaeger v2 twice: OTLP → Kafka, and Kafka → OpenSearch.
+    JaegerV2,
+}
+
+impl Pipeline {
+    /// `spanway` or `jaeger-v2`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Pipeline::Spanway => "spanway",
+            Pipeline::JaegerV2 => "jaeger-v2",
+        }
+    }
+}
+
+/// The figures of one run.
+#[derive(Debug)]
+pub struct RunResult {
+    /// Which pipeline.
+    pub pipeline: Pipeline,
+    /// The background rate asked for, spans/s.
+    pub rate: f64,
+    /// 1-based repetition.
+    pub repetition: usize,
+    /// What the background load saw (warm-up apart).
+    pub load: Outcome,
+    /// Probes the collector acknowledged.
+    pub probes: usize,
+    /// Probes refused by the collector.
+    pub probes_refused: usize,
+    /// Acknowledgement → found, for each probe found, sorted.
+    pub latencies: Vec<Duration>,
+    /// Span documents a search finds once the run is over.
+    pub stored: u64,
+    /// Spans the collector accepted: background (with its warm-up) and probes.
+    pub accepted: u64,
+}
+
+impl RunResult {
+    /// Probes acknowledged but never found.
+    pub fn lost(&self) -> usize {
+        self.probes.saturating_sub(self.latencies.len())
+    }
+
+    /// Every probe found and every accepted span stored, no call refused.
+    pub fn verified(&self) -> bool {
+        self.lost() == 0
+            && self.probes_refused == 0
+            && self.stored == self.accepted
+            && self.load.failed_total() == 0
+    }
+
+    /// The `q` quantile of the probes' freshness, nearest rank.
+    pub fn freshness(&self, q: f64) -> Option<Duration> {
+        quantile(&self.latencies, q)
+    }
+}
+
+/// Runs every rate for each pipeline, one run at a time.
+pub async fn benchmark(options: &Options) -> anyhow::Result<Vec<RunResult>> {
+    preflight(options)?;
+    std::fs::create_dir_all(&options.log_dir)
+        .with_context(|| format!("creating {}", options.log_dir.display()))?;
+    let pool = Pool::generate(Shape {
+        requests: 64,
+        traces_per_request: 40,
+        min_spans: 5,
+        max_spans: 20,
+    });
+    let mut pipelines = vec![Pipeline::Spanway];
+    if options.with_jaeger_v2 {
+        pipelines.push(Pipeline::JaegerV2);
+    }
+    let mut results = Vec::new();
+    for &rate in &options.rates {
+        for repetition in 1..=options.repeat.max(1) {
+            let mut order = pipelines.clone();
+            if repetition % 2 == 0 {
+                order.reverse();
+            }
+            for pipeline in order {
+                tokio::time::sleep(options.settle).await;
+                let result = run(options, &pool, pipeline, rate, repetition).await?;
+                eprintln!("{}", one_line(&result));
+                results.push(result);
+            }
+        }
+    }
+    Ok(results)
+}
+
+fn preflight(options: &Options) -> anyhow::Result<()> {
+    for (bin, build) in [
+        (
+            &options.collector_bin,
+            "cargo build --release -p spanway-collector",
+        ),
+        (
+            &options.ingester_bin,
+            "cargo build --release -p spanway-ingester",
+        ),
+    ] {
+        if !bin.is_file() {
+            bail!("no binary at {}; build it with `{build}`", bin.display());
+        }
+    }
+    if options.with_jaeger_v2 && !options.jaeger_v2_bin.is_file() {
+        bail!(
+            "no Jaeger v2 at {}; build it with `dev/jaeger build v2`",
+            options.jaeger_v2_bin.display()
+        );
+    }
+    if options.rates.is_empty() {
+        bail!("no --rate given");
+    }
+    if !options.probes_per_second.is_finite() || options.probes_per_second <= 0.0 {
+        bail!("--probes-per-second must be positive");
+    }
+    Ok(())
+}
+
+/// Names of one run's topic, group and indices.
+struct Names {
+    topic: String,
+    group: String,
+    prefix: String,
+}
+
+async fn run(
+    options: &Options,
+    pool: &Pool,
+    pipeline: Pipeline,
+    rate: f64,
+    repetition: usize,
+) -> anyhow::Result<RunResult> {
+    eprintln!(
+        "run: {} @ {rate:.0} spans/s, repetition {repetition}",
+        pipeline.name()
+    );
+    let names = Names {
+        topic: spanway_e2e::unique_name("bench-fresh"),
+        group: spanway_e2e::unique_name("bench-fresh"),
+        prefix: spanway_e2e::unique_name("fresh"),
+    };
+    crate::workload::create_topic(&options.kafka, &names.topic, options.partitions).await?;
+    let result = with_processes(options, pool, pipeline, rate, repetition, &names).await;
+    let _ = crate::workload::delete_group(&options.kafka, &names.group).await;
+    if let Err(error) = crate::workload::delete_topics(
+        &options.kafka,
+        &[names.topic.clone(), format!("{}-dlq", names.topic)],
+    )
+    .await
+    {
+        eprintln!("warning: {error:#}");
+    }
+    crate::runs::delete_prefix(&options.opensearch, &names.prefix).await;
+    result
+}
+
+/// Starts the pipeline's two processes, measures, and stops them.
+async fn with_processes(
+    options: &Options,
+    pool: &Pool,
+    pipeline: Pipeline,
+    rate: f64,
+    repetition: usize,
+    names: &Names,
+) -> anyhow::Result<RunResult> {
+    let stem = format!("{}-{rate:.0}-{repetition}", pipeline.name());
+    let ports = free_ports(2)?;
+    let (otlp_port, health_port) = (ports[0], ports[1]);
+    let (mut ingester_command, mut collector_command) = match pipeline {
+        Pipeline::Spanway => {
+            let mut ingester = crate::runs::spanway_command(
+                &options.ingester_bin,
+                &options.kafka,
+                &names.topic,
+                &names.group,
+                &options.opensearch,
+                &names.prefix,
+            );
+            ingester.envs(options.ingester_env.iter().cloned());
+            let collector = crate::collector::run::spanway_command(
+                &options.collector_bin,
+                &options.kafka,
+                &names.topic,
+                otlp_port,
+                health_port,
+            );
+            (ingester, collector)
+        }
+        Pipeline::JaegerV2 => {
+            let ingester_yaml = options.log_dir.join(format!("{stem}-ingester.yaml"));
+            let collector_yaml = options.log_dir.join(format!("{stem}-collector.yaml"));
+            let ingester = crate::runs::jaeger_v2_config(
+                &options.kafka,
+                &names.topic,
+                &names.group,
+                &options.opensearch,
+                &names.prefix,
+            );
+            let collector = crate::collector::run::jaeger_v2_config(
+                &options.kafka,
+                &names.topic,
+                otlp_port,
+                health_port,
+            );
+            std::fs::write(&ingester_yaml, ingester)
+                .with_context(|| format!("writing {}", ingester_yaml.display()))?;
+            std::fs::write(&collector_yaml, collector)
+                .with_context(|| format!("writing {}", collector_yaml.display()))?;
+            let with_config = |path: &PathBuf| {
+                let mut command = std::process::Command::new(&options.jaeger_v2_bin);
+                command.arg(format!("--config={}", path.display()));
+                command
+            };
+            (with_config(&ingester_yaml), with_config(&collector_yaml))
+        }
+    };
+    let mut ingester = MeasuredChild::spawn(
+        &mut ingester_command,
+        &options.log_dir.join(format!("{stem}-ingester.log")),
+    )?;
+    let collector = MeasuredChild::spawn(
+        &mut collector_command,
+        &options.log_dir.join(format!("{stem}-collector.log")),
+    );
+    let mut collector = match collector {
+        Ok(child) => child,
+        Err(error) => {
+            ingester.terminate(Duration::from_secs(20));
+            return Err(error);
+        }
+    };
+    let ready_url = match pipeline {
+        Pipeline::Spanway => format!("http://127.0.0.1:{health_port}/health/ready"),
+        Pipeline::JaegerV2 => format!("http://127.0.0.1:{health_port}/status"),
+    };
+    let endpoint = format!("http://127.0.0.1:{otlp_port}");
+    let measured = async {
+        wait_ready(&mut collector, &ready_url).await?;
+        let outcome = measure(options, pool, &endpoint, rate, &names.prefix).await?;
+        ingester.check_running()?;
+        collector.check_running()?;
+        Ok::<_, anyhow::Error>(outcome)
+    }
+    .await;
+    collector.terminate(Duration::from_secs(20));
+    let (load, probes) = match measured {
+        Ok(measured) => measured,
+        Err(error) => {
+            ingester.terminate(Duration::from_secs(20));
+            return Err(error);
+        }
+    };
+    // Whatever the ingester still had in hand is written before it stops.
+    let accepted = load.warmup.spans_accepted + load.spans_accepted + probes.acked as u64;
+    let stored = wait_stored(&options.opensearch, &names.prefix, accepted).await;
+    ingester.terminate(Duration::from_secs(20));
+    Ok(RunResult {
+        pipeline,
+        rate,
+        repetition,
+        load,
+        probes: probes.acked,
+        probes_refused: probes.refused,
+        latencies: probes.latencies,
+        stored,
+        accepted,
+    })
+}
+
+/// What the probes saw.
+struct Probes {
+    acked: usize,
+    refused: usize,
+    latencies: Vec<Duration>,
+}
+
+/// Background load and probes side by side; returns when the load is
+/// answered and every probe is found or given up on.
+async fn measure(
+    options: &Options,
+    pool: &Pool,
+    endpoint: &str,
+    rate: f64,
+    prefix: &str,
+) -> anyhow::Result<(Outcome, Probes)> {
+    let plan = Plan {
+        rate: Rate::Fixed(rate),
+        duration: options.duration,
+        warmup: options.warmup,
+        concurrency: 64,
+        connections: 4,
+        request_timeout: Duration::from_secs(30),
+        gzip: false,
+    };
+    let (acked_tx, acked_rx) = mpsc::unbounded_channel();
+    let background = load::drive(endpoint, pool, &plan);
+    let sender = send_probes(endpoint, options, acked_tx);
+    let searcher = find_probes(options, prefix, acked_rx);
+    let (load, refused, latencies) = tokio::try_join!(background, sender, searcher)?;
+    let (acked, latencies) = latencies;
+    Ok((
+        load,
+        Probes {
+            acked,
+            refused,
+            latencies,
+        },
+    ))
+}
+
+/// Sends one probe every 1/probes_per_second after the warm-up, for the
+/// run's duration; each acknowledged one goes to the searcher with the
+/// instant of its acknowledgement. Returns the number refused.
+async fn send_probes(
+    endpoint: &str,
+    options: &Options,
+    acked: mpsc::UnboundedSender<(String, Instant)>,
+) -> anyhow::Result<usize> {
+    let channel = Endpoint::from_shared(endpoint.to_owned())
+        .with_context(|| format!("endpoint {endpoint}"))?
+        .tcp_nodelay(true)
+        .connect()
+        .await
+        .with_context(|| format!("connecting to {endpoint}"))?;
+    let client = TraceServiceClient::new(channel);
+    tokio::time::sleep(options.warmup).await;
+    let interval = Duration::from_secs_f64(1.0 / options.probes_per_second);
+    let mut ticks = tokio::time::interval(interval);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let end = Instant::now() + options.duration;
+    let mut calls = tokio::task::JoinSet::new();
+    while Instant::now() < end {
+        ticks.tick().await;
+        let (trace_id, request) = probe();
+        let mut client: TraceServiceClient<Channel> = client.clone();
+        let acked = acked.clone();
+        // Each probe on its own task, so a slow answer never delays the
+        // next probe.
+        calls.spawn(async move {
+            let answer = client.export(request).await;
+            let at = Instant::now();
+            match answer {
+                Ok(response)
+                    if response
+                        .get_ref()
+                        .partial_success
+                        .as_ref()
+                        .is_none_or(|p| p.rejected_spans == 0) =>
+                {
+                    let _ = acked.send((trace_id, at));
+                    false
+                }
+                _ => true,
+            }
+        });
+    }
+    let mut refused = 0;
+    while let Some(result) = calls.join_next().await {
+        if result.context("a probe's task failed")? {
+            refused += 1;
+        }
+    }
+    Ok(refused)
+}
+
+/// One probe: a single server span of service `freshness-probe` with a
+/// random 128-bit trace id (high half non-zero, so every writer renders it
+/// as 32 hexadecimal digits).
+fn probe() -> (String, otlp::ExportTraceServiceRequest) {
+    let mut rng = rand::rng();
+    let mut trace_id: [u8; 16] = rng.random();
+    trace_id[0] |= 0x10;
+    let span_id: [u8; 8] = rng.random();
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
+    let hex: String = trace_id.iter().map(|b| format!("{b:02x}")).collect();
+    let span = otlp::Span {
+        trace_id: trace_id.to_vec(),
+        span_id: span_id.to_vec(),
+        name: "probe".into(),
+        kind: otlp::span::SpanKind::Server as i32,
+        start_time_unix_nano: now.saturating_sub(1_000_000),
+        end_time_unix_nano: now,
+        ..Default::default()
+    };
+    let request = otlp::ExportTraceServiceRequest {
+        resource_spans: vec![otlp::ResourceSpans {
+            resource: Some(otlp::Resource {
+                attributes: vec![otlp::KeyValue::string("service.name", "freshness-probe")],
+                ..Default::default()
+            }),
+            scope_spans: vec![otlp::ScopeSpans {
+                spans: vec![span],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    };
+    (hex, request)
+}
+
+/// Searches for every acknowledged probe not yet found, every poll, until
+/// the sender is done and every probe is found or `give_up` has passed.
+/// Returns the number of probes acknowledged and the latencies found.
+async fn find_probes(
+    options: &Options,
+    prefix: &str,
+    mut acked: mpsc::UnboundedReceiver<(String, Instant)>,
+) -> anyhow::Result<(usize, Vec<Duration>)> {
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()?;
+    let url = format!(
+        "{}/{prefix}-jaeger-span-*/_search",
+        options.opensearch.trim_end_matches('/')
+    );
+    let mut waiting: HashMap<String, Instant> = HashMap::new();
+    let mut latencies = Vec::new();
+    let mut total = 0;
+    let mut sender_done = false;
+    let mut deadline: Option<Instant> = None;
+    loop {
+        tokio::time::sleep(options.poll).await;
+        loop {
+            match acked.try_recv() {
+                Ok((id, at)) => {
+                    waiting.insert(id, at);
+                    total += 1;
+                }
+                Err(mpsc::error::TryRecvError::Empty) => break,
+                Err(mpsc::error::TryRecvError::Disconnected) => {
+                    sender_done = true;
+                    break;
+                }
+            }
+        }
+        if sender_done {
+            let give_up = *deadline.get_or_insert_with(|| Instant::now() + options.give_up);
+            if waiting.is_empty() || Instant::now() >= give_up {
+                break;
+            }
+        }
+        if waiting.is_empty() {
+            continue;
+        }
+        let ids: Vec<&String> = waiting.keys().collect();
+        let body = serde_json::json!({
+            "size": ids.len(),
+            "_source": ["traceID"],
+            "query": {"terms": {"traceID": ids}},
+        });
+        let Ok(response) = client.post(&url).json(&body).send().await else {
+            continue;
+        };
+        let Ok(found) = response.json::<serde_json::Value>().await else {
+            continue;
+        };
+        let seen = Instant::now();
+        for hit in found["hits"]["hits"].as_array().into_iter().flatten() {
+            if let Some(id) = hit["_source"]["traceID"].as_str()
+                && let Some(at) = waiting.remove(id)
+            {
+                latencies.push(seen.duration_since(at));
+            }
+        }
+    }
+    latencies.sort_unstable();
+    Ok((total, latencies))
+}
+
+/// Waits until the span indices hold `expected` documents (refreshing, as
+/// the run is over) or have not grown for 30 s; returns the count.
+async fn wait_stored(url: &str, prefix: &str, expected: u64) -> u64 {
+    let client = reqwest::Client::new();
+    let pattern = format!("{prefix}-jaeger-span-*");
+    let mut last = (0, Instant::now());
+    loop {
+        let count = crate::runs::engine_count(&client, url, &pattern).await;
+        if count >= expected || last.1.elapsed() > Duration::from_secs(30) {
+            return count;
+        }
+        if count != last.0 {
+            last = (count, Instant::now());
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+fn ms(d: Option<Duration>) -> String {
+    d.map_or_else(
+        || "-".into(),
+        |d| format!("{:.0}", d.as_secs_f64() * 1000.0),
+    )
+}
+
+/// One progress line per run.
+pub fn one_line(r: &RunResult) -> String {
+    format!(
+        "{} @ {:.0}: {} probes, freshness p50 {} ms, p99 {} ms, max {} ms; {} lost; stored {} of {} accepted; background {} spans/s, {} calls failed",
+        r.pipeline.name(),
+        r.rate,
+        r.probes,
+        ms(r.freshness(0.5)),
+        ms(r.freshness(0.99)),
+        ms(r.freshness(1.0)),
+        r.lost(),
+        r.stored,
+        r.accepted,
+        thousands(r.load.accepted_rate()),
+        r.load.failed_total()
+    )
+}
+
+/// The results as a Markdown table.
+pub fn markdown(results: &[RunResult]) -> String {
+    let mut out = String::from(
+        "| run | background spans/s | probes | freshness p50 / p90 / p99 / max ms | lost | stored / accepted | verified |\n\
+         |---|--:|--:|--:|--:|--:|---|\n",
+    );
+    for r in results {
+        out.push_str(&format!(
+            "| {} @ {:.0} #{} | {} | {} | {} / {} / {} / {} | {} | {} / {} | {} |\n",
+            r.pipeline.name(),
+            r.rate,
+            r.repetition,
+            thousands(r.load.accepted_rate()),
+            r.probes,
+            ms(r.freshness(0.5)),
+            ms(r.freshness(0.9)),
+            ms(r.freshness(0.99)),
+            ms(r.freshness(1.0)),
+            r.lost(),
+            r.stored,
+            r.accepted,
+            if r.verified() { "yes" } else { "**no**" }
+        ));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn probes_have_distinct_32_digit_ids() {
+        let (a, request) = probe();
+        let (b, _) = probe();
+        assert_ne!(a, b);
+        assert_eq!(a.len(), 32);
+        assert!(!a.starts_with('0'));
+        let span = &request.resource_spans[0].scope_spans[0].spans[0];
+        let hex: String = span.trace_id.iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(hex, a);
+    }
+}
