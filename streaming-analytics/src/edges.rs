@@ -20,9 +20,9 @@
 //! has it as parent, and none shares its id) makes an edge to the peer its
 //! attributes name (`unknown` when none), if virtual nodes are enabled.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
+use crate::ids::{IdMap, id_map, id_map_with_capacity};
 use crate::span::{Connection, Kind, SpanFacts};
 
 /// The node a root server span is called from.
@@ -135,11 +135,11 @@ pub fn edges(spans: &[SpanFacts], rules: Rules) -> Vec<Edge> {
 pub fn analyse(spans: &[SpanFacts], rules: Rules) -> Analysis {
     let mut orphan_spans = 0;
     let mut unpaired_calls = 0;
-    let mut by_id: HashMap<u64, Vec<&SpanFacts>> = HashMap::with_capacity(spans.len());
+    let mut by_id: IdMap<u64, Vec<&SpanFacts>> = id_map_with_capacity(spans.len());
     for span in spans {
         by_id.entry(span.span_id).or_default().push(span);
     }
-    let mut answered: HashMap<u64, bool> = HashMap::new();
+    let mut answered: IdMap<u64, bool> = id_map();
     let mut out = Vec::new();
     for span in spans {
         let shared_client = if span.kind.is_called() {

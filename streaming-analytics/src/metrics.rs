@@ -1,6 +1,5 @@
 //! Job metrics, and the optional per-edge series with their cardinality cap.
 
-use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -13,6 +12,8 @@ use spanway_search::metrics::WriterMetrics;
 
 use crate::aggregate::BUCKETS_MS;
 use crate::edges::Edge;
+use crate::ids::{IdMap, id_map};
+use crate::span::Connection;
 
 use spanway_kafka::group::PartitionLabels;
 
@@ -178,8 +179,25 @@ pub struct EdgeSeries {
     server_latency: Family<EdgeLabels, Histogram>,
     client_latency: Family<EdgeLabels, Histogram>,
     over_limit: Counter,
-    known: Arc<Mutex<HashSet<EdgeLabels>>>,
+    known: Arc<Mutex<IdMap<EdgeKey, EdgeHandles>>>,
     max_edges: usize,
+}
+
+/// An edge as [`Edge`] names it, so that finding its series needs no new
+/// label strings.
+type EdgeKey = (Arc<str>, Arc<str>, Connection);
+
+/// One edge's series, taken from the families once: a family lookup hashes
+/// the three label strings and takes a lock, four times per edge. A
+/// series a family has not created yet (no error, no latency so far) is
+/// created on first use, so `/metrics` shows the same series as before.
+#[derive(Debug)]
+struct EdgeHandles {
+    labels: EdgeLabels,
+    calls: Counter,
+    errors: Option<Counter>,
+    server_latency: Option<Histogram>,
+    client_latency: Option<Histogram>,
 }
 
 impl EdgeSeries {
@@ -191,7 +209,7 @@ impl EdgeSeries {
             server_latency: Family::new_with_constructor(latency_histogram),
             client_latency: Family::new_with_constructor(latency_histogram),
             over_limit: Counter::default(),
-            known: Arc::new(Mutex::new(HashSet::new())),
+            known: Arc::new(Mutex::new(id_map())),
             max_edges,
         };
         let sub = registry.sub_registry_with_prefix("analytics_edge");
@@ -221,35 +239,52 @@ impl EdgeSeries {
 
     /// Counts one edge, unless it would be one distinct edge too many.
     pub fn observe(&self, edge: &Edge) {
-        let labels = EdgeLabels {
-            client: edge.client.to_string(),
-            server: edge.server.to_string(),
-            connection_type: edge.connection.as_str().to_owned(),
+        let Ok(mut known) = self.known.lock() else {
+            return;
         };
-        {
-            let Ok(mut known) = self.known.lock() else {
+        let key = (edge.client.clone(), edge.server.clone(), edge.connection);
+        if !known.contains_key(&key) {
+            if known.len() >= self.max_edges {
+                self.over_limit.inc();
                 return;
-            };
-            if !known.contains(&labels) {
-                if known.len() >= self.max_edges {
-                    self.over_limit.inc();
-                    return;
-                }
-                known.insert(labels.clone());
             }
+            let labels = EdgeLabels {
+                client: edge.client.to_string(),
+                server: edge.server.to_string(),
+                connection_type: edge.connection.as_str().to_owned(),
+            };
+            let calls = self.calls.get_or_create(&labels).clone();
+            known.insert(
+                key.clone(),
+                EdgeHandles {
+                    labels,
+                    calls,
+                    errors: None,
+                    server_latency: None,
+                    client_latency: None,
+                },
+            );
         }
-        self.calls.get_or_create(&labels).inc();
+        let Some(handles) = known.get_mut(&key) else {
+            return;
+        };
+        handles.calls.inc();
         if edge.error {
-            self.errors.get_or_create(&labels).inc();
+            handles
+                .errors
+                .get_or_insert_with(|| self.errors.get_or_create(&handles.labels).clone())
+                .inc();
         }
         if let Some(micros) = edge.server_micros {
-            self.server_latency
-                .get_or_create(&labels)
+            handles
+                .server_latency
+                .get_or_insert_with(|| self.server_latency.get_or_create(&handles.labels).clone())
                 .observe(micros as f64 / 1e6);
         }
         if let Some(micros) = edge.client_micros {
-            self.client_latency
-                .get_or_create(&labels)
+            handles
+                .client_latency
+                .get_or_insert_with(|| self.client_latency.get_or_create(&handles.labels).clone())
                 .observe(micros as f64 / 1e6);
         }
     }
@@ -260,7 +295,6 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
-    use crate::span::Connection;
 
     fn edge(server: &str) -> Edge {
         Edge {
@@ -291,5 +325,34 @@ mod tests {
             "{text}"
         );
         assert!(!text.contains(r#"server="d""#));
+        // No error and no client-side duration yet: those series do not exist.
+        assert!(!text.contains("analytics_edge_errors_total{"), "{text}");
+        assert!(!text.contains("analytics_edge_client_latency_seconds_count{"));
+        assert!(text.contains(
+            r#"analytics_edge_server_latency_seconds_count{client="a",server="b",connection_type="direct"} 2"#
+        ));
+    }
+
+    #[test]
+    fn a_known_edge_gains_its_error_and_latency_series_on_first_use() {
+        let mut registry = Registry::default();
+        let series = EdgeSeries::new(&mut registry, 10);
+        series.observe(&edge("b"));
+        let mut failing = edge("b");
+        failing.error = true;
+        failing.client_micros = Some(3_000);
+        series.observe(&failing);
+        series.observe(&failing);
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+        let labels = r#"{client="a",server="b",connection_type="direct"}"#;
+        for line in [
+            format!("analytics_edge_calls_total{labels} 3"),
+            format!("analytics_edge_errors_total{labels} 2"),
+            format!("analytics_edge_client_latency_seconds_count{labels} 2"),
+            format!("analytics_edge_server_latency_seconds_count{labels} 3"),
+        ] {
+            assert!(text.contains(&line), "{line} not in {text}");
+        }
     }
 }

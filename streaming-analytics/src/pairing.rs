@@ -26,10 +26,11 @@
 //! pairing store: which trace is evicted early depends on what the store
 //! held, which a replay does not have. Evictions are counted.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 
 use crate::aggregate::{self, WindowEdges};
 use crate::edges::{self, Edge, Rules};
+use crate::ids::{IdMap, id_map};
 use crate::span::SpanFacts;
 
 /// The clock before anything has been read.
@@ -175,7 +176,7 @@ pub struct PartitionState {
     timing: Timing,
     clock: i64,
     next: Option<Position>,
-    traces: HashMap<u128, PendingTrace>,
+    traces: IdMap<u128, PendingTrace>,
     by_age: BTreeSet<(i64, u128)>,
     spans_held: usize,
     open: BTreeMap<i64, OpenWindow>,
@@ -190,7 +191,7 @@ impl PartitionState {
             timing,
             clock: NO_CLOCK,
             next: None,
-            traces: HashMap::new(),
+            traces: id_map(),
             by_age: BTreeSet::new(),
             spans_held: 0,
             open: BTreeMap::new(),
