@@ -41,6 +41,11 @@ pub fn elasticsearch_url() -> String {
     std::env::var("ELASTICSEARCH_URL").unwrap_or_else(|_| "http://127.0.0.1:9201".into())
 }
 
+/// Base URL of the Elasticsearch 8 test node (`ELASTICSEARCH8_URL`, default `http://127.0.0.1:9202`).
+pub fn elasticsearch8_url() -> String {
+    std::env::var("ELASTICSEARCH8_URL").unwrap_or_else(|_| "http://127.0.0.1:9202".into())
+}
+
 /// Writes `content` to `path` and moves its modification time two seconds
 /// ahead, so that a watcher sees the change even within the second of the
 /// previous write (file systems with coarse timestamps).

@@ -18,8 +18,8 @@ use prost::Message as _;
 use serde_json::{Value, json};
 use spanway_e2e::jaeger_query::{JaegerQuery, jaeger_query_bin};
 use spanway_e2e::{
-    create_topic, elasticsearch_url, opensearch_url, require_engine, require_kafka, search,
-    unique_name,
+    create_topic, elasticsearch_url, elasticsearch8_url, opensearch_url, require_engine,
+    require_kafka, search, unique_name,
 };
 use spanway_ingester::Ingester;
 use spanway_schemas::Encoding;
@@ -297,6 +297,14 @@ async fn jaeger_query_reads_elasticsearch_indices() {
     jaeger_query_bin();
     let url = elasticsearch_url();
     require_engine(&url, "Elasticsearch 7.17", "elasticsearch").await;
+    jaeger_query_reads(&url, "elasticsearch").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jaeger_query_reads_elasticsearch_8_indices() {
+    jaeger_query_bin();
+    let url = elasticsearch8_url();
+    require_engine(&url, "Elasticsearch 8", "elasticsearch8").await;
     jaeger_query_reads(&url, "elasticsearch").await;
 }
 

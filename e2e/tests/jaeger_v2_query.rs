@@ -22,8 +22,8 @@ use serde_json::Value;
 use spanway_e2e::jaeger_v2::{JaegerV2, engine_query_config, free_ports, jaeger_v2_bin};
 use spanway_e2e::otlp::{int_kv, resource_spans};
 use spanway_e2e::{
-    create_topic, elasticsearch_url, opensearch_url, require_engine, require_kafka, unique_name,
-    wait_for_count,
+    create_topic, elasticsearch_url, elasticsearch8_url, opensearch_url, require_engine,
+    require_kafka, unique_name, wait_for_count,
 };
 use spanway_ingester::Ingester;
 use spanway_schemas::Encoding;
@@ -199,6 +199,14 @@ async fn jaeger_v2_query_and_monitor_tab_read_elasticsearch() {
     jaeger_v2_bin();
     let url = elasticsearch_url();
     require_engine(&url, "Elasticsearch 7.17", "elasticsearch").await;
+    monitor_tab_reads(&url, "elasticsearch").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jaeger_v2_query_and_monitor_tab_read_elasticsearch_8() {
+    jaeger_v2_bin();
+    let url = elasticsearch8_url();
+    require_engine(&url, "Elasticsearch 8", "elasticsearch8").await;
     monitor_tab_reads(&url, "elasticsearch").await;
 }
 

@@ -15,8 +15,8 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message};
 use serde_json::{Value, json};
 use spanway_e2e::{
-    create_topic, elasticsearch_url, kafka_bootstrap, opensearch_url, require_engine,
-    require_kafka, search, unique_name,
+    create_topic, elasticsearch_url, elasticsearch8_url, kafka_bootstrap, opensearch_url,
+    require_engine, require_kafka, search, unique_name,
 };
 use spanway_ingester::Ingester;
 use spanway_schemas::Encoding;
@@ -139,6 +139,13 @@ async fn otlp_trace_reaches_opensearch_as_jaeger_documents() {
 async fn otlp_trace_reaches_elasticsearch_as_jaeger_documents() {
     let url = elasticsearch_url();
     require_engine(&url, "Elasticsearch 7.17", "elasticsearch").await;
+    otlp_trace_reaches_engine(&url).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn otlp_trace_reaches_elasticsearch_8_as_jaeger_documents() {
+    let url = elasticsearch8_url();
+    require_engine(&url, "Elasticsearch 8", "elasticsearch8").await;
     otlp_trace_reaches_engine(&url).await;
 }
 

@@ -9,8 +9,8 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use spanway_e2e::corpus;
 use spanway_e2e::{
-    create_topic, delete_indices, elasticsearch_url, opensearch_url, produce, require_engine,
-    require_kafka, search, wait_for_count,
+    create_topic, delete_indices, elasticsearch_url, elasticsearch8_url, opensearch_url, produce,
+    require_engine, require_kafka, search, wait_for_count,
 };
 use spanway_ingester::Ingester;
 use spanway_ingester::config::TemplateApi;
@@ -146,44 +146,112 @@ async fn auto_detection_keeps_legacy_templates_on_elasticsearch_7() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn alias_mode_writes_through_the_write_alias() {
-    require_kafka();
+async fn alias_mode_writes_through_the_write_alias_and_follows_a_rollover() {
     let url = opensearch_url();
     require_engine(&url, "OpenSearch", "opensearch").await;
-    let names = Names::new("aliases");
+    let names = aliases_and_rollover(&url, "aliases").await;
+    delete_indices(&url, &format!("{}-*", names.prefix)).await;
+    delete_templates(&url, &names.prefix).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn elasticsearch_8_gets_composable_templates_rollover_aliases_and_every_span() {
+    let url = elasticsearch8_url();
+    require_engine(&url, "Elasticsearch 8", "elasticsearch8").await;
+    let names = aliases_and_rollover(&url, "es8").await;
+    for kind in ["span", "service"] {
+        let template = format!("{}-jaeger-{kind}", names.prefix);
+        let (status, body) = get(&format!("{url}/_index_template/{template}")).await;
+        assert_eq!(
+            status, 200,
+            "composable template {template} on Elasticsearch 8"
+        );
+        let patterns = &body["index_templates"][0]["index_template"]["index_patterns"];
+        assert!(
+            patterns.to_string().contains(&format!("{template}-")),
+            "{patterns}"
+        );
+        let (status, _) = get(&format!("{url}/_template/{template}")).await;
+        assert_eq!(status, 404, "no legacy template for {template}");
+    }
+    let (_, mapping) = get(&format!(
+        "{url}/{}-jaeger-span-000002/_mapping",
+        names.prefix
+    ))
+    .await;
+    let index = format!("{}-jaeger-span-000002", names.prefix);
+    assert_eq!(
+        mapping[&index]["mappings"]["properties"]["tags"]["type"], "nested",
+        "the index made by the rollover has the template's mapping"
+    );
+    delete_indices(&url, &format!("{}-*", names.prefix)).await;
+    delete_templates(&url, &names.prefix).await;
+}
+
+/// Alias mode on the engine at `url`: spans are written through the write
+/// alias into `…-000001` and read through the read alias; then a rollover
+/// of the write alias (as Jaeger's rollover job does it, from outside)
+/// sends the next spans into `…-000002`, and the read alias finds both.
+/// The indices and templates are left for the caller to check and delete.
+async fn aliases_and_rollover(url: &str, label: &str) -> Names {
+    require_kafka();
+    let names = Names::new(label);
     create_topic(&names.topic, 1).await;
     let corpus = corpus::generate(8, 10, 3);
     produce(&names.topic, &corpus.as_produce_input()).await;
 
-    let mut cfg = config(&names, &url);
+    let mut cfg = config(&names, url);
     cfg.elasticsearch.use_aliases = true;
     let shutdown = CancellationToken::new();
     let ingester = Ingester::start(cfg, shutdown.clone()).await.unwrap();
     let total = corpus.spans.len() as u64;
     let first = format!("{}-jaeger-span-000001", names.prefix);
     assert_eq!(
-        wait_for_count(&url, &first, total, Duration::from_secs(120)).await,
+        wait_for_count(url, &first, total, Duration::from_secs(120)).await,
         total
     );
     let read = format!("{}-jaeger-span-read", names.prefix);
     assert_eq!(
-        spanway_e2e::count(&url, &read).await,
+        spanway_e2e::count(url, &read).await,
         total,
         "readable through the read alias"
     );
+    let write = format!("{}-jaeger-span-write", names.prefix);
     let (_, aliases) = get(&format!("{url}/{first}/_alias")).await;
-    assert_eq!(
-        aliases[&first]["aliases"][format!("{}-jaeger-span-write", names.prefix)]["is_write_index"],
-        true
-    );
+    assert_eq!(aliases[&first]["aliases"][&write]["is_write_index"], true);
     let services = format!("{}-jaeger-service-read", names.prefix);
     assert_eq!(
-        spanway_e2e::count(&url, &services).await,
+        spanway_e2e::count(url, &services).await,
         corpus.pairs.len() as u64
     );
 
+    let rolled: Value = reqwest::Client::new()
+        .post(format!("{url}/{write}/_rollover"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let second = format!("{}-jaeger-span-000002", names.prefix);
+    assert_eq!(rolled["rolled_over"], true, "{rolled}");
+    assert_eq!(rolled["new_index"], second.as_str(), "{rolled}");
+    let more = corpus::generate(9, 6, 3);
+    produce(&names.topic, &more.as_produce_input()).await;
+    let added = more.spans.len() as u64;
+    assert_eq!(
+        wait_for_count(url, &second, added, Duration::from_secs(120)).await,
+        added,
+        "spans after the rollover go to the new write index"
+    );
+    assert_eq!(
+        spanway_e2e::count(url, &first).await,
+        total,
+        "the old index keeps its spans"
+    );
+    assert_eq!(spanway_e2e::count(url, &read).await, total + added);
+
     shutdown.cancel();
     ingester.wait().await.expect("the ingester stops cleanly");
-    delete_indices(&url, &format!("{}-*", names.prefix)).await;
-    delete_templates(&url, &names.prefix).await;
+    names
 }
