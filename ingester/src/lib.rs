@@ -119,6 +119,7 @@ impl Ingester {
                     es.shards,
                     es.replicas,
                     es.template_api,
+                    names.uses_aliases(),
                     lifecycle.as_ref(),
                     &tags_as_fields.numeric_field_types(),
                 )

@@ -120,17 +120,21 @@ impl BulkWriter {
     }
 
     /// Installs the span and service templates with the API `choice` asks
-    /// for, detecting it from the server when `Auto`. With `lifecycle`, each
-    /// template also carries the settings that attach the retention policy
-    /// (and, in alias mode, the read alias for indices a rollover creates).
-    /// `tag_fields` are span tag fields with a mapping of their own
+    /// for, detecting it from the server when `Auto`. With `read_aliases`
+    /// (alias mode), each template carries the `-read` alias, so that an
+    /// index any rollover creates (the retention policy's, Jaeger's
+    /// rollover job, an operator's) is searched at once. With `lifecycle`,
+    /// each template also carries the settings that attach the retention
+    /// policy. `tag_fields` are span tag fields with a mapping of their own
     /// ([`templates::add_tag_field_types`]). Returns the API used.
+    #[allow(clippy::too_many_arguments)]
     pub async fn install_templates(
         &self,
         prefix: &Prefix,
         shards: u32,
         replicas: u32,
         choice: TemplateApi,
+        read_aliases: bool,
         lifecycle: Option<&crate::retention::Lifecycle>,
         tag_fields: &[(String, serde_json::Value)],
     ) -> Result<templates::Api, WriterError> {
@@ -142,6 +146,13 @@ impl BulkWriter {
             for (body, kind) in [(&mut span, Family::Span), (&mut service, Family::Service)] {
                 templates::add_settings(body, lifecycle.index_settings(kind));
                 templates::add_aliases(body, lifecycle.index_aliases(kind));
+            }
+        }
+        if read_aliases {
+            for (body, kind) in [(&mut span, Family::Span), (&mut service, Family::Service)] {
+                let read =
+                    serde_json::Map::from_iter([(prefix.read_alias(kind), serde_json::json!({}))]);
+                templates::add_aliases(body, read);
             }
         }
         let all = vec![
