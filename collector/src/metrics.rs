@@ -4,8 +4,10 @@
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
+use spanway_service_kit::metric_set::MetricSet;
 
 /// Labels of per-receiver counters.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -25,90 +27,45 @@ pub struct RefusalLabels {
     pub reason: &'static str,
 }
 
-/// Every counter the collector keeps.
-#[derive(Debug, Clone, Default)]
-pub struct CollectorMetrics {
-    /// Spans in requests that decoded.
-    pub spans_received: Family<ReceiverLabel, Counter>,
-    /// Spans acknowledged by Kafka and answered as accepted.
-    pub spans_accepted: Family<ReceiverLabel, Counter>,
-    /// Spans refused, by reason.
-    pub spans_refused: Family<RefusalLabels, Counter>,
-    /// Requests refused before their spans could be counted, by reason.
-    pub requests_refused: Family<RefusalLabels, Counter>,
-    /// Records acknowledged by Kafka.
-    pub records_produced: Counter,
-    /// Traces split into several records to stay under the record limit.
-    pub traces_split: Counter,
-    /// Bytes of requests accepted but not yet acknowledged by Kafka.
-    pub bytes_in_flight: prometheus_client::metrics::gauge::Gauge,
-    /// Spans whose resource had no `service.name`; they are published
-    /// under `unknown_service`, as OpenTelemetry SDKs name them.
-    pub spans_without_service: Counter,
-    /// Time from handing a request's records to the producer until Kafka
-    /// acknowledged all of them (or one failed), per request.
-    pub produce_latency: ProduceLatency,
-}
-
-/// Histogram of [`CollectorMetrics::produce_latency`], in seconds from
-/// 1 ms to about 33 s.
-#[derive(Debug, Clone)]
-pub struct ProduceLatency(pub Histogram);
-
-impl Default for ProduceLatency {
-    fn default() -> Self {
-        ProduceLatency(Histogram::new(exponential_buckets(0.001, 2.0, 16)))
+spanway_service_kit::metric_set! {
+    /// Every counter the collector keeps.
+    pub struct CollectorMetrics {
+        /// Spans in requests that decoded.
+        spans_received: Family<ReceiverLabel, Counter> => "spans_received",
+            "Spans in decoded requests";
+        /// Spans acknowledged by Kafka and answered as accepted.
+        spans_accepted: Family<ReceiverLabel, Counter> => "spans_accepted",
+            "Spans acknowledged by Kafka";
+        /// Spans refused, by reason.
+        spans_refused: Family<RefusalLabels, Counter> => "spans_refused",
+            "Spans refused, by reason";
+        /// Requests refused before their spans could be counted, by reason.
+        requests_refused: Family<RefusalLabels, Counter> => "requests_refused",
+            "Requests refused, by reason";
+        /// Records acknowledged by Kafka.
+        records_produced: Counter => "kafka_records_produced", "Records acknowledged by Kafka";
+        /// Traces split into several records to stay under the record limit.
+        traces_split: Counter => "traces_split",
+            "Traces split into several records to stay under the record limit";
+        /// Bytes of requests accepted but not yet acknowledged by Kafka.
+        bytes_in_flight: Gauge => "bytes_in_flight",
+            "Request bytes waiting for Kafka's acknowledgement";
+        /// Spans whose resource had no `service.name`; they are published
+        /// under `unknown_service`, as OpenTelemetry SDKs name them.
+        spans_without_service: Counter => "spans_without_service",
+            "Spans without service.name, published as unknown_service";
+        /// Time from handing a request's records to the producer until Kafka
+        /// acknowledged all of them (or one failed), per request, in seconds
+        /// from 1 ms to about 33 s.
+        produce_latency: Histogram = Histogram::new(exponential_buckets(0.001, 2.0, 16))
+            => "kafka_produce_latency_seconds",
+            "Time until Kafka acknowledged every record of a request";
     }
 }
 
 impl CollectorMetrics {
     /// Registers every metric under the `collector` prefix.
     pub fn register(&self, registry: &mut Registry) {
-        let sub = registry.sub_registry_with_prefix("collector");
-        sub.register(
-            "spans_received",
-            "Spans in decoded requests",
-            self.spans_received.clone(),
-        );
-        sub.register(
-            "spans_accepted",
-            "Spans acknowledged by Kafka",
-            self.spans_accepted.clone(),
-        );
-        sub.register(
-            "spans_refused",
-            "Spans refused, by reason",
-            self.spans_refused.clone(),
-        );
-        sub.register(
-            "requests_refused",
-            "Requests refused, by reason",
-            self.requests_refused.clone(),
-        );
-        sub.register(
-            "kafka_records_produced",
-            "Records acknowledged by Kafka",
-            self.records_produced.clone(),
-        );
-        sub.register(
-            "traces_split",
-            "Traces split into several records to stay under the record limit",
-            self.traces_split.clone(),
-        );
-        sub.register(
-            "bytes_in_flight",
-            "Request bytes waiting for Kafka's acknowledgement",
-            self.bytes_in_flight.clone(),
-        );
-        sub.register(
-            "spans_without_service",
-            "Spans without service.name, published as unknown_service",
-            self.spans_without_service.clone(),
-        );
-        sub.register(
-            "kafka_produce_latency_seconds",
-            "Time until Kafka acknowledged every record of a request",
-            self.produce_latency.0.clone(),
-        );
+        self.register_in(registry.sub_registry_with_prefix("collector"));
     }
 }

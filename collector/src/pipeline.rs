@@ -243,7 +243,6 @@ impl Pipeline {
             let published = publish().await;
             self.metrics
                 .produce_latency
-                .0
                 .observe(started.elapsed().as_secs_f64());
             published
         };

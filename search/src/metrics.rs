@@ -3,89 +3,46 @@
 
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
-use prometheus_client::registry::Registry;
 
-/// The bulk writer's counters; clones share them.
-#[derive(Debug, Clone)]
-pub struct WriterMetrics {
-    /// Bulk requests sent, answered or not.
-    pub bulk_requests: Counter,
-    /// Bulk requests without a usable per-item answer (no connection, a
-    /// timeout, a non-2xx status, a body that cannot be read); all their
-    /// documents were retried.
-    pub bulk_failures: Counter,
-    /// Document writes retried after a passing failure.
-    pub documents_retried: Counter,
-    /// Document writes refused by an index block (write or read-only block,
-    /// disk flood stage), counted on each attempt; retried.
-    pub documents_blocked: Counter,
-    /// Bulk requests the engine refused for want of valid credentials or
-    /// write rights; their documents are kept and retried.
-    pub auth_failures: Counter,
-    /// Duration of bulk requests, answered or failed, in seconds.
-    pub bulk_latency: Histogram,
-}
-
-impl Default for WriterMetrics {
-    fn default() -> Self {
-        WriterMetrics {
-            bulk_requests: Counter::default(),
-            bulk_failures: Counter::default(),
-            documents_retried: Counter::default(),
-            documents_blocked: Counter::default(),
-            auth_failures: Counter::default(),
-            // 5 ms to about 20 s.
-            bulk_latency: Histogram::new(exponential_buckets(0.005, 2.0, 13)),
-        }
-    }
-}
-
-impl WriterMetrics {
-    /// Registers every metric in `registry`, which the caller has already
-    /// given its prefix.
-    pub fn register(&self, registry: &mut Registry) {
-        registry.register(
-            "bulk_requests",
-            "Bulk requests sent",
-            self.bulk_requests.clone(),
-        );
-        registry.register(
-            "bulk_failures",
-            "Bulk requests without a usable per-item answer; every document retried",
-            self.bulk_failures.clone(),
-        );
-        registry.register(
-            "documents_retried",
-            "Document writes retried",
-            self.documents_retried.clone(),
-        );
-        registry.register(
-            "documents_blocked",
-            "Document writes refused by an index block (write block, read-only, disk flood stage); retried",
-            self.documents_blocked.clone(),
-        );
-        registry.register(
-            "bulk_auth_failures",
-            "Bulk requests refused for credentials or write rights; documents kept and retried",
-            self.auth_failures.clone(),
-        );
-        registry.register(
-            "bulk_latency_seconds",
-            "Duration of bulk requests, answered or failed",
-            self.bulk_latency.clone(),
-        );
+spanway_service_kit::metric_set! {
+    /// The bulk writer's counters; clones share them.
+    pub struct WriterMetrics {
+        /// Bulk requests sent, answered or not.
+        bulk_requests: Counter => "bulk_requests", "Bulk requests sent";
+        /// Bulk requests without a usable per-item answer (no connection, a
+        /// timeout, a non-2xx status, a body that cannot be read); all their
+        /// documents were retried.
+        bulk_failures: Counter => "bulk_failures",
+            "Bulk requests without a usable per-item answer; every document retried";
+        /// Document writes retried after a passing failure.
+        documents_retried: Counter => "documents_retried", "Document writes retried";
+        /// Document writes refused by an index block (write or read-only block,
+        /// disk flood stage), counted on each attempt; retried.
+        documents_blocked: Counter => "documents_blocked",
+            "Document writes refused by an index block (write block, read-only, disk flood stage); retried";
+        /// Bulk requests the engine refused for want of valid credentials or
+        /// write rights; their documents are kept and retried.
+        auth_failures: Counter => "bulk_auth_failures",
+            "Bulk requests refused for credentials or write rights; documents kept and retried";
+        /// Duration of bulk requests, answered or failed, in seconds (5 ms
+        /// to about 20 s).
+        bulk_latency: Histogram = Histogram::new(exponential_buckets(0.005, 2.0, 13))
+            => "bulk_latency_seconds", "Duration of bulk requests, answered or failed";
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use prometheus_client::registry::Registry;
+    use spanway_service_kit::metric_set::MetricSet;
+
     use super::*;
 
     #[test]
     fn names_carry_the_callers_prefix() {
         let mut registry = Registry::default();
         let metrics = WriterMetrics::default();
-        metrics.register(registry.sub_registry_with_prefix("ingester"));
+        metrics.register_in(registry.sub_registry_with_prefix("ingester"));
         metrics.bulk_requests.inc();
         metrics.bulk_latency.observe(0.01);
         let mut text = String::new();

@@ -7,6 +7,7 @@
 pub mod config;
 pub mod liveness;
 pub mod logging;
+pub mod metric_set;
 pub mod ops;
 pub mod secret;
 pub mod section;

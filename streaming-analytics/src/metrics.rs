@@ -9,6 +9,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 use spanway_search::metrics::WriterMetrics;
+use spanway_service_kit::metric_set::MetricSet;
 
 use crate::aggregate::BUCKETS_MS;
 use crate::edges::Edge;
@@ -32,142 +33,60 @@ fn latency_histogram() -> Histogram {
     Histogram::new(BUCKETS_MS.iter().map(|ms| ms / 1000.0))
 }
 
-/// Every counter the job keeps.
-#[derive(Debug, Clone, Default)]
-pub struct AnalyticsMetrics {
-    /// Records read from Kafka.
-    pub records_consumed: Counter,
-    /// Records that could not be decoded (skipped, logged with their position).
-    pub records_undecodable: Counter,
-    /// Spans read.
-    pub spans_read: Counter,
-    /// Spans that could not be analysed (bad ids), skipped and logged.
-    pub spans_unreadable: Counter,
-    /// Traces analysed after the pairing wait.
-    pub traces_expired: Counter,
-    /// Traces analysed early because the pairing store was full.
-    pub traces_evicted: Counter,
-    /// Client and producer spans nobody answered within the pairing wait.
-    pub unpaired_calls: Counter,
-    /// Spans whose parent did not arrive within the pairing wait.
-    pub orphan_spans: Counter,
-    /// Edges counted.
-    pub edges_counted: Counter,
-    /// Edges counted past their own window (later than the allowed lateness).
-    pub edges_late: Counter,
-    /// Windows written (one per partition and window).
-    pub windows_written: Counter,
-    /// Documents the engine refused for good (logged with the reason).
-    pub documents_rejected: Counter,
-    /// Spans held for pairing.
-    pub spans_held: Gauge,
-    /// Windows open or waiting to be written.
-    pub windows_pending: Gauge,
-    /// Times reading paused because writes fell behind.
-    pub pauses: Counter,
-    /// Records between the consumer's position and the end of each partition.
-    pub lag_records: Family<PartitionLabels, Gauge>,
-    /// Event-time clock of each partition (latest span start read), seconds since the epoch.
-    pub clock_seconds: Family<PartitionLabels, Gauge>,
-    /// Offsets committed.
-    pub commits: Counter,
-    /// The bulk writer's requests, retries and latency, under the same
-    /// names as the ingester's (`analytics_bulk_requests_total`, …).
-    pub writer: WriterMetrics,
+spanway_service_kit::metric_set! {
+    /// Every counter the job keeps.
+    pub struct AnalyticsMetrics {
+        /// Records read from Kafka.
+        records_consumed: Counter => "records_consumed", "Records read from Kafka";
+        /// Records that could not be decoded (skipped, logged with their position).
+        records_undecodable: Counter => "records_undecodable", "Records that could not be decoded";
+        /// Spans read.
+        spans_read: Counter => "spans_read", "Spans read";
+        /// Spans that could not be analysed (bad ids), skipped and logged.
+        spans_unreadable: Counter => "spans_unreadable", "Spans skipped for invalid ids";
+        /// Traces analysed after the pairing wait.
+        traces_expired: Counter => "traces_expired", "Traces analysed after the pairing wait";
+        /// Traces analysed early because the pairing store was full.
+        traces_evicted: Counter => "traces_evicted",
+            "Traces analysed early because the pairing store was full";
+        /// Client and producer spans nobody answered within the pairing wait.
+        unpaired_calls: Counter => "unpaired_calls",
+            "Client and producer spans nobody answered within the pairing wait";
+        /// Spans whose parent did not arrive within the pairing wait.
+        orphan_spans: Counter => "orphan_spans",
+            "Spans whose parent did not arrive within the pairing wait";
+        /// Edges counted.
+        edges_counted: Counter => "edges_counted", "Edges counted into windows";
+        /// Edges counted past their own window (later than the allowed lateness).
+        edges_late: Counter => "edges_late", "Edges counted after their own window was written";
+        /// Windows written (one per partition and window).
+        windows_written: Counter => "windows_written", "Windows written, per partition";
+        /// Documents the engine refused for good (logged with the reason).
+        documents_rejected: Counter => "documents_rejected", "Documents the engine refused";
+        /// Spans held for pairing.
+        spans_held: Gauge => "spans_held", "Spans held for pairing";
+        /// Windows open or waiting to be written.
+        windows_pending: Gauge => "windows_pending", "Windows open or not yet written";
+        /// Times reading paused because writes fell behind.
+        pauses: Counter => "pauses", "Times reading paused for the writer";
+        /// Records between the consumer's position and the end of each partition.
+        lag_records: Family<PartitionLabels, Gauge> => "lag_records",
+            "Records behind the end of each partition";
+        /// Event-time clock of each partition (latest span start read), seconds since the epoch.
+        clock_seconds: Family<PartitionLabels, Gauge> => "clock_seconds",
+            "Latest span start read per partition (event time)";
+        /// Offsets committed.
+        commits: Counter => "commits", "Offset commits sent";
+        /// The bulk writer's requests, retries and latency, under the same
+        /// names as the ingester's (`analytics_bulk_requests_total`, …).
+        writer: WriterMetrics;
+    }
 }
 
 impl AnalyticsMetrics {
     /// Registers every metric under `analytics_`.
     pub fn register(&self, registry: &mut Registry) {
-        let sub = registry.sub_registry_with_prefix("analytics");
-        let counters: [(&str, &str, &Counter); 13] = [
-            (
-                "unpaired_calls",
-                "Client and producer spans nobody answered within the pairing wait",
-                &self.unpaired_calls,
-            ),
-            (
-                "orphan_spans",
-                "Spans whose parent did not arrive within the pairing wait",
-                &self.orphan_spans,
-            ),
-            (
-                "records_consumed",
-                "Records read from Kafka",
-                &self.records_consumed,
-            ),
-            (
-                "records_undecodable",
-                "Records that could not be decoded",
-                &self.records_undecodable,
-            ),
-            ("spans_read", "Spans read", &self.spans_read),
-            (
-                "spans_unreadable",
-                "Spans skipped for invalid ids",
-                &self.spans_unreadable,
-            ),
-            (
-                "traces_expired",
-                "Traces analysed after the pairing wait",
-                &self.traces_expired,
-            ),
-            (
-                "traces_evicted",
-                "Traces analysed early because the pairing store was full",
-                &self.traces_evicted,
-            ),
-            (
-                "edges_counted",
-                "Edges counted into windows",
-                &self.edges_counted,
-            ),
-            (
-                "edges_late",
-                "Edges counted after their own window was written",
-                &self.edges_late,
-            ),
-            (
-                "windows_written",
-                "Windows written, per partition",
-                &self.windows_written,
-            ),
-            (
-                "documents_rejected",
-                "Documents the engine refused",
-                &self.documents_rejected,
-            ),
-            (
-                "pauses",
-                "Times reading paused for the writer",
-                &self.pauses,
-            ),
-        ];
-        for (name, help, counter) in counters {
-            sub.register(name, help, counter.clone());
-        }
-        sub.register("commits", "Offset commits sent", self.commits.clone());
-        sub.register(
-            "spans_held",
-            "Spans held for pairing",
-            self.spans_held.clone(),
-        );
-        sub.register(
-            "windows_pending",
-            "Windows open or not yet written",
-            self.windows_pending.clone(),
-        );
-        sub.register(
-            "lag_records",
-            "Records behind the end of each partition",
-            self.lag_records.clone(),
-        );
-        sub.register(
-            "clock_seconds",
-            "Latest span start read per partition (event time)",
-            self.clock_seconds.clone(),
-        );
-        self.writer.register(sub);
+        self.register_in(registry.sub_registry_with_prefix("analytics"));
     }
 }
 

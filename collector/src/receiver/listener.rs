@@ -21,6 +21,7 @@ use axum::Router;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::registry::Registry;
+use spanway_service_kit::metric_set::MetricSet;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
@@ -166,41 +167,24 @@ impl Listener {
     }
 }
 
-/// Counters of the listeners' TLS and authentication.
-#[derive(Debug, Clone, Default)]
-pub struct ListenerMetrics {
-    /// TLS handshakes that failed or timed out, by listener.
-    pub tls_handshake_failures: Family<ReceiverLabel, Counter>,
-    /// Requests refused for want of valid credentials.
-    pub unauthenticated: UnauthenticatedCounter,
-    /// Reloads of certificate, token and htpasswd files.
-    pub reloads: ReloadMetrics,
+spanway_service_kit::metric_set! {
+    /// Counters of the listeners' TLS and authentication.
+    pub struct ListenerMetrics {
+        /// TLS handshakes that failed or timed out, by listener.
+        tls_handshake_failures: Family<ReceiverLabel, Counter> => "tls_handshake_failures",
+            "TLS handshakes that failed or timed out, by receiver";
+        /// Requests refused for want of valid credentials.
+        unauthenticated: UnauthenticatedCounter => "requests_unauthenticated",
+            "Requests refused for want of valid credentials, by receiver and reason";
+        /// Reloads of certificate, token and htpasswd files.
+        reloads: ReloadMetrics;
+    }
 }
 
 impl ListenerMetrics {
     /// Registers the counters under the `collector` prefix.
     pub fn register(&self, registry: &mut Registry) {
-        let sub = registry.sub_registry_with_prefix("collector");
-        sub.register(
-            "tls_handshake_failures",
-            "TLS handshakes that failed or timed out, by receiver",
-            self.tls_handshake_failures.clone(),
-        );
-        sub.register(
-            "requests_unauthenticated",
-            "Requests refused for want of valid credentials, by receiver and reason",
-            self.unauthenticated.clone(),
-        );
-        sub.register(
-            "security_file_reloads",
-            "Changed certificate, token or htpasswd files taken into use",
-            self.reloads.reloads.clone(),
-        );
-        sub.register(
-            "security_file_reload_failures",
-            "Changed certificate, token or htpasswd files refused; the previous version stays in force",
-            self.reloads.failures.clone(),
-        );
+        self.register_in(registry.sub_registry_with_prefix("collector"));
     }
 }
 

@@ -52,14 +52,17 @@ pub struct ReloadLabel {
     pub key: &'static str,
 }
 
-/// Counters of file reloads.
-#[derive(Debug, Clone, Default)]
-pub struct ReloadMetrics {
-    /// Changed files taken into use.
-    pub reloads: Family<ReloadLabel, Counter>,
-    /// Changed files refused, or files that could no longer be read; the
-    /// previous version stayed in force.
-    pub failures: Family<ReloadLabel, Counter>,
+spanway_service_kit::metric_set! {
+    /// Counters of file reloads.
+    pub struct ReloadMetrics {
+        /// Changed files taken into use.
+        reloads: Family<ReloadLabel, Counter> => "security_file_reloads",
+            "Changed certificate, token or htpasswd files taken into use";
+        /// Changed files refused, or files that could no longer be read; the
+        /// previous version stayed in force.
+        failures: Family<ReloadLabel, Counter> => "security_file_reload_failures",
+            "Changed certificate, token or htpasswd files refused; the previous version stays in force";
+    }
 }
 
 /// A set of files read together, with what was last read from them.

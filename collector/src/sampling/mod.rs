@@ -19,6 +19,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::registry::Registry;
 use spanway_schemas::proto::jaeger::api_v2 as jaeger;
+use spanway_service_kit::metric_set::MetricSet;
 use tokio_util::sync::CancellationToken;
 
 pub use strategies::{Strategies, StrategiesError};
@@ -48,37 +49,25 @@ pub struct EndpointLabel {
     pub endpoint: &'static str,
 }
 
-/// Counters of the sampling endpoints and of the reloads.
-#[derive(Debug, Clone, Default)]
-pub struct SamplingMetrics {
-    /// Strategy requests answered, by endpoint.
-    pub requests: Family<EndpointLabel, Counter>,
-    /// Changed strategies files taken into use.
-    pub reloads: Counter,
-    /// Changed strategies files refused (unreadable or invalid); the
-    /// previous strategies stayed in force.
-    pub reload_failures: Counter,
+spanway_service_kit::metric_set! {
+    /// Counters of the sampling endpoints and of the reloads.
+    pub struct SamplingMetrics {
+        /// Strategy requests answered, by endpoint.
+        requests: Family<EndpointLabel, Counter> => "requests",
+            "Sampling strategy requests answered, by endpoint";
+        /// Changed strategies files taken into use.
+        reloads: Counter => "reloads", "Changed strategies files taken into use";
+        /// Changed strategies files refused (unreadable or invalid); the
+        /// previous strategies stayed in force.
+        reload_failures: Counter => "reload_failures",
+            "Changed strategies files refused; the previous strategies stay in force";
+    }
 }
 
 impl SamplingMetrics {
     /// Registers the counters under the `collector_sampling` prefix.
     pub fn register(&self, registry: &mut Registry) {
-        let sub = registry.sub_registry_with_prefix("collector_sampling");
-        sub.register(
-            "requests",
-            "Sampling strategy requests answered, by endpoint",
-            self.requests.clone(),
-        );
-        sub.register(
-            "reloads",
-            "Changed strategies files taken into use",
-            self.reloads.clone(),
-        );
-        sub.register(
-            "reload_failures",
-            "Changed strategies files refused; the previous strategies stay in force",
-            self.reload_failures.clone(),
-        );
+        self.register_in(registry.sub_registry_with_prefix("collector_sampling"));
     }
 }
 
