@@ -83,6 +83,76 @@ pub fn require_kafka() {
     }
 }
 
+/// A search engine the tests run against: where it listens, what it is
+/// called in messages, and which `dev/services` name starts it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Engine {
+    /// The OpenSearch node (`opensearch`).
+    OpenSearch,
+    /// The Elasticsearch 7.17 node (`elasticsearch`).
+    Elasticsearch7,
+    /// The Elasticsearch 8 node (`elasticsearch8`).
+    Elasticsearch8,
+}
+
+impl Engine {
+    /// The engine's base URL (from its environment variable, or the default).
+    pub fn url(self) -> String {
+        match self {
+            Engine::OpenSearch => opensearch_url(),
+            Engine::Elasticsearch7 => elasticsearch_url(),
+            Engine::Elasticsearch8 => elasticsearch8_url(),
+        }
+    }
+
+    /// Its name in messages.
+    pub fn name(self) -> &'static str {
+        match self {
+            Engine::OpenSearch => "OpenSearch",
+            Engine::Elasticsearch7 => "Elasticsearch 7.17",
+            Engine::Elasticsearch8 => "Elasticsearch 8",
+        }
+    }
+
+    /// The `dev/services` name that starts it.
+    pub fn service(self) -> &'static str {
+        match self {
+            Engine::OpenSearch => "opensearch",
+            Engine::Elasticsearch7 => "elasticsearch",
+            Engine::Elasticsearch8 => "elasticsearch8",
+        }
+    }
+
+    /// What Jaeger's storage settings call it: `opensearch` or `elasticsearch`.
+    pub fn jaeger_kind(self) -> &'static str {
+        match self {
+            Engine::OpenSearch => "opensearch",
+            Engine::Elasticsearch7 | Engine::Elasticsearch8 => "elasticsearch",
+        }
+    }
+
+    /// The engine's URL, once it answers; panics with instructions otherwise.
+    pub async fn require(self) -> String {
+        let url = self.url();
+        require_engine(&url, self.name(), self.service()).await;
+        url
+    }
+}
+
+/// Declares one test per engine, each calling the same `async fn(Engine)`:
+/// `per_engine!(check_fn: test_on_opensearch => OpenSearch, test_on_es8 => Elasticsearch8);`.
+#[macro_export]
+macro_rules! per_engine {
+    ($check:ident: $($test:ident => $engine:ident),+ $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $test() {
+                $check($crate::Engine::$engine).await;
+            }
+        )+
+    };
+}
+
 /// Panics with instructions unless the search engine at `url` answers.
 /// `name` and `service` say which engine and which `dev/services` name starts it.
 pub async fn require_engine(url: &str, name: &str, service: &str) {

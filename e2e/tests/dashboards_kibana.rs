@@ -23,15 +23,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use prost::Message as _;
 use serde_json::{Value, json};
 use spanway_e2e::otlp::{int_kv, resource_spans};
-use spanway_e2e::{
-    create_topic, elasticsearch_url, opensearch_url, require_engine, require_kafka, unique_name,
-    wait_for_count,
-};
-use spanway_ingester::Ingester;
+use spanway_e2e::{Engine, wait_for_count};
 use spanway_schemas::Encoding;
 use spanway_schemas::proto::otlp;
 use spanway_streaming_analytics::Analytics;
-use tokio_util::sync::CancellationToken;
 
 mod common;
 
@@ -546,7 +541,7 @@ fn bucket_key(bucket: &Value) -> String {
         .unwrap()
 }
 
-struct Engine {
+struct Dashboards {
     url: String,
     /// Index pattern title in the bundle → this test's indices.
     patterns: BTreeMap<String, String>,
@@ -554,7 +549,7 @@ struct Engine {
     to_ms: u64,
 }
 
-impl Engine {
+impl Dashboards {
     async fn post(&self, path: &str, body: Value) -> Value {
         let response = reqwest::Client::new()
             .post(format!("{}/{path}", self.url))
@@ -836,36 +831,24 @@ fn expect(pairs: &[(&str, f64)]) -> BTreeMap<String, f64> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn panels_chart_a_known_topology_on_opensearch() {
-    let url = opensearch_url();
-    require_engine(&url, "OpenSearch", "opensearch").await;
+    let url = Engine::OpenSearch.require().await;
     panels_chart_a_known_topology(&url, true).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn panels_chart_a_known_topology_on_elasticsearch() {
-    let url = elasticsearch_url();
-    require_engine(&url, "Elasticsearch 7.17", "elasticsearch").await;
+    let url = Engine::Elasticsearch7.require().await;
     panels_chart_a_known_topology(&url, false).await;
 }
 
 /// With `opensearch`, also OpenSearch Dashboards' Trace Analytics queries (they need painless
 /// scripts, which the test Elasticsearch node, assembled without modules, does not have).
 async fn panels_chart_a_known_topology(url: &str, opensearch: bool) {
-    require_kafka();
-    let topic = unique_name("e2e-kibana");
-    let prefix = unique_name("e2e-kib");
-    create_topic(&topic, 3).await;
-    let shutdown = CancellationToken::new();
-
-    let collector = common::collector(&topic, &shutdown).await;
-    let mut ingester_config = common::ingester(&topic, &prefix, Encoding::OtlpProto);
-    ingester_config.elasticsearch.client.url = Some(url.to_owned());
-    let ingester = Ingester::start(ingester_config, shutdown.clone())
-        .await
-        .unwrap();
-    let mut analytics_config = common::analytics(&topic, &prefix, Encoding::OtlpProto);
+    let pipeline = common::Pipeline::start("e2e-kib", url).await;
+    let prefix = pipeline.prefix.clone();
+    let mut analytics_config = common::analytics(&pipeline.topic, &prefix, Encoding::OtlpProto);
     analytics_config.elasticsearch.client.url = Some(url.to_owned());
-    let analytics = Analytics::start(&analytics_config, shutdown.clone())
+    let analytics = Analytics::start(&analytics_config, pipeline.shutdown.clone())
         .await
         .unwrap();
 
@@ -878,10 +861,7 @@ async fn panels_chart_a_known_topology(url: &str, opensearch: bool) {
     .unwrap();
     let start_ms = now_ms - 120_000;
     let response = reqwest::Client::new()
-        .post(format!(
-            "http://{}/v1/traces",
-            collector.otlp_http_addr.unwrap()
-        ))
+        .post(pipeline.otlp_http_traces())
         .header("content-type", "application/x-protobuf")
         .body(topology(start_ms, now_ms).encode_to_vec())
         .send()
@@ -896,7 +876,7 @@ async fn panels_chart_a_known_topology(url: &str, opensearch: bool) {
         wait_for_count(url, &spans, 5 * TRACES, Duration::from_secs(60)).await,
         5 * TRACES
     );
-    let engine = Engine {
+    let engine = Dashboards {
         url: url.to_owned(),
         patterns: BTreeMap::from([
             ("*jaeger-span-*".to_owned(), spans.clone()),
@@ -931,9 +911,7 @@ async fn panels_chart_a_known_topology(url: &str, opensearch: bool) {
         }
         assert_eq!(calls, (3 * TRACES) as f64, "calls in {index}");
     }
-    shutdown.cancel();
-    collector.wait().await;
-    ingester.wait().await.expect("the ingester stops cleanly");
+    pipeline.stop().await;
     analytics
         .wait()
         .await
@@ -1191,7 +1169,7 @@ async fn check_fields(url: &str, index: &str, fields: &BTreeSet<String>, what: &
 }
 
 /// The Lens bundle's panels, compiled as Lens compiles them, on the known topology.
-async fn lens_panels_chart_the_topology(engine: &Engine) {
+async fn lens_panels_chart_the_topology(engine: &Dashboards) {
     let objects = bundle_file("lens.ndjson");
     let panels = lens_panels(&objects);
     let run = |title: &str| {
@@ -1269,7 +1247,7 @@ async fn lens_panels_chart_the_topology(engine: &Engine) {
 /// OpenSearch Dashboards' Trace Analytics in Jaeger mode: the services list (traces per
 /// service) and the services table's metrics (average latency, error count and rate, errors
 /// being `tag.error: true`), with the fields, aggregations and filters it sends.
-async fn trace_analytics_reads_the_span_indices(engine: &Engine, spans: &str) {
+async fn trace_analytics_reads_the_span_indices(engine: &Dashboards, spans: &str) {
     let services = engine
         .post(
             &format!("{spans}/_search"),

@@ -16,14 +16,10 @@ use std::time::Duration;
 use prost::Message as _;
 use serde_json::Value;
 use spanway_e2e::otlp::resource_spans;
-use spanway_e2e::{
-    create_topic, opensearch_url, require_engine, require_kafka, unique_name, wait_for_count,
-};
-use spanway_ingester::Ingester;
+use spanway_e2e::{Engine, wait_for_count};
 use spanway_schemas::Encoding;
 use spanway_schemas::proto::otlp;
 use spanway_streaming_analytics::Analytics;
-use tokio_util::sync::CancellationToken;
 
 mod common;
 
@@ -238,30 +234,18 @@ fn expressions_are_read_from_both_files() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_metric_the_dashboard_and_alerts_use_is_exported() {
-    require_kafka();
-    let url = opensearch_url();
-    require_engine(&url, "OpenSearch", "opensearch").await;
-    let topic = unique_name("e2e-dashboards");
-    let prefix = unique_name("e2e-dash");
-    create_topic(&topic, 3).await;
-    let shutdown = CancellationToken::new();
-
-    let collector = common::collector(&topic, &shutdown).await;
-    let ingester = Ingester::start(
-        common::ingester(&topic, &prefix, Encoding::OtlpProto),
-        shutdown.clone(),
-    )
-    .await
-    .unwrap();
+    let url = Engine::OpenSearch.require().await;
+    let pipeline = common::Pipeline::start("e2e-dash", &url).await;
+    let prefix = pipeline.prefix.clone();
     let analytics = Analytics::start(
-        &common::analytics(&topic, &prefix, Encoding::OtlpProto),
-        shutdown.clone(),
+        &common::analytics(&pipeline.topic, &prefix, Encoding::OtlpProto),
+        pipeline.shutdown.clone(),
     )
     .await
     .unwrap();
 
     let http = reqwest::Client::new();
-    let endpoint = format!("http://{}/v1/traces", collector.otlp_http_addr.unwrap());
+    let endpoint = pipeline.otlp_http_traces();
     let run = u64::from(std::process::id());
     for (body, expected) in [
         (request(run, false).encode_to_vec(), 200),
@@ -286,7 +270,11 @@ async fn every_metric_the_dashboard_and_alerts_use_is_exported() {
     .await;
     assert_eq!(stored, 6, "both good traces stored");
 
-    let addrs = [collector.ops_addr, ingester.ops_addr, analytics.ops_addr];
+    let addrs = [
+        pipeline.collector.ops_addr,
+        pipeline.ingester.ops_addr,
+        analytics.ops_addr,
+    ];
     let expressions: Vec<(String, String)> = dashboard_expressions()
         .into_iter()
         .chain(rule_expressions())
@@ -306,9 +294,7 @@ async fn every_metric_the_dashboard_and_alerts_use_is_exported() {
         gaps.join("\n")
     );
 
-    shutdown.cancel();
-    collector.wait().await;
-    ingester.wait().await.expect("the ingester stops cleanly");
+    pipeline.stop().await;
     analytics
         .wait()
         .await

@@ -17,14 +17,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use prost::Message as _;
 use serde_json::{Value, json};
 use spanway_e2e::jaeger_query::{JaegerQuery, jaeger_query_bin};
-use spanway_e2e::{
-    create_topic, elasticsearch_url, elasticsearch8_url, opensearch_url, require_engine,
-    require_kafka, search, unique_name,
-};
-use spanway_ingester::Ingester;
-use spanway_schemas::Encoding;
+use spanway_e2e::{Engine, search};
 use spanway_schemas::proto::otlp;
-use tokio_util::sync::CancellationToken;
 
 /// The gold customer's order: frontend → checkout → payments.
 const GOLD: &str = "7c1e0a9b3d5f42e8a6b4c2d0e8f61a3b";
@@ -284,50 +278,25 @@ fn spans_by_id(mut body: Value) -> Value {
     body
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn jaeger_query_reads_opensearch_indices() {
+spanway_e2e::per_engine!(
+    jaeger_query_reads:
+    jaeger_query_reads_opensearch_indices => OpenSearch,
+    jaeger_query_reads_elasticsearch_indices => Elasticsearch7,
+    jaeger_query_reads_elasticsearch_8_indices => Elasticsearch8,
+);
+
+async fn jaeger_query_reads(kind: Engine) {
     jaeger_query_bin();
-    let url = opensearch_url();
-    require_engine(&url, "OpenSearch", "opensearch").await;
-    jaeger_query_reads(&url, "opensearch").await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn jaeger_query_reads_elasticsearch_indices() {
-    jaeger_query_bin();
-    let url = elasticsearch_url();
-    require_engine(&url, "Elasticsearch 7.17", "elasticsearch").await;
-    jaeger_query_reads(&url, "elasticsearch").await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn jaeger_query_reads_elasticsearch_8_indices() {
-    jaeger_query_bin();
-    let url = elasticsearch8_url();
-    require_engine(&url, "Elasticsearch 8", "elasticsearch8").await;
-    jaeger_query_reads(&url, "elasticsearch").await;
-}
-
-async fn jaeger_query_reads(engine: &str, storage_type: &str) {
-    require_kafka();
-
-    let topic = unique_name("e2e-jaeger");
-    let prefix = unique_name("e2e-jq");
-    create_topic(&topic, 3).await;
-    let shutdown = CancellationToken::new();
-
-    let collector = common::collector(&topic, &shutdown).await;
-    let config = common::ingester_on(engine, &topic, &prefix, Encoding::OtlpProto);
-    let ingester = Ingester::start(config, shutdown.clone()).await.unwrap();
+    let engine = &kind.require().await;
+    let storage_type = kind.jaeger_kind();
+    let pipeline = common::Pipeline::start("e2e-jq", engine).await;
+    let prefix = pipeline.prefix.clone();
 
     // The traces started a few seconds ago: Jaeger looks back 72 h for
     // services and by the requested window for searches.
     let base_us = now_us() - 5_000_000;
     let response = reqwest::Client::new()
-        .post(format!(
-            "http://{}/v1/traces",
-            collector.otlp_http_addr.unwrap()
-        ))
+        .post(pipeline.otlp_http_traces())
         .header("content-type", "application/x-protobuf")
         .body(export_request(base_us).encode_to_vec())
         .send()
@@ -586,9 +555,7 @@ async fn jaeger_query_reads(engine: &str, storage_type: &str) {
     assert_eq!(missing.status(), 404);
 
     drop(jaeger);
-    shutdown.cancel();
-    collector.wait().await;
-    ingester.wait().await.expect("the ingester stops cleanly");
+    pipeline.stop().await;
     let client = reqwest::Client::new();
     let _ = client.delete(format!("{engine}/{prefix}-*")).send().await;
     let _ = client

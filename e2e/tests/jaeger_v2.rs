@@ -28,8 +28,8 @@ use prost::Message as _;
 use serde_json::Value;
 use spanway_e2e::jaeger_v2::{JaegerV2, collector_config, free_ports, query_config};
 use spanway_e2e::{
-    Edges, create_topic, dependency_edges, opensearch_url, read_topic, require_engine,
-    require_kafka, span_documents, unique_name,
+    Edges, Engine, create_topic, dependency_edges, opensearch_url, read_topic, require_kafka,
+    span_documents, unique_name,
 };
 use spanway_ingester::Ingester;
 use spanway_schemas::Encoding;
@@ -140,7 +140,7 @@ fn without_error_status_code(doc: &Value) -> Value {
 /// Jaeger v2 as a collector writing `encoding` to a topic; our ingester and analytics read it.
 async fn their_producer(encoding: &str, ours: Encoding, partition_by_trace_id: bool) {
     require_kafka();
-    require_engine(&opensearch_url(), "OpenSearch", "opensearch").await;
+    Engine::OpenSearch.require().await;
     let dir = tempfile::tempdir().unwrap();
     let topic = unique_name(&format!("jv2-{}", encoding.replace('_', "-")));
     let reference_topic = format!("{topic}-reference");

@@ -21,14 +21,8 @@ use prost::Message as _;
 use serde_json::Value;
 use spanway_e2e::jaeger_v2::{JaegerV2, engine_query_config, free_ports, jaeger_v2_bin};
 use spanway_e2e::otlp::{int_kv, resource_spans};
-use spanway_e2e::{
-    create_topic, elasticsearch_url, elasticsearch8_url, opensearch_url, require_engine,
-    require_kafka, unique_name, wait_for_count,
-};
-use spanway_ingester::Ingester;
-use spanway_schemas::Encoding;
+use spanway_e2e::{Engine, wait_for_count};
 use spanway_schemas::proto::otlp;
-use tokio_util::sync::CancellationToken;
 
 mod common;
 
@@ -186,52 +180,25 @@ impl Query {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn jaeger_v2_query_and_monitor_tab_read_opensearch() {
+spanway_e2e::per_engine!(
+    monitor_tab_reads:
+    jaeger_v2_query_and_monitor_tab_read_opensearch => OpenSearch,
+    jaeger_v2_query_and_monitor_tab_read_elasticsearch => Elasticsearch7,
+    jaeger_v2_query_and_monitor_tab_read_elasticsearch_8 => Elasticsearch8,
+);
+
+async fn monitor_tab_reads(kind: Engine) {
     jaeger_v2_bin();
-    let url = opensearch_url();
-    require_engine(&url, "OpenSearch", "opensearch").await;
-    monitor_tab_reads(&url, "opensearch").await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn jaeger_v2_query_and_monitor_tab_read_elasticsearch() {
-    jaeger_v2_bin();
-    let url = elasticsearch_url();
-    require_engine(&url, "Elasticsearch 7.17", "elasticsearch").await;
-    monitor_tab_reads(&url, "elasticsearch").await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn jaeger_v2_query_and_monitor_tab_read_elasticsearch_8() {
-    jaeger_v2_bin();
-    let url = elasticsearch8_url();
-    require_engine(&url, "Elasticsearch 8", "elasticsearch8").await;
-    monitor_tab_reads(&url, "elasticsearch").await;
-}
-
-async fn monitor_tab_reads(engine: &str, backend: &str) {
-    require_kafka();
-    let topic = unique_name("e2e-monitor");
-    let prefix = unique_name("e2e-mon");
-    create_topic(&topic, 3).await;
-    let shutdown = CancellationToken::new();
-
-    let collector = common::collector(&topic, &shutdown).await;
-    let mut ingester_config = common::ingester(&topic, &prefix, Encoding::OtlpProto);
-    ingester_config.elasticsearch.client.url = Some(engine.to_owned());
-    let ingester = Ingester::start(ingester_config, shutdown.clone())
-        .await
-        .unwrap();
+    let engine = &kind.require().await;
+    let backend = kind.jaeger_kind();
+    let pipeline = common::Pipeline::start("e2e-mon", engine).await;
+    let prefix = pipeline.prefix.clone();
 
     // Three minutes back, so the minute is whole and inside the default lookbacks.
     let minute_ms = (now_ms() / STEP_MS - 3) * STEP_MS;
     let run = now_ms();
     let response = reqwest::Client::new()
-        .post(format!(
-            "http://{}/v1/traces",
-            collector.otlp_http_addr.unwrap()
-        ))
+        .post(pipeline.otlp_http_traces())
         .header("content-type", "application/x-protobuf")
         .body(topology(minute_ms, run).encode_to_vec())
         .send()
@@ -391,9 +358,7 @@ async fn monitor_tab_reads(engine: &str, backend: &str) {
 
     jaeger.assert_running();
     drop(jaeger);
-    shutdown.cancel();
-    collector.wait().await;
-    ingester.wait().await.expect("the ingester stops cleanly");
+    pipeline.stop().await;
     let client = reqwest::Client::new();
     let _ = client.delete(format!("{engine}/{prefix}-*")).send().await;
     let _ = client

@@ -14,12 +14,7 @@ use rdkafka::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message};
 use serde_json::{Value, json};
-use spanway_e2e::{
-    create_topic, elasticsearch_url, elasticsearch8_url, kafka_bootstrap, opensearch_url,
-    require_engine, require_kafka, search, unique_name,
-};
-use spanway_ingester::Ingester;
-use spanway_schemas::Encoding;
+use spanway_e2e::{Engine, create_topic, kafka_bootstrap, require_kafka, search, unique_name};
 use spanway_schemas::partition::murmur2_partition;
 use spanway_schemas::proto::otlp::{self, any_value::Value as Any};
 use tokio_util::sync::CancellationToken;
@@ -130,43 +125,30 @@ fn tag<'a>(doc: &'a Value, key: &str) -> &'a Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn otlp_trace_reaches_opensearch_as_jaeger_documents() {
-    let url = opensearch_url();
-    require_engine(&url, "OpenSearch", "opensearch").await;
+    let url = Engine::OpenSearch.require().await;
     otlp_trace_reaches_engine(&url).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn otlp_trace_reaches_elasticsearch_as_jaeger_documents() {
-    let url = elasticsearch_url();
-    require_engine(&url, "Elasticsearch 7.17", "elasticsearch").await;
+    let url = Engine::Elasticsearch7.require().await;
     otlp_trace_reaches_engine(&url).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn otlp_trace_reaches_elasticsearch_8_as_jaeger_documents() {
-    let url = elasticsearch8_url();
-    require_engine(&url, "Elasticsearch 8", "elasticsearch8").await;
+    let url = Engine::Elasticsearch8.require().await;
     otlp_trace_reaches_engine(&url).await;
 }
 
 async fn otlp_trace_reaches_engine(engine: &str) {
-    require_kafka();
-
-    let topic = unique_name("e2e-spans");
-    let prefix = unique_name("e2e");
-    create_topic(&topic, 3).await;
-    let shutdown = CancellationToken::new();
-
-    let collector = common::collector(&topic, &shutdown).await;
-    let config = common::ingester_on(engine, &topic, &prefix, Encoding::OtlpProto);
-    let ingester = Ingester::start(config, shutdown.clone()).await.unwrap();
+    let pipeline = common::Pipeline::start("e2e", engine).await;
+    let prefix = pipeline.prefix.clone();
+    let ingester = &pipeline.ingester;
 
     // Send the trace as an OTLP exporter does.
     let response = reqwest::Client::new()
-        .post(format!(
-            "http://{}/v1/traces",
-            collector.otlp_http_addr.unwrap()
-        ))
+        .post(pipeline.otlp_http_traces())
         .header("content-type", "application/x-protobuf")
         .body(known_trace().encode_to_vec())
         .send()
@@ -181,7 +163,7 @@ async fn otlp_trace_reaches_engine(engine: &str) {
         .set("auto.offset.reset", "earliest")
         .create()
         .unwrap();
-    consumer.subscribe(&[&topic]).unwrap();
+    consumer.subscribe(&[&pipeline.topic]).unwrap();
     let record = (0..60)
         .find_map(|_| {
             consumer
@@ -326,10 +308,7 @@ async fn otlp_trace_reaches_engine(engine: &str) {
 
     // Sending the same trace again must not create duplicates (deterministic ids + create).
     let again = reqwest::Client::new()
-        .post(format!(
-            "http://{}/v1/traces",
-            collector.otlp_http_addr.unwrap()
-        ))
+        .post(pipeline.otlp_http_traces())
         .header("content-type", "application/x-protobuf")
         .body(known_trace().encode_to_vec())
         .send()
@@ -355,9 +334,7 @@ async fn otlp_trace_reaches_engine(engine: &str) {
         "redelivery created no duplicate"
     );
 
-    shutdown.cancel();
-    collector.wait().await;
-    ingester.wait().await.expect("the ingester stops cleanly");
+    pipeline.stop().await;
     let _ = reqwest::Client::new()
         .delete(format!("{engine}/{prefix}-*"))
         .send()

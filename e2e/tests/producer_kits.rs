@@ -23,8 +23,8 @@ use spanway_collector::Collector;
 use spanway_collector::config::CollectorConfig;
 use spanway_e2e::secure::repo_root;
 use spanway_e2e::{
-    Edges, TopicRecord as Record, create_topic, dependency_edges, kafka_bootstrap, opensearch_url,
-    read_topic, require_engine, require_kafka, span_documents, unique_name,
+    Edges, Engine, TopicRecord as Record, create_topic, dependency_edges, kafka_bootstrap,
+    opensearch_url, read_topic, require_kafka, span_documents, unique_name,
 };
 use spanway_ingester::Ingester;
 use spanway_schemas::proto::otlp;
@@ -207,7 +207,7 @@ async fn edges(prefix: &str) -> Edges {
 /// A run of the kit's example program, with the same spans sent through the Rust collector.
 async fn end_to_end(language: &str) {
     require_kafka();
-    require_engine(&opensearch_url(), "OpenSearch", "opensearch").await;
+    Engine::OpenSearch.require().await;
     let run_id = unique_name(&format!("kit-{language}"));
     let kit_topic = unique_name(&format!("kit-{language}-spans"));
     let reference_topic = unique_name(&format!("kit-{language}-reference"));

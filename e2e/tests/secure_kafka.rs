@@ -12,9 +12,7 @@ use spanway_collector::Collector;
 use spanway_collector::config::CollectorConfig;
 use spanway_e2e::corpus;
 use spanway_e2e::secure::{self, *};
-use spanway_e2e::{
-    opensearch_url, ops, require_engine, rewrite_later, unique_name, wait_for_count,
-};
+use spanway_e2e::{Engine, ops, rewrite_later, unique_name, wait_for_count};
 use spanway_ingester::Ingester;
 use spanway_ingester::config::IngesterConfig;
 use spanway_kafka::{KafkaClientConfig, SaslMechanism};
@@ -82,8 +80,7 @@ async fn wait_for_ready(ops: std::net::SocketAddr, status: u16, timeout: Duratio
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scram_collector_and_mtls_ingester_store_every_span_once() {
     require_secure_kafka();
-    let engine = opensearch_url();
-    require_engine(&engine, "OpenSearch", "opensearch").await;
+    let engine = Engine::OpenSearch.require().await;
     let topic = unique_name("secure-spans");
     create_secure_topic(&topic, 3).await;
     let shutdown = CancellationToken::new();
@@ -188,8 +185,7 @@ async fn wrong_password_is_named_not_ready_and_nothing_is_acknowledged() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn missing_acl_is_named_for_producer_and_consumer() {
     require_secure_kafka();
-    let engine = opensearch_url();
-    require_engine(&engine, "OpenSearch", "opensearch").await;
+    let engine = Engine::OpenSearch.require().await;
     let topic = unique_name("secure-noacl");
     create_secure_topic(&topic, 1).await;
     let shutdown = CancellationToken::new();
@@ -252,8 +248,7 @@ async fn missing_acl_is_named_for_producer_and_consumer() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn untrusted_client_certificate_is_named() {
     require_secure_kafka();
-    let engine = opensearch_url();
-    require_engine(&engine, "OpenSearch", "opensearch").await;
+    let engine = Engine::OpenSearch.require().await;
     let topic = unique_name("secure-untrusted");
     create_secure_topic(&topic, 1).await;
     let shutdown = CancellationToken::new();

@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 use rand::Rng;
 use spanway_e2e::corpus;
 use spanway_e2e::{
-    count, create_topic, delete_indices, log_dir, opensearch_url, produce, require_engine,
-    require_kafka, spawn_logged, stop_cleanly, wait_for_count,
+    Engine, count, create_topic, delete_indices, log_dir, produce, require_kafka, spawn_logged,
+    stop_cleanly, wait_for_count,
 };
 
 use common::{Names, env};
@@ -32,8 +32,7 @@ fn spawn_with(names: &Names, url: &str, log: &std::path::Path, extra: &[(&str, &
 /// Services checked, a topic of `partitions` and a log folder for one test.
 async fn prepare(label: &str, partitions: i32) -> (String, Names, std::path::PathBuf) {
     require_kafka();
-    let url = opensearch_url();
-    require_engine(&url, "OpenSearch", "opensearch").await;
+    let url = Engine::OpenSearch.require().await;
     let names = Names::new(label);
     create_topic(&names.topic, partitions).await;
     let logs = log_dir(&names.topic);
@@ -55,8 +54,7 @@ async fn assert_stored_once(url: &str, names: &Names, total: u64, logs: &std::pa
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_at_random_moments_loses_and_duplicates_nothing() {
     require_kafka();
-    let url = opensearch_url();
-    require_engine(&url, "OpenSearch", "opensearch").await;
+    let url = Engine::OpenSearch.require().await;
     let names = Names::new("crash");
     create_topic(&names.topic, 6).await;
     let corpus = corpus::generate(23, 4_000, 10);

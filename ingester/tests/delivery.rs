@@ -14,8 +14,8 @@ use serde_json::json;
 use spanway_e2e::corpus::{self, DAY_START_NS};
 use spanway_e2e::ops::{LiveWatch, live_loops, live_report};
 use spanway_e2e::{
-    count, create_topic, delete_indices, kafka_bootstrap, opensearch_url, produce, require_engine,
-    require_kafka, search, wait_for_count,
+    Engine, count, create_topic, delete_indices, kafka_bootstrap, produce, require_kafka, search,
+    wait_for_count,
 };
 use spanway_ingester::Ingester;
 use tokio_util::sync::CancellationToken;
@@ -25,9 +25,7 @@ use common::{Names, config};
 async fn ready() -> String {
     spanway_service_kit::logging::init("info", false);
     require_kafka();
-    let url = opensearch_url();
-    require_engine(&url, "OpenSearch", "opensearch").await;
-    url
+    Engine::OpenSearch.require().await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -15,8 +15,7 @@ use std::time::{Duration, Instant};
 
 use spanway_e2e::corpus;
 use spanway_e2e::{
-    count, create_topic, delete_indices, opensearch_url, produce, require_engine, require_kafka,
-    wait_for_count,
+    Engine, count, create_topic, delete_indices, produce, require_kafka, wait_for_count,
 };
 use spanway_ingester::Ingester;
 use tokio_util::sync::CancellationToken;
@@ -54,8 +53,7 @@ impl Drop for RestartOnDrop {
 async fn engine_outage_pauses_within_budget_and_loses_nothing() {
     spanway_service_kit::logging::init("info", false);
     require_kafka();
-    let url = opensearch_url();
-    require_engine(&url, "OpenSearch", "opensearch").await;
+    let url = Engine::OpenSearch.require().await;
     let names = Names::new("outage");
     create_topic(&names.topic, 3).await;
     let corpus = corpus::generate(31, 3_000, 10);

@@ -60,12 +60,9 @@ pub struct ConsumerConfig {
     /// The group coordinator removes a member it has not heard from for this long.
     #[serde(with = "humantime_serde")]
     pub session_timeout: Duration,
-    /// A stable id that makes this instance a static group member
-    /// (`group.instance.id`): restarted after a crash with the same id, it
-    /// gets its partitions back at once instead of after `session_timeout`.
-    /// Unique per instance; a stopped instance keeps its partitions until
-    /// its session times out (see `spanway_kafka::membership`). Unset:
-    /// dynamic membership.
+    /// Static group membership id (`group.instance.id`), unique per
+    /// instance; `spanway_kafka::membership` says what it buys and costs.
+    /// Unset: dynamic membership.
     pub instance_id: Option<String>,
     /// How often the safe offsets are committed.
     #[serde(with = "humantime_serde")]

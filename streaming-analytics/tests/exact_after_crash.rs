@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 
 use rand::Rng;
 use spanway_e2e::{
-    create_topic, delete_indices, log_dir, opensearch_url, produce, require_engine, require_kafka,
-    spawn_logged, stop_cleanly, topology, unique_name,
+    Engine, create_topic, delete_indices, log_dir, produce, require_kafka, spawn_logged,
+    stop_cleanly, topology, unique_name,
 };
 use spanway_streaming_analytics::{Analytics, AnalyticsConfig};
 use tokio_util::sync::CancellationToken;
@@ -37,8 +37,7 @@ fn spawn_with(names: &Names, url: &str, log: &std::path::Path, extra: &[(&str, &
 /// Services checked, a topic of `partitions` and a log folder for one test.
 async fn prepare(label: &str, partitions: i32) -> (String, String, std::path::PathBuf) {
     require_kafka();
-    let url = opensearch_url();
-    require_engine(&url, "OpenSearch", "opensearch").await;
+    let url = Engine::OpenSearch.require().await;
     let topic = unique_name(label);
     create_topic(&topic, partitions).await;
     let logs = log_dir(&topic);

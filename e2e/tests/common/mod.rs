@@ -7,7 +7,10 @@ use std::time::Duration;
 
 use spanway_collector::Collector;
 use spanway_collector::config::CollectorConfig;
-use spanway_e2e::{kafka_bootstrap, opensearch_url, unique_name, wait_for_count};
+use spanway_e2e::{
+    create_topic, kafka_bootstrap, opensearch_url, require_kafka, unique_name, wait_for_count,
+};
+use spanway_ingester::Ingester;
 use spanway_ingester::config::IngesterConfig;
 use spanway_schemas::Encoding;
 use spanway_streaming_analytics::AnalyticsConfig;
@@ -22,6 +25,60 @@ pub async fn collector(topic: &str, shutdown: &tokio_util::sync::CancellationTok
     Collector::start(&config, shutdown.clone())
         .await
         .expect("collector starts")
+}
+
+/// Our collector and ingester on a fresh three-partition topic, storing OTLP
+/// spans under a fresh index prefix in the engine at `engine`.
+pub struct Pipeline {
+    /// The topic between them.
+    pub topic: String,
+    /// The ingester's index prefix.
+    pub prefix: String,
+    /// Stops both (and anything else the test starts with it).
+    pub shutdown: tokio_util::sync::CancellationToken,
+    /// The collector, on ephemeral loopback ports.
+    pub collector: Collector,
+    /// The ingester.
+    pub ingester: Ingester,
+}
+
+impl Pipeline {
+    /// Starts both; `label` begins the topic and prefix names.
+    pub async fn start(label: &str, engine: &str) -> Pipeline {
+        require_kafka();
+        let topic = unique_name(&format!("{label}-spans"));
+        let prefix = unique_name(label);
+        create_topic(&topic, 3).await;
+        let shutdown = tokio_util::sync::CancellationToken::new();
+        let collector = collector(&topic, &shutdown).await;
+        let config = ingester_on(engine, &topic, &prefix, Encoding::OtlpProto);
+        let ingester = Ingester::start(config, shutdown.clone())
+            .await
+            .expect("ingester starts");
+        Pipeline {
+            topic,
+            prefix,
+            shutdown,
+            collector,
+            ingester,
+        }
+    }
+
+    /// The collector's OTLP/HTTP traces endpoint.
+    pub fn otlp_http_traces(&self) -> String {
+        let addr = self.collector.otlp_http_addr.expect("OTLP/HTTP receiver");
+        format!("http://{addr}/v1/traces")
+    }
+
+    /// Stops both, and fails the test unless the ingester stopped cleanly.
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        self.collector.wait().await;
+        self.ingester
+            .wait()
+            .await
+            .expect("the ingester stops cleanly");
+    }
 }
 
 /// An ingester reading `topic` (records without an `encoding` header read as `encoding`) into

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use spanway_e2e::corpus;
 use spanway_e2e::{
-    count, create_topic, delete_indices, opensearch_url, produce, require_engine, require_kafka,
-    unique_name, wait_for_count,
+    Engine, count, create_topic, delete_indices, produce, require_kafka, unique_name,
+    wait_for_count,
 };
 use spanway_ingester::Ingester;
 use spanway_ingester::config::BulkConfig;
@@ -26,8 +26,7 @@ use common::{Names, config};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_write_is_split_by_bytes_and_count() {
-    let url = opensearch_url();
-    require_engine(&url, "OpenSearch", "opensearch").await;
+    let url = Engine::OpenSearch.require().await;
     let index = unique_name("bulk-limits");
     let documents: Vec<Document> = (0..250)
         .map(|i| Document {
@@ -79,8 +78,7 @@ async fn one_write_is_split_by_bytes_and_count() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn records_of_many_spans_are_written_in_document_sized_requests() {
     require_kafka();
-    let url = opensearch_url();
-    require_engine(&url, "OpenSearch", "opensearch").await;
+    let url = Engine::OpenSearch.require().await;
     let names = Names::new("doclimit");
     create_topic(&names.topic, 1).await;
     // One record per trace, 50 spans each: 20 records, 1,000 span documents.

@@ -9,8 +9,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use spanway_e2e::corpus;
 use spanway_e2e::{
-    create_topic, delete_indices, elasticsearch_url, elasticsearch8_url, opensearch_url, produce,
-    require_engine, require_kafka, search, wait_for_count,
+    Engine, create_topic, delete_indices, produce, require_kafka, search, wait_for_count,
 };
 use spanway_ingester::Ingester;
 use spanway_ingester::config::TemplateApi;
@@ -41,8 +40,7 @@ async fn delete_templates(url: &str, prefix: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn composable_templates_and_tags_as_fields_on_opensearch() {
     require_kafka();
-    let url = opensearch_url();
-    require_engine(&url, "OpenSearch", "opensearch").await;
+    let url = Engine::OpenSearch.require().await;
     let names = Names::new("composable");
     create_topic(&names.topic, 1).await;
     let corpus = corpus::generate(5, 20, 5);
@@ -114,8 +112,7 @@ async fn composable_templates_and_tags_as_fields_on_opensearch() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn auto_detection_keeps_legacy_templates_on_elasticsearch_7() {
     require_kafka();
-    let url = elasticsearch_url();
-    require_engine(&url, "Elasticsearch 7.17", "elasticsearch").await;
+    let url = Engine::Elasticsearch7.require().await;
     let names = Names::new("legacy");
     create_topic(&names.topic, 1).await;
     let corpus = corpus::generate(6, 5, 2);
@@ -147,8 +144,7 @@ async fn auto_detection_keeps_legacy_templates_on_elasticsearch_7() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn alias_mode_writes_through_the_write_alias_and_follows_a_rollover() {
-    let url = opensearch_url();
-    require_engine(&url, "OpenSearch", "opensearch").await;
+    let url = Engine::OpenSearch.require().await;
     let names = aliases_and_rollover(&url, "aliases").await;
     delete_indices(&url, &format!("{}-*", names.prefix)).await;
     delete_templates(&url, &names.prefix).await;
@@ -156,8 +152,7 @@ async fn alias_mode_writes_through_the_write_alias_and_follows_a_rollover() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn elasticsearch_8_gets_composable_templates_rollover_aliases_and_every_span() {
-    let url = elasticsearch8_url();
-    require_engine(&url, "Elasticsearch 8", "elasticsearch8").await;
+    let url = Engine::Elasticsearch8.require().await;
     let names = aliases_and_rollover(&url, "es8").await;
     for kind in ["span", "service"] {
         let template = format!("{}-jaeger-{kind}", names.prefix);

@@ -14,10 +14,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 use spanway_e2e::corpus;
-use spanway_e2e::{
-    create_topic, delete_indices, elasticsearch_url, opensearch_url, produce, require_engine,
-    require_kafka, wait_for_count,
-};
+use spanway_e2e::{Engine, create_topic, delete_indices, produce, require_kafka, wait_for_count};
 use spanway_ingester::{Ingester, StartError};
 use spanway_search::retention::RetentionError;
 use tokio_util::sync::CancellationToken;
@@ -98,8 +95,7 @@ async fn starts_without_retention(url: &str, label: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn opensearch_without_ism_refuses_retention_and_starts_without_it() {
-    let url = opensearch_url();
-    require_engine(&url, "OpenSearch", "opensearch").await;
+    let url = Engine::OpenSearch.require().await;
     refused(
         &url,
         "retention-os",
@@ -112,8 +108,7 @@ async fn opensearch_without_ism_refuses_retention_and_starts_without_it() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn elasticsearch_without_ilm_refuses_retention_and_starts_without_it() {
-    let url = elasticsearch_url();
-    require_engine(&url, "Elasticsearch 7.17", "elasticsearch").await;
+    let url = Engine::Elasticsearch7.require().await;
     refused(
         &url,
         "retention-es",

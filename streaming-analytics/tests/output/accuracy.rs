@@ -13,8 +13,8 @@ use std::time::Duration;
 use serde_json::Value;
 use spanway_e2e::jaeger_query::{JaegerQuery, jaeger_query_bin};
 use spanway_e2e::{
-    create_topic, delete_indices, elasticsearch_url, kafka_bootstrap, opensearch_url, produce,
-    require_engine, require_kafka, topology, unique_name, wait_for_count,
+    Engine, create_topic, delete_indices, kafka_bootstrap, produce, require_kafka, topology,
+    unique_name, wait_for_count,
 };
 use spanway_ingester::Ingester;
 use spanway_ingester::config::IngesterConfig;
@@ -102,15 +102,13 @@ fn pair(a: &str, b: &str) -> Pair {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn opensearch_counts_exactly_and_batch_and_jaeger_agree() {
-    let url = opensearch_url();
-    require_engine(&url, "OpenSearch", "opensearch").await;
+    let url = Engine::OpenSearch.require().await;
     known_topology_is_counted_exactly(&url, "opensearch").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn elasticsearch_counts_exactly_and_batch_and_jaeger_agree() {
-    let url = elasticsearch_url();
-    require_engine(&url, "Elasticsearch 7.17", "elasticsearch").await;
+    let url = Engine::Elasticsearch7.require().await;
     known_topology_is_counted_exactly(&url, "elasticsearch").await;
 }
 

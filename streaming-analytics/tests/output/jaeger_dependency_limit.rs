@@ -13,8 +13,8 @@ use serde_json::{Value, json};
 use spanway_e2e::jaeger_query::{JaegerQuery, jaeger_query_bin};
 use spanway_e2e::jaeger_v2::{JaegerV2, engine_query_config, free_ports};
 use spanway_e2e::{
-    create_topic, delete_indices, kafka_bootstrap, opensearch_url, produce, require_engine,
-    require_kafka, topology, unique_name,
+    Engine, create_topic, delete_indices, kafka_bootstrap, produce, require_kafka, topology,
+    unique_name,
 };
 use spanway_streaming_analytics::{Analytics, AnalyticsConfig};
 use tokio_util::sync::CancellationToken;
@@ -55,8 +55,7 @@ async fn sum_calls(url: &str, pattern: &str) -> u64 {
 async fn jaeger_query_counts_every_call_of_days_of_partition_windows() {
     require_kafka();
     jaeger_query_bin();
-    let url = opensearch_url();
-    require_engine(&url, "OpenSearch", "opensearch").await;
+    let url = Engine::OpenSearch.require().await;
 
     let topic = unique_name("analytics-limit");
     create_topic(&topic, PARTITIONS).await;

@@ -10,8 +10,7 @@ use std::time::Duration;
 
 use spanway_e2e::ops::{LiveWatch, live_loops, live_report};
 use spanway_e2e::{
-    count, create_topic, delete_indices, opensearch_url, produce, require_engine, require_kafka,
-    topology, unique_name,
+    Engine, count, create_topic, delete_indices, produce, require_kafka, topology, unique_name,
 };
 use spanway_streaming_analytics::{Analytics, AnalyticsConfig};
 use tokio_util::sync::CancellationToken;
@@ -30,8 +29,7 @@ fn sample(text: &str, name: &str) -> Option<f64> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bulk_writes_show_on_the_jobs_metrics() {
     require_kafka();
-    let url = opensearch_url();
-    require_engine(&url, "OpenSearch", "opensearch").await;
+    let url = Engine::OpenSearch.require().await;
     let topic = unique_name("analytics-writer-metrics");
     create_topic(&topic, PARTITIONS).await;
     // 500 traces 20 ms apart: 10 s of event time, a few 5 s windows.
