@@ -5,7 +5,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
-use spanway_schemas::{Encoding, decode_record, record_encoding};
+use spanway_schemas::{Encoding, decode_record_grouped, record_encoding};
 use spanway_search::bulk::writer::BulkWriter;
 use spanway_search::document::{Document, DocumentKind};
 use spanway_search::index::IndexNames;
@@ -43,9 +43,9 @@ fn build(
     let mut seen_services = HashSet::new();
     for (index, record) in records.iter().enumerate() {
         let decoded = record_encoding(record.encoding.as_deref(), default_encoding)
-            .and_then(|encoding| decode_record(encoding, &record.payload));
-        let spans = match decoded {
-            Ok(spans) => spans,
+            .and_then(|encoding| decode_record_grouped(encoding, &record.payload));
+        let groups = match decoded {
+            Ok(groups) => groups,
             Err(error) => {
                 built.letters.push(DeadLetter {
                     origin: record.origin.clone(),
@@ -57,14 +57,17 @@ fn build(
                 continue;
             }
         };
-        for span in &spans {
-            built
-                .spans
-                .push((span_document_with(span, names, fields), index));
-            if let Ok(doc) = service_document(span, names)
-                && seen_services.insert((doc.index.clone(), doc.id.clone()))
-            {
-                built.services.push((doc, index));
+        for group in &groups {
+            let process = Some(&group.process);
+            for span in &group.spans {
+                built
+                    .spans
+                    .push((span_document_with(span, process, names, fields), index));
+                if let Ok(doc) = service_document(span, process, names)
+                    && seen_services.insert((doc.index.clone(), doc.id.clone()))
+                {
+                    built.services.push((doc, index));
+                }
             }
         }
     }
@@ -354,5 +357,78 @@ mod tests {
         );
         assert_eq!(built.letters[1].origin.offset, 3);
         assert!(built.letters[1].reason.contains("\"avro\""));
+    }
+
+    /// Documents built from spans grouped by process are byte for byte the
+    /// ones built from spans that each carry their process (ids included:
+    /// they hash the source), for OTLP records with several resources and
+    /// for Jaeger records.
+    #[test]
+    fn documents_from_shared_processes_equal_those_from_embedded_ones() {
+        use otlp::any_value::Value;
+        let resource = |service: &str, host: &str| otlp::Resource {
+            attributes: vec![
+                otlp::KeyValue::new("service.name", Value::StringValue(service.into())),
+                otlp::KeyValue::new("host.name", Value::StringValue(host.into())),
+            ],
+            ..Default::default()
+        };
+        let span = |id: u8, name: &str| otlp::Span {
+            trace_id: vec![7; 16],
+            span_id: vec![id; 8],
+            name: name.into(),
+            start_time_unix_nano: 1_700_000_000_000_000_000,
+            end_time_unix_nano: 1_700_000_000_500_000_000,
+            attributes: vec![otlp::KeyValue::new("k", Value::IntValue(i64::from(id)))],
+            ..Default::default()
+        };
+        let data = otlp::TracesData {
+            resource_spans: ["web", "db"]
+                .iter()
+                .enumerate()
+                .map(|(r, service)| otlp::ResourceSpans {
+                    resource: Some(resource(service, &format!("h{r}"))),
+                    scope_spans: vec![otlp::ScopeSpans {
+                        spans: (0..3u8)
+                            .map(|i| span(10 * (r as u8 + 1) + i, &format!("op{i}")))
+                            .collect(),
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                })
+                .collect(),
+        };
+        let otlp_bytes = data.encode_to_vec();
+        let embedded = spanway_schemas::decode_record(Encoding::OtlpProto, &otlp_bytes).unwrap();
+        let jaeger_bytes = embedded[4].encode_to_vec();
+        let records = vec![
+            record(1, otlp_bytes, Some("otlp_proto")),
+            record(2, jaeger_bytes, Some("jaeger_proto")),
+        ];
+        let names = IndexNames::new("p");
+        let all = TagsAsFields {
+            all: true,
+            ..TagsAsFields::default()
+        };
+        for fields in [TagsAsFields::default(), all] {
+            let built = build(&records, &names, &fields, Encoding::OtlpProto);
+            let expected: Vec<Document> = embedded
+                .iter()
+                .chain(std::iter::once(&embedded[4]))
+                .map(|s| span_document_with(s, s.process.as_ref(), &names, &fields))
+                .collect();
+            let got: Vec<Document> = built.spans.into_iter().map(|(d, _)| d).collect();
+            assert_eq!(got, expected);
+            let services: Vec<String> = built
+                .services
+                .iter()
+                .map(|(d, _)| String::from_utf8(d.source.clone()).unwrap())
+                .collect();
+            assert_eq!(services.len(), 6, "{services:?}");
+            assert!(
+                services[3].contains("\"serviceName\":\"db\""),
+                "{services:?}"
+            );
+        }
     }
 }

@@ -135,12 +135,15 @@ impl TagsAsFields {
 
 /// The span document, in the span's daily index.
 pub fn span_document(span: &jaeger::Span, names: &IndexNames) -> Document {
-    span_document_with(span, names, &TagsAsFields::default())
+    span_document_with(span, span.process.as_ref(), names, &TagsAsFields::default())
 }
 
-/// [`span_document`] with some tags stored as object fields.
+/// [`span_document`] with some tags stored as object fields, and the
+/// span's process given apart: spans converted from one OTLP resource share
+/// it instead of each carrying a copy.
 pub fn span_document_with(
     span: &jaeger::Span,
+    process: Option<&jaeger::Process>,
     names: &IndexNames,
     fields: &TagsAsFields,
 ) -> Document {
@@ -151,6 +154,7 @@ pub fn span_document_with(
     json::write_span(
         &mut source,
         span,
+        process,
         fields,
         (&trace_id, &span_id),
         start_time,
@@ -167,16 +171,14 @@ pub fn span_document_with(
 
 /// The service/operation document Jaeger query lists services and
 /// operations from; its id is FNV-1a of the two names, as in Jaeger.
+/// `process` is the span's (see [`span_document_with`]).
 pub fn service_document(
     span: &jaeger::Span,
+    process: Option<&jaeger::Process>,
     names: &IndexNames,
 ) -> Result<Document, serde_json::Error> {
     let start_time = micros_of_timestamp(span.start_time.as_ref());
-    let service = span
-        .process
-        .as_ref()
-        .map(|p| p.service_name.as_str())
-        .unwrap_or("");
+    let service = process.map(|p| p.service_name.as_str()).unwrap_or("");
     let doc = ServiceDoc {
         service_name: service,
         operation_name: &span.operation_name,
@@ -289,7 +291,7 @@ mod tests {
             keys: ["http.method".to_string(), "host.name".to_string()].into(),
             dot_replacement: "@".into(),
         };
-        let doc = span_document_with(&s, &IndexNames::new(""), &some);
+        let doc = span_document_with(&s, s.process.as_ref(), &IndexNames::new(""), &some);
         let v: Value = serde_json::from_slice(&doc.source).unwrap();
         assert_eq!(v["tag"], serde_json::json!({"http@method": "GET"}));
         assert_eq!(v["process"]["tag"], serde_json::json!({"host@name": "h1"}));
@@ -305,9 +307,10 @@ mod tests {
             dot_replacement: "@".into(),
             ..Default::default()
         };
-        let v: Value =
-            serde_json::from_slice(&span_document_with(&s, &IndexNames::new(""), &all).source)
-                .unwrap();
+        let v: Value = serde_json::from_slice(
+            &span_document_with(&s, s.process.as_ref(), &IndexNames::new(""), &all).source,
+        )
+        .unwrap();
         assert_eq!(v["tag"]["n"], 7);
         assert_eq!(
             v["tags"].as_array().unwrap().len(),
@@ -356,7 +359,7 @@ mod tests {
             ..Default::default()
         };
         let v: Value = serde_json::from_slice(
-            &span_document_with(&s, &IndexNames::new(""), &underscore).source,
+            &span_document_with(&s, s.process.as_ref(), &IndexNames::new(""), &underscore).source,
         )
         .unwrap();
         assert_eq!(
@@ -404,7 +407,7 @@ mod tests {
             }
             format!("{h:x}")
         };
-        let doc = service_document(&span(), &IndexNames::new("")).unwrap();
+        let doc = service_document(&span(), span().process.as_ref(), &IndexNames::new("")).unwrap();
         assert_eq!(doc.id, expected);
         assert_eq!(doc.index, "jaeger-service-2025-12-31");
         assert_eq!(

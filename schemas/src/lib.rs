@@ -25,6 +25,6 @@ pub use prost_types;
 pub use contract::{DEFAULT_TOPIC, Encoding, MAX_RECORD_BYTES, SCHEMA_VERSION};
 pub use ids::{IdError, SpanId, TraceId};
 pub use record::{
-    DecodeError, EncodeError, SpanRecord, decode_record, encode_trace, encode_trace_within,
-    record_encoding,
+    DecodeError, EncodeError, ProcessSpans, SpanRecord, decode_record, decode_record_grouped,
+    encode_trace, encode_trace_within, record_encoding,
 };

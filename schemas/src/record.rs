@@ -290,17 +290,51 @@ pub fn record_encoding(header: Option<&[u8]>, default: Encoding) -> Result<Encod
 
 /// Decodes a record value into Jaeger spans, each with its process embedded.
 pub fn decode_record(encoding: Encoding, value: &[u8]) -> Result<Vec<jaeger::Span>, DecodeError> {
+    let mut spans = Vec::new();
+    for group in decode_record_grouped(encoding, value)? {
+        spans.extend(group.spans.into_iter().map(|mut span| {
+            span.process = Some(group.process.clone());
+            span
+        }));
+    }
+    Ok(spans)
+}
+
+/// Spans of one process: an OTLP resource's, or a Jaeger span's own.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProcessSpans {
+    /// The process (service name and tags) every span here belongs to.
+    pub process: jaeger::Process,
+    /// The spans, without a process of their own.
+    pub spans: Vec<jaeger::Span>,
+}
+
+/// Decodes a record value into Jaeger spans grouped by process, so that a
+/// reader that writes each span out (the ingester) neither copies the
+/// resource into every span nor the strings out of the decoded message.
+pub fn decode_record_grouped(
+    encoding: Encoding,
+    value: &[u8],
+) -> Result<Vec<ProcessSpans>, DecodeError> {
     let protobuf = |e: prost::DecodeError| DecodeError::Protobuf {
         encoding,
         reason: e.to_string(),
     };
     let otlp_spans = |data: otlp::TracesData| {
-        let mut spans = Vec::new();
-        for (i, rs) in data.resource_spans.iter().enumerate() {
-            to_jaeger::convert_resource_spans(i, rs, &mut spans)
+        let mut groups = Vec::with_capacity(data.resource_spans.len());
+        for (i, rs) in data.resource_spans.into_iter().enumerate() {
+            let mut spans = Vec::new();
+            let process = to_jaeger::take_resource_spans(i, rs, &mut spans)
                 .map_err(|source| DecodeError::Span { encoding, source })?;
+            groups.push(ProcessSpans { process, spans });
         }
-        Ok(spans)
+        Ok(groups)
+    };
+    let jaeger_span = |mut span: jaeger::Span| {
+        vec![ProcessSpans {
+            process: span.process.take().unwrap_or_default(),
+            spans: vec![span],
+        }]
     };
     match encoding {
         Encoding::OtlpProto => otlp_spans(otlp::TracesData::decode(value).map_err(protobuf)?),
@@ -308,9 +342,9 @@ pub fn decode_record(encoding: Encoding, value: &[u8]) -> Result<Vec<jaeger::Spa
             otlp_json::decode(value)
                 .map_err(|source| DecodeError::OtlpJson { encoding, source })?,
         ),
-        Encoding::JaegerProto => Ok(vec![jaeger::Span::decode(value).map_err(protobuf)?]),
+        Encoding::JaegerProto => Ok(jaeger_span(jaeger::Span::decode(value).map_err(protobuf)?)),
         Encoding::JaegerJson => jaeger_json::decode(value)
-            .map(|span| vec![span])
+            .map(jaeger_span)
             .map_err(|source| DecodeError::Json { encoding, source }),
     }
 }

@@ -30,7 +30,8 @@ pub struct ConvertError {
     pub source: IdError,
 }
 
-/// Converts every span of one `ResourceSpans`, appending to `out`.
+/// Converts every span of one `ResourceSpans`, appending to `out`, each
+/// span with its process embedded.
 ///
 /// `index` is the position of `resource_spans` in its message; it only
 /// feeds error paths.
@@ -39,22 +40,39 @@ pub fn convert_resource_spans(
     resource_spans: &otlp::ResourceSpans,
     out: &mut Vec<jaeger::Span>,
 ) -> Result<(), ConvertError> {
-    let process = process_from_resource(resource_spans.resource.as_ref());
-    for (scope_index, scope_spans) in resource_spans.scope_spans.iter().enumerate() {
-        for (span_index, span) in scope_spans.spans.iter().enumerate() {
-            let converted =
-                convert_span(span, scope_spans.scope.as_ref(), &process).map_err(|source| {
-                    ConvertError {
-                        path: format!(
-                            "resource_spans[{index}].scope_spans[{scope_index}].spans[{span_index}]"
-                        ),
-                        source,
-                    }
-                })?;
+    let first = out.len();
+    let process = take_resource_spans(index, resource_spans.clone(), out)?;
+    for span in &mut out[first..] {
+        span.process = Some(process.clone());
+    }
+    Ok(())
+}
+
+/// Converts every span of one `ResourceSpans` it owns, appending to `out`,
+/// and returns the process they share; the spans carry none. Strings move
+/// from the OTLP message into the Jaeger spans instead of being copied, and
+/// the resource is converted once instead of once per span: for a reader
+/// that drops the message afterwards (the ingester), that is most of the
+/// conversion's allocations.
+pub fn take_resource_spans(
+    index: usize,
+    resource_spans: otlp::ResourceSpans,
+    out: &mut Vec<jaeger::Span>,
+) -> Result<jaeger::Process, ConvertError> {
+    let process = process_from_resource(resource_spans.resource);
+    for (scope_index, scope_spans) in resource_spans.scope_spans.into_iter().enumerate() {
+        let scope = scope_spans.scope.as_ref();
+        for (span_index, span) in scope_spans.spans.into_iter().enumerate() {
+            let converted = convert_span(span, scope).map_err(|source| ConvertError {
+                path: format!(
+                    "resource_spans[{index}].scope_spans[{scope_index}].spans[{span_index}]"
+                ),
+                source,
+            })?;
             out.push(converted);
         }
     }
-    Ok(())
+    Ok(process)
 }
 
 /// The service name a resource declares, or [`UNKNOWN_SERVICE`].
@@ -70,23 +88,20 @@ pub fn service_name(resource: Option<&otlp::Resource>) -> &str {
         .unwrap_or(UNKNOWN_SERVICE)
 }
 
-fn process_from_resource(resource: Option<&otlp::Resource>) -> jaeger::Process {
+fn process_from_resource(resource: Option<otlp::Resource>) -> jaeger::Process {
+    let service_name = service_name(resource.as_ref()).to_owned();
     let tags = resource
         .into_iter()
-        .flat_map(|r| r.attributes.iter())
+        .flat_map(|r| r.attributes)
         .filter(|kv| kv.key != "service.name")
-        .map(|kv| attribute_to_tag(&kv.key, kv.value.as_ref()))
+        .map(attribute_to_tag)
         .collect();
-    jaeger::Process {
-        service_name: service_name(resource).to_owned(),
-        tags,
-    }
+    jaeger::Process { service_name, tags }
 }
 
 fn convert_span(
-    span: &otlp::Span,
+    mut span: otlp::Span,
     scope: Option<&otlp::InstrumentationScope>,
-    process: &jaeger::Process,
 ) -> Result<jaeger::Span, IdError> {
     let trace_id = TraceId::from_slice(&span.trace_id)?;
     let span_id = SpanId::from_slice(&span.span_id)?;
@@ -122,10 +137,11 @@ fn convert_span(
         });
     }
 
+    let tags = span_tags(&mut span, scope);
     Ok(jaeger::Span {
         trace_id: trace_id.as_bytes().to_vec(),
         span_id: span_id.as_bytes().to_vec(),
-        operation_name: span.name.clone(),
+        operation_name: span.name,
         references,
         // The low byte of OTLP flags holds the W3C trace flags (bit 0 = sampled),
         // which is what Jaeger's flags carry.
@@ -135,9 +151,9 @@ fn convert_span(
             span.end_time_unix_nano
                 .saturating_sub(span.start_time_unix_nano),
         )),
-        tags: span_tags(span, scope),
-        logs: span.events.iter().map(event_to_log).collect(),
-        process: Some(process.clone()),
+        tags,
+        logs: span.events.into_iter().map(event_to_log).collect(),
+        process: None,
         process_id: String::new(),
         warnings: Vec::new(),
     })
@@ -172,8 +188,9 @@ fn link_ref_type(link: &otlp::span::Link) -> jaeger::SpanRefType {
     }
 }
 
+/// The span's tags; takes its attributes, status message and trace state.
 fn span_tags(
-    span: &otlp::Span,
+    span: &mut otlp::Span,
     scope: Option<&otlp::InstrumentationScope>,
 ) -> Vec<jaeger::KeyValue> {
     let mut tags = Vec::with_capacity(span.attributes.len() + 4);
@@ -186,25 +203,31 @@ fn span_tags(
         }
     }
     tags.extend(
-        span.attributes
-            .iter()
-            .map(|kv| attribute_to_tag(&kv.key, kv.value.as_ref())),
+        std::mem::take(&mut span.attributes)
+            .into_iter()
+            .map(attribute_to_tag),
     );
     if let Some(kind) = span_kind_name(span.kind) {
         tags.push(string_tag("span.kind", kind));
     }
-    if let Some(status) = &span.status {
+    if let Some(status) = &mut span.status {
         match otlp::status::StatusCode::try_from(status.code) {
             Ok(otlp::status::StatusCode::Ok) => tags.push(string_tag("otel.status_code", "OK")),
             Ok(otlp::status::StatusCode::Error) => tags.push(bool_tag("error", true)),
             _ => {}
         }
         if !status.message.is_empty() {
-            tags.push(string_tag("otel.status_description", &status.message));
+            tags.push(owned_string_tag(
+                "otel.status_description",
+                std::mem::take(&mut status.message),
+            ));
         }
     }
     if !span.trace_state.is_empty() {
-        tags.push(string_tag("w3c.tracestate", &span.trace_state));
+        tags.push(owned_string_tag(
+            "w3c.tracestate",
+            std::mem::take(&mut span.trace_state),
+        ));
     }
     tags
 }
@@ -222,18 +245,13 @@ pub fn span_kind_name(kind: i32) -> Option<&'static str> {
     }
 }
 
-fn event_to_log(event: &otlp::span::Event) -> jaeger::Log {
+fn event_to_log(event: otlp::span::Event) -> jaeger::Log {
     let has_event_attr = event.attributes.iter().any(|kv| kv.key == "event");
     let mut fields = Vec::with_capacity(event.attributes.len() + 1);
     if !event.name.is_empty() && !has_event_attr {
-        fields.push(string_tag("event", &event.name));
+        fields.push(owned_string_tag("event", event.name));
     }
-    fields.extend(
-        event
-            .attributes
-            .iter()
-            .map(|kv| attribute_to_tag(&kv.key, kv.value.as_ref())),
-    );
+    fields.extend(event.attributes.into_iter().map(attribute_to_tag));
     jaeger::Log {
         timestamp: Some(timestamp(event.time_unix_nano)),
         fields,
@@ -241,10 +259,14 @@ fn event_to_log(event: &otlp::span::Event) -> jaeger::Log {
 }
 
 fn string_tag(key: &str, value: &str) -> jaeger::KeyValue {
+    owned_string_tag(key, value.to_owned())
+}
+
+fn owned_string_tag(key: &str, value: String) -> jaeger::KeyValue {
     jaeger::KeyValue {
         key: key.to_owned(),
         v_type: jaeger::ValueType::String as i32,
-        v_str: value.to_owned(),
+        v_str: value,
         ..Default::default()
     }
 }
@@ -260,33 +282,33 @@ fn bool_tag(key: &str, value: bool) -> jaeger::KeyValue {
 
 /// One OTLP attribute as a Jaeger tag; arrays and maps become their JSON text,
 /// as Jaeger's translator renders them.
-pub fn attribute_to_tag(key: &str, value: Option<&otlp::AnyValue>) -> jaeger::KeyValue {
+pub fn attribute_to_tag(attribute: otlp::KeyValue) -> jaeger::KeyValue {
     use otlp::any_value::Value;
     let mut tag = jaeger::KeyValue {
-        key: key.to_owned(),
+        key: attribute.key,
         ..Default::default()
     };
-    match value.and_then(|v| v.value.as_ref()) {
-        Some(Value::StringValue(s)) => tag.v_str = s.clone(),
+    match attribute.value.and_then(|v| v.value) {
+        Some(Value::StringValue(s)) => tag.v_str = s,
         Some(Value::BoolValue(b)) => {
             tag.v_type = jaeger::ValueType::Bool as i32;
-            tag.v_bool = *b;
+            tag.v_bool = b;
         }
         Some(Value::IntValue(i)) => {
             tag.v_type = jaeger::ValueType::Int64 as i32;
-            tag.v_int64 = *i;
+            tag.v_int64 = i;
         }
         Some(Value::DoubleValue(d)) => {
             tag.v_type = jaeger::ValueType::Float64 as i32;
-            tag.v_float64 = *d;
+            tag.v_float64 = d;
         }
         Some(Value::BytesValue(b)) => {
             tag.v_type = jaeger::ValueType::Binary as i32;
-            tag.v_binary = b.clone();
+            tag.v_binary = b;
         }
         Some(other @ (Value::ArrayValue(_) | Value::KvlistValue(_))) => {
             let mut text = String::new();
-            write_json(&mut text, Some(other));
+            write_json(&mut text, Some(&other));
             tag.v_str = text;
         }
         None => {}

@@ -17,6 +17,7 @@ use super::TagsAsFields;
 pub(super) fn write_span(
     out: &mut Vec<u8>,
     span: &jaeger::Span,
+    process: Option<&jaeger::Process>,
     fields: &TagsAsFields,
     ids: (&str, &str),
     start_time: u64,
@@ -70,7 +71,6 @@ pub(super) fn write_span(
         out.push(b'}');
     }
     out.extend_from_slice(b"],\"process\":{\"serviceName\":");
-    let process = span.process.as_ref();
     write_str(out, process.map_or("", |p| p.service_name.as_str()));
     write_tags(out, process.map_or(&[], |p| p.tags.as_slice()), fields);
     out.extend_from_slice(b"}}");
@@ -319,6 +319,7 @@ mod tests {
         write_span(
             &mut out,
             span,
+            span.process.as_ref(),
             fields,
             (&trace_id_text(&span.trace_id), &hex::encode(&span.span_id)),
             micros_of_timestamp(span.start_time.as_ref()),

@@ -79,7 +79,7 @@ pub fn bulk_bodies(
     let mut in_body = 0;
     for record in &corpus.records {
         for span in decode_record(Encoding::OtlpProto, &record.value)? {
-            let doc = span_document_with(&span, &names, &fields);
+            let doc = span_document_with(&span, span.process.as_ref(), &names, &fields);
             let [action, source] = create_lines(&doc);
             if shape.auto_ids {
                 body.extend_from_slice(b"{\"index\":{\"_index\":");
