@@ -8,6 +8,12 @@ use spanway_kafka::KafkaClient;
 use spanway_kafka::admin::{TopicOutcome, TopicSpec, ensure_topics};
 use spanway_service_kit::{config, logging, startup};
 
+/// Decoding a record and writing its documents allocate and free many small
+/// strings per span; glibc's allocator spent about a quarter of the
+/// ingester's CPU on them (docs/benchmarks.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Consumes spans from Kafka and bulk-writes them to Elasticsearch or
 /// OpenSearch as Jaeger-compatible documents (jaeger-span-YYYY-MM-DD and
 /// jaeger-service-YYYY-MM-DD), so Jaeger query and the Jaeger UI read them
