@@ -7,6 +7,11 @@
 //! of the configuration, not of the document: the document is kept and
 //! sent again (see [`crate::auth`]).
 
+use std::borrow::Cow;
+use std::fmt;
+
+use serde::Deserialize;
+use serde::de::{IgnoredAny, MapAccess, Visitor};
 use serde_json::Value;
 
 use crate::auth::AuthFailure;
@@ -93,7 +98,26 @@ pub enum ResponseError {
 }
 
 /// Classifies the items of `body`, which answered a request of `sent` documents.
+///
+/// Read first into borrowed structs that keep only what the decision needs
+/// (an answer of a thousand items is otherwise a thousand JSON maps built
+/// and dropped per request); an answer of another shape than expected is
+/// read again as free JSON, so that it is judged item by item as before.
 pub fn classify(body: &[u8], sent: usize) -> Result<Vec<ItemOutcome>, ResponseError> {
+    if let Ok(Answer { items: Some(items) }) = serde_json::from_slice::<Answer>(body) {
+        if items.len() != sent {
+            return Err(ResponseError::CountMismatch {
+                sent,
+                received: items.len(),
+            });
+        }
+        return Ok(items.iter().map(Item::outcome).collect());
+    }
+    classify_value(body, sent)
+}
+
+/// [`classify`] from free JSON: slower, and tolerant of any item shape.
+fn classify_value(body: &[u8], sent: usize) -> Result<Vec<ItemOutcome>, ResponseError> {
     let value: Value =
         serde_json::from_slice(body).map_err(|e| ResponseError::Malformed(e.to_string()))?;
     let items = value
@@ -109,23 +133,102 @@ pub fn classify(body: &[u8], sent: usize) -> Result<Vec<ItemOutcome>, ResponseEr
     Ok(items.iter().map(classify_item).collect())
 }
 
+/// The parts of a bulk answer [`classify`] reads.
+#[derive(Deserialize)]
+struct Answer<'a> {
+    #[serde(borrow)]
+    items: Option<Vec<Item<'a>>>,
+}
+
+/// One item: an object whose first key is the action (`create`, `index`, …).
+struct Item<'a> {
+    action: Option<Cow<'a, str>>,
+    result: ItemResult<'a>,
+}
+
+#[derive(Deserialize, Default)]
+struct ItemResult<'a> {
+    status: Option<u64>,
+    #[serde(borrow)]
+    error: Option<ItemError<'a>>,
+}
+
+#[derive(Deserialize)]
+struct ItemError<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    reason: Option<Cow<'a, str>>,
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Item<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ItemVisitor;
+        impl<'de> Visitor<'de> for ItemVisitor {
+            type Value = Item<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a bulk item")
+            }
+            fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<Item<'de>, M::Error> {
+                let Some(action) = map.next_key::<Cow<'de, str>>()? else {
+                    return Ok(Item {
+                        action: None,
+                        result: ItemResult::default(),
+                    });
+                };
+                let result = map.next_value::<ItemResult<'de>>()?;
+                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                Ok(Item {
+                    action: Some(action),
+                    result,
+                })
+            }
+        }
+        deserializer.deserialize_map(ItemVisitor)
+    }
+}
+
+impl Item<'_> {
+    fn outcome(&self) -> ItemOutcome {
+        let Some(action) = self.action.as_deref() else {
+            return ItemOutcome::Retry("bulk item without an action".into());
+        };
+        let error = self.result.error.as_ref();
+        item_outcome(
+            action,
+            self.result.status,
+            error.and_then(|e| e.kind.as_deref()),
+            error.and_then(|e| e.reason.as_deref()),
+        )
+    }
+}
+
 fn classify_item(item: &Value) -> ItemOutcome {
     // Each item is an object with one key: the action (`create`, `index`, …).
     let Some((action, result)) = item.as_object().and_then(|o| o.iter().next()) else {
         return ItemOutcome::Retry("bulk item without an action".into());
     };
-    let Some(status) = result.get("status").and_then(Value::as_u64) else {
+    let error = result.get("error");
+    item_outcome(
+        action,
+        result.get("status").and_then(Value::as_u64),
+        error.and_then(|e| e.get("type")).and_then(Value::as_str),
+        error.and_then(|e| e.get("reason")).and_then(Value::as_str),
+    )
+}
+
+/// The decision for one item, from its action, status and error.
+fn item_outcome(
+    action: &str,
+    status: Option<u64>,
+    kind: Option<&str>,
+    text: Option<&str>,
+) -> ItemOutcome {
+    let Some(status) = status else {
         return ItemOutcome::Retry(format!("{action} item without a status"));
     };
-    let error = result.get("error");
-    let kind = error
-        .and_then(|e| e.get("type"))
-        .and_then(Value::as_str)
-        .unwrap_or("unknown");
-    let text = error
-        .and_then(|e| e.get("reason"))
-        .and_then(Value::as_str)
-        .unwrap_or("");
+    let kind = kind.unwrap_or("unknown");
+    let text = text.unwrap_or("");
     let reason = || format!("{status} {kind}: {text}");
     let unauthorized = |status| {
         ItemOutcome::Unauthorized(AuthFailure {
@@ -155,6 +258,48 @@ fn classify_item(item: &Value) -> ItemOutcome {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The borrowed reading and the free-JSON one decide alike, and an
+    /// item of an unexpected shape is judged on its own, not the answer.
+    #[test]
+    fn both_readings_agree_and_odd_items_stay_per_item() {
+        let bodies: [&[u8]; 3] = [
+            br#"{"took":3,"errors":true,"items":[
+                {"create":{"_index":"a","_id":"1","status":201}},
+                {"create":{"_id":"2","status":409,"error":{"type":"version_conflict_engine_exception","reason":"exists \"x\""}}},
+                {"create":{"status":429,"error":{"type":"es_rejected_execution_exception","reason":"queue full","caused_by":{"type":"x"}}}},
+                {"index":{"status":403,"error":{"type":"cluster_block_exception","reason":"blocked"}}},
+                {"create":{"status":401,"error":{"type":"security_exception","reason":"no"}}},
+                {}
+            ]}"#,
+            br#"{"errors":false,"items":[{"create":{"status":201}},{"delete":{"status":200}}]}"#,
+            br#"{"items":[{"create":{"status":"201"}},{"create":{"status":201,"error":"plain"}},null]}"#,
+        ];
+        for body in bodies {
+            let sent = serde_json::from_slice::<Value>(body).unwrap()["items"]
+                .as_array()
+                .unwrap()
+                .len();
+            assert_eq!(
+                classify(body, sent),
+                classify_value(body, sent),
+                "{}",
+                String::from_utf8_lossy(body)
+            );
+        }
+        let odd = classify(bodies[2], 3).unwrap();
+        assert_eq!(
+            odd[0],
+            ItemOutcome::Retry("create item without a status".into())
+        );
+        assert_eq!(odd[1], ItemOutcome::Stored);
+        assert!(matches!(odd[2], ItemOutcome::Retry(_)));
+        let mixed = classify(bodies[0], 6).unwrap();
+        assert!(matches!(&mixed[1], ItemOutcome::Stored));
+        assert!(matches!(&mixed[3], ItemOutcome::Blocked(r) if r.contains("blocked")));
+        assert!(matches!(&mixed[4], ItemOutcome::Unauthorized(_)));
+        assert!(matches!(&mixed[5], ItemOutcome::Retry(_)));
+    }
 
     #[test]
     fn classifies_each_item() {
