@@ -65,9 +65,16 @@ impl Prefix {
         format!("{}jaeger-{}", self.0, family.as_str())
     }
 
-    /// The daily index of `family` holding event time `micros`.
+    /// The daily index of `family` holding event time `micros`. Written
+    /// piece by piece: the ingester names an index for every document.
     pub fn daily(&self, family: Family, micros: i64) -> String {
-        daily(&self.base(family), micros)
+        let mut name = String::with_capacity(self.0.len() + 30);
+        name.push_str(&self.0);
+        name.push_str("jaeger-");
+        name.push_str(family.as_str());
+        name.push('-');
+        push_day(&mut name, micros);
+        name
     }
 
     /// The pattern matching every index of `family`.
@@ -93,7 +100,11 @@ impl Prefix {
 
 /// `<base>-YYYY-MM-DD` for event time `micros`.
 pub fn daily(base: &str, micros: i64) -> String {
-    format!("{base}-{}", day(micros))
+    let mut name = String::with_capacity(base.len() + 11);
+    name.push_str(base);
+    name.push('-');
+    push_day(&mut name, micros);
+    name
 }
 
 /// `<base>-*`: every daily index (and rollover index) of `base`.
@@ -105,10 +116,40 @@ pub fn pattern(base: &str) -> String {
 /// date can hold (a corrupt timestamp) go to the first or last day there is,
 /// so such documents gather in one index instead of failing.
 pub fn day(micros: i64) -> String {
+    let mut text = String::with_capacity(10);
+    push_day(&mut text, micros);
+    text
+}
+
+/// Appends [`day`]'s text to `out`.
+fn push_day(out: &mut String, micros: i64) {
     match OffsetDateTime::from_unix_timestamp_nanos(i128::from(micros) * 1000) {
-        Ok(t) => format!("{:04}-{:02}-{:02}", t.year(), u8::from(t.month()), t.day()),
-        Err(_) if micros < 0 => "0000-01-01".into(),
-        Err(_) => "9999-12-31".into(),
+        Ok(t) => match u32::try_from(t.year()) {
+            Ok(year) => {
+                push_padded(out, year, 4);
+                out.push('-');
+                push_padded(out, u32::from(u8::from(t.month())), 2);
+                out.push('-');
+                push_padded(out, u32::from(t.day()), 2);
+            }
+            // Years before 0 (a corrupt timestamp): rare enough for `format!`.
+            Err(_) => out.push_str(&format!(
+                "{:04}-{:02}-{:02}",
+                t.year(),
+                u8::from(t.month()),
+                t.day()
+            )),
+        },
+        Err(_) if micros < 0 => out.push_str("0000-01-01"),
+        Err(_) => out.push_str("9999-12-31"),
+    }
+}
+
+/// `n` in decimal, zero-padded to `width` digits (`n` has at most `width`).
+fn push_padded(out: &mut String, n: u32, width: u32) {
+    for place in (0..width).rev() {
+        let digit = (n / 10u32.pow(place)) % 10;
+        out.push(char::from(b'0' + digit as u8));
     }
 }
 
@@ -171,6 +212,34 @@ impl IndexNames {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The piecewise day text is `format!`'s, over the whole range a
+    /// timestamp can name, corrupt ones included.
+    #[test]
+    fn day_text_matches_formatting_everywhere() {
+        let reference = |micros: i64| match OffsetDateTime::from_unix_timestamp_nanos(
+            i128::from(micros) * 1000,
+        ) {
+            Ok(t) => format!("{:04}-{:02}-{:02}", t.year(), u8::from(t.month()), t.day()),
+            Err(_) if micros < 0 => "0000-01-01".into(),
+            Err(_) => "9999-12-31".into(),
+        };
+        let day_us = 86_400_000_000i64;
+        let mut samples = vec![0, -1, 1, i64::MIN, i64::MAX, day_us - 1, day_us];
+        // Every 37th day from year -9999 to 9999 and past both ends.
+        let mut micros = -400_000_000_000_000_000i64;
+        while micros < 400_000_000_000_000_000 {
+            samples.push(micros);
+            micros += 37 * day_us + 12_345;
+        }
+        for micros in samples {
+            assert_eq!(day(micros), reference(micros), "{micros}");
+            assert_eq!(
+                Prefix::new("p").daily(Family::Span, micros),
+                format!("p-jaeger-span-{}", reference(micros))
+            );
+        }
+    }
 
     /// 2025-12-31T23:59:59.999999Z.
     const LAST_MICRO_OF_2025: i64 = 1_767_225_599_999_999;
