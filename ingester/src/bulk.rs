@@ -16,7 +16,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::consume::{Batch, GroupConsumer, RawRecord, Shared};
 use crate::dead_letter::{DeadLetter, DeadLetters, LetterKind, Origin};
-use crate::document::{TagsAsFields, service_document, span_document_with};
+use crate::document::{TagsAsFields, service_document, service_key, span_document_with};
 use crate::metrics::IngesterMetrics;
 
 /// Written service/operation pairs are remembered up to this many entries,
@@ -63,8 +63,8 @@ fn build(
                 built
                     .spans
                     .push((span_document_with(span, process, names, fields), index));
-                if let Ok(doc) = service_document(span, process, names)
-                    && seen_services.insert((doc.index.clone(), doc.id.clone()))
+                if seen_services.insert(service_key(span, process))
+                    && let Ok(doc) = service_document(span, process, names)
                 {
                     built.services.push((doc, index));
                 }

@@ -169,6 +169,20 @@ pub fn span_document_with(
     }
 }
 
+/// What makes two spans' service documents the same document within one
+/// batch: the UTC day of the span's start (daily indices) and the
+/// document's id (FNV-1a of service and operation, as Jaeger computes it).
+/// Checked before the document is built, so that a batch of a thousand
+/// spans of a few operations builds a few documents, not a thousand.
+pub fn service_key(span: &jaeger::Span, process: Option<&jaeger::Process>) -> (u64, u64) {
+    const DAY_MICROS: u64 = 86_400_000_000;
+    let service = process.map(|p| p.service_name.as_str()).unwrap_or("");
+    (
+        micros_of_timestamp(span.start_time.as_ref()) / DAY_MICROS,
+        fnv1a64(&[service.as_bytes(), span.operation_name.as_bytes()]),
+    )
+}
+
 /// The service/operation document Jaeger query lists services and
 /// operations from; its id is FNV-1a of the two names, as in Jaeger.
 /// `process` is the span's (see [`span_document_with`]).
@@ -394,6 +408,32 @@ mod tests {
         let mut changed = span();
         changed.operation_name = "POST /".into();
         assert_ne!(a.id, span_document(&changed, &names).id);
+    }
+
+    #[test]
+    /// Spans whose service documents are one document (same index, same
+    /// id) share a key, and spans whose documents differ do not.
+    fn service_key_follows_the_document() {
+        let names = IndexNames::new("");
+        let base = span();
+        let mut later_same_day = span();
+        later_same_day.start_time.as_mut().unwrap().seconds -= 3600;
+        later_same_day.span_id = vec![9; 8];
+        let mut next_day = span();
+        next_day.start_time.as_mut().unwrap().seconds += 86_400;
+        let mut other_op = span();
+        other_op.operation_name.push('x');
+        let doc = |s: &jaeger::Span| {
+            let d = service_document(s, s.process.as_ref(), &names).unwrap();
+            (d.index, d.id)
+        };
+        let key = |s: &jaeger::Span| service_key(s, s.process.as_ref());
+        assert_eq!(doc(&base), doc(&later_same_day));
+        assert_eq!(key(&base), key(&later_same_day));
+        for other in [&next_day, &other_op] {
+            assert_ne!(doc(&base), doc(other));
+            assert_ne!(key(&base), key(other));
+        }
     }
 
     #[test]
