@@ -23,6 +23,7 @@ pub mod client;
 pub mod config;
 pub mod document;
 pub mod index;
+pub mod json;
 pub mod metrics;
 pub mod retention;
 pub mod templates;

@@ -151,8 +151,7 @@ fn write_value(out: &mut Vec<u8>, kv: &jaeger::KeyValue) {
 
 /// A JSON string, escaped as serde_json escapes it.
 fn write_str(out: &mut Vec<u8>, text: &str) {
-    // Writing to a Vec cannot fail.
-    let _ = serde_json::to_writer(&mut *out, text);
+    spanway_search::json::write_str(out, text);
 }
 
 /// A number as serde_json writes it.
