@@ -112,7 +112,7 @@ impl BulkStage {
     /// Takes batches until `stopped`, with at most `max_in_flight` being
     /// written at once; then waits for those to finish.
     ///
-    /// `heartbeat` (the `sink` loop) beats while waiting for a batch or a
+    /// `heartbeat` (the `bulk` loop) beats while waiting for a batch or a
     /// free slot: both waits are legitimate for as long as they last, and the
     /// writes holding the slots beat on their own.
     pub async fn run(
@@ -144,11 +144,11 @@ impl BulkStage {
                 })
                 .await;
             let Some(batch) = batch else { break };
-            let sink = self.clone();
+            let stage = self.clone();
             let abort = abort.clone();
             let write = self.liveness.register("bulk-write");
             tasks.spawn(async move {
-                if sink.process(batch, &abort, &write).await {
+                if stage.process(batch, &abort, &write).await {
                     write.finish();
                 }
                 // Otherwise the registration is dropped unfinished: `/health/live` reports

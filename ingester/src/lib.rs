@@ -71,7 +71,7 @@ pub struct Ingester {
     pub ops_addr: SocketAddr,
     /// The counters, for tests and embedding.
     pub metrics: IngesterMetrics,
-    sink: JoinHandle<()>,
+    bulk: JoinHandle<()>,
     poller: std::thread::JoinHandle<Result<(), FatalError>>,
 }
 
@@ -181,7 +181,7 @@ impl Ingester {
         // `stopped` when the polling thread has let go of its partitions.
         let abort = CancellationToken::new();
         let stopped = CancellationToken::new();
-        let sink = Arc::new(BulkStage {
+        let stage = Arc::new(BulkStage {
             writer,
             dead_letters,
             names,
@@ -193,12 +193,12 @@ impl Ingester {
             written_services: Default::default(),
             liveness: liveness.clone(),
         });
-        let sink = tokio::spawn(sink.run(
+        let bulk = tokio::spawn(stage.run(
             batches,
             config.bulk.max_in_flight,
             stopped.clone(),
             abort.clone(),
-            liveness.register("sink"),
+            liveness.register("bulk"),
         ));
         let poll_heartbeat = liveness.register("kafka-poll");
         let poller = std::thread::Builder::new()
@@ -215,7 +215,7 @@ impl Ingester {
         Ok(Ingester {
             ops_addr,
             metrics,
-            sink,
+            bulk,
             poller,
         })
     }
@@ -233,7 +233,7 @@ impl Ingester {
                 Ok(())
             }
         };
-        if let Err(error) = self.sink.await {
+        if let Err(error) = self.bulk.await {
             tracing::error!(%error, "writing task failed");
         }
         tracing::info!("ingester stopped");

@@ -54,7 +54,7 @@ async fn fifty_thousand_spans_are_stored_exactly_once() {
     let (status, report) = live_report(ingester.ops_addr).await;
     assert_eq!(status, 200, "{report}");
     let loops = live_loops(&report);
-    for name in ["kafka-poll", "sink"] {
+    for name in ["kafka-poll", "bulk"] {
         assert!(
             loops.contains(&(name.to_owned(), "running".to_owned())),
             "{name} not running in {report}"
@@ -67,7 +67,7 @@ async fn fifty_thousand_spans_are_stored_exactly_once() {
         seen.failures
     );
     assert!(
-        ["kafka-poll", "sink"]
+        ["kafka-poll", "bulk"]
             .iter()
             .all(|name| seen.loops.contains(*name)),
         "loops seen over {} probes: {:?}",

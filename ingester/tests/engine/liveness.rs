@@ -68,7 +68,7 @@ async fn a_down_engine_leaves_the_ingester_live_but_not_ready() {
     assert!(seen.probes >= 10, "{} probes", seen.probes);
     assert_eq!(status, 200, "{report}");
     let loops = live_loops(&report);
-    for name in ["kafka-poll", "sink", "bulk-write"] {
+    for name in ["kafka-poll", "bulk", "bulk-write"] {
         assert!(
             loops.contains(&(name.to_owned(), "running".to_owned())),
             "{name} not running in {report}"
