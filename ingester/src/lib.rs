@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use prometheus_client::registry::Registry;
-use spanway_search::bulk::writer::{BulkWriter, WriterError};
+use spanway_search::bulk::writer::{BulkWriter, TemplateOptions, WriterError};
 use spanway_search::client::{ClientError, EngineClient};
 use spanway_search::index::IndexNames;
 use spanway_search::retention::{self, RetentionError};
@@ -113,18 +113,26 @@ impl Ingester {
             dot_replacement: es.tags_as_fields.dot_replacement.clone(),
         });
         if es.create_templates {
-            let api = writer
+            let tag_fields = tags_as_fields.numeric_field_types();
+            let installed = writer
                 .install_templates(
                     names.prefix(),
-                    es.shards,
-                    es.replicas,
-                    es.template_api,
-                    names.uses_aliases(),
-                    lifecycle.as_ref(),
-                    &tags_as_fields.numeric_field_types(),
+                    &TemplateOptions {
+                        shards: es.shards,
+                        replicas: es.replicas,
+                        api: es.template_api,
+                        id_lookup_filter: es.id_lookup_filter,
+                        read_aliases: names.uses_aliases(),
+                        lifecycle: lifecycle.as_ref(),
+                        tag_fields: &tag_fields,
+                    },
                 )
                 .await?;
-            tracing::info!(?api, "index templates installed");
+            tracing::info!(
+                api = ?installed.api,
+                id_lookup_filter = installed.id_lookup_filter,
+                "index templates installed"
+            );
         }
         if names.uses_aliases() {
             writer.ensure_aliases(names.prefix()).await?;

@@ -25,6 +25,65 @@ pub enum TemplateApi {
     Composable,
 }
 
+/// Whether span indices get a Bloom filter over document ids, as configured.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum IdLookupFilter {
+    /// On where the engine has it ([`id_lookup_filter_supported`]), off
+    /// elsewhere.
+    #[default]
+    Auto,
+    /// Always set; an engine without it refuses the template at start.
+    On,
+    /// Never set.
+    Off,
+}
+
+/// OpenSearch's per-segment Bloom filter over `_id`, an index setting since
+/// OpenSearch 2.13 (2.12 had it behind an experimental node flag;
+/// Elasticsearch has none and refuses the key). Every `create` with our ids
+/// first looks the id up in each segment of the index; the filter answers
+/// "not here" for most segments without walking their term dictionaries.
+pub const ID_LOOKUP_FILTER_SETTING: &str = "index.optimize_doc_id_lookup.fuzzy_set.enabled";
+
+/// The first OpenSearch release that takes [`ID_LOOKUP_FILTER_SETTING`]
+/// without a node flag.
+const ID_LOOKUP_FILTER_SINCE: (u32, u32) = (2, 13);
+
+/// Whether the server of a `GET /` answer takes [`ID_LOOKUP_FILTER_SETTING`].
+pub fn id_lookup_filter_supported(info: &Value) -> bool {
+    let version = &info["version"];
+    if version["distribution"] != "opensearch" {
+        return false;
+    }
+    let mut parts = version["number"]
+        .as_str()
+        .unwrap_or_default()
+        .split(['.', '-'])
+        .map(|part| part.parse::<u32>().ok());
+    match (parts.next().flatten(), parts.next().flatten()) {
+        (Some(major), Some(minor)) => (major, minor) >= ID_LOOKUP_FILTER_SINCE,
+        _ => false,
+    }
+}
+
+impl IdLookupFilter {
+    /// Whether to set the filter, given the server's `GET /` answer (asked
+    /// only for `Auto`).
+    pub fn wanted(self, info: Option<&Value>) -> bool {
+        match self {
+            IdLookupFilter::On => true,
+            IdLookupFilter::Off => false,
+            IdLookupFilter::Auto => info.is_some_and(id_lookup_filter_supported),
+        }
+    }
+
+    /// Whether [`IdLookupFilter::wanted`] needs the server's answer.
+    pub fn needs_server_info(self) -> bool {
+        self == IdLookupFilter::Auto
+    }
+}
+
 fn keyword() -> Value {
     json!({"type": "keyword", "ignore_above": 256})
 }
@@ -285,6 +344,37 @@ mod tests {
                 .is_none(),
             "no aliases unless asked for"
         );
+    }
+
+    #[test]
+    fn the_id_filter_is_set_on_opensearch_from_2_13_only() {
+        let server = |distribution: Option<&str>, number: &str| match distribution {
+            Some(d) => json!({"version": {"distribution": d, "number": number}}),
+            None => json!({"version": {"number": number}}),
+        };
+        for (distribution, number, expected) in [
+            (Some("opensearch"), "2.19.6", true),
+            (Some("opensearch"), "2.13.0", true),
+            (Some("opensearch"), "3.0.0", true),
+            (Some("opensearch"), "3.1.0-SNAPSHOT", true),
+            (Some("opensearch"), "2.12.0", false),
+            (Some("opensearch"), "1.3.20", false),
+            (Some("opensearch"), "two", false),
+            (None, "8.15.0", false),
+            (None, "7.17.29", false),
+        ] {
+            let info = server(distribution, number);
+            assert_eq!(
+                id_lookup_filter_supported(&info),
+                expected,
+                "{distribution:?} {number}"
+            );
+            assert_eq!(IdLookupFilter::Auto.wanted(Some(&info)), expected);
+            assert!(IdLookupFilter::On.wanted(Some(&info)));
+            assert!(!IdLookupFilter::Off.wanted(Some(&info)));
+        }
+        assert!(!IdLookupFilter::Auto.wanted(None), "unknown server: off");
+        assert!(!id_lookup_filter_supported(&json!({})));
     }
 
     #[test]

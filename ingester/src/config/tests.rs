@@ -84,6 +84,7 @@ fn connection_and_index_keys_share_the_elasticsearch_section() {
         ("SPANWAY_ELASTICSEARCH__URL", "https://es:9200"),
         ("SPANWAY_ELASTICSEARCH__PASSWORD", "0123"),
         ("SPANWAY_ELASTICSEARCH__SHARDS", "3"),
+        ("SPANWAY_ELASTICSEARCH__ID_LOOKUP_FILTER", "off"),
     ]
     .map(|(k, v)| (k.to_string(), v.to_string()));
     let loaded = spanway_service_kit::config::load_with_env::<IngesterConfig>(Some(&path), env);
@@ -100,6 +101,7 @@ fn connection_and_index_keys_share_the_elasticsearch_section() {
     );
     assert_eq!(cfg.elasticsearch.index_prefix, "prod");
     assert_eq!(cfg.elasticsearch.shards, 3);
+    assert_eq!(cfg.elasticsearch.id_lookup_filter, IdLookupFilter::Off);
     let printed = format!("{cfg:?}");
     assert!(!printed.contains("0123"), "{printed}");
 

@@ -77,6 +77,12 @@ async fn composable_templates_and_tags_as_fields_on_opensearch() {
         "template mappings applied: {mapping}"
     );
     assert_eq!(properties["startTimeMillis"]["type"], "date");
+    let (_, settings) = get(&format!("{url}/{index}/_settings")).await;
+    assert_eq!(
+        settings[&index]["settings"]["index"]["optimize_doc_id_lookup"]["fuzzy_set"]["enabled"],
+        "true",
+        "the id filter is on by default on OpenSearch 2.13+: {settings}"
+    );
     assert_eq!(
         properties["tag"]["properties"]["attr@0"]["type"], "keyword",
         "dynamic template for tag.*"
@@ -127,8 +133,14 @@ async fn auto_detection_keeps_legacy_templates_on_elasticsearch_7() {
         wait_for_count(&url, &names.span_indices(), total, Duration::from_secs(120)).await,
         total
     );
-    let (status, _) = get(&format!("{url}/_template/{}-jaeger-span", names.prefix)).await;
+    let template_name = format!("{}-jaeger-span", names.prefix);
+    let (status, template) = get(&format!("{url}/_template/{template_name}")).await;
     assert_eq!(status, 200, "legacy template on Elasticsearch 7");
+    let index_settings = &template[&template_name]["settings"]["index"];
+    assert!(
+        index_settings.is_object() && index_settings.get("optimize_doc_id_lookup").is_none(),
+        "no OpenSearch-only id filter on Elasticsearch: {template}"
+    );
     let (status, _) = get(&format!(
         "{url}/_index_template/{}-jaeger-span",
         names.prefix

@@ -26,7 +26,38 @@ use crate::client::EngineClient;
 use crate::document::Document;
 use crate::index::{Family, Prefix};
 use crate::metrics::WriterMetrics;
-use crate::templates::{self, TemplateApi};
+use crate::templates::{self, IdLookupFilter, TemplateApi};
+
+/// What [`BulkWriter::install_templates`] installs beside Jaeger's mappings.
+#[derive(Debug, Clone)]
+pub struct TemplateOptions<'a> {
+    /// Primary shards of new indices.
+    pub shards: u32,
+    /// Replicas of new indices.
+    pub replicas: u32,
+    /// The template API, or `Auto` to pick it from the server.
+    pub api: TemplateApi,
+    /// The span indices' Bloom filter over ids.
+    pub id_lookup_filter: IdLookupFilter,
+    /// Each template carries the `-read` alias (alias mode), so that an
+    /// index any rollover creates (the retention policy's, Jaeger's
+    /// rollover job, an operator's) is searched at once.
+    pub read_aliases: bool,
+    /// The settings that attach the retention policy, when there is one.
+    pub lifecycle: Option<&'a crate::retention::Lifecycle>,
+    /// Span tag fields with a mapping of their own
+    /// ([`templates::add_tag_field_types`]).
+    pub tag_fields: &'a [(String, serde_json::Value)],
+}
+
+/// What [`BulkWriter::install_templates`] decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InstalledTemplates {
+    /// The template API used.
+    pub api: templates::Api,
+    /// Whether the span template sets the id filter.
+    pub id_lookup_filter: bool,
+}
 
 /// Failures that stop the writer.
 #[derive(Debug, thiserror::Error)]
@@ -119,36 +150,46 @@ impl BulkWriter {
         &self.engine
     }
 
-    /// Installs the span and service templates with the API `choice` asks
-    /// for, detecting it from the server when `Auto`. With `read_aliases`
-    /// (alias mode), each template carries the `-read` alias, so that an
-    /// index any rollover creates (the retention policy's, Jaeger's
-    /// rollover job, an operator's) is searched at once. With `lifecycle`,
-    /// each template also carries the settings that attach the retention
-    /// policy. `tag_fields` are span tag fields with a mapping of their own
-    /// ([`templates::add_tag_field_types`]). Returns the API used.
-    #[allow(clippy::too_many_arguments)]
+    /// Installs the span and service templates with the API `options.api`
+    /// asks for, and the span indices' id filter as `options.id_lookup_filter`
+    /// asks for; both are decided from one `GET /` when either is `Auto`.
+    /// See [`TemplateOptions`] for the rest.
     pub async fn install_templates(
         &self,
         prefix: &Prefix,
-        shards: u32,
-        replicas: u32,
-        choice: TemplateApi,
-        read_aliases: bool,
-        lifecycle: Option<&crate::retention::Lifecycle>,
-        tag_fields: &[(String, serde_json::Value)],
-    ) -> Result<templates::Api, WriterError> {
-        let api = self.template_api(choice).await?;
-        let mut span = templates::span_template(prefix, shards, replicas);
-        templates::add_tag_field_types(&mut span, tag_fields);
-        let mut service = templates::service_template(prefix, shards, replicas);
-        if let Some(lifecycle) = lifecycle {
+        options: &TemplateOptions<'_>,
+    ) -> Result<InstalledTemplates, WriterError> {
+        let info =
+            if options.api == TemplateApi::Auto || options.id_lookup_filter.needs_server_info() {
+                Some(self.server_info().await?)
+            } else {
+                None
+            };
+        let api = match options.api {
+            TemplateApi::Legacy => templates::Api::Legacy,
+            TemplateApi::Composable => templates::Api::Composable,
+            TemplateApi::Auto => info
+                .as_ref()
+                .map_or(templates::Api::Legacy, templates::detect),
+        };
+        let id_lookup_filter = options.id_lookup_filter.wanted(info.as_ref());
+        let mut span = templates::span_template(prefix, options.shards, options.replicas);
+        templates::add_tag_field_types(&mut span, options.tag_fields);
+        if id_lookup_filter {
+            let filter = serde_json::Map::from_iter([(
+                templates::ID_LOOKUP_FILTER_SETTING.to_owned(),
+                serde_json::Value::Bool(true),
+            )]);
+            templates::add_settings(&mut span, filter);
+        }
+        let mut service = templates::service_template(prefix, options.shards, options.replicas);
+        if let Some(lifecycle) = options.lifecycle {
             for (body, kind) in [(&mut span, Family::Span), (&mut service, Family::Service)] {
                 templates::add_settings(body, lifecycle.index_settings(kind));
                 templates::add_aliases(body, lifecycle.index_aliases(kind));
             }
         }
-        if read_aliases {
+        if options.read_aliases {
             for (body, kind) in [(&mut span, Family::Span), (&mut service, Family::Service)] {
                 let read =
                     serde_json::Map::from_iter([(prefix.read_alias(kind), serde_json::json!({}))]);
@@ -160,7 +201,20 @@ impl BulkWriter {
             (prefix.base(Family::Service), service),
         ];
         self.put_templates(all, api).await?;
-        Ok(api)
+        Ok(InstalledTemplates {
+            api,
+            id_lookup_filter,
+        })
+    }
+
+    async fn server_info(&self) -> Result<serde_json::Value, WriterError> {
+        self.engine
+            .server_info()
+            .await
+            .map_err(|reason| WriterError::Template {
+                name: "(server detection)".into(),
+                reason,
+            })
     }
 
     /// The template API to use: `choice`, or the one the server understands
@@ -169,17 +223,7 @@ impl BulkWriter {
         Ok(match choice {
             TemplateApi::Legacy => templates::Api::Legacy,
             TemplateApi::Composable => templates::Api::Composable,
-            TemplateApi::Auto => {
-                let info =
-                    self.engine
-                        .server_info()
-                        .await
-                        .map_err(|reason| WriterError::Template {
-                            name: "(server detection)".into(),
-                            reason,
-                        })?;
-                templates::detect(&info)
-            }
+            TemplateApi::Auto => templates::detect(&self.server_info().await?),
         })
     }
 
