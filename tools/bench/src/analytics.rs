@@ -36,6 +36,8 @@ pub struct AnalyticsOptions {
     pub bin: PathBuf,
     /// Instances of the job sharing the consumer group in each run.
     pub instances: usize,
+    /// How the topic is written.
+    pub topic: workload::TopicShape,
 }
 
 /// One run's figures.
@@ -169,7 +171,14 @@ pub async fn analytics_benchmark(options: &AnalyticsOptions) -> anyhow::Result<V
         traffic.records.len(),
         traffic.spans
     );
-    workload::produce(&options.kafka, &topic, &traffic.records, true).await?;
+    workload::produce(
+        &options.kafka,
+        &topic,
+        &traffic.records,
+        true,
+        &options.topic,
+    )
+    .await?;
     let expected: u64 = traffic.total_calls();
     let client = reqwest::Client::new();
     let mut results = Vec::new();

@@ -6,7 +6,7 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use spanway_bench::collector::load::Rate;
 use spanway_bench::measure::{self, Machine};
-use spanway_bench::{analytics, collector, freshness, raw_load, report, runs};
+use spanway_bench::{analytics, collector, freshness, raw_load, report, runs, workload};
 
 /// On-demand benchmarks of spanway against the real services of
 /// `dev/services up` (Kafka on 127.0.0.1:9092, OpenSearch on :9200).
@@ -120,6 +120,8 @@ struct AnalyticsArgs {
     /// figures (CPU summed over them, peak memory of the largest).
     #[arg(long, default_value_t = 1)]
     instances: usize,
+    #[command(flatten)]
+    topic: workload::TopicShape,
 }
 
 #[derive(Debug, Args)]
@@ -301,6 +303,8 @@ struct IngesterArgs {
     /// Keep the topics, indices and templates afterwards.
     #[arg(long)]
     keep: bool,
+    #[command(flatten)]
+    topic: workload::TopicShape,
 }
 
 fn parse_json(text: &str) -> Result<serde_json::Value, String> {
@@ -416,6 +420,7 @@ async fn analytics_bench(args: AnalyticsArgs) -> anyhow::Result<()> {
         opensearch: args.opensearch,
         bin,
         instances: args.instances.max(1),
+        topic: args.topic,
     };
     let results = analytics::analytics_benchmark(&options).await?;
     println!("{}", analytics::markdown(&results));
@@ -536,6 +541,7 @@ async fn ingester(args: IngesterArgs) -> anyhow::Result<()> {
         jaeger_args: args.jaeger_args,
         ingester_env: args.ingester_env,
         keep: args.keep,
+        topic: args.topic,
     };
     let load = measure::load_average().context("reading the load average")?;
     eprintln!(

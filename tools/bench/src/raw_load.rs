@@ -20,7 +20,8 @@ use crate::runs::{Destination, Options, RunResult, delete_prefix, engine_count};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum RawVariant {
     /// Byte for byte what the ingester sends with its defaults: `create`
-    /// with our ids, tags in nested lists.
+    /// with our ids, tags in nested lists (and the same template, id filter
+    /// included where the engine has it).
     AsIngester,
     /// `index` without ids: the engine makes the ids, and skips the lookup
     /// of each id that `create` costs. What Jaeger's writers send; a
@@ -190,6 +191,19 @@ async fn install_templates(
     if references_unindexed {
         span["mappings"]["properties"]["references"] =
             serde_json::json!({"type": "object", "enabled": false});
+    }
+    // As the ingester decides it with `id_lookup_filter = "auto"`; a patch
+    // setting the key to null measures the engine without it.
+    let info: serde_json::Value = client
+        .get(url)
+        .send()
+        .await?
+        .error_for_status()
+        .context("asking the engine its version")?
+        .json()
+        .await?;
+    if templates::IdLookupFilter::Auto.wanted(Some(&info)) {
+        span["settings"][templates::ID_LOOKUP_FILTER_SETTING] = serde_json::Value::Bool(true);
     }
     if let Some(patch) = patch {
         merge_patch(&mut span, patch);

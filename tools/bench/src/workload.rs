@@ -165,6 +165,7 @@ pub async fn produce(
     topic: &str,
     records: &[SpanRecord],
     headers: bool,
+    shape: &TopicShape,
 ) -> anyhow::Result<()> {
     let producer: FutureProducer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
@@ -172,7 +173,8 @@ pub async fn produce(
         .set("enable.idempotence", "true")
         .set("acks", "all")
         .set("linger.ms", "20")
-        .set("compression.type", "zstd")
+        .set("compression.type", &shape.compression)
+        .set("batch.num.messages", shape.batch_records.to_string())
         .create()
         .context("Kafka producer")?;
     for chunk in records.chunks(5000) {
@@ -203,6 +205,23 @@ pub async fn produce(
         }
     }
     Ok(())
+}
+
+/// How the benchmark's producer writes a topic: the codec and the records
+/// per message set a consumer decompresses at once. The collector at a few
+/// thousand records per second writes message sets of a few records each;
+/// the default here (librdkafka's 10,000) makes sets as large as the linger
+/// lets them be.
+#[derive(Debug, Clone, PartialEq, Eq, clap::Args)]
+pub struct TopicShape {
+    /// Compression of the benchmark topic (`compression.type`: none, gzip,
+    /// snappy, lz4, zstd).
+    #[arg(long = "topic-compression", default_value = "zstd")]
+    pub compression: String,
+    /// Records per message set at most (`batch.num.messages`), e.g. 8 for
+    /// sets as small as the collector writes at 50,000 spans/s.
+    #[arg(long = "topic-batch-records", default_value_t = 10_000)]
+    pub batch_records: u32,
 }
 
 /// Commits offset 0 on every partition of `topic` for consumer group

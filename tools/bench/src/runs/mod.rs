@@ -102,6 +102,8 @@ pub struct Options {
     pub ingester_env: Vec<(String, String)>,
     /// Keep topics, indices and templates afterwards.
     pub keep: bool,
+    /// How the benchmark topics are written.
+    pub topic: crate::workload::TopicShape,
 }
 
 /// Where the documents went.
@@ -239,7 +241,14 @@ async fn produce_and_run(
     let started = Instant::now();
     crate::workload::create_topic(&options.kafka, otlp_topic, options.partitions).await?;
     topics.push(otlp_topic.to_owned());
-    crate::workload::produce(&options.kafka, otlp_topic, &corpus.records, true).await?;
+    crate::workload::produce(
+        &options.kafka,
+        otlp_topic,
+        &corpus.records,
+        true,
+        &options.topic,
+    )
+    .await?;
     let otlp_bytes: usize = corpus.records.iter().map(|r| r.value.len()).sum();
     eprintln!(
         "  {:.1} s, {:.1} MiB of record values",
@@ -256,7 +265,14 @@ async fn produce_and_run(
         let started = Instant::now();
         crate::workload::create_topic(&options.kafka, jaeger_topic, options.partitions).await?;
         topics.push(jaeger_topic.to_owned());
-        crate::workload::produce(&options.kafka, jaeger_topic, &records, false).await?;
+        crate::workload::produce(
+            &options.kafka,
+            jaeger_topic,
+            &records,
+            false,
+            &options.topic,
+        )
+        .await?;
         eprintln!(
             "  {:.1} s, {:.1} MiB of record values",
             started.elapsed().as_secs_f64(),
