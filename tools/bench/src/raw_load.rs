@@ -23,6 +23,10 @@ pub enum RawVariant {
     /// with our ids, tags in nested lists (and the same template, id filter
     /// included where the engine has it).
     AsIngester,
+    /// `create` with a 22-character id (the span id and the document hash,
+    /// 16 bytes, base64url) instead of our 66 characters (trace id, span id
+    /// and hash in hex): what a shorter id would save the engine.
+    ShortIds,
     /// `index` without ids: the engine makes the ids, and skips the lookup
     /// of each id that `create` costs. What Jaeger's writers send; a
     /// redelivered span is then stored twice.
@@ -41,6 +45,7 @@ impl RawVariant {
         match self {
             RawVariant::AsIngester => "raw bulk",
             RawVariant::AutoIds => "raw bulk, auto ids",
+            RawVariant::ShortIds => "raw bulk, short ids",
             RawVariant::TagsAsFields => "raw bulk, tags as fields",
             RawVariant::TagsAsFieldsRefsUnindexed => {
                 "raw bulk, tags as fields, references unindexed"
@@ -76,6 +81,7 @@ pub(crate) async fn raw_loader_run(
     .await?;
     let shape = crate::workload::BulkShape {
         auto_ids: variant == RawVariant::AutoIds,
+        short_ids: variant == RawVariant::ShortIds,
         tags_as_fields: matches!(
             variant,
             RawVariant::TagsAsFields | RawVariant::TagsAsFieldsRefsUnindexed
