@@ -44,7 +44,7 @@ fn engine(url: String, tls: TlsConfig) -> EngineClientConfig {
 async fn info(config: &EngineClientConfig) -> Result<serde_json::Value, String> {
     config.validate().map_err(|e| e.to_string())?;
     let client = EngineClient::new(config).map_err(|e| e.to_string())?;
-    client.server_info().await
+    client.server_info().await.map_err(|e| e.to_string())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

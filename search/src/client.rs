@@ -398,20 +398,39 @@ impl EngineClient {
     }
 
     /// The server's `GET /` answer (name, distribution, version).
-    pub async fn server_info(&self) -> Result<serde_json::Value, String> {
+    pub async fn server_info(&self) -> Result<serde_json::Value, InfoError> {
         let response = self
             .client
             .info()
             .request_timeout(Duration::from_secs(10))
             .send()
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| InfoError::Unreachable(e.to_string()))?;
         let status = response.status_code();
         if !status.is_success() {
-            return Err(format!("GET / answered {status}"));
+            let body = response.text().await.unwrap_or_default();
+            return Err(InfoError::Refused {
+                status: status.as_u16(),
+                body: body.chars().take(300).collect(),
+            });
         }
-        response.json().await.map_err(|e| e.to_string())
+        response
+            .json()
+            .await
+            .map_err(|e| InfoError::Unreachable(e.to_string()))
     }
+}
+
+/// Why [`EngineClient::server_info`] has no answer.
+#[derive(Debug, thiserror::Error)]
+pub enum InfoError {
+    /// No usable answer: connection, TLS, timeout or an unreadable body.
+    #[error("GET / failed: {0}")]
+    Unreachable(String),
+    /// The server answered with an error status (401 and 403 are the
+    /// credentials' or the role's fault).
+    #[error("GET / answered {status}: {body}")]
+    Refused { status: u16, body: String },
 }
 
 #[cfg(test)]

@@ -423,9 +423,9 @@ pub async fn install(
         .engine()
         .server_info()
         .await
-        .map_err(|reason| RetentionError::Detect {
+        .map_err(|error| RetentionError::Detect {
             url: url.to_owned(),
-            reason,
+            reason: error.to_string(),
         })?;
     let engine = Engine::detect(&info);
     let version = info["version"]["number"].as_str().unwrap_or("?");

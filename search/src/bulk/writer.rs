@@ -208,13 +208,18 @@ impl BulkWriter {
     }
 
     async fn server_info(&self) -> Result<serde_json::Value, WriterError> {
-        self.engine
-            .server_info()
-            .await
-            .map_err(|reason| WriterError::Template {
+        self.engine.server_info().await.map_err(|error| {
+            let reason = match &error {
+                crate::client::InfoError::Refused { status, body } => {
+                    format!("GET / answered {}", self.explain(*status, body, "GET /"))
+                }
+                crate::client::InfoError::Unreachable(_) => error.to_string(),
+            };
+            WriterError::Template {
                 name: "(server detection)".into(),
                 reason,
-            })
+            }
+        })
     }
 
     /// The template API to use: `choice`, or the one the server understands
