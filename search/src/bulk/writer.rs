@@ -10,7 +10,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use elasticsearch::BulkParts;
+use elasticsearch::http::Method;
+use elasticsearch::http::headers::HeaderMap;
 use elasticsearch::indices::{
     IndicesCreateParts, IndicesExistsAliasParts, IndicesPutIndexTemplateParts,
     IndicesPutTemplateParts,
@@ -135,6 +136,12 @@ impl BulkWriter {
             metrics,
             auth: Arc::default(),
         }
+    }
+
+    /// The most one request carries, so a caller can build documents a
+    /// request at a time.
+    pub fn limits(&self) -> Limits {
+        self.limits
     }
 
     /// Whether writes can go through: the engine answers and accepts the
@@ -474,15 +481,20 @@ impl BulkWriter {
 
     /// Sends one `_bulk` body; the answer's status and bytes.
     async fn send_body(&self, body: Vec<u8>) -> Result<(u16, bytes::Bytes), String> {
-        // One element ending in a newline: the client adds no newline of
-        // its own after it, so the body goes as built.
+        // Sent as `Bytes` through the transport, not as the typed bulk call's
+        // body: that one copies every body into a fresh buffer of its own,
+        // a megabyte or so per request for nothing.
         let response = self
             .engine
             .client()
-            .bulk(BulkParts::None)
-            .request_timeout(self.request_timeout)
-            .body(vec![bytes::Bytes::from(body)])
-            .send()
+            .send(
+                Method::Post,
+                "/_bulk",
+                HeaderMap::new(),
+                Option::<&()>::None,
+                Some(bytes::Bytes::from(body)),
+                Some(self.request_timeout),
+            )
             .await
             .map_err(|e| e.to_string())?;
         let status = response.status_code().as_u16();
