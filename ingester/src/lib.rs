@@ -9,6 +9,7 @@ pub mod consume;
 pub mod dead_letter;
 pub mod document;
 pub mod metrics;
+pub mod requests;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
