@@ -25,6 +25,10 @@ COPY --from=build /out/ /usr/local/bin/
 USER 65532:65532
 WORKDIR /home/nonroot
 ENV SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt
+# The ingester's allocator (mimalloc) keeps freed memory resident when the
+# node backs it with transparent huge pages; nodes whose THP mode is
+# "always" would do so even though the binary asks for none.
+ENV MIMALLOC_ALLOW_THP=0
 LABEL org.opencontainers.image.title="spanway" \
       org.opencontainers.image.description="spanway collector, ingester and streaming analytics" \
       org.opencontainers.image.licenses="Apache-2.0"
