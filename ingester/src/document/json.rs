@@ -49,7 +49,7 @@ pub(super) fn write_span(
         out.extend_from_slice(b",\"traceID\":");
         write_str(out, &super::trace_id_text(&reference.trace_id));
         out.extend_from_slice(b",\"spanID\":");
-        write_str(out, &hex::encode(&reference.span_id));
+        write_str(out, &super::hex_text(&reference.span_id));
         out.push(b'}');
     }
     out.extend_from_slice(b"],\"startTime\":");
@@ -145,7 +145,7 @@ fn write_value(out: &mut Vec<u8>, kv: &jaeger::KeyValue) {
         // JSON has no NaN or infinity; Jaeger's reader parses the string form.
         ValueType::Float64 if kv.v_float64.is_finite() => write_number(out, kv.v_float64),
         ValueType::Float64 => write_str(out, &kv.v_float64.to_string()),
-        ValueType::Binary => write_str(out, &hex::encode(&kv.v_binary)),
+        ValueType::Binary => write_str(out, &super::hex_text(&kv.v_binary)),
     }
 }
 
