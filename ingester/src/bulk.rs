@@ -2,7 +2,7 @@
 //! bulk requests in flight, dead-letters what can never be stored, and only
 //! then marks the batch's records durable.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 
 use spanway_schemas::Encoding;
@@ -119,21 +119,14 @@ impl BulkStage {
         abort: &CancellationToken,
         heartbeat: &Heartbeat,
     ) -> Option<Vec<(Rejected, usize)>> {
-        let mut origin_of: HashMap<String, usize> = HashMap::with_capacity(request.len());
-        let documents: Vec<Document> = request
-            .into_iter()
-            .map(|(doc, record)| {
-                origin_of.insert(doc.id.clone(), record);
-                doc
-            })
-            .collect();
+        let (documents, records): (Vec<Document>, Vec<usize>) = request.into_iter().unzip();
         heartbeat.beat();
         match self.writer.write_all(documents, abort, heartbeat).await {
             Ok(rejected) => Some(
                 rejected
                     .into_iter()
                     .map(|r| {
-                        let record = origin_of.get(&r.document.id).copied().unwrap_or(0);
+                        let record = records.get(r.position).copied().unwrap_or(0);
                         (r, record)
                     })
                     .collect(),

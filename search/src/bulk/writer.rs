@@ -77,6 +77,9 @@ pub enum WriterError {
 pub struct Rejected {
     /// The document.
     pub document: Document,
+    /// Its position among the documents given to [`BulkWriter::write_all`],
+    /// so a caller can tell where it came from without a map by id.
+    pub position: usize,
     /// The engine's status, error type and reason.
     pub reason: String,
 }
@@ -367,8 +370,14 @@ impl BulkWriter {
         heartbeat: &Heartbeat,
     ) -> Result<Vec<Rejected>, WriterError> {
         let mut rejected = Vec::new();
+        let mut first = 0;
         for request in split(documents, self.limits) {
-            rejected.extend(self.write_request(request, cancel, heartbeat).await?);
+            let count = request.len();
+            rejected.extend(
+                self.write_request(request, first, cancel, heartbeat)
+                    .await?,
+            );
+            first += count;
         }
         Ok(rejected)
     }
@@ -378,10 +387,13 @@ impl BulkWriter {
     async fn write_request(
         &self,
         mut pending: Vec<Document>,
+        first: usize,
         cancel: &CancellationToken,
         heartbeat: &Heartbeat,
     ) -> Result<Vec<Rejected>, WriterError> {
         let mut rejected = Vec::new();
+        // Where each pending document stands in `write_all`'s input.
+        let mut positions: Vec<usize> = (first..first + pending.len()).collect();
         let mut backoff = self.initial_backoff;
         let mut attempt = 0u32;
         while !pending.is_empty() {
@@ -389,16 +401,20 @@ impl BulkWriter {
             let answer = self.send(&pending).await;
             heartbeat.beat();
             let mut retry = Vec::new();
+            let mut retry_positions = Vec::new();
             match answer {
                 BulkAnswer::Items(outcomes) => {
                     let mut refused = None;
                     let mut blocked = None;
-                    for (doc, outcome) in pending.into_iter().zip(outcomes) {
+                    for ((doc, position), outcome) in
+                        pending.into_iter().zip(positions).zip(outcomes)
+                    {
                         match outcome {
                             ItemOutcome::Stored => {}
                             ItemOutcome::Retry(reason) => {
                                 tracing::debug!(index = %doc.index, id = %doc.id, %reason, "document will be retried");
                                 retry.push(doc);
+                                retry_positions.push(position);
                             }
                             ItemOutcome::Blocked(reason) => {
                                 self.metrics.documents_blocked.inc();
@@ -406,15 +422,18 @@ impl BulkWriter {
                                     blocked = Some((reason, doc.index.clone()));
                                 }
                                 retry.push(doc);
+                                retry_positions.push(position);
                             }
                             ItemOutcome::Unauthorized(failure) => {
                                 if refused.is_none() {
                                     refused = Some((failure, doc.index.clone()));
                                 }
                                 retry.push(doc);
+                                retry_positions.push(position);
                             }
                             ItemOutcome::Rejected(reason) => rejected.push(Rejected {
                                 document: doc,
+                                position,
                                 reason,
                             }),
                         }
@@ -435,6 +454,7 @@ impl BulkWriter {
                         self.auth_refused(&failure, &doc.index);
                     }
                     retry = pending;
+                    retry_positions = positions;
                 }
                 BulkAnswer::Failed(reason) => {
                     // One line per outage and batch, not one per retry.
@@ -442,9 +462,11 @@ impl BulkWriter {
                         tracing::warn!(%reason, documents = pending.len(), attempt, "bulk request failed; retrying");
                     }
                     retry = pending;
+                    retry_positions = positions;
                 }
             }
             pending = retry;
+            positions = retry_positions;
             if pending.is_empty() {
                 break;
             }
