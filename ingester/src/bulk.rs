@@ -158,6 +158,8 @@ impl BulkStage {
             self.writer.limits(),
         );
         let mut span_count = 0u64;
+        let mut service_count = 0u64;
+        let mut new_services: Vec<(Document, usize)> = Vec::new();
         let mut rejected = Vec::new();
         loop {
             // Building is CPU work: on the blocking pool, a request's worth at a time.
@@ -166,7 +168,7 @@ impl BulkStage {
                 (documents, request)
             })
             .await;
-            let request = match built {
+            let mut request = match built {
                 Ok((back, request)) => {
                     documents = back;
                     request
@@ -179,40 +181,36 @@ impl BulkStage {
                     return false;
                 }
             };
-            if request.is_empty() {
+            span_count += request.len() as u64;
+            let last = documents.drained();
+            if last {
+                // Service/operation pairs not written yet ride with the last spans.
+                let written = self
+                    .written_services
+                    .lock()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner());
+                new_services = documents
+                    .take_services()
+                    .into_iter()
+                    .filter(|(doc, _)| !written.contains(&(doc.index.clone(), doc.id.clone())))
+                    .collect();
+                service_count = new_services.len() as u64;
+                request.extend(new_services.iter().cloned());
+            }
+            if !request.is_empty() {
+                match self.write(request, abort, heartbeat).await {
+                    Some(refused) => rejected.extend(refused),
+                    None => return true,
+                }
+            }
+            if last {
                 break;
             }
-            span_count += request.len() as u64;
-            match self.write(request, abort, heartbeat).await {
-                Some(refused) => rejected.extend(refused),
-                None => return true,
-            }
         }
-        let Remainder {
-            services,
-            mut letters,
-        } = documents.finish();
+        let Remainder { mut letters, .. } = documents.finish();
         self.metrics
             .records_undecodable
             .inc_by(letters.len() as u64);
-
-        let new_services: Vec<(Document, usize)> = {
-            let written = self
-                .written_services
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
-            services
-                .into_iter()
-                .filter(|(doc, _)| !written.contains(&(doc.index.clone(), doc.id.clone())))
-                .collect()
-        };
-        let service_count = new_services.len() as u64;
-        if !new_services.is_empty() {
-            match self.write(new_services.clone(), abort, heartbeat).await {
-                Some(refused) => rejected.extend(refused),
-                None => return true,
-            }
-        }
 
         let mut rejected_spans = 0u64;
         for (r, record) in &rejected {

@@ -105,6 +105,19 @@ impl BatchDocuments {
         request
     }
 
+    /// Whether every record has been read and every span document taken:
+    /// the request just taken was the batch's last.
+    pub fn drained(&self) -> bool {
+        self.spans.is_empty() && self.records.len() == 0
+    }
+
+    /// The batch's service documents so far; all of them once
+    /// [`Self::drained`]. They go with the batch's last span request, so
+    /// that a search that finds the spans finds their services too.
+    pub fn take_services(&mut self) -> Vec<Sourced> {
+        std::mem::take(&mut self.remainder.services)
+    }
+
     /// Service documents and dead letters, once [`Self::next_request`] has
     /// come back empty (called earlier, records not read yet are read now
     /// and their span documents dropped).
@@ -221,7 +234,9 @@ mod tests {
             max_bytes: usize::MAX,
         };
         let mut batch = documents(records, limits);
+        assert!(!batch.drained());
         let requests = drain(&mut batch);
+        assert!(batch.drained());
         let sizes: Vec<usize> = requests.iter().map(Vec::len).collect();
         assert_eq!(sizes, [4, 4, 4, 4, 4, 1], "21 spans in requests of 4");
         let positions: Vec<usize> = requests.iter().flatten().map(|(_, p)| *p).collect();
