@@ -26,7 +26,9 @@ pub type Sourced = (Document, usize);
 #[derive(Debug, Default)]
 pub struct Remainder {
     /// One service/operation document per distinct pair and day in the
-    /// batch, in the order first seen; written after the spans.
+    /// batch, in the order first seen, less those already taken with
+    /// [`BatchDocuments::take_services`] (the writer takes them all, to send
+    /// with the batch's last span request).
     pub services: Vec<Sourced>,
     /// Records that could not be decoded, with their original bytes.
     pub letters: Vec<DeadLetter>,
