@@ -395,6 +395,10 @@ pub fn create(
             .set(
                 "queued.max.messages.kbytes",
                 config.kafka.fetch_queue_kbytes.to_string(),
+            )
+            .set(
+                "max.partition.fetch.bytes",
+                (config.kafka.fetch_partition_kbytes * 1024).to_string(),
             );
     })?;
     Ok(Started {

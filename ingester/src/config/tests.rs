@@ -174,3 +174,21 @@ fn retention_settings_are_ignored_while_disabled() {
     cfg.elasticsearch.create_templates = false;
     cfg.validate().unwrap();
 }
+
+#[test]
+fn fetch_sizes_outside_librdkafkas_ranges_name_the_key() {
+    let mut cfg = IngesterConfig::default();
+    cfg.kafka.fetch_partition_kbytes = 0;
+    fails_on(&cfg, "kafka.fetch_partition_kbytes");
+    cfg.kafka.fetch_partition_kbytes = 976_563;
+    fails_on(&cfg, "kafka.fetch_partition_kbytes");
+    cfg.kafka.fetch_partition_kbytes = 976_562;
+    cfg.validate().unwrap();
+    cfg.kafka.fetch_queue_kbytes = 0;
+    fails_on(&cfg, "kafka.fetch_queue_kbytes");
+
+    let env = [("SPANWAY_KAFKA__FETCH_PARTITION_KBYTES", "64")]
+        .map(|(k, v)| (k.to_string(), v.to_string()));
+    let cfg = spanway_service_kit::config::load_with_env::<IngesterConfig>(None, env).unwrap();
+    assert_eq!(cfg.kafka.fetch_partition_kbytes, 64);
+}
