@@ -6,8 +6,22 @@
 
 /// Whether serde_json writes `text` between quotes unchanged: it escapes
 /// only `"`, `\` and control characters below 0x20.
+///
+/// Checked sixteen bytes at a time with no early exit inside a block, which
+/// the compiler turns into vector compares: every id, index name and tag of
+/// every document passes here, and the byte-at-a-time loop it replaces was
+/// about 5 % of the ingester's CPU.
 fn is_plain(text: &str) -> bool {
-    text.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\')
+    fn escaped(b: u8) -> bool {
+        b < 0x20 || b == b'"' || b == b'\\'
+    }
+    let mut blocks = text.as_bytes().chunks_exact(16);
+    for block in &mut blocks {
+        if block.iter().fold(false, |any, &b| any | escaped(b)) {
+            return false;
+        }
+    }
+    !blocks.remainder().iter().any(|&b| escaped(b))
 }
 
 /// Appends `text` as a JSON string.
@@ -54,6 +68,16 @@ mod tests {
             ]
             .map(String::from),
         );
+        // Each escaped byte at every place of a string longer than two
+        // blocks, so both the blocks and the tail meet it.
+        for special in (0u8..0x20).chain([b'"', b'\\']) {
+            for at in 0..40 {
+                let mut text = vec![b'x'; 40];
+                text[at] = special;
+                samples.push(String::from_utf8(text).unwrap());
+            }
+        }
+        samples.push("x".repeat(48));
         for text in samples {
             let mut ours = Vec::new();
             write_str(&mut ours, &text);
