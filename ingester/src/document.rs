@@ -5,6 +5,9 @@
 //! UI read our indices unmodified.
 
 mod json;
+mod tag_keys;
+
+pub use tag_keys::TagKeys;
 
 use serde::Serialize;
 use serde_json::Value;
@@ -90,7 +93,7 @@ pub struct TagsAsFields {
     /// Every non-binary tag.
     pub all: bool,
     /// These keys as well (when `all` is false).
-    pub keys: std::collections::HashSet<String>,
+    pub keys: TagKeys,
     /// Replaces `.` in keys, because a dot would nest the object field.
     pub dot_replacement: String,
 }
@@ -116,7 +119,7 @@ impl TagsAsFields {
     pub fn numeric_field_types(&self) -> Vec<(String, Value)> {
         NUMERIC_TAGS
             .iter()
-            .filter(|key| self.all || self.keys.contains(**key))
+            .filter(|key| self.all || self.keys.contains(key))
             .map(|key| {
                 (
                     key.replace('.', &self.dot_replacement),
@@ -325,7 +328,7 @@ mod tests {
         });
         let some = TagsAsFields {
             all: false,
-            keys: ["http.method".to_string(), "host.name".to_string()].into(),
+            keys: ["http.method", "host.name"].into_iter().collect(),
             dot_replacement: "@".into(),
         };
         let doc = span_document_with(&s, s.process.as_ref(), &IndexNames::new(""), &some);
@@ -391,7 +394,7 @@ mod tests {
         assert_eq!(nested, ["n", "b", "f"]);
 
         let underscore = TagsAsFields {
-            keys: ["n".to_string()].into(),
+            keys: ["n"].into_iter().collect(),
             dot_replacement: "_".into(),
             ..Default::default()
         };

@@ -426,8 +426,8 @@ mod tests {
             TagsAsFields::default(),
             TagsAsFields {
                 keys: ["http.method", "z.y.x", "n", "esc\"\\\u{1}\n", "bin"]
-                    .map(String::from)
-                    .into(),
+                    .into_iter()
+                    .collect(),
                 ..Default::default()
             },
             TagsAsFields {
