@@ -17,7 +17,9 @@ use spanway_search::index::IndexNames;
 
 use crate::consume::RawRecord;
 use crate::dead_letter::{DeadLetter, LetterKind};
-use crate::document::{TagsAsFields, service_document, service_key, span_document_with};
+use crate::document::{
+    TagsAsFields, seal_span_ids, service_document, service_key, span_document_unsealed,
+};
 
 /// A document and the position, in its batch, of the record it came from.
 pub type Sourced = (Document, usize);
@@ -104,6 +106,7 @@ impl BatchDocuments {
             self.span_bytes -= size;
             request.push(document);
         }
+        seal_span_ids(request.iter_mut().map(|(document, _)| document));
         request
     }
 
@@ -149,7 +152,7 @@ impl BatchDocuments {
         for group in &groups {
             let process = Some(&group.process);
             for span in &group.spans {
-                let document = span_document_with(span, process, &self.names, &self.fields);
+                let document = span_document_unsealed(span, process, &self.names, &self.fields);
                 let size = encoded_len(&document);
                 self.span_bytes += size;
                 self.spans.push_back(((document, position), size));
@@ -166,6 +169,7 @@ impl BatchDocuments {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::document::span_document_with;
     use prost::Message as _;
     use spanway_schemas::proto::otlp;
 
