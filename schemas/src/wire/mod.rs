@@ -97,7 +97,15 @@ impl<'a> Fields<'a> {
         Fields { buf, pos: 0 }
     }
 
+    #[inline]
     pub(super) fn varint(&mut self) -> Result<u64, WireError> {
+        // Most tags, lengths and small numbers take one byte.
+        if let Some(&byte) = self.buf.get(self.pos)
+            && byte < 0x80
+        {
+            self.pos += 1;
+            return Ok(u64::from(byte));
+        }
         let mut value = 0u64;
         for shift in 0..10 {
             let Some(&byte) = self.buf.get(self.pos) else {
@@ -116,6 +124,7 @@ impl<'a> Fields<'a> {
         Err(WireError::Varint)
     }
 
+    #[inline]
     fn take(&mut self, len: usize) -> Result<&'a [u8], WireError> {
         let end = self.pos.checked_add(len).ok_or(WireError::Truncated)?;
         let bytes = self.buf.get(self.pos..end).ok_or(WireError::Truncated)?;
@@ -123,6 +132,7 @@ impl<'a> Fields<'a> {
         Ok(bytes)
     }
 
+    #[inline]
     fn tag(&mut self) -> Result<(u32, u8), WireError> {
         let tag = self.varint()?;
         let number = tag >> 3;
@@ -153,6 +163,24 @@ impl<'a> Fields<'a> {
         }
     }
 
+    /// The next field's number and payload, `Ok(None)` at the end, for a
+    /// reader that checks each field itself: no framing of the raw field
+    /// and no item per field as the iterator gives. A group is refused
+    /// with [`WireError::Group`] (decoders skip them; such a reader can
+    /// leave the message to one).
+    #[inline]
+    pub fn next_field(&mut self) -> Result<Option<(u32, Value<'a>)>, WireError> {
+        if self.pos >= self.buf.len() {
+            return Ok(None);
+        }
+        let (number, wire_type) = self.tag()?;
+        match wire_type {
+            3 | 4 => Err(WireError::Group),
+            other => Ok(Some((number, self.payload(other)?))),
+        }
+    }
+
+    #[inline]
     fn payload(&mut self, wire_type: u8) -> Result<Value<'a>, WireError> {
         Ok(match wire_type {
             0 => Value::Varint(self.varint()?),
@@ -181,6 +209,7 @@ impl<'a> Fields<'a> {
 impl<'a> Iterator for Fields<'a> {
     type Item = Result<Field<'a>, WireError>;
 
+    #[inline]
     fn next(&mut self) -> Option<Self::Item> {
         if self.pos >= self.buf.len() {
             return None;
@@ -242,6 +271,38 @@ pub fn put_len_prefix(out: &mut Vec<u8>, number: u32, len: usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn next_field_reads_what_the_iterator_reads_and_refuses_groups() {
+        let mut message = Vec::new();
+        put_len_prefix(&mut message, 1, 3);
+        message.extend_from_slice(b"abc");
+        message.extend_from_slice(&[0x10, 0x96, 0x01]); // field 2, varint 150
+        message.extend_from_slice(&[0x19, 1, 0, 0, 0, 0, 0, 0, 0]); // field 3, fixed64 1
+        message.extend_from_slice(&[0x25, 2, 0, 0, 0]); // field 4, fixed32 2
+        message.extend_from_slice(&[0x82, 0xb5, 0x18, 0x00]); // field 50,000, empty bytes
+        let expected: Vec<(u32, Value<'_>)> = Fields::new(&message)
+            .map(|f| f.map(|f| (f.number, f.value)))
+            .collect::<Result<_, _>>()
+            .unwrap();
+        let mut fields = Fields::new(&message);
+        let mut read = Vec::new();
+        while let Some(field) = fields.next_field().unwrap() {
+            read.push(field);
+        }
+        assert_eq!(read, expected);
+        assert_eq!(read.len(), 5);
+        assert_eq!(read[1], (2, Value::Varint(150)));
+
+        let truncated = &message[..message.len() - 2];
+        let mut fields = Fields::new(truncated);
+        let outcome = std::iter::from_fn(|| fields.next_field().transpose()).last();
+        assert_eq!(outcome, Some(Err(WireError::Truncated)));
+        // A group: field 5 start, field 1 varint, field 5 end.
+        let group = [0x2b, 0x08, 0x01, 0x2c];
+        assert!(Fields::new(&group).all(|f| f.is_ok()));
+        assert_eq!(Fields::new(&group).next_field(), Err(WireError::Group));
+    }
 
     #[test]
     fn varint_lengths_match_the_encoder() {
