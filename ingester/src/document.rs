@@ -5,6 +5,7 @@
 //! UI read our indices unmodified.
 
 mod json;
+pub mod otlp_wire;
 mod span_id_hash;
 mod tag_keys;
 
@@ -136,11 +137,14 @@ impl Default for TagsAsFields {
 }
 
 impl TagsAsFields {
+    #[cfg(test)]
     fn applies(&self, kv: &jaeger::KeyValue) -> bool {
-        kv.v_type != jaeger::ValueType::Binary as i32
-            && (self.all
-                || ALWAYS_AS_FIELDS.contains(&kv.key.as_str())
-                || self.keys.contains(&kv.key))
+        self.applies_to(&json::Tag::from(kv))
+    }
+
+    fn applies_to(&self, tag: &json::Tag<'_>) -> bool {
+        !matches!(tag.value, json::TagValue::Binary(_))
+            && (self.all || ALWAYS_AS_FIELDS.contains(&tag.key) || self.keys.contains(tag.key))
     }
 }
 
@@ -173,18 +177,39 @@ pub fn span_document_unsealed(
     names: &IndexNames,
     fields: &TagsAsFields,
 ) -> Document {
-    let start_time = micros_of_timestamp(span.start_time.as_ref());
-    let trace_id = trace_id_text(&span.trace_id);
-    let span_id = hex_text(&span.span_id);
+    unsealed_document(
+        &json::SpanParts::of_jaeger(span),
+        &json::ProcessParts::of_jaeger(process),
+        names,
+        fields,
+        (&span.trace_id, &span.span_id),
+        (
+            micros_of_timestamp(span.start_time.as_ref()),
+            micros_of_duration(span.duration.as_ref()),
+        ),
+    )
+}
+
+/// The document of the span `span` and `process` describe; `ids` are its
+/// trace and span id bytes, `times` its start and duration in µs.
+fn unsealed_document(
+    span: &json::SpanParts<'_>,
+    process: &json::ProcessParts<'_>,
+    names: &IndexNames,
+    fields: &TagsAsFields,
+    ids: (&[u8], &[u8]),
+    times: (u64, u64),
+) -> Document {
+    let trace_id = trace_id_text(ids.0);
+    let span_id = hex_text(ids.1);
     let mut source = Vec::with_capacity(1024);
-    json::write_span(
+    json::write_parts(
         &mut source,
         span,
         process,
         fields,
         (&trace_id, &span_id),
-        start_time,
-        micros_of_duration(span.duration.as_ref()),
+        times,
     );
     // `{trace_id}_{span_id}_{hash:016x}`, without the formatting machinery.
     let mut id = String::with_capacity(trace_id.len() + span_id.len() + 2 + HASH_DIGITS);
@@ -195,7 +220,7 @@ pub fn span_document_unsealed(
     id.extend(std::iter::repeat_n('0', HASH_DIGITS));
     Document {
         kind: DocumentKind::Span,
-        index: names.span_index(start_time),
+        index: names.span_index(times.0),
         id,
         source,
     }
@@ -207,12 +232,7 @@ pub fn span_document_unsealed(
 /// Checked before the document is built, so that a batch of a thousand
 /// spans of a few operations builds a few documents, not a thousand.
 pub fn service_key(span: &jaeger::Span, process: Option<&jaeger::Process>) -> (u64, u64) {
-    const DAY_MICROS: u64 = 86_400_000_000;
-    let service = process.map(|p| p.service_name.as_str()).unwrap_or("");
-    (
-        micros_of_timestamp(span.start_time.as_ref()) / DAY_MICROS,
-        fnv1a64(&[service.as_bytes(), span.operation_name.as_bytes()]),
-    )
+    ServiceOf::new(span, process).key()
 }
 
 /// The service/operation document Jaeger query lists services and
@@ -223,21 +243,54 @@ pub fn service_document(
     process: Option<&jaeger::Process>,
     names: &IndexNames,
 ) -> Result<Document, serde_json::Error> {
-    let start_time = micros_of_timestamp(span.start_time.as_ref());
-    let service = process.map(|p| p.service_name.as_str()).unwrap_or("");
-    let doc = ServiceDoc {
-        service_name: service,
-        operation_name: &span.operation_name,
-    };
-    Ok(Document {
-        kind: DocumentKind::Service,
-        index: names.service_index(start_time),
-        id: format!(
-            "{:x}",
-            fnv1a64(&[service.as_bytes(), span.operation_name.as_bytes()])
-        ),
-        source: serde_json::to_vec(&doc)?,
-    })
+    ServiceOf::new(span, process).document(names)
+}
+
+/// What a span's service document is made of, from a decoded span or from
+/// one read in place.
+#[derive(Debug, Clone, Copy)]
+pub struct ServiceOf<'a> {
+    /// Start of the span, µs since the epoch.
+    pub start_micros: u64,
+    /// The span's service name.
+    pub service: &'a str,
+    /// The span's name.
+    pub operation: &'a str,
+}
+
+impl<'a> ServiceOf<'a> {
+    /// The service document parts of a decoded span.
+    pub fn new(span: &'a jaeger::Span, process: Option<&'a jaeger::Process>) -> Self {
+        ServiceOf {
+            start_micros: micros_of_timestamp(span.start_time.as_ref()),
+            service: process.map(|p| p.service_name.as_str()).unwrap_or(""),
+            operation: &span.operation_name,
+        }
+    }
+
+    /// See [`service_key`].
+    pub fn key(&self) -> (u64, u64) {
+        const DAY_MICROS: u64 = 86_400_000_000;
+        (self.start_micros / DAY_MICROS, self.id_hash())
+    }
+
+    fn id_hash(&self) -> u64 {
+        fnv1a64(&[self.service.as_bytes(), self.operation.as_bytes()])
+    }
+
+    /// See [`service_document`].
+    pub fn document(&self, names: &IndexNames) -> Result<Document, serde_json::Error> {
+        let doc = ServiceDoc {
+            service_name: self.service,
+            operation_name: self.operation,
+        };
+        Ok(Document {
+            kind: DocumentKind::Service,
+            index: names.service_index(self.start_micros),
+            id: format!("{:x}", self.id_hash()),
+            source: serde_json::to_vec(&doc)?,
+        })
+    }
 }
 
 #[cfg(test)]

@@ -17,9 +17,7 @@ use spanway_search::index::IndexNames;
 
 use crate::consume::RawRecord;
 use crate::dead_letter::{DeadLetter, LetterKind};
-use crate::document::{
-    TagsAsFields, seal_span_ids, service_document, service_key, span_document_unsealed,
-};
+use crate::document::{ServiceOf, TagsAsFields, otlp_wire, seal_span_ids, span_document_unsealed};
 
 /// A document and the position, in its batch, of the record it came from.
 pub type Sourced = (Document, usize);
@@ -134,8 +132,18 @@ impl BatchDocuments {
     }
 
     fn read(&mut self, position: usize, record: RawRecord) {
-        let decoded = record_encoding(record.encoding.as_deref(), self.default_encoding)
-            .and_then(|encoding| decode_record_grouped(encoding, &record.payload));
+        let encoding = record_encoding(record.encoding.as_deref(), self.default_encoding);
+        if let Ok(Encoding::OtlpProto) = encoding
+            && let Some(spans) =
+                otlp_wire::span_documents(&record.payload, &self.names, &self.fields)
+        {
+            for (document, service) in spans {
+                self.push_span(position, document, service);
+            }
+            return;
+        }
+        let decoded =
+            encoding.and_then(|encoding| decode_record_grouped(encoding, &record.payload));
         let groups = match decoded {
             Ok(groups) => groups,
             Err(error) => {
@@ -153,15 +161,19 @@ impl BatchDocuments {
             let process = Some(&group.process);
             for span in &group.spans {
                 let document = span_document_unsealed(span, process, &self.names, &self.fields);
-                let size = encoded_len(&document);
-                self.span_bytes += size;
-                self.spans.push_back(((document, position), size));
-                if self.seen_services.insert(service_key(span, process))
-                    && let Ok(document) = service_document(span, process, &self.names)
-                {
-                    self.remainder.services.push((document, position));
-                }
+                self.push_span(position, document, ServiceOf::new(span, process));
             }
+        }
+    }
+
+    fn push_span(&mut self, position: usize, document: Document, service: ServiceOf<'_>) {
+        let size = encoded_len(&document);
+        self.span_bytes += size;
+        self.spans.push_back(((document, position), size));
+        if self.seen_services.insert(service.key())
+            && let Ok(document) = service.document(&self.names)
+        {
+            self.remainder.services.push((document, position));
         }
     }
 }

@@ -8,12 +8,127 @@
 //! repeated key winning. The bytes matter beyond the engine: a span
 //! document's id hashes its source, so a record replayed after an upgrade
 //! must give the same id to be recognised as stored.
+//!
+//! It writes from [`SpanParts`], borrowed views, so that spans read in place
+//! from OTLP bytes (`super::otlp_wire`) and decoded Jaeger spans share it.
+
+use std::borrow::Cow;
+use std::ops::Range;
 
 use spanway_schemas::proto::jaeger::api_v2 as jaeger;
 
 use super::TagsAsFields;
 
+/// A tag's value as the document stores it.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) enum TagValue<'a> {
+    Str(Cow<'a, str>),
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    Binary(&'a [u8]),
+}
+
+/// One tag or log field.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) struct Tag<'a> {
+    pub key: &'a str,
+    pub value: TagValue<'a>,
+}
+
+impl<'a> From<&'a jaeger::KeyValue> for Tag<'a> {
+    fn from(kv: &'a jaeger::KeyValue) -> Self {
+        use jaeger::ValueType;
+        let value = match ValueType::try_from(kv.v_type).unwrap_or(ValueType::String) {
+            ValueType::String => TagValue::Str(Cow::Borrowed(&kv.v_str)),
+            ValueType::Bool => TagValue::Bool(kv.v_bool),
+            ValueType::Int64 => TagValue::Int(kv.v_int64),
+            ValueType::Float64 => TagValue::Float(kv.v_float64),
+            ValueType::Binary => TagValue::Binary(&kv.v_binary),
+        };
+        Tag {
+            key: &kv.key,
+            value,
+        }
+    }
+}
+
+/// A reference to another span.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(super) struct Reference<'a> {
+    pub trace_id: &'a [u8],
+    pub span_id: &'a [u8],
+    pub follows_from: bool,
+}
+
+/// What a span document is written from. The vectors are reused from span
+/// to span by a reader that builds many.
+#[derive(Debug, Default)]
+pub(super) struct SpanParts<'a> {
+    pub flags: u32,
+    pub operation_name: &'a str,
+    pub references: Vec<Reference<'a>>,
+    pub tags: Vec<Tag<'a>>,
+    /// Each log's timestamp (µs) and its fields in `log_fields`.
+    pub logs: Vec<(u64, Range<usize>)>,
+    pub log_fields: Vec<Tag<'a>>,
+}
+
+impl<'a> SpanParts<'a> {
+    /// Empties the parts for the next span, keeping their capacity.
+    pub fn clear(&mut self) {
+        self.flags = 0;
+        self.operation_name = "";
+        self.references.clear();
+        self.tags.clear();
+        self.logs.clear();
+        self.log_fields.clear();
+    }
+
+    pub fn of_jaeger(span: &'a jaeger::Span) -> Self {
+        let mut parts = SpanParts {
+            flags: span.flags,
+            operation_name: &span.operation_name,
+            references: span
+                .references
+                .iter()
+                .map(|r| Reference {
+                    trace_id: &r.trace_id,
+                    span_id: &r.span_id,
+                    follows_from: r.ref_type == jaeger::SpanRefType::FollowsFrom as i32,
+                })
+                .collect(),
+            tags: span.tags.iter().map(Tag::from).collect(),
+            ..Default::default()
+        };
+        for log in &span.logs {
+            let start = parts.log_fields.len();
+            parts.log_fields.extend(log.fields.iter().map(Tag::from));
+            let timestamp = super::micros_of_timestamp(log.timestamp.as_ref());
+            parts.logs.push((timestamp, start..parts.log_fields.len()));
+        }
+        parts
+    }
+}
+
+/// The process a span document names.
+#[derive(Debug, Default)]
+pub(super) struct ProcessParts<'a> {
+    pub service_name: &'a str,
+    pub tags: Vec<Tag<'a>>,
+}
+
+impl<'a> ProcessParts<'a> {
+    pub fn of_jaeger(process: Option<&'a jaeger::Process>) -> Self {
+        process.map_or_else(Default::default, |p| ProcessParts {
+            service_name: &p.service_name,
+            tags: p.tags.iter().map(Tag::from).collect(),
+        })
+    }
+}
+
 /// Appends the `_source` of `span`'s document.
+#[cfg(test)]
 pub(super) fn write_span(
     out: &mut Vec<u8>,
     span: &jaeger::Span,
@@ -23,7 +138,23 @@ pub(super) fn write_span(
     start_time: u64,
     duration: u64,
 ) {
+    let parts = SpanParts::of_jaeger(span);
+    let process = ProcessParts::of_jaeger(process);
+    write_parts(out, &parts, &process, fields, ids, (start_time, duration));
+}
+
+/// Appends the `_source` of the span `parts` describe; `times` are its
+/// start and duration in microseconds.
+pub(super) fn write_parts(
+    out: &mut Vec<u8>,
+    span: &SpanParts<'_>,
+    process: &ProcessParts<'_>,
+    fields: &TagsAsFields,
+    ids: (&str, &str),
+    times: (u64, u64),
+) {
     let (trace_id, span_id) = ids;
+    let (start_time, duration) = times;
     out.extend_from_slice(b"{\"traceID\":");
     write_str(out, trace_id);
     out.extend_from_slice(b",\"spanID\":");
@@ -33,23 +164,23 @@ pub(super) fn write_span(
         write_number(out, span.flags);
     }
     out.extend_from_slice(b",\"operationName\":");
-    write_str(out, &span.operation_name);
+    write_str(out, span.operation_name);
     out.extend_from_slice(b",\"references\":[");
     for (i, reference) in span.references.iter().enumerate() {
         if i > 0 {
             out.push(b',');
         }
         out.extend_from_slice(b"{\"refType\":");
-        let kind = if reference.ref_type == jaeger::SpanRefType::FollowsFrom as i32 {
+        let kind = if reference.follows_from {
             "FOLLOWS_FROM"
         } else {
             "CHILD_OF"
         };
         write_str(out, kind);
         out.extend_from_slice(b",\"traceID\":");
-        write_str(out, &super::trace_id_text(&reference.trace_id));
+        write_str(out, &super::trace_id_text(reference.trace_id));
         out.extend_from_slice(b",\"spanID\":");
-        write_str(out, &super::hex_text(&reference.span_id));
+        write_str(out, &super::hex_text(reference.span_id));
         out.push(b'}');
     }
     out.extend_from_slice(b"],\"startTime\":");
@@ -60,39 +191,39 @@ pub(super) fn write_span(
     write_number(out, duration);
     write_tags(out, &span.tags, fields);
     out.extend_from_slice(b",\"logs\":[");
-    for (i, log) in span.logs.iter().enumerate() {
+    for (i, (timestamp, range)) in span.logs.iter().enumerate() {
         if i > 0 {
             out.push(b',');
         }
         out.extend_from_slice(b"{\"timestamp\":");
-        write_number(out, super::micros_of_timestamp(log.timestamp.as_ref()));
+        write_number(out, *timestamp);
         out.extend_from_slice(b",\"fields\":");
-        write_list(out, log.fields.iter());
+        write_list(out, span.log_fields[range.clone()].iter());
         out.push(b'}');
     }
     out.extend_from_slice(b"],\"process\":{\"serviceName\":");
-    write_str(out, process.map_or("", |p| p.service_name.as_str()));
-    write_tags(out, process.map_or(&[], |p| p.tags.as_slice()), fields);
+    write_str(out, process.service_name);
+    write_tags(out, &process.tags, fields);
     out.extend_from_slice(b"}}");
 }
 
 /// `,"tags":[…]` and, when some tags are fields, `,"tag":{…}`.
-fn write_tags(out: &mut Vec<u8>, tags: &[jaeger::KeyValue], fields: &TagsAsFields) {
+fn write_tags(out: &mut Vec<u8>, tags: &[Tag<'_>], fields: &TagsAsFields) {
     out.extend_from_slice(b",\"tags\":");
-    write_list(out, tags.iter().filter(|kv| !fields.applies(kv)));
-    if !tags.iter().any(|kv| fields.applies(kv)) {
+    write_list(out, tags.iter().filter(|tag| !fields.applies_to(tag)));
+    if !tags.iter().any(|tag| fields.applies_to(tag)) {
         return;
     }
     // An object with its keys in order, the last value of a repeated key.
-    let mut as_fields: Vec<(String, &jaeger::KeyValue)> = tags
+    let mut as_fields: Vec<(String, &Tag<'_>)> = tags
         .iter()
-        .filter(|kv| fields.applies(kv))
-        .map(|kv| (kv.key.replace('.', &fields.dot_replacement), kv))
+        .filter(|tag| fields.applies_to(tag))
+        .map(|tag| (tag.key.replace('.', &fields.dot_replacement), tag))
         .collect();
     as_fields.sort_by(|a, b| a.0.cmp(&b.0));
     out.extend_from_slice(b",\"tag\":{");
     let mut first = true;
-    for (i, (key, kv)) in as_fields.iter().enumerate() {
+    for (i, (key, tag)) in as_fields.iter().enumerate() {
         if as_fields.get(i + 1).is_some_and(|next| next.0 == *key) {
             continue;
         }
@@ -102,50 +233,48 @@ fn write_tags(out: &mut Vec<u8>, tags: &[jaeger::KeyValue], fields: &TagsAsField
         first = false;
         write_str(out, key);
         out.push(b':');
-        write_value(out, kv);
+        write_value(out, &tag.value);
     }
     out.push(b'}');
 }
 
 /// `[{"key":…,"type":…,"value":…},…]`.
-fn write_list<'a>(out: &mut Vec<u8>, tags: impl Iterator<Item = &'a jaeger::KeyValue>) {
+fn write_list<'t, 'a: 't>(out: &mut Vec<u8>, tags: impl Iterator<Item = &'t Tag<'a>>) {
     out.push(b'[');
-    for (i, kv) in tags.enumerate() {
+    for (i, tag) in tags.enumerate() {
         if i > 0 {
             out.push(b',');
         }
         out.extend_from_slice(b"{\"key\":");
-        write_str(out, &kv.key);
+        write_str(out, tag.key);
         out.extend_from_slice(b",\"type\":\"");
-        out.extend_from_slice(value_type(kv).as_bytes());
+        out.extend_from_slice(value_type(&tag.value).as_bytes());
         out.extend_from_slice(b"\",\"value\":");
-        write_value(out, kv);
+        write_value(out, &tag.value);
         out.push(b'}');
     }
     out.push(b']');
 }
 
-fn value_type(kv: &jaeger::KeyValue) -> &'static str {
-    use jaeger::ValueType;
-    match ValueType::try_from(kv.v_type).unwrap_or(ValueType::String) {
-        ValueType::String => "string",
-        ValueType::Bool => "bool",
-        ValueType::Int64 => "int64",
-        ValueType::Float64 => "float64",
-        ValueType::Binary => "binary",
+fn value_type(value: &TagValue<'_>) -> &'static str {
+    match value {
+        TagValue::Str(_) => "string",
+        TagValue::Bool(_) => "bool",
+        TagValue::Int(_) => "int64",
+        TagValue::Float(_) => "float64",
+        TagValue::Binary(_) => "binary",
     }
 }
 
-fn write_value(out: &mut Vec<u8>, kv: &jaeger::KeyValue) {
-    use jaeger::ValueType;
-    match ValueType::try_from(kv.v_type).unwrap_or(ValueType::String) {
-        ValueType::String => write_str(out, &kv.v_str),
-        ValueType::Bool => out.extend_from_slice(if kv.v_bool { b"true" } else { b"false" }),
-        ValueType::Int64 => write_number(out, kv.v_int64),
+fn write_value(out: &mut Vec<u8>, value: &TagValue<'_>) {
+    match value {
+        TagValue::Str(text) => write_str(out, text),
+        TagValue::Bool(b) => out.extend_from_slice(if *b { b"true" } else { b"false" }),
+        TagValue::Int(i) => write_number(out, *i),
         // JSON has no NaN or infinity; Jaeger's reader parses the string form.
-        ValueType::Float64 if kv.v_float64.is_finite() => write_number(out, kv.v_float64),
-        ValueType::Float64 => write_str(out, &kv.v_float64.to_string()),
-        ValueType::Binary => write_str(out, &super::hex_text(&kv.v_binary)),
+        TagValue::Float(f) if f.is_finite() => write_number(out, *f),
+        TagValue::Float(f) => write_str(out, &f.to_string()),
+        TagValue::Binary(bytes) => write_str(out, &super::hex_text(bytes)),
     }
 }
 
@@ -244,7 +373,7 @@ mod tests {
     fn key_value(kv: &jaeger::KeyValue) -> KeyValueDoc<'_> {
         KeyValueDoc {
             key: &kv.key,
-            kind: value_type(kv),
+            kind: value_type(&Tag::from(kv).value),
             value: key_value_value(kv),
         }
     }
