@@ -210,16 +210,22 @@ pub(super) fn write_parts(
 /// `,"tags":[…]` and, when some tags are fields, `,"tag":{…}`.
 fn write_tags(out: &mut Vec<u8>, tags: &[Tag<'_>], fields: &TagsAsFields) {
     out.extend_from_slice(b",\"tags\":");
-    write_list(out, tags.iter().filter(|tag| !fields.applies_to(tag)));
-    if !tags.iter().any(|tag| fields.applies_to(tag)) {
+    // One check per tag: the nested ones are written, the others kept.
+    let mut as_fields: Vec<(String, &Tag<'_>)> = Vec::new();
+    write_list(
+        out,
+        tags.iter().filter(|tag| {
+            let field = fields.applies_to(tag);
+            if field {
+                as_fields.push((tag.key.replace('.', &fields.dot_replacement), tag));
+            }
+            !field
+        }),
+    );
+    if as_fields.is_empty() {
         return;
     }
     // An object with its keys in order, the last value of a repeated key.
-    let mut as_fields: Vec<(String, &Tag<'_>)> = tags
-        .iter()
-        .filter(|tag| fields.applies_to(tag))
-        .map(|tag| (tag.key.replace('.', &fields.dot_replacement), tag))
-        .collect();
     as_fields.sort_by(|a, b| a.0.cmp(&b.0));
     out.extend_from_slice(b",\"tag\":{");
     let mut first = true;
