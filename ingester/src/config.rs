@@ -62,16 +62,12 @@ pub struct ConsumerConfig {
     /// Must be below `session_timeout`.
     #[serde(with = "humantime_serde")]
     pub drain_timeout: Duration,
-    /// Ceiling of librdkafka's prefetch queue, in kilobytes per consumer.
-    /// librdkafka checks it before each fetch and counts decompressed
-    /// bytes, so the queue can overshoot it by one fetch response.
+    /// Ceiling of librdkafka's prefetch queue, in kilobytes of decompressed
+    /// records per consumer (see `spanway_kafka::fetch`).
     pub fetch_queue_kbytes: u32,
-    /// Most compressed bytes one fetch asks of each partition
-    /// (`max.partition.fetch.bytes`). One fetch response, decompressed, is
-    /// what the prefetch queue can exceed `fetch_queue_kbytes` by: at
-    /// librdkafka's 1 MiB, a consumer of six lz4 partitions held about
-    /// 40 MiB of records beside a 16 MiB ceiling. A record batch larger
-    /// than this is still fetched whole, so no record gets stuck.
+    /// Most compressed kilobytes one fetch asks of each partition
+    /// (`max.partition.fetch.bytes`): what bounds the queue's overshoot. A
+    /// record batch larger than this is still fetched whole.
     pub fetch_partition_kbytes: u32,
 }
 
@@ -314,7 +310,10 @@ impl IngesterConfig {
                 ),
             ));
         }
-        self.validate_fetch_sizes()?;
+        spanway_kafka::fetch::validate(
+            self.kafka.fetch_queue_kbytes,
+            self.kafka.fetch_partition_kbytes,
+        )?;
         if self.dead_letter.topic.is_empty() || self.kafka.topics.contains(&self.dead_letter.topic)
         {
             return Err(ConfigError::invalid(
@@ -372,33 +371,6 @@ impl IngesterConfig {
     /// The longest gaps between beats: one bulk attempt and its back-off
     /// (the writer beats between them, so this is generous), and a poll
     /// with a revoke that drains in-flight writes.
-    /// librdkafka's ranges, checked here so the error names our key rather
-    /// than its property.
-    fn validate_fetch_sizes(&self) -> Result<(), ConfigError> {
-        const QUEUE_MAX: u32 = 2_097_151;
-        const PARTITION_MAX: u32 = 1_000_000_000 / 1024;
-        let kafka = &self.kafka;
-        if !(1..=QUEUE_MAX).contains(&kafka.fetch_queue_kbytes) {
-            return Err(ConfigError::invalid(
-                "kafka.fetch_queue_kbytes",
-                format!(
-                    "{} is outside 1..={QUEUE_MAX} KiB",
-                    kafka.fetch_queue_kbytes
-                ),
-            ));
-        }
-        if !(1..=PARTITION_MAX).contains(&kafka.fetch_partition_kbytes) {
-            return Err(ConfigError::invalid(
-                "kafka.fetch_partition_kbytes",
-                format!(
-                    "{} is outside 1..={PARTITION_MAX} KiB",
-                    kafka.fetch_partition_kbytes
-                ),
-            ));
-        }
-        Ok(())
-    }
-
     fn validate_stall_timeout(&self) -> Result<(), ConfigError> {
         liveness::validate_stall_timeout(
             self.ops.stall_timeout,

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
 use rdkafka::message::{Headers, Message};
 use rdkafka::{Offset, TopicPartitionList};
+use spanway_kafka::fetch;
 use spanway_kafka::group::{self, GroupContext, Membership, Partition, Policy};
 use spanway_kafka::membership::FatalError;
 use spanway_kafka::{FaultReporter, KafkaClient};
@@ -391,15 +392,12 @@ pub fn create(
         // stored every second, on revoke and on close.
         role.set("enable.auto.commit", "true")
             .set("enable.auto.offset.store", "false")
-            .set("auto.commit.interval.ms", "1000")
-            .set(
-                "queued.max.messages.kbytes",
-                config.kafka.fetch_queue_kbytes.to_string(),
-            )
-            .set(
-                "max.partition.fetch.bytes",
-                (config.kafka.fetch_partition_kbytes * 1024).to_string(),
-            );
+            .set("auto.commit.interval.ms", "1000");
+        fetch::apply(
+            role,
+            config.kafka.fetch_queue_kbytes,
+            config.kafka.fetch_partition_kbytes,
+        );
     })?;
     Ok(Started {
         consumer: Arc::new(consumer),

@@ -7,6 +7,7 @@ pub mod admin;
 pub mod client;
 pub mod config;
 pub mod fault;
+pub mod fetch;
 pub mod group;
 pub mod membership;
 pub mod oidc;

@@ -71,6 +71,13 @@ pub struct ConsumerConfig {
     /// written before what is written is committed. Below `session_timeout`.
     #[serde(with = "humantime_serde")]
     pub drain_timeout: Duration,
+    /// Ceiling of librdkafka's prefetch queue, in kilobytes of decompressed
+    /// records per consumer (see `spanway_kafka::fetch`).
+    pub fetch_queue_kbytes: u32,
+    /// Most compressed kilobytes one fetch asks of each partition
+    /// (`max.partition.fetch.bytes`): what bounds the queue's overshoot.
+    /// Lower both to trade catch-up speed for memory (docs/benchmarks.md).
+    pub fetch_partition_kbytes: u32,
 }
 
 /// Output indices and write retries; the connection keys of the same
@@ -206,6 +213,10 @@ impl Default for ConsumerConfig {
             instance_id: None,
             commit_interval: Duration::from_secs(2),
             drain_timeout: Duration::from_secs(15),
+            // librdkafka's own defaults: this job reads several times faster
+            // than the ingester, and smaller fetches halved its rate.
+            fetch_queue_kbytes: 64 * 1024,
+            fetch_partition_kbytes: 1024,
         }
     }
 }
@@ -306,6 +317,7 @@ impl AnalyticsConfig {
         if let Some(id) = &k.instance_id {
             spanway_kafka::membership::validate_instance_id("kafka.instance_id", id)?;
         }
+        spanway_kafka::fetch::validate(k.fetch_queue_kbytes, k.fetch_partition_kbytes)?;
         if !matches!(k.start_offset.as_str(), "earliest" | "latest") {
             return Err(ConfigError::invalid(
                 "kafka.start_offset",

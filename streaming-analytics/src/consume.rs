@@ -258,6 +258,11 @@ impl Job {
         let consumer = group::join(&kafka, &group, context, |role| {
             // Only positions whose windows are written are committed, by us.
             role.set("enable.auto.commit", "false");
+            spanway_kafka::fetch::apply(
+                role,
+                config.kafka.fetch_queue_kbytes,
+                config.kafka.fetch_partition_kbytes,
+            );
         })?;
         Ok(Job {
             consumer,
