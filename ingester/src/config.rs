@@ -8,7 +8,7 @@ use spanway_schemas::{DEFAULT_TOPIC, Encoding};
 use spanway_search::bulk::writer::WriterOptions;
 use spanway_search::config::EngineClientConfig;
 pub use spanway_search::retention::RetentionConfig;
-pub use spanway_search::templates::{IdLookupFilter, TemplateApi};
+pub use spanway_search::templates::{IdLookupFilter, RefreshInterval, TemplateApi};
 use spanway_service_kit::config::ConfigError;
 use spanway_service_kit::liveness;
 use spanway_service_kit::logging::LogConfig;
@@ -114,6 +114,12 @@ pub struct ElasticsearchConfig {
     /// indexing samples to under 2 %, docs/benchmarks.md) for a few bits per
     /// document.
     pub id_lookup_filter: IdLookupFilter,
+    /// How often new span and service indices make written spans visible
+    /// to searches: a duration (`500ms`, the default) or `engine` for the
+    /// engine's own (one second, and none on shards nobody searches). Most
+    /// of the delay between a span's acknowledgement and Jaeger query
+    /// finding it is this wait (docs/benchmarks.md, "Freshness").
+    pub refresh_interval: RefreshInterval,
     /// Tags stored as object fields instead of nested documents.
     pub tags_as_fields: TagsAsFieldsConfig,
     /// Write to `<prefix>jaeger-span-write` / `-service-write` aliases
@@ -241,6 +247,7 @@ impl Default for ElasticsearchConfig {
             create_templates: true,
             template_api: TemplateApi::Auto,
             id_lookup_filter: IdLookupFilter::Auto,
+            refresh_interval: RefreshInterval::default(),
             tags_as_fields: TagsAsFieldsConfig::default(),
             use_aliases: false,
             retention: RetentionConfig::default(),
@@ -341,6 +348,10 @@ impl IngesterConfig {
                 format!("{dot:?} must be non-empty and contain no dot"),
             ));
         }
+        self.elasticsearch
+            .refresh_interval
+            .check()
+            .map_err(|reason| ConfigError::invalid("elasticsearch.refresh_interval", reason))?;
         if self.elasticsearch.shards == 0 {
             return Err(ConfigError::invalid(
                 "elasticsearch.shards",

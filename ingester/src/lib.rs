@@ -123,6 +123,7 @@ impl Ingester {
                         replicas: es.replicas,
                         api: es.template_api,
                         id_lookup_filter: es.id_lookup_filter,
+                        refresh_interval: es.refresh_interval,
                         read_aliases: names.uses_aliases(),
                         lifecycle: lifecycle.as_ref(),
                         tag_fields: &tag_fields,

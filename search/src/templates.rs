@@ -13,6 +13,10 @@ use serde_json::{Value, json};
 
 use crate::index::{Family, Prefix};
 
+mod refresh;
+
+pub use refresh::{MAX_REFRESH_INTERVAL, MIN_REFRESH_INTERVAL, RefreshInterval};
+
 /// Which template API to install with, as configured.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]

@@ -85,6 +85,7 @@ fn connection_and_index_keys_share_the_elasticsearch_section() {
         ("SPANWAY_ELASTICSEARCH__PASSWORD", "0123"),
         ("SPANWAY_ELASTICSEARCH__SHARDS", "3"),
         ("SPANWAY_ELASTICSEARCH__ID_LOOKUP_FILTER", "off"),
+        ("SPANWAY_ELASTICSEARCH__REFRESH_INTERVAL", "2s"),
     ]
     .map(|(k, v)| (k.to_string(), v.to_string()));
     let loaded = spanway_service_kit::config::load_with_env::<IngesterConfig>(Some(&path), env);
@@ -102,6 +103,15 @@ fn connection_and_index_keys_share_the_elasticsearch_section() {
     assert_eq!(cfg.elasticsearch.index_prefix, "prod");
     assert_eq!(cfg.elasticsearch.shards, 3);
     assert_eq!(cfg.elasticsearch.id_lookup_filter, IdLookupFilter::Off);
+    assert_eq!(
+        cfg.elasticsearch.refresh_interval,
+        RefreshInterval::Every(std::time::Duration::from_secs(2))
+    );
+    let mut too_often = cfg.clone();
+    too_often.elasticsearch.refresh_interval =
+        RefreshInterval::Every(std::time::Duration::from_millis(10));
+    let error = too_often.validate().unwrap_err().to_string();
+    assert!(error.contains("elasticsearch.refresh_interval"), "{error}");
     let printed = format!("{cfg:?}");
     assert!(!printed.contains("0123"), "{printed}");
 

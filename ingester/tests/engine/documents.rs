@@ -12,7 +12,7 @@ use spanway_e2e::{
     Engine, create_topic, delete_indices, produce, require_kafka, search, wait_for_count,
 };
 use spanway_ingester::Ingester;
-use spanway_ingester::config::TemplateApi;
+use spanway_ingester::config::{RefreshInterval, TemplateApi};
 use tokio_util::sync::CancellationToken;
 
 use common::{Names, config};
@@ -49,6 +49,7 @@ async fn composable_templates_and_tags_as_fields_on_opensearch() {
     let mut cfg = config(&names, &url);
     cfg.elasticsearch.template_api = TemplateApi::Composable;
     cfg.elasticsearch.tags_as_fields.keys = vec!["attr.0".into()];
+    cfg.elasticsearch.refresh_interval = RefreshInterval::Every(Duration::from_millis(1500));
     let shutdown = CancellationToken::new();
     let ingester = Ingester::start(cfg, shutdown.clone()).await.unwrap();
     let total = corpus.spans.len() as u64;
@@ -82,6 +83,16 @@ async fn composable_templates_and_tags_as_fields_on_opensearch() {
         settings[&index]["settings"]["index"]["optimize_doc_id_lookup"]["fuzzy_set"]["enabled"],
         "true",
         "the id filter is on by default on OpenSearch 2.13+: {settings}"
+    );
+    assert_eq!(
+        settings[&index]["settings"]["index"]["refresh_interval"], "1500ms",
+        "the configured refresh interval: {settings}"
+    );
+    let service_index = format!("{}-jaeger-service-2026-02-01", names.prefix);
+    let (_, settings) = get(&format!("{url}/{service_index}/_settings")).await;
+    assert_eq!(
+        settings[&service_index]["settings"]["index"]["refresh_interval"], "1500ms",
+        "service indices refresh as often: {settings}"
     );
     assert_eq!(
         properties["tag"]["properties"]["attr@0"]["type"], "keyword",

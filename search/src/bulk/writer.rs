@@ -27,7 +27,7 @@ use crate::client::EngineClient;
 use crate::document::Document;
 use crate::index::{Family, Prefix};
 use crate::metrics::WriterMetrics;
-use crate::templates::{self, IdLookupFilter, TemplateApi};
+use crate::templates::{self, IdLookupFilter, RefreshInterval, TemplateApi};
 
 /// What [`BulkWriter::install_templates`] installs beside Jaeger's mappings.
 #[derive(Debug, Clone)]
@@ -40,6 +40,8 @@ pub struct TemplateOptions<'a> {
     pub api: TemplateApi,
     /// The span indices' Bloom filter over ids.
     pub id_lookup_filter: IdLookupFilter,
+    /// How often span and service indices refresh.
+    pub refresh_interval: RefreshInterval,
     /// Each template carries the `-read` alias (alias mode), so that an
     /// index any rollover creates (the retention policy's, Jaeger's
     /// rollover job, an operator's) is searched at once.
@@ -193,6 +195,9 @@ impl BulkWriter {
             templates::add_settings(&mut span, filter);
         }
         let mut service = templates::service_template(prefix, options.shards, options.replicas);
+        for body in [&mut span, &mut service] {
+            templates::add_settings(body, options.refresh_interval.index_settings());
+        }
         if let Some(lifecycle) = options.lifecycle {
             for (body, kind) in [(&mut span, Family::Span), (&mut service, Family::Service)] {
                 templates::add_settings(body, lifecycle.index_settings(kind));

@@ -386,6 +386,7 @@ async fn freshness_bench(args: FreshnessArgs) -> anyhow::Result<()> {
             .join(spanway_e2e::unique_name("freshness")),
         settle: args.settle,
         ingester_env: args.ingester_env,
+        services_dir: root.join(".services"),
     };
     eprintln!("machine: {}", report::machine(&Machine::describe()));
     let results = freshness::benchmark(&options).await?;

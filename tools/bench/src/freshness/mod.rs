@@ -29,7 +29,7 @@ use anyhow::{Context, bail};
 use crate::collector::load::{Outcome, quantile};
 use crate::collector::run::{free_ports, wait_ready};
 use crate::collector::traffic::{Pool, Shape};
-use crate::measure::MeasuredChild;
+use crate::measure::{MeasuredChild, Meter};
 use crate::report::thousands;
 
 mod probes;
@@ -74,6 +74,8 @@ pub struct Options {
     pub settle: Duration,
     /// Extra environment for our ingester.
     pub ingester_env: Vec<(String, String)>,
+    /// Where `dev/services` keeps its pid files, to read the engine's CPU.
+    pub services_dir: PathBuf,
 }
 
 /// Which pipeline a run measures.
@@ -116,6 +118,10 @@ pub struct RunResult {
     pub stored: u64,
     /// Spans the collector accepted: background (with its warm-up) and probes.
     pub accepted: u64,
+    /// OpenSearch's CPU while the load ran (warm-up included), when its
+    /// pid file was found: what the pipeline's steady writes and the
+    /// refreshes they need cost the engine.
+    pub engine_cpu: Option<Duration>,
 }
 
 impl RunResult {
@@ -130,6 +136,12 @@ impl RunResult {
             && self.probes_refused == 0
             && self.stored == self.accepted
             && self.load.failed_total() == 0
+    }
+
+    /// Engine CPU per accepted span while the load ran, in µs.
+    pub fn engine_us_per_span(&self) -> Option<f64> {
+        let cpu = self.engine_cpu?;
+        (self.accepted > 0).then(|| cpu.as_secs_f64() * 1e6 / self.accepted as f64)
     }
 
     /// The `q` quantile of the probes' freshness, nearest rank.
@@ -321,14 +333,16 @@ async fn with_processes(
     let endpoint = format!("http://127.0.0.1:{otlp_port}");
     let measured = async {
         wait_ready(&mut collector, &ready_url).await?;
+        let meter = Meter::start(&options.services_dir)?;
         let outcome = measure(options, pool, &endpoint, rate, &names.prefix).await?;
+        let engine_cpu = meter.finish(None).engine;
         ingester.check_running()?;
         collector.check_running()?;
-        Ok::<_, anyhow::Error>(outcome)
+        Ok::<_, anyhow::Error>((outcome, engine_cpu))
     }
     .await;
     collector.terminate(Duration::from_secs(20));
-    let (load, probes) = match measured {
+    let ((load, probes), engine_cpu) = match measured {
         Ok(measured) => measured,
         Err(error) => {
             ingester.terminate(Duration::from_secs(20));
@@ -349,6 +363,7 @@ async fn with_processes(
         latencies: probes.latencies,
         stored,
         accepted,
+        engine_cpu,
     })
 }
 
@@ -380,12 +395,12 @@ pub fn one_line(r: &RunResult) -> String {
 /// The results as a Markdown table.
 pub fn markdown(results: &[RunResult]) -> String {
     let mut out = String::from(
-        "| run | background spans/s | probes | freshness p50 / p90 / p99 / max ms | lost | stored / accepted | verified |\n\
-         |---|--:|--:|--:|--:|--:|---|\n",
+        "| run | background spans/s | probes | freshness p50 / p90 / p99 / max ms | OpenSearch µs CPU per span | lost | stored / accepted | verified |\n\
+         |---|--:|--:|--:|--:|--:|--:|---|\n",
     );
     for r in results {
         out.push_str(&format!(
-            "| {} @ {:.0} #{} | {} | {} | {} / {} / {} / {} | {} | {} / {} | {} |\n",
+            "| {} @ {:.0} #{} | {} | {} | {} / {} / {} / {} | {} | {} | {} / {} | {} |\n",
             r.pipeline.name(),
             r.rate,
             r.repetition,
@@ -395,6 +410,8 @@ pub fn markdown(results: &[RunResult]) -> String {
             ms(r.freshness(0.9)),
             ms(r.freshness(0.99)),
             ms(r.freshness(1.0)),
+            r.engine_us_per_span()
+                .map_or_else(|| "-".into(), |us| format!("{us:.1}")),
             r.lost(),
             r.stored,
             r.accepted,
