@@ -2,12 +2,11 @@
 
 use std::time::Duration;
 
-use futures::future::join_all;
 use prometheus_client::metrics::counter::Counter;
 use prost::Message as _;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
 use spanway_kafka::{FaultReporter, KafkaClient, ReportingContext};
 use spanway_schemas::proto::otlp;
 use spanway_schemas::{EncodeError, Encoding, SpanRecord, TraceId, encode_trace_within};
@@ -18,9 +17,13 @@ use crate::error::RequestError;
 use crate::grouping::TraceGroup;
 use crate::grouping::encoded::EncodedGroup;
 
+mod acks;
+
+use acks::{AckingContext, Acks};
+
 /// The Kafka side of the collector.
 pub struct SpanProducer {
-    producer: FutureProducer<ReportingContext>,
+    producer: ThreadedProducer<AckingContext>,
     client: KafkaClient,
     faults: FaultReporter,
     topic: String,
@@ -68,8 +71,9 @@ impl SpanProducer {
                     (config.max_record_bytes + 64 * 1024).to_string(),
                 );
         });
-        let producer: FutureProducer<ReportingContext> =
-            properties.create_with_context(ReportingContext::new(&client, faults.clone()))?;
+        let producer: ThreadedProducer<AckingContext> = properties.create_with_context(
+            AckingContext(ReportingContext::new(&client, faults.clone())),
+        )?;
         Ok(SpanProducer {
             producer,
             client,
@@ -162,7 +166,7 @@ impl SpanProducer {
 
     /// Sends `records` and waits for every acknowledgement.
     async fn send(&self, records: &[SpanRecord]) -> Result<usize, RequestError> {
-        let mut deliveries = Vec::with_capacity(records.len());
+        let acks = Acks::new(records.len());
         for record in records {
             let mut headers = OwnedHeaders::new_with_capacity(record.headers.len());
             for (name, value) in record.headers {
@@ -171,12 +175,14 @@ impl SpanProducer {
                     value: Some(value),
                 });
             }
-            let future_record = FutureRecord::to(&self.topic)
+            let base = BaseRecord::with_opaque_to(&self.topic, acks.clone())
                 .key(record.key.as_str())
                 .payload(record.value.as_slice())
                 .headers(headers);
-            match self.producer.send_result(future_record) {
-                Ok(delivery) => deliveries.push(delivery),
+            // A record refused here is never reported, so the request
+            // answers now; the ones already queued settle unobserved.
+            match self.producer.send(base) {
+                Ok(()) => {}
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
                     return Err(RequestError::Overloaded);
                 }
@@ -184,32 +190,22 @@ impl SpanProducer {
             }
         }
 
-        let count = deliveries.len();
         // librdkafka's own timeout can run late (an idempotent producer
         // waits for requests already on the wire), so the answer to the
         // client is bounded here as well.
-        let Ok(outcomes) = tokio::time::timeout(self.answer_deadline, join_all(deliveries)).await
-        else {
+        let Ok(outcome) = tokio::time::timeout(self.answer_deadline, acks.all()).await else {
             return Err(RequestError::Unavailable(format!(
                 "no acknowledgement within {}ms",
                 self.answer_deadline.as_millis()
             )));
         };
-        for outcome in outcomes {
-            match outcome {
-                Ok(Ok(_)) => {}
-                Ok(Err((error, _))) => {
-                    let reason = error.to_string();
-                    self.faults.report(&error, &reason);
-                    return Err(RequestError::Unavailable(reason));
-                }
-                Err(_canceled) => {
-                    return Err(RequestError::Unavailable("producer shut down".into()));
-                }
-            }
+        if let Err(error) = outcome {
+            let reason = error.to_string();
+            self.faults.report(&error, &reason);
+            return Err(RequestError::Unavailable(reason));
         }
         self.faults.clear();
-        Ok(count)
+        Ok(records.len())
     }
 
     /// Waits up to `timeout` for records still in flight.
