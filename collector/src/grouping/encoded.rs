@@ -159,7 +159,8 @@ fn check_span(span: &[u8]) -> Result<TraceId, SpanProblem> {
     if !head.parent_span_id.is_empty() {
         SpanId::from_slice(head.parent_span_id).map_err(SpanProblem::ParentSpanId)?;
     }
-    for (index, (link_trace, link_span)) in otlp::span_links(span).enumerate() {
+    let links = otlp::span_links(span).take(head.links);
+    for (index, (link_trace, link_span)) in links.enumerate() {
         let at = |source| SpanProblem::Link { index, source };
         TraceId::from_slice(link_trace).map_err(at)?;
         SpanId::from_slice(link_span).map_err(at)?;

@@ -180,6 +180,39 @@ impl<'a> Fields<'a> {
         }
     }
 
+    /// The next field of a message [`otlp::validate`] accepted, `None` at
+    /// the end: the lean reader of [`Fields::next_field`] for the many
+    /// readers that only pick fields out of validated bytes. Groups (which
+    /// validation allows in unknown fields) are skipped as decoders skip
+    /// them; bytes that were not validated end at their first fault.
+    #[inline]
+    pub fn next_validated(&mut self) -> Option<(u32, Value<'a>)> {
+        loop {
+            if self.pos >= self.buf.len() {
+                return None;
+            }
+            let Ok((number, wire_type)) = self.tag() else {
+                return self.stop();
+            };
+            if wire_type == 3 {
+                if self.skip_group(number, otlp::RECURSION_LIMIT).is_err() {
+                    return self.stop();
+                }
+                continue;
+            }
+            return match self.payload(wire_type) {
+                Ok(value) => Some((number, value)),
+                Err(_) => self.stop(),
+            };
+        }
+    }
+
+    #[cold]
+    fn stop<T>(&mut self) -> Option<T> {
+        self.pos = self.buf.len();
+        None
+    }
+
     #[inline]
     fn payload(&mut self, wire_type: u8) -> Result<Value<'a>, WireError> {
         Ok(match wire_type {
@@ -302,6 +335,21 @@ mod tests {
         let group = [0x2b, 0x08, 0x01, 0x2c];
         assert!(Fields::new(&group).all(|f| f.is_ok()));
         assert_eq!(Fields::new(&group).next_field(), Err(WireError::Group));
+    }
+
+    #[test]
+    fn next_validated_skips_groups_and_stops_at_a_fault() {
+        // field 5 group holding field 1 varint 1, then field 1 varint 2,
+        // then field 2 "hi".
+        let bytes = [0x2b, 0x08, 0x01, 0x2c, 0x08, 0x02, 0x12, 2, b'h', b'i'];
+        let mut fields = Fields::new(&bytes);
+        assert_eq!(fields.next_validated(), Some((1, Value::Varint(2))));
+        assert_eq!(fields.next_validated(), Some((2, Value::Bytes(b"hi"))));
+        assert_eq!(fields.next_validated(), None);
+        let mut truncated = Fields::new(&bytes[..8]);
+        assert_eq!(truncated.next_validated(), Some((1, Value::Varint(2))));
+        assert_eq!(truncated.next_validated(), None);
+        assert_eq!(truncated.next_validated(), None, "stays at the end");
     }
 
     #[test]

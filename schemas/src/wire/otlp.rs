@@ -259,9 +259,15 @@ pub fn fields(bytes: &[u8]) -> impl Iterator<Item = Field<'_>> {
 
 /// The length-delimited payloads of field `number` in a validated message.
 pub fn nested(bytes: &[u8], number: u32) -> impl Iterator<Item = &[u8]> {
-    fields(bytes).filter_map(move |f| match f.value {
-        Value::Bytes(inner) if f.number == number => Some(inner),
-        _ => None,
+    let mut fields = Fields::new(bytes);
+    std::iter::from_fn(move || {
+        loop {
+            if let (n, Value::Bytes(inner)) = fields.next_validated()?
+                && n == number
+            {
+                return Some(inner);
+            }
+        }
     })
 }
 
@@ -279,30 +285,43 @@ pub struct SpanHead<'a> {
     pub start: u64,
     /// `end_time_unix_nano`.
     pub end: u64,
+    /// How many `links` the span has ([`span_links`] reads them), so that
+    /// the many spans without any are walked once.
+    pub links: usize,
 }
 
 /// Reads the ids and times of a validated `Span`.
 pub fn span_head(span: &[u8]) -> SpanHead<'_> {
     let mut head = SpanHead::default();
-    for field in fields(span) {
-        match (field.number, field.value) {
-            (1, Value::Bytes(id)) => head.trace_id = id,
-            (2, Value::Bytes(id)) => head.span_id = id,
-            (4, Value::Bytes(id)) => head.parent_span_id = id,
-            (7, Value::Fixed64(t)) => head.start = t,
-            (8, Value::Fixed64(t)) => head.end = t,
+    let mut fields = Fields::new(span);
+    while let Some((number, value)) = fields.next_validated() {
+        head.take(number, value);
+    }
+    head
+}
+
+impl<'a> SpanHead<'a> {
+    #[inline(always)]
+    fn take(&mut self, number: u32, value: Value<'a>) {
+        match (number, value) {
+            (1, Value::Bytes(id)) => self.trace_id = id,
+            (2, Value::Bytes(id)) => self.span_id = id,
+            (4, Value::Bytes(id)) => self.parent_span_id = id,
+            (7, Value::Fixed64(t)) => self.start = t,
+            (8, Value::Fixed64(t)) => self.end = t,
+            (13, Value::Bytes(_)) => self.links += 1,
             _ => {}
         }
     }
-    head
 }
 
 /// The `(trace_id, span_id)` of each link of a validated `Span`, in order.
 pub fn span_links(span: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
     nested(span, 13).map(|link| {
         let (mut trace_id, mut span_id): (&[u8], &[u8]) = (&[], &[]);
-        for field in fields(link) {
-            match (field.number, field.value) {
+        let mut fields = Fields::new(link);
+        while let Some(field) = fields.next_validated() {
+            match field {
                 (1, Value::Bytes(id)) => trace_id = id,
                 (2, Value::Bytes(id)) => span_id = id,
                 _ => {}
@@ -354,13 +373,15 @@ pub fn key_value(kv: &[u8]) -> Option<(&str, AnyRef<'_>)> {
     let mut key: &[u8] = &[];
     let mut value = AnyRef::Empty;
     let mut values = 0;
-    for field in fields(kv) {
-        match (field.number, field.value) {
+    let mut fields = Fields::new(kv);
+    while let Some((number, field)) = fields.next_validated() {
+        match (number, field) {
             (1, Value::Bytes(k)) => key = k,
             (2, Value::Bytes(any)) => {
                 values += 1;
-                for inner in fields(any) {
-                    value = match (inner.number, inner.value) {
+                let mut inner = Fields::new(any);
+                while let Some((number, field)) = inner.next_validated() {
+                    value = match (number, field) {
                         (1, Value::Bytes(s)) => AnyRef::Str(std::str::from_utf8(s).ok()?),
                         (2, Value::Varint(b)) => AnyRef::Bool(b != 0),
                         (3, Value::Varint(i)) => AnyRef::Int(i as i64),
@@ -464,6 +485,7 @@ mod tests {
         assert_eq!(head.span_id, &[2; 8]);
         assert_eq!(head.parent_span_id, &[3; 8]);
         assert_eq!((head.start, head.end), (10, 20));
+        assert_eq!(head.links, 1);
         let links: Vec<_> = span_links(span).collect();
         assert_eq!(links, vec![(&[4u8; 16][..], &[5u8; 8][..])]);
     }
@@ -491,6 +513,47 @@ mod tests {
             assert_eq!(ours, prost, "truncated to {i} bytes");
         }
         assert!(accepted_by_both > 0 && accepted_by_both < checked);
+    }
+
+    #[test]
+    fn key_value_reads_past_an_unknown_group() {
+        let kv = otlp::KeyValue::string("http.route", "/cart").encode_to_vec();
+        let plain = key_value(&kv);
+        assert_eq!(plain, Some(("http.route", AnyRef::Str("/cart"))));
+        // The same group as an unknown field of the pair and of its value.
+        let group = [0xa3, 0x01, 0x08, 0x01, 0xa4, 0x01];
+        let mut with_group = kv.clone();
+        with_group.extend_from_slice(&group);
+        validate(Message::KeyValue, &with_group).unwrap();
+        assert_eq!(key_value(&with_group), plain);
+        let mut any = otlp::AnyValue {
+            value: Some(otlp::any_value::Value::IntValue(7)),
+        }
+        .encode_to_vec();
+        any.extend_from_slice(&group);
+        let mut kv = Vec::new();
+        super::super::put_len_prefix(&mut kv, 1, 1);
+        kv.push(b'n');
+        super::super::put_len_prefix(&mut kv, 2, any.len());
+        kv.extend_from_slice(&any);
+        validate(Message::KeyValue, &kv).unwrap();
+        assert_eq!(key_value(&kv), Some(("n", AnyRef::Int(7))));
+        // A value written twice is merged by decoders: not read here.
+        let mut twice = kv.clone();
+        twice.extend_from_slice(&kv[3..]);
+        assert_eq!(key_value(&twice), None);
+    }
+
+    #[test]
+    fn span_head_reads_past_an_unknown_group() {
+        let span = sample().resource_spans[0].scope_spans[0].spans[0].encode_to_vec();
+        let plain = span_head(&span);
+        // Unknown field 20 as a group holding a varint, which decoders skip.
+        let mut with_group = span.clone();
+        with_group.extend_from_slice(&[0xa3, 0x01, 0x08, 0x01, 0xa4, 0x01]);
+        validate(Message::Span, &with_group).unwrap();
+        assert_eq!(span_head(&with_group), plain);
+        assert_eq!(plain.span_id, &[2; 8]);
     }
 
     #[test]

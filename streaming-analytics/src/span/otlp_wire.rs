@@ -17,8 +17,8 @@ use std::cell::Cell;
 use std::sync::Arc;
 
 use spanway_schemas::to_jaeger::{UNKNOWN_SERVICE, span_kind_name};
-use spanway_schemas::wire::Value;
 use spanway_schemas::wire::otlp::{self, AnyRef, Message};
+use spanway_schemas::wire::{Fields, Value};
 use spanway_schemas::{SpanId, TraceId};
 
 use super::{Kind, PeerSource, SpanFacts, kind_named, peer_named};
@@ -91,7 +91,7 @@ fn span_facts<'a>(
     if !head.parent_span_id.is_empty() {
         parent_id = Some(SpanId::from_slice(head.parent_span_id).ok()?);
     }
-    for (link_trace, link_span) in otlp::span_links(span) {
+    for (link_trace, link_span) in otlp::span_links(span).take(head.links) {
         TraceId::from_slice(link_trace).ok()?;
         let link_span = SpanId::from_slice(link_span).ok()?;
         // Without a parent, the first link is the first reference.
@@ -101,8 +101,9 @@ fn span_facts<'a>(
     attributes.clear();
     let mut kind_number = 0;
     let mut status: Option<&[u8]> = None;
-    for field in otlp::fields(span) {
-        match (field.number, field.value) {
+    let mut fields = Fields::new(span);
+    while let Some(field) = fields.next_validated() {
+        match field {
             (6, Value::Varint(kind)) => kind_number = kind as i32,
             (9, Value::Bytes(kv)) => attributes.push(otlp::key_value(kv)?),
             (15, Value::Bytes(bytes)) => {
@@ -115,13 +116,14 @@ fn span_facts<'a>(
         }
     }
     let status_code = status.map(|s| {
-        otlp::fields(s)
-            .filter_map(|f| match (f.number, f.value) {
-                (3, Value::Varint(code)) => Some(code),
-                _ => None,
-            })
-            .last()
-            .unwrap_or(0)
+        let mut code = 0;
+        let mut fields = Fields::new(s);
+        while let Some(field) = fields.next_validated() {
+            if let (3, Value::Varint(value)) = field {
+                code = value;
+            }
+        }
+        code
     });
 
     let first = |key: &str| attributes.iter().find(|(k, _)| *k == key).map(|(_, v)| *v);
