@@ -126,6 +126,7 @@ async fn engine_outage_pauses_within_budget_and_loses_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_search_node_holding_primaries_killed_under_load_loses_and_duplicates_nothing() {
     use spanway_e2e::cluster;
+    spanway_service_kit::logging::init("info", false);
     require_kafka();
     cluster::require_search().await;
     let _cluster = CLUSTER.lock().await;
@@ -193,6 +194,33 @@ async fn a_search_node_holding_primaries_killed_under_load_loses_and_duplicates_
 
     producer.await.unwrap();
     let stored = wait_for_count(&url, &names.span_indices(), total, Duration::from_secs(180)).await;
+    if stored != total {
+        // What a stall looked like, for whoever reads the failure.
+        let health = reqwest::get(format!("{url}/_cluster/health/{}", names.span_indices()))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let shards = reqwest::get(format!(
+            "{url}/_cat/shards/{}?h=shard,prirep,state,node,unassigned.reason",
+            names.span_indices()
+        ))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+        let m = &ingester.metrics;
+        eprintln!(
+            "stalled: health {health}\nshards:\n{shards}records consumed {}, spans indexed {}, \
+             bytes in flight {}, pauses {}",
+            m.records_consumed.get(),
+            m.spans_indexed.get(),
+            m.bytes_in_flight.get(),
+            m.pauses.get()
+        );
+    }
     assert_eq!(stored, total, "every span stored through the promotion");
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(

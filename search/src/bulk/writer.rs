@@ -29,6 +29,11 @@ use crate::index::{Family, Prefix};
 use crate::metrics::WriterMetrics;
 use crate::templates::{self, IdLookupFilter, RefreshInterval, TemplateApi};
 
+/// Tries between two log lines about documents the engine keeps refusing
+/// for a passing reason (about half a minute of back-off with the default
+/// delays).
+const PASSING_LOG_EVERY: u32 = 10;
+
 /// What [`BulkWriter::install_templates`] installs beside Jaeger's mappings.
 #[derive(Debug, Clone)]
 pub struct TemplateOptions<'a> {
@@ -411,6 +416,7 @@ impl BulkWriter {
                 BulkAnswer::Items(outcomes) => {
                     let mut refused = None;
                     let mut blocked = None;
+                    let mut passing = None;
                     for ((doc, position), outcome) in
                         pending.into_iter().zip(positions).zip(outcomes)
                     {
@@ -418,6 +424,9 @@ impl BulkWriter {
                             ItemOutcome::Stored => {}
                             ItemOutcome::Retry(reason) => {
                                 tracing::debug!(index = %doc.index, id = %doc.id, %reason, "document will be retried");
+                                if passing.is_none() {
+                                    passing = Some((reason, doc.index.clone()));
+                                }
                                 retry.push(doc);
                                 retry_positions.push(position);
                             }
@@ -446,6 +455,15 @@ impl BulkWriter {
                     match refused {
                         Some((failure, index)) => self.auth_refused(&failure, &index),
                         None => self.auth_accepted(),
+                    }
+                    // A passing refusal (a full queue, a shard moving) usually
+                    // clears in a few tries; one that lasts is worth a line
+                    // with its reason, every tenth try.
+                    if let Some((reason, index)) = passing
+                        && attempt > 0
+                        && attempt.is_multiple_of(PASSING_LOG_EVERY)
+                    {
+                        tracing::warn!(%index, %reason, attempt, documents = retry.len(), "documents still refused for a passing reason; retrying");
                     }
                     // One line per block and batch at first, then every 20th retry.
                     if let Some((reason, index)) = blocked
