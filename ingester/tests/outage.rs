@@ -151,16 +151,22 @@ async fn a_search_node_holding_primaries_killed_under_load_loses_and_duplicates_
     let shutdown = CancellationToken::new();
     let ingester = Ingester::start(config, shutdown.clone()).await.unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
-    while count(&url, &names.span_indices()).await == 0 {
+    while count(&url, &names.span_indices()).await == 0
+        || count(&url, &names.service_indices()).await == 0
+    {
         assert!(Instant::now() < deadline, "nothing stored before the kill");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     // Only replicas in sync can be promoted: killing the node while a
     // replica still recovers would lose the engine's own acknowledged
-    // writes, which is not the failure this drill is about.
+    // writes, which is not the failure this drill is about. That holds for
+    // the service index too: a red one holds back every batch (the
+    // services ride with each batch's last request), which is how this
+    // drill used to stall.
     let health: serde_json::Value = reqwest::get(format!(
-        "{url}/_cluster/health/{}?wait_for_status=green&timeout=120s",
-        names.span_indices()
+        "{url}/_cluster/health/{},{}?wait_for_status=green&timeout=120s",
+        names.span_indices(),
+        names.service_indices()
     ))
     .await
     .unwrap()
@@ -196,15 +202,15 @@ async fn a_search_node_holding_primaries_killed_under_load_loses_and_duplicates_
     let stored = wait_for_count(&url, &names.span_indices(), total, Duration::from_secs(180)).await;
     if stored != total {
         // What a stall looked like, for whoever reads the failure.
-        let health = reqwest::get(format!("{url}/_cluster/health/{}", names.span_indices()))
+        let health = reqwest::get(format!("{url}/_cluster/health/{}", names.prefix_indices()))
             .await
             .unwrap()
             .text()
             .await
             .unwrap();
         let shards = reqwest::get(format!(
-            "{url}/_cat/shards/{}?h=shard,prirep,state,node,unassigned.reason",
-            names.span_indices()
+            "{url}/_cat/shards/{}?h=index,shard,prirep,state,node,unassigned.reason",
+            names.prefix_indices()
         ))
         .await
         .unwrap()

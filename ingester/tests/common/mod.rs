@@ -32,6 +32,10 @@ impl Names {
     pub fn service_indices(&self) -> String {
         format!("{}-jaeger-service-*", self.prefix)
     }
+
+    pub fn prefix_indices(&self) -> String {
+        format!("{}-*", self.prefix)
+    }
 }
 
 /// An ingester configuration for tests: one shard, no replicas, short

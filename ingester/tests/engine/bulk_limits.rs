@@ -135,3 +135,121 @@ async fn records_of_many_spans_are_written_in_document_sized_requests() {
             .await;
     }
 }
+
+/// An index with one of its two primaries unassigned (red), as when a node
+/// dies before a replica is in sync. The engine is asked to wait less than
+/// the writer's own timeout, so it answers: the documents of the healthy
+/// shard are stored, those of the missing one come back refused (503) and
+/// are retried, and no request times out. Once the shard is allocated,
+/// every document is stored once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_red_shard_holds_back_only_its_own_documents() {
+    let url = Engine::OpenSearch.require().await;
+    let index = unique_name("red-shard");
+    // A red index left behind would turn the node red for every later test.
+    let _cleanup = DeleteOnDrop(url.clone(), index.clone());
+    let http = reqwest::Client::new();
+    let created = http
+        // Without waiting for primaries: one of them cannot start.
+        .put(format!("{url}/{index}?wait_for_active_shards=0"))
+        .json(&serde_json::json!({"settings": {
+            "index.number_of_shards": 2,
+            "index.number_of_replicas": 0,
+            "index.routing.allocation.total_shards_per_node": 1
+        }}))
+        .send()
+        .await
+        .unwrap();
+    assert!(created.status().is_success(), "{:?}", created.text().await);
+    let documents: Vec<Document> = (0..200)
+        .map(|i| Document {
+            kind: DocumentKind::Span,
+            index: index.clone(),
+            id: format!("doc-{i}"),
+            source: format!(r#"{{"n":{i}}}"#).into_bytes(),
+        })
+        .collect();
+    let bulk = BulkConfig {
+        // The engine then waits at most 2 s for the missing shard.
+        request_timeout: Duration::from_secs(4),
+        retry_max_backoff: Duration::from_millis(500),
+        ..BulkConfig::default()
+    };
+    assert_eq!(
+        spanway_search::bulk::writer::shard_wait(bulk.request_timeout),
+        Duration::from_secs(2)
+    );
+    let metrics = WriterMetrics::default();
+    let engine = EngineClient::new(&EngineClientConfig::for_url(&url)).unwrap();
+    let writer = BulkWriter::new(engine, bulk.writer_options(), metrics.clone());
+    let write = tokio::spawn(async move {
+        let liveness = Liveness::new(DEFAULT_STALL_TIMEOUT, CancellationToken::new());
+        let heartbeat = liveness.register("bulk-write");
+        writer
+            .write_all(documents, &CancellationToken::new(), &heartbeat)
+            .await
+    });
+
+    let stored = |http: reqwest::Client, url: String, index: String| async move {
+        let stats: serde_json::Value = http
+            .get(format!("{url}/{index}/_stats/indexing"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        stats["_all"]["primaries"]["indexing"]["index_total"]
+            .as_u64()
+            .unwrap_or(0)
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while metrics.documents_retried.get() == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no answer naming the missing shard"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let healthy = stored(http.clone(), url.clone(), index.clone()).await;
+    assert!(
+        healthy > 0 && healthy < 200,
+        "the healthy shard's documents are stored, the others wait: {healthy}"
+    );
+    assert_eq!(
+        metrics.bulk_failures.get(),
+        0,
+        "the engine answered within the writer's timeout"
+    );
+    assert!(!write.is_finished(), "the missing shard's documents wait");
+
+    let lifted = http
+        .put(format!("{url}/{index}/_settings"))
+        .json(&serde_json::json!({"index.routing.allocation.total_shards_per_node": null}))
+        .send()
+        .await
+        .unwrap();
+    assert!(lifted.status().is_success());
+    let rejected = tokio::time::timeout(Duration::from_secs(60), write)
+        .await
+        .expect("written once the shard is allocated")
+        .unwrap()
+        .unwrap();
+    assert!(rejected.is_empty(), "{rejected:?}");
+    assert_eq!(
+        wait_for_count(&url, &index, 200, Duration::from_secs(30)).await,
+        200
+    );
+}
+
+/// Deletes an index when dropped, a failed assertion included.
+struct DeleteOnDrop(String, String);
+
+impl Drop for DeleteOnDrop {
+    fn drop(&mut self) {
+        let (url, index) = (self.0.clone(), self.1.clone());
+        tokio::task::block_in_place(|| {
+            tokio::runtime::Handle::current().block_on(delete_indices(&url, &index))
+        });
+    }
+}

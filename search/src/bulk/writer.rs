@@ -29,6 +29,23 @@ use crate::index::{Family, Prefix};
 use crate::metrics::WriterMetrics;
 use crate::templates::{self, IdLookupFilter, RefreshInterval, TemplateApi};
 
+/// An error and its causes in one line: a transport error alone says
+/// "error sending request", its cause whether that was a refused
+/// connection or the request timeout.
+fn with_causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(inner) = cause {
+        let part = inner.to_string();
+        if !text.contains(&part) {
+            text.push_str(": ");
+            text.push_str(&part);
+        }
+        cause = inner.source();
+    }
+    text
+}
+
 /// Tries between two log lines about documents the engine keeps refusing
 /// for a passing reason (about half a minute of back-off with the default
 /// delays).
@@ -129,9 +146,27 @@ pub struct BulkWriter {
     initial_backoff: Duration,
     max_backoff: Duration,
     request_timeout: Duration,
+    /// The `_bulk` request's own `timeout` parameter: see [`shard_wait`].
+    shard_wait: String,
     limits: Limits,
     metrics: WriterMetrics,
     auth: Arc<AuthState>,
+}
+
+/// How long the engine may wait for a shard to take a bulk request's
+/// documents (the `timeout` parameter of `_bulk`), for a given request
+/// timeout: half of it, at least a second.
+///
+/// The engine's default is a minute. A shard without an active primary
+/// (an index turned red when a node died before its replicas were in
+/// sync) then holds the whole request past the ingester's own timeout, so
+/// nothing of it is stored and the retry learns nothing. Waiting less than
+/// the request timeout, the engine answers: the documents for healthy
+/// shards are stored, those for the missing one come back as 503
+/// `unavailable_shards_exception` naming the index and shard, and only
+/// they are retried.
+pub fn shard_wait(request_timeout: Duration) -> Duration {
+    (request_timeout / 2).max(Duration::from_secs(1))
 }
 
 impl BulkWriter {
@@ -142,6 +177,7 @@ impl BulkWriter {
             initial_backoff: options.retry_initial_backoff,
             max_backoff: options.retry_max_backoff,
             request_timeout: options.request_timeout,
+            shard_wait: format!("{}ms", shard_wait(options.request_timeout).as_millis()),
             limits: options.limits,
             metrics,
             auth: Arc::default(),
@@ -536,14 +572,14 @@ impl BulkWriter {
                 Method::Post,
                 "/_bulk",
                 HeaderMap::new(),
-                Option::<&()>::None,
+                Some(&[("timeout", self.shard_wait.as_str())]),
                 Some(bytes::Bytes::from(body)),
                 Some(self.request_timeout),
             )
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| with_causes(&e))?;
         let status = response.status_code().as_u16();
-        let body = response.bytes().await.map_err(|e| e.to_string())?;
+        let body = response.bytes().await.map_err(|e| with_causes(&e))?;
         Ok((status, body))
     }
 
@@ -596,4 +632,35 @@ impl BulkWriter {
 struct AuthState {
     failing: AtomicBool,
     last_logged: Mutex<Option<Instant>>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("error sending request")]
+    struct Outer(#[source] Inner);
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("operation timed out")]
+    struct Inner;
+
+    #[test]
+    fn errors_carry_their_causes() {
+        assert_eq!(
+            with_causes(&Outer(Inner)),
+            "error sending request: operation timed out"
+        );
+        assert_eq!(with_causes(&Inner), "operation timed out");
+    }
+
+    #[test]
+    fn the_engine_waits_half_the_request_timeout_at_least_a_second() {
+        assert_eq!(shard_wait(Duration::from_secs(30)), Duration::from_secs(15));
+        assert_eq!(
+            shard_wait(Duration::from_millis(800)),
+            Duration::from_secs(1)
+        );
+    }
 }
