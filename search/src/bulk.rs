@@ -4,5 +4,6 @@
 //! ([`writer`]).
 
 pub mod body;
+mod log_pace;
 pub mod response;
 pub mod writer;

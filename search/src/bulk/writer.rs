@@ -22,6 +22,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::auth::{self, AuthFailure};
 use crate::bulk::body::{self, Limits, split};
+use crate::bulk::log_pace::{LogPace, REPEAT_EVERY};
 use crate::bulk::response::{BulkAnswer, ItemOutcome, classify_answer};
 use crate::client::EngineClient;
 use crate::document::Document;
@@ -45,11 +46,6 @@ fn with_causes(error: &dyn std::error::Error) -> String {
     }
     text
 }
-
-/// Tries between two log lines about documents the engine keeps refusing
-/// for a passing reason (about half a minute of back-off with the default
-/// delays).
-const PASSING_LOG_EVERY: u32 = 10;
 
 /// What [`BulkWriter::install_templates`] installs beside Jaeger's mappings.
 #[derive(Debug, Clone)]
@@ -442,6 +438,9 @@ impl BulkWriter {
         let mut positions: Vec<usize> = (first..first + pending.len()).collect();
         let mut backoff = self.initial_backoff;
         let mut attempt = 0u32;
+        let mut failed_log = LogPace::from_first(REPEAT_EVERY);
+        let mut blocked_log = LogPace::from_first(REPEAT_EVERY);
+        let mut passing_log = LogPace::after(REPEAT_EVERY, Instant::now());
         while !pending.is_empty() {
             heartbeat.beat();
             let answer = self.send(&pending).await;
@@ -494,16 +493,15 @@ impl BulkWriter {
                     }
                     // A passing refusal (a full queue, a shard moving) usually
                     // clears in a few tries; one that lasts is worth a line
-                    // with its reason, every tenth try.
+                    // with its reason.
                     if let Some((reason, index)) = passing
-                        && attempt > 0
-                        && attempt.is_multiple_of(PASSING_LOG_EVERY)
+                        && passing_log.due(Instant::now())
                     {
                         tracing::warn!(%index, %reason, attempt, documents = retry.len(), "documents still refused for a passing reason; retrying");
                     }
-                    // One line per block and batch at first, then every 20th retry.
+                    // One line per block and batch at first, then one per period.
                     if let Some((reason, index)) = blocked
-                        && attempt.is_multiple_of(20)
+                        && blocked_log.due(Instant::now())
                     {
                         tracing::warn!(%index, %reason, attempt, "the index refuses writes; retrying until the block is lifted");
                     }
@@ -516,8 +514,8 @@ impl BulkWriter {
                     retry_positions = positions;
                 }
                 BulkAnswer::Failed(reason) => {
-                    // One line per outage and batch, not one per retry.
-                    if attempt.is_multiple_of(20) {
+                    // One line per outage and batch at first, then one per period.
+                    if failed_log.due(Instant::now()) {
                         tracing::warn!(%reason, documents = pending.len(), attempt, "bulk request failed; retrying");
                     }
                     retry = pending;
