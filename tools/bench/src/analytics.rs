@@ -36,6 +36,8 @@ pub struct AnalyticsOptions {
     pub bin: PathBuf,
     /// Instances of the job sharing the consumer group in each run.
     pub instances: usize,
+    /// Extra environment for the job, applied last.
+    pub job_env: Vec<(String, String)>,
     /// How the topic is written.
     pub topic: workload::TopicShape,
 }
@@ -87,6 +89,7 @@ fn spawn(options: &AnalyticsOptions, topic: &str, run: &str, port: u16) -> anyho
         .env("SPANWAY_WINDOWS__IDLE_FLUSH", "3s")
         .env("SPANWAY_OPS__LISTEN", format!("127.0.0.1:{port}"))
         .env("RUST_LOG", "warn")
+        .envs(options.job_env.iter().cloned())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()

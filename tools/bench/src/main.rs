@@ -120,6 +120,12 @@ struct AnalyticsArgs {
     /// figures (CPU summed over them, peak memory of the largest).
     #[arg(long, default_value_t = 1)]
     instances: usize,
+    /// An extra KEY=VALUE environment variable for the job (repeatable),
+    /// set after the benchmark's own, e.g.
+    /// --job-env SPANWAY_KAFKA__FETCH_QUEUE_KBYTES=16384 or an allocator's
+    /// tuning variable.
+    #[arg(long = "job-env", value_parser = parse_env)]
+    job_env: Vec<(String, String)>,
     #[command(flatten)]
     topic: workload::TopicShape,
 }
@@ -421,6 +427,7 @@ async fn analytics_bench(args: AnalyticsArgs) -> anyhow::Result<()> {
         opensearch: args.opensearch,
         bin,
         instances: args.instances.max(1),
+        job_env: args.job_env,
         topic: args.topic,
     };
     let results = analytics::analytics_benchmark(&options).await?;
