@@ -10,6 +10,7 @@ use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_mai
 use spanway_e2e::topology;
 use spanway_schemas::Encoding;
 use spanway_schemas::record::decode_record;
+use spanway_schemas::wire::otlp;
 use spanway_streaming_analytics::edges::Rules;
 use spanway_streaming_analytics::pairing::{PartitionState, Timing};
 use spanway_streaming_analytics::span::otlp_wire::facts_of_otlp;
@@ -85,6 +86,13 @@ fn pairing(c: &mut Criterion) {
                 }
             }
             n
+        });
+    });
+    group.bench_function("validate_only", |b| {
+        b.iter(|| {
+            for record in &traffic.records {
+                otlp::validate(otlp::Message::TracesData, &record.value).unwrap();
+            }
         });
     });
     group.bench_function("otlp_wire_to_facts", |b| {

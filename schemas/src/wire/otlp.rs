@@ -185,14 +185,17 @@ fn validate_at(message: Message, bytes: &[u8], depth: usize) -> Result<(), WireE
                 match declared {
                     None | Some((_, Kind::Bytes)) => true,
                     Some((name, Kind::Str)) => {
-                        // Most keys and values are ASCII, which checks in
-                        // words; the full check is 1.6x slower on them.
-                        if !payload.is_ascii() && std::str::from_utf8(payload).is_err() {
+                        if !is_utf8(payload) {
                             return Err(WireError::Utf8 {
                                 message: message.name(),
                                 field: name,
                             });
                         }
+                        true
+                    }
+                    Some((_, Kind::Msg(Message::KeyValue)))
+                        if depth > 2 && plain_key_value(payload) =>
+                    {
                         true
                     }
                     Some((_, Kind::Msg(inner))) => {
@@ -223,6 +226,62 @@ fn validate_at(message: Message, bytes: &[u8], depth: usize) -> Result<(), WireE
         }
     }
     Ok(())
+}
+
+/// Whether `bytes` is an attribute in the shape nearly every exporter
+/// writes, checked in one pass: `key` then `value`, each once, with
+/// one-byte lengths, the value a string, a bool or int of up to nine
+/// varint bytes, or a double. Attributes are most of a request's fields,
+/// and the general walk spends a call, a table lookup and a wire-type
+/// match on each field of the pair and of its value. `false` means only
+/// "not this shape": the general walk then decides, and reports what is
+/// wrong. The caller makes sure the nesting limit leaves room for the
+/// value.
+#[inline]
+fn plain_key_value(bytes: &[u8]) -> bool {
+    let [0x0a, key_len, rest @ ..] = bytes else {
+        return false;
+    };
+    let key_len = usize::from(*key_len);
+    if key_len >= 0x80 || rest.len() < key_len {
+        return false;
+    }
+    let (key, rest) = rest.split_at(key_len);
+    let [0x12, value_len, value @ ..] = rest else {
+        return false;
+    };
+    if *value_len >= 0x80 || usize::from(*value_len) != value.len() {
+        return false;
+    }
+    let value_ok = match value {
+        // string_value
+        [0x0a, len, text @ ..] => *len < 0x80 && usize::from(*len) == text.len() && is_utf8(text),
+        // bool_value, int_value: a varint short enough not to overflow
+        [0x10 | 0x18, varint @ ..] => is_short_varint(varint),
+        // double_value
+        [0x21, _, _, _, _, _, _, _, _] => true,
+        _ => false,
+    };
+    value_ok && is_utf8(key)
+}
+
+/// Whether `bytes` is exactly one varint of at most nine bytes (63 bits:
+/// a tenth byte is where decoders check for overflow).
+#[inline(always)]
+fn is_short_varint(bytes: &[u8]) -> bool {
+    match bytes.split_last() {
+        Some((last, body)) => {
+            *last < 0x80 && body.len() < 9 && body.iter().all(|byte| byte & 0x80 != 0)
+        }
+        None => false,
+    }
+}
+
+/// UTF-8, checked in words first: most keys and values are ASCII, on which
+/// the full check is 1.6x slower.
+#[inline(always)]
+fn is_utf8(bytes: &[u8]) -> bool {
+    bytes.is_ascii() || std::str::from_utf8(bytes).is_ok()
 }
 
 /// A varint at `pos`, and the position after it.
@@ -554,6 +613,111 @@ mod tests {
         validate(Message::Span, &with_group).unwrap();
         assert_eq!(span_head(&with_group), plain);
         assert_eq!(plain.span_id, &[2; 8]);
+    }
+
+    fn attribute(key: &str, value: otlp::any_value::Value) -> Vec<u8> {
+        otlp::KeyValue {
+            key: key.into(),
+            value: Some(otlp::AnyValue { value: Some(value) }),
+        }
+        .encode_to_vec()
+    }
+
+    /// The one-pass check of common attributes accepts only what the
+    /// general walk accepts, and the validator still agrees with prost on
+    /// every corruption and truncation of them.
+    #[test]
+    fn plain_attributes_take_the_short_check_and_agree_with_the_general_walk() {
+        use otlp::any_value::Value as V;
+        let plain = [
+            attribute("http.route", V::StringValue("/cart".into())),
+            attribute("ключ", V::StringValue("значение".into())),
+            attribute("k", V::StringValue(String::new())),
+            attribute("retry", V::BoolValue(true)),
+            attribute("http.status_code", V::IntValue(101)),
+            attribute("http.response.status_code", V::IntValue(503)),
+            attribute("big", V::IntValue(i64::MAX)),
+            attribute("ratio", V::DoubleValue(0.25)),
+            attribute(&"k".repeat(127), V::StringValue("v".repeat(100))),
+        ];
+        let other = [
+            // prost leaves an empty key out.
+            attribute("", V::StringValue("v".into())),
+            attribute("negative", V::IntValue(-1)),
+            attribute(&"k".repeat(128), V::StringValue("v".into())),
+            attribute("long", V::StringValue("v".repeat(200))),
+            attribute("bytes", V::BytesValue(vec![0xff, 0x00])),
+            attribute(
+                "list",
+                V::ArrayValue(otlp::ArrayValue {
+                    values: vec![otlp::AnyValue {
+                        value: Some(V::IntValue(1)),
+                    }],
+                }),
+            ),
+            otlp::KeyValue {
+                key: "unset".into(),
+                value: None,
+            }
+            .encode_to_vec(),
+        ];
+        for bytes in &plain {
+            assert!(
+                plain_key_value(bytes),
+                "{bytes:?} should take the short check"
+            );
+        }
+        for bytes in &other {
+            assert!(
+                !plain_key_value(bytes),
+                "{bytes:?} should take the general walk"
+            );
+            validate(Message::KeyValue, bytes).unwrap();
+        }
+        let mut short = 0;
+        for bytes in plain.iter().chain(&other) {
+            let mut variants: Vec<Vec<u8>> =
+                (0..bytes.len()).map(|i| bytes[..i].to_vec()).collect();
+            for i in 0..bytes.len() {
+                for replacement in [0x00u8, 0x01, 0x0a, 0x12, 0x10, 0x21, 0x7f, 0x80, 0xc3, 0xff] {
+                    let mut corrupt = bytes.clone();
+                    corrupt[i] = replacement;
+                    variants.push(corrupt);
+                }
+            }
+            for variant in variants {
+                let general = validate_at(Message::KeyValue, &variant, RECURSION_LIMIT).is_ok();
+                if plain_key_value(&variant) {
+                    assert!(general, "{variant:?} passed the short check only");
+                    short += 1;
+                }
+                // Inside a span, where the short check applies.
+                let mut span = Vec::new();
+                super::super::put_len_prefix(&mut span, 9, variant.len());
+                span.extend_from_slice(&variant);
+                let ours = validate(Message::Span, &span).is_ok();
+                let prost = otlp::Span::decode(span.as_slice()).is_ok();
+                assert_eq!(ours, prost, "{variant:?}");
+            }
+        }
+        assert!(
+            short > plain.len(),
+            "corruptions that keep the shape take it too"
+        );
+    }
+
+    #[test]
+    fn the_short_check_leaves_the_nesting_limit_to_the_general_walk() {
+        let list = otlp::KeyValueList {
+            values: vec![otlp::KeyValue::string("k", "v")],
+        }
+        .encode_to_vec();
+        // The list, its pair and the pair's value: three levels.
+        assert!(matches!(
+            validate_at(Message::KeyValueList, &list, 2),
+            Err(WireError::TooDeep)
+        ));
+        validate_at(Message::KeyValueList, &list, 3).unwrap();
     }
 
     #[test]
