@@ -13,7 +13,7 @@ use spanway_schemas::record::decode_record;
 use spanway_schemas::wire::otlp;
 use spanway_streaming_analytics::edges::Rules;
 use spanway_streaming_analytics::pairing::{PartitionState, Timing};
-use spanway_streaming_analytics::span::otlp_wire::facts_of_otlp;
+use spanway_streaming_analytics::span::otlp_wire::{ServiceNames, facts_of_otlp};
 use spanway_streaming_analytics::span::{PeerSource, SpanFacts};
 
 const ORDER: [PeerSource; 4] = [
@@ -33,18 +33,18 @@ fn timing() -> Timing {
     }
 }
 
-/// 5,000 traces (110,000 spans) 10 ms apart, as records of span facts.
+/// 5,000 traces (110,000 spans) 10 ms apart, as records of span facts read
+/// as the job reads them (names shared across records).
 fn records() -> (Vec<Vec<SpanFacts>>, u64) {
     let traffic = topology::generate(3, 5_000, 1_772_409_600_000, 10);
+    let mut names = ServiceNames::default();
     let records = traffic
         .records
         .iter()
         .map(|r| {
-            decode_record(Encoding::OtlpProto, &r.value)
-                .unwrap()
-                .iter()
-                .map(|span| SpanFacts::from_jaeger(span, &ORDER).unwrap())
-                .collect()
+            let mut facts = Vec::new();
+            facts_of_otlp(&r.value, &ORDER, &mut names, &mut facts).unwrap();
+            facts
         })
         .collect();
     (records, traffic.spans)
@@ -98,8 +98,9 @@ fn pairing(c: &mut Criterion) {
     group.bench_function("otlp_wire_to_facts", |b| {
         b.iter(|| {
             let mut facts = Vec::new();
+            let mut names = ServiceNames::default();
             for record in &traffic.records {
-                facts_of_otlp(&record.value, &ORDER, &mut facts).unwrap();
+                facts_of_otlp(&record.value, &ORDER, &mut names, &mut facts).unwrap();
             }
             facts.len()
         });

@@ -6,6 +6,7 @@
 //! (they run inside `poll`). Writes happen on the async writer task; their
 //! acknowledgements come back through a channel and are applied here.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -29,7 +30,7 @@ use crate::config::AnalyticsConfig;
 use crate::documents::{Indices, window_documents};
 use crate::metrics::{AnalyticsMetrics, EdgeSeries};
 use crate::pairing::{NO_CLOCK, PartitionState, Position, Resume, Step, Timing};
-use crate::span::otlp_wire::facts_of_otlp;
+use crate::span::otlp_wire::{ServiceNames, facts_of_otlp};
 use crate::span::{PeerSource, SpanFacts};
 use crate::writer::{Ack, WriteJob};
 
@@ -206,6 +207,8 @@ pub struct Job {
     timing: Timing,
     indices: Indices,
     peer_order: Vec<PeerSource>,
+    /// Only the polling thread reads records.
+    service_names: RefCell<ServiceNames>,
     default_encoding: Encoding,
     commit_interval: Duration,
     idle_flush: Duration,
@@ -276,6 +279,7 @@ impl Job {
                 &config.elasticsearch.service_graph_index,
             ),
             peer_order: config.model.peer_attributes.clone(),
+            service_names: RefCell::new(ServiceNames::default()),
             default_encoding: config.kafka.default_encoding,
             commit_interval: config.kafka.commit_interval,
             idle_flush: config.windows.idle_flush,
@@ -512,7 +516,8 @@ impl Job {
         let encoding = record_encoding(header, self.default_encoding);
         if encoding == Ok(Encoding::OtlpProto) {
             let mut facts = Vec::new();
-            if facts_of_otlp(payload, &self.peer_order, &mut facts).is_some() {
+            let names = &mut self.service_names.borrow_mut();
+            if facts_of_otlp(payload, &self.peer_order, names, &mut facts).is_some() {
                 self.metrics.spans_read.inc_by(facts.len() as u64);
                 return facts;
             }

@@ -20,9 +20,9 @@
 //! has it as parent, and none shares its id) makes an edge to the peer its
 //! attributes name (`unknown` when none), if virtual nodes are enabled.
 
-use std::sync::Arc;
+use std::ops::Range;
+use std::sync::{Arc, OnceLock};
 
-use crate::ids::{IdMap, id_map, id_map_with_capacity};
 use crate::span::{Connection, Kind, SpanFacts};
 
 /// The node a root server span is called from.
@@ -133,48 +133,44 @@ pub fn edges(spans: &[SpanFacts], rules: Rules) -> Vec<Edge> {
 /// The edges of one trace, with the calls left unanswered and the spans
 /// whose parent is missing, from one pass over the spans.
 pub fn analyse(spans: &[SpanFacts], rules: Rules) -> Analysis {
+    let by_id = ById::new(spans);
     let mut orphan_spans = 0;
     let mut unpaired_calls = 0;
-    let mut by_id: IdMap<u64, Vec<&SpanFacts>> = id_map_with_capacity(spans.len());
-    for span in spans {
-        by_id.entry(span.span_id).or_default().push(span);
-    }
-    let mut answered: IdMap<u64, bool> = id_map();
+    // Per id, at its group's first position in `by_id`: a span with this id
+    // is someone's parent or shares it with a called span.
+    let mut answered = vec![false; spans.len()];
     let mut out = Vec::new();
-    for span in spans {
+    for (i, span) in spans.iter().enumerate() {
         let shared_client = if span.kind.is_called() {
-            by_id
-                .get(&span.span_id)
-                .and_then(|same| same.iter().find(|o| o.kind.calls_out()).copied())
+            by_id.spans(by_id.own_group(i)).find(|o| o.kind.calls_out())
         } else {
             None
         };
         if let Some(client) = shared_client {
-            answered.insert(client.span_id, true);
+            answered[by_id.group_start[i]] = true;
             push_call(&mut out, client, span, rules);
             continue;
         }
         let parent = span.parent_id.and_then(|id| {
-            by_id.get(&id).and_then(|candidates| {
-                // Of a shared pair, the server side is the parent of the
-                // server's own children.
-                candidates
-                    .iter()
-                    .find(|c| c.kind.is_called())
-                    .or_else(|| candidates.first())
-                    .copied()
-            })
+            let group = by_id.group(id);
+            // Of a shared pair, the server side is the parent of the
+            // server's own children.
+            let parent = by_id
+                .spans(group.clone())
+                .find(|c| c.kind.is_called())
+                .or_else(|| by_id.spans(group.clone()).next());
+            parent.map(|p| (p, group.start))
         });
         match parent {
-            Some(parent) => {
+            Some((parent, group)) => {
                 if parent.kind.calls_out() {
-                    answered.insert(parent.span_id, true);
+                    answered[group] = true;
                 }
                 push_call(&mut out, parent, span, rules);
             }
             None if span.parent_id.is_none() && span.kind.is_called() && rules.user_node => {
                 out.push(Edge {
-                    client: Arc::from(USER),
+                    client: node(&USER_NODE, USER),
                     server: span.service.clone(),
                     connection: Connection::Direct,
                     time_micros: span.start_micros,
@@ -188,14 +184,14 @@ pub fn analyse(spans: &[SpanFacts], rules: Rules) -> Analysis {
             }
         }
     }
-    for span in spans {
-        if span.kind.calls_out() && !answered.contains_key(&span.span_id) {
+    for (i, span) in spans.iter().enumerate() {
+        if span.kind.calls_out() && !answered[by_id.group_start[i]] {
             unpaired_calls += 1;
             if rules.virtual_nodes {
                 let (server, connection) = span
                     .peer
                     .clone()
-                    .unwrap_or_else(|| (Arc::from(UNKNOWN), Connection::Virtual));
+                    .unwrap_or_else(|| (node(&UNKNOWN_NODE, UNKNOWN), Connection::Virtual));
                 out.push(Edge {
                     client: span.service.clone(),
                     server,
@@ -215,8 +211,78 @@ pub fn analyse(spans: &[SpanFacts], rules: Rules) -> Analysis {
     }
 }
 
+static USER_NODE: OnceLock<Arc<str>> = OnceLock::new();
+static UNKNOWN_NODE: OnceLock<Arc<str>> = OnceLock::new();
+
+/// A fixed node's name, allocated once for the process rather than per edge.
+fn node(cell: &'static OnceLock<Arc<str>>, name: &str) -> Arc<str> {
+    Arc::clone(cell.get_or_init(|| Arc::from(name)))
+}
+
+/// The spans of a trace grouped by span id, spans sharing an id in their
+/// trace order.
+///
+/// A trace is analysed once, with a few lookups per span: a sorted vector
+/// of (id, position) pairs answers them from a few cache lines with two
+/// allocations, where a map of id to spans cost a map and a vector per
+/// span id. Sorting also leaves nothing for a sender's choice of ids to
+/// degrade.
+struct ById<'a> {
+    spans: &'a [SpanFacts],
+    /// (span id, position in `spans`), sorted: one group per id.
+    keys: Vec<(u64, usize)>,
+    /// For each span, where its id's group starts in `keys`.
+    group_start: Vec<usize>,
+}
+
+impl<'a> ById<'a> {
+    fn new(spans: &'a [SpanFacts]) -> Self {
+        let mut keys: Vec<(u64, usize)> = spans
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.span_id, i))
+            .collect();
+        // Positions are distinct, so this order is the stable one by id.
+        keys.sort_unstable();
+        let mut group_start = vec![0; spans.len()];
+        let mut start = 0;
+        for (at, &(id, i)) in keys.iter().enumerate() {
+            if id != keys[start].0 {
+                start = at;
+            }
+            group_start[i] = start;
+        }
+        ById {
+            spans,
+            keys,
+            group_start,
+        }
+    }
+
+    /// Where the spans with `id` sit in `keys`.
+    fn group(&self, id: u64) -> Range<usize> {
+        let start = self.keys.partition_point(|&(k, _)| k < id);
+        start..start + self.keys[start..].partition_point(|&(k, _)| k == id)
+    }
+
+    /// The group of the span at position `i`, without a search.
+    fn own_group(&self, i: usize) -> Range<usize> {
+        let start = self.group_start[i];
+        let id = self.keys[start].0;
+        start..start + self.keys[start..].partition_point(|&(k, _)| k == id)
+    }
+
+    /// The spans of a group, in trace order.
+    fn spans(&self, group: Range<usize>) -> impl Iterator<Item = &'a SpanFacts> {
+        let spans = self.spans;
+        self.keys[group].iter().map(move |&(_, i)| &spans[i])
+    }
+}
+
 fn push_call(out: &mut Vec<Edge>, caller: &SpanFacts, called: &SpanFacts, rules: Rules) {
-    if caller.service == called.service && !rules.same_service.counts(caller.kind, called.kind) {
+    // Names read from one record share an allocation: compare pointers first.
+    let same = Arc::ptr_eq(&caller.service, &called.service) || caller.service == called.service;
+    if same && !rules.same_service.counts(caller.kind, called.kind) {
         return;
     }
     let connection = if caller.kind == Kind::Producer && called.kind == Kind::Consumer {
@@ -239,6 +305,92 @@ fn push_call(out: &mut Vec<Edge>, caller: &SpanFacts, called: &SpanFacts, rules:
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use crate::ids::{IdMap, id_map, id_map_with_capacity};
+
+    /// `analyse` as first written, with maps from id to spans: the sorted
+    /// index must find the same edges.
+    fn reference_analyse(spans: &[SpanFacts], rules: Rules) -> Analysis {
+        let mut orphan_spans = 0;
+        let mut unpaired_calls = 0;
+        let mut by_id: IdMap<u64, Vec<&SpanFacts>> = id_map_with_capacity(spans.len());
+        for span in spans {
+            by_id.entry(span.span_id).or_default().push(span);
+        }
+        let mut answered: IdMap<u64, bool> = id_map();
+        let mut out = Vec::new();
+        for span in spans {
+            let shared_client = if span.kind.is_called() {
+                by_id
+                    .get(&span.span_id)
+                    .and_then(|same| same.iter().find(|o| o.kind.calls_out()).copied())
+            } else {
+                None
+            };
+            if let Some(client) = shared_client {
+                answered.insert(client.span_id, true);
+                push_call(&mut out, client, span, rules);
+                continue;
+            }
+            let parent = span.parent_id.and_then(|id| {
+                by_id.get(&id).and_then(|candidates| {
+                    // Of a shared pair, the server side is the parent of the
+                    // server's own children.
+                    candidates
+                        .iter()
+                        .find(|c| c.kind.is_called())
+                        .or_else(|| candidates.first())
+                        .copied()
+                })
+            });
+            match parent {
+                Some(parent) => {
+                    if parent.kind.calls_out() {
+                        answered.insert(parent.span_id, true);
+                    }
+                    push_call(&mut out, parent, span, rules);
+                }
+                None if span.parent_id.is_none() && span.kind.is_called() && rules.user_node => {
+                    out.push(Edge {
+                        client: Arc::from(USER),
+                        server: span.service.clone(),
+                        connection: Connection::Direct,
+                        time_micros: span.start_micros,
+                        error: span.error,
+                        client_micros: None,
+                        server_micros: Some(span.duration_micros),
+                    });
+                }
+                None => {
+                    orphan_spans += u64::from(span.parent_id.is_some());
+                }
+            }
+        }
+        for span in spans {
+            if span.kind.calls_out() && !answered.contains_key(&span.span_id) {
+                unpaired_calls += 1;
+                if rules.virtual_nodes {
+                    let (server, connection) = span
+                        .peer
+                        .clone()
+                        .unwrap_or_else(|| (Arc::from(UNKNOWN), Connection::Virtual));
+                    out.push(Edge {
+                        client: span.service.clone(),
+                        server,
+                        connection,
+                        time_micros: span.start_micros,
+                        error: span.error,
+                        client_micros: Some(span.duration_micros),
+                        server_micros: None,
+                    });
+                }
+            }
+        }
+        Analysis {
+            edges: out,
+            unpaired_calls,
+            orphan_spans,
+        }
+    }
 
     /// A span for tests: trace 1, given id, parent, service and kind.
     pub(crate) fn facts(id: u64, parent: Option<u64>, service: &str, kind: Kind) -> SpanFacts {
@@ -442,6 +594,79 @@ pub(crate) mod tests {
             [("orders".into(), "billing".into(), "messaging")]
         );
         assert!(out[0].error);
+    }
+
+    /// Traces from a small deterministic generator: few distinct ids, so
+    /// shared ids, missing parents, self references and long candidate
+    /// lists all occur.
+    fn generated_traces() -> Vec<Vec<SpanFacts>> {
+        let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = move |bound: u64| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state % bound
+        };
+        let kinds = [
+            Kind::Client,
+            Kind::Server,
+            Kind::Producer,
+            Kind::Consumer,
+            Kind::Internal,
+        ];
+        let services = ["frontend", "cart", "orders"];
+        (0..3000)
+            .map(|_| {
+                let len = 1 + next(40);
+                let ids = 1 + len / 2 + next(len);
+                (0..len)
+                    .map(|_| {
+                        let parent = match next(5) {
+                            0 => None,
+                            _ => Some(next(ids + 2)),
+                        };
+                        let mut span = facts(
+                            next(ids),
+                            parent,
+                            services[next(3) as usize],
+                            kinds[next(5) as usize],
+                        );
+                        span.error = next(4) == 0;
+                        if next(3) == 0 {
+                            span.peer = Some((Arc::from("db"), Connection::Database));
+                        }
+                        span
+                    })
+                    .collect()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_sorted_index_finds_what_the_id_maps_found() {
+        let mut edges_seen = 0;
+        let mut unpaired = 0;
+        let mut orphans = 0;
+        for spans in generated_traces() {
+            for same_service in [SameService::Calls, SameService::All, SameService::None] {
+                for (virtual_nodes, user_node) in
+                    [(true, true), (true, false), (false, true), (false, false)]
+                {
+                    let rules = Rules {
+                        same_service,
+                        virtual_nodes,
+                        user_node,
+                    };
+                    let expected = reference_analyse(&spans, rules);
+                    assert_eq!(analyse(&spans, rules), expected, "{spans:?} {rules:?}");
+                    edges_seen += expected.edges.len();
+                    unpaired += expected.unpaired_calls;
+                    orphans += expected.orphan_spans;
+                }
+            }
+        }
+        // The generator reaches every branch, not only the empty ones.
+        assert!(edges_seen > 10_000 && unpaired > 1_000 && orphans > 1_000);
     }
 
     #[test]

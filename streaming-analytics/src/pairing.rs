@@ -276,12 +276,18 @@ impl PartitionState {
                 first: position,
                 last_start: NO_CLOCK,
             });
-            if trace.last_start != NO_CLOCK {
-                self.by_age.remove(&(trace.last_start, trace_id));
+            // The age order moves only when the trace's latest start does:
+            // most spans of a trace arrive with starts no later than one
+            // already read (children end, and are sent, before parents).
+            let fresh = trace.spans.is_empty();
+            if fresh || start > trace.last_start {
+                if !fresh {
+                    self.by_age.remove(&(trace.last_start, trace_id));
+                }
+                trace.last_start = trace.last_start.max(start);
+                self.by_age.insert((trace.last_start, trace_id));
             }
-            trace.last_start = trace.last_start.max(start);
             trace.spans.push(span);
-            self.by_age.insert((trace.last_start, trace_id));
             self.spans_held += 1;
         }
         while self.spans_held > self.timing.max_spans {
@@ -345,11 +351,13 @@ impl PartitionState {
         let current = self.window_of(watermark.max(i64::MIN / 2));
         // Mark every window this trace (or any part of it) could feed.
         let mut marked_current = false;
-        let windows: BTreeSet<i64> = trace
+        let mut windows: Vec<i64> = trace
             .spans
             .iter()
             .map(|s| self.window_of(s.start_micros))
             .collect();
+        windows.sort_unstable();
+        windows.dedup();
         for window in windows {
             if self.is_closed(window, watermark) {
                 if let Some(flushed) = self.flushed.get_mut(&window) {

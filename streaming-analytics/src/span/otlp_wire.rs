@@ -14,6 +14,7 @@
 //! path instead, so both give the same facts.
 
 use std::cell::Cell;
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use spanway_schemas::to_jaeger::{UNKNOWN_SERVICE, span_kind_name};
@@ -26,27 +27,75 @@ use super::{Kind, PeerSource, SpanFacts, kind_named, peer_named};
 /// `Status.code` ERROR.
 const STATUS_ERROR: u64 = 2;
 
+/// Service names already read, so that every span of a service shares one
+/// allocation.
+///
+/// A fresh name per record cost an allocation and a free per record, and
+/// comparing two spans' services (once per span in the analysis) then read
+/// two separate allocations; shared names compare by pointer. Bounded: past
+/// [`ServiceNames::LIMIT`] distinct names the table starts over (names in use
+/// stay valid, they are only no longer shared), so a sender inventing names
+/// cannot grow it.
+#[derive(Debug, Default)]
+pub struct ServiceNames {
+    names: HashSet<Arc<str>>,
+}
+
+impl ServiceNames {
+    /// Distinct names kept before the table starts over.
+    pub const LIMIT: usize = 4096;
+
+    /// The shared allocation of `name`.
+    pub fn get(&mut self, name: &str) -> Arc<str> {
+        if let Some(known) = self.names.get(name) {
+            return Arc::clone(known);
+        }
+        if self.names.len() >= Self::LIMIT {
+            self.names.clear();
+        }
+        let fresh: Arc<str> = Arc::from(name);
+        self.names.insert(Arc::clone(&fresh));
+        fresh
+    }
+
+    /// Distinct names held.
+    pub fn len(&self) -> usize {
+        self.names.len()
+    }
+
+    /// Whether no name is held.
+    pub fn is_empty(&self) -> bool {
+        self.names.is_empty()
+    }
+}
+
 /// Appends the facts of every span of `value`, an `otlp_proto` record.
 /// `None` (and nothing appended) when the record must take the decoded
 /// path.
 pub fn facts_of_otlp(
     value: &[u8],
     peer_order: &[PeerSource],
+    names: &mut ServiceNames,
     out: &mut Vec<SpanFacts>,
 ) -> Option<()> {
     otlp::validate(Message::TracesData, value).ok()?;
     let start = out.len();
-    let read = read_record(value, peer_order, out);
+    let read = read_record(value, peer_order, names, out);
     if read.is_none() {
         out.truncate(start);
     }
     read
 }
 
-fn read_record(value: &[u8], peer_order: &[PeerSource], out: &mut Vec<SpanFacts>) -> Option<()> {
+fn read_record(
+    value: &[u8],
+    peer_order: &[PeerSource],
+    names: &mut ServiceNames,
+    out: &mut Vec<SpanFacts>,
+) -> Option<()> {
     let mut attributes: Vec<(&str, AnyRef)> = Vec::new();
     for resource_spans in otlp::nested(value, 1) {
-        let service = service(resource_spans)?;
+        let service = names.get(service(resource_spans)?);
         for scope_spans in otlp::nested(resource_spans, 2) {
             for span in otlp::nested(scope_spans, 2) {
                 out.push(span_facts(span, &service, peer_order, &mut attributes)?);
@@ -57,7 +106,7 @@ fn read_record(value: &[u8], peer_order: &[PeerSource], out: &mut Vec<SpanFacts>
 }
 
 /// The resource's service name, as the conversion names the process.
-fn service(resource_spans: &[u8]) -> Option<Arc<str>> {
+fn service(resource_spans: &[u8]) -> Option<&str> {
     let mut resources = otlp::nested(resource_spans, 1);
     let resource = resources.next();
     if resources.next().is_some() {
@@ -75,7 +124,7 @@ fn service(resource_spans: &[u8]) -> Option<Arc<str>> {
             break;
         }
     }
-    Some(Arc::from(name))
+    Some(name)
 }
 
 fn span_facts<'a>(
@@ -203,7 +252,7 @@ mod tests {
 
     fn wire(value: &[u8]) -> Option<Vec<SpanFacts>> {
         let mut out = Vec::new();
-        facts_of_otlp(value, &ORDER, &mut out).map(|()| out)
+        facts_of_otlp(value, &ORDER, &mut ServiceNames::default(), &mut out).map(|()| out)
     }
 
     #[test]
@@ -216,6 +265,40 @@ mod tests {
             spans += ours.len();
         }
         assert!(spans > 1_000, "{spans}");
+    }
+
+    #[test]
+    fn records_of_one_service_share_its_name_and_the_table_is_bounded() {
+        let traffic = spanway_e2e::topology::generate(7, 50, 1_767_225_600_000, 10);
+        let mut names = ServiceNames::default();
+        let mut facts = Vec::new();
+        for record in &traffic.records {
+            facts_of_otlp(&record.value, &ORDER, &mut names, &mut facts).unwrap();
+        }
+        let mut distinct: Vec<&Arc<str>> = Vec::new();
+        for span in &facts {
+            match distinct.iter().find(|n| ***n == span.service) {
+                Some(known) => assert!(Arc::ptr_eq(known, &span.service), "{}", span.service),
+                None => distinct.push(&span.service),
+            }
+        }
+        assert!(distinct.len() > 2 && names.len() == distinct.len());
+
+        let mut names = ServiceNames::default();
+        for n in 0..ServiceNames::LIMIT {
+            names.get(&format!("service-{n}"));
+        }
+        assert_eq!(names.len(), ServiceNames::LIMIT);
+        let kept = names.get("service-0");
+        assert_eq!(
+            names.len(),
+            ServiceNames::LIMIT,
+            "a known name is not added again"
+        );
+        let fresh = names.get("one more");
+        assert_eq!(names.len(), 1, "past the limit the table starts over");
+        assert_eq!(&*kept, "service-0");
+        assert!(Arc::ptr_eq(&fresh, &names.get("one more")));
     }
 
     fn text(s: &str) -> pb::any_value::Value {
