@@ -51,6 +51,10 @@ pub struct AnalyticsRun {
     pub elapsed: Duration,
     /// The job's CPU time over the same interval.
     pub cpu: Duration,
+    /// Of it, librdkafka's threads (fetching, decompressing, parsing the
+    /// fetch responses): the part the job's own code does not decide, and
+    /// the noisier one (see docs/benchmarks.md on page zeroing).
+    pub kafka_cpu: Duration,
     /// Peak resident memory of the job, KiB.
     pub peak_rss_kib: u64,
     /// Calls in the written documents (checked against the traffic).
@@ -66,6 +70,11 @@ impl AnalyticsRun {
     /// CPU µs per span.
     pub fn cpu_per_span_us(&self) -> f64 {
         self.cpu.as_secs_f64() * 1e6 / self.spans as f64
+    }
+
+    /// librdkafka's threads' CPU µs per span.
+    pub fn kafka_cpu_per_span_us(&self) -> f64 {
+        self.kafka_cpu.as_secs_f64() * 1e6 / self.spans as f64
     }
 }
 
@@ -194,15 +203,17 @@ pub async fn analytics_benchmark(options: &AnalyticsOptions) -> anyhow::Result<V
             let port = free_port()?;
             children.push((spawn(options, &topic, &run, port)?, port));
         }
-        let cpu = |children: &[(Child, u16)]| -> anyhow::Result<Duration> {
-            let mut total = Duration::ZERO;
+        // (whole process, librdkafka's threads)
+        let cpu = |children: &[(Child, u16)]| -> anyhow::Result<(Duration, Duration)> {
+            let mut total = (Duration::ZERO, Duration::ZERO);
             for (child, _) in children {
-                total += measure::process_cpu(child.id())?;
+                total.0 += measure::process_cpu(child.id())?;
+                total.1 += measure::threads_cpu_named(child.id(), "rdk:")?;
             }
             Ok(total)
         };
         let deadline = Instant::now() + Duration::from_secs(900);
-        let mut first: Option<(Instant, Duration)> = None;
+        let mut first: Option<(Instant, (Duration, Duration))> = None;
         let last = loop {
             if Instant::now() > deadline {
                 for (child, _) in &mut children {
@@ -261,14 +272,16 @@ pub async fn analytics_benchmark(options: &AnalyticsOptions) -> anyhow::Result<V
         let result = AnalyticsRun {
             spans: traffic.spans,
             elapsed: last.0.duration_since(start),
-            cpu: last.1.saturating_sub(start_cpu),
+            cpu: last.1.0.saturating_sub(start_cpu.0),
+            kafka_cpu: last.1.1.saturating_sub(start_cpu.1),
             peak_rss_kib,
             calls,
         };
         eprintln!(
-            "run {i}: {:.0} spans/s, {:.2} µs CPU/span, peak {} MiB, {calls} calls written",
+            "run {i}: {:.0} spans/s, {:.2} µs CPU/span (librdkafka's threads {:.2}), peak {} MiB, {calls} calls written",
             result.rate(),
             result.cpu_per_span_us(),
+            result.kafka_cpu_per_span_us(),
             result.peak_rss_kib / 1024
         );
         results.push(result);
@@ -284,14 +297,15 @@ pub async fn analytics_benchmark(options: &AnalyticsOptions) -> anyhow::Result<V
 /// The results as a Markdown table.
 pub fn markdown(results: &[AnalyticsRun]) -> String {
     let mut out = String::from(
-        "| run | spans | spans/s | CPU µs/span | peak RSS MiB | calls written |\n|---|---|---|---|---|---|\n",
+        "| run | spans | spans/s | CPU µs/span | of it librdkafka's threads | peak RSS MiB | calls written |\n|---|---|---|---|---|---|---|\n",
     );
     for (i, r) in results.iter().enumerate() {
         out.push_str(&format!(
-            "| {i} | {} | {:.0} | {:.2} | {} | {} |\n",
+            "| {i} | {} | {:.0} | {:.2} | {:.2} | {} | {} |\n",
             r.spans,
             r.rate(),
             r.cpu_per_span_us(),
+            r.kafka_cpu_per_span_us(),
             r.peak_rss_kib / 1024,
             r.calls
         ));

@@ -61,7 +61,11 @@ fn ticks_to_duration(ticks: u64) -> Duration {
 /// (fields 14 and 15 of `/proc/<pid>/stat`).
 pub fn process_cpu(pid: u32) -> Result<Duration, MeasureError> {
     let path = format!("/proc/{pid}/stat");
-    let text = read(&path)?;
+    stat_cpu(&path, &read(&path)?)
+}
+
+/// User plus system time from the text of a `stat` file.
+fn stat_cpu(path: &str, text: &str) -> Result<Duration, MeasureError> {
     // The command name (field 2) is in parentheses and may hold spaces;
     // the numbered fields start after the last `)`, with the state (field 3).
     let fields: Vec<&str> = text
@@ -73,13 +77,62 @@ pub fn process_cpu(pid: u32) -> Result<Duration, MeasureError> {
             .get(index)
             .and_then(|v| v.parse::<u64>().ok())
             .ok_or_else(|| MeasureError::Field {
-                path: path.clone(),
+                path: path.to_owned(),
                 field: name,
             })
     };
     let utime = field(14 - 3, "utime")?;
     let stime = field(15 - 3, "stime")?;
     Ok(ticks_to_duration(utime + stime))
+}
+
+/// One thread's name and CPU time so far.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ThreadCpu {
+    /// The thread's name (`comm`), as the process set it.
+    pub name: String,
+    /// User plus system time.
+    pub cpu: Duration,
+}
+
+/// CPU time of each live thread of `pid`, from `/proc/<pid>/task/*/stat`.
+///
+/// A process's total hides which of its threads did the work; the split
+/// tells a library's threads (librdkafka's are named `rdk:…`) from the
+/// program's own. A thread that exits while the directory is read is left
+/// out.
+pub fn thread_cpu(pid: u32) -> Result<Vec<ThreadCpu>, MeasureError> {
+    let dir = format!("/proc/{pid}/task");
+    let entries = std::fs::read_dir(&dir).map_err(|source| MeasureError::Read {
+        path: dir.clone(),
+        source,
+    })?;
+    let mut threads = Vec::new();
+    for entry in entries.flatten() {
+        let path = format!("{dir}/{}/stat", entry.file_name().to_string_lossy());
+        let Ok(text) = std::fs::read_to_string(&path) else {
+            continue;
+        };
+        let name = text
+            .split_once('(')
+            .and_then(|(_, rest)| rest.rsplit_once(')'))
+            .map(|(name, _)| name.to_owned())
+            .unwrap_or_default();
+        threads.push(ThreadCpu {
+            name,
+            cpu: stat_cpu(&path, &text)?,
+        });
+    }
+    Ok(threads)
+}
+
+/// CPU time so far of the threads of `pid` whose names start with `prefix`.
+pub fn threads_cpu_named(pid: u32, prefix: &str) -> Result<Duration, MeasureError> {
+    Ok(thread_cpu(pid)?
+        .iter()
+        .filter(|t| t.name.starts_with(prefix))
+        .map(|t| t.cpu)
+        .sum())
 }
 
 /// This process's own CPU time so far.
@@ -220,6 +273,38 @@ mod tests {
         assert!(peak_rss_kib(std::process::id()).unwrap() > 0);
         assert!(machine_busy().unwrap() > Duration::ZERO);
         assert!(load_average().unwrap()[0] >= 0.0);
+    }
+
+    #[test]
+    fn a_named_thread_is_charged_its_own_cpu() {
+        let burner = std::thread::Builder::new()
+            .name("bench:burner".into())
+            .spawn(|| {
+                let mut x = 0u64;
+                let started = std::time::Instant::now();
+                while started.elapsed() < Duration::from_millis(200) {
+                    x = x.wrapping_mul(31).wrapping_add(7);
+                }
+                std::hint::black_box(x);
+                // Still alive while the reading is taken.
+                std::thread::sleep(Duration::from_millis(500));
+            })
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(300));
+        let pid = std::process::id();
+        let threads = thread_cpu(pid).unwrap();
+        let burned = threads_cpu_named(pid, "bench:burn").unwrap();
+        burner.join().unwrap();
+        assert!(
+            burned >= Duration::from_millis(100),
+            "{burned:?} {threads:?}"
+        );
+        assert_eq!(
+            threads_cpu_named(pid, "no such thread").unwrap(),
+            Duration::ZERO
+        );
+        let total: Duration = threads.iter().map(|t| t.cpu).sum();
+        assert!(total >= burned && total <= own_cpu().unwrap() + Duration::from_millis(50));
     }
 
     #[test]
