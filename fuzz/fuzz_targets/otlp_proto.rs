@@ -30,7 +30,7 @@ fuzz_target!(|data: &[u8]| {
         let _ = decode_record(Encoding::OtlpProto, data);
         let _ = spanway_collector::grouping::encoded::group_encoded(data);
         let mut facts = Vec::new();
-        let mut names = spanway_streaming_analytics::span::otlp_wire::ServiceNames::default();
+        let mut names = spanway_streaming_analytics::span::otlp_wire::Names::default();
         let _ = spanway_streaming_analytics::span::otlp_wire::facts_of_otlp(
             data, &PEERS, &mut names, &mut facts,
         );

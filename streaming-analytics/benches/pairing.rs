@@ -13,7 +13,7 @@ use spanway_schemas::record::decode_record;
 use spanway_schemas::wire::otlp;
 use spanway_streaming_analytics::edges::Rules;
 use spanway_streaming_analytics::pairing::{PartitionState, Timing};
-use spanway_streaming_analytics::span::otlp_wire::{ServiceNames, facts_of_otlp};
+use spanway_streaming_analytics::span::otlp_wire::{Names, facts_of_otlp};
 use spanway_streaming_analytics::span::{PeerSource, SpanFacts};
 
 const ORDER: [PeerSource; 4] = [
@@ -37,7 +37,7 @@ fn timing() -> Timing {
 /// as the job reads them (names shared across records).
 fn records() -> (Vec<Vec<SpanFacts>>, u64) {
     let traffic = topology::generate(3, 5_000, 1_772_409_600_000, 10);
-    let mut names = ServiceNames::default();
+    let mut names = Names::default();
     let records = traffic
         .records
         .iter()
@@ -98,7 +98,7 @@ fn pairing(c: &mut Criterion) {
     group.bench_function("otlp_wire_to_facts", |b| {
         b.iter(|| {
             let mut facts = Vec::new();
-            let mut names = ServiceNames::default();
+            let mut names = Names::default();
             for record in &traffic.records {
                 facts_of_otlp(&record.value, &ORDER, &mut names, &mut facts).unwrap();
             }

@@ -133,12 +133,52 @@ pub fn edges(spans: &[SpanFacts], rules: Rules) -> Vec<Edge> {
 /// The edges of one trace, with the calls left unanswered and the spans
 /// whose parent is missing, from one pass over the spans.
 pub fn analyse(spans: &[SpanFacts], rules: Rules) -> Analysis {
-    let by_id = ById::new(spans);
-    let mut orphan_spans = 0;
-    let mut unpaired_calls = 0;
+    analyse_in(spans, rules, &mut Scratch::default())
+}
+
+/// Buffers [`analyse_in`] reuses from one trace to the next, so that the
+/// streaming job, which analyses every trace once, allocates nothing for
+/// the lookups.
+#[derive(Debug, Default)]
+pub struct Scratch {
+    keys: Vec<(u64, usize)>,
+    group_start: Vec<usize>,
+    answered: Vec<bool>,
+}
+
+impl Scratch {
+    /// Spans' worth of room kept after a trace; a larger trace's buffers are
+    /// released, so that one huge trace does not pin its memory.
+    const KEEP: usize = 4096;
+}
+
+/// [`analyse`] with buffers kept between calls.
+pub fn analyse_in(spans: &[SpanFacts], rules: Rules, scratch: &mut Scratch) -> Analysis {
+    let Scratch {
+        keys,
+        group_start,
+        answered,
+    } = scratch;
+    let by_id = ById::new(spans, keys, group_start);
     // Per id, at its group's first position in `by_id`: a span with this id
     // is someone's parent or shares it with a called span.
-    let mut answered = vec![false; spans.len()];
+    answered.clear();
+    answered.resize(spans.len(), false);
+    let analysis = analyse_with(spans, rules, &by_id, answered);
+    if spans.len() > Scratch::KEEP {
+        *scratch = Scratch::default();
+    }
+    analysis
+}
+
+fn analyse_with(
+    spans: &[SpanFacts],
+    rules: Rules,
+    by_id: &ById<'_>,
+    answered: &mut [bool],
+) -> Analysis {
+    let mut orphan_spans = 0;
+    let mut unpaired_calls = 0;
     let mut out = Vec::new();
     for (i, span) in spans.iter().enumerate() {
         let shared_client = if span.kind.is_called() {
@@ -230,21 +270,23 @@ fn node(cell: &'static OnceLock<Arc<str>>, name: &str) -> Arc<str> {
 struct ById<'a> {
     spans: &'a [SpanFacts],
     /// (span id, position in `spans`), sorted: one group per id.
-    keys: Vec<(u64, usize)>,
+    keys: &'a [(u64, usize)],
     /// For each span, where its id's group starts in `keys`.
-    group_start: Vec<usize>,
+    group_start: &'a [usize],
 }
 
 impl<'a> ById<'a> {
-    fn new(spans: &'a [SpanFacts]) -> Self {
-        let mut keys: Vec<(u64, usize)> = spans
-            .iter()
-            .enumerate()
-            .map(|(i, s)| (s.span_id, i))
-            .collect();
+    fn new(
+        spans: &'a [SpanFacts],
+        keys: &'a mut Vec<(u64, usize)>,
+        group_start: &'a mut Vec<usize>,
+    ) -> Self {
+        keys.clear();
+        keys.extend(spans.iter().enumerate().map(|(i, s)| (s.span_id, i)));
         // Positions are distinct, so this order is the stable one by id.
         keys.sort_unstable();
-        let mut group_start = vec![0; spans.len()];
+        group_start.clear();
+        group_start.resize(spans.len(), 0);
         let mut start = 0;
         for (at, &(id, i)) in keys.iter().enumerate() {
             if id != keys[start].0 {
@@ -647,6 +689,7 @@ pub(crate) mod tests {
         let mut edges_seen = 0;
         let mut unpaired = 0;
         let mut orphans = 0;
+        let mut scratch = Scratch::default();
         for spans in generated_traces() {
             for same_service in [SameService::Calls, SameService::All, SameService::None] {
                 for (virtual_nodes, user_node) in
@@ -659,6 +702,9 @@ pub(crate) mod tests {
                     };
                     let expected = reference_analyse(&spans, rules);
                     assert_eq!(analyse(&spans, rules), expected, "{spans:?} {rules:?}");
+                    // Buffers left by the previous, different trace change nothing.
+                    let reused = analyse_in(&spans, rules, &mut scratch);
+                    assert_eq!(reused, expected, "{spans:?} {rules:?}");
                     edges_seen += expected.edges.len();
                     unpaired += expected.unpaired_calls;
                     orphans += expected.orphan_spans;

@@ -13,7 +13,7 @@ use spanway_search::client::{ClientError, EngineClient};
 use spanway_search::config::EngineClientConfig;
 
 use crate::edges::{self, Rules};
-use crate::span::{PeerSource, SpanFacts, kind_named, peer_named};
+use crate::span::{PeerSource, SpanFacts, kind_named, peer_of};
 
 /// Failures of a recomputation.
 #[derive(Debug, thiserror::Error)]
@@ -118,7 +118,7 @@ pub fn facts_of_document(
     let error = matches!(tags.get("error"), Some(v) if v == true || v == "true")
         || tags.str("otel.status_code") == Some("ERROR");
     let peer = if kind.calls_out() {
-        peer_named(order, |key| tags.str(key))
+        peer_of(order, |key| tags.str(key))
     } else {
         None
     };

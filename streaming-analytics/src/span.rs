@@ -6,6 +6,7 @@
 
 pub mod otlp_wire;
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use spanway_schemas::prost_types as wkt;
@@ -168,39 +169,46 @@ fn is_error(tags: &[jaeger::KeyValue]) -> bool {
     flagged || tag_str(tags, "otel.status_code") == Some("ERROR")
 }
 
-fn joined(first: Option<&str>, second: Option<&str>) -> Option<String> {
+fn joined<'a>(first: Option<&'a str>, second: Option<&'a str>) -> Option<Cow<'a, str>> {
     match (first, second) {
-        (Some(a), Some(b)) => Some(format!("{a}/{b}")),
-        (Some(a), None) | (None, Some(a)) => Some(a.to_owned()),
+        (Some(a), Some(b)) => Some(Cow::Owned(format!("{a}/{b}"))),
+        (Some(a), None) | (None, Some(a)) => Some(Cow::Borrowed(a)),
         (None, None) => None,
     }
 }
 
 /// Names the peer of a calling span from its string attributes (`tag`
-/// looks one up by key), trying the sources in `order`.
+/// looks one up by key), trying the sources in `order`. The name borrows
+/// from the attributes where it can, so that the caller decides how to
+/// keep it (shared names, on the hot path).
 pub(crate) fn peer_named<'a>(
     order: &[PeerSource],
     tag: impl Fn(&str) -> Option<&'a str>,
-) -> Option<(Arc<str>, Connection)> {
-    order.iter().find_map(|source| {
-        let found = match source {
-            PeerSource::PeerService => {
-                tag("peer.service").map(|s| (s.to_owned(), Connection::Virtual))
-            }
-            PeerSource::Db => {
-                joined(tag("db.system"), tag("db.name")).map(|s| (s, Connection::Database))
-            }
-            PeerSource::Messaging => {
-                let destination =
-                    tag("messaging.destination.name").or_else(|| tag("messaging.destination"));
-                joined(tag("messaging.system"), destination).map(|s| (s, Connection::Messaging))
-            }
-            PeerSource::ServerAddress => tag("server.address")
-                .or_else(|| tag("net.peer.name"))
-                .map(|s| (s.to_owned(), Connection::Virtual)),
-        };
-        found.map(|(name, connection)| (Arc::from(name), connection))
+) -> Option<(Cow<'a, str>, Connection)> {
+    order.iter().find_map(|source| match source {
+        PeerSource::PeerService => {
+            tag("peer.service").map(|s| (Cow::Borrowed(s), Connection::Virtual))
+        }
+        PeerSource::Db => {
+            joined(tag("db.system"), tag("db.name")).map(|s| (s, Connection::Database))
+        }
+        PeerSource::Messaging => {
+            let destination =
+                tag("messaging.destination.name").or_else(|| tag("messaging.destination"));
+            joined(tag("messaging.system"), destination).map(|s| (s, Connection::Messaging))
+        }
+        PeerSource::ServerAddress => tag("server.address")
+            .or_else(|| tag("net.peer.name"))
+            .map(|s| (Cow::Borrowed(s), Connection::Virtual)),
     })
+}
+
+/// [`peer_named`], the name in an allocation of its own.
+pub(crate) fn peer_of<'a>(
+    order: &[PeerSource],
+    tag: impl Fn(&str) -> Option<&'a str>,
+) -> Option<(Arc<str>, Connection)> {
+    peer_named(order, tag).map(|(name, connection)| (Arc::from(name.as_ref()), connection))
 }
 
 impl SpanFacts {
@@ -220,7 +228,7 @@ impl SpanFacts {
             .map_or("", |p| p.service_name.as_str())
             .into();
         let peer = if kind.calls_out() {
-            peer_named(peer_order, |key| tag_str(&span.tags, key))
+            peer_of(peer_order, |key| tag_str(&span.tags, key))
         } else {
             None
         };

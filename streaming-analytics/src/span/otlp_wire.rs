@@ -22,7 +22,7 @@ use spanway_schemas::wire::otlp::{self, AnyRef, Message};
 use spanway_schemas::wire::{Fields, Value};
 use spanway_schemas::{SpanId, TraceId};
 
-use super::{Kind, PeerSource, SpanFacts, kind_named, peer_named};
+use super::{Kind, PeerSource, SpanFacts, kind_named, peer_of};
 
 /// `Status.code` ERROR.
 const STATUS_ERROR: u64 = 2;
@@ -33,15 +33,15 @@ const STATUS_ERROR: u64 = 2;
 /// A fresh name per record cost an allocation and a free per record, and
 /// comparing two spans' services (once per span in the analysis) then read
 /// two separate allocations; shared names compare by pointer. Bounded: past
-/// [`ServiceNames::LIMIT`] distinct names the table starts over (names in use
+/// [`Names::LIMIT`] distinct names the table starts over (names in use
 /// stay valid, they are only no longer shared), so a sender inventing names
 /// cannot grow it.
 #[derive(Debug, Default)]
-pub struct ServiceNames {
+pub struct Names {
     names: HashSet<Arc<str>>,
 }
 
-impl ServiceNames {
+impl Names {
     /// Distinct names kept before the table starts over.
     pub const LIMIT: usize = 4096;
 
@@ -75,7 +75,7 @@ impl ServiceNames {
 pub fn facts_of_otlp(
     value: &[u8],
     peer_order: &[PeerSource],
-    names: &mut ServiceNames,
+    names: &mut Names,
     out: &mut Vec<SpanFacts>,
 ) -> Option<()> {
     otlp::validate(Message::TracesData, value).ok()?;
@@ -90,7 +90,7 @@ pub fn facts_of_otlp(
 fn read_record(
     value: &[u8],
     peer_order: &[PeerSource],
-    names: &mut ServiceNames,
+    names: &mut Names,
     out: &mut Vec<SpanFacts>,
 ) -> Option<()> {
     let mut attributes: Vec<(&str, AnyRef)> = Vec::new();
@@ -192,7 +192,7 @@ fn span_facts<'a>(
 
     let peer = if kind.calls_out() {
         let nested = Cell::new(false);
-        let peer = peer_named(peer_order, |key| match first(key) {
+        let peer = peer_of(peer_order, |key| match first(key) {
             Some(AnyRef::Str(text)) if !text.is_empty() => Some(text),
             Some(AnyRef::Nested(_)) => {
                 nested.set(true);
@@ -252,7 +252,7 @@ mod tests {
 
     fn wire(value: &[u8]) -> Option<Vec<SpanFacts>> {
         let mut out = Vec::new();
-        facts_of_otlp(value, &ORDER, &mut ServiceNames::default(), &mut out).map(|()| out)
+        facts_of_otlp(value, &ORDER, &mut Names::default(), &mut out).map(|()| out)
     }
 
     #[test]
@@ -268,9 +268,9 @@ mod tests {
     }
 
     #[test]
-    fn records_of_one_service_share_its_name_and_the_table_is_bounded() {
+    fn spans_of_one_service_share_its_name_and_the_table_is_bounded() {
         let traffic = spanway_e2e::topology::generate(7, 50, 1_767_225_600_000, 10);
-        let mut names = ServiceNames::default();
+        let mut names = Names::default();
         let mut facts = Vec::new();
         for record in &traffic.records {
             facts_of_otlp(&record.value, &ORDER, &mut names, &mut facts).unwrap();
@@ -282,19 +282,16 @@ mod tests {
                 None => distinct.push(&span.service),
             }
         }
-        assert!(distinct.len() > 2 && names.len() == distinct.len());
+        assert!(distinct.len() > 2, "{distinct:?}");
+        assert_eq!(names.len(), distinct.len());
 
-        let mut names = ServiceNames::default();
-        for n in 0..ServiceNames::LIMIT {
+        let mut names = Names::default();
+        for n in 0..Names::LIMIT {
             names.get(&format!("service-{n}"));
         }
-        assert_eq!(names.len(), ServiceNames::LIMIT);
+        assert_eq!(names.len(), Names::LIMIT);
         let kept = names.get("service-0");
-        assert_eq!(
-            names.len(),
-            ServiceNames::LIMIT,
-            "a known name is not added again"
-        );
+        assert_eq!(names.len(), Names::LIMIT, "a known name is not added again");
         let fresh = names.get("one more");
         assert_eq!(names.len(), 1, "past the limit the table starts over");
         assert_eq!(&*kept, "service-0");
