@@ -303,14 +303,17 @@ impl<'a> ById<'a> {
 
     /// Where the spans with `id` sit in `keys`.
     fn group(&self, id: u64) -> Range<usize> {
-        let start = self.keys.partition_point(|&(k, _)| k < id);
-        start..start + self.keys[start..].partition_point(|&(k, _)| k == id)
+        self.run_from(self.keys.partition_point(|&(k, _)| k < id), id)
     }
 
     /// The group of the span at position `i`, without a search.
     fn own_group(&self, i: usize) -> Range<usize> {
         let start = self.group_start[i];
-        let id = self.keys[start].0;
+        self.run_from(start, self.keys[start].0)
+    }
+
+    /// The keys equal to `id` from `start` on.
+    fn run_from(&self, start: usize, id: u64) -> Range<usize> {
         start..start + self.keys[start..].partition_point(|&(k, _)| k == id)
     }
 
