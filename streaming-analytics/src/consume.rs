@@ -197,6 +197,10 @@ fn commit(
     }
 }
 
+/// Span facts whose buffer is kept between records; a larger record's
+/// buffer is released after it.
+const MAX_KEPT_FACTS: usize = 4096;
+
 /// The job's consumer and everything the loop needs.
 pub struct Job {
     consumer: JobConsumer,
@@ -210,6 +214,8 @@ pub struct Job {
     /// Only the polling thread reads records.
     names: RefCell<Names>,
     record_key: RefCell<Key>,
+    /// A record's span facts, the buffer kept between records.
+    facts: RefCell<Vec<SpanFacts>>,
     default_encoding: Encoding,
     commit_interval: Duration,
     idle_flush: Duration,
@@ -282,6 +288,7 @@ impl Job {
             peer_order: config.model.peer_attributes.clone(),
             names: RefCell::new(Names::default()),
             record_key: RefCell::new((String::new(), 0)),
+            facts: RefCell::new(Vec::new()),
             default_encoding: config.kafka.default_encoding,
             commit_interval: config.kafka.commit_interval,
             idle_flush: config.windows.idle_flush,
@@ -485,7 +492,13 @@ impl Job {
         key.1 = message.partition();
         let key = &*key;
         let offset = message.offset();
-        let facts = self.read(message);
+        let mut facts = self.facts.borrow_mut();
+        if facts.capacity() > MAX_KEPT_FACTS {
+            // One huge record does not hold its buffer for good.
+            *facts = Vec::new();
+        }
+        self.read(message, &mut facts);
+        let facts = facts.drain(..);
         // One lock per record. Reading the committed position while holding
         // it is safe: the only other holder is the rebalance callback, which
         // runs inside `poll` on this same thread.
@@ -512,9 +525,9 @@ impl Job {
         self.apply_step(&mut shared, key, generation, step);
     }
 
-    /// Decodes a record into span facts; an undecodable record yields none
-    /// (and is counted), so that its offset is still passed.
-    fn read(&self, message: &BorrowedMessage<'_>) -> Vec<SpanFacts> {
+    /// Decodes a record's span facts into `out`; an undecodable record
+    /// yields none (and is counted), so that its offset is still passed.
+    fn read(&self, message: &BorrowedMessage<'_>, out: &mut Vec<SpanFacts>) {
         let header = message.headers().and_then(|h| {
             h.iter()
                 .find(|h| h.key == headers::ENCODING)
@@ -523,11 +536,10 @@ impl Job {
         let payload = message.payload().unwrap_or_default();
         let encoding = record_encoding(header, self.default_encoding);
         if encoding == Ok(Encoding::OtlpProto) {
-            let mut facts = Vec::new();
             let names = &mut self.names.borrow_mut();
-            if facts_of_otlp(payload, &self.peer_order, names, &mut facts).is_some() {
-                self.metrics.spans_read.inc_by(facts.len() as u64);
-                return facts;
+            if facts_of_otlp(payload, &self.peer_order, names, out).is_some() {
+                self.metrics.spans_read.inc_by(out.len() as u64);
+                return;
             }
         }
         let decoded = encoding.and_then(|encoding| decode_record(encoding, payload));
@@ -536,21 +548,20 @@ impl Job {
             Err(error) => {
                 self.metrics.records_undecodable.inc();
                 tracing::warn!(topic = message.topic(), partition = message.partition(), offset = message.offset(), %error, "undecodable record skipped");
-                return Vec::new();
+                return;
             }
         };
         self.metrics.spans_read.inc_by(spans.len() as u64);
-        spans
-            .iter()
-            .filter_map(|span| match SpanFacts::from_jaeger(span, &self.peer_order) {
+        out.extend(spans.iter().filter_map(|span| {
+            match SpanFacts::from_jaeger(span, &self.peer_order) {
                 Ok(facts) => Some(facts),
                 Err(error) => {
                     self.metrics.spans_unreadable.inc();
                     tracing::warn!(topic = message.topic(), partition = message.partition(), offset = message.offset(), %error, "span skipped");
                     None
                 }
-            })
-            .collect()
+            }
+        }));
     }
 
     fn apply_step(&self, shared: &mut Shared, key: &Key, generation: u64, step: Step) {

@@ -266,7 +266,7 @@ impl PartitionState {
 
     /// Reads the spans of the record at `offset`. Records before the
     /// position already read are ignored (a redelivery).
-    pub fn process(&mut self, offset: i64, spans: Vec<SpanFacts>) -> Step {
+    pub fn process(&mut self, offset: i64, spans: impl IntoIterator<Item = SpanFacts>) -> Step {
         let mut step = Step::default();
         if let Some(next) = self.next
             && offset < next.offset
@@ -277,12 +277,12 @@ impl PartitionState {
             offset,
             clock: self.clock,
         };
-        for span in &spans {
-            self.clock = self.clock.max(span.start_micros);
-        }
+        // One pass: the record's position keeps the clock from before it,
+        // and nothing below reads the clock until every span is held.
         for span in spans {
             let trace_id = span.trace_id;
             let start = span.start_micros;
+            self.clock = self.clock.max(start);
             let spare = &mut self.spare;
             let trace = self.traces.entry(trace_id).or_insert_with(|| PendingTrace {
                 spans: spare.pop().unwrap_or_default(),

@@ -360,8 +360,10 @@ pub fn span_head(span: &[u8]) -> SpanHead<'_> {
 }
 
 impl<'a> SpanHead<'a> {
+    /// Folds one field of the span in, for a reader that walks the span's
+    /// fields for its own purposes and would otherwise walk them twice.
     #[inline(always)]
-    fn take(&mut self, number: u32, value: Value<'a>) {
+    pub fn take(&mut self, number: u32, value: Value<'a>) {
         match (number, value) {
             (1, Value::Bytes(id)) => self.trace_id = id,
             (2, Value::Bytes(id)) => self.span_id = id,

@@ -18,7 +18,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use spanway_schemas::to_jaeger::{UNKNOWN_SERVICE, span_kind_name};
-use spanway_schemas::wire::otlp::{self, AnyRef, Message};
+use spanway_schemas::wire::otlp::{self, AnyRef, Message, SpanHead};
 use spanway_schemas::wire::{Fields, Value};
 use spanway_schemas::{SpanId, TraceId};
 
@@ -133,7 +133,27 @@ fn span_facts<'a>(
     peer_order: &[PeerSource],
     attributes: &mut Vec<(&'a str, AnyRef<'a>)>,
 ) -> Option<SpanFacts> {
-    let head = otlp::span_head(span);
+    // One walk over the span's fields for its head and what the facts
+    // need besides.
+    attributes.clear();
+    let mut head = SpanHead::default();
+    let mut kind_number = 0;
+    let mut status: Option<&[u8]> = None;
+    let mut fields = Fields::new(span);
+    while let Some(field) = fields.next_validated() {
+        head.take(field.0, field.1);
+        match field {
+            (6, Value::Varint(kind)) => kind_number = kind as i32,
+            (9, Value::Bytes(kv)) => attributes.push(otlp::key_value(kv)?),
+            (15, Value::Bytes(bytes)) => {
+                if status.is_some() {
+                    return None; // decoding merges them
+                }
+                status = Some(bytes);
+            }
+            _ => {}
+        }
+    }
     let trace_id = TraceId::from_slice(head.trace_id).ok()?;
     let span_id = SpanId::from_slice(head.span_id).ok()?;
     let mut parent_id = None;
@@ -147,23 +167,6 @@ fn span_facts<'a>(
         parent_id.get_or_insert(link_span);
     }
 
-    attributes.clear();
-    let mut kind_number = 0;
-    let mut status: Option<&[u8]> = None;
-    let mut fields = Fields::new(span);
-    while let Some(field) = fields.next_validated() {
-        match field {
-            (6, Value::Varint(kind)) => kind_number = kind as i32,
-            (9, Value::Bytes(kv)) => attributes.push(otlp::key_value(kv)?),
-            (15, Value::Bytes(bytes)) => {
-                if status.is_some() {
-                    return None; // decoding merges them
-                }
-                status = Some(bytes);
-            }
-            _ => {}
-        }
-    }
     let status_code = status.map(|s| {
         let mut code = 0;
         let mut fields = Fields::new(s);

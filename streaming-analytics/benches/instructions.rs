@@ -1,0 +1,70 @@
+//! The job's own work on a partition's records, run once, so that
+//! `dev/instructions` can count its instructions under cachegrind.
+//!
+//! Whole-process runs on a shared 2-core machine spread by ±15 % and
+//! criterion's timings by ±10 %, more than most single changes to this
+//! code move; an instruction count is the same from run to run. What it
+//! leaves out (librdkafka, cache misses, locks, metrics) the whole-process
+//! benchmark still measures.
+//!
+//! Per record it makes the calls `consume::Job::handle` makes: span facts
+//! read from the record's bytes into a buffer kept between records, then
+//! pairing, analysis and windows. Building the records is left out of the
+//! count.
+#![allow(clippy::unwrap_used, missing_docs)]
+
+use std::hint::black_box;
+
+use spanway_e2e::topology;
+use spanway_schemas::SpanRecord;
+use spanway_streaming_analytics::edges::Rules;
+use spanway_streaming_analytics::pairing::{PartitionState, Timing};
+use spanway_streaming_analytics::span::PeerSource;
+use spanway_streaming_analytics::span::otlp_wire::{Names, facts_of_otlp};
+
+const ORDER: [PeerSource; 4] = [
+    PeerSource::PeerService,
+    PeerSource::Db,
+    PeerSource::Messaging,
+    PeerSource::ServerAddress,
+];
+
+fn main() {
+    // 5,000 traces (110,000 spans, 40,000 records) 10 ms apart.
+    let traffic = topology::generate(3, 5_000, 1_772_409_600_000, 10);
+    let (spans, edges, windows) = work(black_box(&traffic.records));
+    assert_eq!(
+        spans as u64, traffic.spans,
+        "every span read on the fast path"
+    );
+    assert!(edges > 0 && windows > 0);
+    println!("spans {spans} edges {edges} windows {windows}");
+}
+
+/// What is counted: everything the job does with the records. Not inlined,
+/// so that callgrind can count this function alone.
+#[inline(never)]
+fn work(records: &[SpanRecord]) -> (usize, usize, usize) {
+    let timing = Timing {
+        window_micros: 60_000_000,
+        lateness_micros: 60_000_000,
+        wait_micros: 30_000_000,
+        max_spans: 1_000_000,
+        rules: Rules::default(),
+    };
+    let mut names = Names::default();
+    let mut state = PartitionState::new(timing, None);
+    let mut facts = Vec::new();
+    let (mut spans, mut edges, mut windows) = (0, 0, 0);
+    for (offset, record) in records.iter().enumerate() {
+        facts_of_otlp(&record.value, &ORDER, &mut names, &mut facts).unwrap();
+        spans += facts.len();
+        let step = state.process(offset as i64, facts.drain(..));
+        edges += step.edges.len();
+        windows += step.closed.len();
+    }
+    let step = state.flush_idle();
+    edges += step.edges.len();
+    windows += step.closed.len();
+    (spans, edges, windows)
+}
