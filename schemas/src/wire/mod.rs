@@ -99,13 +99,19 @@ impl<'a> Fields<'a> {
 
     #[inline]
     pub(super) fn varint(&mut self) -> Result<u64, WireError> {
-        // Most tags, lengths and small numbers take one byte.
+        // Most tags, lengths and small numbers take one byte: that case is
+        // inlined into every reader, the rest is a call.
         if let Some(&byte) = self.buf.get(self.pos)
             && byte < 0x80
         {
             self.pos += 1;
             return Ok(u64::from(byte));
         }
+        self.long_varint()
+    }
+
+    #[inline(never)]
+    fn long_varint(&mut self) -> Result<u64, WireError> {
         let mut value = 0u64;
         for shift in 0..10 {
             let Some(&byte) = self.buf.get(self.pos) else {
