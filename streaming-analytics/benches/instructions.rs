@@ -10,13 +10,15 @@
 //! Per record it makes the calls `consume::Job::handle` makes: span facts
 //! read from the record's bytes into a buffer kept between records, then
 //! pairing, analysis and windows. Building the records is left out of the
-//! count.
+//! count. Validation alone, the part the collector and the ingester share,
+//! is counted on its own as well.
 #![allow(clippy::unwrap_used, missing_docs)]
 
 use std::hint::black_box;
 
 use spanway_e2e::topology;
 use spanway_schemas::SpanRecord;
+use spanway_schemas::wire::otlp;
 use spanway_streaming_analytics::edges::Rules;
 use spanway_streaming_analytics::pairing::{PartitionState, Timing};
 use spanway_streaming_analytics::span::PeerSource;
@@ -32,6 +34,7 @@ const ORDER: [PeerSource; 4] = [
 fn main() {
     // 5,000 traces (110,000 spans, 40,000 records) 10 ms apart.
     let traffic = topology::generate(3, 5_000, 1_772_409_600_000, 10);
+    validation(black_box(&traffic.records));
     let (spans, edges, windows) = work(black_box(&traffic.records));
     assert_eq!(
         spans as u64, traffic.spans,
@@ -39,6 +42,15 @@ fn main() {
     );
     assert!(edges > 0 && windows > 0);
     println!("spans {spans} edges {edges} windows {windows}");
+}
+
+/// Validation alone, as the collector and the ingester run it on every
+/// span they accept: counted separately.
+#[inline(never)]
+fn validation(records: &[SpanRecord]) {
+    for record in records {
+        otlp::validate(otlp::Message::TracesData, &record.value).unwrap();
+    }
 }
 
 /// What is counted: everything the job does with the records. Not inlined,
