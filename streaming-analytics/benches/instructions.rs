@@ -20,7 +20,7 @@ use spanway_e2e::topology;
 use spanway_schemas::SpanRecord;
 use spanway_schemas::wire::otlp;
 use spanway_streaming_analytics::edges::Rules;
-use spanway_streaming_analytics::pairing::{PartitionState, Timing};
+use spanway_streaming_analytics::pairing::{PartitionState, Step, Timing};
 use spanway_streaming_analytics::span::PeerSource;
 use spanway_streaming_analytics::span::otlp_wire::{Names, facts_of_otlp};
 
@@ -67,11 +67,13 @@ fn work(records: &[SpanRecord]) -> (usize, usize, usize) {
     let mut names = Names::default();
     let mut state = PartitionState::new(timing, None);
     let mut facts = Vec::new();
+    let mut step = Step::default();
     let (mut spans, mut edges, mut windows) = (0, 0, 0);
     for (offset, record) in records.iter().enumerate() {
         facts_of_otlp(&record.value, &ORDER, &mut names, &mut facts).unwrap();
         spans += facts.len();
-        let step = state.process(offset as i64, facts.drain(..));
+        step.clear();
+        state.process_into(offset as i64, facts.drain(..), &mut step);
         edges += step.edges.len();
         windows += step.closed.len();
     }

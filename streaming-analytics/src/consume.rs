@@ -219,6 +219,8 @@ pub struct Job {
     record_key: RefCell<Key>,
     /// A record's span facts, the buffer kept between records.
     facts: RefCell<Vec<SpanFacts>>,
+    /// What a record's step produced, its vectors kept between records.
+    step: RefCell<Step>,
     default_encoding: Encoding,
     commit_interval: Duration,
     idle_flush: Duration,
@@ -292,6 +294,7 @@ impl Job {
             names: RefCell::new(Names::default()),
             record_key: RefCell::new((String::new(), 0)),
             facts: RefCell::new(Vec::new()),
+            step: RefCell::new(Step::default()),
             default_encoding: config.kafka.default_encoding,
             commit_interval: config.kafka.commit_interval,
             idle_flush: config.windows.idle_flush,
@@ -449,12 +452,12 @@ impl Job {
             let Some(slot) = shared.slots.get_mut(&key) else {
                 continue;
             };
-            let step = slot.state.flush_idle();
+            let mut step = slot.state.flush_idle();
             let generation = slot.generation;
             if !step.closed.is_empty() {
                 tracing::debug!(topic = %key.0, partition = key.1, windows = step.closed.len(), "idle partition flushed");
             }
-            self.apply_step(shared, &key, generation, step);
+            self.apply_step(shared, &key, generation, &mut step);
         }
     }
 
@@ -514,8 +517,10 @@ impl Job {
         if let Some(slot) = shared.slots.get_mut(key) {
             slot.last_record = now;
             let generation = slot.generation;
-            let step = slot.state.process(offset, facts);
-            self.apply_step(shared, key, generation, step);
+            let mut step = self.step.borrow_mut();
+            step.clear();
+            slot.state.process_into(offset, facts, &mut step);
+            self.apply_step(shared, key, generation, &mut step);
             return;
         }
         let resume = self.resume_position(&key.0, key.1);
@@ -528,9 +533,11 @@ impl Job {
             generation,
             last_record: now,
         };
-        let step = slot.state.process(offset, facts);
+        let mut step = self.step.borrow_mut();
+        step.clear();
+        slot.state.process_into(offset, facts, &mut step);
         shared.slots.insert(key.clone(), slot);
-        self.apply_step(shared, key, generation, step);
+        self.apply_step(shared, key, generation, &mut step);
     }
 
     /// Decodes a record's span facts into `out`; an undecodable record
@@ -572,12 +579,21 @@ impl Job {
         }));
     }
 
-    fn apply_step(&self, shared: &mut Shared, key: &Key, generation: u64, step: Step) {
-        self.metrics.traces_expired.inc_by(step.traces_expired);
-        self.metrics.traces_evicted.inc_by(step.traces_evicted);
-        self.metrics.unpaired_calls.inc_by(step.unpaired_calls);
-        self.metrics.orphan_spans.inc_by(step.orphan_spans);
-        self.metrics.edges_counted.inc_by(step.edges.len() as u64);
+    fn apply_step(&self, shared: &mut Shared, key: &Key, generation: u64, step: &mut Step) {
+        // Most records complete no trace: adding nothing would still be an
+        // atomic add per counter, five per record.
+        let counted = [
+            (&self.metrics.traces_expired, step.traces_expired),
+            (&self.metrics.traces_evicted, step.traces_evicted),
+            (&self.metrics.unpaired_calls, step.unpaired_calls),
+            (&self.metrics.orphan_spans, step.orphan_spans),
+            (&self.metrics.edges_counted, step.edges.len() as u64),
+        ];
+        for (counter, n) in counted {
+            if n > 0 {
+                counter.inc_by(n);
+            }
+        }
         for (edge, late) in &step.edges {
             if *late {
                 self.metrics.edges_late.inc();
@@ -586,7 +602,7 @@ impl Job {
                 series.observe(edge);
             }
         }
-        for window in step.closed {
+        for window in step.closed.drain(..) {
             let documents = window_documents(
                 &self.indices,
                 &key.0,

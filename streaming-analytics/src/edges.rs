@@ -144,12 +144,23 @@ pub struct Scratch {
     keys: Vec<(u64, usize)>,
     group_start: Vec<usize>,
     answered: Vec<bool>,
+    /// The last analysis's edge vector, once its caller is done with it
+    /// ([`Scratch::recycle`]).
+    edges: Vec<Edge>,
 }
 
 impl Scratch {
     /// Spans' worth of room kept after a trace; a larger trace's buffers are
     /// released, so that one huge trace does not pin its memory.
     const KEEP: usize = 4096;
+
+    /// Takes back an analysis's edge vector, emptied, for the next trace.
+    pub fn recycle(&mut self, mut edges: Vec<Edge>) {
+        if edges.capacity() <= Self::KEEP {
+            edges.clear();
+            self.edges = edges;
+        }
+    }
 }
 
 /// [`analyse`] with buffers kept between calls.
@@ -158,13 +169,16 @@ pub fn analyse_in(spans: &[SpanFacts], rules: Rules, scratch: &mut Scratch) -> A
         keys,
         group_start,
         answered,
+        edges,
     } = scratch;
+    let mut out = std::mem::take(edges);
+    out.clear();
     let by_id = ById::new(spans, keys, group_start);
     // Per id, at its group's first position in `by_id`: a span with this id
     // is someone's parent or shares it with a called span.
     answered.clear();
     answered.resize(spans.len(), false);
-    let analysis = analyse_with(spans, rules, &by_id, answered);
+    let analysis = analyse_with(spans, rules, &by_id, answered, out);
     if spans.len() > Scratch::KEEP {
         *scratch = Scratch::default();
     }
@@ -176,10 +190,10 @@ fn analyse_with(
     rules: Rules,
     by_id: &ById<'_>,
     answered: &mut [bool],
+    mut out: Vec<Edge>,
 ) -> Analysis {
     let mut orphan_spans = 0;
     let mut unpaired_calls = 0;
-    let mut out = Vec::new();
     for (i, span) in spans.iter().enumerate() {
         let shared_client = if span.kind.is_called() {
             by_id.spans(by_id.own_group(i)).find(|o| o.kind.calls_out())

@@ -147,6 +147,27 @@ pub struct Step {
     pub orphan_spans: u64,
 }
 
+impl Step {
+    /// Edges' room kept between records.
+    pub const KEEP_EDGES: usize = 4096;
+
+    /// Empties the step for the next record, keeping its vectors' room
+    /// (up to [`Step::KEEP_EDGES`] edges: one huge trace does not pin its
+    /// memory).
+    pub fn clear(&mut self) {
+        self.closed.clear();
+        if self.edges.capacity() > Self::KEEP_EDGES {
+            self.edges = Vec::new();
+        } else {
+            self.edges.clear();
+        }
+        self.traces_expired = 0;
+        self.traces_evicted = 0;
+        self.unpaired_calls = 0;
+        self.orphan_spans = 0;
+    }
+}
+
 #[derive(Debug)]
 struct PendingTrace {
     spans: Vec<SpanFacts>,
@@ -186,6 +207,8 @@ pub struct PartitionState {
     /// job's CPU.
     scratch: Scratch,
     spare: Vec<Vec<SpanFacts>>,
+    /// The windows a trace's spans fall in.
+    trace_windows: Vec<i64>,
 }
 
 /// Span vectors of analysed traces kept for the next traces, and the
@@ -208,6 +231,7 @@ impl PartitionState {
             flushed: BTreeMap::new(),
             scratch: Scratch::default(),
             spare: Vec::new(),
+            trace_windows: Vec::new(),
         };
         if let Some(resume) = resume {
             let position = resume.position;
@@ -268,10 +292,23 @@ impl PartitionState {
     /// position already read are ignored (a redelivery).
     pub fn process(&mut self, offset: i64, spans: impl IntoIterator<Item = SpanFacts>) -> Step {
         let mut step = Step::default();
+        self.process_into(offset, spans, &mut step);
+        step
+    }
+
+    /// [`PartitionState::process`] into a step the caller keeps between
+    /// records (and empties with [`Step::clear`]), so that the vectors of
+    /// edges and windows are not allocated again for every record.
+    pub fn process_into(
+        &mut self,
+        offset: i64,
+        spans: impl IntoIterator<Item = SpanFacts>,
+        step: &mut Step,
+    ) {
         if let Some(next) = self.next
             && offset < next.offset
         {
-            return step;
+            return;
         }
         let position = Position {
             offset,
@@ -307,19 +344,18 @@ impl PartitionState {
             let Some(&(_, oldest)) = self.by_age.first() else {
                 break;
             };
-            self.complete(oldest, Completion::Evicted, &mut step);
+            self.complete(oldest, Completion::Evicted, step);
         }
         while let Some(&(last_start, trace_id)) = self.by_age.first()
             && last_start.saturating_add(self.timing.wait_micros) < self.clock
         {
-            self.complete(trace_id, Completion::Expired, &mut step);
+            self.complete(trace_id, Completion::Expired, step);
         }
-        self.close(offset, &mut step);
+        self.close(offset, step);
         self.next = Some(Position {
             offset: offset + 1,
             clock: self.clock,
         });
-        step
     }
 
     /// The partition has been quiet (on the wall clock): analyse every
@@ -364,14 +400,12 @@ impl PartitionState {
         let current = self.window_of(watermark.max(i64::MIN / 2));
         // Mark every window this trace (or any part of it) could feed.
         let mut marked_current = false;
-        let mut windows: Vec<i64> = trace
-            .spans
-            .iter()
-            .map(|s| self.window_of(s.start_micros))
-            .collect();
+        let mut windows = std::mem::take(&mut self.trace_windows);
+        windows.clear();
+        windows.extend(trace.spans.iter().map(|s| self.window_of(s.start_micros)));
         windows.sort_unstable();
         windows.dedup();
-        for window in windows {
+        for &window in &windows {
             if self.is_closed(window, watermark) {
                 if let Some(flushed) = self.flushed.get_mut(&window) {
                     flushed.first = flushed.first.min(trace.first);
@@ -381,13 +415,16 @@ impl PartitionState {
                 self.window_mut(window, trace.first);
             }
         }
+        if windows.capacity() <= SPARE_CAPACITY {
+            self.trace_windows = windows;
+        }
         if marked_current {
             self.window_mut(current, trace.first);
         }
-        let analysis = edges::analyse_in(&trace.spans, self.timing.rules, &mut self.scratch);
+        let mut analysis = edges::analyse_in(&trace.spans, self.timing.rules, &mut self.scratch);
         step.orphan_spans += analysis.orphan_spans;
         step.unpaired_calls += analysis.unpaired_calls;
-        for edge in analysis.edges {
+        for edge in analysis.edges.drain(..) {
             let own = self.window_of(edge.time_micros);
             let late = self.is_closed(own, watermark);
             let window = self.window_mut(if late { current } else { own }, trace.first);
@@ -396,6 +433,7 @@ impl PartitionState {
                 step.edges.push((edge, late));
             }
         }
+        self.scratch.recycle(analysis.edges);
         let mut spans = trace.spans;
         if spans.capacity() <= SPARE_CAPACITY && self.spare.len() < SPARE_VECTORS {
             spans.clear();
