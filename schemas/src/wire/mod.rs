@@ -193,6 +193,38 @@ impl<'a> Fields<'a> {
     /// them; bytes that were not validated end at their first fault.
     #[inline]
     pub fn next_validated(&mut self) -> Option<(u32, Value<'a>)> {
+        // Most fields of a span have a one-byte tag and a one-byte length or
+        // value (or a fixed64): read those without the general framing,
+        // which cost about 50 instructions a field.
+        let rest = self.buf.get(self.pos..).unwrap_or_default();
+        if let [tag, after @ ..] = rest
+            && (8..0x80).contains(tag)
+        {
+            let number = u32::from(tag >> 3);
+            match (tag & 7, after) {
+                (0, [value, ..]) if *value < 0x80 => {
+                    self.pos += 2;
+                    return Some((number, Value::Varint(u64::from(*value))));
+                }
+                (1, [a, b, c, d, e, f, g, h, ..]) => {
+                    self.pos += 9;
+                    let value = u64::from_le_bytes([*a, *b, *c, *d, *e, *f, *g, *h]);
+                    return Some((number, Value::Fixed64(value)));
+                }
+                (2, [len, payload @ ..]) if *len < 0x80 => {
+                    if let Some(bytes) = payload.get(..usize::from(*len)) {
+                        self.pos += 2 + usize::from(*len);
+                        return Some((number, Value::Bytes(bytes)));
+                    }
+                }
+                _ => {}
+            }
+        }
+        self.next_validated_framed()
+    }
+
+    /// [`Fields::next_validated`] for any field, through the general framing.
+    fn next_validated_framed(&mut self) -> Option<(u32, Value<'a>)> {
         loop {
             if self.pos >= self.buf.len() {
                 return None;
@@ -356,6 +388,49 @@ mod tests {
         assert_eq!(truncated.next_validated(), Some((1, Value::Varint(2))));
         assert_eq!(truncated.next_validated(), None);
         assert_eq!(truncated.next_validated(), None, "stays at the end");
+    }
+
+    #[test]
+    fn next_validateds_short_cut_reads_what_the_framing_reads() {
+        let mut message = Vec::new();
+        message.extend_from_slice(&[0x08, 0x05]); // field 1, varint 5
+        message.extend_from_slice(&[0x10, 0x96, 0x01]); // field 2, varint 150
+        message.extend_from_slice(&[0x39, 1, 2, 3, 4, 5, 6, 7, 8]); // field 7, fixed64
+        put_len_prefix(&mut message, 5, 3);
+        message.extend_from_slice(b"abc");
+        put_len_prefix(&mut message, 9, 200); // a two-byte length
+        message.extend(std::iter::repeat_n(b'x', 200));
+        message.extend_from_slice(&[0x25, 2, 0, 0, 0]); // field 4, fixed32 2
+        message.extend_from_slice(&[0x2b, 0x08, 0x01, 0x2c]); // field 5, a group
+        message.extend_from_slice(&[0x82, 0xb5, 0x18, 0x00]); // field 50,000, empty bytes
+        message.extend_from_slice(&[0x7a, 0x00]); // field 15, empty bytes
+        type Read<'a> = Vec<(u32, Value<'a>)>;
+        fn both(bytes: &[u8]) -> (Read<'_>, Read<'_>) {
+            let (mut short, mut framed) = (Fields::new(bytes), Fields::new(bytes));
+            let short = std::iter::from_fn(|| short.next_validated())
+                .take(100)
+                .collect();
+            let framed = std::iter::from_fn(|| framed.next_validated_framed())
+                .take(100)
+                .collect();
+            (short, framed)
+        }
+        let (short, framed) = both(&message);
+        assert_eq!(short, framed);
+        assert_eq!(short.len(), 8, "the group skipped");
+        for end in 0..message.len() {
+            let (short, framed) = both(&message[..end]);
+            assert_eq!(short, framed, "cut at {end}");
+        }
+        let mut changed = message.clone();
+        for at in 0..message.len() {
+            for byte in [0x00, 0x01, 0x07, 0x7f, 0x80, 0xff, message[at] ^ 0x08] {
+                changed[at] = byte;
+                let (short, framed) = both(&changed);
+                assert_eq!(short, framed, "byte {at} set to {byte:#x}");
+            }
+            changed[at] = message[at];
+        }
     }
 
     #[test]
