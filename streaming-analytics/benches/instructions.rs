@@ -19,17 +19,11 @@ use std::hint::black_box;
 use spanway_e2e::topology;
 use spanway_schemas::SpanRecord;
 use spanway_schemas::wire::otlp;
-use spanway_streaming_analytics::edges::Rules;
-use spanway_streaming_analytics::pairing::{PartitionState, Step, Timing};
-use spanway_streaming_analytics::span::PeerSource;
+use spanway_streaming_analytics::pairing::{PartitionState, Step};
 use spanway_streaming_analytics::span::otlp_wire::{Names, facts_of_otlp};
 
-const ORDER: [PeerSource; 4] = [
-    PeerSource::PeerService,
-    PeerSource::Db,
-    PeerSource::Messaging,
-    PeerSource::ServerAddress,
-];
+mod common;
+use common::{ORDER, timing};
 
 fn main() {
     // 5,000 traces (110,000 spans, 40,000 records) 10 ms apart.
@@ -57,15 +51,8 @@ fn validation(records: &[SpanRecord]) {
 /// so that callgrind can count this function alone.
 #[inline(never)]
 fn work(records: &[SpanRecord]) -> (usize, usize, usize) {
-    let timing = Timing {
-        window_micros: 60_000_000,
-        lateness_micros: 60_000_000,
-        wait_micros: 30_000_000,
-        max_spans: 1_000_000,
-        rules: Rules::default(),
-    };
     let mut names = Names::default();
-    let mut state = PartitionState::new(timing, None);
+    let mut state = PartitionState::new(timing(), None);
     let mut facts = Vec::new();
     let mut step = Step::default();
     let (mut spans, mut edges, mut windows) = (0, 0, 0);

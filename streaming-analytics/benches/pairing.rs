@@ -11,27 +11,12 @@ use spanway_e2e::topology;
 use spanway_schemas::Encoding;
 use spanway_schemas::record::decode_record;
 use spanway_schemas::wire::otlp;
-use spanway_streaming_analytics::edges::Rules;
-use spanway_streaming_analytics::pairing::{PartitionState, Timing};
+use spanway_streaming_analytics::pairing::PartitionState;
+use spanway_streaming_analytics::span::SpanFacts;
 use spanway_streaming_analytics::span::otlp_wire::{Names, facts_of_otlp};
-use spanway_streaming_analytics::span::{PeerSource, SpanFacts};
 
-const ORDER: [PeerSource; 4] = [
-    PeerSource::PeerService,
-    PeerSource::Db,
-    PeerSource::Messaging,
-    PeerSource::ServerAddress,
-];
-
-fn timing() -> Timing {
-    Timing {
-        window_micros: 60_000_000,
-        lateness_micros: 60_000_000,
-        wait_micros: 30_000_000,
-        max_spans: 1_000_000,
-        rules: Rules::default(),
-    }
-}
+mod common;
+use common::{ORDER, timing};
 
 /// 5,000 traces (110,000 spans) 10 ms apart, as records of span facts read
 /// as the job reads them (names shared across records).
