@@ -14,11 +14,11 @@
 //! path instead, so both give the same facts.
 
 use std::cell::Cell;
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use spanway_schemas::to_jaeger::{UNKNOWN_SERVICE, span_kind_name};
-use spanway_schemas::wire::otlp::{self, AnyRef, Message, SpanHead};
+use spanway_schemas::wire::otlp::{self, AnyRaw, AnyRef, Message, SpanHead};
 use spanway_schemas::wire::{Fields, Value};
 use spanway_schemas::{SpanId, TraceId};
 
@@ -35,27 +35,30 @@ const STATUS_ERROR: u64 = 2;
 /// two separate allocations; shared names compare by pointer. Bounded: past
 /// [`Names::LIMIT`] distinct names the table starts over (names in use
 /// stay valid, they are only no longer shared), so a sender inventing names
-/// cannot grow it.
+/// cannot grow it. Looked up by the name's bytes: checking them as UTF-8
+/// once more for every record cost more than the lookup.
 #[derive(Debug, Default)]
 pub struct Names {
-    names: HashSet<Arc<str>>,
+    names: HashMap<Box<[u8]>, Arc<str>>,
 }
 
 impl Names {
     /// Distinct names kept before the table starts over.
     pub const LIMIT: usize = 4096;
 
-    /// The shared allocation of `name`.
-    pub fn get(&mut self, name: &str) -> Arc<str> {
+    /// The shared allocation of the name whose bytes are `name`; `None`
+    /// when they are not UTF-8.
+    pub fn get(&mut self, name: &[u8]) -> Option<Arc<str>> {
         if let Some(known) = self.names.get(name) {
-            return Arc::clone(known);
+            return Some(Arc::clone(known));
         }
+        let text = std::str::from_utf8(name).ok()?;
         if self.names.len() >= Self::LIMIT {
             self.names.clear();
         }
-        let fresh: Arc<str> = Arc::from(name);
-        self.names.insert(Arc::clone(&fresh));
-        fresh
+        let fresh: Arc<str> = Arc::from(text);
+        self.names.insert(name.into(), Arc::clone(&fresh));
+        Some(fresh)
     }
 
     /// Distinct names held.
@@ -93,9 +96,9 @@ fn read_record(
     names: &mut Names,
     out: &mut Vec<SpanFacts>,
 ) -> Option<()> {
-    let mut attributes: Vec<(&str, AnyRef)> = Vec::new();
+    let mut attributes: Vec<(&[u8], AnyRaw)> = Vec::new();
     for resource_spans in otlp::nested(value, 1) {
-        let service = names.get(service(resource_spans)?);
+        let service = names.get(service(resource_spans)?)?;
         for scope_spans in otlp::nested(resource_spans, 2) {
             for span in otlp::nested(scope_spans, 2) {
                 out.push(span_facts(span, &service, peer_order, &mut attributes)?);
@@ -105,18 +108,21 @@ fn read_record(
     Some(())
 }
 
-/// The resource's service name, as the conversion names the process.
-fn service(resource_spans: &[u8]) -> Option<&str> {
+/// The resource's service name, as the conversion names the process, still
+/// as bytes ([`Names::get`] checks a name it has not seen).
+fn service(resource_spans: &[u8]) -> Option<&[u8]> {
     let mut resources = otlp::nested(resource_spans, 1);
     let resource = resources.next();
     if resources.next().is_some() {
         return None; // decoding merges them
     }
-    let mut name = UNKNOWN_SERVICE;
+    let mut name = UNKNOWN_SERVICE.as_bytes();
     for kv in resource.into_iter().flat_map(|r| otlp::nested(r, 1)) {
-        let (key, value) = otlp::key_value(kv)?;
-        if key == "service.name" {
-            if let AnyRef::Str(text) = value
+        // Key and name as bytes: validation has checked both as UTF-8,
+        // and each check cost more than the rest of reading the resource.
+        let (key, value) = otlp::key_value_raw(kv)?;
+        if key == b"service.name" {
+            if let AnyRaw::Str(text) = value
                 && !text.is_empty()
             {
                 name = text;
@@ -131,7 +137,7 @@ fn span_facts<'a>(
     span: &'a [u8],
     service: &Arc<str>,
     peer_order: &[PeerSource],
-    attributes: &mut Vec<(&'a str, AnyRef<'a>)>,
+    attributes: &mut Vec<(&'a [u8], AnyRaw<'a>)>,
 ) -> Option<SpanFacts> {
     // One walk over the span's fields for its head and what the facts
     // need besides.
@@ -144,7 +150,7 @@ fn span_facts<'a>(
         head.take(field.0, field.1);
         match field {
             (6, Value::Varint(kind)) => kind_number = kind as i32,
-            (9, Value::Bytes(kv)) => attributes.push(otlp::key_value(kv)?),
+            (9, Value::Bytes(kv)) => attributes.push(otlp::key_value_raw(kv)?),
             (15, Value::Bytes(bytes)) => {
                 if status.is_some() {
                     return None; // decoding merges them
@@ -178,7 +184,15 @@ fn span_facts<'a>(
         code
     });
 
-    let first = |key: &str| attributes.iter().find(|(k, _)| *k == key).map(|(_, v)| *v);
+    // Keys compared as bytes and only the values used turned into text:
+    // validation has checked every string as UTF-8, so `to_ref` fails on
+    // none of them.
+    let first = |key: &str| {
+        attributes
+            .iter()
+            .find(|(k, _)| *k == key.as_bytes())
+            .and_then(|(_, v)| v.to_ref())
+    };
     let kind = match first("span.kind") {
         Some(AnyRef::Nested(_)) => return None,
         Some(AnyRef::Str(text)) if !text.is_empty() => kind_named(Some(text)),
@@ -290,15 +304,17 @@ mod tests {
 
         let mut names = Names::default();
         for n in 0..Names::LIMIT {
-            names.get(&format!("service-{n}"));
+            names.get(format!("service-{n}").as_bytes());
         }
         assert_eq!(names.len(), Names::LIMIT);
-        let kept = names.get("service-0");
+        let kept = names.get(b"service-0").unwrap();
         assert_eq!(names.len(), Names::LIMIT, "a known name is not added again");
-        let fresh = names.get("one more");
+        let fresh = names.get(b"one more").unwrap();
         assert_eq!(names.len(), 1, "past the limit the table starts over");
         assert_eq!(&*kept, "service-0");
-        assert!(Arc::ptr_eq(&fresh, &names.get("one more")));
+        assert!(Arc::ptr_eq(&fresh, &names.get(b"one more").unwrap()));
+        assert_eq!(names.get(b"caf\xe9"), None, "not UTF-8");
+        assert_eq!(names.len(), 1, "and not kept");
     }
 
     fn text(s: &str) -> pb::any_value::Value {
