@@ -289,6 +289,12 @@ pub async fn analytics_benchmark(options: &AnalyticsOptions) -> anyhow::Result<V
             .delete(format!("{}/{run}-*", options.opensearch))
             .send()
             .await;
+        // The job installs its templates too; left behind, every run added
+        // two to the node for good.
+        let _ = client
+            .delete(format!("{}/_template/{run}-*", options.opensearch))
+            .send()
+            .await;
     }
     let _ = workload::delete_topics(&options.kafka, std::slice::from_ref(&topic)).await;
     Ok(results)
