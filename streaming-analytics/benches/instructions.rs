@@ -12,12 +12,21 @@
 //! pairing, analysis and windows. Building the records is left out of the
 //! count. Validation alone, the part the collector and the ingester share,
 //! is counted on its own as well.
+//!
+//! The topology's spans carry almost no attributes, where spans from real
+//! SDKs carry several, each validated and looked at. So everything is
+//! counted twice: on the topology's records, and on the same records with
+//! eight string attributes and an int status code added to every span (the
+//! shape of the ingester benchmark's spans).
 #![allow(clippy::unwrap_used, missing_docs)]
 
 use std::hint::black_box;
 
+use prost::Message as _;
+
 use spanway_e2e::topology;
 use spanway_schemas::SpanRecord;
+use spanway_schemas::proto::otlp as pb;
 use spanway_schemas::wire::otlp;
 use spanway_streaming_analytics::pairing::{PartitionState, Step};
 use spanway_streaming_analytics::span::otlp_wire::{Names, facts_of_otlp};
@@ -28,20 +37,74 @@ use common::{ORDER, timing};
 fn main() {
     // 5,000 traces (110,000 spans, 40,000 records) 10 ms apart.
     let traffic = topology::generate(3, 5_000, 1_772_409_600_000, 10);
+    let attributed = with_attributes(&traffic.records);
     validation(black_box(&traffic.records));
+    validation_attributed(black_box(&attributed));
     let (spans, edges, windows) = work(black_box(&traffic.records));
     assert_eq!(
         spans as u64, traffic.spans,
         "every span read on the fast path"
     );
     assert!(edges > 0 && windows > 0);
+    let with = work_attributed(black_box(&attributed));
+    assert_eq!(
+        with,
+        (spans, edges, windows),
+        "the added attributes change no fact"
+    );
     println!("spans {spans} edges {edges} windows {windows}");
+}
+
+/// `records` with eight string attributes and an int status code added to
+/// every span.
+fn with_attributes(records: &[SpanRecord]) -> Vec<SpanRecord> {
+    records
+        .iter()
+        .map(|record| {
+            let mut data = pb::TracesData::decode(record.value.as_slice()).unwrap();
+            let spans = data
+                .resource_spans
+                .iter_mut()
+                .flat_map(|r| &mut r.scope_spans)
+                .flat_map(|s| &mut s.spans);
+            for (n, span) in spans.enumerate() {
+                for a in 0..8 {
+                    let value = format!("value-{}", (n * 7 + a * 13) % 100);
+                    span.attributes
+                        .push(pb::KeyValue::string(format!("attr.{a}"), value));
+                }
+                span.attributes.push(pb::KeyValue::new(
+                    "http.response.status_code",
+                    pb::any_value::Value::IntValue(200),
+                ));
+            }
+            SpanRecord {
+                value: data.encode_to_vec(),
+                ..record.clone()
+            }
+        })
+        .collect()
 }
 
 /// Validation alone, as the collector and the ingester run it on every
 /// span they accept: counted separately.
 #[inline(never)]
 fn validation(records: &[SpanRecord]) {
+    // Each counted function marks itself, so that the compiler does not
+    // merge it with its twin, whose body is the same.
+    black_box("validation");
+    validate_all(records);
+}
+
+/// [`validation`] on the records with attributes.
+#[inline(never)]
+fn validation_attributed(records: &[SpanRecord]) {
+    black_box("validation_attributed");
+    validate_all(records);
+}
+
+#[inline(always)]
+fn validate_all(records: &[SpanRecord]) {
     for record in records {
         otlp::validate(otlp::Message::TracesData, &record.value).unwrap();
     }
@@ -51,6 +114,19 @@ fn validation(records: &[SpanRecord]) {
 /// so that callgrind can count this function alone.
 #[inline(never)]
 fn work(records: &[SpanRecord]) -> (usize, usize, usize) {
+    black_box("work");
+    work_on(records)
+}
+
+/// [`work`] on the records with attributes.
+#[inline(never)]
+fn work_attributed(records: &[SpanRecord]) -> (usize, usize, usize) {
+    black_box("work_attributed");
+    work_on(records)
+}
+
+#[inline(always)]
+fn work_on(records: &[SpanRecord]) -> (usize, usize, usize) {
     let mut names = Names::default();
     let mut state = PartitionState::new(timing(), None);
     let mut facts = Vec::new();

@@ -526,35 +526,65 @@ pub fn key_value(kv: &[u8]) -> Option<(&str, AnyRef<'_>)> {
 
 /// [`key_value`] with the key and a string value left as bytes.
 pub fn key_value_raw(kv: &[u8]) -> Option<(&[u8], AnyRaw<'_>)> {
+    let (key, value) = key_and_value_bytes(kv)?;
+    Some((key, value.map_or(AnyRaw::Empty, any_value_raw)))
+}
+
+/// The key of a validated `KeyValue` and its `AnyValue` still encoded, so
+/// that a reader looking for a few keys reads only their values (with
+/// [`any_value_raw`]). `None` when the value field occurs more than once,
+/// where decoding would merge the occurrences.
+#[inline]
+pub fn key_and_value_bytes(kv: &[u8]) -> Option<(&[u8], Option<&[u8]>)> {
+    // The shape exporters write: the key, then the value, each with a
+    // one-byte length, and nothing else. Validated, it needs no field walk.
+    if let [0x0a, key_len @ 0..0x80, rest @ ..] = kv
+        && let Some((key, [0x12, value_len @ 0..0x80, value @ ..])) =
+            rest.split_at_checked(usize::from(*key_len))
+        && usize::from(*value_len) == value.len()
+    {
+        return Some((key, Some(value)));
+    }
+    key_and_value_bytes_framed(kv)
+}
+
+/// [`key_and_value_bytes`] for any shape: field by field.
+fn key_and_value_bytes_framed(kv: &[u8]) -> Option<(&[u8], Option<&[u8]>)> {
     let mut key: &[u8] = &[];
-    let mut value = AnyRaw::Empty;
-    let mut values = 0;
+    let mut value = None;
     let mut fields = Fields::new(kv);
     while let Some((number, field)) = fields.next_validated() {
         match (number, field) {
             (1, Value::Bytes(k)) => key = k,
             (2, Value::Bytes(any)) => {
-                values += 1;
-                let mut inner = Fields::new(any);
-                while let Some((number, field)) = inner.next_validated() {
-                    value = match (number, field) {
-                        (1, Value::Bytes(s)) => AnyRaw::Str(s),
-                        (2, Value::Varint(b)) => AnyRaw::Bool(b != 0),
-                        (3, Value::Varint(i)) => AnyRaw::Int(i as i64),
-                        (4, Value::Fixed64(d)) => AnyRaw::Double(f64::from_bits(d)),
-                        (5 | 6, Value::Bytes(nested)) => AnyRaw::Nested(nested),
-                        (7, Value::Bytes(b)) => AnyRaw::Bytes(b),
-                        _ => value,
-                    };
+                if value.is_some() {
+                    return None;
                 }
+                value = Some(any);
             }
             _ => {}
         }
     }
-    if values > 1 {
-        return None;
-    }
     Some((key, value))
+}
+
+/// The value of a validated `AnyValue`: the last of its `oneof` fields, as
+/// decoding keeps it.
+pub fn any_value_raw(any: &[u8]) -> AnyRaw<'_> {
+    let mut value = AnyRaw::Empty;
+    let mut fields = Fields::new(any);
+    while let Some((number, field)) = fields.next_validated() {
+        value = match (number, field) {
+            (1, Value::Bytes(s)) => AnyRaw::Str(s),
+            (2, Value::Varint(b)) => AnyRaw::Bool(b != 0),
+            (3, Value::Varint(i)) => AnyRaw::Int(i as i64),
+            (4, Value::Fixed64(d)) => AnyRaw::Double(f64::from_bits(d)),
+            (5 | 6, Value::Bytes(nested)) => AnyRaw::Nested(nested),
+            (7, Value::Bytes(b)) => AnyRaw::Bytes(b),
+            _ => value,
+        };
+    }
+    value
 }
 
 #[cfg(test)]
@@ -732,6 +762,48 @@ mod tests {
         );
         assert_eq!(AnyRaw::Str(b"bill\xffing").to_ref(), None);
         assert_eq!(AnyRaw::Int(-3).to_ref(), Some(AnyRef::Int(-3)));
+    }
+
+    #[test]
+    fn key_and_value_bytes_short_cut_reads_what_the_walk_reads() {
+        let long = "k".repeat(200);
+        let pairs = [
+            otlp::KeyValue::string("http.route", "/cart"),
+            otlp::KeyValue::string("", ""),
+            otlp::KeyValue::string(long.as_str(), "v"),
+            otlp::KeyValue::string("k", long.as_str()),
+            otlp::KeyValue::new("n", otlp::any_value::Value::IntValue(-7)),
+            otlp::KeyValue::new("b", otlp::any_value::Value::BoolValue(true)),
+            otlp::KeyValue {
+                key: "no value".into(),
+                value: None,
+            },
+        ];
+        let mut shapes: Vec<Vec<u8>> = pairs.iter().map(|kv| kv.encode_to_vec()).collect();
+        // Value before key, a second key, an unknown field after, a value
+        // given twice: each valid, none in the short shape.
+        let plain = pairs[0].encode_to_vec();
+        let key_field = &plain[..12];
+        let value_field = &plain[12..];
+        shapes.push([value_field, key_field].concat());
+        shapes.push([key_field, value_field, b"\x0a\x01z"].concat());
+        shapes.push([key_field, value_field, b"\x18\x05"].concat());
+        shapes.push([key_field, value_field, value_field].concat());
+        let mut short = 0;
+        for kv in &shapes {
+            validate(Message::KeyValue, kv).unwrap();
+            let walked = key_and_value_bytes_framed(kv);
+            assert_eq!(key_and_value_bytes(kv), walked, "{kv:?}");
+            if kv[0] == 0x0a && kv[1] < 0x80 {
+                short += 1;
+            }
+        }
+        assert!(short >= 4, "the short shape is covered");
+        assert_eq!(key_and_value_bytes(&shapes[shapes.len() - 1]), None);
+        assert_eq!(
+            key_and_value_bytes(&plain),
+            Some((&b"http.route"[..], Some(&plain[14..])))
+        );
     }
 
     #[test]

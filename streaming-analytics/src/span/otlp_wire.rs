@@ -96,12 +96,11 @@ fn read_record(
     names: &mut Names,
     out: &mut Vec<SpanFacts>,
 ) -> Option<()> {
-    let mut attributes: Vec<(&[u8], AnyRaw)> = Vec::new();
     for resource_spans in otlp::nested(value, 1) {
         let service = names.get(service(resource_spans)?)?;
         for scope_spans in otlp::nested(resource_spans, 2) {
             for span in otlp::nested(scope_spans, 2) {
-                out.push(span_facts(span, &service, peer_order, &mut attributes)?);
+                out.push(span_facts(span, &service, peer_order)?);
             }
         }
     }
@@ -133,15 +132,36 @@ fn service(resource_spans: &[u8]) -> Option<&[u8]> {
     Some(name)
 }
 
-fn span_facts<'a>(
-    span: &'a [u8],
-    service: &Arc<str>,
-    peer_order: &[PeerSource],
-    attributes: &mut Vec<(&'a [u8], AnyRaw<'a>)>,
-) -> Option<SpanFacts> {
+/// The attribute keys facts are read from: `span.kind`, `error`,
+/// `otel.status_code` and every key [`peer_named`](super::peer_named) may
+/// ask for.
+const KEYS: [&str; 11] = [
+    "span.kind",
+    "error",
+    "otel.status_code",
+    "peer.service",
+    "db.system",
+    "db.name",
+    "messaging.destination.name",
+    "messaging.destination",
+    "messaging.system",
+    "server.address",
+    "net.peer.name",
+];
+
+/// Where `key` is in [`KEYS`].
+#[inline]
+fn key_slot(key: &[u8]) -> Option<usize> {
+    KEYS.iter().position(|k| k.as_bytes() == key)
+}
+
+fn span_facts(span: &[u8], service: &Arc<str>, peer_order: &[PeerSource]) -> Option<SpanFacts> {
     // One walk over the span's fields for its head and what the facts
-    // need besides.
-    attributes.clear();
+    // need besides. Of the attributes, only the first of each key in
+    // `KEYS` is kept, and only its value read: most spans carry several
+    // others, and reading every value (then looking each key up among
+    // them) was most of what an attribute cost.
+    let mut found: [Option<AnyRaw>; KEYS.len()] = [None; KEYS.len()];
     let mut head = SpanHead::default();
     let mut kind_number = 0;
     let mut status: Option<&[u8]> = None;
@@ -150,7 +170,14 @@ fn span_facts<'a>(
         head.take(field.0, field.1);
         match field {
             (6, Value::Varint(kind)) => kind_number = kind as i32,
-            (9, Value::Bytes(kv)) => attributes.push(otlp::key_value_raw(kv)?),
+            (9, Value::Bytes(kv)) => {
+                let (key, value) = otlp::key_and_value_bytes(kv)?;
+                if let Some(slot) = key_slot(key)
+                    && found[slot].is_none()
+                {
+                    found[slot] = Some(value.map_or(AnyRaw::Empty, otlp::any_value_raw));
+                }
+            }
             (15, Value::Bytes(bytes)) => {
                 if status.is_some() {
                     return None; // decoding merges them
@@ -184,14 +211,12 @@ fn span_facts<'a>(
         code
     });
 
-    // Keys compared as bytes and only the values used turned into text:
-    // validation has checked every string as UTF-8, so `to_ref` fails on
-    // none of them.
+    // Only the values used turned into text: validation has checked every
+    // string as UTF-8, so `to_ref` fails on none of them.
     let first = |key: &str| {
-        attributes
-            .iter()
-            .find(|(k, _)| *k == key.as_bytes())
-            .and_then(|(_, v)| v.to_ref())
+        key_slot(key.as_bytes())
+            .and_then(|slot| found[slot])
+            .and_then(AnyRaw::to_ref)
     };
     let kind = match first("span.kind") {
         Some(AnyRef::Nested(_)) => return None,
@@ -315,6 +340,25 @@ mod tests {
         assert!(Arc::ptr_eq(&fresh, &names.get(b"one more").unwrap()));
         assert_eq!(names.get(b"caf\xe9"), None, "not UTF-8");
         assert_eq!(names.len(), 1, "and not kept");
+    }
+
+    #[test]
+    fn every_key_the_peer_rules_ask_for_is_kept() {
+        let asked = std::cell::RefCell::new(Vec::new());
+        for source in ORDER {
+            super::super::peer_named(&[source], |key| {
+                asked.borrow_mut().push(key.to_owned());
+                None
+            });
+        }
+        let asked = asked.into_inner();
+        assert!(asked.len() >= 8, "{asked:?}");
+        for key in asked {
+            assert!(key_slot(key.as_bytes()).is_some(), "{key} is not in KEYS");
+        }
+        for key in ["span.kind", "error", "otel.status_code"] {
+            assert!(key_slot(key.as_bytes()).is_some(), "{key}");
+        }
     }
 
     fn text(s: &str) -> pb::any_value::Value {
