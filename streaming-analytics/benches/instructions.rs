@@ -22,11 +22,8 @@
 
 use std::hint::black_box;
 
-use prost::Message as _;
-
 use spanway_e2e::topology;
 use spanway_schemas::SpanRecord;
-use spanway_schemas::proto::otlp as pb;
 use spanway_schemas::wire::otlp;
 use spanway_streaming_analytics::pairing::{PartitionState, Step};
 use spanway_streaming_analytics::span::otlp_wire::{Names, facts_of_otlp};
@@ -37,7 +34,7 @@ use common::{ORDER, timing};
 fn main() {
     // 5,000 traces (110,000 spans, 40,000 records) 10 ms apart.
     let traffic = topology::generate(3, 5_000, 1_772_409_600_000, 10);
-    let attributed = with_attributes(&traffic.records);
+    let attributed = topology::with_attributes(&traffic.records, 8).unwrap();
     validation(black_box(&traffic.records));
     validation_attributed(black_box(&attributed));
     let (spans, edges, windows) = work(black_box(&traffic.records));
@@ -53,37 +50,6 @@ fn main() {
         "the added attributes change no fact"
     );
     println!("spans {spans} edges {edges} windows {windows}");
-}
-
-/// `records` with eight string attributes and an int status code added to
-/// every span.
-fn with_attributes(records: &[SpanRecord]) -> Vec<SpanRecord> {
-    records
-        .iter()
-        .map(|record| {
-            let mut data = pb::TracesData::decode(record.value.as_slice()).unwrap();
-            let spans = data
-                .resource_spans
-                .iter_mut()
-                .flat_map(|r| &mut r.scope_spans)
-                .flat_map(|s| &mut s.spans);
-            for (n, span) in spans.enumerate() {
-                for a in 0..8 {
-                    let value = format!("value-{}", (n * 7 + a * 13) % 100);
-                    span.attributes
-                        .push(pb::KeyValue::string(format!("attr.{a}"), value));
-                }
-                span.attributes.push(pb::KeyValue::new(
-                    "http.response.status_code",
-                    pb::any_value::Value::IntValue(200),
-                ));
-            }
-            SpanRecord {
-                value: data.encode_to_vec(),
-                ..record.clone()
-            }
-        })
-        .collect()
 }
 
 /// Validation alone, as the collector and the ingester run it on every

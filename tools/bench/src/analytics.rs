@@ -38,6 +38,9 @@ pub struct AnalyticsOptions {
     pub instances: usize,
     /// Extra environment for the job, applied last.
     pub job_env: Vec<(String, String)>,
+    /// String attributes added to every span, with an int status code,
+    /// when not zero (`topology::with_attributes`).
+    pub span_attributes: usize,
     /// How the topic is written.
     pub topic: workload::TopicShape,
 }
@@ -177,7 +180,10 @@ pub async fn analytics_benchmark(options: &AnalyticsOptions) -> anyhow::Result<V
     let topic = format!("bench-analytics-{stamp}");
     workload::create_topic(&options.kafka, &topic, options.partitions).await?;
     // Spans 5 ms apart over the day of 2026-03-02, one-minute windows.
-    let traffic = topology::generate(17, options.traces, 1_772_409_600_000, 5);
+    let mut traffic = topology::generate(17, options.traces, 1_772_409_600_000, 5);
+    if options.span_attributes > 0 {
+        traffic.records = topology::with_attributes(&traffic.records, options.span_attributes)?;
+    }
     eprintln!(
         "producing {} records ({} spans) to {topic}",
         traffic.records.len(),
