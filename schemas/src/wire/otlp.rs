@@ -304,16 +304,21 @@ fn plain_key_value(bytes: &[u8]) -> bool {
     if *value_len >= 0x80 || usize::from(*value_len) != value.len() {
         return false;
     }
-    let value_ok = match value {
-        // string_value
-        [0x0a, len, text @ ..] => *len < 0x80 && usize::from(*len) == text.len() && is_utf8(text),
+    match value {
+        // string_value. Every byte around the two strings is a tag or a
+        // one-byte length, below 0x80: one ASCII check over the whole pair
+        // covers key and text, in the place of two calls.
+        [0x0a, len, text @ ..] => {
+            *len < 0x80
+                && usize::from(*len) == text.len()
+                && (bytes.is_ascii() || (is_utf8(text) && is_utf8(key)))
+        }
         // bool_value, int_value: a varint short enough not to overflow
-        [0x10 | 0x18, varint @ ..] => is_short_varint(varint),
+        [0x10 | 0x18, varint @ ..] => is_short_varint(varint) && is_utf8(key),
         // double_value
-        [0x21, _, _, _, _, _, _, _, _] => true,
+        [0x21, _, _, _, _, _, _, _, _] => is_utf8(key),
         _ => false,
-    };
-    value_ok && is_utf8(key)
+    }
 }
 
 /// Whether `bytes` is exactly one varint of at most nine bytes (63 bits:
