@@ -290,20 +290,9 @@ fn validate_at(message: Message, bytes: &[u8], depth: usize) -> Result<(), WireE
 /// value.
 #[inline]
 fn plain_key_value(bytes: &[u8]) -> bool {
-    let [0x0a, key_len, rest @ ..] = bytes else {
+    let Some((key, value)) = plain_pair(bytes) else {
         return false;
     };
-    let key_len = usize::from(*key_len);
-    if key_len >= 0x80 || rest.len() < key_len {
-        return false;
-    }
-    let (key, rest) = rest.split_at(key_len);
-    let [0x12, value_len, value @ ..] = rest else {
-        return false;
-    };
-    if *value_len >= 0x80 || usize::from(*value_len) != value.len() {
-        return false;
-    }
     match value {
         // string_value. Every byte around the two strings is a tag or a
         // one-byte length, below 0x80: one ASCII check over the whole pair
@@ -319,6 +308,22 @@ fn plain_key_value(bytes: &[u8]) -> bool {
         [0x21, _, _, _, _, _, _, _, _] => is_utf8(key),
         _ => false,
     }
+}
+
+/// The key and the `AnyValue` bytes of a `KeyValue` in the shape exporters
+/// write: field 1 then field 2, each once, each with a one-byte length, and
+/// nothing else. `None` for any other shape, which says nothing about
+/// whether it is valid.
+#[inline(always)]
+fn plain_pair(bytes: &[u8]) -> Option<(&[u8], &[u8])> {
+    if let [0x0a, key_len @ 0..0x80, rest @ ..] = bytes
+        && let Some((key, [0x12, value_len @ 0..0x80, value @ ..])) =
+            rest.split_at_checked(usize::from(*key_len))
+        && usize::from(*value_len) == value.len()
+    {
+        return Some((key, value));
+    }
+    None
 }
 
 /// Whether `bytes` is exactly one varint of at most nine bytes (63 bits:
@@ -541,16 +546,11 @@ pub fn key_value_raw(kv: &[u8]) -> Option<(&[u8], AnyRaw<'_>)> {
 /// where decoding would merge the occurrences.
 #[inline]
 pub fn key_and_value_bytes(kv: &[u8]) -> Option<(&[u8], Option<&[u8]>)> {
-    // The shape exporters write: the key, then the value, each with a
-    // one-byte length, and nothing else. Validated, it needs no field walk.
-    if let [0x0a, key_len @ 0..0x80, rest @ ..] = kv
-        && let Some((key, [0x12, value_len @ 0..0x80, value @ ..])) =
-            rest.split_at_checked(usize::from(*key_len))
-        && usize::from(*value_len) == value.len()
-    {
-        return Some((key, Some(value)));
+    // The shape exporters write needs no field walk.
+    match plain_pair(kv) {
+        Some((key, value)) => Some((key, Some(value))),
+        None => key_and_value_bytes_framed(kv),
     }
-    key_and_value_bytes_framed(kv)
 }
 
 /// [`key_and_value_bytes`] for any shape: field by field.
