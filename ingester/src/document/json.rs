@@ -156,9 +156,9 @@ pub(super) fn write_parts(
     let (trace_id, span_id) = ids;
     let (start_time, duration) = times;
     out.extend_from_slice(b"{\"traceID\":");
-    write_str(out, trace_id);
+    write_hex_digits(out, trace_id);
     out.extend_from_slice(b",\"spanID\":");
-    write_str(out, span_id);
+    write_hex_digits(out, span_id);
     if span.flags != 0 {
         out.extend_from_slice(b",\"flags\":");
         write_number(out, span.flags);
@@ -178,9 +178,9 @@ pub(super) fn write_parts(
         };
         write_str(out, kind);
         out.extend_from_slice(b",\"traceID\":");
-        write_str(out, &super::trace_id_text(reference.trace_id));
+        super::write_trace_id_str(out, reference.trace_id);
         out.extend_from_slice(b",\"spanID\":");
-        write_str(out, &super::hex_text(reference.span_id));
+        super::write_hex_str(out, reference.span_id);
         out.push(b'}');
     }
     out.extend_from_slice(b"],\"startTime\":");
@@ -280,13 +280,23 @@ fn write_value(out: &mut Vec<u8>, value: &TagValue<'_>) {
         // JSON has no NaN or infinity; Jaeger's reader parses the string form.
         TagValue::Float(f) if f.is_finite() => write_number(out, *f),
         TagValue::Float(f) => write_str(out, &f.to_string()),
-        TagValue::Binary(bytes) => write_str(out, &super::hex_text(bytes)),
+        TagValue::Binary(bytes) => super::write_hex_str(out, bytes),
     }
 }
 
 /// A JSON string, escaped as serde_json escapes it.
 fn write_str(out: &mut Vec<u8>, text: &str) {
     spanway_search::json::write_str(out, text);
+}
+
+/// Hex digits as a JSON string, which they are unchanged: no check for
+/// characters to escape.
+fn write_hex_digits(out: &mut Vec<u8>, digits: &str) {
+    debug_assert!(digits.bytes().all(|b| b.is_ascii_hexdigit()));
+    out.reserve(digits.len() + 2);
+    out.push(b'"');
+    out.extend_from_slice(digits.as_bytes());
+    out.push(b'"');
 }
 
 /// A number as serde_json writes it.
