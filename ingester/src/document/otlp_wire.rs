@@ -205,6 +205,11 @@ fn string_tag<'a>(key: &'a str, text: &'a str) -> Tag<'a> {
 /// A `KeyValue` as the conversion turns it into a tag, and whether its
 /// value was a `string_value`.
 fn read_key_value(kv: &[u8]) -> Option<(Tag<'_>, bool)> {
+    // Most attributes are strings in the shape exporters write: read those
+    // in one UTF-8 check and no field walk.
+    if let Some((key, text)) = wire::plain_string_key_value(kv) {
+        return Some((string_tag(key, text), true));
+    }
     let mut key = "";
     let mut any = None;
     each_field(kv, |number, value| match (number, value) {

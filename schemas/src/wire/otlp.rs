@@ -553,6 +553,30 @@ pub fn key_and_value_bytes(kv: &[u8]) -> Option<(&[u8], Option<&[u8]>)> {
     }
 }
 
+/// The key and text of a `KeyValue` holding a `string_value`, in the shape
+/// exporters write (see [`plain_key_value`]), for a reader of bytes that
+/// were not validated: both checked as UTF-8 in one call. `None` for any
+/// other shape and for text that is not UTF-8, which the caller's general
+/// reader then reads or refuses.
+#[inline]
+pub fn plain_string_key_value(kv: &[u8]) -> Option<(&str, &str)> {
+    let (key, value) = plain_pair(kv)?;
+    let [0x0a, len @ 0..0x80, text @ ..] = value else {
+        return None;
+    };
+    if usize::from(*len) != text.len() {
+        return None;
+    }
+    // Around the two strings stand only tags and one-byte lengths, all
+    // ASCII: the pair is UTF-8 exactly when both strings are, and each
+    // string begins and ends on a character boundary.
+    let pair = std::str::from_utf8(kv).ok()?;
+    Some((
+        pair.get(2..2 + key.len())?,
+        pair.get(kv.len() - text.len()..)?,
+    ))
+}
+
 /// [`key_and_value_bytes`] for any shape: field by field.
 fn key_and_value_bytes_framed(kv: &[u8]) -> Option<(&[u8], Option<&[u8]>)> {
     let mut key: &[u8] = &[];
@@ -809,6 +833,69 @@ mod tests {
             key_and_value_bytes(&plain),
             Some((&b"http.route"[..], Some(&plain[14..])))
         );
+    }
+
+    /// The one-call reader of string attributes reads what the general one
+    /// reads, refuses text that is not UTF-8, and leaves other shapes alone.
+    #[test]
+    fn plain_string_key_value_reads_what_key_value_reads() {
+        let long = "k".repeat(200);
+        let pairs = [
+            otlp::KeyValue::string("http.route", "/cart"),
+            otlp::KeyValue::string("", ""),
+            otlp::KeyValue::string("clé", "été 🙂"),
+            otlp::KeyValue::string(long.as_str(), "v"),
+            otlp::KeyValue::string("k", long.as_str()),
+            otlp::KeyValue::new("n", otlp::any_value::Value::IntValue(-7)),
+        ];
+        let mut read = 0;
+        for kv in pairs.iter().map(|kv| kv.encode_to_vec()) {
+            let general = match key_value(&kv) {
+                Some((key, AnyRef::Str(text))) => Some((key, text)),
+                _ => None,
+            };
+            let plain = plain_string_key_value(&kv);
+            if plain.is_some() {
+                read += 1;
+                assert_eq!(plain, general, "{kv:?}");
+            }
+        }
+        assert_eq!(
+            read, 2,
+            "the short shapes with string values (an empty key is left out of the encoding)"
+        );
+        let plain = otlp::KeyValue::string("http.route", "/cart").encode_to_vec();
+        let value_field = &plain[12..];
+        // Value first, or given twice: not this shape.
+        assert_eq!(
+            plain_string_key_value(&[value_field, &plain[..12]].concat()),
+            None
+        );
+        assert_eq!(
+            plain_string_key_value(&[&plain[..], value_field].concat()),
+            None
+        );
+        // A byte that is not UTF-8 in the key or in the text.
+        for at in [3, plain.len() - 1] {
+            let mut broken = plain.clone();
+            broken[at] = 0xff;
+            assert_eq!(plain_string_key_value(&broken), None, "byte {at}");
+        }
+        // A string value followed by an int value in the same AnyValue
+        // (decoders keep the last): not a string attribute here.
+        let two = [
+            &plain[..12],
+            &[0x12, 0x05, 0x0a, 0x01, b'a', 0x18, 0x05][..],
+        ]
+        .concat();
+        assert_eq!(plain_string_key_value(&two), None);
+        // A two-byte character cut by the key's end.
+        let cut = [
+            &[0x0a, 0x02, b'a', 0xc3][..],
+            &[0x12, 0x03, 0x0a, 0x01, 0xa9][..],
+        ]
+        .concat();
+        assert_eq!(plain_string_key_value(&cut), None);
     }
 
     #[test]
