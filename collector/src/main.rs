@@ -6,6 +6,15 @@ use spanway_collector::Collector;
 use spanway_collector::config::CollectorConfig;
 use spanway_service_kit::{config, startup};
 
+/// Each request allocates its body, its records and its per-trace
+/// groups, and frees them when Kafka has acknowledged them, from tasks on
+/// both runtime threads: glibc's allocator spent about a tenth of the
+/// collector's CPU on that (docs/benchmarks.md). Built without transparent
+/// huge pages (`no_thp`), as for the ingester, so freed memory does not
+/// stay resident in 2 MiB pages.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Receives spans (OTLP over gRPC and HTTP, Jaeger gRPC and Thrift/HTTP,
 /// Zipkin) and publishes them to Kafka, one record per trace, keyed by trace
 /// id. A request is answered with success only after
