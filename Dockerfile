@@ -25,7 +25,7 @@ COPY --from=build /out/ /usr/local/bin/
 USER 65532:65532
 WORKDIR /home/nonroot
 ENV SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt
-# The ingester's allocator (mimalloc) keeps freed memory resident when the
+# The collector's and the ingester's allocator (mimalloc) keeps freed memory resident when the
 # node backs it with transparent huge pages; nodes whose THP mode is
 # "always" would do so even though the binary asks for none.
 ENV MIMALLOC_ALLOW_THP=0
