@@ -8,6 +8,7 @@ pub mod collector;
 pub mod freshness;
 pub mod measure;
 pub mod null_endpoint;
+pub mod peers;
 pub mod raw_load;
 pub mod report;
 pub mod runs;

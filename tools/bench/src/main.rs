@@ -514,6 +514,7 @@ async fn collector(args: CollectorArgs) -> anyhow::Result<()> {
     );
     println!();
     print!("{}", collector::report::markdown(&results));
+    print!("{}", collector::report::against_peers(&results));
     Ok(())
 }
 
@@ -580,5 +581,6 @@ async fn ingester(args: IngesterArgs) -> anyhow::Result<()> {
     );
     println!();
     print!("{}", report::markdown(&results));
+    print!("{}", report::against_peers(&results));
     Ok(())
 }

@@ -5,6 +5,7 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use crate::measure::Machine;
+use crate::peers::{self, Measured};
 use crate::runs::RunResult;
 
 fn secs(d: Option<Duration>) -> String {
@@ -103,6 +104,29 @@ pub fn markdown(results: &[RunResult]) -> String {
         }
     }
     out
+}
+
+/// Ours beside each peer at the same destination ([`peers::table`]).
+pub fn against_peers(results: &[RunResult]) -> String {
+    let runs: Vec<Measured> = results
+        .iter()
+        .map(|r| {
+            // Names are `<system> → <destination>`.
+            let (system, setting) = r.name.split_once(" → ").unwrap_or((&r.name, ""));
+            Measured {
+                system: system.into(),
+                setting: setting.into(),
+                cpu_us: r.cpu_per_span_us(),
+                rss_mib: r.peak_rss_kib.map(|k| k as f64 / 1024.0),
+                engine_rate: r
+                    .engine_cpu_settled
+                    .filter(|cpu| !cpu.is_zero())
+                    .map(|cpu| r.spans as f64 / cpu.as_secs_f64()),
+                disturbed: r.disturbed(),
+            }
+        })
+        .collect();
+    peers::table(&runs)
 }
 
 /// The machine, in one line.

@@ -5,6 +5,7 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use super::run::RunResult;
+use crate::peers::{self, Measured};
 use crate::report::thousands;
 
 fn secs(d: Option<Duration>) -> String {
@@ -161,4 +162,21 @@ pub fn markdown(results: &[RunResult]) -> String {
         }
     }
     out
+}
+
+/// Ours beside each peer at the same rate ([`peers::table`]).
+pub fn against_peers(results: &[RunResult]) -> String {
+    let runs: Vec<Measured> = results
+        .iter()
+        .map(|r| Measured {
+            system: r.target.name().into(),
+            setting: format!("{} spans/s", r.rate),
+            // Seconds per 100,000 spans are tens of µs per span.
+            cpu_us: r.cpu_per_100k().map(|s| s * 10.0),
+            rss_mib: r.peak_rss_kib.map(|k| k as f64 / 1024.0),
+            engine_rate: None,
+            disturbed: r.disturbed(),
+        })
+        .collect();
+    peers::table(&runs)
 }
