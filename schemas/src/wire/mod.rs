@@ -427,6 +427,22 @@ mod tests {
         message
     }
 
+    /// Calls `check` with every truncation of `message` and with it after
+    /// each of several single-byte changes, and what was done to it.
+    fn each_variant(message: &[u8], mut check: impl FnMut(&[u8], String)) {
+        for end in 0..message.len() {
+            check(&message[..end], format!("cut at {end}"));
+        }
+        let mut changed = message.to_vec();
+        for at in 0..message.len() {
+            for byte in [0x00, 0x01, 0x07, 0x7f, 0x80, 0xff, message[at] ^ 0x08] {
+                changed[at] = byte;
+                check(&changed, format!("byte {at} set to {byte:#x}"));
+            }
+            changed[at] = message[at];
+        }
+    }
+
     #[test]
     fn next_validateds_short_cut_reads_what_the_framing_reads() {
         let message = short_cut_sample();
@@ -444,19 +460,10 @@ mod tests {
         let (short, framed) = both(&message);
         assert_eq!(short, framed);
         assert_eq!(short.len(), 8, "the group skipped");
-        for end in 0..message.len() {
-            let (short, framed) = both(&message[..end]);
-            assert_eq!(short, framed, "cut at {end}");
-        }
-        let mut changed = message.clone();
-        for at in 0..message.len() {
-            for byte in [0x00, 0x01, 0x07, 0x7f, 0x80, 0xff, message[at] ^ 0x08] {
-                changed[at] = byte;
-                let (short, framed) = both(&changed);
-                assert_eq!(short, framed, "byte {at} set to {byte:#x}");
-            }
-            changed[at] = message[at];
-        }
+        each_variant(&message, |bytes, what| {
+            let (short, framed) = both(bytes);
+            assert_eq!(short, framed, "{what}");
+        });
     }
 
     /// The same message and mutations for `next_field`, whose bytes are not
@@ -493,19 +500,10 @@ mod tests {
         assert_eq!(short, framed);
         assert_eq!(short.len(), 7, "six fields, then the group refused");
         assert_eq!(short[6], Err(WireError::Group));
-        for end in 0..message.len() {
-            let (short, framed) = both(&message[..end]);
-            assert_eq!(short, framed, "cut at {end}");
-        }
-        let mut changed = message.clone();
-        for at in 0..message.len() {
-            for byte in [0x00, 0x01, 0x07, 0x7f, 0x80, 0xff, message[at] ^ 0x08] {
-                changed[at] = byte;
-                let (short, framed) = both(&changed);
-                assert_eq!(short, framed, "byte {at} set to {byte:#x}");
-            }
-            changed[at] = message[at];
-        }
+        each_variant(&message, |bytes, what| {
+            let (short, framed) = both(bytes);
+            assert_eq!(short, framed, "{what}");
+        });
     }
 
     #[test]
