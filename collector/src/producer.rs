@@ -6,8 +6,10 @@ use prometheus_client::metrics::counter::Counter;
 use prost::Message as _;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
-use spanway_kafka::{FaultReporter, KafkaClient, ReportingContext};
+use rdkafka::producer::{BaseRecord, Producer};
+use spanway_kafka::{
+    AckingContext, Acks, FaultReporter, KafkaClient, PolledProducer, ReportingContext,
+};
 use spanway_schemas::proto::otlp;
 use spanway_schemas::{EncodeError, Encoding, SpanRecord, TraceId, encode_trace_within};
 use spanway_service_kit::config::ConfigError;
@@ -17,13 +19,9 @@ use crate::error::RequestError;
 use crate::grouping::TraceGroup;
 use crate::grouping::encoded::EncodedGroup;
 
-mod acks;
-
-use acks::{AckingContext, Acks};
-
 /// The Kafka side of the collector.
 pub struct SpanProducer {
-    producer: ThreadedProducer<AckingContext>,
+    producer: PolledProducer<AckingContext>,
     client: KafkaClient,
     faults: FaultReporter,
     topic: String,
@@ -71,8 +69,10 @@ impl SpanProducer {
                     (config.max_record_bytes + 64 * 1024).to_string(),
                 );
         });
-        let producer: ThreadedProducer<AckingContext> = properties.create_with_context(
+        let producer = PolledProducer::new(
+            &properties,
             AckingContext(ReportingContext::new(&client, faults.clone())),
+            "kafka-acks",
         )?;
         Ok(SpanProducer {
             producer,

@@ -8,8 +8,10 @@ use std::time::Duration;
 use rand::Rng;
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord};
-use spanway_kafka::{FaultReporter, KafkaClient, ReportingContext};
+use rdkafka::producer::BaseRecord;
+use spanway_kafka::{
+    AckingContext, Acks, FaultReporter, KafkaClient, PolledProducer, ReportingContext,
+};
 use spanway_service_kit::liveness::Heartbeat;
 use tokio_util::sync::CancellationToken;
 
@@ -79,7 +81,7 @@ pub struct Cancelled;
 /// Publishes dead letters.
 #[derive(Clone)]
 pub struct DeadLetters {
-    producer: FutureProducer<ReportingContext>,
+    producer: PolledProducer<AckingContext>,
     topic: String,
 }
 
@@ -99,14 +101,17 @@ impl DeadLetters {
         topic: &str,
         faults: FaultReporter,
     ) -> Result<Self, KafkaError> {
-        let producer = client
-            .client_config(|role| {
-                role.set("enable.idempotence", "true")
-                    .set("acks", "all")
-                    .set("compression.type", "zstd")
-                    .set("message.timeout.ms", "30000");
-            })
-            .create_with_context(ReportingContext::new(client, faults))?;
+        let properties = client.client_config(|role| {
+            role.set("enable.idempotence", "true")
+                .set("acks", "all")
+                .set("compression.type", "zstd")
+                .set("message.timeout.ms", "30000");
+        });
+        let producer = PolledProducer::new(
+            &properties,
+            AckingContext(ReportingContext::new(client, faults)),
+            "dead-letters",
+        )?;
         Ok(DeadLetters {
             producer,
             topic: topic.to_owned(),
@@ -116,7 +121,7 @@ impl DeadLetters {
     /// Hands a rotated SASL password to the producer.
     pub fn set_sasl_credentials(&self, username: &str, password: &str) -> Result<(), String> {
         spanway_kafka::set_sasl_credentials(
-            rdkafka::producer::Producer::client(&self.producer),
+            rdkafka::producer::Producer::client(&*self.producer),
             username,
             password,
         )
@@ -137,15 +142,22 @@ impl DeadLetters {
             heartbeat.beat();
             let mut deliveries = Vec::with_capacity(pending.len());
             for letter in &pending {
-                deliveries.push(
-                    self.producer
-                        .send(self.record(letter), Duration::from_secs(5)),
-                );
+                // Each letter is its own set: only the failed ones go again.
+                let acks = Acks::new(1);
+                let outcome = match self.producer.send(self.record(letter, acks.clone())) {
+                    Ok(()) => futures::future::Either::Left(acks.all()),
+                    // Refused before it was queued (a full queue, say): no
+                    // report will come, so the outcome is known now.
+                    Err((error, _)) => {
+                        futures::future::Either::Right(std::future::ready(Err(error)))
+                    }
+                };
+                deliveries.push(outcome);
             }
             let outcomes = futures::future::join_all(deliveries).await;
             let mut failed = Vec::new();
             for (letter, outcome) in pending.into_iter().zip(outcomes) {
-                if let Err((error, _)) = outcome {
+                if let Err(error) = outcome {
                     tracing::warn!(%error, topic = %self.topic, "dead letter not acknowledged; retrying");
                     failed.push(letter);
                 }
@@ -164,7 +176,11 @@ impl DeadLetters {
         Ok(())
     }
 
-    fn record<'a>(&'a self, letter: &'a DeadLetter) -> FutureRecord<'a, [u8], [u8]> {
+    fn record<'a>(
+        &'a self,
+        letter: &'a DeadLetter,
+        acks: std::sync::Arc<Acks>,
+    ) -> BaseRecord<'a, [u8], [u8], std::sync::Arc<Acks>> {
         let partition = letter.origin.partition.to_string();
         let offset = letter.origin.offset.to_string();
         let mut headers = OwnedHeaders::new()
@@ -207,7 +223,7 @@ impl DeadLetters {
                     });
             }
         }
-        let mut record = FutureRecord::to(&self.topic)
+        let mut record = BaseRecord::with_opaque_to(&self.topic, acks)
             .payload(&letter.value[..])
             .headers(headers);
         if let Some(key) = &letter.key {

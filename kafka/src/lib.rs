@@ -3,6 +3,7 @@
 //! properties made from it, rotation of a SASL password kept in a file, and
 //! the diagnosis of connection faults that need an operator.
 
+pub mod acks;
 pub mod admin;
 pub mod client;
 pub mod config;
@@ -11,13 +12,16 @@ pub mod fetch;
 pub mod group;
 pub mod membership;
 pub mod oidc;
+pub mod polled;
 
 use rdkafka::ClientContext;
 use rdkafka::error::KafkaError;
 
+pub use acks::{AckingContext, Acks};
 pub use client::{KafkaClient, set_sasl_credentials};
 pub use config::{KafkaClientConfig, KafkaSaslConfig, KafkaTlsConfig, SaslMechanism};
 pub use fault::{Diagnosis, FaultKind, FaultReporter};
+pub use polled::PolledProducer;
 
 /// A client context that hands librdkafka's errors to a [`FaultReporter`]
 /// and fetches OAUTHBEARER tokens, for clients that need no other callback

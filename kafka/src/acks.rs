@@ -1,13 +1,14 @@
-//! Waiting for the acknowledgements of one request's records with a single
+//! Waiting for the acknowledgements of a set of records with a single
 //! wake-up.
 //!
 //! A future per record (rdkafka's `FutureProducer`) allocates a channel for
-//! each and wakes the waiting request once per delivery report, or once
-//! per batch of them; on two cores those wake-ups and the thread switches
-//! they cause were a larger share of the collector's CPU than the work
-//! itself. Here every record of a request carries the same [`Acks`]: each
-//! delivery report counts down, the first failure is kept, and only the
-//! last report wakes the request.
+//! each and wakes the waiting task once per delivery report, or once per
+//! batch of them; on two cores those wake-ups and the thread switches they
+//! cause were a larger share of the collector's CPU than the work itself.
+//! Here every record of a set (the collector's request) carries the same
+//! [`Acks`]: each delivery report counts down, the first failure is kept,
+//! and only the last report wakes the waiter. A set of one gives a record
+//! its own outcome, as the ingester's dead letters need.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -15,13 +16,13 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
+use crate::ReportingContext;
 use futures::task::AtomicWaker;
 use rdkafka::ClientContext;
 use rdkafka::client::OAuthToken;
 use rdkafka::error::KafkaError;
 use rdkafka::message::DeliveryResult;
 use rdkafka::producer::ProducerContext;
-use spanway_kafka::ReportingContext;
 
 /// The outstanding acknowledgements of one request's records.
 #[derive(Debug)]
