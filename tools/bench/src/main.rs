@@ -566,6 +566,16 @@ async fn ingester(args: IngesterArgs) -> anyhow::Result<()> {
         load[1],
         load[2]
     );
+    let cold = if options.null_only {
+        None
+    } else {
+        runs::warm_up::node_history(&options.opensearch)
+            .await
+            .and_then(runs::warm_up::warning)
+    };
+    if let Some(line) = &cold {
+        eprintln!("{line}");
+    }
     let results = runs::ingester_benchmark(&options).await?;
     let load_end = measure::load_average().context("reading the load average")?;
     println!("machine: {}", report::machine(&Machine::describe()));
@@ -582,5 +592,8 @@ async fn ingester(args: IngesterArgs) -> anyhow::Result<()> {
     println!();
     print!("{}", report::markdown(&results));
     print!("{}", report::against_peers(&results));
+    if let Some(line) = cold {
+        println!("\n{line}");
+    }
     Ok(())
 }

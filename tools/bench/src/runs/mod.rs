@@ -38,6 +38,7 @@ use crate::raw_load::{RawVariant, raw_loader_run};
 
 mod ingesters;
 mod progress;
+pub mod warm_up;
 
 use ingesters::{Case, Ingester};
 pub(crate) use ingesters::{jaeger_v2_config, spanway_command};
