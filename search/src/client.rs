@@ -26,8 +26,8 @@ use spanway_service_kit::secret::{Secret, SecretSource, spawn_refresh};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{
-    API_KEY, API_KEY_FILE, BEARER_TOKEN_FILE, CA_FILE, CERT_FILE, Compression, EngineClientConfig,
-    KEY_FILE, PASSWORD, PASSWORD_FILE, TlsConfig, check_api_key, check_token,
+    API_KEY, API_KEY_FILE, BEARER_TOKEN_FILE, CA_FILE, CERT_FILE, EngineClientConfig, KEY_FILE,
+    PASSWORD, PASSWORD_FILE, TlsConfig, check_api_key, check_token,
 };
 
 /// Which credentials the client sends, by the settings that hold them, for
@@ -262,6 +262,7 @@ pub struct EngineClient {
     login: Login,
     client_certificate: bool,
     urls: String,
+    gzip_level: Option<u32>,
 }
 
 impl fmt::Debug for EngineClient {
@@ -290,7 +291,10 @@ impl EngineClient {
         } else {
             TransportBuilder::new(MultiNodeConnectionPool::round_robin(urls.clone(), None))
         };
-        builder = builder.request_body_compression(config.compression == Compression::Gzip);
+        // Bulk bodies are compressed by the bulk writer, at a level of our
+        // choosing; the transport's own compression (level 6, every
+        // request) stays off.
+        builder = builder.request_body_compression(false);
         if let Some(ca) = tls.ca {
             builder = builder.cert_validation(CertificateValidation::Full(ca));
         } else if config.tls.insecure_skip_verify {
@@ -326,7 +330,13 @@ impl EngineClient {
             login,
             client_certificate,
             urls: shown,
+            gzip_level: config.gzip_level(),
         })
+    }
+
+    /// The gzip level for bulk bodies, if they are compressed.
+    pub fn gzip_level(&self) -> Option<u32> {
+        self.gzip_level
     }
 
     /// The API client.

@@ -32,6 +32,13 @@ pub(crate) const CA_FILE: &str = "elasticsearch.tls.ca_file";
 pub(crate) const CERT_FILE: &str = "elasticsearch.tls.cert_file";
 pub(crate) const KEY_FILE: &str = "elasticsearch.tls.key_file";
 pub(crate) const INSECURE_SKIP_VERIFY: &str = "elasticsearch.tls.insecure_skip_verify";
+pub(crate) const COMPRESSION_LEVEL: &str = "elasticsearch.compression_level";
+
+/// The gzip level when `compression = "gzip"` and no level is set: the
+/// fastest. Bulk bodies of span documents shrink about tenfold at it,
+/// for a fraction of the CPU the default level 6 takes (see
+/// `docs/benchmarks.md`).
+pub const DEFAULT_GZIP_LEVEL: u32 = 1;
 
 /// How to reach the engine and prove who we are. At most one way of
 /// authenticating is set: basic auth, an API key or a bearer token; a
@@ -74,8 +81,12 @@ pub struct EngineClientConfig {
     pub bearer_token_file: Option<PathBuf>,
     /// TLS for `https://` URLs.
     pub tls: TlsConfig,
-    /// Compression of request bodies.
+    /// Compression of bulk request bodies, where nearly all the bytes
+    /// sent to the engine are.
     pub compression: Compression,
+    /// With `compression = "gzip"`: the level, 1 (fastest, the default)
+    /// to 9 (smallest).
+    pub compression_level: Option<u32>,
 }
 
 /// TLS settings. Without any, `https://` URLs are verified against the
@@ -105,8 +116,8 @@ pub enum Compression {
     /// Bodies go as they are.
     #[default]
     None,
-    /// Bodies are gzipped (`Content-Encoding: gzip`): bulk bodies of JSON
-    /// shrink several times, for some CPU, which pays when the network to
+    /// Bulk bodies are gzipped (`Content-Encoding: gzip`): JSON documents
+    /// shrink about tenfold, for some CPU, which pays when the network to
     /// the engine is slow or billed.
     Gzip,
 }
@@ -123,6 +134,7 @@ impl ClientKeys for EngineClientConfig {
         "bearer_token_file",
         "tls",
         "compression",
+        "compression_level",
     ];
 }
 
@@ -141,7 +153,33 @@ impl EngineClientConfig {
     pub fn validate(&self) -> Result<(), ConfigError> {
         let urls = self.parsed_urls()?;
         self.validate_auth()?;
-        self.validate_tls(&urls)
+        self.validate_tls(&urls)?;
+        self.validate_compression()
+    }
+
+    /// The gzip level bulk bodies are compressed at; `None` when they go
+    /// as they are.
+    pub fn gzip_level(&self) -> Option<u32> {
+        match self.compression {
+            Compression::None => None,
+            Compression::Gzip => Some(self.compression_level.unwrap_or(DEFAULT_GZIP_LEVEL)),
+        }
+    }
+
+    fn validate_compression(&self) -> Result<(), ConfigError> {
+        match (self.compression, self.compression_level) {
+            (Compression::None, Some(_)) => Err(ConfigError::invalid(
+                COMPRESSION_LEVEL,
+                "has no effect without elasticsearch.compression = \"gzip\"",
+            )),
+            (Compression::Gzip, Some(level)) if !(1..=9).contains(&level) => {
+                Err(ConfigError::invalid(
+                    COMPRESSION_LEVEL,
+                    format!("{level} is not a gzip level: 1 (fastest) to 9 (smallest)"),
+                ))
+            }
+            _ => Ok(()),
+        }
     }
 
     /// The URLs requests go to, in order.
@@ -449,6 +487,24 @@ mod tests {
         fails_on(&with("not base64!"), "elasticsearch.api_key");
         // Base64, but not of id:secret.
         fails_on(&with("aWRzZWNyZXQ="), "elasticsearch.api_key");
+    }
+
+    #[test]
+    fn the_gzip_level_needs_gzip_and_a_level_from_1_to_9() {
+        let mut config = EngineClientConfig::default();
+        assert_eq!(config.gzip_level(), None);
+        config.compression_level = Some(5);
+        fails_on(&config, "elasticsearch.compression_level");
+        config.compression = Compression::Gzip;
+        config.validate().unwrap();
+        assert_eq!(config.gzip_level(), Some(5));
+        config.compression_level = None;
+        assert_eq!(config.gzip_level(), Some(DEFAULT_GZIP_LEVEL));
+        for bad in [0, 10] {
+            config.compression_level = Some(bad);
+            let error = fails_on(&config, "elasticsearch.compression_level");
+            assert!(error.contains(&bad.to_string()), "{error}");
+        }
     }
 
     #[test]

@@ -14,6 +14,10 @@ spanway_service_kit::metric_set! {
         /// documents were retried.
         bulk_failures: Counter => "bulk_failures",
             "Bulk requests without a usable per-item answer; every document retried";
+        /// Bytes of bulk request bodies as sent, after compression when
+        /// `elasticsearch.compression` is set; retries count again.
+        bulk_request_bytes: Counter => "bulk_request_bytes",
+            "Bytes of bulk request bodies as sent, after compression";
         /// Document writes retried after a passing failure.
         documents_retried: Counter => "documents_retried", "Document writes retried";
         /// Document writes refused by an index block (write or read-only block,
@@ -50,6 +54,7 @@ mod tests {
         for name in [
             "ingester_bulk_requests_total 1",
             "ingester_bulk_failures_total 0",
+            "ingester_bulk_request_bytes_total 0",
             "ingester_documents_retried_total 0",
             "ingester_documents_blocked_total 0",
             "ingester_bulk_auth_failures_total 0",

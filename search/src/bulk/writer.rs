@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use elasticsearch::http::Method;
-use elasticsearch::http::headers::HeaderMap;
+use elasticsearch::http::headers::{CONTENT_ENCODING, HeaderMap, HeaderValue};
 use elasticsearch::indices::{
     IndicesCreateParts, IndicesExistsAliasParts, IndicesPutIndexTemplateParts,
     IndicesPutTemplateParts,
@@ -560,6 +560,15 @@ impl BulkWriter {
 
     /// Sends one `_bulk` body; the answer's status and bytes.
     async fn send_body(&self, body: Vec<u8>) -> Result<(u16, bytes::Bytes), String> {
+        let mut headers = HeaderMap::new();
+        let body = match self.engine.gzip_level() {
+            Some(level) => {
+                headers.insert(CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+                body::gzipped(&body, level).map_err(|e| format!("compressing the body: {e}"))?
+            }
+            None => body,
+        };
+        self.metrics.bulk_request_bytes.inc_by(body.len() as u64);
         // Sent as `Bytes` through the transport, not as the typed bulk call's
         // body: that one copies every body into a fresh buffer of its own,
         // a megabyte or so per request for nothing.
@@ -569,7 +578,7 @@ impl BulkWriter {
             .send(
                 Method::Post,
                 "/_bulk",
-                HeaderMap::new(),
+                headers,
                 Some(&[("timeout", self.shard_wait.as_str())]),
                 Some(bytes::Bytes::from(body)),
                 Some(self.request_timeout),

@@ -1,7 +1,8 @@
 //! The job's bulk writes show on its own `/metrics`, under the same names
 //! as the ingester's with the `analytics_` prefix, once it has written
-//! windows to the real OpenSearch node. Request bodies go gzipped, which
-//! the engine must take.
+//! windows to the real OpenSearch node. Bulk bodies go gzipped with
+//! `Content-Encoding: gzip`, which the engine must take: a body it could
+//! not read would fail every request.
 #![allow(clippy::unwrap_used)]
 
 use super::common;
@@ -88,6 +89,8 @@ async fn bulk_writes_show_on_the_jobs_metrics() {
         "one latency per request"
     );
     assert_eq!(sample(&text, "analytics_bulk_failures_total"), Some(0.0));
+    let bytes = sample(&text, "analytics_bulk_request_bytes_total").unwrap_or_default();
+    assert!(bytes > 0.0, "no bulk bytes counted in:\n{text}");
     assert_eq!(
         sample(&text, "analytics_bulk_auth_failures_total"),
         Some(0.0)
