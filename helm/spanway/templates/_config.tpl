@@ -87,6 +87,9 @@ change. Call with (dict "root" $ "component" "ingester"); gives a YAML list of
 {{- define "spanway.elasticsearchConfig" -}}
 {{- $e := .Values.elasticsearch -}}
 {{- $out := dict "urls" $e.urls "index_prefix" $e.indexPrefix "compression" $e.compression -}}
+{{- if not (kindIs "invalid" $e.compressionLevel) -}}
+{{- $_ := set $out "compression_level" (int $e.compressionLevel) -}}
+{{- end -}}
 {{- if $e.auth.username -}}
 {{- $_ := set $out "username" $e.auth.username -}}
 {{- end -}}
