@@ -61,50 +61,18 @@ fn trace_id_digits(bytes: &[u8]) -> &[u8] {
 
 /// Lower-case hex, as `hex::encode` writes it.
 pub(crate) fn hex_text(bytes: &[u8]) -> String {
-    let mut out = String::with_capacity(bytes.len() * 2);
-    push_hex(&mut out, bytes);
-    out
-}
-
-/// The two lower-case hex digits of every byte value.
-const HEX_PAIRS: [[u8; 2]; 256] = {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut pairs = [[0u8; 2]; 256];
-    let mut byte = 0;
-    while byte < 256 {
-        pairs[byte] = [DIGITS[byte >> 4], DIGITS[byte & 0x0f]];
-        byte += 1;
-    }
-    pairs
-};
-
-/// Calls `write` with the hex digits of `bytes`, up to 64 digits at a time,
-/// from a table into a buffer on the stack: the ids of every span, each
-/// digit pushed onto a string on its own (a capacity check and a char
-/// encoding each), cost about a twentieth of the ingester's instructions.
-fn with_hex_digits(bytes: &[u8], mut write: impl FnMut(&[u8])) {
-    let mut digits = [0u8; 64];
-    for chunk in bytes.chunks(32) {
-        let text = &mut digits[..chunk.len() * 2];
-        for (pair, byte) in text.chunks_exact_mut(2).zip(chunk) {
-            pair.copy_from_slice(&HEX_PAIRS[usize::from(*byte)]);
-        }
-        write(text);
-    }
+    spanway_schemas::hex::text(bytes)
 }
 
 fn push_hex(out: &mut String, bytes: &[u8]) {
-    // The digits are ASCII, so the check cannot fail.
-    with_hex_digits(bytes, |digits| {
-        out.push_str(std::str::from_utf8(digits).unwrap_or_default())
-    });
+    spanway_schemas::hex::push(out, bytes);
 }
 
 /// `bytes` in hex as a JSON string: hex digits need no escaping.
 pub(crate) fn write_hex_str(out: &mut Vec<u8>, bytes: &[u8]) {
     out.reserve(bytes.len() * 2 + 2);
     out.push(b'"');
-    with_hex_digits(bytes, |digits| out.extend_from_slice(digits));
+    spanway_schemas::hex::extend(out, bytes);
     out.push(b'"');
 }
 
@@ -513,16 +481,11 @@ mod tests {
     /// are written would give a redelivered span a second document.
     #[test]
     fn hex_and_ids_are_written_as_before() {
+        // The digits themselves are checked in `spanway_schemas::hex`.
         let bytes: Vec<u8> = (0..=255u8).collect();
-        assert_eq!(hex_text(&bytes), hex::encode(&bytes));
-        // Every length around the 32-byte chunks, as text and as JSON.
-        for len in 0..70 {
-            let part = &bytes[200 - len..200];
-            assert_eq!(hex_text(part), hex::encode(part), "{len} bytes");
-            let mut json = Vec::new();
-            write_hex_str(&mut json, part);
-            assert_eq!(json, serde_json::to_vec(&hex::encode(part)).unwrap());
-        }
+        let mut json = Vec::new();
+        write_hex_str(&mut json, &bytes);
+        assert_eq!(json, serde_json::to_vec(&hex::encode(&bytes)).unwrap());
         let mut json = Vec::new();
         write_trace_id_str(&mut json, &[[0u8; 8], [0xab; 8]].concat());
         assert_eq!(json, b"\"abababababababab\"");

@@ -80,7 +80,7 @@ macro_rules! id_type {
 
             /// Lowercase hex, the form used in keys and documents.
             pub fn to_hex(&self) -> String {
-                hex::encode(self.0)
+                crate::hex::text(&self.0)
             }
 
             /// Names this kind of id in error messages (`trace_id`, `span_id`).

@@ -10,6 +10,7 @@
 
 pub mod contract;
 pub mod headers;
+pub mod hex;
 pub mod ids;
 pub mod jaeger_json;
 pub mod otlp_json;

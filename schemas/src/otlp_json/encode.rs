@@ -50,7 +50,7 @@ impl<'a> JsonObject<'a> {
         if !bytes.is_empty() {
             let out = self.key(name);
             out.push(b'"');
-            out.extend_from_slice(hex::encode(bytes).as_bytes());
+            crate::hex::extend(out, bytes);
             out.push(b'"');
         }
     }
