@@ -26,7 +26,8 @@
 //! pairing store: which trace is evicted early depends on what the store
 //! held, which a replay does not have. Evictions are counted.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
 
 use crate::aggregate::{self, WindowEdges};
 use crate::edges::{self, Edge, Rules, Scratch};
@@ -191,6 +192,41 @@ struct FlushedWindow {
     written: bool,
 }
 
+/// Waiting traces, oldest latest-start first (ties by trace id).
+///
+/// A heap whose entries go stale instead of being removed: an entry is
+/// pushed whenever a trace's latest start moves, and a completed or moved
+/// trace leaves its old entry behind, dropped once it reaches the top. In
+/// time order nearly every push lands at the bottom of the heap for one
+/// comparison, where an ordered set paid a tree search for every insert and
+/// every removal. Stale entries are at most one per span held, and they
+/// leave in the order they would have been removed.
+#[derive(Debug, Default)]
+struct AgeOrder {
+    heap: BinaryHeap<Reverse<(i64, u128)>>,
+}
+
+impl AgeOrder {
+    fn push(&mut self, last_start: i64, trace_id: u128) {
+        self.heap.push(Reverse((last_start, trace_id)));
+    }
+
+    /// The oldest waiting trace and its latest start, after dropping the
+    /// stale entries above it.
+    fn oldest(&mut self, traces: &IdMap<u128, PendingTrace>) -> Option<(i64, u128)> {
+        while let Some(&Reverse((last_start, trace_id))) = self.heap.peek() {
+            if traces
+                .get(&trace_id)
+                .is_some_and(|trace| trace.last_start == last_start)
+            {
+                return Some((last_start, trace_id));
+            }
+            self.heap.pop();
+        }
+        None
+    }
+}
+
 /// One partition's pairing store, windows and commit bookkeeping.
 #[derive(Debug)]
 pub struct PartitionState {
@@ -198,7 +234,7 @@ pub struct PartitionState {
     clock: i64,
     next: Option<Position>,
     traces: IdMap<u128, PendingTrace>,
-    by_age: BTreeSet<(i64, u128)>,
+    by_age: AgeOrder,
     spans_held: usize,
     open: BTreeMap<i64, OpenWindow>,
     flushed: BTreeMap<i64, FlushedWindow>,
@@ -225,7 +261,7 @@ impl PartitionState {
             clock: NO_CLOCK,
             next: None,
             traces: id_map(),
-            by_age: BTreeSet::new(),
+            by_age: AgeOrder::default(),
             spans_held: 0,
             open: BTreeMap::new(),
             flushed: BTreeMap::new(),
@@ -331,22 +367,19 @@ impl PartitionState {
             // already read (children end, and are sent, before parents).
             let fresh = trace.spans.is_empty();
             if fresh || start > trace.last_start {
-                if !fresh {
-                    self.by_age.remove(&(trace.last_start, trace_id));
-                }
                 trace.last_start = trace.last_start.max(start);
-                self.by_age.insert((trace.last_start, trace_id));
+                self.by_age.push(trace.last_start, trace_id);
             }
             trace.spans.push(span);
             self.spans_held += 1;
         }
         while self.spans_held > self.timing.max_spans {
-            let Some(&(_, oldest)) = self.by_age.first() else {
+            let Some((_, oldest)) = self.by_age.oldest(&self.traces) else {
                 break;
             };
             self.complete(oldest, Completion::Evicted, step);
         }
-        while let Some(&(last_start, trace_id)) = self.by_age.first()
+        while let Some((last_start, trace_id)) = self.by_age.oldest(&self.traces)
             && last_start.saturating_add(self.timing.wait_micros) < self.clock
         {
             self.complete(trace_id, Completion::Expired, step);
@@ -369,7 +402,7 @@ impl PartitionState {
         if self.traces.is_empty() && self.open.is_empty() {
             return step;
         }
-        while let Some(&(_, trace_id)) = self.by_age.first() {
+        while let Some((_, trace_id)) = self.by_age.oldest(&self.traces) {
             self.complete(trace_id, Completion::Expired, &mut step);
         }
         let last_window = self.open.keys().next_back().copied().unwrap_or(0);
@@ -390,7 +423,6 @@ impl PartitionState {
         let Some(trace) = self.traces.remove(&trace_id) else {
             return;
         };
-        self.by_age.remove(&(trace.last_start, trace_id));
         self.spans_held -= trace.spans.len();
         match why {
             Completion::Expired => step.traces_expired += 1,

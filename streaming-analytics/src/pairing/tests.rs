@@ -155,6 +155,55 @@ fn a_full_store_analyses_the_oldest_trace_early() {
 }
 
 #[test]
+fn the_store_evicts_by_latest_start_after_a_trace_moves() {
+    let mut t = timing();
+    t.max_spans = 4;
+    let mut state = PartitionState::new(t, None);
+    state.process(0, call(1, 0));
+    state.process(1, call(2, SECOND));
+    // Trace 1's latest start moves past trace 2's: trace 2 is now the oldest.
+    let step = state.process(2, vec![span(1, 3, Some(2), "db", Kind::Client, 2 * SECOND)]);
+    assert_eq!(step.traces_evicted, 1);
+    assert_eq!(state.spans_held(), 3, "trace 1 (three spans) stays");
+    let step = state.flush_idle();
+    assert_eq!(step.traces_expired, 1);
+    assert_eq!(state.spans_held(), 0);
+}
+
+#[test]
+fn age_order_skips_entries_of_moved_and_completed_traces() {
+    let pending = |last_start| PendingTrace {
+        spans: Vec::new(),
+        first: Position {
+            offset: 0,
+            clock: NO_CLOCK,
+        },
+        last_start,
+    };
+    let mut traces = id_map();
+    let mut order = AgeOrder::default();
+    traces.insert(1, pending(5));
+    order.push(5, 1);
+    traces.insert(2, pending(3));
+    order.push(3, 2);
+    assert_eq!(order.oldest(&traces), Some((3, 2)));
+    traces.insert(2, pending(7));
+    order.push(7, 2);
+    assert_eq!(order.oldest(&traces), Some((5, 1)));
+    traces.remove(&1);
+    assert_eq!(order.oldest(&traces), Some((7, 2)));
+    assert_eq!(order.heap.len(), 1, "stale entries leave once on top");
+    // A trace id seen again after its trace completed is a new trace.
+    traces.remove(&2);
+    traces.insert(2, pending(7));
+    order.push(7, 2);
+    assert_eq!(order.oldest(&traces), Some((7, 2)));
+    traces.remove(&2);
+    assert_eq!(order.oldest(&traces), None);
+    assert!(order.heap.is_empty());
+}
+
+#[test]
 fn metadata_round_trips() {
     for written in [vec![], vec![60_000_000, -60_000_000]] {
         let resume = Resume {
