@@ -135,6 +135,28 @@ pub fn threads_cpu_named(pid: u32, prefix: &str) -> Result<Duration, MeasureErro
         .sum())
 }
 
+/// CPU each thread name took between two readings of [`thread_cpu`],
+/// threads of one name (a pool's workers) together, most first. A thread
+/// that started after `before` counts from zero; one that ended before
+/// `after` is missing from it and left out.
+pub fn thread_cpu_between(before: &[ThreadCpu], after: &[ThreadCpu]) -> Vec<(String, Duration)> {
+    let mut by_name: std::collections::BTreeMap<&str, (Duration, Duration)> =
+        std::collections::BTreeMap::new();
+    for t in before {
+        by_name.entry(&t.name).or_default().0 += t.cpu;
+    }
+    for t in after {
+        by_name.entry(&t.name).or_default().1 += t.cpu;
+    }
+    let mut spent: Vec<(String, Duration)> = by_name
+        .into_iter()
+        .map(|(name, (b, a))| (name.to_owned(), a.saturating_sub(b)))
+        .filter(|(_, cpu)| !cpu.is_zero())
+        .collect();
+    spent.sort_by(|x, y| y.1.cmp(&x.1).then_with(|| x.0.cmp(&y.0)));
+    spent
+}
+
 /// This process's own CPU time so far.
 pub fn own_cpu() -> Result<Duration, MeasureError> {
     process_cpu(std::process::id())
@@ -273,6 +295,35 @@ mod tests {
         assert!(peak_rss_kib(std::process::id()).unwrap() > 0);
         assert!(machine_busy().unwrap() > Duration::ZERO);
         assert!(load_average().unwrap()[0] >= 0.0);
+    }
+
+    #[test]
+    fn thread_cpu_between_groups_names_and_orders_by_cpu() {
+        let t = |name: &str, ms: u64| ThreadCpu {
+            name: name.into(),
+            cpu: Duration::from_millis(ms),
+        };
+        let before = [
+            t("worker", 100),
+            t("worker", 50),
+            t("acks", 10),
+            t("idle", 5),
+        ];
+        let after = [
+            t("worker", 400),
+            t("worker", 300),
+            t("acks", 40),
+            t("idle", 5),
+            t("late", 70),
+        ];
+        assert_eq!(
+            thread_cpu_between(&before, &after),
+            vec![
+                ("worker".to_owned(), Duration::from_millis(550)),
+                ("late".to_owned(), Duration::from_millis(70)),
+                ("acks".to_owned(), Duration::from_millis(30)),
+            ]
+        );
     }
 
     #[test]

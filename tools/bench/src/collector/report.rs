@@ -157,6 +157,20 @@ pub fn markdown(results: &[RunResult]) -> String {
                 secs(r.others_cpu)
             );
         }
+        if !r.threads.is_empty() {
+            let threads: Vec<String> = r
+                .threads
+                .iter()
+                .map(|(name, cpu)| format!("{name} {:.2}", cpu.as_secs_f64()))
+                .collect();
+            let _ = writeln!(
+                out,
+                "- {} #{}: CPU s by thread: {}",
+                r.name(),
+                r.repetition,
+                threads.join(", ")
+            );
+        }
         for note in &r.notes {
             let _ = writeln!(out, "- {} #{}: {note}", r.name(), r.repetition);
         }

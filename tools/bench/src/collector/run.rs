@@ -141,6 +141,9 @@ pub struct RunResult {
     pub load_before: [f64; 3],
     /// Load averages at the end.
     pub load_after: [f64; 3],
+    /// CPU by thread name over the measured part, most first (empty when
+    /// the threads could not be read).
+    pub threads: Vec<(String, Duration)>,
     /// Log file, and anything odd.
     pub notes: Vec<String>,
 }
@@ -444,6 +447,7 @@ async fn measured(
         peak,
         costs,
         meter,
+        threads,
         wall,
         drain,
     } = result?;
@@ -476,6 +480,7 @@ async fn measured(
         topic: contents,
         load_before: meter.load,
         load_after: costs.load,
+        threads,
         notes,
     })
 }
@@ -490,6 +495,7 @@ struct Sampled {
     peak: Option<u64>,
     costs: crate::measure::Costs,
     meter: Meter,
+    threads: Vec<(String, Duration)>,
     /// From ready to the end of the quiet period.
     wall: Duration,
     /// From the last answer to the topic's last growth.
@@ -514,7 +520,8 @@ async fn measure_child(
         tokio::time::sleep(warmup).await;
         let meter = Meter::start(&services_dir)?;
         let cpu = crate::measure::process_cpu(pid)?;
-        anyhow::Ok((meter, cpu, Instant::now()))
+        let threads = crate::measure::thread_cpu(pid).unwrap_or_default();
+        anyhow::Ok((meter, cpu, threads, Instant::now()))
     });
     let plan = Plan {
         rate,
@@ -532,7 +539,7 @@ async fn measure_child(
     )
     .await?;
     let answered = Instant::now();
-    let (meter, cpu_before, started) = boundary.await.context("warm-up task")??;
+    let (meter, cpu_before, threads_before, started) = boundary.await.context("warm-up task")??;
     child.check_running()?;
     let (_, flushed) = topic::wait_quiet(
         &options.kafka,
@@ -542,6 +549,9 @@ async fn measure_child(
         Duration::from_secs(120),
     )
     .await?;
+    let threads = crate::measure::thread_cpu(pid)
+        .map(|after| crate::measure::thread_cpu_between(&threads_before, &after))
+        .unwrap_or_default();
     let sample = child.sample();
     let cpu = sample
         .as_ref()
@@ -554,6 +564,7 @@ async fn measure_child(
         peak: sample.ok().map(|(_, peak)| peak),
         costs,
         meter,
+        threads,
         wall: Instant::now().duration_since(started),
         drain: flushed.saturating_duration_since(answered),
     })
