@@ -47,6 +47,7 @@ impl SpanProducer {
     pub fn new(
         config: &KafkaSection,
         records_split: Counter,
+        batches: Counter,
         faults: FaultReporter,
     ) -> Result<Self, ProducerError> {
         let client = KafkaClient::new(&config.client)?;
@@ -60,6 +61,8 @@ impl SpanProducer {
                 .set("linger.ms", config.linger.as_millis().to_string())
                 .set("batch.size", config.batch_bytes.to_string())
                 .set("batch.num.messages", config.batch_records.to_string())
+                // For the batch count (collector_kafka_batches_total).
+                .set("statistics.interval.ms", "5000")
                 .set(
                     "message.timeout.ms",
                     config.delivery_timeout.as_millis().to_string(),
@@ -71,7 +74,8 @@ impl SpanProducer {
         });
         let producer = PolledProducer::new(
             &properties,
-            AckingContext(ReportingContext::new(&client, faults.clone())),
+            AckingContext::new(ReportingContext::new(&client, faults.clone()))
+                .counting_batches(batches),
             "kafka-acks",
         )?;
         Ok(SpanProducer {

@@ -109,7 +109,7 @@ impl DeadLetters {
         });
         let producer = PolledProducer::new(
             &properties,
-            AckingContext(ReportingContext::new(client, faults)),
+            AckingContext::new(ReportingContext::new(client, faults)),
             "dead-letters",
         )?;
         Ok(DeadLetters {

@@ -18,11 +18,13 @@ use std::task::{Context, Poll};
 
 use crate::ReportingContext;
 use futures::task::AtomicWaker;
+use prometheus_client::metrics::counter::Counter;
 use rdkafka::ClientContext;
 use rdkafka::client::OAuthToken;
 use rdkafka::error::KafkaError;
 use rdkafka::message::DeliveryResult;
 use rdkafka::producer::ProducerContext;
+use rdkafka::statistics::Statistics;
 
 /// The outstanding acknowledgements of one request's records.
 #[derive(Debug)]
@@ -86,23 +88,54 @@ impl Future for AllSettled {
 }
 
 /// The producer's context: connection faults and tokens as every client
-/// has them ([`ReportingContext`]), and delivery reports settled on the
-/// record's [`Acks`].
+/// has them ([`ReportingContext`]), delivery reports settled on the
+/// record's [`Acks`], and the batches librdkafka sent, counted from its
+/// statistics when `statistics.interval.ms` turns them on.
 #[derive(Debug, Clone)]
-pub struct AckingContext(pub ReportingContext);
+pub struct AckingContext {
+    reporting: ReportingContext,
+    batches: Counter,
+}
+
+impl AckingContext {
+    /// A context that counts no batches.
+    pub fn new(reporting: ReportingContext) -> Self {
+        AckingContext {
+            reporting,
+            batches: Counter::default(),
+        }
+    }
+
+    /// Adds the message sets (batches) each statistics report counts to
+    /// `batches`. Records per batch is what the linger and the partition
+    /// count decide, and what the producer's CPU per record follows.
+    pub fn counting_batches(mut self, batches: Counter) -> Self {
+        self.batches = batches;
+        self
+    }
+}
 
 impl ClientContext for AckingContext {
     const ENABLE_REFRESH_OAUTH_TOKEN: bool = ReportingContext::ENABLE_REFRESH_OAUTH_TOKEN;
 
     fn error(&self, error: KafkaError, reason: &str) {
-        self.0.error(error, reason);
+        self.reporting.error(error, reason);
     }
 
     fn generate_oauth_token(
         &self,
         config: Option<&str>,
     ) -> Result<OAuthToken, Box<dyn std::error::Error>> {
-        self.0.generate_oauth_token(config)
+        self.reporting.generate_oauth_token(config)
+    }
+
+    fn stats(&self, statistics: Statistics) {
+        // Each topic's batch-count window holds the batches made since the
+        // previous report, so the reports' counts add up to the total.
+        let made: i64 = statistics.topics.values().map(|t| t.batchcnt.cnt).sum();
+        if let Ok(made @ 1..) = u64::try_from(made) {
+            self.batches.inc_by(made);
+        }
     }
 }
 
@@ -129,6 +162,35 @@ mod tests {
 
     fn poll(future: &mut AllSettled) -> Poll<Result<(), KafkaError>> {
         Pin::new(future).poll(&mut Context::from_waker(Waker::noop()))
+    }
+
+    #[test]
+    fn statistics_reports_add_their_batch_counts_up() {
+        let config = crate::KafkaClientConfig {
+            // Nothing listens there; nothing here needs a connection.
+            brokers: vec!["127.0.0.1:1".into()],
+            ..crate::KafkaClientConfig::default()
+        };
+        let client = crate::KafkaClient::new(&config).unwrap();
+        let reporting = ReportingContext::new(&client, crate::FaultReporter::new("test", &config));
+        let batches = Counter::default();
+        let context = AckingContext::new(reporting).counting_batches(batches.clone());
+        let report = |counts: &[i64]| {
+            let mut statistics = Statistics::default();
+            for (i, cnt) in counts.iter().enumerate() {
+                let mut topic = rdkafka::statistics::Topic::default();
+                topic.batchcnt.cnt = *cnt;
+                statistics.topics.insert(format!("t{i}"), topic);
+            }
+            statistics
+        };
+        context.stats(report(&[3, 4]));
+        assert_eq!(batches.get(), 7);
+        context.stats(report(&[]));
+        context.stats(report(&[0]));
+        assert_eq!(batches.get(), 7);
+        context.stats(report(&[5]));
+        assert_eq!(batches.get(), 12);
     }
 
     #[test]

@@ -123,6 +123,19 @@ async fn python_sdk_spans_over(protocol: &str, receiver: &str) {
         .await,
         31.0
     );
+    // librdkafka's statistics come every 5 s: the records went out in at
+    // least one batch, and in no more batches than records.
+    let records = metric(collector.ops_addr, "collector_kafka_records_produced_total").await;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let mut batches = 0.0;
+    while batches == 0.0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        batches = metric(collector.ops_addr, "collector_kafka_batches_total").await;
+    }
+    assert!(
+        batches >= 1.0 && batches <= records,
+        "{batches} batches for {records} records"
+    );
 
     shutdown.cancel();
     collector.wait().await;
