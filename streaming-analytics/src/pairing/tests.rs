@@ -170,16 +170,19 @@ fn the_store_evicts_by_latest_start_after_a_trace_moves() {
     assert_eq!(state.spans_held(), 0);
 }
 
-#[test]
-fn age_order_skips_entries_of_moved_and_completed_traces() {
-    let pending = |last_start| PendingTrace {
+fn pending(last_start: i64) -> PendingTrace {
+    PendingTrace {
         spans: Vec::new(),
         first: Position {
             offset: 0,
             clock: NO_CLOCK,
         },
         last_start,
-    };
+    }
+}
+
+#[test]
+fn age_order_follows_moved_and_completed_traces() {
     let mut traces = id_map();
     let mut order = AgeOrder::default();
     traces.insert(1, pending(5));
@@ -187,20 +190,64 @@ fn age_order_skips_entries_of_moved_and_completed_traces() {
     traces.insert(2, pending(3));
     order.push(3, 2);
     assert_eq!(order.oldest(&traces), Some((3, 2)));
-    traces.insert(2, pending(7));
-    order.push(7, 2);
+    // Trace 2 moves past trace 1 without a push of its own.
+    traces.get_mut(&2).unwrap().last_start = 7;
     assert_eq!(order.oldest(&traces), Some((5, 1)));
+    assert_eq!(order.heap.len(), 2, "one entry per waiting trace");
     traces.remove(&1);
     assert_eq!(order.oldest(&traces), Some((7, 2)));
-    assert_eq!(order.heap.len(), 1, "stale entries leave once on top");
-    // A trace id seen again after its trace completed is a new trace.
+    assert_eq!(
+        order.heap.len(),
+        1,
+        "a completed trace's entry leaves on top"
+    );
+    // A trace id seen again after its trace completed is a new trace, here
+    // with an earlier start than the old entry's key.
     traces.remove(&2);
-    traces.insert(2, pending(7));
-    order.push(7, 2);
-    assert_eq!(order.oldest(&traces), Some((7, 2)));
+    traces.insert(2, pending(4));
+    order.push(4, 2);
+    assert_eq!(order.oldest(&traces), Some((4, 2)));
     traces.remove(&2);
     assert_eq!(order.oldest(&traces), None);
     assert!(order.heap.is_empty());
+}
+
+/// Whatever the moves, completions and reused ids, the order names the
+/// waiting trace with the smallest (latest start, trace id), as a search
+/// of every waiting trace would: that order decides which traces complete
+/// first, and replays depend on it being the same.
+#[test]
+fn age_order_always_names_the_smallest_waiting_trace() {
+    let mut rng = StdRng::seed_from_u64(7);
+    let mut traces: IdMap<u128, PendingTrace> = id_map();
+    let mut order = AgeOrder::default();
+    for _ in 0..20_000 {
+        match rng.random_range(0..10) {
+            0..4 => {
+                let id = rng.random_range(0..200u128);
+                let start = rng.random_range(0..1_000i64);
+                match traces.get_mut(&id) {
+                    Some(trace) => trace.last_start = trace.last_start.max(start),
+                    None => {
+                        traces.insert(id, pending(start));
+                        order.push(start, id);
+                    }
+                }
+            }
+            4..7 => {
+                if let Some((_, id)) = order.oldest(&traces) {
+                    traces.remove(&id);
+                }
+            }
+            _ => {}
+        }
+        let expected = traces
+            .iter()
+            .map(|(&id, trace)| (trace.last_start, id))
+            .min();
+        assert_eq!(order.oldest(&traces), expected);
+        assert!(order.heap.len() <= 2 * traces.len().max(1));
+    }
 }
 
 #[test]
