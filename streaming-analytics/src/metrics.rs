@@ -1,5 +1,6 @@
 //! Job metrics, and the optional per-edge series with their cardinality cap.
 
+use std::collections::hash_map::Entry;
 use std::sync::{Arc, Mutex};
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -161,31 +162,31 @@ impl EdgeSeries {
         let Ok(mut known) = self.known.lock() else {
             return;
         };
+        // One lookup per edge: a check, then a lookup, hashed and compared
+        // both names twice, most of this function's time.
+        let at_limit = known.len() >= self.max_edges;
         let key = (edge.client.clone(), edge.server.clone(), edge.connection);
-        if !known.contains_key(&key) {
-            if known.len() >= self.max_edges {
+        let handles = match known.entry(key) {
+            Entry::Occupied(entry) => entry.into_mut(),
+            Entry::Vacant(_) if at_limit => {
                 self.over_limit.inc();
                 return;
             }
-            let labels = EdgeLabels {
-                client: edge.client.to_string(),
-                server: edge.server.to_string(),
-                connection_type: edge.connection.as_str().to_owned(),
-            };
-            let calls = self.calls.get_or_create(&labels).clone();
-            known.insert(
-                key.clone(),
-                EdgeHandles {
+            Entry::Vacant(entry) => {
+                let labels = EdgeLabels {
+                    client: edge.client.to_string(),
+                    server: edge.server.to_string(),
+                    connection_type: edge.connection.as_str().to_owned(),
+                };
+                let calls = self.calls.get_or_create(&labels).clone();
+                entry.insert(EdgeHandles {
                     labels,
                     calls,
                     errors: None,
                     server_latency: None,
                     client_latency: None,
-                },
-            );
-        }
-        let Some(handles) = known.get_mut(&key) else {
-            return;
+                })
+            }
         };
         handles.calls.inc();
         if edge.error {
