@@ -416,14 +416,25 @@ async fn freshness_bench(args: FreshnessArgs) -> anyhow::Result<()> {
 }
 
 async fn analytics_bench(args: AnalyticsArgs) -> anyhow::Result<()> {
-    let bin = args
-        .bin
-        .unwrap_or_else(|| workspace_root().join("target/release/spanway-streaming-analytics"));
-    anyhow::ensure!(
-        bin.is_file(),
-        "{} is missing: cargo build --release -p spanway-streaming-analytics",
-        bin.display()
-    );
+    let bin = match args.bin {
+        Some(bin) => {
+            anyhow::ensure!(
+                bin.is_file(),
+                "--bin {}: not a file (it names the job's executable)",
+                bin.display()
+            );
+            bin
+        }
+        None => {
+            let bin = workspace_root().join("target/release/spanway-streaming-analytics");
+            anyhow::ensure!(
+                bin.is_file(),
+                "{} is missing: cargo build --release -p spanway-streaming-analytics",
+                bin.display()
+            );
+            bin
+        }
+    };
     let options = analytics::AnalyticsOptions {
         traces: args.traces,
         partitions: args.partitions,
