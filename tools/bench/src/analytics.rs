@@ -3,6 +3,12 @@
 //! and peak memory, on a topic filled beforehand with known-topology
 //! traffic. The run counts only if the documents it wrote sum to the
 //! expected calls.
+//!
+//! The peer, when asked for, is the OpenTelemetry Collector's servicegraph
+//! connector behind its Kafka receiver (`dev/servicegraph-peer`), the way
+//! Collector and Tempo users compute service dependencies: it reads the
+//! same topic with a fresh group after each of our runs, and its edges'
+//! call counts are read back from its Prometheus exporter.
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -18,6 +24,8 @@ use spanway_search::index::{Family, Prefix};
 
 use crate::measure;
 use crate::workload;
+
+mod servicegraph;
 
 /// What to run.
 #[derive(Debug, Clone)]
@@ -43,11 +51,22 @@ pub struct AnalyticsOptions {
     pub span_attributes: usize,
     /// How the topic is written.
     pub topic: workload::TopicShape,
+    /// The servicegraph peer's executable, run after each of our runs.
+    pub servicegraph: Option<PathBuf>,
+    /// Where the peer's configuration and log go.
+    pub log_dir: PathBuf,
 }
+
+/// Who ran.
+pub const OURS: &str = "spanway";
+/// The OpenTelemetry Collector's servicegraph connector.
+pub const SERVICEGRAPH: &str = "otelcol servicegraph";
 
 /// One run's figures.
 #[derive(Debug, Clone)]
 pub struct AnalyticsRun {
+    /// [`OURS`] or [`SERVICEGRAPH`].
+    pub system: &'static str,
     /// Spans read.
     pub spans: u64,
     /// From the first span read to the last.
@@ -56,11 +75,14 @@ pub struct AnalyticsRun {
     pub cpu: Duration,
     /// Of it, librdkafka's threads (fetching, decompressing, parsing the
     /// fetch responses): the part the job's own code does not decide, and
-    /// the noisier one (see docs/benchmarks.md on page zeroing).
-    pub kafka_cpu: Duration,
+    /// the noisier one (see docs/benchmarks.md on page zeroing). Not known
+    /// for the peer, whose Go threads carry no names.
+    pub kafka_cpu: Option<Duration>,
     /// Peak resident memory of the job, KiB.
     pub peak_rss_kib: u64,
-    /// Calls in the written documents (checked against the traffic).
+    /// Calls in the written documents (checked against the traffic), or
+    /// in the peer's edge counters (reported, not checked: its rules for
+    /// which spans make an edge are its own).
     pub calls: u64,
 }
 
@@ -76,8 +98,9 @@ impl AnalyticsRun {
     }
 
     /// librdkafka's threads' CPU µs per span.
-    pub fn kafka_cpu_per_span_us(&self) -> f64 {
-        self.kafka_cpu.as_secs_f64() * 1e6 / self.spans as f64
+    pub fn kafka_cpu_per_span_us(&self) -> Option<f64> {
+        self.kafka_cpu
+            .map(|cpu| cpu.as_secs_f64() * 1e6 / self.spans as f64)
     }
 }
 
@@ -108,15 +131,20 @@ fn spawn(options: &AnalyticsOptions, topic: &str, run: &str, port: u16) -> anyho
         .with_context(|| format!("cannot run {}", options.bin.display()))
 }
 
-async fn spans_read(client: &reqwest::Client, port: u16) -> Option<u64> {
-    let text = client
+/// The Prometheus text a process serves on `port`, if it answers.
+async fn metrics_text(client: &reqwest::Client, port: u16) -> Option<String> {
+    client
         .get(format!("http://127.0.0.1:{port}/metrics"))
         .send()
         .await
         .ok()?
         .text()
         .await
-        .ok()?;
+        .ok()
+}
+
+async fn spans_read(client: &reqwest::Client, port: u16) -> Option<u64> {
+    let text = metrics_text(client, port).await?;
     text.lines()
         .find_map(|l| l.strip_prefix("analytics_spans_read_total "))
         .and_then(|v| v.trim().parse().ok())
@@ -276,10 +304,11 @@ pub async fn analytics_benchmark(options: &AnalyticsOptions) -> anyhow::Result<V
             bail!("run {i}: documents hold {calls} calls, the traffic made {expected}");
         }
         let result = AnalyticsRun {
+            system: OURS,
             spans: traffic.spans,
             elapsed: last.0.duration_since(start),
             cpu: last.1.0.saturating_sub(start_cpu.0),
-            kafka_cpu: last.1.1.saturating_sub(start_cpu.1),
+            kafka_cpu: Some(last.1.1.saturating_sub(start_cpu.1)),
             peak_rss_kib,
             calls,
         };
@@ -287,7 +316,7 @@ pub async fn analytics_benchmark(options: &AnalyticsOptions) -> anyhow::Result<V
             "run {i}: {:.0} spans/s, {:.2} µs CPU/span (librdkafka's threads {:.2}), peak {} MiB, {calls} calls written",
             result.rate(),
             result.cpu_per_span_us(),
-            result.kafka_cpu_per_span_us(),
+            result.kafka_cpu_per_span_us().unwrap_or_default(),
             result.peak_rss_kib / 1024
         );
         results.push(result);
@@ -301,6 +330,26 @@ pub async fn analytics_benchmark(options: &AnalyticsOptions) -> anyhow::Result<V
             .delete(format!("{}/_template/{run}-*", options.opensearch))
             .send()
             .await;
+        if let Some(bin) = &options.servicegraph {
+            let peer = servicegraph::run(
+                bin,
+                &options.kafka,
+                &topic,
+                &format!("{run}-servicegraph"),
+                traffic.spans,
+                &options.log_dir,
+            )
+            .await
+            .with_context(|| format!("run {i}: the servicegraph peer"))?;
+            eprintln!(
+                "run {i}, {SERVICEGRAPH}: {:.0} spans/s, {:.2} µs CPU/span, peak {} MiB, {} calls counted (the traffic made {expected})",
+                peer.rate(),
+                peer.cpu_per_span_us(),
+                peer.peak_rss_kib / 1024,
+                peer.calls
+            );
+            results.push(peer);
+        }
     }
     let _ = workload::delete_topics(&options.kafka, std::slice::from_ref(&topic)).await;
     Ok(results)
@@ -309,15 +358,30 @@ pub async fn analytics_benchmark(options: &AnalyticsOptions) -> anyhow::Result<V
 /// The results as a Markdown table.
 pub fn markdown(results: &[AnalyticsRun]) -> String {
     let mut out = String::from(
-        "| run | spans | spans/s | CPU µs/span | of it librdkafka's threads | peak RSS MiB | calls written |\n|---|---|---|---|---|---|---|\n",
+        "| job | run | spans | spans/s | CPU µs/span | of it librdkafka's threads | peak RSS MiB | calls written |\n|---|---|---|---|---|---|---|---|\n",
     );
-    for (i, r) in results.iter().enumerate() {
+    let mut runs: Vec<(&str, usize)> = Vec::new();
+    for r in results {
+        // Runs numbered per job: ours and the peer's alternate.
+        let n = match runs.iter_mut().find(|(system, _)| *system == r.system) {
+            Some((_, n)) => {
+                *n += 1;
+                *n
+            }
+            None => {
+                runs.push((r.system, 0));
+                0
+            }
+        };
+        let kafka = r
+            .kafka_cpu_per_span_us()
+            .map_or_else(|| "—".to_string(), |us| format!("{us:.2}"));
         out.push_str(&format!(
-            "| {i} | {} | {:.0} | {:.2} | {:.2} | {} | {} |\n",
+            "| {} | {n} | {} | {:.0} | {:.2} | {kafka} | {} | {} |\n",
+            r.system,
             r.spans,
             r.rate(),
             r.cpu_per_span_us(),
-            r.kafka_cpu_per_span_us(),
             r.peak_rss_kib / 1024,
             r.calls
         ));

@@ -41,7 +41,8 @@ enum Command {
     /// memory, on a topic filled beforehand with known-topology traffic;
     /// a run counts only if its documents sum to the expected calls.
     ///
-    /// Build first: `cargo build --release -p spanway-streaming-analytics`.
+    /// Build first: `cargo build --release -p spanway-streaming-analytics`
+    /// and, for --with-servicegraph, `dev/servicegraph-peer build`.
     Analytics(AnalyticsArgs),
     /// Freshness of the whole pipeline: time from the collector's
     /// acknowledgement of a probe span to the first search that finds it,
@@ -133,6 +134,16 @@ struct AnalyticsArgs {
     span_attributes: usize,
     #[command(flatten)]
     topic: workload::TopicShape,
+    /// Also run the OpenTelemetry Collector's servicegraph connector behind
+    /// its Kafka receiver over the same topic after each run (fresh group):
+    /// the Collector's and Tempo's way of computing service dependencies.
+    /// Build it first: `dev/servicegraph-peer build`.
+    #[arg(long)]
+    with_servicegraph: bool,
+    /// The servicegraph peer's binary [default:
+    /// .services/servicegraph-peer/bin/servicegraph-peer].
+    #[arg(long)]
+    servicegraph_bin: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -435,6 +446,19 @@ async fn analytics_bench(args: AnalyticsArgs) -> anyhow::Result<()> {
             bin
         }
     };
+    let servicegraph = if args.with_servicegraph {
+        let bin = args.servicegraph_bin.unwrap_or_else(|| {
+            workspace_root().join(".services/servicegraph-peer/bin/servicegraph-peer")
+        });
+        anyhow::ensure!(
+            bin.is_file(),
+            "{} is missing: dev/servicegraph-peer build",
+            bin.display()
+        );
+        Some(bin)
+    } else {
+        None
+    };
     let options = analytics::AnalyticsOptions {
         traces: args.traces,
         partitions: args.partitions,
@@ -446,6 +470,8 @@ async fn analytics_bench(args: AnalyticsArgs) -> anyhow::Result<()> {
         job_env: args.job_env,
         span_attributes: args.span_attributes,
         topic: args.topic,
+        servicegraph,
+        log_dir: workspace_root().join("target/bench/analytics"),
     };
     let results = analytics::analytics_benchmark(&options).await?;
     println!("{}", analytics::markdown(&results));
