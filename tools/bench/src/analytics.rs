@@ -23,6 +23,7 @@ use spanway_e2e::topology;
 use spanway_search::index::{Family, Prefix};
 
 use crate::measure;
+use crate::peers;
 use crate::workload;
 
 mod servicegraph;
@@ -57,15 +58,13 @@ pub struct AnalyticsOptions {
     pub log_dir: PathBuf,
 }
 
-/// Who ran.
-pub const OURS: &str = "spanway";
 /// The OpenTelemetry Collector's servicegraph connector.
 pub const SERVICEGRAPH: &str = "otelcol servicegraph";
 
 /// One run's figures.
 #[derive(Debug, Clone)]
 pub struct AnalyticsRun {
-    /// [`OURS`] or [`SERVICEGRAPH`].
+    /// [`peers::OURS`] or [`SERVICEGRAPH`].
     pub system: &'static str,
     /// Spans read.
     pub spans: u64,
@@ -304,7 +303,7 @@ pub async fn analytics_benchmark(options: &AnalyticsOptions) -> anyhow::Result<V
             bail!("run {i}: documents hold {calls} calls, the traffic made {expected}");
         }
         let result = AnalyticsRun {
-            system: OURS,
+            system: peers::OURS,
             spans: traffic.spans,
             elapsed: last.0.duration_since(start),
             cpu: last.1.0.saturating_sub(start_cpu.0),
@@ -386,5 +385,64 @@ pub fn markdown(results: &[AnalyticsRun]) -> String {
             r.calls
         ));
     }
+    let measured: Vec<peers::Measured> = results
+        .iter()
+        .map(|r| peers::Measured {
+            system: r.system.to_string(),
+            setting: "the topic".into(),
+            cpu_us: Some(r.cpu_per_span_us()),
+            rss_mib: Some(r.peak_rss_kib as f64 / 1024.0),
+            engine_rate: None,
+            disturbed: false,
+        })
+        .collect();
+    let against = peers::table(&measured);
+    if !against.is_empty() {
+        out.push('\n');
+        out.push_str(&against);
+    }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(system: &'static str, cpu_ms: u64, rss_mib: u64) -> AnalyticsRun {
+        AnalyticsRun {
+            system,
+            spans: 1_000,
+            elapsed: Duration::from_secs(1),
+            cpu: Duration::from_millis(cpu_ms),
+            kafka_cpu: (system == peers::OURS).then_some(Duration::from_micros(200)),
+            peak_rss_kib: rss_mib * 1024,
+            calls: 600,
+        }
+    }
+
+    #[test]
+    fn numbers_runs_per_job_and_sets_ours_beside_the_peer() {
+        let table = markdown(&[
+            run(peers::OURS, 1, 100),
+            run(SERVICEGRAPH, 6, 250),
+            run(peers::OURS, 1, 110),
+            run(SERVICEGRAPH, 8, 260),
+        ]);
+        let rows: Vec<&str> = table.lines().filter(|l| l.starts_with("| ")).collect();
+        assert_eq!(
+            rows[2],
+            "| otelcol servicegraph | 0 | 1000 | 1000 | 6.00 | — | 250 | 600 |"
+        );
+        assert_eq!(
+            rows[3],
+            "| spanway | 1 | 1000 | 1000 | 1.00 | 0.20 | 110 | 600 |"
+        );
+        assert_eq!(
+            rows.last().copied(),
+            Some(
+                "| the topic | otelcol servicegraph | 2 / 2 | 1.00 / 7.00 = 0.14 | 110 / 260 = 0.42 | — |"
+            ),
+            "{table}"
+        );
+    }
 }

@@ -12,7 +12,7 @@ pub const OURS: &str = "spanway";
 
 /// Systems compared with ours. Other runs (the raw bulk loader) measure
 /// the engine, not a peer, and are left out.
-const PEERS: [&str; 2] = ["jaeger-v2", "jaeger"];
+const PEERS: [&str; 3] = ["jaeger-v2", "jaeger", crate::analytics::SERVICEGRAPH];
 
 /// One run, reduced to what the comparison reads.
 #[derive(Debug, Clone, PartialEq)]
