@@ -83,6 +83,8 @@ pub struct AnalyticsRun {
     /// in the peer's edge counters (reported, not checked: its rules for
     /// which spans make an edge are its own).
     pub calls: u64,
+    /// Failed calls, from the job's edge counters or the peer's.
+    pub failed: Option<u64>,
 }
 
 impl AnalyticsRun {
@@ -225,6 +227,7 @@ pub async fn analytics_benchmark(options: &AnalyticsOptions) -> anyhow::Result<V
     )
     .await?;
     let expected: u64 = traffic.total_calls();
+    let expected_failed: u64 = traffic.expected.errors.values().sum();
     let client = reqwest::Client::new();
     let mut results = Vec::new();
     for i in 0..options.runs {
@@ -288,8 +291,13 @@ pub async fn analytics_benchmark(options: &AnalyticsOptions) -> anyhow::Result<V
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
         let mut peak_rss_kib = 0;
-        for (child, _) in &children {
+        let mut failed = Some(0);
+        for (child, port) in &children {
             peak_rss_kib = peak_rss_kib.max(measure::peak_rss_kib(child.id())?);
+            let errors = metrics_text(&client, *port)
+                .await
+                .map(|text| sum_samples(&text, "analytics_edge_errors_total", "") as u64);
+            failed = failed.zip(errors).map(|(a, b)| a + b);
         }
         for (child, _) in &mut children {
             let _ = Command::new("kill")
@@ -310,13 +318,15 @@ pub async fn analytics_benchmark(options: &AnalyticsOptions) -> anyhow::Result<V
             kafka_cpu: Some(last.1.1.saturating_sub(start_cpu.1)),
             peak_rss_kib,
             calls,
+            failed,
         };
         eprintln!(
-            "run {i}: {:.0} spans/s, {:.2} µs CPU/span (librdkafka's threads {:.2}), peak {} MiB, {calls} calls written",
+            "run {i}: {:.0} spans/s, {:.2} µs CPU/span (librdkafka's threads {:.2}), peak {} MiB, {calls} calls written, {} failed (the traffic made {expected_failed})",
             result.rate(),
             result.cpu_per_span_us(),
             result.kafka_cpu_per_span_us().unwrap_or_default(),
-            result.peak_rss_kib / 1024
+            result.peak_rss_kib / 1024,
+            shown(result.failed),
         );
         results.push(result);
         let _ = client
@@ -341,11 +351,12 @@ pub async fn analytics_benchmark(options: &AnalyticsOptions) -> anyhow::Result<V
             .await
             .with_context(|| format!("run {i}: the servicegraph peer"))?;
             eprintln!(
-                "run {i}, {SERVICEGRAPH}: {:.0} spans/s, {:.2} µs CPU/span, peak {} MiB, {} calls counted (the traffic made {expected})",
+                "run {i}, {SERVICEGRAPH}: {:.0} spans/s, {:.2} µs CPU/span, peak {} MiB, {} calls counted (the traffic made {expected}), {} failed ({expected_failed})",
                 peer.rate(),
                 peer.cpu_per_span_us(),
                 peer.peak_rss_kib / 1024,
-                peer.calls
+                peer.calls,
+                shown(peer.failed),
             );
             results.push(peer);
         }
@@ -354,10 +365,31 @@ pub async fn analytics_benchmark(options: &AnalyticsOptions) -> anyhow::Result<V
     Ok(results)
 }
 
+/// A count, or `—` when it could not be read.
+fn shown(count: Option<u64>) -> String {
+    count.map_or_else(|| "—".to_string(), |n| n.to_string())
+}
+
+/// The sum of every sample of the metric family `name` whose labels
+/// contain `label` (all when empty), in Prometheus text format.
+fn sum_samples(text: &str, name: &str, label: &str) -> f64 {
+    text.lines()
+        .filter(|line| !line.starts_with('#'))
+        .filter_map(|line| {
+            let rest = line.strip_prefix(name)?;
+            // The family itself, not a longer name sharing its prefix.
+            if !(rest.starts_with('{') || rest.starts_with(' ')) || !rest.contains(label) {
+                return None;
+            }
+            rest.rsplit(' ').next()?.parse::<f64>().ok()
+        })
+        .sum()
+}
+
 /// The results as a Markdown table.
 pub fn markdown(results: &[AnalyticsRun]) -> String {
     let mut out = String::from(
-        "| job | run | spans | spans/s | CPU µs/span | of it librdkafka's threads | peak RSS MiB | calls written |\n|---|---|---|---|---|---|---|---|\n",
+        "| job | run | spans | spans/s | CPU µs/span | of it librdkafka's threads | peak RSS MiB | calls written | failed calls |\n|---|---|---|---|---|---|---|---|---|\n",
     );
     let mut runs: Vec<(&str, usize)> = Vec::new();
     for r in results {
@@ -376,13 +408,14 @@ pub fn markdown(results: &[AnalyticsRun]) -> String {
             .kafka_cpu_per_span_us()
             .map_or_else(|| "—".to_string(), |us| format!("{us:.2}"));
         out.push_str(&format!(
-            "| {} | {n} | {} | {:.0} | {:.2} | {kafka} | {} | {} |\n",
+            "| {} | {n} | {} | {:.0} | {:.2} | {kafka} | {} | {} | {} |\n",
             r.system,
             r.spans,
             r.rate(),
             r.cpu_per_span_us(),
             r.peak_rss_kib / 1024,
-            r.calls
+            r.calls,
+            shown(r.failed),
         ));
     }
     let measured: Vec<peers::Measured> = results
@@ -417,6 +450,7 @@ mod tests {
             kafka_cpu: (system == peers::OURS).then_some(Duration::from_micros(200)),
             peak_rss_kib: rss_mib * 1024,
             calls: 600,
+            failed: (system == peers::OURS).then_some(40),
         }
     }
 
@@ -431,11 +465,11 @@ mod tests {
         let rows: Vec<&str> = table.lines().filter(|l| l.starts_with("| ")).collect();
         assert_eq!(
             rows[2],
-            "| otelcol servicegraph | 0 | 1000 | 1000 | 6.00 | — | 250 | 600 |"
+            "| otelcol servicegraph | 0 | 1000 | 1000 | 6.00 | — | 250 | 600 | — |"
         );
         assert_eq!(
             rows[3],
-            "| spanway | 1 | 1000 | 1000 | 1.00 | 0.20 | 110 | 600 |"
+            "| spanway | 1 | 1000 | 1000 | 1.00 | 0.20 | 110 | 600 | 40 |"
         );
         assert_eq!(
             rows.last().copied(),
@@ -443,6 +477,27 @@ mod tests {
                 "| the topic | otelcol servicegraph | 2 / 2 | 1.00 / 7.00 = 0.14 | 110 / 260 = 0.42 | — |"
             ),
             "{table}"
+        );
+    }
+
+    #[test]
+    fn sums_one_family_and_not_its_longer_namesakes() {
+        let text = "# HELP traces_service_graph_request_total x\n\
+            traces_service_graph_request_total{client=\"a\",server=\"b\"} 12\n\
+            traces_service_graph_request_total{client=\"a\",server=\"c\"} 3.0\n\
+            traces_service_graph_request_total_extra{client=\"a\"} 100\n\
+            traces_service_graph_request_failed_total{client=\"a\"} 7\n";
+        assert_eq!(
+            sum_samples(text, "traces_service_graph_request_total", ""),
+            15.0
+        );
+        assert_eq!(
+            sum_samples(text, "traces_service_graph_request_total", "server=\"c\""),
+            3.0
+        );
+        assert_eq!(
+            sum_samples(text, "traces_service_graph_request_failed_total", ""),
+            7.0
         );
     }
 }

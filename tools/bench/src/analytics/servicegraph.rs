@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
-use super::{AnalyticsRun, SERVICEGRAPH, free_port, metrics_text};
+use super::{AnalyticsRun, SERVICEGRAPH, free_port, metrics_text, sum_samples};
 use crate::measure;
 
 /// Edges waiting for their other half, at most.
@@ -62,22 +62,6 @@ service:
                 port: {telemetry_port}
 "
     )
-}
-
-/// The sum of every sample of the metric family `name` whose labels
-/// contain `label` (all when empty), in Prometheus text format.
-fn sum_samples(text: &str, name: &str, label: &str) -> f64 {
-    text.lines()
-        .filter(|line| !line.starts_with('#'))
-        .filter_map(|line| {
-            let rest = line.strip_prefix(name)?;
-            // The family itself, not a longer name sharing its prefix.
-            if !(rest.starts_with('{') || rest.starts_with(' ')) || !rest.contains(label) {
-                return None;
-            }
-            rest.rsplit(' ').next()?.parse::<f64>().ok()
-        })
-        .sum()
 }
 
 fn stop(child: &mut Child) {
@@ -163,17 +147,18 @@ async fn measure_run(
     // callers of root spans) are counted when they expire from the store:
     // wait until the counts stop growing.
     let mut calls = 0.0;
+    let mut failed = None;
     let mut unchanged = 0;
     while unchanged < 3 {
         if Instant::now() > deadline {
             bail!("edge counts still growing after 15 minutes");
         }
         tokio::time::sleep(Duration::from_secs(2)).await;
-        let now = metrics_text(&client, metrics_port)
+        let text = metrics_text(&client, metrics_port)
             .await
-            .map_or(0.0, |text| {
-                sum_samples(&text, "traces_service_graph_request_total", "")
-            });
+            .unwrap_or_default();
+        let now = sum_samples(&text, "traces_service_graph_request_total", "");
+        failed = Some(sum_samples(&text, "traces_service_graph_request_failed_total", "") as u64);
         if now > 0.0 && now == calls {
             unchanged += 1;
         } else {
@@ -189,31 +174,6 @@ async fn measure_run(
         kafka_cpu: None,
         peak_rss_kib,
         calls: calls as u64,
+        failed,
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sums_one_family_and_not_its_longer_namesakes() {
-        let text = "# HELP traces_service_graph_request_total x\n\
-            traces_service_graph_request_total{client=\"a\",server=\"b\"} 12\n\
-            traces_service_graph_request_total{client=\"a\",server=\"c\"} 3.0\n\
-            traces_service_graph_request_total_extra{client=\"a\"} 100\n\
-            traces_service_graph_request_failed_total{client=\"a\"} 7\n";
-        assert_eq!(
-            sum_samples(text, "traces_service_graph_request_total", ""),
-            15.0
-        );
-        assert_eq!(
-            sum_samples(text, "traces_service_graph_request_total", "server=\"c\""),
-            3.0
-        );
-        assert_eq!(
-            sum_samples(text, "traces_service_graph_request_failed_total", ""),
-            7.0
-        );
-    }
 }
