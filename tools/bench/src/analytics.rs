@@ -56,6 +56,9 @@ pub struct AnalyticsOptions {
     pub servicegraph: Option<PathBuf>,
     /// Where the peer's configuration and log go.
     pub log_dir: PathBuf,
+    /// `dev/services`' state, where Kafka's and OpenSearch's pid files are:
+    /// their CPU is part of a run, not "others".
+    pub services_dir: PathBuf,
 }
 
 /// The OpenTelemetry Collector's servicegraph connector.
@@ -85,12 +88,20 @@ pub struct AnalyticsRun {
     pub calls: u64,
     /// Failed calls, from the job's edge counters or the peer's.
     pub failed: Option<u64>,
+    /// CPU other processes than the job, Kafka, OpenSearch and the
+    /// benchmark used over the run ([`measure::disturbed`]).
+    pub others_cpu: Option<Duration>,
 }
 
 impl AnalyticsRun {
     /// Spans per second.
     pub fn rate(&self) -> f64 {
         self.spans as f64 / self.elapsed.as_secs_f64()
+    }
+
+    /// Whether other processes took a noticeable share of the machine.
+    pub fn disturbed(&self) -> bool {
+        measure::disturbed(self.others_cpu, self.elapsed)
     }
 
     /// CPU µs per span.
@@ -249,7 +260,7 @@ pub async fn analytics_benchmark(options: &AnalyticsOptions) -> anyhow::Result<V
             Ok(total)
         };
         let deadline = Instant::now() + Duration::from_secs(900);
-        let mut first: Option<(Instant, (Duration, Duration))> = None;
+        let mut first: Option<(Instant, (Duration, Duration), measure::Meter)> = None;
         let last = loop {
             if Instant::now() > deadline {
                 for (child, _) in &mut children {
@@ -265,16 +276,21 @@ pub async fn analytics_benchmark(options: &AnalyticsOptions) -> anyhow::Result<V
                 read += spans_read(&client, *port).await.unwrap_or(0);
             }
             if read > 0 && first.is_none() {
-                first = Some((Instant::now(), cpu(&children)?));
+                first = Some((
+                    Instant::now(),
+                    cpu(&children)?,
+                    measure::Meter::start(&options.services_dir)?,
+                ));
             }
             if read >= traffic.spans {
                 break (Instant::now(), cpu(&children)?);
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         };
-        let Some((start, start_cpu)) = first else {
+        let Some((start, start_cpu, meter)) = first else {
             bail!("run {i}: no progress seen");
         };
+        let costs = meter.finish(Some(last.1.0.saturating_sub(start_cpu.0)));
         // The run counts once everything is written and committed.
         while !committed_all(
             &options.kafka,
@@ -319,6 +335,7 @@ pub async fn analytics_benchmark(options: &AnalyticsOptions) -> anyhow::Result<V
             peak_rss_kib,
             calls,
             failed,
+            others_cpu: costs.others,
         };
         eprintln!(
             "run {i}: {:.0} spans/s, {:.2} µs CPU/span (librdkafka's threads {:.2}), peak {} MiB, {calls} calls written, {} failed (the traffic made {expected_failed})",
@@ -347,6 +364,7 @@ pub async fn analytics_benchmark(options: &AnalyticsOptions) -> anyhow::Result<V
                 &format!("{run}-servicegraph"),
                 traffic.spans,
                 &options.log_dir,
+                &options.services_dir,
             )
             .await
             .with_context(|| format!("run {i}: the servicegraph peer"))?;
@@ -389,7 +407,7 @@ fn sum_samples(text: &str, name: &str, label: &str) -> f64 {
 /// The results as a Markdown table.
 pub fn markdown(results: &[AnalyticsRun]) -> String {
     let mut out = String::from(
-        "| job | run | spans | spans/s | CPU µs/span | of it librdkafka's threads | peak RSS MiB | calls written | failed calls |\n|---|---|---|---|---|---|---|---|---|\n",
+        "| job | run | spans | spans/s | CPU µs/span | of it librdkafka's threads | peak RSS MiB | calls written | failed calls | others CPU s |\n|---|---|---|---|---|---|---|---|---|---|\n",
     );
     let mut runs: Vec<(&str, usize)> = Vec::new();
     for r in results {
@@ -408,7 +426,7 @@ pub fn markdown(results: &[AnalyticsRun]) -> String {
             .kafka_cpu_per_span_us()
             .map_or_else(|| "—".to_string(), |us| format!("{us:.2}"));
         out.push_str(&format!(
-            "| {} | {n} | {} | {:.0} | {:.2} | {kafka} | {} | {} | {} |\n",
+            "| {} | {n} | {} | {:.0} | {:.2} | {kafka} | {} | {} | {} | {}{} |\n",
             r.system,
             r.spans,
             r.rate(),
@@ -416,6 +434,9 @@ pub fn markdown(results: &[AnalyticsRun]) -> String {
             r.peak_rss_kib / 1024,
             r.calls,
             shown(r.failed),
+            r.others_cpu
+                .map_or_else(|| "—".to_string(), |d| format!("{:.2}", d.as_secs_f64())),
+            if r.disturbed() { " DISTURBED" } else { "" },
         ));
     }
     let measured: Vec<peers::Measured> = results
@@ -426,7 +447,7 @@ pub fn markdown(results: &[AnalyticsRun]) -> String {
             cpu_us: Some(r.cpu_per_span_us()),
             rss_mib: Some(r.peak_rss_kib as f64 / 1024.0),
             engine_rate: None,
-            disturbed: false,
+            disturbed: r.disturbed(),
         })
         .collect();
     let against = peers::table(&measured);
@@ -451,26 +472,35 @@ mod tests {
             peak_rss_kib: rss_mib * 1024,
             calls: 600,
             failed: (system == peers::OURS).then_some(40),
+            others_cpu: Some(Duration::from_millis(100)),
         }
     }
 
     #[test]
     fn numbers_runs_per_job_and_sets_ours_beside_the_peer() {
+        let mut disturbed = run(peers::OURS, 50, 999);
+        disturbed.others_cpu = Some(Duration::from_secs(5));
         let table = markdown(&[
             run(peers::OURS, 1, 100),
             run(SERVICEGRAPH, 6, 250),
             run(peers::OURS, 1, 110),
             run(SERVICEGRAPH, 8, 260),
+            disturbed,
         ]);
         let rows: Vec<&str> = table.lines().filter(|l| l.starts_with("| ")).collect();
         assert_eq!(
             rows[2],
-            "| otelcol servicegraph | 0 | 1000 | 1000 | 6.00 | — | 250 | 600 | — |"
+            "| otelcol servicegraph | 0 | 1000 | 1000 | 6.00 | — | 250 | 600 | — | 0.10 |"
         );
         assert_eq!(
             rows[3],
-            "| spanway | 1 | 1000 | 1000 | 1.00 | 0.20 | 110 | 600 | 40 |"
+            "| spanway | 1 | 1000 | 1000 | 1.00 | 0.20 | 110 | 600 | 40 | 0.10 |"
         );
+        assert_eq!(
+            rows[5],
+            "| spanway | 2 | 1000 | 1000 | 50.00 | 0.20 | 999 | 600 | 40 | 5.00 DISTURBED |"
+        );
+        // The disturbed run is left out of ours over the peer.
         assert_eq!(
             rows.last().copied(),
             Some(

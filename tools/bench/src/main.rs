@@ -472,6 +472,7 @@ async fn analytics_bench(args: AnalyticsArgs) -> anyhow::Result<()> {
         topic: args.topic,
         servicegraph,
         log_dir: workspace_root().join("target/bench/analytics"),
+        services_dir: workspace_root().join(".services"),
     };
     let results = analytics::analytics_benchmark(&options).await?;
     println!("{}", analytics::markdown(&results));

@@ -283,6 +283,17 @@ mod tests {
     use super::*;
 
     #[test]
+    fn disturbed_only_past_a_second_and_a_share_of_the_machine() {
+        let secs = Duration::from_secs_f64;
+        assert!(disturbed(Some(secs(2.0)), secs(1.0)));
+        // Over a second, but a sliver of a long run.
+        assert!(!disturbed(Some(secs(1.5)), secs(1000.0)));
+        // A large share of a short run, but under a second.
+        assert!(!disturbed(Some(secs(0.9)), secs(0.1)));
+        assert!(!disturbed(None, secs(1.0)));
+    }
+
+    #[test]
     fn reads_own_process() {
         // Burn a little CPU so the figure cannot be zero ticks.
         let mut x = 0u64;
@@ -328,23 +339,35 @@ mod tests {
 
     #[test]
     fn a_named_thread_is_charged_its_own_cpu() {
+        let (done_tx, done_rx) = std::sync::mpsc::channel();
+        let (read_tx, read_rx) = std::sync::mpsc::channel::<()>();
         let burner = std::thread::Builder::new()
             .name("bench:burner".into())
-            .spawn(|| {
+            .spawn(move || {
+                // Until the thread itself has been charged 200 ms (not for
+                // 200 ms of wall time, which a loaded machine may give it
+                // little CPU of), or 30 s have passed.
+                let pid = std::process::id();
                 let mut x = 0u64;
                 let started = std::time::Instant::now();
-                while started.elapsed() < Duration::from_millis(200) {
-                    x = x.wrapping_mul(31).wrapping_add(7);
+                while started.elapsed() < Duration::from_secs(30)
+                    && threads_cpu_named(pid, "bench:burner").unwrap() < Duration::from_millis(200)
+                {
+                    for _ in 0..1_000_000 {
+                        x = x.wrapping_mul(31).wrapping_add(7);
+                    }
+                    std::hint::black_box(x);
                 }
-                std::hint::black_box(x);
+                done_tx.send(()).unwrap();
                 // Still alive while the reading is taken.
-                std::thread::sleep(Duration::from_millis(500));
+                let _ = read_rx.recv();
             })
             .unwrap();
-        std::thread::sleep(Duration::from_millis(300));
+        done_rx.recv().unwrap();
         let pid = std::process::id();
         let threads = thread_cpu(pid).unwrap();
         let burned = threads_cpu_named(pid, "bench:burn").unwrap();
+        read_tx.send(()).unwrap();
         burner.join().unwrap();
         assert!(
             burned >= Duration::from_millis(100),
@@ -367,6 +390,17 @@ mod tests {
 
 // What a whole run costs: the measured child, this process, the engine,
 // Kafka and the rest of the machine, from the readings above.
+
+/// Whether other processes, using `others` of CPU over a run of `wall`,
+/// took a noticeable share of the machine (over a second, and over 5 % of
+/// all CPUs' time): the run's throughput is then not to be trusted.
+pub fn disturbed(others: Option<Duration>, wall: Duration) -> bool {
+    let cpus = std::thread::available_parallelism().map_or(1, usize::from) as f64;
+    others.is_some_and(|others| {
+        let others = others.as_secs_f64();
+        others > 1.0 && others > 0.05 * cpus * wall.as_secs_f64()
+    })
+}
 
 /// Machine-wide CPU readings at the start of a run.
 #[derive(Debug)]

@@ -82,6 +82,7 @@ pub(super) async fn run(
     group: &str,
     spans: u64,
     log_dir: &Path,
+    services_dir: &Path,
 ) -> anyhow::Result<AnalyticsRun> {
     let (telemetry_port, metrics_port) = (free_port()?, free_port()?);
     std::fs::create_dir_all(log_dir)
@@ -102,7 +103,14 @@ pub(super) async fn run(
         .stderr(log)
         .spawn()
         .with_context(|| format!("cannot run {}", bin.display()))?;
-    let result = measure_run(&mut child, telemetry_port, metrics_port, spans).await;
+    let result = measure_run(
+        &mut child,
+        telemetry_port,
+        metrics_port,
+        spans,
+        services_dir,
+    )
+    .await;
     stop(&mut child);
     result.with_context(|| format!("its log: {}", log_path.display()))
 }
@@ -112,6 +120,7 @@ async fn measure_run(
     telemetry_port: u16,
     metrics_port: u16,
     spans: u64,
+    services_dir: &Path,
 ) -> anyhow::Result<AnalyticsRun> {
     let client = reqwest::Client::new();
     let accepted = |text: &str| {
@@ -119,7 +128,7 @@ async fn measure_run(
             + sum_samples(text, "otelcol_receiver_accepted_spans", "") as u64
     };
     let deadline = Instant::now() + Duration::from_secs(900);
-    let mut first: Option<(Instant, Duration)> = None;
+    let mut first: Option<(Instant, Duration, measure::Meter)> = None;
     let last = loop {
         if Instant::now() > deadline {
             bail!("not all spans accepted within 15 minutes");
@@ -132,16 +141,21 @@ async fn measure_run(
             None => 0,
         };
         if read > 0 && first.is_none() {
-            first = Some((Instant::now(), measure::process_cpu(child.id())?));
+            first = Some((
+                Instant::now(),
+                measure::process_cpu(child.id())?,
+                measure::Meter::start(services_dir)?,
+            ));
         }
         if read >= spans {
             break (Instant::now(), measure::process_cpu(child.id())?);
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
-    let Some((start, start_cpu)) = first else {
+    let Some((start, start_cpu, meter)) = first else {
         bail!("no progress seen");
     };
+    let costs = meter.finish(Some(last.1.saturating_sub(start_cpu)));
     let peak_rss_kib = measure::peak_rss_kib(child.id())?;
     // Edges whose other half never comes (uninstrumented peers, the
     // callers of root spans) are counted when they expire from the store:
@@ -175,5 +189,6 @@ async fn measure_run(
         peak_rss_kib,
         calls: calls as u64,
         failed,
+        others_cpu: costs.others,
     })
 }

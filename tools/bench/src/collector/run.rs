@@ -21,7 +21,7 @@ use spanway_schemas::Encoding;
 use super::load::{self, Outcome, Plan, Rate};
 use super::topic::{self, Contents};
 use super::traffic::Pool;
-use crate::measure::{MeasuredChild, Meter};
+use crate::measure::{self, MeasuredChild, Meter};
 
 /// Everything the collector benchmark needs to know.
 #[derive(Debug, Clone)]
@@ -189,11 +189,7 @@ impl RunResult {
     /// Others used over a second and over 5 % of the machine: see
     /// [`crate::runs::RunResult::disturbed`].
     pub fn disturbed(&self) -> bool {
-        let cpus = std::thread::available_parallelism().map_or(1, usize::from) as f64;
-        self.others_cpu.is_some_and(|others| {
-            let others = others.as_secs_f64();
-            others > 1.0 && others > 0.05 * cpus * self.wall.as_secs_f64()
-        })
+        measure::disturbed(self.others_cpu, self.wall)
     }
 }
 

@@ -32,7 +32,7 @@ use spanway_e2e::corpus::Corpus;
 use spanway_schemas::Encoding;
 use spanway_search::index::{Family, Prefix};
 
-use crate::measure::{MeasuredChild, Meter};
+use crate::measure::{self, MeasuredChild, Meter};
 use crate::null_endpoint::{NullEndpoint, Snapshot};
 use crate::raw_load::{RawVariant, raw_loader_run};
 
@@ -169,15 +169,9 @@ impl RunResult {
         self.steady.map(|(window, spans)| per_second(spans, window))
     }
 
-    /// Whether other processes used a noticeable share of the machine
-    /// during the run (over a second, or over 5 % of all CPUs' time): its
-    /// throughput is then not to be trusted.
+    /// Whether other processes disturbed the run ([`measure::disturbed`]).
     pub fn disturbed(&self) -> bool {
-        let cpus = std::thread::available_parallelism().map_or(1, usize::from) as f64;
-        self.others_cpu.is_some_and(|others| {
-            let others = others.as_secs_f64();
-            others > 1.0 && others > 0.05 * cpus * self.wall.as_secs_f64()
-        })
+        measure::disturbed(self.others_cpu, self.wall)
     }
 
     /// Microseconds of CPU per span.
