@@ -16,6 +16,7 @@ use anyhow::{Context, bail};
 
 use super::{AnalyticsRun, SERVICEGRAPH, free_port, metrics_text, sum_samples};
 use crate::measure;
+use crate::runs::kafka_receiver_yaml;
 
 /// Edges waiting for their other half, at most.
 const STORE_ITEMS: usize = 1_000_000;
@@ -24,16 +25,9 @@ const STORE_ITEMS: usize = 1_000_000;
 /// pair spans into edges, export them to Prometheus on `metrics_port`;
 /// its own counters (spans accepted) on `telemetry_port`.
 fn config(kafka: &str, topic: &str, group: &str, telemetry_port: u16, metrics_port: u16) -> String {
+    let receivers = kafka_receiver_yaml(kafka, topic, group);
     format!(
-        "receivers:
-  kafka:
-    brokers: [{kafka}]
-    group_id: {group}
-    initial_offset: earliest
-    traces:
-      topic: {topic}
-      encoding: otlp_proto
-connectors:
+        "{receivers}connectors:
   servicegraph:
     store:
       max_items: {STORE_ITEMS}

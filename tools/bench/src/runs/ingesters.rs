@@ -122,6 +122,7 @@ pub(crate) fn jaeger_v2_config(
     url: &str,
     prefix: &str,
 ) -> String {
+    let receivers = kafka_receiver_yaml(kafka, topic, group);
     format!(
         "service:
   extensions: [jaeger_storage]
@@ -148,7 +149,19 @@ extensions:
             services:
               shards: 1
               replicas: 0
-receivers:
+{receivers}exporters:
+  jaeger_storage_exporter:
+    trace_storage: engine
+"
+    )
+}
+
+/// The `receivers` section an OpenTelemetry Collector (Jaeger v2, the
+/// servicegraph peer) reads a benchmark's `otlp_proto` topic with: from
+/// the start, as `group`.
+pub(crate) fn kafka_receiver_yaml(kafka: &str, topic: &str, group: &str) -> String {
+    format!(
+        "receivers:
   kafka:
     brokers: [{kafka}]
     group_id: {group}
@@ -156,9 +169,6 @@ receivers:
     traces:
       topic: {topic}
       encoding: otlp_proto
-exporters:
-  jaeger_storage_exporter:
-    trace_storage: engine
 "
     )
 }

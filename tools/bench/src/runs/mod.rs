@@ -41,7 +41,7 @@ mod progress;
 pub mod warm_up;
 
 use ingesters::{Case, Ingester};
-pub(crate) use ingesters::{jaeger_v2_config, spanway_command};
+pub(crate) use ingesters::{jaeger_v2_config, kafka_receiver_yaml, spanway_command};
 use progress::{Progress, span_index_size, wait_engine, wait_null};
 pub(crate) use progress::{delete_prefix, engine_count};
 
