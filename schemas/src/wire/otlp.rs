@@ -575,6 +575,26 @@ pub fn key_and_value_bytes(kv: &[u8]) -> Option<(&[u8], Option<&[u8]>)> {
     }
 }
 
+/// The next field of a validated message when it is one more attribute
+/// under the one-byte `tag`, in the shape exporters write (see
+/// [`plain_key_value`]): its key and `AnyValue` bytes, and `fields` moved
+/// past it. `None`, with `fields` unmoved, for anything else. A reader that
+/// met a message's first attribute takes the rest of the run with this,
+/// sparing each attribute the general reading of a field.
+#[inline(always)]
+pub fn next_plain_attribute<'a>(fields: &mut Fields<'a>, tag: u8) -> Option<(&'a [u8], &'a [u8])> {
+    let [next, len @ 0..0x80, rest @ ..] = fields.buf.get(fields.pos..)? else {
+        return None;
+    };
+    if *next != tag {
+        return None;
+    }
+    let pair = rest.get(..usize::from(*len))?;
+    let (key, value) = plain_pair(pair)?;
+    fields.pos += 2 + pair.len();
+    Some((key, value))
+}
+
 /// The key and text of a `KeyValue` holding a `string_value`, in the shape
 /// exporters write (see [`plain_key_value`]), for a reader of bytes that
 /// were not validated: both checked as UTF-8 in one call. `None` for any
@@ -1063,6 +1083,55 @@ mod tests {
             );
         }
         assert!(accepted > 0);
+    }
+
+    /// The run reader takes the attributes that follow in the short shape
+    /// and stops, leaving the field where it is, at any other.
+    #[test]
+    fn next_plain_attribute_reads_a_run_and_leaves_the_rest() {
+        use otlp::any_value::Value as V;
+        let long = "d".repeat(200);
+        let span = otlp::Span {
+            span_id: vec![2; 8],
+            attributes: vec![
+                otlp::KeyValue::string("a", "1"),
+                otlp::KeyValue::string("b", "2"),
+                otlp::KeyValue::new("c", V::IntValue(-3)),
+                // A key of two length bytes: not the short shape.
+                otlp::KeyValue::string(long.as_str(), "4"),
+                otlp::KeyValue::string("e", "5"),
+            ],
+            name: "n".into(),
+            ..Default::default()
+        };
+        let bytes = span.encode_to_vec();
+        let mut fields = Fields::new(&bytes);
+        assert!(matches!(fields.next_validated(), Some((2, _))));
+        assert_eq!(
+            next_plain_attribute(&mut fields, 0x4a),
+            None,
+            "name is next"
+        );
+        assert!(matches!(fields.next_validated(), Some((5, _))));
+        assert!(matches!(fields.next_validated(), Some((9, _))));
+        let mut read = Vec::new();
+        while let Some((key, value)) = next_plain_attribute(&mut fields, 0x4a) {
+            read.push((key, any_value_raw(value)));
+        }
+        assert_eq!(
+            read,
+            [(&b"b"[..], AnyRaw::Str(b"2")), (&b"c"[..], AnyRaw::Int(-3))]
+        );
+        let Some((9, Value::Bytes(d))) = fields.next_validated() else {
+            panic!("the walk goes on at the attribute the run left");
+        };
+        assert_eq!(key_value(d), Some((long.as_str(), AnyRef::Str("4"))));
+        assert_eq!(
+            next_plain_attribute(&mut fields, 0x4a).map(|kv| kv.0),
+            Some(&b"e"[..])
+        );
+        assert_eq!(next_plain_attribute(&mut fields, 0x4a), None, "the end");
+        assert!(fields.next_validated().is_none());
     }
 
     #[test]

@@ -149,13 +149,20 @@ const KEYS: [&str; 11] = [
     "net.peer.name",
 ];
 
+/// `Span.attributes` (field 9, length-delimited) as a one-byte tag.
+const SPAN_ATTRIBUTES_TAG: u8 = 9 << 3 | 2;
+
 /// Where `key` is in [`KEYS`].
 #[inline]
 fn key_slot(key: &[u8]) -> Option<usize> {
     KEYS.iter().position(|k| k.as_bytes() == key)
 }
 
-fn span_facts(span: &[u8], service: &Arc<str>, peer_order: &[PeerSource]) -> Option<SpanFacts> {
+fn span_facts<'a>(
+    span: &'a [u8],
+    service: &Arc<str>,
+    peer_order: &[PeerSource],
+) -> Option<SpanFacts> {
     // One walk over the span's fields for its head and what the facts
     // need besides. Of the attributes, only the first of each key in
     // `KEYS` is kept, and only its value read: most spans carry several
@@ -165,6 +172,13 @@ fn span_facts(span: &[u8], service: &Arc<str>, peer_order: &[PeerSource]) -> Opt
     let mut head = SpanHead::default();
     let mut kind_number = 0;
     let mut status: Option<&[u8]> = None;
+    let mut keep = |key: &[u8], value: Option<&'a [u8]>| {
+        if let Some(slot) = key_slot(key)
+            && found[slot].is_none()
+        {
+            found[slot] = Some(value.map_or(AnyRaw::Empty, otlp::any_value_raw));
+        }
+    };
     let mut fields = Fields::new(span);
     while let Some(field) = fields.next_validated() {
         head.take(field.0, field.1);
@@ -172,10 +186,13 @@ fn span_facts(span: &[u8], service: &Arc<str>, peer_order: &[PeerSource]) -> Opt
             (6, Value::Varint(kind)) => kind_number = kind as i32,
             (9, Value::Bytes(kv)) => {
                 let (key, value) = otlp::key_and_value_bytes(kv)?;
-                if let Some(slot) = key_slot(key)
-                    && found[slot].is_none()
+                keep(key, value);
+                // The attributes that follow it, read as a run: none is
+                // any of the span head's fields.
+                while let Some((key, value)) =
+                    otlp::next_plain_attribute(&mut fields, SPAN_ATTRIBUTES_TAG)
                 {
-                    found[slot] = Some(value.map_or(AnyRaw::Empty, otlp::any_value_raw));
+                    keep(key, Some(value));
                 }
             }
             (15, Value::Bytes(bytes)) => {
