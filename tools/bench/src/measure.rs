@@ -474,16 +474,34 @@ impl Meter {
     /// the last one is searchable.
     pub(crate) async fn engine_settled(&self) -> Option<Duration> {
         let (pid, before) = self.engine?;
-        let deadline = Instant::now() + Duration::from_secs(60);
-        let mut last = process_cpu(pid).ok()?;
-        loop {
-            tokio::time::sleep(Duration::from_secs(1)).await;
-            let now = process_cpu(pid).ok()?;
-            let quiet = now.saturating_sub(last) < Duration::from_millis(50);
-            last = now;
-            if quiet || Instant::now() >= deadline {
-                return Some(now.saturating_sub(before));
-            }
+        let now = quiet_cpu(pid, Instant::now() + Duration::from_secs(60)).await?;
+        Some(now.saturating_sub(before))
+    }
+}
+
+/// Waits until OpenSearch (found by its pid file under `services_dir`) has
+/// gone quiet as [`Meter::engine_settled`] means it, or `limit` passed, and
+/// returns how long that took; `None` when its pid is not known. A run that
+/// starts while the engine still merges what the run before it wrote
+/// measures both.
+pub(crate) async fn engine_quiet(services_dir: &Path, limit: Duration) -> Option<Duration> {
+    let pid = pid_from_file(&services_dir.join("opensearch").join("opensearch.pid"))?;
+    let started = Instant::now();
+    quiet_cpu(pid, started + limit).await?;
+    Some(started.elapsed())
+}
+
+/// Reads `pid`'s CPU every second until a second in which it used under
+/// 5 % of a core, or `deadline`; the last reading.
+async fn quiet_cpu(pid: u32, deadline: Instant) -> Option<Duration> {
+    let mut last = process_cpu(pid).ok()?;
+    loop {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let now = process_cpu(pid).ok()?;
+        let quiet = now.saturating_sub(last) < Duration::from_millis(50);
+        last = now;
+        if quiet || Instant::now() >= deadline {
+            return Some(now);
         }
     }
 }

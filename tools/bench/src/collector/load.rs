@@ -143,7 +143,7 @@ pub struct Outcome {
 }
 
 impl Outcome {
-    fn new(started: Instant) -> Outcome {
+    pub(crate) fn new(started: Instant) -> Outcome {
         Outcome {
             warmup: Warmup::default(),
             started,

@@ -22,7 +22,7 @@
 //! falls ever further behind, is not freshness.
 
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
@@ -122,6 +122,11 @@ pub struct RunResult {
     /// pid file was found: what the pipeline's steady writes and the
     /// refreshes they need cost the engine.
     pub engine_cpu: Option<Duration>,
+    /// CPU other processes used while the load ran: the machine's busy time
+    /// less the pipeline's, the engine's, Kafka's and this process's.
+    pub others_cpu: Option<Duration>,
+    /// How long the load ran, warm-up included.
+    pub elapsed: Duration,
 }
 
 impl RunResult {
@@ -136,6 +141,11 @@ impl RunResult {
             && self.probes_refused == 0
             && self.stored == self.accepted
             && self.load.failed_total() == 0
+    }
+
+    /// Whether other processes took a noticeable share of the machine.
+    pub fn disturbed(&self) -> bool {
+        crate::measure::disturbed(self.others_cpu, self.elapsed)
     }
 
     /// Engine CPU per accepted span while the load ran, in µs.
@@ -213,6 +223,10 @@ fn preflight(options: &Options) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The longest a run waits for OpenSearch to finish what earlier runs left
+/// (merges): freshness on a busy engine measures that work too.
+const ENGINE_QUIET_LIMIT: Duration = Duration::from_secs(120);
+
 /// Names of one run's topic, group and indices.
 struct Names {
     topic: String,
@@ -231,6 +245,15 @@ async fn run(
         "run: {} @ {rate:.0} spans/s, repetition {repetition}",
         pipeline.name()
     );
+    if let Some(waited) = crate::measure::engine_quiet(&options.services_dir, ENGINE_QUIET_LIMIT)
+        .await
+        .filter(|waited| *waited > Duration::from_secs(2))
+    {
+        eprintln!(
+            "  waited {:.0} s for OpenSearch to go quiet",
+            waited.as_secs_f64()
+        );
+    }
     let names = Names {
         topic: spanway_e2e::unique_name("bench-fresh"),
         group: spanway_e2e::unique_name("bench-fresh"),
@@ -334,15 +357,19 @@ async fn with_processes(
     let measured = async {
         wait_ready(&mut collector, &ready_url).await?;
         let meter = Meter::start(&options.services_dir)?;
+        let pipeline_before = cpu_of([&ingester, &collector]);
+        let started = Instant::now();
         let outcome = measure(options, pool, &endpoint, rate, &names.prefix).await?;
-        let engine_cpu = meter.finish(None).engine;
+        let pipeline_cpu = cpu_of([&ingester, &collector]).saturating_sub(pipeline_before);
+        let costs = meter.finish(Some(pipeline_cpu));
+        let elapsed = started.elapsed();
         ingester.check_running()?;
         collector.check_running()?;
-        Ok::<_, anyhow::Error>((outcome, engine_cpu))
+        Ok::<_, anyhow::Error>((outcome, costs, elapsed))
     }
     .await;
     collector.terminate(Duration::from_secs(20));
-    let ((load, probes), engine_cpu) = match measured {
+    let ((load, probes), costs, elapsed) = match measured {
         Ok(measured) => measured,
         Err(error) => {
             ingester.terminate(Duration::from_secs(20));
@@ -363,8 +390,20 @@ async fn with_processes(
         latencies: probes.latencies,
         stored,
         accepted,
-        engine_cpu,
+        engine_cpu: costs.engine,
+        others_cpu: costs.others,
+        elapsed,
     })
+}
+
+/// The CPU the pipeline's processes have used so far; a process that
+/// cannot be read (it exited, which the run then reports) counts nothing.
+fn cpu_of(children: [&MeasuredChild; 2]) -> Duration {
+    children
+        .iter()
+        .filter_map(|child| child.sample().ok())
+        .map(|(cpu, _)| cpu)
+        .sum()
 }
 
 fn ms(d: Option<Duration>) -> String {
@@ -377,7 +416,7 @@ fn ms(d: Option<Duration>) -> String {
 /// One progress line per run.
 pub fn one_line(r: &RunResult) -> String {
     format!(
-        "{} @ {:.0}: {} probes, freshness p50 {} ms, p99 {} ms, max {} ms; {} lost; stored {} of {} accepted; background {} spans/s, {} calls failed",
+        "{} @ {:.0}: {} probes, freshness p50 {} ms, p99 {} ms, max {} ms; {} lost; stored {} of {} accepted; background {} spans/s, {} calls failed; others CPU {}{}",
         r.pipeline.name(),
         r.rate,
         r.probes,
@@ -388,19 +427,25 @@ pub fn one_line(r: &RunResult) -> String {
         r.stored,
         r.accepted,
         thousands(r.load.accepted_rate()),
-        r.load.failed_total()
+        r.load.failed_total(),
+        others(r.others_cpu),
+        if r.disturbed() { " DISTURBED" } else { "" },
     )
+}
+
+fn others(cpu: Option<Duration>) -> String {
+    cpu.map_or_else(|| "—".into(), |d| format!("{:.2} s", d.as_secs_f64()))
 }
 
 /// The results as a Markdown table.
 pub fn markdown(results: &[RunResult]) -> String {
     let mut out = String::from(
-        "| run | background spans/s | probes | freshness p50 / p90 / p99 / max ms | OpenSearch µs CPU per span | lost | stored / accepted | verified |\n\
-         |---|--:|--:|--:|--:|--:|--:|---|\n",
+        "| run | background spans/s | probes | freshness p50 / p90 / p99 / max ms | OpenSearch µs CPU per span | lost | stored / accepted | verified | others CPU s |\n\
+         |---|--:|--:|--:|--:|--:|--:|---|--:|\n",
     );
     for r in results {
         out.push_str(&format!(
-            "| {} @ {:.0} #{} | {} | {} | {} / {} / {} / {} | {} | {} | {} / {} | {} |\n",
+            "| {} @ {:.0} #{} | {} | {} | {} / {} / {} / {} | {} | {} | {} / {} | {} | {}{} |\n",
             r.pipeline.name(),
             r.rate,
             r.repetition,
@@ -415,8 +460,50 @@ pub fn markdown(results: &[RunResult]) -> String {
             r.lost(),
             r.stored,
             r.accepted,
-            if r.verified() { "yes" } else { "**no**" }
+            if r.verified() { "yes" } else { "**no**" },
+            r.others_cpu
+                .map_or_else(|| "—".into(), |d| format!("{:.2}", d.as_secs_f64())),
+            if r.disturbed() { " DISTURBED" } else { "" },
         ));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn result(others_cpu: Option<Duration>) -> RunResult {
+        RunResult {
+            pipeline: Pipeline::Spanway,
+            rate: 10_000.0,
+            repetition: 1,
+            load: Outcome::new(Instant::now()),
+            probes: 2,
+            probes_refused: 0,
+            latencies: vec![Duration::from_millis(600), Duration::from_millis(900)],
+            stored: 0,
+            accepted: 0,
+            engine_cpu: None,
+            others_cpu,
+            elapsed: Duration::from_secs(40),
+        }
+    }
+
+    #[test]
+    fn the_table_shows_others_cpu_and_marks_a_disturbed_run() {
+        // 60 s of others in 40 s is over 5 % of any machine up to 30 cores.
+        let results = [
+            result(Some(Duration::from_millis(300))),
+            result(Some(Duration::from_secs(60))),
+            result(None),
+        ];
+        let table = markdown(&results);
+        let rows: Vec<&str> = table.lines().skip(2).collect();
+        assert!(rows[0].ends_with("| yes | 0.30 |"), "{}", rows[0]);
+        assert!(rows[1].ends_with("| 60.00 DISTURBED |"), "{}", rows[1]);
+        assert!(rows[2].ends_with("| — |"), "{}", rows[2]);
+        assert!(!results[0].disturbed() && results[1].disturbed());
+        assert!(one_line(&results[1]).ends_with("others CPU 60.00 s DISTURBED"));
+    }
 }
