@@ -772,23 +772,39 @@ mod tests {
     #[test]
     fn validation_agrees_with_prost_on_corrupted_messages() {
         let bytes = sample().encode_to_vec();
-        let mut accepted_by_both = 0;
-        let mut checked = 0;
+        let (accepted_by_both, checked) = agree_with_prost::<otlp::TracesData>(
+            Message::TracesData,
+            &bytes,
+            &[0x00, 0x01, 0x07, 0x0a, 0x12, 0x7f, 0x80, 0xc3, 0xff],
+        );
+        assert!(accepted_by_both > 0 && accepted_by_both < checked);
+    }
+
+    /// Checks that `validate` and prost's decoding of `M` accept the same
+    /// byte strings among every single-byte change of `bytes` to each of
+    /// `replacements` and every truncation of it; returns how many of the
+    /// changed strings both accepted, and how many there were.
+    fn agree_with_prost<M: prost::Message + Default>(
+        message: Message,
+        bytes: &[u8],
+        replacements: &[u8],
+    ) -> (usize, usize) {
+        let (mut accepted, mut checked) = (0, 0);
         for i in 0..bytes.len() {
-            for replacement in [0x00u8, 0x01, 0x07, 0x0a, 0x12, 0x7f, 0x80, 0xc3, 0xff] {
-                let mut corrupt = bytes.clone();
+            for &replacement in replacements {
+                let mut corrupt = bytes.to_vec();
                 corrupt[i] = replacement;
-                let ours = validate(Message::TracesData, &corrupt).is_ok();
-                let prost = otlp::TracesData::decode(corrupt.as_slice()).is_ok();
+                let ours = validate(message, &corrupt).is_ok();
+                let prost = M::decode(corrupt.as_slice()).is_ok();
                 assert_eq!(ours, prost, "byte {i} set to {replacement:#x}");
-                accepted_by_both += usize::from(ours);
+                accepted += usize::from(ours);
                 checked += 1;
             }
-            let ours = validate(Message::TracesData, &bytes[..i]).is_ok();
-            let prost = otlp::TracesData::decode(&bytes[..i]).is_ok();
+            let ours = validate(message, &bytes[..i]).is_ok();
+            let prost = M::decode(&bytes[..i]).is_ok();
             assert_eq!(ours, prost, "truncated to {i} bytes");
         }
-        assert!(accepted_by_both > 0 && accepted_by_both < checked);
+        (accepted, checked)
     }
 
     #[test]
@@ -1066,23 +1082,12 @@ mod tests {
         };
         let bytes = span.encode_to_vec();
         validate(Message::Span, &bytes).unwrap();
-        let mut accepted = 0;
-        for i in 0..bytes.len() {
-            for replacement in [0x00u8, 0x01, 0x0a, 0x12, 0x4a, 0x21, 0x7f, 0x80, 0xc3, 0xff] {
-                let mut corrupt = bytes.clone();
-                corrupt[i] = replacement;
-                let ours = validate(Message::Span, &corrupt).is_ok();
-                let prost = otlp::Span::decode(corrupt.as_slice()).is_ok();
-                assert_eq!(ours, prost, "byte {i} set to {replacement:#x}");
-                accepted += usize::from(ours);
-            }
-            assert_eq!(
-                validate(Message::Span, &bytes[..i]).is_ok(),
-                otlp::Span::decode(&bytes[..i]).is_ok(),
-                "truncated to {i} bytes"
-            );
-        }
-        assert!(accepted > 0);
+        let (accepted, checked) = agree_with_prost::<otlp::Span>(
+            Message::Span,
+            &bytes,
+            &[0x00, 0x01, 0x0a, 0x12, 0x4a, 0x21, 0x7f, 0x80, 0xc3, 0xff],
+        );
+        assert!(accepted > 0 && accepted < checked);
     }
 
     /// The run reader takes the attributes that follow in the short shape
