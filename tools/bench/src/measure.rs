@@ -425,7 +425,7 @@ pub(crate) struct Costs {
 impl Meter {
     pub(crate) fn start(services_dir: &Path) -> anyhow::Result<Meter> {
         let service = |name: &str| {
-            let pid = pid_from_file(&services_dir.join(name).join(format!("{name}.pid")))?;
+            let pid = service_pid(services_dir, name)?;
             Some((pid, process_cpu(pid).ok()?))
         };
         Ok(Meter {
@@ -485,10 +485,15 @@ impl Meter {
 /// starts while the engine still merges what the run before it wrote
 /// measures both.
 pub(crate) async fn engine_quiet(services_dir: &Path, limit: Duration) -> Option<Duration> {
-    let pid = pid_from_file(&services_dir.join("opensearch").join("opensearch.pid"))?;
+    let pid = service_pid(services_dir, "opensearch")?;
     let started = Instant::now();
     quiet_cpu(pid, started + limit).await?;
     Some(started.elapsed())
+}
+
+/// The pid of `dev/services`' service `name`, from its pid file.
+fn service_pid(services_dir: &Path, name: &str) -> Option<u32> {
+    pid_from_file(&services_dir.join(name).join(format!("{name}.pid")))
 }
 
 /// Reads `pid`'s CPU every second until a second in which it used under
