@@ -242,6 +242,23 @@ impl<'a> Fields<'a> {
         }
     }
 
+    /// Moves past the fields that follow back to back under the one-byte
+    /// `tag` of a length-delimited field, each with a one-byte length: the
+    /// shape in which exporters write a span's attributes and events. A
+    /// reader that skips them spares each the general reading of a field;
+    /// a span's attributes were half of `otlp::span_head`'s work. Stops at
+    /// any other field and at a length the bytes do not hold, which the
+    /// general reading then reads or refuses.
+    #[inline(always)]
+    pub fn skip_run(&mut self, tag: u8) {
+        while let [next, len @ 0..0x80, rest @ ..] = self.buf.get(self.pos..).unwrap_or_default()
+            && *next == tag
+            && usize::from(*len) <= rest.len()
+        {
+            self.pos += 2 + usize::from(*len);
+        }
+    }
+
     /// [`Fields::next_validated`] for any field, through the general framing.
     fn next_validated_framed(&mut self) -> Option<(u32, Value<'a>)> {
         loop {
@@ -361,6 +378,33 @@ pub fn put_len_prefix(out: &mut Vec<u8>, number: u32, len: usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn skip_run_stops_at_another_field_and_at_a_long_or_cut_length() {
+        // Two short fields under tag 0x4a, then field 1.
+        let bytes = [0x4a, 0x01, 0xaa, 0x4a, 0x00, 0x08, 0x01];
+        let mut fields = Fields::new(&bytes);
+        fields.skip_run(0x4a);
+        assert_eq!(fields.pos, 5);
+        assert_eq!(fields.next_validated(), Some((1, Value::Varint(1))));
+        // A field under the tag with a two-byte length is left to the
+        // general reading.
+        let long = [[0x4a, 0x01, 0xaa, 0x4a, 0x80, 0x01].as_slice(), &[0; 128]].concat();
+        let mut fields = Fields::new(&long);
+        fields.skip_run(0x4a);
+        assert_eq!(fields.pos, 3);
+        assert!(matches!(fields.next_validated(), Some((9, Value::Bytes(b))) if b.len() == 128));
+        // A length past the end stops the run where the bytes end short.
+        let cut = [0x4a, 0x01, 0xaa, 0x4a, 0x05, 0xaa];
+        let mut fields = Fields::new(&cut);
+        fields.skip_run(0x4a);
+        assert_eq!(fields.pos, 3);
+        assert_eq!(fields.next_validated(), None);
+        // Another tag first: nothing skipped.
+        let mut fields = Fields::new(&bytes[5..]);
+        fields.skip_run(0x4a);
+        assert_eq!(fields.pos, 0);
+    }
 
     #[test]
     fn next_field_reads_what_the_iterator_reads_and_refuses_groups() {

@@ -438,9 +438,23 @@ pub fn span_head(span: &[u8]) -> SpanHead<'_> {
     let mut fields = Fields::new(span);
     while let Some((number, value)) = fields.next_validated() {
         head.take(number, value);
+        // The head needs none of the attributes and events, which are most
+        // of a span's fields and come in runs.
+        match number {
+            SPAN_ATTRIBUTES => fields.skip_run(SPAN_ATTRIBUTES_TAG),
+            SPAN_EVENTS => fields.skip_run(SPAN_EVENTS_TAG),
+            _ => {}
+        }
     }
     head
 }
+
+/// `Span.attributes` and `Span.events`, and their tags as length-delimited
+/// fields.
+const SPAN_ATTRIBUTES: u32 = 9;
+const SPAN_ATTRIBUTES_TAG: u8 = (SPAN_ATTRIBUTES as u8) << 3 | 2;
+const SPAN_EVENTS: u32 = 11;
+const SPAN_EVENTS_TAG: u8 = (SPAN_EVENTS as u8) << 3 | 2;
 
 impl<'a> SpanHead<'a> {
     /// Folds one field of the span in, for a reader that walks the span's
@@ -966,6 +980,70 @@ mod tests {
         validate(Message::Span, &with_group).unwrap();
         assert_eq!(span_head(&with_group), plain);
         assert_eq!(plain.span_id, &[2; 8]);
+    }
+
+    /// The head read past runs of attributes and events is the decoded
+    /// span's, also where a run holds a long attribute, where the last
+    /// occurrence of an id or time comes after a run, and where a run ends
+    /// the span.
+    #[test]
+    fn span_head_past_runs_is_the_decoded_head() {
+        let long = "x".repeat(200);
+        let mut span = sample().resource_spans[0].scope_spans[0].spans[0].clone();
+        span.attributes = vec![
+            otlp::KeyValue::string("a", "1"),
+            otlp::KeyValue::string("user_agent", &long),
+            otlp::KeyValue::string("b", "2"),
+            otlp::KeyValue::string("c", "3"),
+        ];
+        span.events.push(otlp::span::Event {
+            name: long.clone(),
+            ..Default::default()
+        });
+        span.events.push(otlp::span::Event::default());
+        let base = span.encode_to_vec();
+        let tail = |fields: &[&otlp::Span]| {
+            let mut bytes = base.clone();
+            for f in fields {
+                bytes.extend(f.encode_to_vec());
+            }
+            bytes
+        };
+        let later = otlp::Span {
+            span_id: vec![9; 8],
+            end_time_unix_nano: 99,
+            ..Default::default()
+        };
+        let more = otlp::Span {
+            attributes: vec![otlp::KeyValue::string("d", "4")],
+            events: vec![otlp::span::Event::default()],
+            ..Default::default()
+        };
+        let link = otlp::Span {
+            links: vec![otlp::span::Link {
+                trace_id: vec![6; 16],
+                span_id: vec![7; 8],
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let cases = [
+            base.clone(),
+            tail(&[&more]),
+            tail(&[&more, &later]),
+            tail(&[&later, &more, &link, &more]),
+        ];
+        for bytes in cases {
+            validate(Message::Span, &bytes).unwrap();
+            let decoded = otlp::Span::decode(bytes.as_slice()).unwrap();
+            let head = span_head(&bytes);
+            assert_eq!(head.trace_id, decoded.trace_id.as_slice());
+            assert_eq!(head.span_id, decoded.span_id.as_slice());
+            assert_eq!(head.parent_span_id, decoded.parent_span_id.as_slice());
+            assert_eq!(head.start, decoded.start_time_unix_nano);
+            assert_eq!(head.end, decoded.end_time_unix_nano);
+            assert_eq!(head.links, decoded.links.len());
+        }
     }
 
     fn attribute(key: &str, value: otlp::any_value::Value) -> Vec<u8> {
