@@ -1,9 +1,10 @@
-//! Hashing of trace and span ids for the pairing maps.
+//! Hashing of trace and span ids for maps keyed by them: the analytics
+//! job's pairing maps, the collector's grouping of a request by trace.
 //!
 //! The ids are chosen by whoever sends spans, so the maps keyed by them
 //! must not let a sender pick ids that all land in one bucket: std's
-//! SipHash guards against that, at about a tenth of the job's CPU for two
-//! map operations per span. Ids are fixed-size integers, so a keyed
+//! SipHash guards against that, at about a tenth of the analytics job's
+//! CPU for two map operations per span. Ids are fixed-size integers, so a keyed
 //! folded multiply (each 64-bit word XORed into the state and multiplied
 //! by a secret odd key, both halves of the 128-bit product folded) mixes
 //! them in a few cycles; the keys are drawn per map from std's random

@@ -11,6 +11,7 @@
 pub mod contract;
 pub mod headers;
 pub mod hex;
+pub mod id_hashing;
 pub mod ids;
 pub mod jaeger_json;
 pub mod otlp_json;

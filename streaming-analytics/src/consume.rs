@@ -27,12 +27,12 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::AnalyticsConfig;
 use crate::documents::{Indices, window_documents};
-use crate::ids::{IdMap, id_map};
 use crate::metrics::{AnalyticsMetrics, EdgeSeries};
 use crate::pairing::{NO_CLOCK, PartitionState, Position, Resume, Step, Timing};
 use crate::span::otlp_wire::{Names, facts_of_otlp};
 use crate::span::{PeerSource, SpanFacts};
 use crate::writer::{Ack, WriteJob};
+use spanway_schemas::id_hashing::{IdMap, id_map};
 
 type Key = Partition;
 

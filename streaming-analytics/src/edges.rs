@@ -364,7 +364,7 @@ fn push_call(out: &mut Vec<Edge>, caller: &SpanFacts, called: &SpanFacts, rules:
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::ids::{IdMap, id_map, id_map_with_capacity};
+    use spanway_schemas::id_hashing::{IdMap, id_map, id_map_with_capacity};
 
     /// `analyse` as first written, with maps from id to spans: the sorted
     /// index must find the same edges.

@@ -15,7 +15,6 @@ pub mod config;
 pub mod consume;
 pub mod documents;
 pub mod edges;
-pub mod ids;
 pub mod metrics;
 pub mod pairing;
 pub mod recompute;

@@ -14,8 +14,8 @@ use spanway_service_kit::metric_set::MetricSet;
 
 use crate::aggregate::BUCKETS_MS;
 use crate::edges::Edge;
-use crate::ids::{IdMap, id_map};
 use crate::span::Connection;
+use spanway_schemas::id_hashing::{IdMap, id_map};
 
 use spanway_kafka::group::PartitionLabels;
 

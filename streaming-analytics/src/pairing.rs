@@ -32,8 +32,8 @@ use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
 
 use crate::aggregate::{self, WindowEdges};
 use crate::edges::{self, Edge, Rules, Scratch};
-use crate::ids::{IdMap, id_map};
 use crate::span::SpanFacts;
+use spanway_schemas::id_hashing::{IdMap, id_map};
 
 /// The clock before anything has been read.
 pub const NO_CLOCK: i64 = i64::MIN;

@@ -11,8 +11,7 @@
 //! the same messages the decoded path ([`super::group_by_trace`]) would
 //! have published; fields this version does not know travel on.
 
-use std::collections::HashMap;
-
+use spanway_schemas::id_hashing::{IdMap, id_map};
 use spanway_schemas::wire::{self, Value, otlp};
 use spanway_schemas::{SpanId, TraceId};
 
@@ -88,7 +87,10 @@ pub fn group_encoded(request: &[u8]) -> Option<EncodedGrouped> {
     let mut resources: Vec<Header> = Vec::new();
     let mut scopes: Vec<(usize, Header)> = Vec::new();
     let mut groups: Vec<(TraceId, Vec<SpanRef>)> = Vec::new();
-    let mut index: HashMap<TraceId, usize> = HashMap::new();
+    // Keyed by the id as a number: the keyed hash for ids takes a number
+    // in two multiplications, where std's SipHash over the id's bytes was
+    // a twentieth of the grouping.
+    let mut index: IdMap<u128, usize> = id_map();
     let mut rejected = Vec::new();
 
     for (r, resource_spans) in otlp::nested(request, RESOURCE_SPANS).enumerate() {
@@ -108,7 +110,8 @@ pub fn group_encoded(request: &[u8]) -> Option<EncodedGrouped> {
                         };
                         match check_span(span) {
                             Ok(trace_id) => {
-                                let slot = *index.entry(trace_id).or_insert_with(|| {
+                                let key = u128::from_be_bytes(*trace_id.as_bytes());
+                                let slot = *index.entry(key).or_insert_with(|| {
                                     groups.push((trace_id, Vec::new()));
                                     groups.len() - 1
                                 });
