@@ -436,7 +436,18 @@ pub struct SpanHead<'a> {
 pub fn span_head(span: &[u8]) -> SpanHead<'_> {
     let mut head = SpanHead::default();
     let mut fields = Fields::new(span);
-    while let Some((number, value)) = fields.next_validated() {
+    fields.pos = head.take_leading(span);
+    loop {
+        // `flags` (field 16, a fixed32), which recent exporters write last:
+        // its two-byte tag would take the general reading's slow path, and
+        // the head does not need it.
+        if let Some([0x85, 0x01, _, _, _, _, ..]) = fields.buf.get(fields.pos..) {
+            fields.pos += 6;
+            continue;
+        }
+        let Some((number, value)) = fields.next_validated() else {
+            break;
+        };
         head.take(number, value);
         // The head needs none of the attributes and events, which are most
         // of a span's fields and come in runs.
@@ -457,6 +468,61 @@ const SPAN_EVENTS: u32 = 11;
 const SPAN_EVENTS_TAG: u8 = (SPAN_EVENTS as u8) << 3 | 2;
 
 impl<'a> SpanHead<'a> {
+    /// Reads the fields exporters write first, in the order and shape they
+    /// write them (ids, trace state, name, kind, times), each by comparing
+    /// its tag and length byte with the one expected next; returns where
+    /// they end. These are most of what the head needs, and reading them
+    /// field by field cost about 45 instructions a field. It reads only
+    /// from the start, field after field, stopping at the first one that
+    /// is not in this shape: the general reading takes the rest in order,
+    /// so a field that occurs again later still counts last.
+    #[inline(always)]
+    fn take_leading(&mut self, span: &'a [u8]) -> usize {
+        let mut rest = span;
+        if let [0x0a, 16, after @ ..] = rest
+            && let Some((id, after)) = after.split_at_checked(16)
+        {
+            self.trace_id = id;
+            rest = after;
+        }
+        if let [0x12, 8, after @ ..] = rest
+            && let Some((id, after)) = after.split_at_checked(8)
+        {
+            self.span_id = id;
+            rest = after;
+        }
+        // trace_state, then parent_span_id (absent on a root span).
+        if let [0x1a, len @ 0..0x80, after @ ..] = rest
+            && let Some((_, after)) = after.split_at_checked(usize::from(*len))
+        {
+            rest = after;
+        }
+        if let [0x22, 8, after @ ..] = rest
+            && let Some((id, after)) = after.split_at_checked(8)
+        {
+            self.parent_span_id = id;
+            rest = after;
+        }
+        // name, then kind.
+        if let [0x2a, len @ 0..0x80, after @ ..] = rest
+            && let Some((_, after)) = after.split_at_checked(usize::from(*len))
+        {
+            rest = after;
+        }
+        if let [0x30, 0..0x80, after @ ..] = rest {
+            rest = after;
+        }
+        if let [0x39, a, b, c, d, e, f, g, h, after @ ..] = rest {
+            self.start = u64::from_le_bytes([*a, *b, *c, *d, *e, *f, *g, *h]);
+            rest = after;
+        }
+        if let [0x41, a, b, c, d, e, f, g, h, after @ ..] = rest {
+            self.end = u64::from_le_bytes([*a, *b, *c, *d, *e, *f, *g, *h]);
+            rest = after;
+        }
+        span.len() - rest.len()
+    }
+
     /// Folds one field of the span in, for a reader that walks the span's
     /// fields for its own purposes and would otherwise walk them twice.
     #[inline(always)]
@@ -990,6 +1056,7 @@ mod tests {
     fn span_head_past_runs_is_the_decoded_head() {
         let long = "x".repeat(200);
         let mut span = sample().resource_spans[0].scope_spans[0].spans[0].clone();
+        span.flags = 0x301;
         span.attributes = vec![
             otlp::KeyValue::string("a", "1"),
             otlp::KeyValue::string("user_agent", &long),
@@ -1012,6 +1079,7 @@ mod tests {
         let later = otlp::Span {
             span_id: vec![9; 8],
             end_time_unix_nano: 99,
+            flags: 1,
             ..Default::default()
         };
         let more = otlp::Span {
@@ -1027,11 +1095,34 @@ mod tests {
             }],
             ..Default::default()
         };
+        // Fields out of exporters' order, and of lengths the leading read
+        // does not expect: the general reading takes them.
+        let odd = otlp::Span {
+            trace_state: "k=v".into(),
+            parent_span_id: vec![8; 4],
+            ..later.clone()
+        };
+        let reversed: Vec<u8> = [
+            odd.encode_to_vec(),
+            later.encode_to_vec(),
+            base.clone(),
+            more.encode_to_vec(),
+        ]
+        .concat();
+        let root = otlp::Span {
+            parent_span_id: Vec::new(),
+            trace_state: "k=v".into(),
+            ..span.clone()
+        }
+        .encode_to_vec();
         let cases = [
             base.clone(),
             tail(&[&more]),
             tail(&[&more, &later]),
             tail(&[&later, &more, &link, &more]),
+            tail(&[&odd]),
+            reversed,
+            root,
         ];
         for bytes in cases {
             validate(Message::Span, &bytes).unwrap();
