@@ -478,6 +478,8 @@ pub struct SpanHead<'a> {
     pub start: u64,
     /// `end_time_unix_nano`.
     pub end: u64,
+    /// `kind`, as its varint.
+    pub kind: u64,
     /// How many `links` the span has ([`span_links`] reads them), so that
     /// the many spans without any are walked once.
     pub links: usize,
@@ -485,9 +487,7 @@ pub struct SpanHead<'a> {
 
 /// Reads the ids and times of a validated `Span`.
 pub fn span_head(span: &[u8]) -> SpanHead<'_> {
-    let mut head = SpanHead::default();
-    let mut fields = Fields::new(span);
-    fields.pos = head.take_leading(span);
+    let (mut head, mut fields) = SpanHead::leading(span);
     loop {
         // `flags` (field 16, a fixed32), which recent exporters write last:
         // its two-byte tag would take the general reading's slow path, and
@@ -519,6 +519,19 @@ const SPAN_EVENTS: u32 = 11;
 const SPAN_EVENTS_TAG: u8 = (SPAN_EVENTS as u8) << 3 | 2;
 
 impl<'a> SpanHead<'a> {
+    /// The head of the fields a validated `Span` begins with in the shape
+    /// exporters write them (see [`SpanHead::take_leading`]), and a reader
+    /// of the fields after them, for a reader that walks the span's fields
+    /// for its own purposes and folds each into the head with
+    /// [`SpanHead::take`].
+    #[inline(always)]
+    pub fn leading(span: &'a [u8]) -> (SpanHead<'a>, Fields<'a>) {
+        let mut head = SpanHead::default();
+        let mut fields = Fields::new(span);
+        fields.pos = head.take_leading(span);
+        (head, fields)
+    }
+
     /// Reads the fields exporters write first, in the order and shape they
     /// write them (ids, trace state, name, kind, times), each by comparing
     /// its tag and length byte with the one expected next; returns where
@@ -560,7 +573,8 @@ impl<'a> SpanHead<'a> {
         {
             rest = after;
         }
-        if let [0x30, 0..0x80, after @ ..] = rest {
+        if let [0x30, kind @ 0..0x80, after @ ..] = rest {
+            self.kind = u64::from(*kind);
             rest = after;
         }
         if let [0x39, a, b, c, d, e, f, g, h, after @ ..] = rest {
@@ -582,6 +596,7 @@ impl<'a> SpanHead<'a> {
             (1, Value::Bytes(id)) => self.trace_id = id,
             (2, Value::Bytes(id)) => self.span_id = id,
             (4, Value::Bytes(id)) => self.parent_span_id = id,
+            (6, Value::Varint(kind)) => self.kind = kind,
             (7, Value::Fixed64(t)) => self.start = t,
             (8, Value::Fixed64(t)) => self.end = t,
             (13, Value::Bytes(_)) => self.links += 1,
@@ -1185,6 +1200,7 @@ mod tests {
             assert_eq!(head.start, decoded.start_time_unix_nano);
             assert_eq!(head.end, decoded.end_time_unix_nano);
             assert_eq!(head.links, decoded.links.len());
+            assert_eq!(head.kind as i32, decoded.kind);
         }
     }
 

@@ -169,8 +169,6 @@ fn span_facts<'a>(
     // others, and reading every value (then looking each key up among
     // them) was most of what an attribute cost.
     let mut found: [Option<AnyRaw>; KEYS.len()] = [None; KEYS.len()];
-    let mut head = SpanHead::default();
-    let mut kind_number = 0;
     let mut status: Option<&[u8]> = None;
     let mut keep = |key: &[u8], value: Option<&'a [u8]>| {
         if let Some(slot) = key_slot(key)
@@ -179,11 +177,10 @@ fn span_facts<'a>(
             found[slot] = Some(value.map_or(AnyRaw::Empty, otlp::any_value_raw));
         }
     };
-    let mut fields = Fields::new(span);
+    let (mut head, mut fields) = SpanHead::leading(span);
     while let Some(field) = fields.next_validated() {
         head.take(field.0, field.1);
         match field {
-            (6, Value::Varint(kind)) => kind_number = kind as i32,
             (9, Value::Bytes(kv)) => {
                 let (key, value) = otlp::key_and_value_bytes(kv)?;
                 keep(key, value);
@@ -239,7 +236,7 @@ fn span_facts<'a>(
         Some(AnyRef::Nested(_)) => return None,
         Some(AnyRef::Str(text)) if !text.is_empty() => kind_named(Some(text)),
         Some(_) => Kind::Internal,
-        None => kind_named(span_kind_name(kind_number)),
+        None => kind_named(span_kind_name(head.kind as i32)),
     };
     let error_tag = match first("error") {
         Some(AnyRef::Bool(flag)) => flag,
