@@ -208,11 +208,12 @@ impl<'a> Fields<'a> {
     }
 
     /// The next field when it has the shape most fields of a span have: a
-    /// one-byte tag and a one-byte length or value (or a fixed64), read
-    /// without the general framing, which costs about 50 instructions a
-    /// field. `None` for any other shape, and at the end, for the general
-    /// framing to read or refuse: every field this reads is one the framing
-    /// would read the same way, so it needs no validation first.
+    /// one-byte tag and a one- or two-byte length, a one-byte value or a
+    /// fixed64, read without the general framing, which costs about 50
+    /// instructions a field. `None` for any other shape, and at the end,
+    /// for the general framing to read or refuse: every field this reads is
+    /// one the framing would read the same way, so it needs no validation
+    /// first.
     #[inline(always)]
     fn short_field(&mut self) -> Option<(u32, Value<'a>)> {
         let rest = self.buf.get(self.pos..).unwrap_or_default();
@@ -236,6 +237,13 @@ impl<'a> Fields<'a> {
             (2, [len, payload @ ..]) if *len < 0x80 => {
                 let bytes = payload.get(..usize::from(*len))?;
                 self.pos += 2 + usize::from(*len);
+                Some((number, Value::Bytes(bytes)))
+            }
+            // A two-byte length: a span in its scope, a long attribute.
+            (2, [low, high, payload @ ..]) if *high < 0x80 => {
+                let len = usize::from(low & 0x7f) | usize::from(*high) << 7;
+                let bytes = payload.get(..len)?;
+                self.pos += 3 + len;
                 Some((number, Value::Bytes(bytes)))
             }
             _ => None,
