@@ -52,9 +52,12 @@ impl Default for IdHashing {
     }
 }
 
+// The hashers are called from maps in other crates, per record and per
+// span; without `#[inline]` each call would cross the crate boundary.
 impl BuildHasher for IdHashing {
     type Hasher = IdHasher;
 
+    #[inline]
     fn build_hasher(&self) -> IdHasher {
         IdHasher {
             state: self.seed,
@@ -71,12 +74,14 @@ pub struct IdHasher {
 }
 
 /// The 128-bit product of `a` and `b`, its halves XORed.
+#[inline]
 fn fold(a: u64, b: u64) -> u64 {
     let product = u128::from(a) * u128::from(b);
     (product as u64) ^ ((product >> 64) as u64)
 }
 
 impl Hasher for IdHasher {
+    #[inline]
     fn write(&mut self, bytes: &[u8]) {
         // Not used by integer keys; correct for any other.
         for chunk in bytes.chunks(8) {
@@ -86,15 +91,18 @@ impl Hasher for IdHasher {
         }
     }
 
+    #[inline]
     fn write_u64(&mut self, word: u64) {
         self.state = fold(self.state ^ word, self.key);
     }
 
+    #[inline]
     fn write_u128(&mut self, word: u128) {
         self.write_u64(word as u64);
         self.write_u64((word >> 64) as u64);
     }
 
+    #[inline]
     fn finish(&self) -> u64 {
         // One more round, so the last word written reaches every bit.
         fold(self.state, self.key.rotate_left(32) | 1)
