@@ -520,10 +520,10 @@ const SPAN_EVENTS_TAG: u8 = (SPAN_EVENTS as u8) << 3 | 2;
 
 impl<'a> SpanHead<'a> {
     /// The head of the fields a validated `Span` begins with in the shape
-    /// exporters write them (see [`SpanHead::take_leading`]), and a reader
-    /// of the fields after them, for a reader that walks the span's fields
-    /// for its own purposes and folds each into the head with
-    /// [`SpanHead::take`].
+    /// exporters write them (ids, trace state, name, kind, times, each
+    /// compared with the bytes expected next), and a reader of the fields
+    /// after them, for a reader that walks the span's fields for its own
+    /// purposes and folds each into the head with [`SpanHead::take`].
     #[inline(always)]
     pub fn leading(span: &'a [u8]) -> (SpanHead<'a>, Fields<'a>) {
         let mut head = SpanHead::default();
