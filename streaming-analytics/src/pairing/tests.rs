@@ -143,24 +143,27 @@ fn unpaired_calls_and_orphans_are_counted() {
     assert_eq!(step.orphan_spans, 1);
 }
 
-#[test]
-fn a_full_store_analyses_the_oldest_trace_early() {
+/// A state with room for `max_spans`, after two calls (traces 1 and 2, a
+/// second apart, two spans each), and the step of the second.
+fn after_two_calls(max_spans: usize) -> (PartitionState, Step) {
     let mut t = timing();
-    t.max_spans = 3;
+    t.max_spans = max_spans;
     let mut state = PartitionState::new(t, None);
     state.process(0, call(1, 0));
     let step = state.process(1, call(2, SECOND));
+    (state, step)
+}
+
+#[test]
+fn a_full_store_analyses_the_oldest_trace_early() {
+    let (state, step) = after_two_calls(3);
     assert_eq!(step.traces_evicted, 1);
     assert_eq!(state.spans_held(), 2);
 }
 
 #[test]
 fn the_store_evicts_by_latest_start_after_a_trace_moves() {
-    let mut t = timing();
-    t.max_spans = 4;
-    let mut state = PartitionState::new(t, None);
-    state.process(0, call(1, 0));
-    state.process(1, call(2, SECOND));
+    let (mut state, _) = after_two_calls(4);
     // Trace 1's latest start moves past trace 2's: trace 2 is now the oldest.
     let step = state.process(2, vec![span(1, 3, Some(2), "db", Kind::Client, 2 * SECOND)]);
     assert_eq!(step.traces_evicted, 1);
