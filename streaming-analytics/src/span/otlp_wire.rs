@@ -22,13 +22,13 @@ use spanway_schemas::wire::otlp::{self, AnyRaw, AnyRef, Message, SpanHead};
 use spanway_schemas::wire::{Fields, Value};
 use spanway_schemas::{SpanId, TraceId};
 
-use super::{Kind, PeerSource, SpanFacts, kind_named, peer_of};
+use super::{Kind, PeerSource, SpanFacts, kind_named, peer_named};
 
 /// `Status.code` ERROR.
 const STATUS_ERROR: u64 = 2;
 
-/// Service names already read, so that every span of a service shares one
-/// allocation.
+/// Service and peer names already read, so that every span of a service
+/// (and every call to a peer) shares one allocation.
 ///
 /// A fresh name per record cost an allocation and a free per record, and
 /// comparing two spans' services (once per span in the analysis) then read
@@ -53,12 +53,24 @@ impl Names {
             return Some(Arc::clone(known));
         }
         let text = std::str::from_utf8(name).ok()?;
+        Some(self.insert(name, text))
+    }
+
+    /// The shared allocation of `name`, already text.
+    pub fn get_str(&mut self, name: &str) -> Arc<str> {
+        match self.names.get(name.as_bytes()) {
+            Some(known) => Arc::clone(known),
+            None => self.insert(name.as_bytes(), name),
+        }
+    }
+
+    fn insert(&mut self, name: &[u8], text: &str) -> Arc<str> {
         if self.names.len() >= Self::LIMIT {
             self.names.clear();
         }
         let fresh: Arc<str> = Arc::from(text);
         self.names.insert(name.into(), Arc::clone(&fresh));
-        Some(fresh)
+        fresh
     }
 
     /// Distinct names held.
@@ -100,7 +112,7 @@ fn read_record(
         let service = names.get(service(resource_spans)?)?;
         for scope_spans in otlp::nested(resource_spans, 2) {
             for span in otlp::nested(scope_spans, 2) {
-                out.push(span_facts(span, &service, peer_order)?);
+                out.push(span_facts(span, &service, peer_order, names)?);
             }
         }
     }
@@ -162,6 +174,7 @@ fn span_facts<'a>(
     span: &'a [u8],
     service: &Arc<str>,
     peer_order: &[PeerSource],
+    names: &mut Names,
 ) -> Option<SpanFacts> {
     // One walk over the span's fields for its head and what the facts
     // need besides. Of the attributes, only the first of each key in
@@ -248,7 +261,9 @@ fn span_facts<'a>(
 
     let peer = if kind.calls_out() {
         let nested = Cell::new(false);
-        let peer = peer_of(peer_order, |key| match first(key) {
+        // Shared like service names: a peer's name is one of few, and a
+        // fresh copy for every calling span was an allocation and a free.
+        let peer = peer_named(peer_order, |key| match first(key) {
             Some(AnyRef::Str(text)) if !text.is_empty() => Some(text),
             Some(AnyRef::Nested(_)) => {
                 nested.set(true);
@@ -259,7 +274,7 @@ fn span_facts<'a>(
         if nested.get() {
             return None;
         }
-        peer
+        peer.map(|(name, connection)| (names.get_str(&name), connection))
     } else {
         None
     };
@@ -324,7 +339,7 @@ mod tests {
     }
 
     #[test]
-    fn spans_of_one_service_share_its_name_and_the_table_is_bounded() {
+    fn services_and_peers_share_their_names_and_the_table_is_bounded() {
         let traffic = spanway_e2e::topology::generate(7, 50, 1_767_225_600_000, 10);
         let mut names = Names::default();
         let mut facts = Vec::new();
@@ -332,12 +347,18 @@ mod tests {
             facts_of_otlp(&record.value, &ORDER, &mut names, &mut facts).unwrap();
         }
         let mut distinct: Vec<&Arc<str>> = Vec::new();
-        for span in &facts {
-            match distinct.iter().find(|n| ***n == span.service) {
-                Some(known) => assert!(Arc::ptr_eq(known, &span.service), "{}", span.service),
-                None => distinct.push(&span.service),
+        let read = facts.iter().flat_map(|span| {
+            let peer = span.peer.as_ref().map(|(name, _)| name);
+            std::iter::once(&span.service).chain(peer)
+        });
+        for name in read {
+            match distinct.iter().find(|n| ***n == *name) {
+                Some(known) => assert!(Arc::ptr_eq(known, name), "{name}"),
+                None => distinct.push(name),
             }
         }
+        let peers = facts.iter().filter(|span| span.peer.is_some()).count();
+        assert!(peers > 10, "{peers}");
         assert!(distinct.len() > 2, "{distinct:?}");
         assert_eq!(names.len(), distinct.len());
 
