@@ -21,6 +21,7 @@ use spanway_kafka::membership::FatalError;
 use spanway_kafka::{FaultReporter, KafkaClient};
 use spanway_schemas::headers;
 use spanway_service_kit::liveness::Heartbeat;
+use spanway_service_kit::shutdown::ShutdownCheck;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -420,9 +421,14 @@ pub fn poll_loop(
     heartbeat: Heartbeat,
 ) -> Result<(), FatalError> {
     let mut fatal = None;
-    while !shutdown.is_cancelled() {
+    let mut check = ShutdownCheck::new(shutdown.clone());
+    loop {
+        let now = Instant::now();
+        if check.cancelled_at(now) {
+            break;
+        }
         heartbeat.beat();
-        shared.flush(Instant::now());
+        shared.flush(now);
         manage_pause(&consumer, &shared);
         match consumer.poll(Duration::from_millis(50)) {
             None => {}
