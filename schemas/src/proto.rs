@@ -1,5 +1,8 @@
 //! Types generated from the vendored `.proto` files (see `proto/VENDORED.md`).
+// The generated docs are the `.proto` files' comments, which put words
+// such as `<version>` in angle brackets.
 #![allow(missing_docs, missing_debug_implementations, clippy::all)]
+#![allow(rustdoc::invalid_html_tags)]
 
 /// OpenTelemetry protocol (OTLP) types.
 pub mod opentelemetry {

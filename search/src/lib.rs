@@ -4,12 +4,12 @@
 //!
 //! Layout, in the order a document travels: [`config`] holds the
 //! connection settings and [`client`] the client built from them, [`index`]
-//! names the target,
-//! [`document`] is what gets sent, [`bulk`] builds and cuts `_bulk`
-//! requests, [`response`] classifies every item of the answer, [`writer`]
-//! sends and retries until each document has a final answer, keeping
-//! documents the engine refuses for credentials or rights ([`auth`]). [`templates`]
-//! and [`retention`] are installed at start; [`metrics`] counts the writes.
+//! names the target, [`document`] is what gets sent, [`bulk`] builds and
+//! cuts `_bulk` requests, [`bulk::response`] classifies every item of the
+//! answer, [`bulk::writer`] sends and retries until each document has a
+//! final answer, keeping documents the engine refuses for credentials or
+//! rights ([`auth`]). [`templates`] and [`retention`] are installed at
+//! start; [`metrics`] counts the writes.
 //!
 //! Metrics: each process registers [`metrics::WriterMetrics`] under its own
 //! prefix, with the same names after it: `ingester_bulk_requests_total` and

@@ -2,13 +2,14 @@
 //! computed from the spans topic in event-time windows and written to
 //! Elasticsearch/OpenSearch, identical after a crash and replay.
 //!
-//! Layout: [`span`] reduces decoded spans to the facts analysis needs;
-//! [`model`] turns the spans of a trace into edges; [`aggregate`] counts
-//! edges per window; [`partition`] holds a partition's pairing store,
+//! Layout: [`span`] reduces records' spans to the facts analysis needs;
+//! [`edges`] turns the spans of a trace into edges; [`aggregate`] counts
+//! edges per window; [`pairing`] holds a partition's pairing store,
 //! windows and commit bookkeeping; [`documents`] renders closed windows;
-//! [`job`] is the polling thread and [`writer`] the task that stores
+//! [`consume`] is the polling thread and [`writer`] the task that stores
 //! windows; [`rollup`] sums them into Jaeger's dependency documents, one per
-//! period; [`batch`] recomputes the same edges from stored span documents.
+//! period; [`recompute`] computes the same edges again from stored span
+//! documents; [`metrics`] counts it all.
 
 pub mod aggregate;
 pub mod config;

@@ -720,8 +720,9 @@ pub fn key_and_value_bytes(kv: &[u8]) -> Option<(&[u8], Option<&[u8]>)> {
 }
 
 /// The next field of a validated message when it is one more attribute
-/// under the one-byte `tag`, in the shape exporters write (see
-/// [`plain_key_value`]): its key and `AnyValue` bytes, and `fields` moved
+/// under the one-byte `tag`, in the shape exporters write (key, then a
+/// string, bool, int or double value, one-byte lengths): its key and
+/// `AnyValue` bytes, and `fields` moved
 /// past it. `None`, with `fields` unmoved, for anything else. A reader that
 /// met a message's first attribute takes the rest of the run with this,
 /// sparing each attribute the general reading of a field.
@@ -740,7 +741,7 @@ pub fn next_plain_attribute<'a>(fields: &mut Fields<'a>, tag: u8) -> Option<(&'a
 }
 
 /// The key and text of a `KeyValue` holding a `string_value`, in the shape
-/// exporters write (see [`plain_key_value`]), for a reader of bytes that
+/// exporters write (key then value, one-byte lengths), for a reader of bytes that
 /// were not validated: both checked as UTF-8 in one call. `None` for any
 /// other shape and for text that is not UTF-8, which the caller's general
 /// reader then reads or refuses.
