@@ -17,6 +17,7 @@ use std::cell::Cell;
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use spanway_schemas::id_hashing::IdHashing;
 use spanway_schemas::to_jaeger::{UNKNOWN_SERVICE, span_kind_name};
 use spanway_schemas::wire::otlp::{self, AnyRaw, AnyRef, Message, SpanHead};
 use spanway_schemas::wire::{Fields, Value};
@@ -37,9 +38,12 @@ const STATUS_ERROR: u64 = 2;
 /// stay valid, they are only no longer shared), so a sender inventing names
 /// cannot grow it. Looked up by the name's bytes: checking them as UTF-8
 /// once more for every record cost more than the lookup.
+///
+/// Keyed by the process's id hash ([`IdHashing`], keys secret per map), not
+/// std's SipHash, which cost more than the rest of the lookup.
 #[derive(Debug, Default)]
 pub struct Names {
-    names: HashMap<Box<[u8]>, Arc<str>>,
+    names: HashMap<Box<[u8]>, Arc<str>, IdHashing>,
 }
 
 impl Names {
