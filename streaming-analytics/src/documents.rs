@@ -127,7 +127,8 @@ fn to_bytes(value: &Value) -> Vec<u8> {
     value.to_string().into_bytes()
 }
 
-/// The documents of one window of `topic`/`partition`.
+/// The documents of one window of `topic`/`partition`, in the order of
+/// their edges' keys.
 pub fn window_documents(
     indices: &Indices,
     topic: &str,
@@ -138,8 +139,10 @@ pub fn window_documents(
     let start = window.start_micros;
     let partition_text = partition.to_string();
     let start_text = start.to_string();
-    let mut docs = Vec::with_capacity(window.edges.len());
-    for (key, stats) in &window.edges {
+    let mut edges: Vec<_> = window.edges.iter().collect();
+    edges.sort_unstable_by(|a, b| a.0.cmp(b.0));
+    let mut docs = Vec::with_capacity(edges.len());
+    for (key, stats) in edges {
         docs.push(Document {
             kind: DocumentKind::Aggregate,
             index: indices.service_graph(start),
@@ -183,7 +186,7 @@ mod tests {
     use crate::span::Connection;
 
     fn window() -> ClosedWindow {
-        let mut edges = WindowEdges::new();
+        let mut edges = WindowEdges::default();
         let edge = Edge {
             client: Arc::from("frontend"),
             server: Arc::from("cart"),
@@ -227,6 +230,56 @@ mod tests {
         let other_partition = window_documents(&indices, "t", 1, &window(), 60_000_000);
         assert_eq!(a, again);
         assert_ne!(a[0].id, other_partition[0].id);
+    }
+
+    #[test]
+    fn documents_come_out_in_edge_order_whatever_the_map_holds() {
+        // Two maps with the same edges added in opposite orders, each with
+        // its own hash keys: the same documents in the same order.
+        let edge = |client: &str, server: &str| Edge {
+            client: Arc::from(client),
+            server: Arc::from(server),
+            connection: Connection::Direct,
+            time_micros: 0,
+            error: false,
+            client_micros: Some(1_000),
+            server_micros: None,
+        };
+        let names = ["a", "b", "c", "d", "e", "f", "g", "h"];
+        let edges: Vec<Edge> = names
+            .iter()
+            .flat_map(|client| names.iter().map(|server| edge(client, server)))
+            .collect();
+        let window_of = |edges: &mut dyn Iterator<Item = &Edge>| {
+            let mut map = WindowEdges::default();
+            for edge in edges {
+                aggregate::add(&mut map, edge, false);
+            }
+            ClosedWindow {
+                start_micros: 0,
+                edges: map,
+            }
+        };
+        let indices = Indices::new("", "graph");
+        let forward = window_of(&mut edges.iter());
+        let backward = window_of(&mut edges.iter().rev());
+        let docs = window_documents(&indices, "t", 0, &forward, 60_000_000);
+        assert_eq!(
+            docs,
+            window_documents(&indices, "t", 0, &backward, 60_000_000)
+        );
+        let pairs: Vec<(String, String)> = docs
+            .iter()
+            .map(|doc| {
+                let source: Value = serde_json::from_slice(&doc.source).unwrap();
+                let name = |field: &str| source[field].as_str().unwrap().to_owned();
+                (name("client"), name("server"))
+            })
+            .collect();
+        let mut sorted = pairs.clone();
+        sorted.sort();
+        assert_eq!(pairs.len(), 64);
+        assert_eq!(pairs, sorted);
     }
 
     #[test]

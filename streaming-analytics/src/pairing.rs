@@ -295,7 +295,7 @@ impl PartitionState {
                     state.open.insert(
                         start,
                         OpenWindow {
-                            edges: WindowEdges::new(),
+                            edges: WindowEdges::default(),
                             first: before,
                             written: true,
                         },
@@ -486,7 +486,7 @@ impl PartitionState {
 
     fn window_mut(&mut self, start: i64, first: Position) -> &mut OpenWindow {
         let window = self.open.entry(start).or_insert_with(|| OpenWindow {
-            edges: WindowEdges::new(),
+            edges: WindowEdges::default(),
             first,
             written: false,
         });
