@@ -8,7 +8,9 @@
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use spanway_ingester::config::IngesterConfig;
-use spanway_ingester::document::{TagsAsFields, otlp_wire, seal_span_ids, span_document_unsealed};
+use spanway_ingester::document::{
+    TagsAsFields, Unsealed, otlp_wire, seal_unsealed, span_document_unsealed,
+};
 use spanway_schemas::{Encoding, decode_record_grouped};
 use spanway_search::document::Document;
 use spanway_search::index::IndexNames;
@@ -23,33 +25,33 @@ fn decoded(payload: &[u8], names: &IndexNames, fields: &TagsAsFields) -> Vec<Doc
                 Some(&group.process),
                 names,
                 fields,
+                None,
             ));
         }
     }
-    seal_span_ids(docs.iter_mut());
-    docs
+    sealed(docs)
+}
+
+fn sealed(mut docs: Vec<Unsealed>) -> Vec<Document> {
+    seal_unsealed(docs.iter_mut());
+    docs.into_iter().map(|unsealed| unsealed.document).collect()
 }
 
 fn in_place(payload: &[u8], names: &IndexNames, fields: &TagsAsFields) -> Vec<Document> {
-    let mut docs: Vec<Document> = otlp_wire::span_documents(payload, names, fields)
-        .unwrap()
-        .into_iter()
-        .map(|(doc, _)| doc)
-        .collect();
-    seal_span_ids(docs.iter_mut());
-    docs
+    sealed(
+        otlp_wire::span_documents(payload, names, fields, None)
+            .unwrap()
+            .into_iter()
+            .map(|(doc, _)| doc)
+            .collect(),
+    )
 }
 
 fn documents(c: &mut Criterion) {
     let corpus = spanway_e2e::corpus::generate(7, 2_000, 10);
     // The ingester's default tag fields, as the whole-process benchmark runs it.
     let config = IngesterConfig::default();
-    let tags = &config.elasticsearch.tags_as_fields;
-    let fields = TagsAsFields {
-        all: tags.all,
-        keys: tags.keys.iter().cloned().collect(),
-        dot_replacement: tags.dot_replacement.clone(),
-    };
+    let fields = config.elasticsearch.tags_as_fields.placement();
     let names = IndexNames::new("");
     let payloads: Vec<&[u8]> = corpus.records.iter().map(|r| r.value.as_slice()).collect();
     for payload in &payloads {

@@ -21,7 +21,6 @@ use std::sync::Arc;
 use spanway_ingester::config::IngesterConfig;
 use spanway_ingester::consume::RawRecord;
 use spanway_ingester::dead_letter::Origin;
-use spanway_ingester::document::TagsAsFields;
 use spanway_ingester::requests::BatchDocuments;
 use spanway_schemas::Encoding;
 use spanway_search::bulk::body;
@@ -70,11 +69,8 @@ fn work(batches: Vec<Vec<RawRecord>>) -> (usize, usize, usize) {
     black_box("work");
     let config = IngesterConfig::default();
     let tags = &config.elasticsearch.tags_as_fields;
-    let fields = Arc::new(TagsAsFields {
-        all: tags.all,
-        keys: tags.keys.iter().cloned().collect(),
-        dot_replacement: tags.dot_replacement.clone(),
-    });
+    let fields = Arc::new(tags.placement());
+    let learned = tags.learned_keys().map(Arc::new);
     let limits = config.bulk.writer_options().limits;
     let names = IndexNames::new("");
     let (mut spans, mut services, mut bytes) = (0, 0, 0);
@@ -82,7 +78,7 @@ fn work(batches: Vec<Vec<RawRecord>>) -> (usize, usize, usize) {
         let mut documents = BatchDocuments::new(
             batch,
             names.clone(),
-            fields.clone(),
+            (fields.clone(), learned.clone()),
             Encoding::OtlpProto,
             limits,
         );

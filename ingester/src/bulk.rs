@@ -16,7 +16,8 @@ use tokio_util::task::TaskTracker;
 
 use crate::consume::{Batch, GroupConsumer, Shared};
 use crate::dead_letter::{DeadLetter, DeadLetters, LetterKind, Origin};
-use crate::document::TagsAsFields;
+use crate::document::renest::{is_field_limit, nest_learned_fields};
+use crate::document::{LearnedKeys, TagsAsFields};
 use crate::metrics::IngesterMetrics;
 use crate::requests::{BatchDocuments, Remainder, Sourced};
 
@@ -34,6 +35,8 @@ pub struct BulkStage {
     pub names: IndexNames,
     /// Tags stored as object fields.
     pub tags_as_fields: Arc<TagsAsFields>,
+    /// Tag keys learned as fields, when learning is on.
+    pub learned_keys: Option<Arc<LearnedKeys>>,
     /// Encoding of records without a header.
     pub default_encoding: Encoding,
     /// Counters.
@@ -138,6 +141,53 @@ impl BulkStage {
         }
     }
 
+    /// Sends again, with their learned tag fields nested, the span documents
+    /// the engine refused for their index's field limit, and stops learning;
+    /// returns the refusals that stand, or `None` when the batch is
+    /// abandoned.
+    async fn renest_refused(
+        &self,
+        rejected: Vec<(Rejected, usize)>,
+        abort: &CancellationToken,
+        heartbeat: &Heartbeat,
+    ) -> Option<Vec<(Rejected, usize)>> {
+        let Some(learned) = &self.learned_keys else {
+            return Some(rejected);
+        };
+        let mut standing = Vec::new();
+        let mut again: Vec<Sourced> = Vec::new();
+        let mut forgotten: Vec<String> = Vec::new();
+        for (refusal, record) in rejected {
+            let renested = (refusal.document.kind == DocumentKind::Span
+                && is_field_limit(&refusal.reason))
+            .then(|| nest_learned_fields(&refusal.document.source, &self.tags_as_fields))
+            .flatten();
+            match renested {
+                Some((source, keys)) => {
+                    let mut document = refusal.document;
+                    document.source = source;
+                    again.push((document, record));
+                    forgotten.extend(keys);
+                }
+                None => standing.push((refusal, record)),
+            }
+        }
+        if again.is_empty() {
+            return Some(standing);
+        }
+        forgotten.sort();
+        forgotten.dedup();
+        learned.close_without(forgotten.iter().map(String::as_str));
+        tracing::warn!(
+            spans = again.len(),
+            keys = ?forgotten,
+            "the index has no room for more tag fields: these spans are written again with their learned tag fields nested, and no more keys are learned until restart"
+        );
+        self.metrics.spans_renested.inc_by(again.len() as u64);
+        standing.extend(self.write(again, abort, heartbeat).await?);
+        Some(standing)
+    }
+
     /// Stores one batch and completes its records. Returns false when the batch can never be
     /// completed by this process (building its documents panicked): its offsets stay
     /// uncommitted, which would stall its partitions for good, so the caller makes liveness
@@ -153,7 +203,7 @@ impl BulkStage {
         let mut documents = BatchDocuments::new(
             batch.records,
             self.names.clone(),
-            self.tags_as_fields.clone(),
+            (self.tags_as_fields.clone(), self.learned_keys.clone()),
             self.default_encoding,
             self.writer.limits(),
         );
@@ -207,6 +257,9 @@ impl BulkStage {
                 break;
             }
         }
+        let Some(rejected) = self.renest_refused(rejected, abort, heartbeat).await else {
+            return true;
+        };
         let Remainder { mut letters, .. } = documents.finish();
         self.metrics
             .records_undecodable
@@ -259,6 +312,10 @@ impl BulkStage {
                 written.clear();
             }
             written.extend(new_services.into_iter().map(|(doc, _)| (doc.index, doc.id)));
+        }
+        if let Some(learned) = &self.learned_keys {
+            let count = i64::try_from(learned.snapshot().len()).unwrap_or(i64::MAX);
+            self.metrics.tag_keys_learned.set(count);
         }
         self.shared.complete(&self.consumer, &origins, bytes);
         true

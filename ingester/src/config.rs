@@ -145,7 +145,35 @@ pub struct TagsAsFieldsConfig {
     pub keys: Vec<String>,
     /// Replaces `.` in field names (Jaeger's default is `@`).
     pub dot_replacement: String,
+    /// Besides `keys`, the first this many other tag keys the process sees
+    /// become fields too (from the bulk request after the one that first
+    /// carried them); later keys stay nested. Keeps the index's field count
+    /// bounded where `all` does not, and moves the common keys out of the
+    /// nested lists the engine pays for. 0 turns learning off. Only keys of
+    /// letters, digits and `._-/:`, at most 100 bytes, are learned.
+    pub learn: usize,
 }
+
+impl TagsAsFieldsConfig {
+    /// The placement of tags this configures.
+    pub fn placement(&self) -> crate::document::TagsAsFields {
+        crate::document::TagsAsFields {
+            all: self.all,
+            keys: self.keys.iter().cloned().collect(),
+            dot_replacement: self.dot_replacement.clone(),
+        }
+    }
+
+    /// The keys to learn, when learning is on (`learn` above 0 and `all` off).
+    pub fn learned_keys(&self) -> Option<crate::document::LearnedKeys> {
+        (self.learn > 0 && !self.all)
+            .then(|| crate::document::LearnedKeys::new(self.learn, &self.dot_replacement))
+    }
+}
+
+/// Most keys `tags_as_fields.learn` accepts: span and process tags of the
+/// same key are two fields, and an index takes 1,000 by default.
+pub const MAX_LEARNED_KEYS: usize = 450;
 
 /// The tags people filter and chart by, stored as fields unless configured
 /// otherwise: the OpenTelemetry status, HTTP method, route and status code
@@ -173,6 +201,7 @@ impl Default for TagsAsFieldsConfig {
             all: false,
             keys: DEFAULT_FIELD_TAGS.iter().map(|k| (*k).to_owned()).collect(),
             dot_replacement: "@".into(),
+            learn: 200,
         }
     }
 }
@@ -346,6 +375,15 @@ impl IngesterConfig {
             return Err(ConfigError::invalid(
                 "elasticsearch.tags_as_fields.dot_replacement",
                 format!("{dot:?} must be non-empty and contain no dot"),
+            ));
+        }
+        let learn = self.elasticsearch.tags_as_fields.learn;
+        if learn > MAX_LEARNED_KEYS {
+            return Err(ConfigError::invalid(
+                "elasticsearch.tags_as_fields.learn",
+                format!(
+                    "{learn} is more than {MAX_LEARNED_KEYS}: a key can be a span and a process field, and an index takes 1,000 fields unless its settings say otherwise"
+                ),
             ));
         }
         self.elasticsearch

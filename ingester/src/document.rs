@@ -5,12 +5,15 @@
 //! UI read our indices unmodified.
 
 mod json;
+pub mod learned_keys;
 pub mod otlp_wire;
+pub mod renest;
 mod span_id_hash;
 mod tag_keys;
 
-pub use span_id_hash::seal_span_ids;
+pub use learned_keys::{LearnedKeys, Learning};
 use span_id_hash::{HASH_DIGITS, fnv1a64};
+pub use span_id_hash::{seal_span_ids, seal_unsealed};
 pub use tag_keys::TagKeys;
 
 use serde::Serialize;
@@ -146,6 +149,36 @@ impl Default for TagsAsFields {
     }
 }
 
+/// Where the tags of the documents being written go: the configured
+/// fields, and the learned keys when there are any.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Placement<'a> {
+    config: &'a TagsAsFields,
+    learned: Option<&'a Learning<'a>>,
+}
+
+impl<'a> From<&'a TagsAsFields> for Placement<'a> {
+    fn from(config: &'a TagsAsFields) -> Self {
+        Placement {
+            config,
+            learned: None,
+        }
+    }
+}
+
+impl Placement<'_> {
+    fn is_field(&self, tag: &json::Tag<'_>) -> bool {
+        self.config.applies_to(tag)
+            || self.learned.is_some_and(|learning| {
+                !matches!(tag.value, json::TagValue::Binary(_)) && learning.contains(tag.key)
+            })
+    }
+
+    fn dot_replacement(&self) -> &str {
+        &self.config.dot_replacement
+    }
+}
+
 impl TagsAsFields {
     #[cfg(test)]
     fn applies(&self, kv: &jaeger::KeyValue) -> bool {
@@ -172,26 +205,48 @@ pub fn span_document_with(
     names: &IndexNames,
     fields: &TagsAsFields,
 ) -> Document {
-    let mut doc = span_document_unsealed(span, process, names, fields);
-    seal_span_ids([&mut doc]);
-    doc
+    let mut doc = span_document_unsealed(span, process, names, fields, None);
+    seal_unsealed([&mut doc]);
+    doc.document
+}
+
+/// A span document whose id ends in zeros until [`seal_unsealed`] puts the
+/// hash there, with the bytes that hash covers when they are not the
+/// document's source.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Unsealed {
+    /// The document, as it is sent.
+    pub document: Document,
+    /// The document as the configured placement writes it, when learned
+    /// keys placed some tags elsewhere: what the id's hash covers, so that
+    /// the id does not depend on what this process had learned.
+    hashed: Option<Vec<u8>>,
+}
+
+impl Unsealed {
+    /// The bytes the id's hash covers.
+    fn hashed(&self) -> &[u8] {
+        self.hashed.as_deref().unwrap_or(&self.document.source)
+    }
 }
 
 /// [`span_document_with`] with the id's last part, the hash of the source,
-/// left as zeros for [`seal_span_ids`] to fill in, many documents at once
+/// left as zeros for [`seal_unsealed`] to fill in, many documents at once
 /// (hashing them together is several times faster). The id already has
 /// its final length, so the document's size in a request is known.
+/// With `learning`, tags with learned keys are fields too.
 pub fn span_document_unsealed(
     span: &jaeger::Span,
     process: Option<&jaeger::Process>,
     names: &IndexNames,
     fields: &TagsAsFields,
-) -> Document {
+    learning: Option<&Learning<'_>>,
+) -> Unsealed {
     unsealed_document(
         &json::SpanParts::of_jaeger(span),
         &json::ProcessParts::of_jaeger(process),
         names,
-        fields,
+        (fields, learning),
         (&span.trace_id, &span.span_id),
         (
             micros_of_timestamp(span.start_time.as_ref()),
@@ -206,10 +261,10 @@ fn unsealed_document(
     span: &json::SpanParts<'_>,
     process: &json::ProcessParts<'_>,
     names: &IndexNames,
-    fields: &TagsAsFields,
+    (fields, learning): (&TagsAsFields, Option<&Learning<'_>>),
     ids: (&[u8], &[u8]),
     times: (u64, u64),
-) -> Document {
+) -> Unsealed {
     let trace_id = trace_id_text(ids.0);
     let span_id = hex_text(ids.1);
     let mut source = Vec::with_capacity(1024);
@@ -217,10 +272,28 @@ fn unsealed_document(
         &mut source,
         span,
         process,
-        fields,
+        Placement::from(fields),
         (&trace_id, &span_id),
         times,
     );
+    let hashed = learning
+        .filter(|learning| moves_tags(fields, learning, &span.tags, &process.tags))
+        .map(|learning| {
+            let mut shown = Vec::with_capacity(source.len() + source.len() / 8);
+            let placement = Placement {
+                config: fields,
+                learned: Some(learning),
+            };
+            json::write_parts(
+                &mut shown,
+                span,
+                process,
+                placement,
+                (&trace_id, &span_id),
+                times,
+            );
+            std::mem::replace(&mut source, shown)
+        });
     // `{trace_id}_{span_id}_{hash:016x}`, without the formatting machinery.
     let mut id = String::with_capacity(trace_id.len() + span_id.len() + 2 + HASH_DIGITS);
     id.push_str(&trace_id);
@@ -228,12 +301,32 @@ fn unsealed_document(
     id.push_str(&span_id);
     id.push('_');
     id.extend(std::iter::repeat_n('0', HASH_DIGITS));
-    Document {
-        kind: DocumentKind::Span,
-        index: names.span_index(times.0),
-        id,
-        source,
+    Unsealed {
+        document: Document {
+            kind: DocumentKind::Span,
+            index: names.span_index(times.0),
+            id,
+            source,
+        },
+        hashed,
     }
+}
+
+/// Whether any of `span_tags` or `process_tags` is a field only because its
+/// key was learned; notes keys not learned yet on the way.
+fn moves_tags(
+    fields: &TagsAsFields,
+    learning: &Learning<'_>,
+    span_tags: &[json::Tag<'_>],
+    process_tags: &[json::Tag<'_>],
+) -> bool {
+    let mut moved = false;
+    for tag in span_tags.iter().chain(process_tags) {
+        if !fields.applies_to(tag) && !matches!(tag.value, json::TagValue::Binary(_)) {
+            moved |= learning.check(tag.key);
+        }
+    }
+    moved
 }
 
 /// What makes two spans' service documents the same document within one

@@ -33,7 +33,6 @@ use crate::bulk::BulkStage;
 use crate::config::IngesterConfig;
 use crate::consume::ConsumeError;
 use crate::dead_letter::DeadLetters;
-use crate::document::TagsAsFields;
 use crate::metrics::IngesterMetrics;
 
 /// Failures while starting.
@@ -108,11 +107,8 @@ impl Ingester {
         } else {
             None
         };
-        let tags_as_fields = Arc::new(TagsAsFields {
-            all: es.tags_as_fields.all,
-            keys: es.tags_as_fields.keys.iter().cloned().collect(),
-            dot_replacement: es.tags_as_fields.dot_replacement.clone(),
-        });
+        let tags_as_fields = Arc::new(es.tags_as_fields.placement());
+        let learned_keys = es.tags_as_fields.learned_keys().map(Arc::new);
         if es.create_templates {
             let tag_fields = tags_as_fields.numeric_field_types();
             let installed = writer
@@ -196,6 +192,7 @@ impl Ingester {
             dead_letters,
             names,
             tags_as_fields,
+            learned_keys,
             default_encoding: config.kafka.default_encoding,
             metrics: metrics.clone(),
             consumer: consumer.clone(),

@@ -19,6 +19,12 @@ spanway_service_kit::metric_set! {
         spans_indexed: Counter => "spans_indexed", "Span documents stored";
         /// Service/operation documents stored.
         services_indexed: Counter => "services_indexed", "Service documents stored";
+        /// Span documents written again with their learned tag fields nested,
+        /// because the index had no room for more fields.
+        spans_renested: Counter => "spans_renested",
+            "Spans written again with learned tag fields nested, the index being out of fields";
+        /// Tag keys learned as fields so far.
+        tag_keys_learned: Gauge => "tag_keys_learned", "Tag keys learned as fields";
         /// Documents the engine refused for good (logged with the reason).
         documents_rejected: Counter => "documents_rejected", "Documents refused by the engine";
         /// The bulk writer's requests, retries and latency.

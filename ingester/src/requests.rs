@@ -17,7 +17,10 @@ use spanway_search::index::IndexNames;
 
 use crate::consume::RawRecord;
 use crate::dead_letter::{DeadLetter, LetterKind};
-use crate::document::{ServiceOf, TagsAsFields, otlp_wire, seal_span_ids, span_document_unsealed};
+use crate::document::{
+    LearnedKeys, Learning, ServiceOf, TagsAsFields, Unsealed, otlp_wire, seal_unsealed,
+    span_document_unsealed,
+};
 
 /// A document and the position, in its batch, of the record it came from.
 pub type Sourced = (Document, usize);
@@ -40,21 +43,24 @@ pub struct BatchDocuments {
     records: std::iter::Enumerate<std::vec::IntoIter<RawRecord>>,
     names: IndexNames,
     fields: Arc<TagsAsFields>,
+    learned: Option<Arc<LearnedKeys>>,
     default_encoding: Encoding,
     limits: Limits,
-    /// Span documents built and not taken yet, each with its encoded size.
-    spans: VecDeque<(Sourced, usize)>,
+    /// Span documents built and not taken yet, each with the position of
+    /// its record and its encoded size.
+    spans: VecDeque<(Unsealed, usize, usize)>,
     span_bytes: usize,
     seen_services: HashSet<(u64, u64)>,
     remainder: Remainder,
 }
 
 impl BatchDocuments {
-    /// Documents of `records`, to be taken in requests within `limits`.
+    /// Documents of `records`, to be taken in requests within `limits`;
+    /// with `learned`, tags whose keys were learned are fields as well.
     pub fn new(
         records: Vec<RawRecord>,
         names: IndexNames,
-        fields: Arc<TagsAsFields>,
+        (fields, learned): (Arc<TagsAsFields>, Option<Arc<LearnedKeys>>),
         default_encoding: Encoding,
         limits: Limits,
     ) -> Self {
@@ -62,6 +68,7 @@ impl BatchDocuments {
             records: records.into_iter().enumerate(),
             names,
             fields,
+            learned,
             default_encoding,
             limits: Limits {
                 max_documents: limits.max_documents.max(1),
@@ -79,17 +86,19 @@ impl BatchDocuments {
     /// the end, nothing once every span document has been taken. A document
     /// larger than `max_bytes` on its own comes alone, as the writer sends it.
     pub fn next_request(&mut self) -> Vec<Sourced> {
+        let learned = self.learned.clone();
+        let learning = learned.as_deref().map(LearnedKeys::learning);
         while self.spans.len() < self.limits.max_documents
             && self.span_bytes < self.limits.max_bytes
         {
             let Some((position, record)) = self.records.next() else {
                 break;
             };
-            self.read(position, record);
+            self.read(position, record, learning.as_ref());
         }
         let mut request = Vec::new();
         let mut bytes = 0usize;
-        while let Some((_, size)) = self.spans.front() {
+        while let Some((_, _, size)) = self.spans.front() {
             let size = *size;
             if !request.is_empty()
                 && (request.len() >= self.limits.max_documents
@@ -97,15 +106,18 @@ impl BatchDocuments {
             {
                 break;
             }
-            let Some((document, _)) = self.spans.pop_front() else {
+            let Some((document, position, _)) = self.spans.pop_front() else {
                 break;
             };
             bytes += size;
             self.span_bytes -= size;
-            request.push(document);
+            request.push((document, position));
         }
-        seal_span_ids(request.iter_mut().map(|(document, _)| document));
+        seal_unsealed(request.iter_mut().map(|(document, _)| document));
         request
+            .into_iter()
+            .map(|(unsealed, position)| (unsealed.document, position))
+            .collect()
     }
 
     /// Whether every record has been read and every span document taken:
@@ -126,16 +138,16 @@ impl BatchDocuments {
     /// and their span documents dropped).
     pub fn finish(mut self) -> Remainder {
         while let Some((position, record)) = self.records.next() {
-            self.read(position, record);
+            self.read(position, record, None);
         }
         self.remainder
     }
 
-    fn read(&mut self, position: usize, record: RawRecord) {
+    fn read(&mut self, position: usize, record: RawRecord, learning: Option<&Learning<'_>>) {
         let encoding = record_encoding(record.encoding.as_deref(), self.default_encoding);
         if let Ok(Encoding::OtlpProto) = encoding
             && let Some(spans) =
-                otlp_wire::span_documents(&record.payload, &self.names, &self.fields)
+                otlp_wire::span_documents(&record.payload, &self.names, &self.fields, learning)
         {
             for (document, service) in spans {
                 self.push_span(position, document, service);
@@ -160,16 +172,17 @@ impl BatchDocuments {
         for group in &groups {
             let process = Some(&group.process);
             for span in &group.spans {
-                let document = span_document_unsealed(span, process, &self.names, &self.fields);
+                let document =
+                    span_document_unsealed(span, process, &self.names, &self.fields, learning);
                 self.push_span(position, document, ServiceOf::new(span, process));
             }
         }
     }
 
-    fn push_span(&mut self, position: usize, document: Document, service: ServiceOf<'_>) {
-        let size = encoded_len(&document);
+    fn push_span(&mut self, position: usize, document: Unsealed, service: ServiceOf<'_>) {
+        let size = encoded_len(&document.document);
         self.span_bytes += size;
-        self.spans.push_back(((document, position), size));
+        self.spans.push_back((document, position, size));
         if self.seen_services.insert(service.key())
             && let Ok(document) = service.document(&self.names)
         {
@@ -225,7 +238,7 @@ mod tests {
         BatchDocuments::new(
             records,
             IndexNames::new(""),
-            Arc::default(),
+            (Arc::default(), None),
             Encoding::OtlpProto,
             limits,
         )
@@ -413,7 +426,7 @@ mod tests {
             let mut batch = BatchDocuments::new(
                 records.clone(),
                 names.clone(),
-                Arc::new(fields.clone()),
+                (Arc::new(fields.clone()), None),
                 Encoding::OtlpProto,
                 Limits {
                     max_documents: 4,
@@ -443,5 +456,75 @@ mod tests {
                 "{services:?}"
             );
         }
+    }
+
+    /// Spans of one trace per record, each with a tag no list configures.
+    fn tagged_trace(trace: u8, spans: u8) -> Vec<u8> {
+        use otlp::any_value::Value as V;
+        let mut data = otlp::TracesData::decode(&self::trace(trace, spans)[..]).unwrap();
+        for span in &mut data.resource_spans[0].scope_spans[0].spans {
+            span.attributes.push(otlp::KeyValue {
+                key: "team.name".into(),
+                value: Some(otlp::AnyValue {
+                    value: Some(V::StringValue("core".into())),
+                }),
+            });
+        }
+        data.encode_to_vec()
+    }
+
+    #[test]
+    fn learned_keys_are_fields_and_ids_do_not_change() {
+        let records: Vec<RawRecord> = (0..4u8)
+            .map(|t| record(i64::from(t), tagged_trace(t + 1, 2), None))
+            .collect();
+        let fields = Arc::new(TagsAsFields::default());
+        let learned = Arc::new(LearnedKeys::new(10, "@"));
+        let limits = Limits {
+            max_documents: 2,
+            max_bytes: usize::MAX,
+        };
+        let mut batch = BatchDocuments::new(
+            records.clone(),
+            IndexNames::new(""),
+            (fields.clone(), Some(learned.clone())),
+            Encoding::OtlpProto,
+            limits,
+        );
+        let learning = drain(&mut batch);
+        let mut plain = BatchDocuments::new(
+            records,
+            IndexNames::new(""),
+            (fields, None),
+            Encoding::OtlpProto,
+            limits,
+        );
+        let configured = drain(&mut plain);
+        assert_eq!(learning.len(), 4);
+        let placed: Vec<bool> = learning
+            .iter()
+            .map(|request| {
+                let doc: serde_json::Value = serde_json::from_slice(&request[0].0.source).unwrap();
+                doc["tag"].get("team@name").is_some()
+            })
+            .collect();
+        assert_eq!(
+            placed, [true; 4],
+            "a field from the first span that carries it"
+        );
+        assert!(learned.snapshot().contains("team.name"));
+        let ids = |requests: &[Vec<Sourced>]| -> Vec<String> {
+            requests
+                .iter()
+                .flatten()
+                .map(|(d, _)| d.id.clone())
+                .collect()
+        };
+        assert_eq!(
+            ids(&learning),
+            ids(&configured),
+            "ids as the configured placement gives them"
+        );
+        assert_ne!(learning[0][0].0.source, configured[0][0].0.source);
     }
 }

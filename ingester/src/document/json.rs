@@ -17,7 +17,7 @@ use std::ops::Range;
 
 use spanway_schemas::proto::jaeger::api_v2 as jaeger;
 
-use super::TagsAsFields;
+use super::Placement;
 
 /// A tag's value as the document stores it.
 #[derive(Debug, Clone, PartialEq)]
@@ -133,7 +133,7 @@ pub(super) fn write_span(
     out: &mut Vec<u8>,
     span: &jaeger::Span,
     process: Option<&jaeger::Process>,
-    fields: &TagsAsFields,
+    fields: Placement<'_>,
     ids: (&str, &str),
     start_time: u64,
     duration: u64,
@@ -149,7 +149,7 @@ pub(super) fn write_parts(
     out: &mut Vec<u8>,
     span: &SpanParts<'_>,
     process: &ProcessParts<'_>,
-    fields: &TagsAsFields,
+    fields: Placement<'_>,
     ids: (&str, &str),
     times: (u64, u64),
 ) {
@@ -208,16 +208,16 @@ pub(super) fn write_parts(
 }
 
 /// `,"tags":[…]` and, when some tags are fields, `,"tag":{…}`.
-fn write_tags(out: &mut Vec<u8>, tags: &[Tag<'_>], fields: &TagsAsFields) {
+fn write_tags(out: &mut Vec<u8>, tags: &[Tag<'_>], fields: Placement<'_>) {
     out.extend_from_slice(b",\"tags\":");
     // One check per tag: the nested ones are written, the others kept.
     let mut as_fields: Vec<(String, &Tag<'_>)> = Vec::new();
     write_list(
         out,
         tags.iter().filter(|tag| {
-            let field = fields.applies_to(tag);
+            let field = fields.is_field(tag);
             if field {
-                as_fields.push((tag.key.replace('.', &fields.dot_replacement), tag));
+                as_fields.push((tag.key.replace('.', fields.dot_replacement()), tag));
             }
             !field
         }),
@@ -312,7 +312,7 @@ mod tests {
     use serde_json::Value;
     use spanway_schemas::prost_types as wkt;
 
-    use super::super::{micros_of_duration, micros_of_timestamp, trace_id_text};
+    use super::super::{TagsAsFields, micros_of_duration, micros_of_timestamp, trace_id_text};
     use super::*;
 
     #[derive(Serialize)]
@@ -464,7 +464,7 @@ mod tests {
             &mut out,
             span,
             span.process.as_ref(),
-            fields,
+            Placement::from(fields),
             (&trace_id_text(&span.trace_id), &hex::encode(&span.span_id)),
             micros_of_timestamp(span.start_time.as_ref()),
             micros_of_duration(span.duration.as_ref()),

@@ -27,15 +27,18 @@ use spanway_schemas::to_jaeger::{self, UNKNOWN_SERVICE};
 use spanway_schemas::wire::otlp::{self as wire, Message};
 use spanway_schemas::wire::{Fields, Value};
 use spanway_schemas::{SpanId, TraceId};
-use spanway_search::document::Document;
 use spanway_search::index::IndexNames;
 
 use super::json::{ProcessParts, Reference, SpanParts, Tag, TagValue};
-use super::{ServiceOf, TagsAsFields, unsealed_document};
+use super::{Learning, ServiceOf, TagsAsFields, Unsealed, unsealed_document};
 
 /// One span's document, its id still to be sealed, and what its service
 /// document needs.
-pub type WireSpan<'a> = (Document, ServiceOf<'a>);
+pub type WireSpan<'a> = (Unsealed, ServiceOf<'a>);
+
+/// How the tags of the documents being read are placed: the configured
+/// fields, and the learned keys with them when learning.
+type Placing<'f> = (&'f TagsAsFields, Option<&'f Learning<'f>>);
 
 /// Calls `each` with every field of `message`; `None` when a field is
 /// malformed or `each` gives up.
@@ -60,7 +63,9 @@ pub fn span_documents<'a>(
     payload: &'a [u8],
     names: &IndexNames,
     fields: &TagsAsFields,
+    learning: Option<&Learning<'_>>,
 ) -> Option<Vec<WireSpan<'a>>> {
+    let fields = (fields, learning);
     let mut out = Vec::new();
     let mut parts = SpanParts::default();
     each_field(payload, |number, value| match (number, value) {
@@ -76,7 +81,7 @@ pub fn span_documents<'a>(
 fn read_resource_spans<'a>(
     resource_spans: &'a [u8],
     names: &IndexNames,
-    fields: &TagsAsFields,
+    fields: Placing<'_>,
     parts: &mut SpanParts<'a>,
     out: &mut Vec<WireSpan<'a>>,
 ) -> Option<()> {
@@ -102,7 +107,7 @@ fn read_scope_spans<'a>(
     scope_spans: &'a [u8],
     process: &ProcessParts<'a>,
     names: &IndexNames,
-    fields: &TagsAsFields,
+    fields: Placing<'_>,
     parts: &mut SpanParts<'a>,
     out: &mut Vec<WireSpan<'a>>,
 ) -> Option<()> {
@@ -460,7 +465,7 @@ mod tests {
     use super::*;
     use crate::document::span_document_unsealed;
 
-    type Expected = Vec<(Document, (u64, String, String))>;
+    type Expected = Vec<(Unsealed, (u64, String, String))>;
 
     /// What the decoding path writes for `payload`, or `None` when it
     /// refuses the record.
@@ -470,7 +475,7 @@ mod tests {
         for group in &groups {
             for span in &group.spans {
                 let process = Some(&group.process);
-                let doc = span_document_unsealed(span, process, names, fields);
+                let doc = span_document_unsealed(span, process, names, fields, None);
                 let service = ServiceOf::new(span, process);
                 out.push((doc, parts_of(&service)));
             }
@@ -487,7 +492,7 @@ mod tests {
     }
 
     fn read(payload: &[u8], names: &IndexNames, fields: &TagsAsFields) -> Option<Expected> {
-        let spans = span_documents(payload, names, fields)?;
+        let spans = span_documents(payload, names, fields, None)?;
         Some(spans.into_iter().map(|(d, s)| (d, parts_of(&s))).collect())
     }
 

@@ -59,25 +59,67 @@ fn write_hash(doc: &mut Document, hash: u64) {
     super::push_hex(&mut doc.id, &hash.to_be_bytes());
 }
 
-/// Completes the ids of span documents built by
-/// [`super::span_document_unsealed`]; other kinds are left alone. Sealing
-/// twice gives the same ids, as the hash covers the source, not the id.
+/// A document whose id ends in the hash, and the bytes that hash covers.
+trait Sealable {
+    fn is_span(&self) -> bool;
+    fn hashed(&self) -> &[u8];
+    fn document(&mut self) -> &mut Document;
+}
+
+impl Sealable for Document {
+    fn is_span(&self) -> bool {
+        self.kind == DocumentKind::Span
+    }
+
+    fn hashed(&self) -> &[u8] {
+        &self.source
+    }
+
+    fn document(&mut self) -> &mut Document {
+        self
+    }
+}
+
+impl Sealable for super::Unsealed {
+    fn is_span(&self) -> bool {
+        self.document.kind == DocumentKind::Span
+    }
+
+    fn hashed(&self) -> &[u8] {
+        super::Unsealed::hashed(self)
+    }
+
+    fn document(&mut self) -> &mut Document {
+        &mut self.document
+    }
+}
+
+/// Completes the ids of span documents whose source is what their hash
+/// covers; other kinds are left alone. Sealing twice gives the same ids, as
+/// the hash covers the source, not the id.
 pub fn seal_span_ids<'a>(docs: impl IntoIterator<Item = &'a mut Document>) {
-    let mut spans = docs
-        .into_iter()
-        .filter(|doc| doc.kind == DocumentKind::Span);
+    seal(docs);
+}
+
+/// Completes the ids of documents built by [`super::span_document_unsealed`].
+pub fn seal_unsealed<'a>(docs: impl IntoIterator<Item = &'a mut super::Unsealed>) {
+    seal(docs);
+}
+
+fn seal<'a, T: Sealable + 'a>(docs: impl IntoIterator<Item = &'a mut T>) {
+    let mut spans = docs.into_iter().filter(|doc| doc.is_span());
     loop {
         match std::array::from_fn::<_, 4, _>(|_| spans.next()) {
             [Some(a), Some(b), Some(c), Some(d)] => {
-                let hashes = fnv1a64_four([&a.source, &b.source, &c.source, &d.source]);
+                let hashes = fnv1a64_four([a.hashed(), b.hashed(), c.hashed(), d.hashed()]);
                 for (doc, hash) in [a, b, c, d].into_iter().zip(hashes) {
-                    write_hash(doc, hash);
+                    write_hash(doc.document(), hash);
                 }
             }
             rest => {
                 for doc in rest.into_iter().flatten() {
-                    let hash = fnv1a64_from(OFFSET, &doc.source);
-                    write_hash(doc, hash);
+                    let hash = fnv1a64_from(OFFSET, doc.hashed());
+                    write_hash(doc.document(), hash);
                 }
                 return;
             }

@@ -284,3 +284,149 @@ async fn aliases_and_rollover(url: &str, label: &str) -> Names {
     ingester.wait().await.expect("the ingester stops cleanly");
     names
 }
+
+/// `corpus`'s records with every `attr.N` attribute renamed `late.N`.
+fn renamed_attributes(corpus: &corpus::Corpus) -> Vec<spanway_e2e::TestRecord> {
+    use prost::Message as _;
+    use spanway_schemas::proto::otlp;
+    corpus
+        .as_produce_input()
+        .into_iter()
+        .map(|(key, value, headers)| {
+            let mut data = otlp::TracesData::decode(&value[..]).unwrap();
+            for resource in &mut data.resource_spans {
+                for scope in &mut resource.scope_spans {
+                    for span in &mut scope.spans {
+                        for kv in &mut span.attributes {
+                            if let Some(n) = kv.key.strip_prefix("attr.") {
+                                kv.key = format!("late.{n}");
+                            }
+                        }
+                    }
+                }
+            }
+            (key, data.encode_to_vec(), headers)
+        })
+        .collect()
+}
+
+/// Whether a stored span has `key` nested and not as a field.
+fn nested_only(doc: &Value, key: &str) -> bool {
+    let field = key.replace('.', "@");
+    doc["tag"].get(&field).is_none()
+        && doc["tags"]
+            .as_array()
+            .is_some_and(|tags| tags.iter().any(|t| t["key"] == key))
+}
+
+/// Learned tag keys are fields, and span ids do not change for it (a replay
+/// of every record adds nothing); an index that has run out of fields still
+/// gets every span: those the engine refuses for its field limit are
+/// written again with their learned fields nested, and learning stops.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn learned_tag_fields_and_an_index_out_of_fields_on_opensearch() {
+    require_kafka();
+    let url = Engine::OpenSearch.require().await;
+    let names = Names::new("learned");
+    create_topic(&names.topic, 1).await;
+    let first = corpus::generate(31, 20, 5);
+    produce(&names.topic, &first.as_produce_input()).await;
+
+    // The first spans written without learning, as a version before it did.
+    let mut cfg = config(&names, &url);
+    cfg.elasticsearch.tags_as_fields.keys = vec![];
+    cfg.elasticsearch.tags_as_fields.learn = 0;
+    let shutdown = CancellationToken::new();
+    let ingester = Ingester::start(cfg.clone(), shutdown.clone())
+        .await
+        .unwrap();
+    let mut total = first.spans.len() as u64;
+    assert_eq!(
+        wait_for_count(&url, &names.span_indices(), total, Duration::from_secs(120)).await,
+        total
+    );
+    shutdown.cancel();
+    ingester.wait().await.expect("the ingester stops cleanly");
+    let index = format!("{}-jaeger-span-2026-02-01", names.prefix);
+    let stored = search(&url, &index, json!({"size": 200})).await;
+    assert!(stored.iter().all(|doc| nested_only(doc, "attr.3")));
+
+    // Learning on: the same records again find the documents they were
+    // stored as, and new spans have their tags as fields.
+    produce(&names.topic, &first.as_produce_input()).await;
+    let third = corpus::generate(33, 20, 5);
+    produce(&names.topic, &third.as_produce_input()).await;
+    cfg.elasticsearch.tags_as_fields.learn = 50;
+    // Several requests, so that some come after learning has stopped.
+    cfg.bulk.max_documents = 10;
+    let shutdown = CancellationToken::new();
+    let ingester = Ingester::start(cfg, shutdown.clone()).await.unwrap();
+    total += third.spans.len() as u64;
+    assert_eq!(
+        wait_for_count(&url, &names.span_indices(), total, Duration::from_secs(120)).await,
+        total,
+        "the replayed spans added nothing"
+    );
+    let (_, mapping) = get(&format!("{url}/{index}/_mapping")).await;
+    let tag_fields = &mapping[&index]["mappings"]["properties"]["tag"]["properties"];
+    assert_eq!(
+        tag_fields["attr@3"]["type"], "keyword",
+        "a learned key is a field: {mapping}"
+    );
+    let stored = search(&url, &index, json!({"size": 300})).await;
+    assert_eq!(stored.len() as u64, total);
+    let new_traces: std::collections::HashSet<&str> =
+        third.spans.values().map(|s| s.trace_id.as_str()).collect();
+    for doc in &stored {
+        let learned = new_traces.contains(doc["traceID"].as_str().unwrap());
+        assert_eq!(
+            doc["tag"].get("attr@3").is_some(),
+            learned,
+            "a field in every new span, from the first: {doc}"
+        );
+        assert_eq!(nested_only(doc, "attr.3"), !learned);
+    }
+
+    // The index out of fields: every further new field is refused.
+    let client = reqwest::Client::new();
+    let limited = client
+        .put(format!("{url}/{index}/_settings"))
+        .json(&json!({"index.mapping.total_fields.limit": 20}))
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        limited.status().is_success(),
+        "{}",
+        limited.text().await.unwrap()
+    );
+    let second = corpus::generate(32, 20, 5);
+    produce(&names.topic, &renamed_attributes(&second)).await;
+    total += second.spans.len() as u64;
+    assert_eq!(
+        wait_for_count(&url, &names.span_indices(), total, Duration::from_secs(120)).await,
+        total,
+        "every span with keys past the field limit is stored"
+    );
+    let (_, mapping) = get(&format!("{url}/{index}/_mapping")).await;
+    let tag_fields = &mapping[&index]["mappings"]["properties"]["tag"]["properties"];
+    assert!(
+        tag_fields.get("late@0").is_none(),
+        "no field was added past the limit: {mapping}"
+    );
+    let late = search(
+        &url,
+        &index,
+        json!({"size": 200, "query": {"nested": {"path": "tags", "query": {"term": {"tags.key": "late.0"}}}}}),
+    )
+    .await;
+    assert_eq!(late.len(), second.spans.len());
+    assert!(late.iter().all(|doc| nested_only(doc, "late.5")));
+    let everything = search(&url, &names.span_indices(), json!({"size": 1000})).await;
+    assert_eq!(everything.len() as u64, total, "no copies");
+
+    shutdown.cancel();
+    ingester.wait().await.expect("the ingester stops cleanly");
+    delete_indices(&url, &format!("{}-*", names.prefix)).await;
+    delete_templates(&url, &names.prefix).await;
+}
