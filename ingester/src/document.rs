@@ -149,36 +149,6 @@ impl Default for TagsAsFields {
     }
 }
 
-/// Where the tags of the documents being written go: the configured
-/// fields, and the learned keys when there are any.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Placement<'a> {
-    config: &'a TagsAsFields,
-    learned: Option<&'a Learning<'a>>,
-}
-
-impl<'a> From<&'a TagsAsFields> for Placement<'a> {
-    fn from(config: &'a TagsAsFields) -> Self {
-        Placement {
-            config,
-            learned: None,
-        }
-    }
-}
-
-impl Placement<'_> {
-    fn is_field(&self, tag: &json::Tag<'_>) -> bool {
-        self.config.applies_to(tag)
-            || self.learned.is_some_and(|learning| {
-                !matches!(tag.value, json::TagValue::Binary(_)) && learning.contains(tag.key)
-            })
-    }
-
-    fn dot_replacement(&self) -> &str {
-        &self.config.dot_replacement
-    }
-}
-
 impl TagsAsFields {
     #[cfg(test)]
     fn applies(&self, kv: &jaeger::KeyValue) -> bool {
@@ -268,29 +238,31 @@ fn unsealed_document(
     let trace_id = trace_id_text(ids.0);
     let span_id = hex_text(ids.1);
     let mut source = Vec::with_capacity(1024);
-    json::write_parts(
+    let sections = json::write_parts(
         &mut source,
         span,
         process,
-        Placement::from(fields),
+        fields,
         (&trace_id, &span_id),
         times,
     );
     let hashed = learning
-        .filter(|learning| moves_tags(fields, learning, &span.tags, &process.tags))
-        .map(|learning| {
+        .and_then(|learning| {
+            let masks = [
+                field_mask(fields, learning, &span.tags)?,
+                field_mask(fields, learning, &process.tags)?,
+            ];
+            (masks != configured_masks(fields, &span.tags, &process.tags)).then_some(masks)
+        })
+        .map(|masks| {
             let mut shown = Vec::with_capacity(source.len() + source.len() / 8);
-            let placement = Placement {
-                config: fields,
-                learned: Some(learning),
-            };
-            json::write_parts(
+            json::write_replacing_tags(
                 &mut shown,
-                span,
-                process,
-                placement,
-                (&trace_id, &span_id),
-                times,
+                &source,
+                &sections,
+                (&span.tags, &process.tags),
+                &fields.dot_replacement,
+                masks,
             );
             std::mem::replace(&mut source, shown)
         });
@@ -312,21 +284,38 @@ fn unsealed_document(
     }
 }
 
-/// Whether any of `span_tags` or `process_tags` is a field only because its
-/// key was learned; notes keys not learned yet on the way.
-fn moves_tags(
+/// A bit for each of `tags` that is a field with the learned keys, learning
+/// keys not seen before on the way; `None` for more than 64 tags, which are
+/// written as configured.
+fn field_mask(
     fields: &TagsAsFields,
     learning: &Learning<'_>,
+    tags: &[json::Tag<'_>],
+) -> Option<u64> {
+    if tags.len() > 64 {
+        return None;
+    }
+    let mut mask = 0;
+    for (i, tag) in tags.iter().enumerate() {
+        let field = fields.applies_to(tag)
+            || (!matches!(tag.value, json::TagValue::Binary(_)) && learning.check(tag.key));
+        mask |= u64::from(field) << i;
+    }
+    Some(mask)
+}
+
+/// [`field_mask`] without learned keys: when both agree, the learned
+/// placement writes the document the configured one wrote.
+fn configured_masks(
+    fields: &TagsAsFields,
     span_tags: &[json::Tag<'_>],
     process_tags: &[json::Tag<'_>],
-) -> bool {
-    let mut moved = false;
-    for tag in span_tags.iter().chain(process_tags) {
-        if !fields.applies_to(tag) && !matches!(tag.value, json::TagValue::Binary(_)) {
-            moved |= learning.check(tag.key);
-        }
-    }
-    moved
+) -> [u64; 2] {
+    [span_tags, process_tags].map(|tags| {
+        tags.iter().enumerate().fold(0, |mask, (i, tag)| {
+            mask | (u64::from(fields.applies_to(tag)) << i)
+        })
+    })
 }
 
 /// What makes two spans' service documents the same document within one

@@ -13,7 +13,7 @@
 /// word overlapping the one before it; text shorter than a word is padded
 /// with spaces. A byte loop was about a tenth of the ingester's own
 /// instructions.
-fn is_plain(text: &str) -> bool {
+pub fn is_plain(text: &str) -> bool {
     let bytes = text.as_bytes();
     let Some(last) = bytes.len().checked_sub(8) else {
         let mut word = [b' '; 8];

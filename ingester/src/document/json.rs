@@ -13,11 +13,12 @@
 //! from OTLP bytes (`super::otlp_wire`) and decoded Jaeger spans share it.
 
 use std::borrow::Cow;
+use std::cmp::Ordering;
 use std::ops::Range;
 
 use spanway_schemas::proto::jaeger::api_v2 as jaeger;
 
-use super::Placement;
+use super::TagsAsFields;
 
 /// A tag's value as the document stores it.
 #[derive(Debug, Clone, PartialEq)]
@@ -133,7 +134,7 @@ pub(super) fn write_span(
     out: &mut Vec<u8>,
     span: &jaeger::Span,
     process: Option<&jaeger::Process>,
-    fields: Placement<'_>,
+    fields: &TagsAsFields,
     ids: (&str, &str),
     start_time: u64,
     duration: u64,
@@ -143,16 +144,24 @@ pub(super) fn write_span(
     write_parts(out, &parts, &process, fields, ids, (start_time, duration));
 }
 
+/// Where a written document's two tag sections (`,"tags":[…]` and its
+/// `,"tag":{…}`, the span's and the process's) lie in it.
+#[derive(Debug, Clone)]
+pub(super) struct TagSections {
+    span: Range<usize>,
+    process: Range<usize>,
+}
+
 /// Appends the `_source` of the span `parts` describe; `times` are its
 /// start and duration in microseconds.
 pub(super) fn write_parts(
     out: &mut Vec<u8>,
     span: &SpanParts<'_>,
     process: &ProcessParts<'_>,
-    fields: Placement<'_>,
+    fields: &TagsAsFields,
     ids: (&str, &str),
     times: (u64, u64),
-) {
+) -> TagSections {
     let (trace_id, span_id) = ids;
     let (start_time, duration) = times;
     out.extend_from_slice(b"{\"traceID\":");
@@ -189,7 +198,11 @@ pub(super) fn write_parts(
     write_number(out, start_time / 1000);
     out.extend_from_slice(b",\"duration\":");
     write_number(out, duration);
-    write_tags(out, &span.tags, fields);
+    let span_tags = out.len();
+    write_tags(out, &span.tags, &fields.dot_replacement, |_, tag| {
+        fields.applies_to(tag)
+    });
+    let span_tags = span_tags..out.len();
     out.extend_from_slice(b",\"logs\":[");
     for (i, (timestamp, range)) in span.logs.iter().enumerate() {
         if i > 0 {
@@ -203,34 +216,147 @@ pub(super) fn write_parts(
     }
     out.extend_from_slice(b"],\"process\":{\"serviceName\":");
     write_str(out, process.service_name);
-    write_tags(out, &process.tags, fields);
+    let process_tags = out.len();
+    write_tags(out, &process.tags, &fields.dot_replacement, |_, tag| {
+        fields.applies_to(tag)
+    });
+    let process_tags = process_tags..out.len();
     out.extend_from_slice(b"}}");
+    TagSections {
+        span: span_tags,
+        process: process_tags,
+    }
+}
+
+/// Appends `written` (a document [`write_parts`] wrote, its tag sections at
+/// `sections`) with its tags placed by `fields` instead: everything else is
+/// copied, not written again. `masks` has a bit set for each span and
+/// process tag (at most 64 of each) that is a field, found while learning,
+/// so that no key is looked up again.
+pub(super) fn write_replacing_tags(
+    out: &mut Vec<u8>,
+    written: &[u8],
+    sections: &TagSections,
+    (span_tags, process_tags): (&[Tag<'_>], &[Tag<'_>]),
+    replacement: &str,
+    masks: [u64; 2],
+) {
+    let is_field = |mask: u64| move |i: usize, _: &Tag<'_>| i < 64 && mask & (1 << i) != 0;
+    out.extend_from_slice(&written[..sections.span.start]);
+    write_tags(out, span_tags, replacement, is_field(masks[0]));
+    out.extend_from_slice(&written[sections.span.end..sections.process.start]);
+    write_tags(out, process_tags, replacement, is_field(masks[1]));
+    out.extend_from_slice(&written[sections.process.end..]);
 }
 
 /// `,"tags":[…]` and, when some tags are fields, `,"tag":{…}`.
-fn write_tags(out: &mut Vec<u8>, tags: &[Tag<'_>], fields: Placement<'_>) {
+/// `is_field` tells, by position and tag, which are fields; `replacement`
+/// stands for the dots in their names.
+fn write_tags(
+    out: &mut Vec<u8>,
+    tags: &[Tag<'_>],
+    replacement: &str,
+    is_field: impl Fn(usize, &Tag<'_>) -> bool,
+) {
     out.extend_from_slice(b",\"tags\":");
     // One check per tag: the nested ones are written, the others kept.
-    let mut as_fields: Vec<(String, &Tag<'_>)> = Vec::new();
+    let mut as_fields: Vec<&Tag<'_>> = Vec::new();
     write_list(
         out,
-        tags.iter().filter(|tag| {
-            let field = fields.is_field(tag);
-            if field {
-                as_fields.push((tag.key.replace('.', fields.dot_replacement()), tag));
+        tags.iter().enumerate().filter_map(|(i, tag)| {
+            if is_field(i, tag) {
+                as_fields.push(tag);
+                None
+            } else {
+                Some(tag)
             }
-            !field
         }),
     );
     if as_fields.is_empty() {
         return;
     }
-    // An object with its keys in order, the last value of a repeated key.
-    as_fields.sort_by(|a, b| a.0.cmp(&b.0));
     out.extend_from_slice(b",\"tag\":{");
+    match replacement.as_bytes() {
+        &[byte] if spanway_search::json::is_plain(replacement) => {
+            write_field_object(out, as_fields, byte);
+        }
+        _ => write_field_object_replaced(out, as_fields, replacement),
+    }
+    out.push(b'}');
+}
+
+/// The members of the `tag` object: keys with their dots replaced by
+/// `replacement`, in order, the last value of a repeated key. With a
+/// one-byte replacement the keys are compared and written through the
+/// replacement, without a string made for each (learned keys make most
+/// tags fields, so this runs for most tags).
+fn write_field_object(out: &mut Vec<u8>, mut tags: Vec<&Tag<'_>>, replacement: u8) {
+    let order =
+        |a: &&Tag<'_>, b: &&Tag<'_>| cmp_replaced(a.key.as_bytes(), b.key.as_bytes(), replacement);
+    // Spans often carry their attributes in key order already.
+    if !tags.is_sorted_by(|a, b| order(a, b).is_le()) {
+        tags.sort_by(order);
+    }
     let mut first = true;
-    for (i, (key, tag)) in as_fields.iter().enumerate() {
-        if as_fields.get(i + 1).is_some_and(|next| next.0 == *key) {
+    for (i, tag) in tags.iter().enumerate() {
+        if tags.get(i + 1).is_some_and(|next| order(tag, next).is_eq()) {
+            continue;
+        }
+        if !first {
+            out.push(b',');
+        }
+        first = false;
+        if spanway_search::json::is_plain(tag.key) {
+            out.reserve(tag.key.len() + 2);
+            out.push(b'"');
+            let start = out.len();
+            out.extend_from_slice(tag.key.as_bytes());
+            for byte in &mut out[start..] {
+                if *byte == b'.' {
+                    *byte = replacement;
+                }
+            }
+            out.push(b'"');
+        } else {
+            write_str(
+                out,
+                &tag.key.replace('.', &char::from(replacement).to_string()),
+            );
+        }
+        out.push(b':');
+        write_value(out, &tag.value);
+    }
+}
+
+/// `a` against `b` as they compare once their dots are `replacement`: what
+/// is the same before replacing is the same after, so only the bytes where
+/// they first differ are replaced.
+fn cmp_replaced(a: &[u8], b: &[u8], replacement: u8) -> Ordering {
+    let replaced = |byte: u8| if byte == b'.' { replacement } else { byte };
+    let mut from = 0;
+    loop {
+        let (a_rest, b_rest) = (&a[from..], &b[from..]);
+        let Some(at) = a_rest.iter().zip(b_rest).position(|(x, y)| x != y) else {
+            return a_rest.len().cmp(&b_rest.len());
+        };
+        match replaced(a_rest[at]).cmp(&replaced(b_rest[at])) {
+            Ordering::Equal => from += at + 1,
+            unequal => return unequal,
+        }
+    }
+}
+
+/// [`write_field_object`] for a replacement of several bytes (or one that
+/// JSON escapes).
+fn write_field_object_replaced(out: &mut Vec<u8>, tags: Vec<&Tag<'_>>, replacement: &str) {
+    let mut keyed: Vec<(String, &Tag<'_>)> = tags
+        .into_iter()
+        .map(|tag| (tag.key.replace('.', replacement), tag))
+        .collect();
+    keyed.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut first = true;
+    for (i, (key, tag)) in keyed.iter().enumerate() {
+        if keyed.get(i + 1).is_some_and(|next| next.0 == *key) {
             continue;
         }
         if !first {
@@ -241,7 +367,6 @@ fn write_tags(out: &mut Vec<u8>, tags: &[Tag<'_>], fields: Placement<'_>) {
         out.push(b':');
         write_value(out, &tag.value);
     }
-    out.push(b'}');
 }
 
 /// `[{"key":…,"type":…,"value":…},…]`.
@@ -312,7 +437,7 @@ mod tests {
     use serde_json::Value;
     use spanway_schemas::prost_types as wkt;
 
-    use super::super::{TagsAsFields, micros_of_duration, micros_of_timestamp, trace_id_text};
+    use super::super::{micros_of_duration, micros_of_timestamp, trace_id_text};
     use super::*;
 
     #[derive(Serialize)]
@@ -464,7 +589,7 @@ mod tests {
             &mut out,
             span,
             span.process.as_ref(),
-            Placement::from(fields),
+            fields,
             (&trace_id_text(&span.trace_id), &hex::encode(&span.span_id)),
             micros_of_timestamp(span.start_time.as_ref()),
             micros_of_duration(span.duration.as_ref()),
@@ -590,6 +715,76 @@ mod tests {
                     String::from_utf8_lossy(&reference),
                     "mode {m}, span {s}"
                 );
+            }
+        }
+    }
+
+    /// A document written with learned keys is the document written with
+    /// those keys configured: the tags placed anew, the rest copied.
+    #[test]
+    fn learned_keys_place_tags_as_configured_keys_do() {
+        use crate::document::{LearnedKeys, span_document_unsealed};
+        use spanway_search::index::IndexNames;
+        let learnable = ["f", "n", "nan", "bin", "z.y.x", "host.name"];
+        let unlearnable = ["http@method", "esc\"\\\u{1}\n"];
+        let names = IndexNames::new("");
+        let mut moved = 0;
+        for configured in [&[][..], &["http.method"][..]] {
+            let learned = LearnedKeys::new(100, "@");
+            let learning = learned.learning();
+            for key in learnable.iter().chain(&unlearnable) {
+                learning.check(key);
+            }
+            let fields = TagsAsFields {
+                keys: configured.iter().copied().collect(),
+                ..Default::default()
+            };
+            for (s, span) in spans().iter().enumerate() {
+                let process = span.process.as_ref();
+                let with_learning =
+                    span_document_unsealed(span, process, &names, &fields, Some(&learning));
+                // Every learnable key is learned on sight, these spans' own too.
+                let keys = learned.snapshot();
+                let seen = span.tags.iter().chain(process.iter().flat_map(|p| &p.tags));
+                let as_configured = TagsAsFields {
+                    keys: configured
+                        .iter()
+                        .map(|k| (*k).to_owned())
+                        .chain(seen.map(|kv| kv.key.clone()).filter(|k| keys.contains(k)))
+                        .collect(),
+                    ..Default::default()
+                };
+                assert!(learnable.iter().all(|k| keys.contains(k)));
+                assert!(unlearnable.iter().all(|k| !keys.contains(k)));
+                let with_keys = span_document_unsealed(span, process, &names, &as_configured, None);
+                assert_eq!(
+                    String::from_utf8_lossy(&with_learning.document.source),
+                    String::from_utf8_lossy(&with_keys.document.source),
+                    "keys {configured:?}, span {s}"
+                );
+                let plain = span_document_unsealed(span, process, &names, &fields, None);
+                moved += usize::from(with_learning.document.source != plain.document.source);
+            }
+        }
+        assert!(moved >= 2, "learned keys moved tags in {moved} documents");
+    }
+
+    #[test]
+    fn keys_compare_as_their_replaced_forms_do() {
+        let keys = [
+            "", "a", "a.", "a@", "a.b", "a@b", "a-b", "a.b.c", "a@b@c", "a.bc", "ab", "a?", "a.z",
+            "b", "é.x",
+        ];
+        for replacement in [b'@', b'_', b'~'] {
+            let text = char::from(replacement).to_string();
+            for a in keys {
+                for b in keys {
+                    assert_eq!(
+                        cmp_replaced(a.as_bytes(), b.as_bytes(), replacement),
+                        a.replace('.', &text).cmp(&b.replace('.', &text)),
+                        "{a:?} against {b:?}, dots as {text}"
+                    );
+                }
             }
         }
     }
