@@ -248,11 +248,10 @@ fn unsealed_document(
     );
     let hashed = learning
         .and_then(|learning| {
-            let masks = [
-                field_mask(fields, learning, &span.tags)?,
-                field_mask(fields, learning, &process.tags)?,
-            ];
-            (masks != configured_masks(fields, &span.tags, &process.tags)).then_some(masks)
+            let (span_mask, span_learned) = field_mask(fields, learning, &span.tags)?;
+            let (process_mask, process_learned) = field_mask(fields, learning, &process.tags)?;
+            // Nothing learned in either list: the configured document is the one sent.
+            (span_learned || process_learned).then_some([span_mask, process_mask])
         })
         .map(|masks| {
             let mut shown = Vec::with_capacity(source.len() + source.len() / 8);
@@ -285,37 +284,29 @@ fn unsealed_document(
 }
 
 /// A bit for each of `tags` that is a field with the learned keys, learning
-/// keys not seen before on the way; `None` for more than 64 tags, which are
-/// written as configured.
+/// keys not seen before on the way, and whether any is a field only because
+/// it was learned; `None` for more than 64 tags, which are written as
+/// configured.
 fn field_mask(
     fields: &TagsAsFields,
     learning: &Learning<'_>,
     tags: &[json::Tag<'_>],
-) -> Option<u64> {
+) -> Option<(u64, bool)> {
     if tags.len() > 64 {
         return None;
     }
     let mut mask = 0;
+    let mut learned = false;
     for (i, tag) in tags.iter().enumerate() {
         let field = fields.applies_to(tag)
-            || (!matches!(tag.value, json::TagValue::Binary(_)) && learning.check(tag.key));
+            || (!matches!(tag.value, json::TagValue::Binary(_)) && {
+                let check = learning.check(tag.key);
+                learned |= check;
+                check
+            });
         mask |= u64::from(field) << i;
     }
-    Some(mask)
-}
-
-/// [`field_mask`] without learned keys: when both agree, the learned
-/// placement writes the document the configured one wrote.
-fn configured_masks(
-    fields: &TagsAsFields,
-    span_tags: &[json::Tag<'_>],
-    process_tags: &[json::Tag<'_>],
-) -> [u64; 2] {
-    [span_tags, process_tags].map(|tags| {
-        tags.iter().enumerate().fold(0, |mask, (i, tag)| {
-            mask | (u64::from(fields.applies_to(tag)) << i)
-        })
-    })
+    Some((mask, learned))
 }
 
 /// What makes two spans' service documents the same document within one
