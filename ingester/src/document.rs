@@ -238,13 +238,15 @@ fn unsealed_document(
     let trace_id = trace_id_text(ids.0);
     let span_id = hex_text(ids.1);
     let mut source = Vec::with_capacity(1024);
+    // Where the values went, so that a second writing copies them.
+    let mut noted = learning.map(|_| [[json::Spot::default(); json::NOTED_TAGS]; 2]);
     let sections = json::write_parts(
         &mut source,
         span,
         process,
         fields,
-        (&trace_id, &span_id),
-        times,
+        ((&trace_id, &span_id), times),
+        noted.as_mut(),
     );
     let hashed = learning
         .and_then(|learning| {
@@ -253,12 +255,12 @@ fn unsealed_document(
             // Nothing learned in either list: the configured document is the one sent.
             (span_learned || process_learned).then_some([span_mask, process_mask])
         })
-        .map(|masks| {
+        .zip(noted.as_ref())
+        .map(|(masks, noted)| {
             let mut shown = Vec::with_capacity(source.len() + source.len() / 8);
             json::write_replacing_tags(
                 &mut shown,
-                &source,
-                &sections,
+                (&source, &sections, noted),
                 (&span.tags, &process.tags),
                 &fields.dot_replacement,
                 masks,
