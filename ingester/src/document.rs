@@ -156,8 +156,12 @@ impl TagsAsFields {
     }
 
     fn applies_to(&self, tag: &json::Tag<'_>) -> bool {
-        !matches!(tag.value, json::TagValue::Binary(_))
-            && (self.all || ALWAYS_AS_FIELDS.contains(&tag.key) || self.keys.contains(tag.key))
+        !matches!(tag.value, json::TagValue::Binary(_)) && self.names(tag.key)
+    }
+
+    /// Whether tags with `key` are fields (binary values aside).
+    pub fn names(&self, key: &str) -> bool {
+        self.all || ALWAYS_AS_FIELDS.contains(&key) || self.keys.contains(key)
     }
 }
 

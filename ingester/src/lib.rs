@@ -135,6 +135,9 @@ impl Ingester {
         if names.uses_aliases() {
             writer.ensure_aliases(names.prefix()).await?;
         }
+        if let Some(learned) = &learned_keys {
+            adopt_mapped_keys(&writer, names.prefix(), learned, &tags_as_fields).await;
+        }
         let ready = Readiness::default();
         let liveness = Liveness::new(config.ops.stall_timeout, shutdown.clone());
         liveness.register_metrics(registry.sub_registry_with_prefix("ingester"));
@@ -245,6 +248,31 @@ impl Ingester {
         }
         tracing::info!("ingester stopped");
         outcome
+    }
+}
+
+/// Learns the tag keys the span indices already store as fields, so that
+/// this instance places them as the instances before it did. Best effort:
+/// without the mappings it learns from the spans alone, as it would on a
+/// new deployment.
+async fn adopt_mapped_keys(
+    writer: &BulkWriter,
+    prefix: &spanway_search::index::Prefix,
+    learned: &document::LearnedKeys,
+    fields: &document::TagsAsFields,
+) {
+    match writer.tag_field_names(prefix).await {
+        Ok(names) => {
+            let adopted = learned.adopt(names.iter().map(String::as_str), |key| fields.names(key));
+            tracing::info!(
+                adopted,
+                learned = learned.snapshot().len(),
+                "tag keys the span indices store as fields learned"
+            );
+        }
+        Err(error) => {
+            tracing::warn!(%error, "tag keys learned from spans only: the span indices' fields are unknown");
+        }
     }
 }
 

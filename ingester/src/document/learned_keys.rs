@@ -119,6 +119,45 @@ impl LearnedKeys {
         Learned::Yes
     }
 
+    /// Learns the keys of `field_names` (names of `tag` or `process.tag`
+    /// fields an index already has, dots replaced), in their order, as far
+    /// as the limit allows, skipping those `configured` says are fields
+    /// anyway and any this process would not learn. Returns how many were
+    /// added.
+    ///
+    /// Read from the span indices at start, they make a restarted or added
+    /// instance place a key as the instances before it did, rather than
+    /// as the first keys it happens to see: past the limit, each instance
+    /// would otherwise choose its own set. Adopting a mapped key adds no
+    /// field to an index that has it.
+    pub fn adopt<'f>(
+        &self,
+        field_names: impl IntoIterator<Item = &'f str>,
+        configured: impl Fn(&str) -> bool,
+    ) -> usize {
+        let mut state = self.lock();
+        if state.closed {
+            return 0;
+        }
+        let mut next = KeySet::clone(&state);
+        let mut added = 0;
+        for name in field_names {
+            if next.len() >= self.limit {
+                break;
+            }
+            let key = name.replace(&*self.dot_replacement, ".");
+            // A name with a dot of its own is no name a key was written as.
+            if name.contains('.') || configured(&key) || !self.learnable(&key) {
+                continue;
+            }
+            if next.keys.insert(key.into()) {
+                added += 1;
+            }
+        }
+        *state = Arc::new(next);
+        added
+    }
+
     /// After the engine refused a document for its index's field limit:
     /// forgets `keys` (that document's learned keys, which may never have
     /// become fields) and learns nothing more.
@@ -250,6 +289,39 @@ mod tests {
         let learning = keys.learning();
         assert!(!learning.check("f"), "no room left");
         assert!(learning.check("a"), "what was learned stays");
+    }
+
+    #[test]
+    fn keys_an_index_has_as_fields_are_adopted_up_to_the_limit() {
+        let keys = LearnedKeys::new(3, "@");
+        let fields = [
+            "http@route", // configured: a field anyway
+            "attr@0",
+            "a.b",   // an object's path, no key's field name
+            "_meta", // never learned
+            "host@name",
+            "attr@0", // span and process fields of the same key
+            "late",
+            "later", // past the limit
+        ];
+        let configured = |key: &str| key == "http.route";
+        assert_eq!(keys.adopt(fields, configured), 3);
+        let set = keys.snapshot();
+        for key in ["attr.0", "host.name", "late"] {
+            assert!(set.contains(key), "{key} adopted");
+        }
+        for key in ["http.route", "a.b", "_meta", "later"] {
+            assert!(!set.contains(key), "{key} not adopted");
+        }
+        assert!(!keys.learning().check("new"), "adopted keys fill the limit");
+
+        let closed = LearnedKeys::new(3, "@");
+        closed.close_without([]);
+        assert_eq!(
+            closed.adopt(["attr@0"], |_| false),
+            0,
+            "closed learns nothing"
+        );
     }
 
     #[test]

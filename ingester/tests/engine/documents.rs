@@ -430,3 +430,67 @@ async fn learned_tag_fields_and_an_index_out_of_fields_on_opensearch() {
     delete_indices(&url, &format!("{}-*", names.prefix)).await;
     delete_templates(&url, &names.prefix).await;
 }
+
+/// An ingester starting where others have written learns the keys the span
+/// index already has as fields, rather than the first keys it sees: past
+/// the limit, instances and restarts place a key alike.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_starting_ingester_learns_the_keys_the_index_has_as_fields_on_opensearch() {
+    require_kafka();
+    let url = Engine::OpenSearch.require().await;
+    let names = Names::new("adopted");
+    create_topic(&names.topic, 1).await;
+    let first = corpus::generate(41, 10, 5);
+    produce(&names.topic, &first.as_produce_input()).await;
+    let mut cfg = config(&names, &url);
+    cfg.elasticsearch.tags_as_fields.keys = vec![];
+    // Room for three keys: each span's first three attributes.
+    cfg.elasticsearch.tags_as_fields.learn = 3;
+    let run = |cfg, total| {
+        let url = url.clone();
+        let indices = names.span_indices();
+        async move {
+            let shutdown = CancellationToken::new();
+            let ingester = Ingester::start(cfg, shutdown.clone()).await.unwrap();
+            assert_eq!(
+                wait_for_count(&url, &indices, total, Duration::from_secs(120)).await,
+                total
+            );
+            shutdown.cancel();
+            ingester.wait().await.expect("the ingester stops cleanly");
+        }
+    };
+    let mut total = first.spans.len() as u64;
+    run(cfg.clone(), total).await;
+    let index = format!("{}-jaeger-span-2026-02-01", names.prefix);
+    let (_, mapping) = get(&format!("{url}/{index}/_mapping")).await;
+    let tag_fields = &mapping[&index]["mappings"]["properties"]["tag"]["properties"];
+    for field in ["attr@0", "attr@1", "attr@2"] {
+        assert_eq!(tag_fields[field]["type"], "keyword", "{field}: {mapping}");
+    }
+    assert!(tag_fields.get("attr@3").is_none(), "{mapping}");
+
+    // A new process whose first spans carry other keys: it starts with the
+    // index's three, so it has no room for these.
+    let second = corpus::generate(42, 10, 5);
+    produce(&names.topic, &renamed_attributes(&second)).await;
+    total += second.spans.len() as u64;
+    run(cfg, total).await;
+    let (_, mapping) = get(&format!("{url}/{index}/_mapping")).await;
+    let tag_fields = &mapping[&index]["mappings"]["properties"]["tag"]["properties"];
+    assert!(
+        tag_fields.get("late@0").is_none(),
+        "a key the index did not have stayed nested: {mapping}"
+    );
+    let late = search(
+        &url,
+        &index,
+        json!({"size": 100, "query": {"nested": {"path": "tags", "query": {"term": {"tags.key": "late.0"}}}}}),
+    )
+    .await;
+    assert_eq!(late.len(), second.spans.len());
+    assert!(late.iter().all(|doc| nested_only(doc, "late.0")));
+
+    delete_indices(&url, &format!("{}-*", names.prefix)).await;
+    delete_templates(&url, &names.prefix).await;
+}

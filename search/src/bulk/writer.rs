@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 use elasticsearch::http::Method;
 use elasticsearch::http::headers::{CONTENT_ENCODING, HeaderMap, HeaderValue};
 use elasticsearch::indices::{
-    IndicesCreateParts, IndicesExistsAliasParts, IndicesPutIndexTemplateParts,
-    IndicesPutTemplateParts,
+    IndicesCreateParts, IndicesExistsAliasParts, IndicesGetMappingParts,
+    IndicesPutIndexTemplateParts, IndicesPutTemplateParts,
 };
 use rand::Rng;
 use spanway_service_kit::liveness::Heartbeat;
@@ -90,6 +90,9 @@ pub enum WriterError {
     /// are not committed, so they will be read again.
     #[error("shutdown before every document was written")]
     Cancelled,
+    /// The span indices' mappings could not be read.
+    #[error("cannot read the mappings of {pattern}: {reason}")]
+    Mapping { pattern: String, reason: String },
 }
 
 /// A document the engine will never accept, with its reason.
@@ -352,6 +355,44 @@ impl BulkWriter {
             auth::setting_at_fault(&method),
             auth::advice(&method, self.engine.client_certificate(), &failure, target)
         )
+    }
+
+    /// The names of the fields in the `tag` and `process.tag` objects of
+    /// the span indices of `prefix` (dots replaced, as the engine has
+    /// them): the newest index's first (by name: the latest day, or the
+    /// latest rollover), each index's span fields before its process
+    /// fields, in name order. Empty where there is no span index yet.
+    pub async fn tag_field_names(&self, prefix: &Prefix) -> Result<Vec<String>, WriterError> {
+        let pattern = prefix.pattern(Family::Span);
+        let failure = |reason: String| WriterError::Mapping {
+            pattern: pattern.clone(),
+            reason,
+        };
+        let response = self
+            .engine
+            .client()
+            .indices()
+            .get_mapping(IndicesGetMappingParts::Index(&[pattern.as_str()]))
+            .allow_no_indices(true)
+            .ignore_unavailable(true)
+            // Names and types only: an index of hundreds of fields, read for
+            // each of a month of days, stays small.
+            .filter_path(&[
+                "*.mappings.properties.tag.properties.*.type",
+                "*.mappings.properties.process.properties.tag.properties.*.type",
+            ])
+            .request_timeout(Duration::from_secs(30))
+            .send()
+            .await
+            .map_err(|e| failure(e.to_string()))?;
+        let status = response.status_code();
+        let text = response.text().await.unwrap_or_default();
+        if !status.is_success() {
+            return Err(failure(self.explain(status.as_u16(), &text, &pattern)));
+        }
+        let mappings: serde_json::Value =
+            serde_json::from_str(&text).map_err(|e| failure(format!("unreadable answer: {e}")))?;
+        Ok(tag_fields_of(&mappings))
     }
 
     /// In rollover mode, creates `<prefix>jaeger-{span,service}-000001`
@@ -652,6 +693,31 @@ struct AuthState {
     last_logged: Mutex<Option<Instant>>,
 }
 
+/// The `tag` and `process.tag` field names of a `_mapping` answer, newest
+/// index (greatest name) first.
+fn tag_fields_of(mappings: &serde_json::Value) -> Vec<String> {
+    let Some(indices) = mappings.as_object() else {
+        return Vec::new();
+    };
+    let mut names: Vec<&String> = indices.keys().collect();
+    names.sort_unstable_by(|a, b| b.cmp(a));
+    let mut fields = Vec::new();
+    for name in names {
+        let properties = &indices[name.as_str()]["mappings"]["properties"];
+        for object in [
+            &properties["tag"],
+            &properties["process"]["properties"]["tag"],
+        ] {
+            if let Some(tags) = object["properties"].as_object() {
+                let mut keys: Vec<&String> = tags.keys().collect();
+                keys.sort_unstable();
+                fields.extend(keys.into_iter().cloned());
+            }
+        }
+    }
+    fields
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -663,6 +729,28 @@ mod tests {
     #[derive(Debug, thiserror::Error)]
     #[error("operation timed out")]
     struct Inner;
+
+    #[test]
+    fn tag_fields_come_newest_index_first_span_before_process() {
+        let mappings = serde_json::json!({
+            "p-jaeger-span-2026-12-04": {"mappings": {"properties": {
+                "tag": {"properties": {"old@key": {"type": "keyword"}}}
+            }}},
+            "p-jaeger-span-2026-12-05": {"mappings": {"properties": {
+                "tag": {"properties": {
+                    "b": {"type": "keyword"}, "a@x": {"type": "keyword"}
+                }},
+                "process": {"properties": {"tag": {"properties": {"host@name": {"type": "keyword"}}}}}
+            }}},
+            // An index with no tag field yet: the filter leaves nothing of it.
+            "p-jaeger-span-2026-12-06": {}
+        });
+        assert_eq!(
+            tag_fields_of(&mappings),
+            ["a@x", "b", "host@name", "old@key"]
+        );
+        assert!(tag_fields_of(&serde_json::json!({})).is_empty());
+    }
 
     #[test]
     fn errors_carry_their_causes() {
