@@ -123,12 +123,14 @@ impl Ingester {
                         read_aliases: names.uses_aliases(),
                         lifecycle: lifecycle.as_ref(),
                         tag_fields: &tag_fields,
+                        references: es.references,
                     },
                 )
                 .await?;
             tracing::info!(
                 api = ?installed.api,
                 id_lookup_filter = installed.id_lookup_filter,
+                references = ?es.references,
                 "index templates installed"
             );
         }

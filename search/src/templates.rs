@@ -3,7 +3,9 @@
 //! The mappings are Jaeger's: keyword ids and names, `startTime` as a long in
 //! microseconds, `startTimeMillis` as an `epoch_millis` date for range
 //! queries, and nested `tags`, `process.tags`, `logs.fields` and
-//! `references`, which Jaeger query searches with nested queries. Bodies
+//! `references`; Jaeger query searches the first three with nested
+//! queries, and never searches references, which the ingester maps as
+//! stored only by default ([`store_references_only`]). Bodies
 //! are written in the legacy `_template` form, which OpenSearch 1–3 and
 //! Elasticsearch 7 read; [`composable`] derives the `_index_template` form
 //! Elasticsearch 8 and later prefer.
@@ -41,6 +43,21 @@ pub enum IdLookupFilter {
     On,
     /// Never set.
     Off,
+}
+
+/// How span indices map `references`, as configured.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ReferencesMapping {
+    /// Kept in `_source`, not indexed: no hidden nested document per
+    /// reference. Jaeger query, Jaeger v2 and OpenSearch Dashboards' Trace
+    /// Analytics never search inside references (its filters on them match
+    /// every span under either mapping), they read them from the document.
+    #[default]
+    Stored,
+    /// Jaeger's mapping: a nested document per reference, for queries of
+    /// one's own on `references.spanID` and the like.
+    Nested,
 }
 
 /// OpenSearch's per-segment Bloom filter over `_id`, an index setting since
@@ -188,6 +205,15 @@ pub fn dependencies_template(prefix: &Prefix, shards: u32, replicas: u32) -> Val
     })
 }
 
+/// Maps `references` as kept in `_source` only ([`ReferencesMapping::Stored`]),
+/// in a legacy template body (before [`composable`] wraps it). A span has a
+/// reference to its parent, and each nested reference is a Lucene document
+/// of its own with three keyword fields: about a tenth of the engine's
+/// indexing work per span once tags are fields (docs/benchmarks.md).
+pub fn store_references_only(template: &mut Value) {
+    template["mappings"]["properties"]["references"] = json!({"type": "object", "enabled": false});
+}
+
 /// Gives some `tag.<name>` object fields a mapping of their own (a number
 /// where charts need one) instead of the `keyword` every other tag field
 /// gets, in a legacy template body (before [`composable`] wraps it).
@@ -294,6 +320,21 @@ mod tests {
             service_template(&Prefix::default(), 1, 1)["index_patterns"][0],
             "jaeger-service-*"
         );
+    }
+
+    #[test]
+    fn stored_references_are_neither_nested_nor_indexed_in_either_form() {
+        let mut t = span_template(&Prefix::default(), 1, 0);
+        store_references_only(&mut t);
+        for body in [&t, &composable(t.clone())["template"]] {
+            let references = &body["mappings"]["properties"]["references"];
+            assert_eq!(references["type"], "object", "{body}");
+            assert_eq!(references["enabled"], false, "{body}");
+            assert_eq!(body["mappings"]["properties"]["tags"]["type"], "nested");
+        }
+        let configured: ReferencesMapping = serde_json::from_value(json!("nested")).unwrap();
+        assert_eq!(configured, ReferencesMapping::Nested);
+        assert_eq!(ReferencesMapping::default(), ReferencesMapping::Stored);
     }
 
     #[test]

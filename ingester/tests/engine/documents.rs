@@ -494,3 +494,120 @@ async fn a_starting_ingester_learns_the_keys_the_index_has_as_fields_on_opensear
     delete_indices(&url, &format!("{}-*", names.prefix)).await;
     delete_templates(&url, &names.prefix).await;
 }
+
+/// `references = "stored"` (the default) against Jaeger's nested mapping:
+/// the filters OpenSearch Dashboards' Trace Analytics puts on references
+/// answer the same under both, every span reads back with the same
+/// references, and only a nested query of one's own inside them needs
+/// `nested`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn references_stored_or_nested_on_opensearch() {
+    use spanway_ingester::config::ReferencesMapping;
+    require_kafka();
+    let url = Engine::OpenSearch.require().await;
+    let spans = corpus::generate(51, 10, 5);
+    let total = spans.spans.len() as u64;
+    let client = reqwest::Client::new();
+    let hits = |index: String, query: Value| {
+        let client = client.clone();
+        let url = url.clone();
+        async move {
+            let response = client
+                .post(format!("{url}/{index}/_search"))
+                .json(&json!({"size": 1000, "query": query}))
+                .send()
+                .await
+                .unwrap();
+            let status = response.status().as_u16();
+            let body: Value = response.json().await.unwrap();
+            let mut ids: Vec<String> = body["hits"]["hits"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|h| h["_source"]["spanID"].as_str().unwrap().to_owned())
+                .collect();
+            ids.sort();
+            (status, ids)
+        }
+    };
+    // The trace groups' filter (root spans: no references) and the service
+    // map's (a term on references OR its negation), as Trace Analytics sends them.
+    let roots =
+        json!({"bool": {"filter": [{"bool": {"must_not": {"exists": {"field": "references"}}}}]}});
+    let either = json!({"bool": {"should": [
+        {"bool": {"filter": [{"bool": {"must_not": {"term": {"references": {"value": []}}}}}]}},
+        {"bool": {"must": {"term": {"references": {"value": []}}}}}
+    ]}});
+    let parent = spans.spans.values().find_map(|s| s.parent.clone()).unwrap();
+    let children =
+        json!({"nested": {"path": "references", "query": {"term": {"references.spanID": parent}}}});
+    let mut answers = Vec::new();
+    for mapping in [ReferencesMapping::Stored, ReferencesMapping::Nested] {
+        let names = Names::new("references");
+        create_topic(&names.topic, 1).await;
+        produce(&names.topic, &spans.as_produce_input()).await;
+        let mut cfg = config(&names, &url);
+        cfg.elasticsearch.references = mapping;
+        let shutdown = CancellationToken::new();
+        let ingester = Ingester::start(cfg, shutdown.clone()).await.unwrap();
+        let index = names.span_indices();
+        assert_eq!(
+            wait_for_count(&url, &index, total, Duration::from_secs(120)).await,
+            total
+        );
+        shutdown.cancel();
+        ingester.wait().await.expect("the ingester stops cleanly");
+        let _ = client.post(format!("{url}/{index}/_refresh")).send().await;
+        let (_, mapped) = get(&format!("{url}/{index}/_mapping")).await;
+        let references = mapped
+            .as_object()
+            .unwrap()
+            .values()
+            .map(|m| m["mappings"]["properties"]["references"].clone())
+            .next()
+            .unwrap();
+        let expected_type = match mapping {
+            ReferencesMapping::Stored => "object",
+            ReferencesMapping::Nested => "nested",
+        };
+        assert_eq!(references["type"], expected_type, "{mapped}");
+        let stored: std::collections::BTreeMap<String, Value> =
+            search(&url, &index, json!({"size": 1000}))
+                .await
+                .into_iter()
+                .map(|doc| {
+                    (
+                        doc["spanID"].as_str().unwrap().to_owned(),
+                        doc["references"].clone(),
+                    )
+                })
+                .collect();
+        assert_eq!(stored.len() as u64, total);
+        let roots = hits(index.clone(), roots.clone()).await;
+        let either = hits(index.clone(), either.clone()).await;
+        let children = hits(index.clone(), children.clone()).await;
+        answers.push((stored, roots, either, children));
+        delete_indices(&url, &format!("{}-*", names.prefix)).await;
+        delete_templates(&url, &names.prefix).await;
+    }
+    let (stored, nested) = (&answers[0], &answers[1]);
+    assert_eq!(stored.0, nested.0, "the same references read back");
+    assert_eq!(stored.1, nested.1, "Trace Analytics' root filter");
+    assert_eq!(stored.2, nested.2, "Trace Analytics' service map filter");
+    assert_eq!(stored.1.0, 200);
+    assert_eq!(stored.2.1.len() as u64, total);
+    // A nested query inside references: refused without the nested mapping,
+    // the parent's children with it.
+    assert_eq!(stored.3.0, 400, "{:?}", stored.3);
+    let expected: Vec<String> = {
+        let mut ids: Vec<String> = spans
+            .spans
+            .iter()
+            .filter(|(_, s)| s.parent.as_deref() == Some(parent.as_str()))
+            .map(|(id, _)| id.clone())
+            .collect();
+        ids.sort();
+        ids
+    };
+    assert_eq!(nested.3, (200, expected));
+}

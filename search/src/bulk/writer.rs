@@ -69,6 +69,8 @@ pub struct TemplateOptions<'a> {
     /// Span tag fields with a mapping of their own
     /// ([`templates::add_tag_field_types`]).
     pub tag_fields: &'a [(String, serde_json::Value)],
+    /// How span indices map `references`.
+    pub references: templates::ReferencesMapping,
 }
 
 /// What [`BulkWriter::install_templates`] decided.
@@ -235,6 +237,9 @@ impl BulkWriter {
         let id_lookup_filter = options.id_lookup_filter.wanted(info.as_ref());
         let mut span = templates::span_template(prefix, options.shards, options.replicas);
         templates::add_tag_field_types(&mut span, options.tag_fields);
+        if options.references == templates::ReferencesMapping::Stored {
+            templates::store_references_only(&mut span);
+        }
         if id_lookup_filter {
             let filter = serde_json::Map::from_iter([(
                 templates::ID_LOOKUP_FILTER_SETTING.to_owned(),

@@ -19,9 +19,11 @@ use crate::runs::{Destination, Options, RunResult, delete_prefix, engine_count};
 /// what the ingester does unless it says so.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum RawVariant {
-    /// Byte for byte what the ingester sends with its defaults: `create`
-    /// with our ids, tags in nested lists (and the same template, id filter
-    /// included where the engine has it).
+    /// Byte for byte what the ingester sends with `tags_as_fields.learn =
+    /// 0`: `create` with our ids, tags outside the fixed list in nested
+    /// lists (and the same template, id filter included where the engine
+    /// has it). With its default, learning, the ingester sends what
+    /// `tags-as-fields` does for these spans, whose keys are all learned.
     AsIngester,
     /// `create` with a 22-character id (the span id and the document hash,
     /// 16 bytes, base64url) instead of our 66 characters (trace id, span id
@@ -38,6 +40,8 @@ pub enum RawVariant {
     /// not indexed: no nested document per reference (Jaeger query reads
     /// references, never searches them).
     TagsAsFieldsRefsUnindexed,
+    /// [`RawVariant::TagsAsFields`] with the ids of [`RawVariant::ShortIds`].
+    TagsAsFieldsShortIds,
 }
 
 impl RawVariant {
@@ -50,6 +54,7 @@ impl RawVariant {
             RawVariant::TagsAsFieldsRefsUnindexed => {
                 "raw bulk, tags as fields, references unindexed"
             }
+            RawVariant::TagsAsFieldsShortIds => "raw bulk, tags as fields, short ids",
         }
     }
 }
@@ -81,10 +86,15 @@ pub(crate) async fn raw_loader_run(
     .await?;
     let shape = crate::workload::BulkShape {
         auto_ids: variant == RawVariant::AutoIds,
-        short_ids: variant == RawVariant::ShortIds,
+        short_ids: matches!(
+            variant,
+            RawVariant::ShortIds | RawVariant::TagsAsFieldsShortIds
+        ),
         tags_as_fields: matches!(
             variant,
-            RawVariant::TagsAsFields | RawVariant::TagsAsFieldsRefsUnindexed
+            RawVariant::TagsAsFields
+                | RawVariant::TagsAsFieldsRefsUnindexed
+                | RawVariant::TagsAsFieldsShortIds
         ),
     };
     let bodies = crate::workload::bulk_bodies(corpus, &prefix, options.raw_batch, shape)?;
