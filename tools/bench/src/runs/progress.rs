@@ -164,15 +164,30 @@ pub(super) async fn span_index_size(url: &str, prefix: &str) -> Option<u64> {
         .send()
         .await
         .ok()?;
-    let stats: serde_json::Value = client
-        .get(format!("{url}/{pattern}/_stats/store"))
-        .send()
-        .await
-        .ok()?
-        .json()
-        .await
-        .ok()?;
-    stats["_all"]["primaries"]["store"]["size_in_bytes"].as_u64()
+    // The merged-away segments' files stay on disk, and in the store's
+    // size, until a refresh and a flush let the engine delete them; read
+    // before that, the size counted the index about twice.
+    let mut last = None;
+    for _ in 0..20 {
+        for action in ["_refresh", "_flush"] {
+            let _ = client.post(format!("{url}/{pattern}/{action}")).send().await;
+        }
+        let stats: serde_json::Value = client
+            .get(format!("{url}/{pattern}/_stats/store"))
+            .send()
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
+        let size = stats["_all"]["primaries"]["store"]["size_in_bytes"].as_u64()?;
+        if last == Some(size) {
+            return last;
+        }
+        last = Some(size);
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+    last
 }
 
 pub(crate) async fn delete_prefix(url: &str, prefix: &str) {
