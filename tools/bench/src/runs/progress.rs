@@ -170,7 +170,10 @@ pub(super) async fn span_index_size(url: &str, prefix: &str) -> Option<u64> {
     let mut last = None;
     for _ in 0..20 {
         for action in ["_refresh", "_flush"] {
-            let _ = client.post(format!("{url}/{pattern}/{action}")).send().await;
+            let _ = client
+                .post(format!("{url}/{pattern}/{action}"))
+                .send()
+                .await;
         }
         let stats: serde_json::Value = client
             .get(format!("{url}/{pattern}/_stats/store"))
