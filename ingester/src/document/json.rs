@@ -371,15 +371,7 @@ fn write_parts_with<V: Values>(
     write_number(out, start_time / 1000);
     out.extend_from_slice(b",\"duration\":");
     write_number(out, duration);
-    let span_tags = out.len();
-    write_tags(
-        out,
-        &span.tags,
-        &fields.dot_replacement,
-        |_, tag| fields.applies_to(tag),
-        span_values,
-    );
-    let span_tags = span_tags..out.len();
+    let span_tags = tag_section(out, &span.tags, fields, span_values);
     out.extend_from_slice(b",\"logs\":[");
     for (i, (timestamp, range)) in span.logs.iter().enumerate() {
         if i > 0 {
@@ -394,15 +386,7 @@ fn write_parts_with<V: Values>(
     }
     out.extend_from_slice(b"],\"process\":{\"serviceName\":");
     write_str(out, process.service_name);
-    let process_tags = out.len();
-    write_tags(
-        out,
-        &process.tags,
-        &fields.dot_replacement,
-        |_, tag| fields.applies_to(tag),
-        process_values,
-    );
-    let process_tags = process_tags..out.len();
+    let process_tags = tag_section(out, &process.tags, fields, process_values);
     out.extend_from_slice(b"}}");
     TagSections {
         span: span_tags,
@@ -423,24 +407,43 @@ pub(super) fn write_replacing_tags(
     replacement: &str,
     masks: [u64; 2],
 ) {
-    let is_field = |mask: u64| move |i: usize, _: &Tag<'_>| i < 64 && mask & (1 << i) != 0;
-    out.extend_from_slice(&written[..sections.span.start]);
+    let mut copied = 0;
+    let lists = [
+        (&sections.span, span_tags, masks[0], &noted[0]),
+        (&sections.process, process_tags, masks[1], &noted[1]),
+    ];
+    for (section, tags, mask, noted) in lists {
+        out.extend_from_slice(&written[copied..section.start]);
+        let is_field = |i: usize, _: &Tag<'_>| i < 64 && mask & (1 << i) != 0;
+        write_tags(
+            out,
+            tags,
+            replacement,
+            is_field,
+            &mut CopyFrom(written, noted),
+        );
+        copied = section.end;
+    }
+    out.extend_from_slice(&written[copied..]);
+}
+
+/// One list's tag section as `fields` places it; returns where it lies in
+/// `out`.
+fn tag_section(
+    out: &mut Vec<u8>,
+    tags: &[Tag<'_>],
+    fields: &TagsAsFields,
+    values: &mut impl Values,
+) -> Range<usize> {
+    let start = out.len();
     write_tags(
         out,
-        span_tags,
-        replacement,
-        is_field(masks[0]),
-        &mut CopyFrom(written, &noted[0]),
+        tags,
+        &fields.dot_replacement,
+        |_, tag| fields.applies_to(tag),
+        values,
     );
-    out.extend_from_slice(&written[sections.span.end..sections.process.start]);
-    write_tags(
-        out,
-        process_tags,
-        replacement,
-        is_field(masks[1]),
-        &mut CopyFrom(written, &noted[1]),
-    );
-    out.extend_from_slice(&written[sections.process.end..]);
+    start..out.len()
 }
 
 /// `,"tags":[…]` and, when some tags are fields, `,"tag":{…}`.
