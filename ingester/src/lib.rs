@@ -124,6 +124,7 @@ impl Ingester {
                         lifecycle: lifecycle.as_ref(),
                         tag_fields: &tag_fields,
                         references: es.references,
+                        span_fields: es.span_fields,
                     },
                 )
                 .await?;
@@ -131,6 +132,7 @@ impl Ingester {
                 api = ?installed.api,
                 id_lookup_filter = installed.id_lookup_filter,
                 references = ?es.references,
+                span_fields = ?es.span_fields,
                 "index templates installed"
             );
         }

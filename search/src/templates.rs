@@ -60,6 +60,18 @@ pub enum ReferencesMapping {
     Nested,
 }
 
+/// Which of a span's own fields new span indices index, as configured.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SpanFieldsMapping {
+    /// What a reader searches, sorts or aggregates on is mapped as Jaeger
+    /// maps it; the rest is kept in `_source` only ([`index_searched_fields_only`]).
+    #[default]
+    Searched,
+    /// Jaeger's mapping: every field indexed, every field with doc values.
+    Jaeger,
+}
+
 /// OpenSearch's per-segment Bloom filter over `_id`, an index setting since
 /// OpenSearch 2.13 (2.12 had it behind an experimental node flag;
 /// Elasticsearch has none and refuses the key). Every `create` with our ids
@@ -71,20 +83,33 @@ pub const ID_LOOKUP_FILTER_SETTING: &str = "index.optimize_doc_id_lookup.fuzzy_s
 /// without a node flag.
 const ID_LOOKUP_FILTER_SINCE: (u32, u32) = (2, 13);
 
-/// Whether the server of a `GET /` answer takes [`ID_LOOKUP_FILTER_SETTING`].
-pub fn id_lookup_filter_supported(info: &Value) -> bool {
+/// The distribution (whether OpenSearch) and `(major, minor)` release of
+/// a `GET /` answer.
+fn release(info: &Value) -> Option<(bool, (u32, u32))> {
     let version = &info["version"];
-    if version["distribution"] != "opensearch" {
-        return false;
-    }
     let mut parts = version["number"]
-        .as_str()
-        .unwrap_or_default()
+        .as_str()?
         .split(['.', '-'])
         .map(|part| part.parse::<u32>().ok());
-    match (parts.next().flatten(), parts.next().flatten()) {
-        (Some(major), Some(minor)) => (major, minor) >= ID_LOOKUP_FILTER_SINCE,
-        _ => false,
+    let (major, minor) = (parts.next()??, parts.next()??);
+    Some((version["distribution"] == "opensearch", (major, minor)))
+}
+
+/// Whether the server of a `GET /` answer takes [`ID_LOOKUP_FILTER_SETTING`].
+pub fn id_lookup_filter_supported(info: &Value) -> bool {
+    matches!(release(info), Some((true, at)) if at >= ID_LOOKUP_FILTER_SINCE)
+}
+
+/// Whether the server of a `GET /` answer searches a keyword field that has
+/// doc values but no inverted index (`index: false`): term, terms, prefix
+/// and regexp queries then read the doc values. Elasticsearch has it from
+/// 8.1; OpenSearch added it in the 2.12 to 2.14 releases, and 2.14 is the
+/// first taken here.
+pub fn doc_values_search_supported(info: &Value) -> bool {
+    match release(info) {
+        Some((true, at)) => at >= (2, 14),
+        Some((false, at)) => at >= (8, 1),
+        None => false,
     }
 }
 
@@ -214,6 +239,42 @@ pub fn store_references_only(template: &mut Value) {
     template["mappings"]["properties"]["references"] = json!({"type": "object", "enabled": false});
 }
 
+/// Maps a span's own fields by what readers do with them
+/// ([`SpanFieldsMapping::Searched`]), in a legacy template body (before
+/// [`composable`] wraps it).
+///
+/// `parentSpanID` and `flags` are kept in `_source` only: Jaeger query (v1
+/// and v2) reads them from the document, and nothing searches them (Data
+/// Prepper's `parentSpanId` is another field). Where the engine searches a
+/// keyword by its doc values (`doc_values_search`,
+/// [`doc_values_search_supported`]), `spanID` and the `tag.*` and
+/// `process.tag.*` keyword fields keep their doc values but get no inverted
+/// index: they are what Jaeger query, Trace Analytics and dashboards find
+/// and aggregate, always beside a service or a time range that the indexed
+/// fields narrow, or (Trace Analytics' span flyout, one span by `spanID`)
+/// once per click. A unique keyword per span and a term per tag were about
+/// a tenth of the engine's CPU per span (docs/benchmarks.md).
+pub fn index_searched_fields_only(template: &mut Value, doc_values_search: bool) {
+    let fields = &mut template["mappings"]["properties"];
+    for stored_only in ["parentSpanID", "flags"] {
+        fields[stored_only]["index"] = Value::Bool(false);
+        fields[stored_only]["doc_values"] = Value::Bool(false);
+    }
+    if !doc_values_search {
+        return;
+    }
+    fields["spanID"]["index"] = Value::Bool(false);
+    if let Some(dynamic) = template["mappings"]["dynamic_templates"].as_array_mut() {
+        for entry in dynamic.iter_mut().filter_map(Value::as_object_mut) {
+            for rule in entry.values_mut() {
+                if rule["mapping"]["type"] == "keyword" {
+                    rule["mapping"]["index"] = Value::Bool(false);
+                }
+            }
+        }
+    }
+}
+
 /// Gives some `tag.<name>` object fields a mapping of their own (a number
 /// where charts need one) instead of the `keyword` every other tag field
 /// gets, in a legacy template body (before [`composable`] wraps it).
@@ -301,6 +362,15 @@ pub fn detect(info: &Value) -> Api {
 mod tests {
     use super::*;
 
+    /// A `GET /` answer: `distribution` is OpenSearch's field, absent on
+    /// Elasticsearch.
+    fn server(distribution: Option<&str>, number: &str) -> Value {
+        match distribution {
+            Some(d) => json!({"version": {"distribution": d, "number": number}}),
+            None => json!({"version": {"number": number}}),
+        }
+    }
+
     #[test]
     fn prefix_reaches_patterns_and_nested_fields_are_nested() {
         let t = span_template(&Prefix::new("prod"), 3, 0);
@@ -335,6 +405,81 @@ mod tests {
         let configured: ReferencesMapping = serde_json::from_value(json!("nested")).unwrap();
         assert_eq!(configured, ReferencesMapping::Nested);
         assert_eq!(ReferencesMapping::default(), ReferencesMapping::Stored);
+    }
+
+    #[test]
+    fn searched_fields_keep_what_readers_query_in_either_form() {
+        for doc_values_search in [true, false] {
+            let mut t = span_template(&Prefix::default(), 1, 0);
+            index_searched_fields_only(&mut t, doc_values_search);
+            for body in [&t, &composable(t.clone())["template"]] {
+                let fields = &body["mappings"]["properties"];
+                for stored_only in ["parentSpanID", "flags"] {
+                    assert_eq!(fields[stored_only]["index"], false, "{stored_only}");
+                    assert_eq!(fields[stored_only]["doc_values"], false, "{stored_only}");
+                }
+                // Searched by doc values where the engine can, indexed elsewhere.
+                let span_id = &fields["spanID"];
+                assert_eq!(span_id["type"], "keyword");
+                assert_eq!(
+                    span_id.get("index") == Some(&json!(false)),
+                    doc_values_search
+                );
+                assert!(span_id.get("doc_values").is_none(), "{body}");
+                let rules = body["mappings"]["dynamic_templates"].as_array().unwrap();
+                assert_eq!(rules.len(), 2);
+                for rule in rules.iter().flat_map(|r| r.as_object().unwrap().values()) {
+                    assert_eq!(rule["mapping"]["type"], "keyword");
+                    let unindexed = rule["mapping"].get("index") == Some(&json!(false));
+                    assert_eq!(unindexed, doc_values_search, "{rule}");
+                }
+                // What Jaeger query, Trace Analytics and the dashboards find
+                // traces by keeps Jaeger's mapping.
+                for kept in [
+                    "traceID",
+                    "operationName",
+                    "startTime",
+                    "startTimeMillis",
+                    "duration",
+                ] {
+                    assert!(fields[kept].get("index").is_none(), "{kept}");
+                    assert!(fields[kept].get("doc_values").is_none(), "{kept}");
+                }
+                assert!(
+                    fields["process"]["properties"]["serviceName"]
+                        .get("index")
+                        .is_none()
+                );
+                assert_eq!(fields["flags"]["type"], "integer");
+            }
+        }
+        let configured: SpanFieldsMapping = serde_json::from_value(json!("jaeger")).unwrap();
+        assert_eq!(configured, SpanFieldsMapping::Jaeger);
+        assert_eq!(SpanFieldsMapping::default(), SpanFieldsMapping::Searched);
+    }
+
+    #[test]
+    fn doc_values_search_from_opensearch_2_14_and_elasticsearch_8_1() {
+        for (distribution, number, expected) in [
+            (Some("opensearch"), "2.19.6", true),
+            (Some("opensearch"), "2.14.0", true),
+            (Some("opensearch"), "3.0.0", true),
+            (Some("opensearch"), "2.13.0", false),
+            (Some("opensearch"), "1.3.20", false),
+            (None, "8.17.2", true),
+            (None, "8.1.0", true),
+            (None, "9.0.0-SNAPSHOT", true),
+            (None, "8.0.1", false),
+            (None, "7.17.29", false),
+            (None, "eight", false),
+        ] {
+            assert_eq!(
+                doc_values_search_supported(&server(distribution, number)),
+                expected,
+                "{distribution:?} {number}"
+            );
+        }
+        assert!(!doc_values_search_supported(&json!({})));
     }
 
     #[test]
@@ -393,10 +538,6 @@ mod tests {
 
     #[test]
     fn the_id_filter_is_set_on_opensearch_from_2_13_only() {
-        let server = |distribution: Option<&str>, number: &str| match distribution {
-            Some(d) => json!({"version": {"distribution": d, "number": number}}),
-            None => json!({"version": {"number": number}}),
-        };
         for (distribution, number, expected) in [
             (Some("opensearch"), "2.19.6", true),
             (Some("opensearch"), "2.13.0", true),

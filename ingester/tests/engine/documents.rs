@@ -495,6 +495,38 @@ async fn a_starting_ingester_learns_the_keys_the_index_has_as_fields_on_opensear
     delete_templates(&url, &names.prefix).await;
 }
 
+/// Runs an ingester configured by `configure` over `spans` on a topic of
+/// its own until every span is searchable, stops it, and returns its names,
+/// its span index pattern and that index's mapping.
+async fn ingest_all(
+    url: &str,
+    name: &str,
+    spans: &corpus::Corpus,
+    configure: impl FnOnce(&mut spanway_ingester::config::IngesterConfig),
+) -> (Names, String, Value) {
+    let names = Names::new(name);
+    create_topic(&names.topic, 1).await;
+    produce(&names.topic, &spans.as_produce_input()).await;
+    let mut cfg = config(&names, url);
+    configure(&mut cfg);
+    let shutdown = CancellationToken::new();
+    let ingester = Ingester::start(cfg, shutdown.clone()).await.unwrap();
+    let index = names.span_indices();
+    let total = spans.spans.len() as u64;
+    assert_eq!(
+        wait_for_count(url, &index, total, Duration::from_secs(120)).await,
+        total
+    );
+    shutdown.cancel();
+    ingester.wait().await.expect("the ingester stops cleanly");
+    let _ = reqwest::Client::new()
+        .post(format!("{url}/{index}/_refresh"))
+        .send()
+        .await;
+    let (_, mapped) = get(&format!("{url}/{index}/_mapping")).await;
+    (names, index, mapped)
+}
+
 /// `references = "stored"` (the default) against Jaeger's nested mapping:
 /// the filters OpenSearch Dashboards' Trace Analytics puts on references
 /// answer the same under both, every span reads back with the same
@@ -543,22 +575,10 @@ async fn references_stored_or_nested_on_opensearch() {
         json!({"nested": {"path": "references", "query": {"term": {"references.spanID": parent}}}});
     let mut answers = Vec::new();
     for mapping in [ReferencesMapping::Stored, ReferencesMapping::Nested] {
-        let names = Names::new("references");
-        create_topic(&names.topic, 1).await;
-        produce(&names.topic, &spans.as_produce_input()).await;
-        let mut cfg = config(&names, &url);
-        cfg.elasticsearch.references = mapping;
-        let shutdown = CancellationToken::new();
-        let ingester = Ingester::start(cfg, shutdown.clone()).await.unwrap();
-        let index = names.span_indices();
-        assert_eq!(
-            wait_for_count(&url, &index, total, Duration::from_secs(120)).await,
-            total
-        );
-        shutdown.cancel();
-        ingester.wait().await.expect("the ingester stops cleanly");
-        let _ = client.post(format!("{url}/{index}/_refresh")).send().await;
-        let (_, mapped) = get(&format!("{url}/{index}/_mapping")).await;
+        let (names, index, mapped) = ingest_all(&url, "references", &spans, |cfg| {
+            cfg.elasticsearch.references = mapping;
+        })
+        .await;
         let references = mapped
             .as_object()
             .unwrap()
@@ -610,4 +630,198 @@ async fn references_stored_or_nested_on_opensearch() {
         ids
     };
     assert_eq!(nested.3, (200, expected));
+}
+
+// `span_fields = "searched"` (the default) against Jaeger's mapping on each
+// engine. Elasticsearch 7 cannot search a field without its inverted index,
+// so `spanID` and tag fields stay indexed there.
+spanway_e2e::per_engine!(span_fields_searched_or_jaegers:
+    span_fields_searched_or_jaegers_on_opensearch => OpenSearch,
+    span_fields_searched_or_jaegers_on_elasticsearch_8 => Elasticsearch8,
+    span_fields_searched_or_jaegers_on_elasticsearch_7 => Elasticsearch7,
+);
+
+/// What Jaeger query and OpenSearch Dashboards' Trace Analytics search,
+/// sort and aggregate on answers the same under both mappings (a service's
+/// traces by their newest span, the same with a tag, a span looked up by
+/// `spanID`, a trace's spans newest first); only a query nobody ships, on
+/// `flags`, needs `jaeger`.
+async fn span_fields_searched_or_jaegers(engine: Engine) {
+    use spanway_ingester::config::SpanFieldsMapping;
+    require_kafka();
+    let doc_values_search = engine != Engine::Elasticsearch7;
+    let url = engine.require().await;
+    let spans = corpus::generate(52, 10, 5);
+    let client = reqwest::Client::new();
+    let post = |index: String, body: Value| {
+        let client = client.clone();
+        let url = url.clone();
+        async move {
+            let response = client
+                .post(format!("{url}/{index}/_search"))
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            let status = response.status().as_u16();
+            (status, response.json::<Value>().await.unwrap())
+        }
+    };
+    let span_ids = |answer: &Value| -> Vec<String> {
+        answer["hits"]["hits"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|h| h["_source"]["spanID"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let bucket_keys = |answer: &Value| -> Vec<String> {
+        answer["aggregations"]["traceIDs"]["buckets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|b| b["key"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let (looked_up, span) = spans.spans.iter().min_by_key(|(id, _)| *id).unwrap();
+    // Jaeger query's trace search: a service's trace ids, newest first by
+    // their newest span; with a tag, as a regular expression on the field
+    // or in the nested list.
+    let trace_search = |tag: Option<(&str, &str)>| {
+        let mut must = vec![
+            json!({"range": {"startTimeMillis": {"gte": 0}}}),
+            json!({"match": {"process.serviceName": {"query": span.service}}}),
+        ];
+        if let Some((key, value)) = tag {
+            must.push(json!({"bool": {"should": [
+                {"regexp": {format!("tag.{}", key.replace('.', "@")): value}},
+                {"nested": {"path": "tags", "query": {"bool": {"must": [
+                    {"match": {"tags.key": {"query": key}}},
+                    {"regexp": {"tags.value": value}}
+                ]}}}}
+            ]}}));
+        }
+        json!({"size": 0, "query": {"bool": {"must": must}},
+        "aggs": {"traceIDs": {
+            "terms": {"field": "traceID", "size": 1000, "order": [{"startTime": "desc"}]},
+            "aggs": {"startTime": {"max": {"field": "startTime"}}}
+        }}})
+    };
+    // Trace Analytics' span flyout and span list.
+    let flyout =
+        json!({"size": 1000, "query": {"bool": {"must": [{"term": {"spanID": looked_up}}]}}});
+    let trace_spans = json!({"size": 1000,
+        "query": {"bool": {"must": [
+            {"term": {"traceID": span.trace_id}}, {"exists": {"field": "process.serviceName"}}
+        ]}},
+        "sort": [{"startTime": {"order": "desc"}}, {"spanID": "asc"}]});
+    let by_flags = json!({"size": 1000, "query": {"term": {"flags": 1}}});
+    let mut answers = Vec::new();
+    for mapping in [SpanFieldsMapping::Searched, SpanFieldsMapping::Jaeger] {
+        let (names, index, mapped) = ingest_all(&url, "span-fields", &spans, |cfg| {
+            cfg.elasticsearch.span_fields = mapping;
+        })
+        .await;
+        let fields = mapped
+            .as_object()
+            .unwrap()
+            .values()
+            .map(|m| m["mappings"]["properties"].clone())
+            .next()
+            .unwrap();
+        let searched = mapping == SpanFieldsMapping::Searched;
+        let unindexed = |field: &Value| field.get("index") == Some(&Value::Bool(false));
+        assert_eq!(unindexed(&fields["flags"]), searched, "{mapped}");
+        assert_eq!(
+            unindexed(&fields["spanID"]),
+            searched && doc_values_search,
+            "{mapped}"
+        );
+        assert_eq!(
+            unindexed(&fields["tag"]["properties"]["attr@0"]),
+            searched && doc_values_search,
+            "{mapped}"
+        );
+        let documents = search(&url, &index, json!({"size": 1000})).await;
+        let flagged = documents.iter().filter(|doc| doc["flags"] == 1).count();
+        // A tag value of the looked-up span, and the traces of its service
+        // that have a span of that service carrying it.
+        let looked_up_doc = documents
+            .iter()
+            .find(|doc| doc["spanID"] == looked_up.as_str())
+            .unwrap();
+        let value = looked_up_doc["tag"]["attr@0"].as_str().unwrap().to_owned();
+        let mut tagged: Vec<String> = documents
+            .iter()
+            .filter(|doc| {
+                doc["process"]["serviceName"] == span.service.as_str()
+                    && doc["tag"]["attr@0"] == value.as_str()
+            })
+            .map(|doc| doc["traceID"].as_str().unwrap().to_owned())
+            .collect();
+        tagged.sort();
+        tagged.dedup();
+        let (status, traces) = post(index.clone(), trace_search(None)).await;
+        assert_eq!(status, 200, "{traces}");
+        let (status, with_tag) = post(
+            index.clone(),
+            trace_search(Some(("attr.0", &regex_literal(&value)))),
+        )
+        .await;
+        assert_eq!(status, 200, "{with_tag}");
+        let mut found_tagged = bucket_keys(&with_tag);
+        found_tagged.sort();
+        assert_eq!(found_tagged, tagged, "traces with attr.0 = {value}");
+        let (status, found) = post(index.clone(), flyout.clone()).await;
+        assert_eq!((status, span_ids(&found)), (200, vec![looked_up.clone()]));
+        let (status, listed) = post(index.clone(), trace_spans.clone()).await;
+        assert_eq!(status, 200, "{listed}");
+        let (flags_status, by_flags) = post(index.clone(), by_flags.clone()).await;
+        answers.push((
+            bucket_keys(&traces),
+            bucket_keys(&with_tag),
+            span_ids(&listed),
+            (flags_status, span_ids(&by_flags).len(), flagged),
+        ));
+        delete_indices(&url, &format!("{}-*", names.prefix)).await;
+        delete_templates(&url, &names.prefix).await;
+    }
+    let (searched, jaeger) = (&answers[0], &answers[1]);
+    let mut expected_traces: Vec<&String> = spans
+        .spans
+        .values()
+        .filter(|s| s.service == span.service)
+        .map(|s| &s.trace_id)
+        .collect();
+    expected_traces.sort();
+    expected_traces.dedup();
+    let mut found_traces: Vec<&String> = searched.0.iter().collect();
+    found_traces.sort();
+    assert_eq!(found_traces, expected_traces, "every trace of the service");
+    assert_eq!(searched.0, jaeger.0, "the same traces in the same order");
+    assert_eq!(searched.1, jaeger.1, "the same traces with the tag");
+    let in_trace = spans
+        .spans
+        .values()
+        .filter(|s| s.trace_id == span.trace_id)
+        .count();
+    assert_eq!(searched.2.len(), in_trace);
+    assert_eq!(searched.2, jaeger.2, "a trace's spans in the same order");
+    // A query nobody ships: refused without Jaeger's mapping, answered with it.
+    assert_eq!(searched.3.0, 400, "{:?}", searched.3);
+    assert_eq!(jaeger.3.0, 200);
+    assert_eq!(
+        jaeger.3.1, jaeger.3.2,
+        "every span flagged 1 found by its flags"
+    );
+}
+
+/// `text` as a regular expression that matches only itself.
+fn regex_literal(text: &str) -> String {
+    text.chars()
+        .flat_map(|c| {
+            let escape = !c.is_ascii_alphanumeric();
+            escape.then_some('\\').into_iter().chain([c])
+        })
+        .collect()
 }

@@ -71,6 +71,8 @@ pub struct TemplateOptions<'a> {
     pub tag_fields: &'a [(String, serde_json::Value)],
     /// How span indices map `references`.
     pub references: templates::ReferencesMapping,
+    /// Which of a span's own fields span indices index.
+    pub span_fields: templates::SpanFieldsMapping,
 }
 
 /// What [`BulkWriter::install_templates`] decided.
@@ -221,12 +223,14 @@ impl BulkWriter {
         prefix: &Prefix,
         options: &TemplateOptions<'_>,
     ) -> Result<InstalledTemplates, WriterError> {
-        let info =
-            if options.api == TemplateApi::Auto || options.id_lookup_filter.needs_server_info() {
-                Some(self.server_info().await?)
-            } else {
-                None
-            };
+        let info = if options.api == TemplateApi::Auto
+            || options.id_lookup_filter.needs_server_info()
+            || options.span_fields == templates::SpanFieldsMapping::Searched
+        {
+            Some(self.server_info().await?)
+        } else {
+            None
+        };
         let api = match options.api {
             TemplateApi::Legacy => templates::Api::Legacy,
             TemplateApi::Composable => templates::Api::Composable,
@@ -239,6 +243,12 @@ impl BulkWriter {
         templates::add_tag_field_types(&mut span, options.tag_fields);
         if options.references == templates::ReferencesMapping::Stored {
             templates::store_references_only(&mut span);
+        }
+        if options.span_fields == templates::SpanFieldsMapping::Searched {
+            let doc_values_search = info
+                .as_ref()
+                .is_some_and(templates::doc_values_search_supported);
+            templates::index_searched_fields_only(&mut span, doc_values_search);
         }
         if id_lookup_filter {
             let filter = serde_json::Map::from_iter([(
