@@ -40,6 +40,11 @@ pub enum RawVariant {
     /// not indexed: no nested document per reference (Jaeger query reads
     /// references, never searches them).
     TagsAsFieldsRefsUnindexed,
+    /// [`RawVariant::TagsAsFieldsRefsUnindexed`] with the span fields mapped
+    /// as the ingester's default `span_fields = "searched"` does on this
+    /// engine: what the ingester sends and installs with its defaults for
+    /// these spans, whose tag keys are all learned.
+    Defaults,
     /// [`RawVariant::TagsAsFields`] with the ids of [`RawVariant::ShortIds`].
     TagsAsFieldsShortIds,
 }
@@ -55,6 +60,7 @@ impl RawVariant {
                 "raw bulk, tags as fields, references unindexed"
             }
             RawVariant::TagsAsFieldsShortIds => "raw bulk, tags as fields, short ids",
+            RawVariant::Defaults => "raw bulk, the ingester's defaults",
         }
     }
 }
@@ -80,7 +86,7 @@ pub(crate) async fn raw_loader_run(
         &client,
         &options.opensearch,
         &prefix,
-        variant == RawVariant::TagsAsFieldsRefsUnindexed,
+        variant,
         options.raw_template_patch.as_ref(),
     )
     .await?;
@@ -94,6 +100,7 @@ pub(crate) async fn raw_loader_run(
             variant,
             RawVariant::TagsAsFields
                 | RawVariant::TagsAsFieldsRefsUnindexed
+                | RawVariant::Defaults
                 | RawVariant::TagsAsFieldsShortIds
         ),
     };
@@ -199,14 +206,16 @@ async fn install_templates(
     client: &reqwest::Client,
     url: &str,
     prefix: &str,
-    references_unindexed: bool,
+    variant: RawVariant,
     patch: Option<&serde_json::Value>,
 ) -> anyhow::Result<()> {
     let prefix = Prefix::new(prefix);
     let mut span = templates::span_template(&prefix, 1, 0);
-    if references_unindexed {
-        span["mappings"]["properties"]["references"] =
-            serde_json::json!({"type": "object", "enabled": false});
+    if matches!(
+        variant,
+        RawVariant::TagsAsFieldsRefsUnindexed | RawVariant::Defaults
+    ) {
+        templates::store_references_only(&mut span);
     }
     // As the ingester decides it with `id_lookup_filter = "auto"`; a patch
     // setting the key to null measures the engine without it.
@@ -220,6 +229,12 @@ async fn install_templates(
         .await?;
     if templates::IdLookupFilter::Auto.wanted(Some(&info)) {
         span["settings"][templates::ID_LOOKUP_FILTER_SETTING] = serde_json::Value::Bool(true);
+    }
+    if variant == RawVariant::Defaults {
+        templates::index_searched_fields_only(
+            &mut span,
+            templates::doc_values_search_supported(&info),
+        );
     }
     if let Some(patch) = patch {
         merge_patch(&mut span, patch);
