@@ -43,6 +43,18 @@ pub struct Corpus {
 
 /// `traces` traces of `spans_per_trace` spans each, from `seed`.
 pub fn generate(seed: u64, traces: usize, spans_per_trace: usize) -> Corpus {
+    generate_with_resource(seed, traces, spans_per_trace, &[])
+}
+
+/// [`generate`] with `resource` (key, string value) on every span's
+/// resource beside `service.name`, as SDKs add their own name, language and
+/// version. The spans are the same for the same seed either way.
+pub fn generate_with_resource(
+    seed: u64,
+    traces: usize,
+    spans_per_trace: usize,
+    resource: &[(String, String)],
+) -> Corpus {
     let mut rng = StdRng::seed_from_u64(seed);
     let mut corpus = Corpus::default();
     for _ in 0..traces {
@@ -107,10 +119,14 @@ pub fn generate(seed: u64, traces: usize, spans_per_trace: usize) -> Corpus {
             .into_iter()
             .map(|(service, spans)| otlp::ResourceSpans {
                 resource: Some(otlp::Resource {
-                    attributes: vec![otlp::KeyValue::new(
+                    attributes: std::iter::once(otlp::KeyValue::new(
                         "service.name",
                         Any::StringValue(service.into()),
-                    )],
+                    ))
+                    .chain(resource.iter().map(|(key, value)| {
+                        otlp::KeyValue::new(key.clone(), Any::StringValue(value.clone()))
+                    }))
+                    .collect(),
                     ..Default::default()
                 }),
                 scope_spans: vec![otlp::ScopeSpans {
@@ -171,4 +187,61 @@ impl Corpus {
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use prost::Message as _;
+
+    use super::*;
+
+    fn resources(corpus: &Corpus) -> Vec<Vec<(String, String)>> {
+        let mut out = Vec::new();
+        for record in &corpus.records {
+            let data = otlp::TracesData::decode(&record.value[..]).expect("OTLP record");
+            for resource_spans in data.resource_spans {
+                let attributes = resource_spans.resource.expect("resource").attributes;
+                out.push(
+                    attributes
+                        .into_iter()
+                        .map(|kv| match kv.value.and_then(|v| v.value) {
+                            Some(Any::StringValue(s)) => (kv.key, s),
+                            other => panic!("{}: not a string: {other:?}", kv.key),
+                        })
+                        .collect(),
+                );
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn resource_attributes_follow_the_service_name_and_leave_the_spans_alone() {
+        let extra = [
+            ("telemetry.sdk.name".to_owned(), "opentelemetry".to_owned()),
+            ("telemetry.sdk.language".to_owned(), "go".to_owned()),
+        ];
+        let plain = generate(3, 20, 4);
+        let with = generate_with_resource(3, 20, 4, &extra);
+
+        assert_eq!(plain.spans, with.spans, "same spans from the same seed");
+        // A trace's resources come in no fixed order, so compare the
+        // service names as sorted lists.
+        let services = |resources: &[Vec<(String, String)>]| {
+            let mut names: Vec<String> = resources.iter().map(|r| r[0].1.clone()).collect();
+            names.sort();
+            names
+        };
+        let (plain_resources, with_resources) = (resources(&plain), resources(&with));
+        assert!(!plain_resources.is_empty());
+        assert_eq!(services(&plain_resources), services(&with_resources));
+        for resource in &plain_resources {
+            assert_eq!(resource.len(), 1);
+            assert_eq!(resource[0].0, "service.name");
+        }
+        for resource in &with_resources {
+            assert_eq!(resource[0].0, "service.name", "service.name stays first");
+            assert_eq!(resource[1..], extra[..]);
+        }
+    }
 }

@@ -243,6 +243,14 @@ struct IngesterArgs {
     /// Spans per trace.
     #[arg(long, default_value_t = 10)]
     spans_per_trace: usize,
+    /// An attribute KEY=VALUE on every span's resource beside service.name
+    /// (repeatable), e.g. the three an OpenTelemetry SDK adds by default:
+    /// --resource-attribute telemetry.sdk.name=opentelemetry
+    /// --resource-attribute telemetry.sdk.language=go
+    /// --resource-attribute telemetry.sdk.version=1.38.0. Each becomes a
+    /// process tag of every stored span.
+    #[arg(long = "resource-attribute", value_parser = parse_env)]
+    resource_attributes: Vec<(String, String)>,
     /// Also run Jaeger's v1 ingester on a jaeger_proto copy of the corpus.
     #[arg(long)]
     with_jaeger: bool,
@@ -562,6 +570,7 @@ async fn ingester(args: IngesterArgs) -> anyhow::Result<()> {
         spans: args.spans,
         partitions: args.partitions,
         spans_per_trace: args.spans_per_trace,
+        resource_attributes: args.resource_attributes,
         with_jaeger: args.with_jaeger,
         with_jaeger_v2: args.with_jaeger_v2,
         jaeger_v2_bin: args

@@ -24,14 +24,15 @@ use spanway_search::index::IndexNames;
 const SEED: u64 = 0x5eed_be4c;
 
 /// `spans` spans in traces of `spans_per_trace` (rounded up to whole
-/// traces): five services, nine attributes per span plus the service name,
-/// all on one UTC day (see [`spanway_e2e::corpus::generate`]).
-pub fn corpus(spans: u64, spans_per_trace: usize) -> Corpus {
+/// traces): five services, nine attributes per span plus the service name
+/// and `resource` on each span's resource, all on one UTC day (see
+/// [`spanway_e2e::corpus::generate_with_resource`]).
+pub fn corpus(spans: u64, spans_per_trace: usize, resource: &[(String, String)]) -> Corpus {
     let per_trace = spans_per_trace.max(1);
     let traces = usize::try_from(spans)
         .unwrap_or(usize::MAX)
         .div_ceil(per_trace);
-    spanway_e2e::corpus::generate(SEED, traces, per_trace)
+    spanway_e2e::corpus::generate_with_resource(SEED, traces, per_trace, resource)
 }
 
 /// The corpus as Jaeger's collector writes it to Kafka (`jaeger_proto`, its
@@ -304,14 +305,14 @@ mod tests {
 
     #[test]
     fn corpus_rounds_up_to_whole_traces() {
-        let corpus = corpus(25, 10);
+        let corpus = corpus(25, 10, &[]);
         assert_eq!(corpus.spans.len(), 30);
         assert_eq!(corpus.records.len(), 3);
     }
 
     #[test]
     fn same_spans_in_every_form() {
-        let corpus = corpus(40, 10);
+        let corpus = corpus(40, 10, &[]);
         let jaeger = jaeger_records(&corpus).unwrap();
         assert_eq!(jaeger.len(), 40);
         let bodies = bulk_bodies(&corpus, "p", 15, BulkShape::default()).unwrap();
@@ -328,7 +329,7 @@ mod tests {
 
     #[test]
     fn shapes_change_only_what_they_say() {
-        let corpus = corpus(10, 10);
+        let corpus = corpus(10, 10, &[]);
         let lines = |shape| {
             let bodies = bulk_bodies(&corpus, "p", 100, shape).unwrap();
             let text = String::from_utf8(bodies[0].to_vec()).unwrap();

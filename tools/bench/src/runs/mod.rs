@@ -54,6 +54,8 @@ pub struct Options {
     pub partitions: i32,
     /// Spans per trace.
     pub spans_per_trace: usize,
+    /// Attributes on every span's resource beside `service.name`.
+    pub resource_attributes: Vec<(String, String)>,
     /// Also run Jaeger's v1 ingester.
     pub with_jaeger: bool,
     /// Also run Jaeger v2 as an ingester.
@@ -195,7 +197,11 @@ pub async fn ingester_benchmark(options: &Options) -> anyhow::Result<Vec<RunResu
     std::fs::create_dir_all(&options.log_dir)
         .with_context(|| format!("creating {}", options.log_dir.display()))?;
 
-    let corpus = crate::workload::corpus(options.spans, options.spans_per_trace);
+    let corpus = crate::workload::corpus(
+        options.spans,
+        options.spans_per_trace,
+        &options.resource_attributes,
+    );
     let expected = corpus.spans.len() as u64;
     let otlp_topic = spanway_e2e::unique_name("bench-otlp");
     let jaeger_topic = spanway_e2e::unique_name("bench-jaeger");
