@@ -93,7 +93,7 @@ struct FreshnessArgs {
     settle: Duration,
     /// An extra KEY=VALUE environment variable for our ingester
     /// (repeatable), e.g. --ingester-env SPANWAY_BULK__FLUSH_INTERVAL=100ms.
-    #[arg(long = "ingester-env", value_parser = parse_env)]
+    #[arg(long = "ingester-env", value_parser = parse_key_value)]
     ingester_env: Vec<(String, String)>,
 }
 
@@ -125,7 +125,7 @@ struct AnalyticsArgs {
     /// set after the benchmark's own, e.g.
     /// --job-env SPANWAY_KAFKA__FETCH_QUEUE_KBYTES=16384 or an allocator's
     /// tuning variable.
-    #[arg(long = "job-env", value_parser = parse_env)]
+    #[arg(long = "job-env", value_parser = parse_key_value)]
     job_env: Vec<(String, String)>,
     /// String attributes to add to every span (`attr.0`, …), with an int
     /// `http.response.status_code`: the topology's spans carry almost none,
@@ -225,7 +225,7 @@ struct CollectorArgs {
     jaeger_args: Vec<String>,
     /// An extra KEY=VALUE environment variable for our collector
     /// (repeatable), e.g. --collector-env SPANWAY_KAFKA__LINGER=20ms.
-    #[arg(long = "collector-env", value_parser = parse_env)]
+    #[arg(long = "collector-env", value_parser = parse_key_value)]
     collector_env: Vec<(String, String)>,
     /// Keep the topics afterwards.
     #[arg(long)]
@@ -249,7 +249,7 @@ struct IngesterArgs {
     /// --resource-attribute telemetry.sdk.language=go
     /// --resource-attribute telemetry.sdk.version=1.38.0. Each becomes a
     /// process tag of every stored span.
-    #[arg(long = "resource-attribute", value_parser = parse_env)]
+    #[arg(long = "resource-attribute", value_parser = parse_key_value)]
     resource_attributes: Vec<(String, String)>,
     /// Also run Jaeger's v1 ingester on a jaeger_proto copy of the corpus.
     #[arg(long)]
@@ -328,7 +328,7 @@ struct IngesterArgs {
     jaeger_args: Vec<String>,
     /// An extra KEY=VALUE environment variable for our ingester (repeatable),
     /// e.g. --ingester-env SPANWAY_BULK__MAX_IN_FLIGHT=8.
-    #[arg(long = "ingester-env", value_parser = parse_env)]
+    #[arg(long = "ingester-env", value_parser = parse_key_value)]
     ingester_env: Vec<(String, String)>,
     /// Keep the topics, indices and templates afterwards.
     #[arg(long)]
@@ -341,7 +341,7 @@ fn parse_json(text: &str) -> Result<serde_json::Value, String> {
     serde_json::from_str(text).map_err(|e| format!("not JSON: {e}"))
 }
 
-fn parse_env(text: &str) -> Result<(String, String), String> {
+fn parse_key_value(text: &str) -> Result<(String, String), String> {
     text.split_once('=')
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
         .ok_or_else(|| format!("{text:?} is not KEY=VALUE"))
