@@ -299,6 +299,11 @@ struct IngesterArgs {
     /// Requests in flight in the raw bulk loader.
     #[arg(long, default_value_t = 4)]
     raw_concurrency: usize,
+    /// Send the raw loads' documents in the order of their spans' start
+    /// times, as live traffic reaches the engine, instead of the corpus's
+    /// order (traces at random times of one day).
+    #[arg(long)]
+    raw_time_order: bool,
     /// A raw bulk load to run (repeatable; one run each): the ingester's
     /// documents as they are, or changed in one way, to measure what that
     /// costs the engine.
@@ -595,6 +600,7 @@ async fn ingester(args: IngesterArgs) -> anyhow::Result<()> {
         settle: args.settle,
         raw_batch: args.raw_batch.max(1),
         raw_concurrency: args.raw_concurrency.max(1),
+        raw_time_order: args.raw_time_order,
         raw_variants: args.raw_variants,
         raw_only: args.raw_only,
         raw_template_patch: args.raw_template_patch,

@@ -47,6 +47,15 @@ pub enum RawVariant {
     Defaults,
     /// [`RawVariant::TagsAsFields`] with the ids of [`RawVariant::ShortIds`].
     TagsAsFieldsShortIds,
+    /// [`RawVariant::Defaults`] as `index` actions without ids: what the
+    /// id lookup of each `create` costs the engine on these documents.
+    DefaultsAutoIds,
+    /// [`RawVariant::Defaults`] with each id led by the span's start time
+    /// (13 hex digits of microseconds, then `_` and our id): ids that rise
+    /// with time, so that a segment's terms cover a span of time and the
+    /// lookup of a new id can pass over older segments by their smallest
+    /// and largest term. Meant with `--raw-time-order`.
+    DefaultsTimeIds,
 }
 
 impl RawVariant {
@@ -61,6 +70,8 @@ impl RawVariant {
             }
             RawVariant::TagsAsFieldsShortIds => "raw bulk, tags as fields, short ids",
             RawVariant::Defaults => "raw bulk, the ingester's defaults",
+            RawVariant::DefaultsAutoIds => "raw bulk, the ingester's defaults, auto ids",
+            RawVariant::DefaultsTimeIds => "raw bulk, the ingester's defaults, time-led ids",
         }
     }
 }
@@ -91,7 +102,9 @@ pub(crate) async fn raw_loader_run(
     )
     .await?;
     let shape = crate::workload::BulkShape {
-        auto_ids: variant == RawVariant::AutoIds,
+        auto_ids: matches!(variant, RawVariant::AutoIds | RawVariant::DefaultsAutoIds),
+        time_ids: variant == RawVariant::DefaultsTimeIds,
+        time_ordered: options.raw_time_order,
         short_ids: matches!(
             variant,
             RawVariant::ShortIds | RawVariant::TagsAsFieldsShortIds
@@ -101,6 +114,8 @@ pub(crate) async fn raw_loader_run(
             RawVariant::TagsAsFields
                 | RawVariant::TagsAsFieldsRefsUnindexed
                 | RawVariant::Defaults
+                | RawVariant::DefaultsAutoIds
+                | RawVariant::DefaultsTimeIds
                 | RawVariant::TagsAsFieldsShortIds
         ),
     };
@@ -124,8 +139,13 @@ pub(crate) async fn raw_loader_run(
     }
     let failed = outcome?;
 
+    let order = if options.raw_time_order {
+        "in start-time order"
+    } else {
+        "in the corpus's order"
+    };
     let mut notes = vec![format!(
-        "{} documents per request, {} in flight; count after the run: {count}",
+        "{} documents per request, {} in flight, {order}; count after the run: {count}",
         options.raw_batch, options.raw_concurrency
     )];
     if failed.0 > 0 {
@@ -211,10 +231,11 @@ async fn install_templates(
 ) -> anyhow::Result<()> {
     let prefix = Prefix::new(prefix);
     let mut span = templates::span_template(&prefix, 1, 0);
-    if matches!(
+    let defaults = matches!(
         variant,
-        RawVariant::TagsAsFieldsRefsUnindexed | RawVariant::Defaults
-    ) {
+        RawVariant::Defaults | RawVariant::DefaultsAutoIds | RawVariant::DefaultsTimeIds
+    );
+    if defaults || variant == RawVariant::TagsAsFieldsRefsUnindexed {
         templates::store_references_only(&mut span);
     }
     // As the ingester decides it with `id_lookup_filter = "auto"`; a patch
@@ -230,7 +251,7 @@ async fn install_templates(
     if templates::IdLookupFilter::Auto.wanted(Some(&info)) {
         span["settings"][templates::ID_LOOKUP_FILTER_SETTING] = serde_json::Value::Bool(true);
     }
-    if variant == RawVariant::Defaults {
+    if defaults {
         templates::index_searched_fields_only(
             &mut span,
             templates::doc_values_search_supported(&info),

@@ -61,6 +61,11 @@ pub struct BulkShape {
     pub short_ids: bool,
     /// Every non-binary tag as a field (`tags_as_fields.all`).
     pub tags_as_fields: bool,
+    /// Ids led by the span's start time ([`time_led_id`]).
+    pub time_ids: bool,
+    /// Documents in their spans' start-time order, as live traffic arrives,
+    /// instead of the corpus's order (traces at random times of a day).
+    pub time_ordered: bool,
 }
 
 /// The corpus's span documents for an index prefix, as `_bulk` bodies of
@@ -77,37 +82,58 @@ pub fn bulk_bodies(
         all: shape.tags_as_fields,
         ..TagsAsFields::default()
     };
-    let mut bodies = Vec::new();
-    let mut body = Vec::new();
-    let mut in_body = 0;
+    // Each document's action and source lines, with its start time to order by.
+    let mut documents: Vec<(u64, Vec<u8>)> = Vec::with_capacity(corpus.spans.len());
     for record in &corpus.records {
         for span in decode_record(Encoding::OtlpProto, &record.value)? {
             let mut doc = span_document_with(&span, span.process.as_ref(), &names, &fields);
+            let start_us = span
+                .start_time
+                .as_ref()
+                .map(|t| {
+                    u64::try_from(t.seconds).unwrap_or(0) * 1_000_000
+                        + u64::try_from(t.nanos).unwrap_or(0) / 1000
+                })
+                .unwrap_or(0);
             if shape.short_ids {
                 doc.id = short_id(&doc.id)?;
             }
+            if shape.time_ids {
+                doc.id = time_led_id(start_us, &doc.id);
+            }
             let [action, source] = create_lines(&doc);
+            let mut lines = Vec::with_capacity(action.len() + source.len() + 2);
             if shape.auto_ids {
-                body.extend_from_slice(b"{\"index\":{\"_index\":");
-                body.extend_from_slice(&serde_json::to_vec(&doc.index)?);
-                body.extend_from_slice(b"}}");
+                lines.extend_from_slice(b"{\"index\":{\"_index\":");
+                lines.extend_from_slice(&serde_json::to_vec(&doc.index)?);
+                lines.extend_from_slice(b"}}");
             } else {
-                body.extend_from_slice(&action);
+                lines.extend_from_slice(&action);
             }
-            body.push(b'\n');
-            body.extend_from_slice(&source);
-            body.push(b'\n');
-            in_body += 1;
-            if in_body == batch {
-                bodies.push(Bytes::from(std::mem::take(&mut body)));
-                in_body = 0;
-            }
+            lines.push(b'\n');
+            lines.extend_from_slice(&source);
+            lines.push(b'\n');
+            documents.push((start_us, lines));
         }
     }
-    if in_body > 0 {
-        bodies.push(Bytes::from(body));
+    if shape.time_ordered {
+        // Stable: spans that start in the same microsecond keep their order.
+        documents.sort_by_key(|(start_us, _)| *start_us);
     }
-    Ok(bodies)
+    Ok(documents
+        .chunks(batch.max(1))
+        .map(|chunk| {
+            let lines: Vec<&[u8]> = chunk.iter().map(|(_, lines)| lines.as_slice()).collect();
+            Bytes::from(lines.concat())
+        })
+        .collect())
+}
+
+/// `id` led by the span's start time: 13 hex digits of microseconds since
+/// the epoch (enough until the year 2112), so that ids sort as their spans
+/// started.
+pub fn time_led_id(start_us: u64, id: &str) -> String {
+    format!("{start_us:013x}_{id}")
 }
 
 /// Our document id (`<trace id>_<span id>_<hash>`, hex) cut to the span id
@@ -290,6 +316,16 @@ mod tests {
     use super::*;
 
     #[test]
+    fn time_led_ids_sort_as_their_spans_started() {
+        let early = time_led_id(1_769_978_286_462_535, "b_a");
+        let later = time_led_id(1_769_978_286_465_536, "a_b");
+        assert_eq!(early, "649c92f065647_b_a");
+        assert!(early < later);
+        // Until 2112 the prefix keeps its width, so text order stays time order.
+        assert_eq!(time_led_id(4_500_000_000_000_000, "x").len(), 15);
+    }
+
+    #[test]
     fn short_ids_keep_span_id_and_hash() {
         let id =
             short_id("0af7651916cd43dd8448eb211c80319c_b7ad6b7169203331_00f067aa0ba902b7").unwrap();
@@ -354,5 +390,37 @@ mod tests {
         let source: serde_json::Value = serde_json::from_str(&fields[1]).unwrap();
         assert_eq!(source["tags"], serde_json::json!([]));
         assert!(source["tag"].as_object().is_some_and(|t| !t.is_empty()));
+
+        let starts = |lines: &[String]| -> Vec<u64> {
+            lines
+                .iter()
+                .skip(1)
+                .step_by(2)
+                .map(|source| {
+                    let source: serde_json::Value = serde_json::from_str(source).unwrap();
+                    source["startTime"].as_u64().unwrap()
+                })
+                .collect()
+        };
+        let ordered = lines(BulkShape {
+            time_ordered: true,
+            time_ids: true,
+            ..BulkShape::default()
+        });
+        let ordered_starts = starts(&ordered);
+        assert!(ordered_starts.is_sorted());
+        assert!(
+            !starts(&plain).is_sorted(),
+            "the corpus's own order is not by time"
+        );
+        let mut same = starts(&plain);
+        same.sort_unstable();
+        assert_eq!(same, ordered_starts, "the same documents");
+        let first: serde_json::Value = serde_json::from_str(&ordered[0]).unwrap();
+        let id = first["create"]["_id"].as_str().unwrap();
+        assert!(
+            id.starts_with(&format!("{:013x}_", ordered_starts[0])),
+            "{id}"
+        );
     }
 }

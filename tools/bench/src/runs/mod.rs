@@ -88,6 +88,8 @@ pub struct Options {
     pub raw_batch: usize,
     /// Bulk requests in flight in the raw loader (the ingester's default).
     pub raw_concurrency: usize,
+    /// Raw loads send documents in their spans' start-time order.
+    pub raw_time_order: bool,
     /// The raw loads to run, one run each.
     pub raw_variants: Vec<RawVariant>,
     /// Only the raw loads.
