@@ -51,10 +51,9 @@ pub enum RawVariant {
     /// id lookup of each `create` costs the engine on these documents.
     DefaultsAutoIds,
     /// [`RawVariant::Defaults`] with each id led by the span's start time
-    /// (13 hex digits of microseconds, then `_` and our id): ids that rise
-    /// with time, so that a segment's terms cover a span of time and the
-    /// lookup of a new id can pass over older segments by their smallest
-    /// and largest term. Meant with `--raw-time-order`.
+    /// (13 hex digits of microseconds, then `_` and our id): whether ids
+    /// that rise with time, as live traffic's do, make each `create`'s
+    /// lookup cheaper as the index grows. Meant with `--raw-time-order`.
     DefaultsTimeIds,
 }
 
