@@ -30,7 +30,9 @@ struct ServiceDoc<'a> {
     operation_name: &'a str,
 }
 
-fn micros_of_timestamp(ts: Option<&wkt::Timestamp>) -> u64 {
+/// A timestamp as the microseconds of Jaeger's `startTime`, clamped to
+/// the range of `u64`; none is 0.
+pub fn micros_of_timestamp(ts: Option<&wkt::Timestamp>) -> u64 {
     ts.map(|t| {
         let micros = i128::from(t.seconds) * 1_000_000 + i128::from(t.nanos) / 1000;
         micros.clamp(0, i128::from(u64::MAX)) as u64

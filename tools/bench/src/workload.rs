@@ -14,7 +14,7 @@ use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use spanway_e2e::corpus::Corpus;
-use spanway_ingester::document::{TagsAsFields, span_document_with};
+use spanway_ingester::document::{TagsAsFields, micros_of_timestamp, span_document_with};
 use spanway_schemas::proto::otlp;
 use spanway_schemas::{Encoding, SpanRecord, TraceId, decode_record, encode_trace};
 use spanway_search::bulk::body::create_lines;
@@ -87,14 +87,7 @@ pub fn bulk_bodies(
     for record in &corpus.records {
         for span in decode_record(Encoding::OtlpProto, &record.value)? {
             let mut doc = span_document_with(&span, span.process.as_ref(), &names, &fields);
-            let start_us = span
-                .start_time
-                .as_ref()
-                .map(|t| {
-                    u64::try_from(t.seconds).unwrap_or(0) * 1_000_000
-                        + u64::try_from(t.nanos).unwrap_or(0) / 1000
-                })
-                .unwrap_or(0);
+            let start_us = micros_of_timestamp(span.start_time.as_ref());
             if shape.short_ids {
                 doc.id = short_id(&doc.id)?;
             }
