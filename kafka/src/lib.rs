@@ -11,6 +11,7 @@ pub mod fault;
 pub mod fetch;
 pub mod group;
 pub mod membership;
+pub mod memory;
 pub mod oidc;
 pub mod polled;
 
