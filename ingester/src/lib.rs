@@ -2,6 +2,7 @@
 //! and service documents to Elasticsearch or OpenSearch, committing a
 //! record's offset only once the engine has its documents.
 
+pub mod allocator;
 pub mod bulk;
 pub mod commit;
 pub mod config;

@@ -15,6 +15,7 @@ use spanway_service_kit::{config, logging, startup};
 /// resident in 2 MiB pages and peak RSS was a third higher, at no CPU gain.
 /// On hosts whose THP mode is `always` rather than `madvise`, setting
 /// `MIMALLOC_ALLOW_THP=0` in the environment turns them off for the process.
+/// How soon it gives freed pages back is set in `allocator`.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -108,6 +109,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         return Ok(());
     }
     startup::serve(&config.log.clone(), |token| async move {
+        spanway_ingester::allocator::return_freed_memory_promptly();
         let ingester = Ingester::start(config, token).await?;
         ingester.wait().await?;
         Ok(())
