@@ -11,8 +11,9 @@
 //! - glibc (librdkafka's side): see `spanway_kafka::memory`.
 //!
 //! On 1,200,000-span loads into the null endpoint, peak RSS fell from
-//! 93–106 MiB to 73–74 with both, at no CPU per span outside the spread
-//! (docs/benchmarks.md, "Ingester: peak RSS and the two allocators").
+//! 93–106 MiB to 68–81 with both; the purge delay's part may cost about
+//! 5 % more CPU per span, inside the spread of the runs (docs/benchmarks.md,
+//! "Ingester: peak RSS and the two allocators").
 //! An operator's own `MIMALLOC_PURGE_DELAY` or `MALLOC_MMAP_THRESHOLD_`
 //! wins.
 

@@ -35,6 +35,10 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// /health/ready (Kafka answers; the search engine answers, accepts the
 /// credentials and did not refuse the last writes) and /metrics on ops.listen
 /// (default :14270).
+///
+/// Freed memory goes back to the system within about 10 ms (mimalloc's purge
+/// delay); MIMALLOC_PURGE_DELAY=1000 keeps it for a second instead, for about
+/// 5% less CPU and a higher peak RSS.
 #[derive(Debug, Parser)]
 #[command(version, about, long_about)]
 struct Cli {

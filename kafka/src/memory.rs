@@ -8,7 +8,7 @@
 //! between bursts. Setting the threshold turns that adjustment off: each large
 //! buffer is mapped on its own and unmapped when freed. On 1,200,000-span loads
 //! this lowered the ingester's peak RSS by about a tenth at no measurable CPU
-//! cost (docs/benchmarks.md, "Ingester: peak RSS and glibc's mmap threshold").
+//! cost (docs/benchmarks.md, "Ingester: peak RSS and the two allocators").
 //!
 //! An operator's own `MALLOC_MMAP_THRESHOLD_` in the environment wins.
 
