@@ -4,6 +4,7 @@
 //! ([`writer`]).
 
 pub mod body;
+pub mod buffers;
 mod log_pace;
 pub mod response;
 pub mod writer;

@@ -19,14 +19,21 @@ pub fn create_lines(doc: &Document) -> [Vec<u8>; 2] {
 /// line ending in a newline. Built in one buffer, as the client would copy
 /// separate lines into one anyway.
 pub fn body(docs: &[Document]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(docs.iter().map(encoded_len).sum());
+    let mut out = Vec::new();
+    write_body(&mut out, docs);
+    out
+}
+
+/// [`body`], appended to `out`, which grows once at most: into a buffer
+/// kept from an earlier request it usually does not grow at all.
+pub fn write_body(out: &mut Vec<u8>, docs: &[Document]) {
+    out.reserve(docs.iter().map(encoded_len).sum());
     for doc in docs {
-        write_action(&mut out, doc);
+        write_action(out, doc);
         out.push(b'\n');
         out.extend_from_slice(&doc.source);
         out.push(b'\n');
     }
-    out
 }
 
 /// A body gzipped at `level` (1 to 9), sent with `Content-Encoding: gzip`.

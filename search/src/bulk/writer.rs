@@ -22,6 +22,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::auth::{self, AuthFailure};
 use crate::bulk::body::{self, Limits, split};
+use crate::bulk::buffers::BodyBuffers;
 use crate::bulk::log_pace::{LogPace, REPEAT_EVERY};
 use crate::bulk::response::{BulkAnswer, ItemOutcome, classify_answer};
 use crate::client::EngineClient;
@@ -162,7 +163,13 @@ pub struct BulkWriter {
     limits: Limits,
     metrics: WriterMetrics,
     auth: Arc<AuthState>,
+    bodies: Arc<BodyBuffers>,
 }
+
+/// Body buffers kept for reuse: as many as the ingester's default bulk
+/// requests in flight, each of at most one request's byte limit and a
+/// quarter more (a single document over the limit is sent alone, above it).
+const KEPT_BODIES: usize = 4;
 
 /// How long the engine may wait for a shard to take a bulk request's
 /// documents (the `timeout` parameter of `_bulk`), for a given request
@@ -192,6 +199,13 @@ impl BulkWriter {
             limits: options.limits,
             metrics,
             auth: Arc::default(),
+            bodies: Arc::new(BodyBuffers::new(
+                KEPT_BODIES,
+                options
+                    .limits
+                    .max_bytes
+                    .saturating_add(options.limits.max_bytes / 4),
+            )),
         }
     }
 
@@ -605,7 +619,8 @@ impl BulkWriter {
 
     /// One bulk request and what its answer says.
     async fn send(&self, docs: &[Document]) -> BulkAnswer {
-        let body = body::body(docs);
+        let mut body = self.bodies.take();
+        body::write_body(&mut body, docs);
         self.metrics.bulk_requests.inc();
         let started = std::time::Instant::now();
         let response = self.send_body(body).await;
@@ -623,20 +638,26 @@ impl BulkWriter {
     }
 
     /// Sends one `_bulk` body; the answer's status and bytes.
+    /// The uncompressed body's buffer is kept for the next request once the
+    /// client has let go of it.
     async fn send_body(&self, body: Vec<u8>) -> Result<(u16, bytes::Bytes), String> {
         let mut headers = HeaderMap::new();
-        let body = match self.engine.gzip_level() {
+        let (payload, reusable) = match self.engine.gzip_level() {
             Some(level) => {
                 headers.insert(CONTENT_ENCODING, HeaderValue::from_static("gzip"));
-                body::gzipped(&body, level).map_err(|e| format!("compressing the body: {e}"))?
+                let compressed = body::gzipped(&body, level)
+                    .map_err(|e| format!("compressing the body: {e}"))?;
+                self.bodies.give(body);
+                (compressed, false)
             }
-            None => body,
+            None => (body, true),
         };
-        self.metrics.bulk_request_bytes.inc_by(body.len() as u64);
+        self.metrics.bulk_request_bytes.inc_by(payload.len() as u64);
         // Sent as `Bytes` through the transport, not as the typed bulk call's
         // body: that one copies every body into a fresh buffer of its own,
         // a megabyte or so per request for nothing.
-        let response = self
+        let payload = bytes::Bytes::from(payload);
+        let sent = self
             .engine
             .client()
             .send(
@@ -647,14 +668,25 @@ impl BulkWriter {
                     ("timeout", self.shard_wait.as_str()),
                     ("filter_path", ANSWER_FIELDS),
                 ]),
-                Some(bytes::Bytes::from(body)),
+                Some(payload.clone()),
                 Some(self.request_timeout),
             )
-            .await
-            .map_err(|e| with_causes(&e))?;
-        let status = response.status_code().as_u16();
-        let body = response.bytes().await.map_err(|e| with_causes(&e))?;
-        Ok((status, body))
+            .await;
+        let answer = match sent {
+            Ok(response) => {
+                let status = response.status_code().as_u16();
+                response
+                    .bytes()
+                    .await
+                    .map(|answer| (status, answer))
+                    .map_err(|e| with_causes(&e))
+            }
+            Err(e) => Err(with_causes(&e)),
+        };
+        if reusable {
+            self.bodies.reclaim(payload);
+        }
+        answer
     }
 
     /// A write was refused for credentials or rights: counted, readiness
