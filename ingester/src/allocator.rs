@@ -6,8 +6,10 @@
 //! the ingester's peak RSS ended up above Jaeger v2's on long loads:
 //!
 //! - mimalloc (Rust's side, installed in `main`): v3 keeps the pages it has
-//!   emptied committed for a second before it purges them. Ten milliseconds
-//!   (mimalloc v2's default) still lets the next request reuse a page.
+//!   emptied committed for a second before it purges them; here ten
+//!   milliseconds (mimalloc v2's default). A page emptied that briefly is
+//!   often faulted in again by the next request, so the bulk writer keeps
+//!   its body buffers itself (`spanway_search::bulk::buffers`).
 //! - glibc (librdkafka's side): see `spanway_kafka::memory`.
 //!
 //! On 1,200,000-span loads into the null endpoint, peak RSS fell from
