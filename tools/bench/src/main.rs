@@ -193,7 +193,8 @@ struct CollectorArgs {
     /// Kafka bootstrap address.
     #[arg(long, env = "KAFKA_BOOTSTRAP", default_value = "127.0.0.1:9092")]
     kafka: String,
-    /// Our collector binary [default: target/release/spanway-collector].
+    /// Our collector binary [default: target/release/spanway-collector]. A wrapper script
+    /// here must `exec` the collector: CPU and memory are read from the process started.
     #[arg(long)]
     collector_bin: Option<PathBuf>,
     /// Jaeger's collector binary [default: .services/jaeger/bin/jaeger-collector].
@@ -271,7 +272,9 @@ struct IngesterArgs {
     /// OpenSearch base URL.
     #[arg(long, env = "OPENSEARCH_URL", default_value = "http://127.0.0.1:9200")]
     opensearch: String,
-    /// Our ingester binary [default: target/release/spanway-ingester].
+    /// Our ingester binary [default: target/release/spanway-ingester]. A wrapper script
+    /// here must `exec` the ingester: CPU and memory are read from the process started
+    /// (stopping it stops whatever it started, too).
     #[arg(long)]
     ingester_bin: Option<PathBuf>,
     /// Jaeger's ingester binary [default: .services/jaeger/bin/jaeger-ingester].

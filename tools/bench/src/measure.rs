@@ -86,6 +86,66 @@ fn stat_cpu(path: &str, text: &str) -> Result<Duration, MeasureError> {
     Ok(ticks_to_duration(utime + stime))
 }
 
+/// The parent's pid from the text of a `stat` file (field 4).
+fn stat_parent(text: &str) -> Option<u32> {
+    text.rsplit_once(')')?
+        .1
+        .split_whitespace()
+        .nth(4 - 3)?
+        .parse()
+        .ok()
+}
+
+/// Whether `pid` is a process that has not exited: zombies, which a
+/// container's init may never reap, count as exited.
+pub fn running(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|text| {
+            let state = text
+                .rsplit_once(')')?
+                .1
+                .split_whitespace()
+                .next()?
+                .to_owned();
+            Some(state != "Z" && state != "X")
+        })
+        .unwrap_or(false)
+}
+
+/// Every live process descended from `pid`, children before their own
+/// children. Read before signalling `pid`: once it exits, its children are
+/// handed to init and can no longer be told from anyone else's.
+pub fn descendants(pid: u32) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let parents: Vec<(u32, u32)> = entries
+        .flatten()
+        .filter_map(|entry| entry.file_name().to_str()?.parse::<u32>().ok())
+        .filter_map(|child| {
+            let text = std::fs::read_to_string(format!("/proc/{child}/stat")).ok()?;
+            Some((child, stat_parent(&text)?))
+        })
+        .collect();
+    let mut found = Vec::new();
+    let mut next = 0;
+    let mut parent = pid;
+    loop {
+        found.extend(
+            parents
+                .iter()
+                .filter(|(_, p)| *p == parent)
+                .map(|(child, _)| *child),
+        );
+        let Some(&following) = found.get(next) else {
+            return found;
+        };
+        parent = following;
+        next += 1;
+    }
+}
+
 /// One thread's name and CPU time so far.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ThreadCpu {
@@ -291,6 +351,36 @@ mod tests {
         // A large share of a short run, but under a second.
         assert!(!disturbed(Some(secs(0.9)), secs(0.1)));
         assert!(!disturbed(None, secs(1.0)));
+    }
+
+    #[test]
+    fn terminating_a_wrapper_stops_what_it_started() {
+        let dir = std::env::temp_dir().join(format!("bench-terminate-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        // `; true` keeps the shell from exec-ing `sleep`: it forks it and
+        // waits, as a wrapper script around the measured binary does.
+        let mut wrapper = MeasuredChild::spawn(
+            Command::new("sh").args(["-c", "sleep 60; true"]),
+            &dir.join("wrapper.log"),
+        )
+        .expect("spawn sh");
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let started = loop {
+            let found = descendants(wrapper.child.id());
+            if !found.is_empty() || Instant::now() > deadline {
+                break found;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        assert_eq!(started.len(), 1, "the shell's sleep: {started:?}");
+        assert!(running(started[0]));
+        wrapper.terminate(Duration::from_secs(5));
+        assert!(
+            !running(started[0]),
+            "sleep {} outlived its wrapper",
+            started[0]
+        );
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
@@ -559,21 +649,37 @@ impl MeasuredChild {
     }
 
     /// SIGTERM (via `kill`, as this crate forbids `unsafe`), then SIGKILL
-    /// after `grace`.
+    /// after `grace`; to the process and everything it started, so that a
+    /// wrapper given as the binary (`--ingester-bin` and the like) does not
+    /// leave the real process running after the benchmark.
     pub(crate) fn terminate(&mut self, grace: Duration) {
-        let pid = self.child.id().to_string();
-        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let pid = self.child.id();
+        let started = descendants(pid);
+        let mut pids: Vec<String> = vec![pid.to_string()];
+        pids.extend(started.iter().map(u32::to_string));
+        let _ = Command::new("kill").arg("-TERM").args(&pids).status();
         let deadline = Instant::now() + grace;
+        let mut stopped = false;
         while Instant::now() < deadline {
-            if matches!(self.child.try_wait(), Ok(Some(_))) {
-                return;
+            if matches!(self.child.try_wait(), Ok(Some(_))) && !started.iter().any(|p| running(*p))
+            {
+                stopped = true;
+                break;
             }
             std::thread::sleep(Duration::from_millis(50));
         }
+        if stopped {
+            return;
+        }
         eprintln!(
-            "  {pid} did not stop within {} s; killing it",
+            "  {pid} or a process it started did not stop within {} s; killing them",
             grace.as_secs()
         );
+        let _ = Command::new("kill")
+            .arg("-KILL")
+            .args(&pids[1..])
+            .stderr(Stdio::null())
+            .status();
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
