@@ -64,36 +64,34 @@ pub fn process_cpu(pid: u32) -> Result<Duration, MeasureError> {
     stat_cpu(&path, &read(&path)?)
 }
 
+/// Field `number` (as `proc(5)` numbers them, from 3) of a `stat` file's
+/// text. The command name (field 2) is in parentheses and may hold spaces;
+/// the numbered fields start after the last `)`, with the state (field 3).
+fn stat_field(text: &str, number: usize) -> Option<&str> {
+    text.rsplit_once(')')?
+        .1
+        .split_whitespace()
+        .nth(number.checked_sub(3)?)
+}
+
 /// User plus system time from the text of a `stat` file.
 fn stat_cpu(path: &str, text: &str) -> Result<Duration, MeasureError> {
-    // The command name (field 2) is in parentheses and may hold spaces;
-    // the numbered fields start after the last `)`, with the state (field 3).
-    let fields: Vec<&str> = text
-        .rsplit_once(')')
-        .map(|(_, rest)| rest.split_whitespace().collect())
-        .unwrap_or_default();
-    let field = |index: usize, name: &'static str| {
-        fields
-            .get(index)
+    let field = |number: usize, name: &'static str| {
+        stat_field(text, number)
             .and_then(|v| v.parse::<u64>().ok())
             .ok_or_else(|| MeasureError::Field {
                 path: path.to_owned(),
                 field: name,
             })
     };
-    let utime = field(14 - 3, "utime")?;
-    let stime = field(15 - 3, "stime")?;
+    let utime = field(14, "utime")?;
+    let stime = field(15, "stime")?;
     Ok(ticks_to_duration(utime + stime))
 }
 
 /// The parent's pid from the text of a `stat` file (field 4).
 fn stat_parent(text: &str) -> Option<u32> {
-    text.rsplit_once(')')?
-        .1
-        .split_whitespace()
-        .nth(4 - 3)?
-        .parse()
-        .ok()
+    stat_field(text, 4)?.parse().ok()
 }
 
 /// Whether `pid` is a process that has not exited: zombies, which a
@@ -101,15 +99,7 @@ fn stat_parent(text: &str) -> Option<u32> {
 pub fn running(pid: u32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .ok()
-        .and_then(|text| {
-            let state = text
-                .rsplit_once(')')?
-                .1
-                .split_whitespace()
-                .next()?
-                .to_owned();
-            Some(state != "Z" && state != "X")
-        })
+        .and_then(|text| stat_field(&text, 3).map(|state| state != "Z" && state != "X"))
         .unwrap_or(false)
 }
 
