@@ -255,6 +255,16 @@ pub struct ProducerConfig {
     pub batch_records: usize,
     /// How long a record may wait for the broker's acknowledgement before the
     /// request that carried it fails with a retryable status.
+    ///
+    /// It is also librdkafka's `message.timeout.ms`, and a record timing out
+    /// makes the idempotent producer start a new epoch, after which a retried
+    /// record whose first attempt was written can land on the topic twice
+    /// (`collector_kafka_producer_epochs_total` counts those moments). With
+    /// `acks=all`, losing a broker stalls every partition it replicates
+    /// until the controller fences it (`broker.session.timeout.ms`, 9 s by
+    /// default), so a timeout shorter than that stall turns a broker loss
+    /// into possible duplicates; a longer one keeps every record once, at
+    /// the cost of clients waiting longer for a refusal.
     #[serde(with = "humantime_serde")]
     pub delivery_timeout: Duration,
     /// Largest record value written, in bytes before compression; larger

@@ -102,12 +102,7 @@ impl Collector {
         let security = Security::start(config, listener_metrics, &shutdown)?;
         let faults = spanway_kafka::FaultReporter::new("producer", &config.kafka.client);
         faults.register(registry.sub_registry_with_prefix("collector"));
-        let producer = SpanProducer::new(
-            &config.kafka,
-            metrics.traces_split.clone(),
-            metrics.kafka_batches.clone(),
-            faults,
-        )?;
+        let producer = SpanProducer::new(&config.kafka, &metrics, faults)?;
         producer.spawn_password_refresh(shutdown.clone());
         let budget = Budget::new(config.kafka.max_bytes_in_flight);
         let pipeline = Arc::new(Pipeline::new(producer, budget, metrics));

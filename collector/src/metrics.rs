@@ -50,6 +50,13 @@ spanway_service_kit::metric_set! {
         /// Kafka (a longer `kafka.linger`, or fewer partitions, raises it).
         kafka_batches: Counter => "kafka_batches",
             "Batches the Kafka producer made, counted every 5 s";
+        /// Producer epochs started after the first, from librdkafka's
+        /// statistics every 5 s. The producer deduplicates its own retries
+        /// only within an epoch, so after a new one, records whose first
+        /// attempt timed out may be on the topic twice; it stays at 0 while
+        /// every produce request is answered within `kafka.delivery_timeout`.
+        kafka_producer_epochs: Counter => "kafka_producer_epochs",
+            "Kafka producer epochs started after the first (records sent again may be duplicated)";
         /// Traces split into several records to stay under the record limit.
         traces_split: Counter => "traces_split",
             "Traces split into several records to stay under the record limit";

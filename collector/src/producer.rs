@@ -18,6 +18,7 @@ use crate::config::KafkaSection;
 use crate::error::RequestError;
 use crate::grouping::TraceGroup;
 use crate::grouping::encoded::EncodedGroup;
+use crate::metrics::CollectorMetrics;
 
 /// The Kafka side of the collector.
 pub struct SpanProducer {
@@ -43,11 +44,11 @@ impl SpanProducer {
     /// Creates the producer. Idempotence and `acks=all` make an acknowledged
     /// record durable and never duplicated by the producer's own retries;
     /// `murmur2_random` is the partitioner the topic contract prescribes.
-    /// Connection faults (credentials, ACLs, certificates) go to `faults`.
+    /// Connection faults (credentials, ACLs, certificates) go to `faults`;
+    /// split traces, batches and producer epochs are counted in `metrics`.
     pub fn new(
         config: &KafkaSection,
-        records_split: Counter,
-        batches: Counter,
+        metrics: &CollectorMetrics,
         faults: FaultReporter,
     ) -> Result<Self, ProducerError> {
         let client = KafkaClient::new(&config.client)?;
@@ -61,7 +62,8 @@ impl SpanProducer {
                 .set("linger.ms", config.linger.as_millis().to_string())
                 .set("batch.size", config.batch_bytes.to_string())
                 .set("batch.num.messages", config.batch_records.to_string())
-                // For the batch count (collector_kafka_batches_total).
+                // For the batch and epoch counts
+                // (collector_kafka_batches_total, collector_kafka_producer_epochs_total).
                 .set("statistics.interval.ms", "5000")
                 .set(
                     "message.timeout.ms",
@@ -75,7 +77,8 @@ impl SpanProducer {
         let producer = PolledProducer::new(
             &properties,
             AckingContext::new(ReportingContext::new(&client, faults.clone()))
-                .counting_batches(batches),
+                .counting_batches(metrics.kafka_batches.clone())
+                .counting_epochs(metrics.kafka_producer_epochs.clone()),
             "kafka-acks",
         )?;
         Ok(SpanProducer {
@@ -85,7 +88,7 @@ impl SpanProducer {
             topic: config.topic.clone(),
             encoding: config.encoding,
             max_record_bytes: config.max_record_bytes,
-            records_split,
+            records_split: metrics.traces_split.clone(),
             answer_deadline: config.delivery_timeout + Duration::from_secs(1),
         })
     }

@@ -9,7 +9,7 @@
 //! cluster (`dev/services up kafka-cluster`), which nothing else uses.
 #![allow(clippy::unwrap_used)]
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -236,117 +236,127 @@ async fn broker_outage_is_refused_retryably_and_nothing_acknowledged_is_lost() {
     collector.wait().await;
 }
 
-/// On the three-broker cluster (replication factor 3, `min.insync.replicas`
-/// 2): the broker leading a partition is SIGKILLed while clients keep
-/// sending, and started again later. Every request is answered 200 or a
-/// retryable refusal, never anything else; every acknowledged trace is on
-/// the topic exactly once, and no refused one more than once.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn partition_leader_killed_under_load_loses_and_duplicates_nothing() {
-    use spanway_e2e::cluster;
-    cluster::require();
-    let topic = unique_name("it-failover-collector");
-    cluster::create_topic(&topic, 3).await;
-    let mut config = CollectorConfig::default();
-    config.kafka.client.brokers = cluster::bootstrap().split(',').map(str::to_owned).collect();
-    config.kafka.topic = topic.clone();
-    config.on_ephemeral_loopback_ports();
-    config.validate().unwrap();
-    let shutdown = CancellationToken::new();
-    let collector = Collector::start(&config, shutdown.clone()).await.unwrap();
-    let url = format!("http://{}/v1/traces", collector.otlp_http_addr.unwrap());
+/// One collector in the failover drill: its topic, its delivery timeout and
+/// what its clients were answered.
+struct Subject {
+    topic: String,
+    collector: Collector,
+    url: String,
+}
+
+impl Subject {
+    async fn start(delivery_timeout: Duration, shutdown: &CancellationToken) -> Subject {
+        use spanway_e2e::cluster;
+        let topic = unique_name("it-failover-collector");
+        cluster::create_topic(&topic, 3).await;
+        let mut config = CollectorConfig::default();
+        config.kafka.client.brokers = cluster::bootstrap().split(',').map(str::to_owned).collect();
+        config.kafka.topic = topic.clone();
+        config.kafka.delivery_timeout = delivery_timeout;
+        config.on_ephemeral_loopback_ports();
+        config.validate().unwrap();
+        let collector = Collector::start(&config, shutdown.clone()).await.unwrap();
+        let url = format!("http://{}/v1/traces", collector.otlp_http_addr.unwrap());
+        Subject {
+            topic,
+            collector,
+            url,
+        }
+    }
+
+    async fn metric(&self, series: &str) -> f64 {
+        let text = spanway_e2e::ops::metrics_text(self.collector.ops_addr).await;
+        spanway_e2e::ops::sample(&text, series).unwrap_or_else(|| panic!("{series} not exported"))
+    }
+}
+
+/// Eight clients sending one trace per request to `url` until `stop`, with
+/// trace numbers from `next`; each returns (trace id, status, sent at).
+fn drive(
+    url: &str,
+    stop: &CancellationToken,
+    next: &std::sync::Arc<std::sync::atomic::AtomicU32>,
+) -> Vec<tokio::task::JoinHandle<Vec<(String, u16, Instant)>>> {
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(60))
         .build()
         .unwrap();
+    (0..8)
+        .map(|_| {
+            let (client, url, stop, next) =
+                (client.clone(), url.to_owned(), stop.clone(), next.clone());
+            tokio::spawn(async move {
+                let mut answers = Vec::new();
+                while !stop.is_cancelled() {
+                    let n = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+                    let (id, body) = request(n);
+                    let sent = Instant::now();
+                    let status = match client
+                        .post(&url)
+                        .header("content-type", "application/x-protobuf")
+                        .body(body)
+                        .send()
+                        .await
+                    {
+                        Ok(response) => response.status().as_u16(),
+                        Err(error) => panic!("no answer for trace {id}: {error}"),
+                    };
+                    answers.push((id, status, sent));
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                answers
+            })
+        })
+        .collect()
+}
 
-    // Eight clients send one trace per request until told to stop.
-    let stop = CancellationToken::new();
-    let next = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
-    let mut clients = Vec::new();
-    for _ in 0..8 {
-        let (client, url, stop, next) = (client.clone(), url.clone(), stop.clone(), next.clone());
-        clients.push(tokio::spawn(async move {
-            let mut answers = Vec::new();
-            while !stop.is_cancelled() {
-                let n = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
-                let (id, body) = request(n);
-                let sent = Instant::now();
-                let status = match client
-                    .post(&url)
-                    .header("content-type", "application/x-protobuf")
-                    .body(body)
-                    .send()
-                    .await
-                {
-                    Ok(response) => response.status().as_u16(),
-                    Err(error) => panic!("no answer for trace {id}: {error}"),
-                };
-                answers.push((id, status, sent));
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-            answers
-        }));
-    }
+/// What one collector's clients were answered.
+#[derive(Default)]
+struct Answers {
+    acknowledged: HashSet<String>,
+    refused: HashSet<String>,
+    total: usize,
+    during: usize,
+    during_ok: usize,
+}
 
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    let victim = cluster::leader(&topic, 0);
-    let killed_at = Instant::now();
-    let service = format!("kafka-{victim}");
-    cluster::kill(&service);
-    let mut restart = cluster::Restart(Some(service.clone()));
-    eprintln!("killed kafka-{victim}, leader of {topic}/0");
-    // Longer than the controller takes to fence the dead broker (9 s) and
-    // than the collector's delivery timeout (10 s).
-    tokio::time::sleep(Duration::from_secs(15)).await;
-    cluster::start(&service);
-    restart.0 = None;
-    let restarted_at = Instant::now();
-    tokio::time::sleep(Duration::from_secs(5)).await;
-    stop.cancel();
-
-    let mut answers = Vec::new();
+async fn collect(
+    clients: Vec<tokio::task::JoinHandle<Vec<(String, u16, Instant)>>>,
+    outage: std::ops::Range<Instant>,
+) -> Answers {
+    let mut answers = Answers::default();
     for handle in clients {
-        answers.extend(handle.await.unwrap());
-    }
-    let mut acknowledged = HashSet::new();
-    let mut refused = HashSet::new();
-    let (mut during, mut during_ok) = (0, 0);
-    for (id, status, sent) in &answers {
-        let in_outage = *sent >= killed_at && *sent < restarted_at;
-        during += usize::from(in_outage);
-        match status {
-            200 => {
-                during_ok += usize::from(in_outage);
-                acknowledged.insert(id.clone());
+        for (id, status, sent) in handle.await.unwrap() {
+            let in_outage = outage.contains(&sent);
+            answers.total += 1;
+            answers.during += usize::from(in_outage);
+            match status {
+                200 => {
+                    answers.during_ok += usize::from(in_outage);
+                    answers.acknowledged.insert(id);
+                }
+                429 | 503 => {
+                    answers.refused.insert(id);
+                }
+                other => panic!("trace {id}: status {other}, neither stored nor retryable"),
             }
-            429 | 503 => {
-                refused.insert(id.clone());
-            }
-            other => panic!("trace {id}: status {other}, neither stored nor retryable"),
         }
     }
-    eprintln!(
-        "{} requests: {} acknowledged, {} refused; {during} sent while kafka-{victim} was down, {during_ok} of them acknowledged",
-        answers.len(),
-        acknowledged.len(),
-        refused.len()
-    );
-    assert!(during > 0, "requests were sent while the broker was down");
-    assert!(
-        during_ok > 0,
-        "the surviving brokers took writes during the outage"
-    );
+    answers
+}
 
-    // Read the whole topic back: one record per trace.
+/// Reads `topic` from the start until every acknowledged trace is there and
+/// nothing more arrives: the copies of each trace.
+fn read_topic(topic: &str, acknowledged: &HashSet<String>) -> HashMap<String, usize> {
+    use spanway_e2e::cluster;
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", cluster::bootstrap())
         .set("group.id", unique_name("it-failover-reader"))
         .set("auto.offset.reset", "earliest")
         .create()
         .unwrap();
-    consumer.subscribe(&[&topic]).unwrap();
-    let mut copies: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    consumer.subscribe(&[topic]).unwrap();
+    let mut copies: HashMap<String, usize> = HashMap::new();
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut quiet_since = Instant::now();
     while Instant::now() < deadline {
@@ -365,29 +375,130 @@ async fn partition_leader_killed_under_load_loses_and_duplicates_nothing() {
             }
         }
     }
-    let missing: Vec<_> = acknowledged
-        .iter()
-        .filter(|id| !copies.contains_key(*id))
-        .collect();
-    assert!(
-        missing.is_empty(),
-        "acknowledged but not on the topic: {missing:?}"
-    );
-    let doubled: Vec<_> = copies.iter().filter(|(_, n)| **n > 1).collect();
-    assert!(
-        doubled.is_empty(),
-        "on the topic more than once: {doubled:?}"
-    );
-    let unknown: Vec<_> = copies
-        .keys()
-        .filter(|id| !acknowledged.contains(*id) && !refused.contains(*id))
-        .collect();
-    assert!(unknown.is_empty(), "never sent: {unknown:?}");
-    let refused_but_stored = refused.iter().filter(|id| copies.contains_key(*id)).count();
-    eprintln!(
-        "{refused_but_stored} refused traces were stored nonetheless (the client would resend them)"
-    );
+    copies
+}
+
+/// On the three-broker cluster (replication factor 3, `min.insync.replicas`
+/// 2): the broker leading a partition is SIGKILLed while clients keep
+/// sending to two collectors, and started again 15 s later.
+///
+/// Every partition stalls, not only the dead leader's: with `acks=all` the
+/// other leaders wait for the dead replica until the controller fences it
+/// (about 9 s). One collector's delivery timeout (30 s) outlasts that: every
+/// request is acknowledged, every trace is on the topic exactly once, and
+/// the producer never starts a new epoch. The other's (5 s) is shorter than
+/// the stall, so produce requests time out: some requests are refused,
+/// retryably; the producer starts new epochs and counts them
+/// (`collector_kafka_producer_epochs_total`); every acknowledged trace is on
+/// the topic, none is there that was not sent, and a trace is there twice
+/// only after a new epoch, which is how librdkafka's idempotent producer
+/// can duplicate. The default (10 s) is between the two.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partition_leader_killed_under_load_loses_and_duplicates_nothing() {
+    use spanway_e2e::cluster;
+    cluster::require();
+    let shutdown = CancellationToken::new();
+    let patient = Subject::start(Duration::from_secs(30), &shutdown).await;
+    let hasty = Subject::start(Duration::from_secs(5), &shutdown).await;
+
+    let stop = CancellationToken::new();
+    let next = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let patient_clients = drive(&patient.url, &stop, &next);
+    let hasty_clients = drive(&hasty.url, &stop, &next);
+
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let victim = cluster::leader(&patient.topic, 0);
+    let killed_at = Instant::now();
+    let service = format!("kafka-{victim}");
+    cluster::kill(&service);
+    let mut restart = cluster::Restart(Some(service.clone()));
+    eprintln!("killed kafka-{victim}, leader of {}/0", patient.topic);
+    // Longer than the controller takes to fence the dead broker (9 s).
+    tokio::time::sleep(Duration::from_secs(15)).await;
+    cluster::start(&service);
+    restart.0 = None;
+    let restarted_at = Instant::now();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    stop.cancel();
+    let outage = killed_at..restarted_at;
+    let patient_answers = collect(patient_clients, outage.clone()).await;
+    let hasty_answers = collect(hasty_clients, outage).await;
+
+    for (name, subject, answers) in [
+        ("30 s", &patient, &patient_answers),
+        ("5 s", &hasty, &hasty_answers),
+    ] {
+        let copies = read_topic(&subject.topic, &answers.acknowledged);
+        let epochs = subject
+            .metric("collector_kafka_producer_epochs_total")
+            .await;
+        let doubled: Vec<_> = copies.iter().filter(|(_, n)| **n > 1).collect();
+        let refused_but_stored = answers
+            .refused
+            .iter()
+            .filter(|id| copies.contains_key(*id))
+            .count();
+        eprintln!(
+            "delivery timeout {name}: {} requests, {} acknowledged, {} refused; {} sent while \
+             kafka-{victim} was down, {} of them acknowledged; {epochs} new producer epochs; \
+             {} traces on the topic twice; {refused_but_stored} refused traces stored nonetheless",
+            answers.total,
+            answers.acknowledged.len(),
+            answers.refused.len(),
+            answers.during,
+            answers.during_ok,
+            doubled.len(),
+        );
+        assert!(
+            answers.during > 0,
+            "{name}: requests were sent while the broker was down"
+        );
+        assert!(
+            answers.during_ok > 0,
+            "{name}: the surviving brokers took writes during the outage"
+        );
+        let missing: Vec<_> = answers
+            .acknowledged
+            .iter()
+            .filter(|id| !copies.contains_key(*id))
+            .collect();
+        assert!(
+            missing.is_empty(),
+            "{name}: acknowledged but not on the topic: {missing:?}"
+        );
+        let unknown: Vec<_> = copies
+            .keys()
+            .filter(|id| !answers.acknowledged.contains(*id) && !answers.refused.contains(*id))
+            .collect();
+        assert!(unknown.is_empty(), "{name}: never sent: {unknown:?}");
+        assert!(
+            doubled.is_empty() || epochs > 0.0,
+            "{name}: on the topic more than once with no new producer epoch: {doubled:?}"
+        );
+        if std::ptr::eq(subject, &patient) {
+            assert!(
+                answers.refused.is_empty(),
+                "{name}: refused though the delivery timeout outlasts the failover: {:?}",
+                answers.refused
+            );
+            assert_eq!(epochs, 0.0, "{name}: the producer started a new epoch");
+            assert!(
+                doubled.is_empty(),
+                "{name}: on the topic more than once: {doubled:?}"
+            );
+        } else {
+            assert!(
+                !answers.refused.is_empty(),
+                "{name}: nothing refused, so the drill did not outlast the delivery timeout"
+            );
+            assert!(
+                epochs > 0.0,
+                "{name}: records timed out, yet no new producer epoch was counted"
+            );
+        }
+    }
 
     shutdown.cancel();
-    collector.wait().await;
+    patient.collector.wait().await;
+    hasty.collector.wait().await;
 }

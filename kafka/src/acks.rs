@@ -89,12 +89,16 @@ impl Future for AllSettled {
 
 /// The producer's context: connection faults and tokens as every client
 /// has them ([`ReportingContext`]), delivery reports settled on the
-/// record's [`Acks`], and the batches librdkafka sent, counted from its
-/// statistics when `statistics.interval.ms` turns them on.
+/// record's [`Acks`], and, from librdkafka's statistics when
+/// `statistics.interval.ms` turns them on, the batches it sent and the
+/// producer epochs it started.
 #[derive(Debug, Clone)]
 pub struct AckingContext {
     reporting: ReportingContext,
     batches: Counter,
+    epochs: Counter,
+    /// Producer id and epoch at the previous statistics report.
+    last_epoch: Arc<Mutex<Option<(i64, i64)>>>,
 }
 
 impl AckingContext {
@@ -103,6 +107,8 @@ impl AckingContext {
         AckingContext {
             reporting,
             batches: Counter::default(),
+            epochs: Counter::default(),
+            last_epoch: Arc::default(),
         }
     }
 
@@ -112,6 +118,39 @@ impl AckingContext {
     pub fn counting_batches(mut self, batches: Counter) -> Self {
         self.batches = batches;
         self
+    }
+
+    /// Adds the producer epochs started after the first to `epochs`, and
+    /// warns when one starts.
+    ///
+    /// The idempotent producer deduplicates its retries only within an
+    /// epoch. librdkafka starts a new one when records time out
+    /// (`message.timeout.ms`) or a request fails out of sequence, and a
+    /// retried batch whose first attempt may
+    /// have been written (its request timed out, or the connection broke)
+    /// is then sent again under the new epoch, so the broker cannot
+    /// recognise it: those records can be on the topic twice. A new epoch
+    /// is the only way the producer duplicates, so this counter is how an
+    /// operator tells that a duplicate was possible.
+    pub fn counting_epochs(mut self, epochs: Counter) -> Self {
+        self.epochs = epochs;
+        self
+    }
+
+    /// Epochs started since the previous report: the difference in epoch
+    /// under the same producer id, or, under a new id, its epoch plus one.
+    fn epochs_started(&self, id: i64, epoch: i64) -> u64 {
+        if id < 0 || epoch < 0 {
+            return 0;
+        }
+        let mut last = self.last_epoch.lock().unwrap_or_else(|p| p.into_inner());
+        let started = match *last {
+            None => 0,
+            Some((last_id, last_epoch)) if last_id == id => epoch.saturating_sub(last_epoch),
+            Some(_) => epoch.saturating_add(1),
+        };
+        *last = Some((id, epoch));
+        u64::try_from(started).unwrap_or(0)
     }
 }
 
@@ -135,6 +174,20 @@ impl ClientContext for AckingContext {
         let made: i64 = statistics.topics.values().map(|t| t.batchcnt.cnt).sum();
         if let Ok(made @ 1..) = u64::try_from(made) {
             self.batches.inc_by(made);
+        }
+        if let Some(eos) = &statistics.eos {
+            let started = self.epochs_started(eos.producer_id, eos.producer_epoch);
+            if started > 0 {
+                self.epochs.inc_by(started);
+                tracing::warn!(
+                    producer_id = eos.producer_id,
+                    epoch = eos.producer_epoch,
+                    started,
+                    "the Kafka producer started a new epoch (records timed out, or a \
+                     request failed out of sequence); records it sent again under \
+                     it may be on the topic twice"
+                );
+            }
         }
     }
 }
@@ -164,17 +217,24 @@ mod tests {
         Pin::new(future).poll(&mut Context::from_waker(Waker::noop()))
     }
 
-    #[test]
-    fn statistics_reports_add_their_batch_counts_up() {
+    /// A context whose statistics are fed by hand.
+    fn unconnected_context() -> AckingContext {
         let config = crate::KafkaClientConfig {
             // Nothing listens there; nothing here needs a connection.
             brokers: vec!["127.0.0.1:1".into()],
             ..crate::KafkaClientConfig::default()
         };
         let client = crate::KafkaClient::new(&config).unwrap();
-        let reporting = ReportingContext::new(&client, crate::FaultReporter::new("test", &config));
+        AckingContext::new(ReportingContext::new(
+            &client,
+            crate::FaultReporter::new("test", &config),
+        ))
+    }
+
+    #[test]
+    fn statistics_reports_add_their_batch_counts_up() {
         let batches = Counter::default();
-        let context = AckingContext::new(reporting).counting_batches(batches.clone());
+        let context = unconnected_context().counting_batches(batches.clone());
         let report = |counts: &[i64]| {
             let mut statistics = Statistics::default();
             for (i, cnt) in counts.iter().enumerate() {
@@ -191,6 +251,35 @@ mod tests {
         assert_eq!(batches.get(), 7);
         context.stats(report(&[5]));
         assert_eq!(batches.get(), 12);
+    }
+
+    #[test]
+    fn epochs_started_after_the_first_are_counted_across_reports() {
+        let epochs = Counter::default();
+        let context = unconnected_context().counting_epochs(epochs.clone());
+        let report = |eos: Option<(i64, i64)>| {
+            let mut statistics = Statistics::default();
+            statistics.eos = eos.map(|(id, epoch)| rdkafka::statistics::ExactlyOnceSemantics {
+                producer_id: id,
+                producer_epoch: epoch,
+                ..Default::default()
+            });
+            statistics
+        };
+        // No id yet, then the first one: nothing started beyond the first.
+        context.stats(report(Some((-1, -1))));
+        context.stats(report(Some((7, 0))));
+        context.stats(report(None));
+        context.stats(report(Some((7, 0))));
+        assert_eq!(epochs.get(), 0);
+        // Three bumps between two reports.
+        context.stats(report(Some((7, 3))));
+        assert_eq!(epochs.get(), 3);
+        // A new id at epoch 0 is one more.
+        context.stats(report(Some((9, 0))));
+        assert_eq!(epochs.get(), 4);
+        context.stats(report(Some((9, 0))));
+        assert_eq!(epochs.get(), 4);
     }
 
     #[test]
