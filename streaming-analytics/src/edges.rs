@@ -195,6 +195,9 @@ fn analyse_with(
     let mut orphan_spans = 0;
     let mut unpaired_calls = 0;
     for (i, span) in spans.iter().enumerate() {
+        if by_id.is_repeat(i) {
+            continue;
+        }
         let shared_client = if span.kind.is_called() {
             by_id.spans(by_id.own_group(i)).find(|o| o.kind.calls_out())
         } else {
@@ -239,7 +242,7 @@ fn analyse_with(
         }
     }
     for (i, span) in spans.iter().enumerate() {
-        if span.kind.calls_out() && !answered[by_id.group_start[i]] {
+        if span.kind.calls_out() && !answered[by_id.group_start[i]] && !by_id.is_repeat(i) {
             unpaired_calls += 1;
             if rules.virtual_nodes {
                 let (server, connection) = span
@@ -331,6 +334,27 @@ impl<'a> ById<'a> {
         start..start + self.keys[start..].partition_point(|&(k, _)| k == id)
     }
 
+    /// Whether the span at position `i` repeats an earlier one of the trace
+    /// in every fact. A record sent twice (a client resending a request it
+    /// was refused after a timeout, or the producer after a new epoch)
+    /// carries such copies; the span index keeps one document for them (its
+    /// ids hash the span), so they count once here too. A shared Zipkin span
+    /// differs in kind, so both its halves count.
+    fn is_repeat(&self, i: usize) -> bool {
+        // The group is ordered by position: the earlier spans come first,
+        // and a span that leads its group (nearly every one) repeats none.
+        let start = self.group_start[i];
+        if self.keys[start].1 == i {
+            return false;
+        }
+        let span = &self.spans[i];
+        self.keys[start..]
+            .iter()
+            .map(|&(_, j)| j)
+            .take_while(|&j| j < i)
+            .any(|j| self.spans[j] == *span)
+    }
+
     /// The spans of a group, in trace order.
     fn spans(&self, group: Range<usize>) -> impl Iterator<Item = &'a SpanFacts> {
         let spans = self.spans;
@@ -377,7 +401,10 @@ pub(crate) mod tests {
         }
         let mut answered: IdMap<u64, bool> = id_map();
         let mut out = Vec::new();
-        for span in spans {
+        let repeats: Vec<bool> = (0..spans.len())
+            .map(|i| spans[..i].contains(&spans[i]))
+            .collect();
+        for (span, _) in spans.iter().zip(&repeats).filter(|(_, r)| !**r) {
             let shared_client = if span.kind.is_called() {
                 by_id
                     .get(&span.span_id)
@@ -424,7 +451,7 @@ pub(crate) mod tests {
                 }
             }
         }
-        for span in spans {
+        for (span, _) in spans.iter().zip(&repeats).filter(|(_, r)| !**r) {
             if span.kind.calls_out() && !answered.contains_key(&span.span_id) {
                 unpaired_calls += 1;
                 if rules.virtual_nodes {
@@ -730,6 +757,37 @@ pub(crate) mod tests {
         }
         // The generator reaches every branch, not only the empty ones.
         assert!(edges_seen > 10_000 && unpaired > 1_000 && orphans > 1_000);
+    }
+
+    #[test]
+    fn a_span_sent_twice_counts_once() {
+        let client = facts(1, None, "frontend", Kind::Client);
+        let server = facts(2, Some(1), "cart", Kind::Server);
+        let lone = facts(3, None, "frontend", Kind::Client);
+        let once = analyse(
+            &[client.clone(), server.clone(), lone.clone()],
+            Rules::default(),
+        );
+        assert_eq!(once.edges.len(), 2, "{once:?}");
+        assert_eq!(once.unpaired_calls, 1);
+        // Every span again, as a resent record brings them.
+        let twice = analyse(
+            &[
+                client.clone(),
+                server.clone(),
+                lone.clone(),
+                server.clone(),
+                client.clone(),
+                lone.clone(),
+            ],
+            Rules::default(),
+        );
+        assert_eq!(twice, once);
+        // The same id with another start is another span: it counts.
+        let mut later = server.clone();
+        later.start_micros += 1;
+        let both = analyse(&[client, server, later], Rules::default());
+        assert_eq!(pairs(&both.edges).len(), 2, "{both:?}");
     }
 
     #[test]
