@@ -110,6 +110,62 @@ async fn fifty_thousand_spans_are_stored_exactly_once() {
     delete_indices(&url, &format!("{}-*", names.prefix)).await;
 }
 
+/// Records on the topic twice, as a producer's retry under a new epoch or a
+/// client resending a request it was refused after a timeout leaves them:
+/// some copies right behind the original (in the same bulk request), some
+/// long after (once the original is stored). Each span is stored once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_on_the_topic_twice_is_stored_once() {
+    let url = ready().await;
+    let names = Names::new("twice");
+    create_topic(&names.topic, 3).await;
+    let corpus = corpus::generate(11, 500, 10);
+    let originals = corpus.as_produce_input();
+    let mut records = Vec::new();
+    for (i, record) in originals.iter().enumerate() {
+        records.push(record.clone());
+        if i % 7 == 0 {
+            records.push(record.clone());
+        }
+    }
+    records.extend(originals.iter().step_by(3).cloned());
+    let copies = records.len() - originals.len();
+    assert!(copies > originals.len() / 3, "{copies} copies");
+    produce(&names.topic, &records).await;
+
+    let shutdown = CancellationToken::new();
+    let ingester = Ingester::start(config(&names, &url), shutdown.clone())
+        .await
+        .unwrap();
+    let spans = corpus.spans.len() as u64;
+    let stored = wait_for_count(&url, &names.span_indices(), spans, Duration::from_secs(300)).await;
+    assert_eq!(stored, spans, "every span stored");
+    // Every record read, the copies too, before counting again.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while ingester.metrics.records_consumed.get() < records.len() as u64
+        && std::time::Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(
+        ingester.metrics.records_consumed.get(),
+        records.len() as u64,
+        "every record read, {copies} of them copies"
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        count(&url, &names.span_indices()).await,
+        spans,
+        "and none twice"
+    );
+    assert_eq!(ingester.metrics.dead_lettered.get(), 0);
+    assert_eq!(ingester.metrics.documents_rejected.get(), 0);
+
+    shutdown.cancel();
+    ingester.wait().await.expect("the ingester stops cleanly");
+    delete_indices(&url, &format!("{}-*", names.prefix)).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_member_leaving_mid_stream_loses_and_duplicates_nothing() {
     let url = ready().await;
