@@ -50,6 +50,13 @@ spanway_service_kit::metric_set! {
         /// Kafka (a longer `kafka.linger`, or fewer partitions, raises it).
         kafka_batches: Counter => "kafka_batches",
             "Batches the Kafka producer made, counted every 5 s";
+        /// Records of refused requests that Kafka wrote, or may have
+        /// written (librdkafka's "possibly persisted": the request timed out
+        /// or the connection broke after sending), counted whenever they
+        /// settle. A client resending such a request writes them twice; the
+        /// ingester and the analytics job count each span once.
+        kafka_records_refused_written: Counter => "kafka_records_refused_written",
+            "Records of refused requests that Kafka wrote or may have written";
         /// Producer epochs started after the first, from librdkafka's
         /// statistics every 5 s. The producer deduplicates its own retries
         /// only within an epoch, so after a new one, records whose first

@@ -29,6 +29,7 @@ pub struct SpanProducer {
     encoding: Encoding,
     max_record_bytes: usize,
     records_split: Counter,
+    written_after_refusal: Counter,
     answer_deadline: Duration,
 }
 
@@ -78,7 +79,8 @@ impl SpanProducer {
             &properties,
             AckingContext::new(ReportingContext::new(&client, faults.clone()))
                 .counting_batches(metrics.kafka_batches.clone())
-                .counting_epochs(metrics.kafka_producer_epochs.clone()),
+                .counting_epochs(metrics.kafka_producer_epochs.clone())
+                .counting_written_after_refusal(metrics.kafka_records_refused_written.clone()),
             "kafka-acks",
         )?;
         Ok(SpanProducer {
@@ -89,6 +91,7 @@ impl SpanProducer {
             encoding: config.encoding,
             max_record_bytes: config.max_record_bytes,
             records_split: metrics.traces_split.clone(),
+            written_after_refusal: metrics.kafka_records_refused_written.clone(),
             answer_deadline: config.delivery_timeout + Duration::from_secs(1),
         })
     }
@@ -187,26 +190,32 @@ impl SpanProducer {
                 .payload(record.value.as_slice())
                 .headers(headers);
             // A record refused here is never reported, so the request
-            // answers now; the ones already queued settle unobserved.
-            match self.producer.send(base) {
-                Ok(()) => {}
+            // answers now; the ones already queued settle unobserved but
+            // counted if written.
+            let refusal = match self.producer.send(base) {
+                Ok(()) => continue,
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
-                    return Err(RequestError::Overloaded);
+                    RequestError::Overloaded
                 }
-                Err((error, _)) => return Err(RequestError::Unavailable(error.to_string())),
-            }
+                Err((error, _)) => RequestError::Unavailable(error.to_string()),
+            };
+            self.written_after_refusal.inc_by(acks.refused());
+            return Err(refusal);
         }
 
         // librdkafka's own timeout can run late (an idempotent producer
         // waits for requests already on the wire), so the answer to the
         // client is bounded here as well.
-        let Ok(outcome) = tokio::time::timeout(self.answer_deadline, acks.all()).await else {
+        let Ok(outcome) = tokio::time::timeout(self.answer_deadline, acks.clone().all()).await
+        else {
+            self.written_after_refusal.inc_by(acks.refused());
             return Err(RequestError::Unavailable(format!(
                 "no acknowledgement within {}ms",
                 self.answer_deadline.as_millis()
             )));
         };
         if let Err(error) = outcome {
+            self.written_after_refusal.inc_by(acks.refused());
             let reason = error.to_string();
             self.faults.report(&error, &reason);
             return Err(RequestError::Unavailable(reason));

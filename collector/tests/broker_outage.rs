@@ -390,9 +390,10 @@ fn read_topic(topic: &str, acknowledged: &HashSet<String>) -> HashMap<String, us
 /// the stall, so produce requests time out: some requests are refused,
 /// retryably; the producer starts new epochs and counts them
 /// (`collector_kafka_producer_epochs_total`); every acknowledged trace is on
-/// the topic, none is there that was not sent, and a trace is there twice
-/// only after a new epoch, which is how librdkafka's idempotent producer
-/// can duplicate. The default (10 s) is between the two.
+/// the topic, none is there that was not sent, a refused trace is there
+/// only if `collector_kafka_records_refused_written_total` counted it, and a
+/// trace is there twice only after a new epoch, which is how librdkafka's
+/// idempotent producer can duplicate. The default (10 s) is between the two.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn partition_leader_killed_under_load_loses_and_duplicates_nothing() {
     use spanway_e2e::cluster;
@@ -432,6 +433,9 @@ async fn partition_leader_killed_under_load_loses_and_duplicates_nothing() {
         let epochs = subject
             .metric("collector_kafka_producer_epochs_total")
             .await;
+        let refused_written = subject
+            .metric("collector_kafka_records_refused_written_total")
+            .await;
         let doubled: Vec<_> = copies.iter().filter(|(_, n)| **n > 1).collect();
         let refused_but_stored = answers
             .refused
@@ -441,7 +445,8 @@ async fn partition_leader_killed_under_load_loses_and_duplicates_nothing() {
         eprintln!(
             "delivery timeout {name}: {} requests, {} acknowledged, {} refused; {} sent while \
              kafka-{victim} was down, {} of them acknowledged; {epochs} new producer epochs; \
-             {} traces on the topic twice; {refused_but_stored} refused traces stored nonetheless",
+             {} traces on the topic twice; {refused_but_stored} refused traces stored nonetheless, \
+             {refused_written} records of refused requests counted as written or possibly written",
             answers.total,
             answers.acknowledged.len(),
             answers.refused.len(),
@@ -471,6 +476,14 @@ async fn partition_leader_killed_under_load_loses_and_duplicates_nothing() {
             .filter(|id| !answers.acknowledged.contains(*id) && !answers.refused.contains(*id))
             .collect();
         assert!(unknown.is_empty(), "{name}: never sent: {unknown:?}");
+        // One record per request here: each refused trace on the topic
+        // was counted, when librdkafka reported it possibly written or
+        // when it settled as written after the refusal.
+        assert!(
+            refused_but_stored as f64 <= refused_written,
+            "{name}: {refused_but_stored} refused traces on the topic, \
+             {refused_written} counted as written"
+        );
         assert!(
             doubled.is_empty() || epochs > 0.0,
             "{name}: on the topic more than once with no new producer epoch: {doubled:?}"

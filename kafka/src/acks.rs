@@ -12,7 +12,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
@@ -22,7 +22,7 @@ use prometheus_client::metrics::counter::Counter;
 use rdkafka::ClientContext;
 use rdkafka::client::OAuthToken;
 use rdkafka::error::KafkaError;
-use rdkafka::message::DeliveryResult;
+use rdkafka::message::{BorrowedMessage, DeliveryResult};
 use rdkafka::producer::ProducerContext;
 use rdkafka::statistics::Statistics;
 
@@ -32,26 +32,56 @@ pub struct Acks {
     remaining: AtomicUsize,
     failure: Mutex<Option<KafkaError>>,
     waker: AtomicWaker,
+    /// Records settled as written or possibly written, with
+    /// [`Acks::REFUSED`] set once the request was answered with a refusal.
+    /// One word, so that a record settling as the request gives up is
+    /// counted exactly once: by [`Acks::refused`] or by the settling.
+    stored: AtomicU64,
 }
 
 impl Acks {
+    const REFUSED: u64 = 1 << 63;
+
     /// Acknowledgements for `records` records, each sent with a clone.
     pub fn new(records: usize) -> Arc<Acks> {
         Arc::new(Acks {
             remaining: AtomicUsize::new(records),
             failure: Mutex::new(None),
             waker: AtomicWaker::new(),
+            stored: AtomicU64::new(0),
         })
     }
 
-    /// One record's outcome. The last one wakes the waiting request.
-    pub fn settle(&self, outcome: Result<(), KafkaError>) {
+    /// One record's outcome; `maybe_written` says whether a failed record
+    /// may have been written all the same (librdkafka's "possibly
+    /// persisted": its request timed out or its connection broke). The last
+    /// one wakes the waiting request. Returns whether the record was, or
+    /// may have been, written after its request was refused.
+    pub fn settle(&self, outcome: Result<(), KafkaError>, maybe_written: bool) -> bool {
+        let written = outcome.is_ok() || maybe_written;
         if let Err(error) = outcome {
             let mut failure = self.failure.lock().unwrap_or_else(|p| p.into_inner());
             failure.get_or_insert(error);
         }
+        let after_refusal =
+            written && self.stored.fetch_add(1, Ordering::AcqRel) & Self::REFUSED != 0;
         if self.remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
             self.waker.wake();
+        }
+        after_refusal
+    }
+
+    /// Marks the request refused (a failure, the answer deadline, a full
+    /// queue) and returns how many of its records were written, or may have
+    /// been, so far: a client that resends the request writes those again.
+    /// Records settling later report it from [`Acks::settle`].
+    /// A second call returns 0.
+    pub fn refused(&self) -> u64 {
+        let before = self.stored.fetch_or(Self::REFUSED, Ordering::AcqRel);
+        if before & Self::REFUSED != 0 {
+            0
+        } else {
+            before
         }
     }
 
@@ -89,7 +119,8 @@ impl Future for AllSettled {
 
 /// The producer's context: connection faults and tokens as every client
 /// has them ([`ReportingContext`]), delivery reports settled on the
-/// record's [`Acks`], and, from librdkafka's statistics when
+/// record's [`Acks`] (records written after their request was refused
+/// counted), and, from librdkafka's statistics when
 /// `statistics.interval.ms` turns them on, the batches it sent and the
 /// producer epochs it started.
 #[derive(Debug, Clone)]
@@ -97,6 +128,7 @@ pub struct AckingContext {
     reporting: ReportingContext,
     batches: Counter,
     epochs: Counter,
+    written_after_refusal: Counter,
     /// Producer id and epoch at the previous statistics report.
     last_epoch: Arc<Mutex<Option<(i64, i64)>>>,
 }
@@ -108,6 +140,7 @@ impl AckingContext {
             reporting,
             batches: Counter::default(),
             epochs: Counter::default(),
+            written_after_refusal: Counter::default(),
             last_epoch: Arc::default(),
         }
     }
@@ -134,6 +167,14 @@ impl AckingContext {
     /// operator tells that a duplicate was possible.
     pub fn counting_epochs(mut self, epochs: Counter) -> Self {
         self.epochs = epochs;
+        self
+    }
+
+    /// Adds to `written` the records written, or possibly written, after
+    /// their request was refused (see [`Acks::refused`], whose count the
+    /// caller adds).
+    pub fn counting_written_after_refusal(mut self, written: Counter) -> Self {
+        self.written_after_refusal = written;
         self
     }
 
@@ -196,13 +237,24 @@ impl ProducerContext for AckingContext {
     type DeliveryOpaque = Arc<Acks>;
 
     fn delivery(&self, result: &DeliveryResult<'_>, acks: Arc<Acks>) {
-        acks.settle(
-            result
-                .as_ref()
-                .map(|_| ())
-                .map_err(|(error, _)| error.clone()),
-        );
+        let after_refusal = match result {
+            Ok(_) => acks.settle(Ok(()), true),
+            Err((error, message)) => acks.settle(Err(error.clone()), possibly_written(message)),
+        };
+        if after_refusal {
+            self.written_after_refusal.inc();
+        }
     }
+}
+
+/// Whether librdkafka reports a failed record as possibly written: its
+/// request timed out or its connection broke after it was sent.
+#[allow(unsafe_code)]
+fn possibly_written(message: &BorrowedMessage<'_>) -> bool {
+    // SAFETY: the message pointer is valid while `message` is borrowed, and
+    // the call only reads the message's status.
+    let status = unsafe { rdkafka_sys::rd_kafka_message_status(message.ptr()) };
+    status != rdkafka_sys::rd_kafka_msg_status_t::RD_KAFKA_MSG_STATUS_NOT_PERSISTED
 }
 
 #[cfg(test)]
@@ -283,18 +335,39 @@ mod tests {
     }
 
     #[test]
+    fn records_written_around_a_refusal_are_counted_once() {
+        let timed_out = || KafkaError::MessageProduction(RDKafkaErrorCode::MessageTimedOut);
+        let acks = Acks::new(6);
+        // Before the refusal: written, possibly written, not written.
+        assert!(!acks.settle(Ok(()), true));
+        assert!(!acks.settle(Err(timed_out()), true));
+        assert!(!acks.settle(Err(timed_out()), false));
+        assert_eq!(acks.refused(), 2, "written so far");
+        // After it, each written one reports itself.
+        assert!(acks.settle(Ok(()), true));
+        assert!(acks.settle(Err(timed_out()), true));
+        assert!(!acks.settle(Err(timed_out()), false));
+        // A second refusal counts nothing again.
+        assert_eq!(acks.refused(), 0);
+    }
+
+    #[test]
     fn resolves_only_after_the_last_report_with_the_first_failure() {
         let acks = Acks::new(3);
         let mut all = acks.clone().all();
         assert!(poll(&mut all).is_pending());
-        acks.settle(Ok(()));
-        acks.settle(Err(KafkaError::MessageProduction(
-            RDKafkaErrorCode::MessageTimedOut,
-        )));
+        acks.settle(Ok(()), true);
+        acks.settle(
+            Err(KafkaError::MessageProduction(
+                RDKafkaErrorCode::MessageTimedOut,
+            )),
+            true,
+        );
         assert!(poll(&mut all).is_pending(), "one record still out");
-        acks.settle(Err(KafkaError::MessageProduction(
-            RDKafkaErrorCode::QueueFull,
-        )));
+        acks.settle(
+            Err(KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull)),
+            false,
+        );
         match poll(&mut all) {
             Poll::Ready(Err(KafkaError::MessageProduction(code))) => {
                 assert_eq!(code, RDKafkaErrorCode::MessageTimedOut, "the first failure")
@@ -311,8 +384,8 @@ mod tests {
         let reporter = {
             let acks = acks.clone();
             std::thread::spawn(move || {
-                acks.settle(Ok(()));
-                acks.settle(Ok(()));
+                acks.settle(Ok(()), true);
+                acks.settle(Ok(()), true);
             })
         };
         reporter.join().unwrap();
