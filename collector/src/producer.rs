@@ -43,10 +43,13 @@ impl std::fmt::Debug for SpanProducer {
 
 impl SpanProducer {
     /// Creates the producer. Idempotence and `acks=all` make an acknowledged
-    /// record durable and never duplicated by the producer's own retries;
-    /// `murmur2_random` is the partitioner the topic contract prescribes.
-    /// Connection faults (credentials, ACLs, certificates) go to `faults`;
-    /// split traces, batches and producer epochs are counted in `metrics`.
+    /// record durable, and never duplicated by the producer's own retries
+    /// within one producer epoch (a new epoch follows records timing out:
+    /// see [`AckingContext::counting_epochs`]); `murmur2_random` is the
+    /// partitioner the topic contract prescribes. Connection faults
+    /// (credentials, ACLs, certificates) go to `faults`; split traces,
+    /// batches, producer epochs and records written after their request was
+    /// refused are counted in `metrics`.
     pub fn new(
         config: &KafkaSection,
         metrics: &CollectorMetrics,

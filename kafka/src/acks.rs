@@ -158,13 +158,13 @@ impl AckingContext {
     ///
     /// The idempotent producer deduplicates its retries only within an
     /// epoch. librdkafka starts a new one when records time out
-    /// (`message.timeout.ms`) or a request fails out of sequence, and a
-    /// retried batch whose first attempt may
-    /// have been written (its request timed out, or the connection broke)
-    /// is then sent again under the new epoch, so the broker cannot
-    /// recognise it: those records can be on the topic twice. A new epoch
-    /// is the only way the producer duplicates, so this counter is how an
-    /// operator tells that a duplicate was possible.
+    /// (`message.timeout.ms`) or a request fails out of sequence; a retried
+    /// batch whose first attempt may have been written (its request timed
+    /// out, or the connection broke) is then sent again under the new
+    /// epoch, where the broker cannot recognise it, and can be on the topic
+    /// twice. A new epoch is the only way the producer duplicates, so this
+    /// counter is how an operator tells that a duplicate was possible
+    /// (confluentinc/librdkafka#4953 discusses it).
     pub fn counting_epochs(mut self, epochs: Counter) -> Self {
         self.epochs = epochs;
         self
