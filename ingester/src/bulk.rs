@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use spanway_schemas::Encoding;
 use spanway_search::bulk::writer::{BulkWriter, Rejected};
-use spanway_search::document::{Document, DocumentKind};
+use spanway_search::document::{Document, SpanIds};
 use spanway_search::index::IndexNames;
 use spanway_service_kit::liveness::{Heartbeat, Liveness};
 use tokio::sync::{Semaphore, mpsc};
@@ -39,6 +39,8 @@ pub struct BulkStage {
     pub learned_keys: Option<Arc<LearnedKeys>>,
     /// Encoding of records without a header.
     pub default_encoding: Encoding,
+    /// Who gives span documents their ids.
+    pub span_ids: SpanIds,
     /// Counters.
     pub metrics: IngesterMetrics,
     /// The consumer, to store offsets.
@@ -158,10 +160,9 @@ impl BulkStage {
         let mut again: Vec<Sourced> = Vec::new();
         let mut forgotten: Vec<String> = Vec::new();
         for (refusal, record) in rejected {
-            let renested = (refusal.document.kind == DocumentKind::Span
-                && is_field_limit(&refusal.reason))
-            .then(|| nest_learned_fields(&refusal.document.source, &self.tags_as_fields))
-            .flatten();
+            let renested = (refusal.document.kind.is_span() && is_field_limit(&refusal.reason))
+                .then(|| nest_learned_fields(&refusal.document.source, &self.tags_as_fields))
+                .flatten();
             match renested {
                 Some((source, keys)) => {
                     let mut document = refusal.document;
@@ -206,7 +207,8 @@ impl BulkStage {
             (self.tags_as_fields.clone(), self.learned_keys.clone()),
             self.default_encoding,
             self.writer.limits(),
-        );
+        )
+        .with_span_ids(self.span_ids);
         let mut span_count = 0u64;
         let mut service_count = 0u64;
         let mut new_services: Vec<(Document, usize)> = Vec::new();
@@ -267,7 +269,7 @@ impl BulkStage {
 
         let mut rejected_spans = 0u64;
         for (r, record) in &rejected {
-            if r.document.kind == DocumentKind::Span {
+            if r.document.kind.is_span() {
                 rejected_spans += 1;
             }
             tracing::error!(index = %r.document.index, id = %r.document.id, reason = %r.reason, "document refused by the engine; dead-lettered");

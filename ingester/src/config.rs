@@ -7,6 +7,7 @@ use spanway_kafka::KafkaClientConfig;
 use spanway_schemas::{DEFAULT_TOPIC, Encoding};
 use spanway_search::bulk::writer::WriterOptions;
 use spanway_search::config::EngineClientConfig;
+pub use spanway_search::document::SpanIds;
 pub use spanway_search::retention::RetentionConfig;
 pub use spanway_search::templates::{
     IdLookupFilter, ReferencesMapping, RefreshInterval, SpanFieldsMapping, TemplateApi,
@@ -116,6 +117,16 @@ pub struct ElasticsearchConfig {
     /// indexing samples to under 2 %, docs/benchmarks.md) for a few bits per
     /// document.
     pub id_lookup_filter: IdLookupFilter,
+    /// Who gives span documents their ids. `derived` (the default): the
+    /// trace id, the span id and a hash of the document, written with
+    /// `create`, so a span delivered again (after a crash, a rebalance, or
+    /// a producer's retry) is refused as already stored: exactly once.
+    /// `engine`: `index` without an id, as Jaeger's own writers send; the
+    /// engine skips the lookup of each id, which costs it a fifth to a
+    /// third less CPU per span (more as the index grows, docs/benchmarks.md),
+    /// and a span delivered again is stored twice. With `engine`, `auto`
+    /// leaves the id filter off: nothing looks ids up.
+    pub span_ids: SpanIds,
     /// How often new span and service indices make written spans visible
     /// to searches: a duration (`500ms`, the default) or `engine` for the
     /// engine's own (one second, and none on shards nobody searches). Most
@@ -290,6 +301,17 @@ impl Default for ConsumerConfig {
     }
 }
 
+impl ElasticsearchConfig {
+    /// The id filter to install: `auto` means off when the engine makes the
+    /// span ids, as no write looks an id up then.
+    pub fn effective_id_lookup_filter(&self) -> IdLookupFilter {
+        match (self.id_lookup_filter, self.span_ids) {
+            (IdLookupFilter::Auto, SpanIds::Engine) => IdLookupFilter::Off,
+            (filter, _) => filter,
+        }
+    }
+}
+
 impl Default for ElasticsearchConfig {
     fn default() -> Self {
         ElasticsearchConfig {
@@ -299,6 +321,7 @@ impl Default for ElasticsearchConfig {
             create_templates: true,
             template_api: TemplateApi::Auto,
             id_lookup_filter: IdLookupFilter::Auto,
+            span_ids: SpanIds::Derived,
             refresh_interval: RefreshInterval::default(),
             references: ReferencesMapping::Stored,
             span_fields: SpanFieldsMapping::Searched,

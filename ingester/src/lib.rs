@@ -119,7 +119,7 @@ impl Ingester {
                         shards: es.shards,
                         replicas: es.replicas,
                         api: es.template_api,
-                        id_lookup_filter: es.id_lookup_filter,
+                        id_lookup_filter: es.effective_id_lookup_filter(),
                         refresh_interval: es.refresh_interval,
                         read_aliases: names.uses_aliases(),
                         lifecycle: lifecycle.as_ref(),
@@ -132,6 +132,7 @@ impl Ingester {
             tracing::info!(
                 api = ?installed.api,
                 id_lookup_filter = installed.id_lookup_filter,
+                span_ids = ?es.span_ids,
                 references = ?es.references,
                 span_fields = ?es.span_fields,
                 "index templates installed"
@@ -202,6 +203,7 @@ impl Ingester {
             tags_as_fields,
             learned_keys,
             default_encoding: config.kafka.default_encoding,
+            span_ids: config.elasticsearch.span_ids,
             metrics: metrics.clone(),
             consumer: consumer.clone(),
             shared: shared.clone(),

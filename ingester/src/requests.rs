@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use spanway_schemas::{Encoding, decode_record_grouped, record_encoding};
 use spanway_search::bulk::body::{Limits, encoded_len};
-use spanway_search::document::Document;
+use spanway_search::document::{Document, DocumentKind, SpanIds};
 use spanway_search::index::IndexNames;
 
 use crate::consume::RawRecord;
@@ -46,6 +46,7 @@ pub struct BatchDocuments {
     learned: Option<Arc<LearnedKeys>>,
     default_encoding: Encoding,
     limits: Limits,
+    span_ids: SpanIds,
     /// Span documents built and not taken yet, each with the position of
     /// its record and its encoded size.
     spans: VecDeque<(Unsealed, usize, usize)>,
@@ -74,11 +75,19 @@ impl BatchDocuments {
                 max_documents: limits.max_documents.max(1),
                 max_bytes: limits.max_bytes.max(1),
             },
+            span_ids: SpanIds::default(),
             spans: VecDeque::new(),
             span_bytes: 0,
             seen_services: HashSet::new(),
             remainder: Remainder::default(),
         }
+    }
+
+    /// Span documents with ids as `span_ids` says (derived ones unless told).
+    #[must_use]
+    pub fn with_span_ids(mut self, span_ids: SpanIds) -> Self {
+        self.span_ids = span_ids;
+        self
     }
 
     /// The next request's span documents, in record order: a full request
@@ -179,7 +188,16 @@ impl BatchDocuments {
         }
     }
 
-    fn push_span(&mut self, position: usize, document: Unsealed, service: ServiceOf<'_>) {
+    fn push_span(&mut self, position: usize, mut document: Unsealed, service: ServiceOf<'_>) {
+        if self.span_ids == SpanIds::Engine {
+            // Sealing passes it by: no hash is computed for an id never
+            // sent. What is left of the id names the span in logs.
+            let document = &mut document.document;
+            document.kind = DocumentKind::AppendedSpan;
+            if let Some(at) = document.id.rfind('_') {
+                document.id.truncate(at);
+            }
+        }
         let size = encoded_len(&document.document);
         self.span_bytes += size;
         self.spans.push_back((document, position, size));
@@ -456,6 +474,46 @@ mod tests {
                 "{services:?}"
             );
         }
+    }
+
+    #[test]
+    fn engine_span_ids_leave_the_id_out_and_the_document_as_it_was() {
+        let records: Vec<RawRecord> = (0..3u8)
+            .map(|t| record(i64::from(t), tagged_trace(t + 1, 4), None))
+            .collect();
+        let limits = Limits {
+            max_documents: 5,
+            max_bytes: usize::MAX,
+        };
+        let batch = |span_ids| {
+            let mut batch = BatchDocuments::new(
+                records.clone(),
+                IndexNames::new(""),
+                (Arc::new(TagsAsFields::default()), None),
+                Encoding::OtlpProto,
+                limits,
+            )
+            .with_span_ids(span_ids);
+            let requests = drain(&mut batch);
+            let services = batch.finish().services;
+            (requests, services)
+        };
+        let (derived, derived_services) = batch(SpanIds::Derived);
+        let (engine, engine_services) = batch(SpanIds::Engine);
+        assert_eq!(engine.len(), derived.len(), "the same requests");
+        assert_eq!(engine.iter().flatten().count(), 12);
+        for (e, d) in engine.iter().flatten().zip(derived.iter().flatten()) {
+            let ((e, e_at), (d, d_at)) = (e, d);
+            assert_eq!(d.kind, DocumentKind::Span);
+            assert_eq!(e.kind, DocumentKind::AppendedSpan);
+            assert_eq!((&e.source, &e.index, e_at), (&d.source, &d.index, d_at));
+            let (trace_and_span, hash) = d.id.rsplit_once('_').unwrap();
+            assert_ne!(hash, "0000000000000000", "a derived id is sealed");
+            assert_eq!(e.id, trace_and_span, "the span named without a hash");
+            let action = spanway_search::bulk::body::create_lines(e)[0].clone();
+            assert!(!String::from_utf8(action).unwrap().contains("_id"));
+        }
+        assert_eq!(engine_services, derived_services, "services keep their ids");
     }
 
     /// Spans of one trace per record, each with a tag no list configures.

@@ -166,6 +166,79 @@ async fn a_record_on_the_topic_twice_is_stored_once() {
     delete_indices(&url, &format!("{}-*", names.prefix)).await;
 }
 
+/// With `span_ids = "engine"` the engine makes the ids: the spans are the
+/// same documents, the span indices get no id filter, and what the default
+/// refuses as already stored is stored again: the trade this setting makes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_engine_ids_a_record_on_the_topic_twice_is_stored_twice() {
+    let url = ready().await;
+    let names = Names::new("engine-ids");
+    create_topic(&names.topic, 3).await;
+    let corpus = corpus::generate(17, 400, 10);
+    let mut records = corpus.as_produce_input();
+    let copies: Vec<_> = records.iter().step_by(4).cloned().collect();
+    let copied_spans: usize = copies
+        .iter()
+        .map(|(_, value, _)| {
+            spanway_schemas::decode_record(spanway_schemas::Encoding::OtlpProto, value)
+                .unwrap()
+                .len()
+        })
+        .sum();
+    assert!(copied_spans > 500, "{copied_spans} spans copied");
+    records.extend(copies);
+    produce(&names.topic, &records).await;
+
+    let mut engine_ids = config(&names, &url);
+    engine_ids.elasticsearch.span_ids = spanway_ingester::config::SpanIds::Engine;
+    let shutdown = CancellationToken::new();
+    let ingester = Ingester::start(engine_ids, shutdown.clone()).await.unwrap();
+    let spans = corpus.spans.len() as u64;
+    let expected = spans + copied_spans as u64;
+    let stored = wait_for_count(
+        &url,
+        &names.span_indices(),
+        expected,
+        Duration::from_secs(300),
+    )
+    .await;
+    assert_eq!(stored, expected, "every span, the copies once more");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(count(&url, &names.span_indices()).await, expected);
+    assert_eq!(ingester.metrics.spans_indexed.get(), expected);
+    assert_eq!(ingester.metrics.documents_rejected.get(), 0);
+
+    let sample = search(
+        &url,
+        &names.span_indices(),
+        json!({"size": 2000, "query": {"match_all": {}}}),
+    )
+    .await;
+    assert_eq!(corpus.check_documents(&sample), 2000);
+    let settings: serde_json::Value = reqwest::get(format!(
+        "{url}/{}/_settings?flat_settings=true",
+        names.span_indices()
+    ))
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    let indices = settings.as_object().unwrap();
+    assert!(!indices.is_empty(), "{settings}");
+    for (index, body) in indices {
+        let filter = &body["settings"]["index.optimize_doc_id_lookup.fuzzy_set.enabled"];
+        assert!(
+            filter.is_null() || filter == "false",
+            "{index}: no id filter when nothing looks ids up: {body}"
+        );
+    }
+
+    shutdown.cancel();
+    ingester.wait().await.expect("the ingester stops cleanly");
+    delete_indices(&url, &format!("{}-*", names.prefix)).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_member_leaving_mid_stream_loses_and_duplicates_nothing() {
     let url = ready().await;

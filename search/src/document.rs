@@ -10,7 +10,9 @@ pub struct Document {
     /// Target index (or write alias).
     pub index: String,
     /// Deterministic id: redelivering the same span writes the same id, and
-    /// the engine answers 409 instead of storing a duplicate.
+    /// the engine answers 409 instead of storing a duplicate. An
+    /// [`DocumentKind::AppendedSpan`] is sent without it; its id then only
+    /// names the span in logs.
     pub id: String,
     /// The JSON source.
     pub source: Vec<u8>,
@@ -19,8 +21,12 @@ pub struct Document {
 /// Which of Jaeger's document kinds a [`Document`] is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DocumentKind {
-    /// A span, in `jaeger-span-*`.
+    /// A span, in `jaeger-span-*`, written with `create` and its id.
     Span,
+    /// A span written with `index` and no id: the engine makes one and
+    /// skips the lookup each `create` costs, and a redelivered span is
+    /// stored again ([`SpanIds::Engine`]).
+    AppendedSpan,
     /// A service/operation pair, in `jaeger-service-*`.
     Service,
     /// An aggregate recomputed from spans (a dependency window, say). Written
@@ -36,4 +42,27 @@ pub enum DocumentKind {
         /// Grows with the input: a total count, say.
         version: u64,
     },
+}
+
+impl DocumentKind {
+    /// Whether the document is a span, whichever way it is written.
+    pub fn is_span(self) -> bool {
+        matches!(self, DocumentKind::Span | DocumentKind::AppendedSpan)
+    }
+}
+
+/// Who gives span documents their ids, as configured.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SpanIds {
+    /// Derived from the span (trace id, span id, a hash of the document)
+    /// and written with `create`: a span delivered again, after a restart,
+    /// a rebalance or a producer's retry, is refused as already stored.
+    /// The engine looks every id up before writing it, which costs it
+    /// about a third of its CPU on a large index (docs/benchmarks.md).
+    #[default]
+    Derived,
+    /// Made by the engine (`index` without an id), as Jaeger's own writers
+    /// do: no lookup, and a span delivered again is stored twice.
+    Engine,
 }

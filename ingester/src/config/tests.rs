@@ -85,6 +85,7 @@ fn connection_and_index_keys_share_the_elasticsearch_section() {
         ("SPANWAY_ELASTICSEARCH__PASSWORD", "0123"),
         ("SPANWAY_ELASTICSEARCH__SHARDS", "3"),
         ("SPANWAY_ELASTICSEARCH__ID_LOOKUP_FILTER", "off"),
+        ("SPANWAY_ELASTICSEARCH__SPAN_IDS", "engine"),
         ("SPANWAY_ELASTICSEARCH__REFRESH_INTERVAL", "2s"),
     ]
     .map(|(k, v)| (k.to_string(), v.to_string()));
@@ -103,6 +104,7 @@ fn connection_and_index_keys_share_the_elasticsearch_section() {
     assert_eq!(cfg.elasticsearch.index_prefix, "prod");
     assert_eq!(cfg.elasticsearch.shards, 3);
     assert_eq!(cfg.elasticsearch.id_lookup_filter, IdLookupFilter::Off);
+    assert_eq!(cfg.elasticsearch.span_ids, SpanIds::Engine);
     assert_eq!(
         cfg.elasticsearch.refresh_interval,
         RefreshInterval::Every(std::time::Duration::from_secs(2))
@@ -201,4 +203,25 @@ fn fetch_sizes_outside_librdkafkas_ranges_name_the_key() {
         .map(|(k, v)| (k.to_string(), v.to_string()));
     let cfg = spanway_service_kit::config::load_with_env::<IngesterConfig>(None, env).unwrap();
     assert_eq!(cfg.kafka.fetch_partition_kbytes, 64);
+}
+
+#[test]
+fn the_id_filter_is_off_by_default_when_the_engine_makes_span_ids() {
+    let mut cfg = IngesterConfig::default();
+    assert_eq!(cfg.elasticsearch.span_ids, SpanIds::Derived);
+    assert_eq!(
+        cfg.elasticsearch.effective_id_lookup_filter(),
+        IdLookupFilter::Auto
+    );
+    cfg.elasticsearch.span_ids = SpanIds::Engine;
+    assert_eq!(
+        cfg.elasticsearch.effective_id_lookup_filter(),
+        IdLookupFilter::Off
+    );
+    cfg.elasticsearch.id_lookup_filter = IdLookupFilter::On;
+    assert_eq!(
+        cfg.elasticsearch.effective_id_lookup_filter(),
+        IdLookupFilter::On,
+        "an explicit setting stands"
+    );
 }

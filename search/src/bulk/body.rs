@@ -46,26 +46,36 @@ pub fn gzipped(body: &[u8], level: u32) -> std::io::Result<Vec<u8>> {
     encoder.finish()
 }
 
+/// The bulk action of a document kind, and the external version it carries.
+fn action(kind: DocumentKind) -> (&'static str, Option<u64>) {
+    match kind {
+        DocumentKind::Span | DocumentKind::Service => ("create", None),
+        DocumentKind::AppendedSpan | DocumentKind::Aggregate => ("index", None),
+        DocumentKind::Rollup { version } => ("index", Some(version)),
+    }
+}
+
 fn action_line(doc: &Document) -> Vec<u8> {
     let mut out = Vec::with_capacity(40 + doc.id.len() + doc.index.len());
     write_action(&mut out, doc);
     out
 }
 
-/// `{"create":{"_id":…,"_index":…}}` and its `index` forms. Written by hand:
+/// `{"create":{"_id":…,"_index":…}}` and its `index` forms (without `_id`
+/// for an [`DocumentKind::AppendedSpan`]). Written by hand:
 /// building a JSON value per document cost a tenth of the ingester's CPU.
 fn write_action(out: &mut Vec<u8>, doc: &Document) {
     // Keep in step with `encoded_len`, which counts these bytes.
-    let (verb, version) = match doc.kind {
-        DocumentKind::Span | DocumentKind::Service => ("create", None),
-        DocumentKind::Aggregate => ("index", None),
-        DocumentKind::Rollup { version } => ("index", Some(version)),
-    };
+    let (verb, version) = action(doc.kind);
     out.extend_from_slice(b"{\"");
     out.extend_from_slice(verb.as_bytes());
-    out.extend_from_slice(b"\":{\"_id\":");
-    write_str(out, &doc.id);
-    out.extend_from_slice(b",\"_index\":");
+    out.extend_from_slice(b"\":{");
+    if doc.kind != DocumentKind::AppendedSpan {
+        out.extend_from_slice(b"\"_id\":");
+        write_str(out, &doc.id);
+        out.push(b',');
+    }
+    out.extend_from_slice(b"\"_index\":");
     write_str(out, &doc.index);
     if let Some(version) = version {
         out.extend_from_slice(b",\"version\":");
@@ -88,20 +98,21 @@ pub struct Limits {
 /// followed by the newline the client appends. Counted, not written: every
 /// document is measured once to split requests and once to size the body.
 pub fn encoded_len(doc: &Document) -> usize {
-    // `{"` verb `":{"_id":` id `,"_index":` index [version] `}}`
-    let (verb, version) = match doc.kind {
-        DocumentKind::Span | DocumentKind::Service => ("create", None),
-        DocumentKind::Aggregate => ("index", None),
-        DocumentKind::Rollup { version } => ("index", Some(version)),
-    };
+    // `{"` verb `":{` [`"_id":` id `,`] `"_index":` index [version] `}}`
+    let (verb, version) = action(doc.kind);
     let version_len = version.map_or(0, |v| {
         ",\"version\":".len() + v.to_string().len() + ",\"version_type\":\"external_gte\"".len()
     });
+    let id_len = if doc.kind == DocumentKind::AppendedSpan {
+        0
+    } else {
+        "\"_id\":".len() + str_len(&doc.id) + 1
+    };
     let action = 2
         + verb.len()
-        + "\":{\"_id\":".len()
-        + str_len(&doc.id)
-        + ",\"_index\":".len()
+        + "\":{".len()
+        + id_len
+        + "\"_index\":".len()
         + str_len(&doc.index)
         + version_len
         + 2;
@@ -189,6 +200,18 @@ mod tests {
         assert_eq!(source, br#"{"a":1}"#);
     }
 
+    #[test]
+    fn an_appended_span_is_indexed_without_an_id() {
+        let doc = Document {
+            kind: DocumentKind::AppendedSpan,
+            index: "jaeger-span-2026-01-01".into(),
+            id: "t_s".into(),
+            source: br#"{"a":1}"#.to_vec(),
+        };
+        let [action, _] = create_lines(&doc);
+        assert_eq!(action, br#"{"index":{"_index":"jaeger-span-2026-01-01"}}"#);
+    }
+
     fn doc(id: usize, source_len: usize) -> Document {
         Document {
             kind: DocumentKind::Span,
@@ -222,6 +245,7 @@ mod tests {
         // action, escaped names and ids included.
         for kind in [
             DocumentKind::Span,
+            DocumentKind::AppendedSpan,
             DocumentKind::Service,
             DocumentKind::Aggregate,
             DocumentKind::Rollup { version: 0 },
