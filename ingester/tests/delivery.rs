@@ -18,6 +18,7 @@ use spanway_e2e::{
     wait_for_count,
 };
 use spanway_ingester::Ingester;
+use spanway_ingester::config::SpanIds;
 use tokio_util::sync::CancellationToken;
 
 use common::{Names, config};
@@ -190,7 +191,7 @@ async fn with_engine_ids_a_record_on_the_topic_twice_is_stored_twice() {
     produce(&names.topic, &records).await;
 
     let mut engine_ids = config(&names, &url);
-    engine_ids.elasticsearch.span_ids = spanway_ingester::config::SpanIds::Engine;
+    engine_ids.elasticsearch.span_ids = SpanIds::Engine;
     let shutdown = CancellationToken::new();
     let ingester = Ingester::start(engine_ids, shutdown.clone()).await.unwrap();
     let spans = corpus.spans.len() as u64;
@@ -241,6 +242,18 @@ async fn with_engine_ids_a_record_on_the_topic_twice_is_stored_twice() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_member_leaving_mid_stream_loses_and_duplicates_nothing() {
+    member_leaving_mid_stream(SpanIds::Derived).await;
+}
+
+/// Without ids nothing hides a record read twice: the leaving member hands
+/// its partitions over at the offsets it has stored, so no span is written
+/// twice even where the engine would store a second copy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_leaving_mid_stream_writes_nothing_twice_with_engine_ids() {
+    member_leaving_mid_stream(SpanIds::Engine).await;
+}
+
+async fn member_leaving_mid_stream(span_ids: SpanIds) {
     let url = ready().await;
     let names = Names::new("rebalance");
     create_topic(&names.topic, 6).await;
@@ -254,6 +267,11 @@ async fn a_member_leaving_mid_stream_loses_and_duplicates_nothing() {
     small_batches.bulk.max_documents = 100;
     small_batches.bulk.max_bytes = 32 * 1024;
     small_batches.bulk.max_bytes_in_flight = 64 * 1024;
+    small_batches.elasticsearch.span_ids = span_ids;
+    // The leaving member stops cleanly: time enough to store what it read
+    // before it lets go, also on a loaded machine (past the drain timeout
+    // its records are read again, which engine-made ids would store twice).
+    small_batches.kafka.drain_timeout = Duration::from_secs(30);
     let first_stop = CancellationToken::new();
     let first = Ingester::start(small_batches.clone(), first_stop.clone())
         .await
