@@ -563,3 +563,76 @@ async fn jaeger_query_reads(kind: Engine) {
         .send()
         .await;
 }
+
+/// With `span_ids = "engine"` a request the collector receives twice (a
+/// client resending after a lost answer) is stored twice; Jaeger query's
+/// trace view shows each span once all the same, as its standard adjusters
+/// drop a span identical to another.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jaeger_query_shows_a_span_stored_twice_once() {
+    jaeger_query_bin();
+    let kind = Engine::OpenSearch;
+    let engine = &kind.require().await;
+    let pipeline = common::Pipeline::start_with("e2e-jq-twice", engine, |config| {
+        config.elasticsearch.span_ids = spanway_ingester::config::SpanIds::Engine;
+    })
+    .await;
+    let prefix = pipeline.prefix.clone();
+
+    let body = export_request(now_us() - 5_000_000).encode_to_vec();
+    for _ in 0..2 {
+        let response = reqwest::Client::new()
+            .post(pipeline.otlp_http_traces())
+            .header("content-type", "application/x-protobuf")
+            .body(body.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "collector accepted the traces");
+    }
+    let span_count: usize = known_traces().iter().map(|(_, s)| s.len()).sum();
+    let span_pattern = format!("{prefix}-jaeger-span-*");
+    let all = json!({"query": {"match_all": {}}, "size": 100});
+    let mut stored = 0;
+    for _ in 0..120 {
+        stored = search(engine, &span_pattern, all.clone()).await.len();
+        if stored >= 2 * span_count {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert_eq!(stored, 2 * span_count, "every span stored twice");
+
+    let mut jaeger = JaegerQuery::start(kind.jaeger_kind(), engine, &prefix);
+    jaeger.wait_ready().await;
+    for (trace_id, spans) in known_traces() {
+        let body = jaeger
+            .get(&format!("/traces/{}", jaeger_id(trace_id)), &[])
+            .await;
+        let shown: BTreeSet<&str> = body["data"][0]["spans"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["spanID"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            body["data"][0]["spans"].as_array().unwrap().len(),
+            spans.len(),
+            "{trace_id}: each span once: {body}"
+        );
+        assert_eq!(
+            shown,
+            spans.iter().map(|s| s.id).collect::<BTreeSet<_>>(),
+            "{trace_id}"
+        );
+    }
+
+    drop(jaeger);
+    pipeline.stop().await;
+    let client = reqwest::Client::new();
+    let _ = client.delete(format!("{engine}/{prefix}-*")).send().await;
+    let _ = client
+        .delete(format!("{engine}/_template/{prefix}-*"))
+        .send()
+        .await;
+}

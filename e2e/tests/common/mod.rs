@@ -45,13 +45,23 @@ pub struct Pipeline {
 impl Pipeline {
     /// Starts both; `label` begins the topic and prefix names.
     pub async fn start(label: &str, engine: &str) -> Pipeline {
+        Self::start_with(label, engine, |_| {}).await
+    }
+
+    /// [`Pipeline::start`] with the ingester's configuration changed by `tweak`.
+    pub async fn start_with(
+        label: &str,
+        engine: &str,
+        tweak: impl FnOnce(&mut IngesterConfig),
+    ) -> Pipeline {
         require_kafka();
         let topic = unique_name(&format!("{label}-spans"));
         let prefix = unique_name(label);
         create_topic(&topic, 3).await;
         let shutdown = tokio_util::sync::CancellationToken::new();
         let collector = collector(&topic, &shutdown).await;
-        let config = ingester_on(engine, &topic, &prefix, Encoding::OtlpProto);
+        let mut config = ingester_on(engine, &topic, &prefix, Encoding::OtlpProto);
+        tweak(&mut config);
         let ingester = Ingester::start(config, shutdown.clone())
             .await
             .expect("ingester starts");
