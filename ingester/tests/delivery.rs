@@ -132,6 +132,17 @@ async fn a_record_on_the_topic_twice_is_stored_once() {
     records.extend(originals.iter().step_by(3).cloned());
     let copies = records.len() - originals.len();
     assert!(copies > originals.len() / 3, "{copies} copies");
+    let spans_in = |records: &[spanway_e2e::TestRecord]| -> u64 {
+        records
+            .iter()
+            .map(|(_, value, _)| {
+                spanway_schemas::decode_record(spanway_schemas::Encoding::OtlpProto, value)
+                    .unwrap()
+                    .len() as u64
+            })
+            .sum()
+    };
+    let copied_spans = spans_in(&records) - spans_in(&originals);
     produce(&names.topic, &records).await;
 
     let shutdown = CancellationToken::new();
@@ -158,6 +169,11 @@ async fn a_record_on_the_topic_twice_is_stored_once() {
         count(&url, &names.span_indices()).await,
         spans,
         "and none twice"
+    );
+    let already = ingester.metrics.writer.spans_already_stored.get();
+    assert!(
+        already >= copied_spans,
+        "each copied span counted as already stored: {already} of {copied_spans}"
     );
     assert_eq!(ingester.metrics.dead_lettered.get(), 0);
     assert_eq!(ingester.metrics.documents_rejected.get(), 0);
@@ -208,6 +224,11 @@ async fn with_engine_ids_a_record_on_the_topic_twice_is_stored_twice() {
     assert_eq!(count(&url, &names.span_indices()).await, expected);
     assert_eq!(ingester.metrics.spans_indexed.get(), expected);
     assert_eq!(ingester.metrics.documents_rejected.get(), 0);
+    assert_eq!(
+        ingester.metrics.writer.spans_already_stored.get(),
+        0,
+        "nothing to refuse without ids"
+    );
 
     let sample = search(
         &url,
@@ -294,6 +315,7 @@ async fn member_leaving_mid_stream(span_ids: SpanIds) {
         "the second member got partitions"
     );
     second_stop.cancel();
+    let second_metrics = second.metrics.clone();
     second.wait().await.expect("the ingester stops cleanly");
 
     let stored = wait_for_count(&url, &names.span_indices(), total, Duration::from_secs(300)).await;
@@ -303,6 +325,12 @@ async fn member_leaving_mid_stream(span_ids: SpanIds) {
         count(&url, &names.span_indices()).await,
         total,
         "no duplicate after the rebalance"
+    );
+    assert_eq!(
+        first.metrics.writer.spans_already_stored.get()
+            + second_metrics.writer.spans_already_stored.get(),
+        0,
+        "no span written twice, not even one the engine refused"
     );
 
     first_stop.cancel();

@@ -18,6 +18,13 @@ spanway_service_kit::metric_set! {
         /// `elasticsearch.compression` is set; retries count again.
         bulk_request_bytes: Counter => "bulk_request_bytes",
             "Bytes of bulk request bodies as sent, after compression";
+        /// Span documents the engine already held (409 on `create`): a
+        /// span delivered again, after a crash, a takeover past the drain
+        /// timeout, a request sent again, or a producer's duplicate, and
+        /// stored once. With `span_ids = "engine"` such a span would have
+        /// been stored twice.
+        spans_already_stored: Counter => "spans_already_stored",
+            "Span documents the engine already held (409 on create): a span delivered again, stored once";
         /// Document writes retried after a passing failure.
         documents_retried: Counter => "documents_retried", "Document writes retried";
         /// Document writes refused by an index block (write or read-only block,
@@ -56,6 +63,7 @@ mod tests {
             "ingester_bulk_failures_total 0",
             "ingester_bulk_request_bytes_total 0",
             "ingester_documents_retried_total 0",
+            "ingester_spans_already_stored_total 0",
             "ingester_documents_blocked_total 0",
             "ingester_bulk_auth_failures_total 0",
             "ingester_bulk_latency_seconds_count 1",

@@ -19,8 +19,11 @@ use crate::auth::AuthFailure;
 /// What to do with one document after a bulk response.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ItemOutcome {
-    /// Stored now, or already stored (409 on `create`: a redelivery).
+    /// Stored now.
     Stored,
+    /// Already stored: a 409 on `create` (a span or service delivered
+    /// again), or a roll-up whose stored version already covers it.
+    AlreadyStored,
     /// Not stored for a passing reason (429, 5xx, missing status): retry.
     Retry(String),
     /// Not stored for want of credentials or rights (401, or 403 with a
@@ -244,7 +247,7 @@ fn item_outcome(
         // A redelivered span or service, or a roll-up computed from less
         // input than the stored one: what is stored already covers it.
         409 if action == "create" || kind == "version_conflict_engine_exception" => {
-            ItemOutcome::Stored
+            ItemOutcome::AlreadyStored
         }
         429 | 500..=599 => ItemOutcome::Retry(reason()),
         401 => unauthorized(401),
@@ -295,7 +298,7 @@ mod tests {
         assert_eq!(odd[1], ItemOutcome::Stored);
         assert!(matches!(odd[2], ItemOutcome::Retry(_)));
         let mixed = classify(bodies[0], 6).unwrap();
-        assert!(matches!(&mixed[1], ItemOutcome::Stored));
+        assert!(matches!(&mixed[1], ItemOutcome::AlreadyStored));
         assert!(matches!(&mixed[3], ItemOutcome::Blocked(r) if r.contains("blocked")));
         assert!(matches!(&mixed[4], ItemOutcome::Unauthorized(_)));
         assert!(matches!(&mixed[5], ItemOutcome::Retry(_)));
@@ -316,7 +319,7 @@ mod tests {
         assert_eq!(outcomes[0], ItemOutcome::Stored);
         assert_eq!(
             outcomes[1],
-            ItemOutcome::Stored,
+            ItemOutcome::AlreadyStored,
             "409 on create is a redelivery"
         );
         assert!(matches!(&outcomes[2], ItemOutcome::Retry(r) if r.contains("queue full")));
@@ -337,7 +340,7 @@ mod tests {
         let body = br#"{"errors":true,"items":[
             {"index":{"_index":"a","_id":"1","status":409,"error":{"type":"version_conflict_engine_exception","reason":"[1]: version conflict, current version [12] is higher than the one provided [9]"}}}
         ]}"#;
-        assert_eq!(classify(body, 1).unwrap(), [ItemOutcome::Stored]);
+        assert_eq!(classify(body, 1).unwrap(), [ItemOutcome::AlreadyStored]);
     }
 
     #[test]

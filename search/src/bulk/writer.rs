@@ -26,7 +26,7 @@ use crate::bulk::buffers::BodyBuffers;
 use crate::bulk::log_pace::{LogPace, REPEAT_EVERY};
 use crate::bulk::response::{BulkAnswer, ItemOutcome, classify_answer};
 use crate::client::EngineClient;
-use crate::document::Document;
+use crate::document::{Document, DocumentKind};
 use crate::index::{Family, Prefix};
 use crate::metrics::WriterMetrics;
 use crate::templates::{self, IdLookupFilter, RefreshInterval, TemplateApi};
@@ -535,6 +535,11 @@ impl BulkWriter {
                     {
                         match outcome {
                             ItemOutcome::Stored => {}
+                            ItemOutcome::AlreadyStored => {
+                                if doc.kind == DocumentKind::Span {
+                                    self.metrics.spans_already_stored.inc();
+                                }
+                            }
                             ItemOutcome::Retry(reason) => {
                                 tracing::debug!(index = %doc.index, id = %doc.id, %reason, "document will be retried");
                                 if passing.is_none() {
