@@ -555,13 +555,7 @@ async fn jaeger_query_reads(kind: Engine) {
     assert_eq!(missing.status(), 404);
 
     drop(jaeger);
-    pipeline.stop().await;
-    let client = reqwest::Client::new();
-    let _ = client.delete(format!("{engine}/{prefix}-*")).send().await;
-    let _ = client
-        .delete(format!("{engine}/_template/{prefix}-*"))
-        .send()
-        .await;
+    pipeline.stop_and_remove(engine).await;
 }
 
 /// With `span_ids = "engine"` a request the collector receives twice (a
@@ -628,11 +622,5 @@ async fn jaeger_query_shows_a_span_stored_twice_once() {
     }
 
     drop(jaeger);
-    pipeline.stop().await;
-    let client = reqwest::Client::new();
-    let _ = client.delete(format!("{engine}/{prefix}-*")).send().await;
-    let _ = client
-        .delete(format!("{engine}/_template/{prefix}-*"))
-        .send()
-        .await;
+    pipeline.stop_and_remove(engine).await;
 }

@@ -358,11 +358,5 @@ async fn monitor_tab_reads(kind: Engine) {
 
     jaeger.assert_running();
     drop(jaeger);
-    pipeline.stop().await;
-    let client = reqwest::Client::new();
-    let _ = client.delete(format!("{engine}/{prefix}-*")).send().await;
-    let _ = client
-        .delete(format!("{engine}/_template/{prefix}-*"))
-        .send()
-        .await;
+    pipeline.stop_and_remove(engine).await;
 }
