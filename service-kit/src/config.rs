@@ -18,12 +18,20 @@ pub const ENV_PREFIX: &str = "SPANWAY";
 /// A configuration that could not be read or does not make sense.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    /// The file or the environment could not be parsed into the expected shape.
+    /// The file or the environment could not be parsed into the expected
+    /// shape. Not a `source`: the message already holds the cause, and a
+    /// chain printed with `{:#}` would say it twice.
     #[error("configuration: {0}")]
-    Load(#[from] ::config::ConfigError),
+    Load(::config::ConfigError),
     /// A value that parsed but breaks a rule; names the key.
     #[error("configuration key {key}: {reason}")]
     Invalid { key: &'static str, reason: String },
+}
+
+impl From<::config::ConfigError> for ConfigError {
+    fn from(error: ::config::ConfigError) -> Self {
+        ConfigError::Load(error)
+    }
 }
 
 impl ConfigError {
@@ -187,5 +195,18 @@ mod tests {
         std::fs::write(&path, "[kafka]\ntopik = \"x\"\n").unwrap();
         let err = load_with_env::<Sample>(Some(&path), []).unwrap_err();
         assert!(err.to_string().contains("topik"), "{err}");
+    }
+
+    #[test]
+    fn a_bad_value_is_stated_once_in_the_error_chain() {
+        #[derive(Debug, Deserialize)]
+        struct Numbered {
+            #[allow(dead_code)]
+            count: u8,
+        }
+        let env = [("SPANWAY_COUNT".to_string(), "300".to_string())];
+        let err = load_with_env::<Numbered>(None, env).unwrap_err();
+        let chain = format!("{:#}", anyhow::Error::from(err));
+        assert_eq!(chain.matches("300").count(), 1, "{chain}");
     }
 }
