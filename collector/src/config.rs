@@ -10,6 +10,7 @@ use spanway_kafka::KafkaClientConfig;
 use spanway_schemas::{DEFAULT_TOPIC, Encoding, MAX_RECORD_BYTES};
 use spanway_service_kit::config::ConfigError;
 use spanway_service_kit::logging::LogConfig;
+use spanway_service_kit::runtime::RuntimeConfig;
 use spanway_service_kit::section::Section;
 
 pub use crate::receiver::auth::AuthConfig;
@@ -42,6 +43,8 @@ pub struct CollectorConfig {
     pub ops: OpsConfig,
     /// Log output.
     pub log: LogConfig,
+    /// Async runtime threads; `auto` is one per CPU.
+    pub runtime: RuntimeConfig,
 }
 
 /// What tells one receiver's section from another's: its defaults. The

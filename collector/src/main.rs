@@ -68,7 +68,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         startup::print_valid(&config);
         return Ok(());
     }
-    startup::serve(&config.log.clone(), |token| async move {
+    let worker_threads = config.runtime.worker_threads();
+    startup::serve(&config.log.clone(), worker_threads, |token| async move {
         let collector = Collector::start(&config, token).await?;
         collector.wait().await;
         Ok(())

@@ -15,6 +15,7 @@ pub use spanway_search::templates::{
 use spanway_service_kit::config::ConfigError;
 use spanway_service_kit::liveness;
 use spanway_service_kit::logging::LogConfig;
+use spanway_service_kit::runtime::RuntimeConfig;
 use spanway_service_kit::section::Section;
 
 /// Everything the ingester reads at start.
@@ -36,6 +37,8 @@ pub struct IngesterConfig {
     pub ops: OpsConfig,
     /// Log output.
     pub log: LogConfig,
+    /// Async runtime threads; `auto` is one per CPU.
+    pub runtime: RuntimeConfig,
 }
 
 /// The `[kafka]` section.

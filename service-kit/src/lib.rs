@@ -9,6 +9,7 @@ pub mod liveness;
 pub mod logging;
 pub mod metric_set;
 pub mod ops;
+pub mod runtime;
 pub mod secret;
 pub mod section;
 pub mod shutdown;

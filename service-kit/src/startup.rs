@@ -34,20 +34,27 @@ pub fn print_valid<C: Debug>(config: &C) {
     println!("configuration is valid:\n{config:#?}");
 }
 
-/// A multi-threaded runtime, or an error saying it could not start.
-pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Runtime::new().context("cannot start the async runtime")
+/// A multi-threaded runtime with `worker_threads` workers, or an error
+/// saying it could not start.
+pub fn runtime(worker_threads: usize) -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(worker_threads.max(1))
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
 }
 
 /// Runs a service: logging as configured, then `service` on a new runtime
-/// with a token that SIGTERM or SIGINT cancels, until it returns.
-pub fn serve<F, Fut>(log: &LogConfig, service: F) -> anyhow::Result<()>
+/// of `worker_threads` workers ([`crate::runtime::RuntimeConfig`]) with a
+/// token that SIGTERM or SIGINT cancels, until it returns.
+pub fn serve<F, Fut>(log: &LogConfig, worker_threads: usize, service: F) -> anyhow::Result<()>
 where
     F: FnOnce(CancellationToken) -> Fut,
     Fut: Future<Output = anyhow::Result<()>>,
 {
     logging::init(&log.level, log.json);
-    runtime()?.block_on(async {
+    tracing::info!(worker_threads, "starting the async runtime");
+    runtime(worker_threads)?.block_on(async {
         let token = CancellationToken::new();
         shutdown::cancel_on_signal(token.clone());
         service(token).await
@@ -68,7 +75,7 @@ mod tests {
     #[test]
     fn a_service_gets_a_live_token_and_its_result_is_returned() {
         let log = LogConfig::default();
-        let result = serve(&log, |token| async move {
+        let result = serve(&log, 1, |token| async move {
             anyhow::ensure!(!token.is_cancelled(), "cancelled before start");
             Err(anyhow::anyhow!("stopped"))
         });

@@ -11,6 +11,7 @@ use spanway_search::templates::TemplateApi;
 use spanway_service_kit::config::ConfigError;
 use spanway_service_kit::liveness;
 use spanway_service_kit::logging::LogConfig;
+use spanway_service_kit::runtime::RuntimeConfig;
 use spanway_service_kit::section::Section;
 
 use crate::edges::{Rules, SameService};
@@ -40,6 +41,8 @@ pub struct AnalyticsConfig {
     pub ops: OpsConfig,
     /// Log output.
     pub log: LogConfig,
+    /// Async runtime threads; `auto` is one per CPU.
+    pub runtime: RuntimeConfig,
 }
 
 /// The `[kafka]` section.

@@ -81,15 +81,16 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         let (from_ms, to_ms) = (epoch_ms("from", from)?, epoch_ms("to", to)?);
         anyhow::ensure!(from_ms < to_ms, "--from must be before --to");
         let pattern = Prefix::new(&config.elasticsearch.index_prefix).pattern(Family::Span);
-        let totals = startup::runtime()?.block_on(recompute::recompute(
-            &config.elasticsearch.client,
-            &pattern,
-            from_ms,
-            to_ms,
-            config.rules(),
-            &config.model.peer_attributes,
-            &config.elasticsearch.tags_dot_replacement,
-        ))?;
+        let totals =
+            startup::runtime(config.runtime.worker_threads())?.block_on(recompute::recompute(
+                &config.elasticsearch.client,
+                &pattern,
+                from_ms,
+                to_ms,
+                config.rules(),
+                &config.model.peer_attributes,
+                &config.elasticsearch.tags_dot_replacement,
+            ))?;
         for ((parent, child), calls) in totals {
             println!(
                 "{}",
@@ -98,7 +99,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         return Ok(());
     }
-    startup::serve(&config.log.clone(), |token| async move {
+    let worker_threads = config.runtime.worker_threads();
+    startup::serve(&config.log.clone(), worker_threads, |token| async move {
         let analytics = Analytics::start(&config, token).await?;
         analytics.wait().await?;
         Ok(())
