@@ -68,10 +68,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         startup::print_valid(&config);
         return Ok(());
     }
-    let worker_threads = config.runtime.worker_threads();
-    startup::serve(&config.log.clone(), worker_threads, |token| async move {
-        let collector = Collector::start(&config, token).await?;
-        collector.wait().await;
-        Ok(())
-    })
+    startup::serve(
+        &config.log.clone(),
+        &config.runtime.clone(),
+        |token| async move {
+            let collector = Collector::start(&config, token).await?;
+            collector.wait().await;
+            Ok(())
+        },
+    )
 }

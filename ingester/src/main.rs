@@ -104,8 +104,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         // Only the Kafka settings matter here: the chart runs this before the engine is needed.
         config.kafka.client.validate()?;
         logging::init(&config.log.level, config.log.json);
-        return startup::runtime(config.runtime.worker_threads())?
-            .block_on(create_topics(&config, args));
+        return startup::runtime(&config.runtime)?.block_on(create_topics(&config, args));
     }
     config.validate()?;
     if let Some(Command::CheckConfig) = cli.command {
@@ -113,13 +112,16 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         startup::print_valid(&config);
         return Ok(());
     }
-    let worker_threads = config.runtime.worker_threads();
-    startup::serve(&config.log.clone(), worker_threads, |token| async move {
-        spanway_ingester::allocator::return_freed_memory_promptly();
-        let ingester = Ingester::start(config, token).await?;
-        ingester.wait().await?;
-        Ok(())
-    })
+    startup::serve(
+        &config.log.clone(),
+        &config.runtime.clone(),
+        |token| async move {
+            spanway_ingester::allocator::return_freed_memory_promptly();
+            let ingester = Ingester::start(config, token).await?;
+            ingester.wait().await?;
+            Ok(())
+        },
+    )
 }
 
 async fn create_topics(config: &IngesterConfig, args: &CreateTopics) -> anyhow::Result<()> {

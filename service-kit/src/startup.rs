@@ -14,6 +14,7 @@ use anyhow::Context;
 use tokio_util::sync::CancellationToken;
 
 use crate::logging::{self, LogConfig};
+use crate::runtime::RuntimeConfig;
 use crate::shutdown;
 
 /// The process's exit status: success, or failure with the whole cause
@@ -34,27 +35,28 @@ pub fn print_valid<C: Debug>(config: &C) {
     println!("configuration is valid:\n{config:#?}");
 }
 
-/// A multi-threaded runtime with `worker_threads` workers, or an error
+/// A multi-threaded runtime sized by the `[runtime]` section, or an error
 /// saying it could not start.
-pub fn runtime(worker_threads: usize) -> anyhow::Result<tokio::runtime::Runtime> {
+pub fn runtime(config: &RuntimeConfig) -> anyhow::Result<tokio::runtime::Runtime> {
+    let worker_threads = config.worker_threads();
+    tracing::info!(worker_threads, "starting the async runtime");
     tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(worker_threads.max(1))
+        .worker_threads(worker_threads)
         .enable_all()
         .build()
         .context("cannot start the async runtime")
 }
 
 /// Runs a service: logging as configured, then `service` on a new runtime
-/// of `worker_threads` workers ([`crate::runtime::RuntimeConfig`]) with a
-/// token that SIGTERM or SIGINT cancels, until it returns.
-pub fn serve<F, Fut>(log: &LogConfig, worker_threads: usize, service: F) -> anyhow::Result<()>
+/// sized by `runtime`, with a token that SIGTERM or SIGINT cancels, until
+/// it returns.
+pub fn serve<F, Fut>(log: &LogConfig, runtime: &RuntimeConfig, service: F) -> anyhow::Result<()>
 where
     F: FnOnce(CancellationToken) -> Fut,
     Fut: Future<Output = anyhow::Result<()>>,
 {
     logging::init(&log.level, log.json);
-    tracing::info!(worker_threads, "starting the async runtime");
-    runtime(worker_threads)?.block_on(async {
+    self::runtime(runtime)?.block_on(async {
         let token = CancellationToken::new();
         shutdown::cancel_on_signal(token.clone());
         service(token).await
@@ -75,7 +77,7 @@ mod tests {
     #[test]
     fn a_service_gets_a_live_token_and_its_result_is_returned() {
         let log = LogConfig::default();
-        let result = serve(&log, 1, |token| async move {
+        let result = serve(&log, &RuntimeConfig::default(), |token| async move {
             anyhow::ensure!(!token.is_cancelled(), "cancelled before start");
             Err(anyhow::anyhow!("stopped"))
         });

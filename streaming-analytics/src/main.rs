@@ -81,16 +81,15 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         let (from_ms, to_ms) = (epoch_ms("from", from)?, epoch_ms("to", to)?);
         anyhow::ensure!(from_ms < to_ms, "--from must be before --to");
         let pattern = Prefix::new(&config.elasticsearch.index_prefix).pattern(Family::Span);
-        let totals =
-            startup::runtime(config.runtime.worker_threads())?.block_on(recompute::recompute(
-                &config.elasticsearch.client,
-                &pattern,
-                from_ms,
-                to_ms,
-                config.rules(),
-                &config.model.peer_attributes,
-                &config.elasticsearch.tags_dot_replacement,
-            ))?;
+        let totals = startup::runtime(&config.runtime)?.block_on(recompute::recompute(
+            &config.elasticsearch.client,
+            &pattern,
+            from_ms,
+            to_ms,
+            config.rules(),
+            &config.model.peer_attributes,
+            &config.elasticsearch.tags_dot_replacement,
+        ))?;
         for ((parent, child), calls) in totals {
             println!(
                 "{}",
@@ -99,10 +98,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         return Ok(());
     }
-    let worker_threads = config.runtime.worker_threads();
-    startup::serve(&config.log.clone(), worker_threads, |token| async move {
-        let analytics = Analytics::start(&config, token).await?;
-        analytics.wait().await?;
-        Ok(())
-    })
+    startup::serve(
+        &config.log.clone(),
+        &config.runtime.clone(),
+        |token| async move {
+            let analytics = Analytics::start(&config, token).await?;
+            analytics.wait().await?;
+            Ok(())
+        },
+    )
 }
