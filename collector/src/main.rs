@@ -68,13 +68,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         startup::print_valid(&config);
         return Ok(());
     }
-    startup::serve(
-        &config.log.clone(),
-        &config.runtime.clone(),
-        |token| async move {
-            let collector = Collector::start(&config, token).await?;
-            collector.wait().await;
-            Ok(())
-        },
-    )
+    let (log, runtime) = (config.log.clone(), config.runtime);
+    startup::serve(&log, &runtime, |token| async move {
+        let collector = Collector::start(&config, token).await?;
+        collector.wait().await;
+        Ok(())
+    })
 }

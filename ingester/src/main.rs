@@ -112,16 +112,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         startup::print_valid(&config);
         return Ok(());
     }
-    startup::serve(
-        &config.log.clone(),
-        &config.runtime.clone(),
-        |token| async move {
-            spanway_ingester::allocator::return_freed_memory_promptly();
-            let ingester = Ingester::start(config, token).await?;
-            ingester.wait().await?;
-            Ok(())
-        },
-    )
+    let (log, runtime) = (config.log.clone(), config.runtime);
+    startup::serve(&log, &runtime, |token| async move {
+        spanway_ingester::allocator::return_freed_memory_promptly();
+        let ingester = Ingester::start(config, token).await?;
+        ingester.wait().await?;
+        Ok(())
+    })
 }
 
 async fn create_topics(config: &IngesterConfig, args: &CreateTopics) -> anyhow::Result<()> {

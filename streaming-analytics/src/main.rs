@@ -98,13 +98,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         return Ok(());
     }
-    startup::serve(
-        &config.log.clone(),
-        &config.runtime.clone(),
-        |token| async move {
-            let analytics = Analytics::start(&config, token).await?;
-            analytics.wait().await?;
-            Ok(())
-        },
-    )
+    let (log, runtime) = (config.log.clone(), config.runtime);
+    startup::serve(&log, &runtime, |token| async move {
+        let analytics = Analytics::start(&config, token).await?;
+        analytics.wait().await?;
+        Ok(())
+    })
 }
