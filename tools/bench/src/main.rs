@@ -338,6 +338,11 @@ struct IngesterArgs {
     /// e.g. --ingester-env SPANWAY_BULK__MAX_IN_FLIGHT=8.
     #[arg(long = "ingester-env", value_parser = parse_key_value)]
     ingester_env: Vec<(String, String)>,
+    /// Primary shards of the span and service indices, for every writer
+    /// and the raw loads (no replica in any). Both ingesters default to 5;
+    /// 1 keeps runs comparable with the figures measured before it existed.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    shards: u32,
     /// Keep the topics, indices and templates afterwards.
     #[arg(long)]
     keep: bool,
@@ -611,6 +616,7 @@ async fn ingester(args: IngesterArgs) -> anyhow::Result<()> {
         jaeger_kafka_version: args.jaeger_kafka_version,
         jaeger_args: args.jaeger_args,
         ingester_env: args.ingester_env,
+        shards: args.shards,
         keep: args.keep,
         topic: args.topic,
     };

@@ -98,6 +98,7 @@ pub(crate) async fn raw_loader_run(
         &prefix,
         variant,
         options.raw_template_patch.as_ref(),
+        options.shards,
     )
     .await?;
     let shape = crate::workload::BulkShape {
@@ -220,16 +221,17 @@ async fn load(
 }
 
 /// Our templates for `prefix` (legacy API, as our ingester picks for
-/// OpenSearch), one shard, no replica.
+/// OpenSearch), `shards` primary shards, no replica.
 async fn install_templates(
     client: &reqwest::Client,
     url: &str,
     prefix: &str,
     variant: RawVariant,
     patch: Option<&serde_json::Value>,
+    shards: u32,
 ) -> anyhow::Result<()> {
     let prefix = Prefix::new(prefix);
-    let mut span = templates::span_template(&prefix, 1, 0);
+    let mut span = templates::span_template(&prefix, shards, 0);
     let defaults = matches!(
         variant,
         RawVariant::Defaults | RawVariant::DefaultsAutoIds | RawVariant::DefaultsTimeIds
@@ -263,7 +265,7 @@ async fn install_templates(
         (prefix.base(Family::Span), span),
         (
             prefix.base(Family::Service),
-            templates::service_template(&prefix, 1, 0),
+            templates::service_template(&prefix, shards, 0),
         ),
     ] {
         client

@@ -223,6 +223,10 @@ fn preflight(options: &Options) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Primary shards of both pipelines' indices: one, as in every freshness
+/// figure so far.
+const FRESHNESS_SHARDS: u32 = 1;
+
 /// The longest a run waits for OpenSearch to finish what earlier runs left
 /// (merges): freshness on a busy engine measures that work too.
 const ENGINE_QUIET_LIMIT: Duration = Duration::from_secs(120);
@@ -295,6 +299,7 @@ async fn with_processes(
                 &names.group,
                 &options.opensearch,
                 &names.prefix,
+                FRESHNESS_SHARDS,
             );
             ingester.envs(options.ingester_env.iter().cloned());
             let collector = crate::collector::run::spanway_command(
@@ -315,6 +320,7 @@ async fn with_processes(
                 &names.group,
                 &options.opensearch,
                 &names.prefix,
+                FRESHNESS_SHARDS,
             );
             let collector = crate::collector::run::jaeger_v2_config(
                 &options.kafka,

@@ -39,7 +39,7 @@ impl Ingester {
                 let config = options.log_dir.join(format!("{prefix}-jaeger-v2.yaml"));
                 std::fs::write(
                     &config,
-                    jaeger_v2_config(&options.kafka, topic, group, url, prefix),
+                    jaeger_v2_config(&options.kafka, topic, group, url, prefix, options.shards),
                 )
                 .with_context(|| format!("writing {}", config.display()))?;
                 let mut command = Command::new(&options.jaeger_v2_bin);
@@ -56,6 +56,7 @@ impl Ingester {
                     group,
                     url,
                     prefix,
+                    options.shards,
                 );
                 command.envs(options.ingester_env.iter().cloned());
                 command
@@ -73,7 +74,7 @@ impl Ingester {
                     ))
                     .arg(format!("--es.server-urls={url}"))
                     .arg(format!("--es.index-prefix={prefix}"))
-                    .arg("--es.num-shards=1")
+                    .arg(format!("--es.num-shards={}", options.shards))
                     .arg("--es.num-replicas=0")
                     // Off 14270, which is our ingester's default port too.
                     .arg("--admin.http.host-port=127.0.0.1:0")
@@ -84,8 +85,8 @@ impl Ingester {
     }
 }
 
-/// Our ingester reading `topic` as `group` into `url` under `prefix`, one
-/// shard and no replica.
+/// Our ingester reading `topic` as `group` into `url` under `prefix`, with
+/// `shards` primary shards and no replica.
 pub(crate) fn spanway_command(
     bin: &Path,
     kafka: &str,
@@ -93,6 +94,7 @@ pub(crate) fn spanway_command(
     group: &str,
     url: &str,
     prefix: &str,
+    shards: u32,
 ) -> Command {
     let mut command = Command::new(bin);
     command
@@ -102,7 +104,7 @@ pub(crate) fn spanway_command(
         .env("SPANWAY_DEAD_LETTER__TOPIC", format!("{topic}-dlq"))
         .env("SPANWAY_ELASTICSEARCH__URL", url)
         .env("SPANWAY_ELASTICSEARCH__INDEX_PREFIX", prefix)
-        .env("SPANWAY_ELASTICSEARCH__SHARDS", "1")
+        .env("SPANWAY_ELASTICSEARCH__SHARDS", shards.to_string())
         .env("SPANWAY_ELASTICSEARCH__REPLICAS", "0")
         .env("SPANWAY_OPS__LISTEN", "127.0.0.1:0")
         // Plain log lines in the log file.
@@ -112,15 +114,16 @@ pub(crate) fn spanway_command(
 
 /// Jaeger v2 in the ingester's role: the Kafka receiver reads the
 /// `otlp_proto` topic from the start as `group`, the storage exporter
-/// writes to the OpenSearch backend at `url` under `prefix` (1 shard,
-/// 0 replicas, as ours). Everything else keeps Jaeger v2's defaults,
-/// including its exporter queue and bulk settings.
+/// writes to the OpenSearch backend at `url` under `prefix` (`shards`
+/// primary shards and no replica, as ours). Everything else keeps Jaeger
+/// v2's defaults, including its exporter queue and bulk settings.
 pub(crate) fn jaeger_v2_config(
     kafka: &str,
     topic: &str,
     group: &str,
     url: &str,
     prefix: &str,
+    shards: u32,
 ) -> String {
     let receivers = kafka_receiver_yaml(kafka, topic, group);
     format!(
@@ -144,10 +147,10 @@ extensions:
           indices:
             index_prefix: {prefix}
             spans:
-              shards: 1
+              shards: {shards}
               replicas: 0
             services:
-              shards: 1
+              shards: {shards}
               replicas: 0
 {receivers}exporters:
   jaeger_storage_exporter:
@@ -249,5 +252,23 @@ mod tests {
         };
         assert_eq!(case.name(), "spanway ×4 → null");
         assert_eq!(case.log_name(), "spanway-4-null.log");
+    }
+
+    #[test]
+    fn both_ingesters_get_the_shard_count_asked_for() {
+        let yaml = jaeger_v2_config("k:9092", "t", "g", "http://os:9200", "p", 5);
+        let shards: Vec<&str> = yaml
+            .lines()
+            .filter(|line| line.trim_start().starts_with("shards:"))
+            .collect();
+        assert_eq!(shards.len(), 2, "spans and services: {yaml}");
+        assert!(shards.iter().all(|line| line.trim() == "shards: 5"), "{yaml}");
+
+        let command = spanway_command(Path::new("x"), "k", "t", "g", "u", "p", 5);
+        let value = command
+            .get_envs()
+            .find(|(key, _)| *key == "SPANWAY_ELASTICSEARCH__SHARDS")
+            .and_then(|(_, value)| value);
+        assert_eq!(value, Some(std::ffi::OsStr::new("5")));
     }
 }

@@ -105,6 +105,9 @@ pub struct Options {
     pub jaeger_args: Vec<String>,
     /// Extra environment for our ingester (`SPANWAY_…=…`).
     pub ingester_env: Vec<(String, String)>,
+    /// Primary shards of every writer's span and service indices, and of
+    /// the raw loads' (no replica in any).
+    pub shards: u32,
     /// Keep topics, indices and templates afterwards.
     pub keep: bool,
     /// How the benchmark topics are written.
