@@ -262,7 +262,10 @@ mod tests {
             .filter(|line| line.trim_start().starts_with("shards:"))
             .collect();
         assert_eq!(shards.len(), 2, "spans and services: {yaml}");
-        assert!(shards.iter().all(|line| line.trim() == "shards: 5"), "{yaml}");
+        assert!(
+            shards.iter().all(|line| line.trim() == "shards: 5"),
+            "{yaml}"
+        );
 
         let command = spanway_command(Path::new("x"), "k", "t", "g", "u", "p", 5);
         let value = command
