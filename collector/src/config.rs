@@ -273,9 +273,12 @@ pub struct ProducerConfig {
     /// Largest record value written, in bytes before compression; larger
     /// traces are split at span boundaries.
     pub max_record_bytes: usize,
-    /// Request bytes accepted but not yet acknowledged by Kafka. Past it new
-    /// requests are refused at once with a retryable status (HTTP 429), so a
-    /// slow or absent Kafka cannot make the collector run out of memory.
+    /// Request bytes held in memory: bodies being read (reserved frame by
+    /// frame as they arrive) and requests waiting for Kafka's
+    /// acknowledgement. Past it requests are refused at once with a
+    /// retryable status (HTTP 429, gRPC RESOURCE_EXHAUSTED), so neither a
+    /// slow or absent Kafka nor a flood of large bodies can make the
+    /// collector run out of memory.
     pub max_bytes_in_flight: usize,
 }
 
@@ -339,6 +342,17 @@ impl CollectorConfig {
         self.zipkin.listen = any;
         self.jaeger_thrift_http.listen = any;
         self.ops.listen = any;
+    }
+
+    /// Sets the byte budget and every receiver's request limit to `bytes`,
+    /// for a collector whose budget one request can fill.
+    pub fn limit_requests_to(&mut self, bytes: usize) {
+        self.kafka.max_bytes_in_flight = bytes;
+        self.otlp_http.max_request_bytes = bytes;
+        self.otlp_grpc.max_message_bytes = bytes;
+        self.jaeger_grpc.max_message_bytes = bytes;
+        self.zipkin.max_request_bytes = bytes;
+        self.jaeger_thrift_http.max_request_bytes = bytes;
     }
 
     /// Checks the rules that span several fields or that serde cannot express.

@@ -104,7 +104,10 @@ impl Collector {
         faults.register(registry.sub_registry_with_prefix("collector"));
         let producer = SpanProducer::new(&config.kafka, &metrics, faults)?;
         producer.spawn_password_refresh(shutdown.clone());
-        let budget = Budget::new(config.kafka.max_bytes_in_flight);
+        let budget = Budget::new(
+            config.kafka.max_bytes_in_flight,
+            metrics.bytes_in_flight.clone(),
+        );
         let pipeline = Arc::new(Pipeline::new(producer, budget, metrics));
 
         let ready = Readiness::default();

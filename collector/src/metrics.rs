@@ -67,9 +67,10 @@ spanway_service_kit::metric_set! {
         /// Traces split into several records to stay under the record limit.
         traces_split: Counter => "traces_split",
             "Traces split into several records to stay under the record limit";
-        /// Bytes of requests accepted but not yet acknowledged by Kafka.
+        /// Bytes the byte budget holds: request bodies being read, and
+        /// requests accepted but not yet acknowledged by Kafka.
         bytes_in_flight: Gauge => "bytes_in_flight",
-            "Request bytes waiting for Kafka's acknowledgement";
+            "Request bytes being read or waiting for Kafka's acknowledgement";
         /// Spans whose resource had no `service.name`; they are published
         /// under `unknown_service`, as OpenTelemetry SDKs name them.
         spans_without_service: Counter => "spans_without_service",

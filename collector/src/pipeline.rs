@@ -54,6 +54,11 @@ impl Pipeline {
         }
     }
 
+    /// The byte budget, which request bodies reserve as they arrive.
+    pub fn budget(&self) -> &Budget {
+        &self.budget
+    }
+
     /// The producer, for readiness checks and the final flush.
     pub fn producer(&self) -> &SpanProducer {
         &self.producer
@@ -66,8 +71,9 @@ impl Pipeline {
         &self,
         receiver: &'static str,
         request: otlp::ExportTraceServiceRequest,
+        held: Reservation,
     ) -> Result<(), RequestError> {
-        self.handle(receiver, request, InvalidSpans::RefuseRequest)
+        self.handle(receiver, request, InvalidSpans::RefuseRequest, held)
             .await
             .map(|_| ())
     }
@@ -79,8 +85,10 @@ impl Pipeline {
         &self,
         receiver: &'static str,
         request: otlp::ExportTraceServiceRequest,
+        held: Reservation,
     ) -> Result<Accepted, RequestError> {
-        self.handle(receiver, request, InvalidSpans::Reject).await
+        self.handle(receiver, request, InvalidSpans::Reject, held)
+            .await
     }
 
     /// Publishes the spans of an encoded `ExportTraceServiceRequest`, as
@@ -89,8 +97,9 @@ impl Pipeline {
         &self,
         receiver: &'static str,
         request: Bytes,
+        held: Reservation,
     ) -> Result<(), RequestError> {
-        self.handle_encoded(receiver, request, InvalidSpans::RefuseRequest)
+        self.handle_encoded(receiver, request, InvalidSpans::RefuseRequest, held)
             .await
             .map(|_| ())
     }
@@ -101,8 +110,9 @@ impl Pipeline {
         &self,
         receiver: &'static str,
         request: Bytes,
+        held: Reservation,
     ) -> Result<Accepted, RequestError> {
-        self.handle_encoded(receiver, request, InvalidSpans::Reject)
+        self.handle_encoded(receiver, request, InvalidSpans::Reject, held)
             .await
     }
 
@@ -114,6 +124,7 @@ impl Pipeline {
         receiver: &'static str,
         request: Bytes,
         invalid: InvalidSpans,
+        mut reservation: Reservation,
     ) -> Result<Accepted, RequestError> {
         if let Err(error) = wire::otlp::validate(wire::otlp::Message::TracesData, &request) {
             let error = RequestError::Malformed(format!("ExportTraceServiceRequest: {error}"));
@@ -121,19 +132,18 @@ impl Pipeline {
             return Err(error);
         }
         let forward = self.producer.encoding() == Encoding::OtlpProto;
-        let Some(reservation) = self.budget.try_reserve(request.len()) else {
+        if !reservation.try_grow_to(request.len()) {
             let spans = wire::otlp::nested(&request, 1)
                 .flat_map(|rs| wire::otlp::nested(rs, 2))
                 .map(|ss| wire::otlp::nested(ss, 2).count())
                 .sum();
             self.count_received(receiver, spans);
             return Err(self.refuse(receiver, spans, RequestError::Overloaded));
-        };
+        }
         let Some(grouped) = forward.then(|| group_encoded(&request)).flatten() else {
-            drop(reservation);
             let decoded = otlp::ExportTraceServiceRequest::decode(request)
                 .map_err(|e| RequestError::Malformed(e.to_string()))?;
-            return self.handle(receiver, decoded, invalid).await;
+            return self.handle(receiver, decoded, invalid, reservation).await;
         };
         let spans = grouped.span_count() + grouped.rejected.len();
         self.count_received(receiver, spans);
@@ -156,6 +166,7 @@ impl Pipeline {
         receiver: &'static str,
         mut request: otlp::ExportTraceServiceRequest,
         invalid: InvalidSpans,
+        mut reservation: Reservation,
     ) -> Result<Accepted, RequestError> {
         let unnamed = name_unknown_services(&mut request);
         if unnamed > 0 {
@@ -168,9 +179,9 @@ impl Pipeline {
             .map(|ss| ss.spans.len())
             .sum();
         self.count_received(receiver, spans);
-        let Some(reservation) = self.budget.try_reserve(request.encoded_len()) else {
+        if !reservation.try_grow_to(request.encoded_len()) {
             return Err(self.refuse(receiver, spans, RequestError::Overloaded));
-        };
+        }
         let grouped = group_by_trace(request);
         let valid = grouped.span_count();
         let Grouped { groups, rejected } = grouped;
@@ -210,16 +221,10 @@ impl Pipeline {
         P: FnOnce() -> F,
         F: Future<Output = Result<usize, RequestError>>,
     {
-        self.metrics
-            .bytes_in_flight
-            .set(self.budget.in_use() as i64);
         if let Some(first) = rejected.first() {
             if invalid == InvalidSpans::RefuseRequest {
                 let error = RequestError::from(InvalidSpan(first.clone()));
                 drop(reservation);
-                self.metrics
-                    .bytes_in_flight
-                    .set(self.budget.in_use() as i64);
                 return Err(self.refuse(receiver, spans, error));
             }
             for rejected in &rejected {
@@ -247,9 +252,6 @@ impl Pipeline {
             published
         };
         drop(reservation);
-        self.metrics
-            .bytes_in_flight
-            .set(self.budget.in_use() as i64);
         match outcome {
             Ok(records) => {
                 self.metrics

@@ -9,8 +9,9 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{Extensions, HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use spanway_schemas::proto::otlp;
@@ -18,18 +19,22 @@ use tokio_util::sync::CancellationToken;
 
 use crate::error::{ErrorClass, RequestError};
 use crate::pipeline::Pipeline;
+use crate::receiver::body_meter::{HeldBody, Meter};
 use crate::receiver::listener::{self, Endpoint};
 
 /// Binds `endpoint` and serves `app` until `shutdown`, with bodies
-/// (compressed or not) capped at `max_request_bytes`; in-flight requests
-/// finish first.
+/// (compressed or not) capped at `max_request_bytes` and reserving the
+/// byte budget as they arrive; in-flight requests finish first.
 pub(crate) async fn serve(
     endpoint: Endpoint,
     app: Router,
     max_request_bytes: usize,
+    meter: Meter,
     shutdown: CancellationToken,
 ) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
-    let app = app.layer(DefaultBodyLimit::max(max_request_bytes));
+    let app = app
+        .layer(DefaultBodyLimit::max(max_request_bytes))
+        .layer(meter);
     listener::serve_http(endpoint, app, shutdown).await
 }
 
@@ -59,6 +64,7 @@ impl WholeBody {
         pipeline: Arc<Pipeline>,
         shutdown: CancellationToken,
     ) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
+        let meter = Meter::new(pipeline.clone(), self.receiver);
         let state = WholeRequest {
             receiver: self.receiver,
             decode: self.decode,
@@ -68,7 +74,7 @@ impl WholeBody {
         let app = Router::new()
             .route(self.path, post(accept_whole))
             .with_state(state);
-        serve(endpoint, app, max_request_bytes, shutdown).await
+        serve(endpoint, app, max_request_bytes, meter, shutdown).await
     }
 }
 
@@ -88,8 +94,14 @@ struct WholeRequest {
 async fn accept_whole(
     State(state): State<WholeRequest>,
     headers: HeaderMap,
-    body: Bytes,
+    extensions: Extensions,
+    body: Result<Bytes, BytesRejection>,
 ) -> Response {
+    let body = match body {
+        Ok(body) => body,
+        Err(rejection) => return refused_body(&extensions, rejection, text_error),
+    };
+    let held = HeldBody::take(&extensions, state.pipeline.budget());
     let (limit, decode) = (state.max_request_bytes, state.decode);
     let request = match off_reactor(move || decode(&headers, body, limit)).await {
         Ok(request) => request,
@@ -98,9 +110,24 @@ async fn accept_whole(
             return text_error(&error);
         }
     };
-    match state.pipeline.accept(state.receiver, request).await {
+    match state.pipeline.accept(state.receiver, request, held).await {
         Ok(()) => StatusCode::ACCEPTED.into_response(),
         Err(error) => text_error(&error),
+    }
+}
+
+/// The answer to a body that could not be read: `refuse`'s answer to an
+/// overload when the byte budget cut it short (the meter counted it),
+/// axum's own otherwise (413 for a body over the size limit).
+pub(crate) fn refused_body(
+    extensions: &Extensions,
+    rejection: BytesRejection,
+    refuse: impl FnOnce(&RequestError) -> Response,
+) -> Response {
+    if HeldBody::refused(extensions) {
+        refuse(&RequestError::Overloaded)
+    } else {
+        rejection.into_response()
     }
 }
 

@@ -22,10 +22,12 @@ use tokio_util::sync::CancellationToken;
 use tonic::codec::CompressionEncoding;
 use tonic::service::Routes;
 use tonic::{Request, Response, Status};
+use tower::Layer as _;
 
 use crate::convert::jaeger_model::batch_to_otlp;
 use crate::error::RequestError;
 use crate::pipeline::Pipeline;
+use crate::receiver::body_meter::{HeldBody, Meter};
 use crate::receiver::listener::{self, Endpoint};
 use crate::receiver::otlp_grpc::grpc_status;
 use crate::sampling::StrategyStore;
@@ -45,6 +47,7 @@ impl CollectorService for JaegerGrpc {
         &self,
         request: Request<jaeger::PostSpansRequest>,
     ) -> Result<Response<jaeger::PostSpansResponse>, Status> {
+        let held = HeldBody::take(request.extensions(), self.pipeline.budget());
         let batch = request.into_inner().batch.unwrap_or_default();
         let otlp = match batch_to_otlp(batch) {
             Ok(otlp) => otlp,
@@ -55,7 +58,7 @@ impl CollectorService for JaegerGrpc {
             }
         };
         self.pipeline
-            .accept(RECEIVER, otlp)
+            .accept(RECEIVER, otlp, held)
             .await
             .map_err(|error| grpc_status(&error))?;
         Ok(Response::new(jaeger::PostSpansResponse {}))
@@ -82,10 +85,13 @@ pub async fn serve(
 ) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
     let mut routes = Routes::default();
     if let Some(pipeline) = services.collector {
+        let meter = Meter::new(pipeline.clone(), RECEIVER);
         routes = routes.add_service(
-            CollectorServiceServer::new(JaegerGrpc { pipeline })
-                .accept_compressed(CompressionEncoding::Gzip)
-                .max_decoding_message_size(services.max_message_bytes),
+            meter.layer(
+                CollectorServiceServer::new(JaegerGrpc { pipeline })
+                    .accept_compressed(CompressionEncoding::Gzip)
+                    .max_decoding_message_size(services.max_message_bytes),
+            ),
         );
     }
     if let Some(store) = services.sampling {

@@ -41,6 +41,11 @@ use crate::receiver::tls::{self, ServerTls, TlsConfig, TlsKeys, tls_keys};
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Connections accepted but not yet taken by the server.
 const ACCEPT_QUEUE: usize = 64;
+/// Streams one HTTP/2 connection of a gRPC listener may have open at once:
+/// hyper's own default, which tonic's builder would otherwise replace with
+/// no limit. Every open stream holds its headers and a task; exporters keep
+/// a few open per connection.
+const MAX_STREAMS_PER_CONNECTION: u32 = 200;
 /// The gRPC path prefix of `jaeger.api_v2.SamplingManager`, served on the
 /// Jaeger gRPC port beside `CollectorService`.
 const SAMPLING_GRPC_PREFIX: &str = "/jaeger.api_v2.SamplingManager/";
@@ -351,6 +356,7 @@ pub(crate) async fn serve_grpc(
     let name = endpoint.listener.name();
     let task = tokio::spawn(async move {
         let result = tonic::transport::Server::builder()
+            .max_concurrent_streams(MAX_STREAMS_PER_CONNECTION)
             .layer(endpoint.auth)
             .add_routes(routes)
             .serve_with_incoming_shutdown(incoming, shutdown.cancelled_owned())

@@ -3,6 +3,7 @@
 
 pub mod auth;
 pub mod auth_layer;
+pub mod body_meter;
 pub mod htpasswd;
 pub(crate) mod http_server;
 pub mod jaeger_grpc;

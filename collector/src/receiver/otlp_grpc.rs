@@ -27,10 +27,12 @@ use tonic::codegen::{Body, StdError, http};
 use tonic::server::NamedService;
 use tonic::service::Routes;
 use tonic::{Code, Request, Response, Status};
+use tower::Layer as _;
 
 use crate::error::{ErrorClass, RequestError};
 use crate::grouping::{FieldNaming, RejectedSpan};
 use crate::pipeline::Pipeline;
+use crate::receiver::body_meter::{HeldBody, Meter};
 use crate::receiver::listener::{self, Endpoint};
 
 const RECEIVER: &str = "otlp_grpc";
@@ -119,10 +121,14 @@ pub struct OtlpGrpc {
 }
 
 impl OtlpGrpc {
-    async fn export(&self, request: Bytes) -> Result<otlp::ExportTraceServiceResponse, Status> {
+    async fn export(
+        &self,
+        request: Request<Bytes>,
+    ) -> Result<otlp::ExportTraceServiceResponse, Status> {
+        let held = HeldBody::take(request.extensions(), self.pipeline.budget());
         let accepted = self
             .pipeline
-            .accept_encoded_partial(RECEIVER, request)
+            .accept_encoded_partial(RECEIVER, request.into_inner(), held)
             .await
             .map_err(|error| grpc_status(&error))?;
         if accepted.spans == 0 && !accepted.rejected.is_empty() {
@@ -184,12 +190,7 @@ impl tonic::server::UnaryService<Bytes> for ExportMethod {
 
     fn call(&mut self, request: Request<Bytes>) -> Self::Future {
         let service = self.0.clone();
-        Box::pin(async move {
-            service
-                .export(request.into_inner())
-                .await
-                .map(Response::new)
-        })
+        Box::pin(async move { service.export(request).await.map(Response::new) })
     }
 }
 
@@ -233,11 +234,12 @@ pub async fn serve(
     pipeline: Arc<Pipeline>,
     shutdown: CancellationToken,
 ) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
+    let meter = Meter::new(pipeline.clone(), RECEIVER);
     let service = OtlpGrpc {
         pipeline,
         max_message_bytes,
     };
-    listener::serve_grpc(endpoint, Routes::new(service), shutdown).await
+    listener::serve_grpc(endpoint, Routes::new(meter.layer(service)), shutdown).await
 }
 
 #[cfg(test)]

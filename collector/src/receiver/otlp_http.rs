@@ -9,7 +9,8 @@ use std::sync::Arc;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::extract::rejection::BytesRejection;
+use axum::http::{Extensions, HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use prost::Message;
@@ -20,8 +21,9 @@ use tokio_util::sync::CancellationToken;
 use crate::error::RequestError;
 use crate::grouping::{FieldNaming, RejectedSpan};
 use crate::pipeline::Pipeline;
+use crate::receiver::body_meter::{HeldBody, Meter};
 use crate::receiver::http_server::{
-    self, content_type, decompress, media_type, off_reactor, with_retry_after,
+    self, content_type, decompress, media_type, off_reactor, refused_body, with_retry_after,
 };
 use crate::receiver::listener::Endpoint;
 
@@ -79,21 +81,34 @@ pub async fn serve(
     pipeline: Arc<Pipeline>,
     shutdown: CancellationToken,
 ) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
+    let meter = Meter::new(pipeline.clone(), RECEIVER);
     let app = Router::new()
         .route("/v1/traces", post(export))
         .with_state(ReceiverState {
             pipeline,
             max_request_bytes,
         });
-    http_server::serve(endpoint, app, max_request_bytes, shutdown).await
+    http_server::serve(endpoint, app, max_request_bytes, meter, shutdown).await
 }
 
-async fn export(State(state): State<ReceiverState>, headers: HeaderMap, body: Bytes) -> Response {
+async fn export(
+    State(state): State<ReceiverState>,
+    headers: HeaderMap,
+    extensions: Extensions,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
     // Answer in JSON whenever the client spoke JSON, even to refuse it.
     let format = match media_type(&headers).as_str() {
         JSON => Format::Json,
         _ => Format::Protobuf,
     };
+    let body = match body {
+        Ok(body) => body,
+        Err(rejection) => {
+            return refused_body(&extensions, rejection, |e| error_response(e, format));
+        }
+    };
+    let held = HeldBody::take(&extensions, state.pipeline.budget());
     let limit = state.max_request_bytes;
     let request = match off_reactor(move || decode(&headers, body, limit)).await {
         Ok(request) => request,
@@ -102,7 +117,7 @@ async fn export(State(state): State<ReceiverState>, headers: HeaderMap, body: By
             return error_response(&error, format);
         }
     };
-    match state.pipeline.accept_partial(RECEIVER, request).await {
+    match state.pipeline.accept_partial(RECEIVER, request, held).await {
         Ok(accepted) if accepted.spans == 0 && !accepted.rejected.is_empty() => {
             let error = RequestError::AllSpansInvalid(describe_rejected(
                 &accepted.rejected,

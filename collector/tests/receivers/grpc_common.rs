@@ -136,3 +136,34 @@ pub async fn metric(ops: std::net::SocketAddr, series: &str) -> f64 {
         .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
         .unwrap_or(0.0)
 }
+
+/// A span of trace `[trace; 16]` with a `payload`-byte attribute.
+pub fn span(trace: u8, id: u8, payload: usize) -> otlp::Span {
+    otlp::Span {
+        trace_id: vec![trace; 16],
+        span_id: vec![id; 8],
+        name: "op".into(),
+        start_time_unix_nano: 1_700_000_000_000_000_000,
+        end_time_unix_nano: 1_700_000_000_001_000_000,
+        attributes: vec![otlp::KeyValue {
+            key: "payload".into(),
+            value: Some(otlp::AnyValue {
+                value: Some(otlp::any_value::Value::StringValue("x".repeat(payload))),
+            }),
+        }],
+        ..Default::default()
+    }
+}
+
+/// A request of one resource and scope holding `spans`.
+pub fn request(spans: Vec<otlp::Span>) -> otlp::ExportTraceServiceRequest {
+    otlp::ExportTraceServiceRequest {
+        resource_spans: vec![otlp::ResourceSpans {
+            scope_spans: vec![otlp::ScopeSpans {
+                spans,
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    }
+}

@@ -130,13 +130,10 @@ pub async fn start_without_kafka(max_request_bytes: usize) -> Started {
     config.kafka.client.brokers = vec!["127.0.0.1:1".to_owned()];
     config.kafka.topic = unique_name("it-unreachable");
     config.kafka.delivery_timeout = Duration::from_millis(1500);
-    config.kafka.max_bytes_in_flight = max_request_bytes;
     config.on_ephemeral_loopback_ports();
-    config.otlp_http.max_request_bytes = max_request_bytes;
+    config.limit_requests_to(max_request_bytes);
     config.zipkin.enabled = true;
-    config.zipkin.max_request_bytes = max_request_bytes;
     config.jaeger_thrift_http.enabled = true;
-    config.jaeger_thrift_http.max_request_bytes = max_request_bytes;
     config.otlp_grpc.enabled = false;
     config.jaeger_grpc.enabled = false;
     config.sampling.enabled = false;

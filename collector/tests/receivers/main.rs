@@ -8,6 +8,7 @@
 mod grpc_common;
 mod http_common;
 
+mod body_budget;
 mod jaeger_grpc;
 mod jaeger_thrift;
 mod otlp_grpc;

@@ -11,7 +11,7 @@ use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use grpc_common::{config, hex, metric, read_topic, spans_by_id};
+use grpc_common::{config, hex, metric, read_topic, request, span, spans_by_id};
 use prost::Message as _;
 use spanway_collector::Collector;
 use spanway_e2e::{create_topic, require_kafka, unique_name};
@@ -141,35 +141,6 @@ async fn python_sdk_spans_over(protocol: &str, receiver: &str) {
     collector.wait().await;
 }
 
-fn span(trace: u8, id: u8, payload: usize) -> otlp::Span {
-    otlp::Span {
-        trace_id: vec![trace; 16],
-        span_id: vec![id; 8],
-        name: "op".into(),
-        start_time_unix_nano: 1_700_000_000_000_000_000,
-        end_time_unix_nano: 1_700_000_000_001_000_000,
-        attributes: vec![otlp::KeyValue {
-            key: "payload".into(),
-            value: Some(otlp::AnyValue {
-                value: Some(otlp::any_value::Value::StringValue("x".repeat(payload))),
-            }),
-        }],
-        ..Default::default()
-    }
-}
-
-fn request(spans: Vec<otlp::Span>) -> otlp::ExportTraceServiceRequest {
-    otlp::ExportTraceServiceRequest {
-        resource_spans: vec![otlp::ResourceSpans {
-            scope_spans: vec![otlp::ScopeSpans {
-                spans,
-                ..Default::default()
-            }],
-            ..Default::default()
-        }],
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn invalid_spans_are_reported_by_partial_success_or_invalid_argument() {
     require_kafka();
@@ -244,10 +215,7 @@ async fn kafka_trouble_maps_to_retryable_codes() {
     let mut config = config("it-otlp-grpc-nowhere");
     config.kafka.client.brokers = vec!["127.0.0.1:1".into()];
     config.kafka.delivery_timeout = Duration::from_secs(2);
-    config.kafka.max_bytes_in_flight = 64 * 1024;
-    config.otlp_http.max_request_bytes = 64 * 1024;
-    config.otlp_grpc.max_message_bytes = 64 * 1024;
-    config.jaeger_grpc.max_message_bytes = 64 * 1024;
+    config.limit_requests_to(64 * 1024);
     config.zipkin.enabled = false;
     config.jaeger_thrift_http.enabled = false;
     config.validate().unwrap();

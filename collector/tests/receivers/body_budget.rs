@@ -1,0 +1,187 @@
+//! Request bodies count against the byte budget while they arrive, not only
+//! once read: a half-sent body holds its bytes, a request that no longer
+//! fits is refused retryably, and the bytes come back when the sender gives
+//! up.
+#![allow(clippy::unwrap_used)]
+
+use super::grpc_common;
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use grpc_common::{config, hex, metric, read_topic, request, span};
+use prost::Message as _;
+use spanway_collector::Collector;
+use spanway_collector::config::CollectorConfig;
+use spanway_e2e::{create_topic, require_kafka, unique_name};
+use spanway_schemas::proto::grpc::otlp_trace::trace_service_client::TraceServiceClient;
+use tokio::io::AsyncWriteExt as _;
+use tokio_util::sync::CancellationToken;
+use tonic::Code;
+
+const KIB: usize = 1024;
+/// The collector's byte budget in these tests.
+const BUDGET: usize = 1024 * KIB;
+/// What the half-sent body has sent: with the next request, over the budget.
+const HELD: usize = 600 * KIB;
+/// The payload of the request that must wait for the held bytes.
+const PAYLOAD: usize = 500 * KIB;
+const IN_FLIGHT: &str = "collector_bytes_in_flight";
+
+fn budget_config(topic: &str) -> CollectorConfig {
+    let mut config = config(topic);
+    config.limit_requests_to(BUDGET);
+    config.validate().unwrap();
+    config
+}
+
+/// Waits until the budget gauge satisfies `holds`, and returns its value.
+async fn wait_for_gauge(ops: SocketAddr, what: &str, holds: impl Fn(f64) -> bool) -> f64 {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let value = metric(ops, IN_FLIGHT).await;
+        if holds(value) {
+            return value;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{IN_FLIGHT} is {value}, expected {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// An OTLP/gRPC export whose message claims more bytes than it sends: the
+/// stream stays open with `HELD` bytes of body until it is reset.
+async fn half_sent_grpc(
+    addr: SocketAddr,
+) -> (h2::client::SendRequest<Bytes>, h2::SendStream<Bytes>) {
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (client, connection) = h2::client::handshake(tcp).await.unwrap();
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    let mut client = client.ready().await.unwrap();
+    let request = tonic::codegen::http::Request::post(format!(
+        "http://{addr}/opentelemetry.proto.collector.trace.v1.TraceService/Export"
+    ))
+    .header("content-type", "application/grpc")
+    .header("te", "trailers")
+    .body(())
+    .unwrap();
+    let (_response, mut stream) = client.send_request(request, false).unwrap();
+    // The gRPC length prefix announces a message larger than what follows.
+    let mut body = vec![0u8];
+    body.extend_from_slice(&u32::try_from(HELD + 100 * KIB).unwrap().to_be_bytes());
+    body.resize(5 + HELD, b'x');
+    stream.send_data(Bytes::from(body), false).unwrap();
+    (client, stream)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_grpc_body_holds_the_budget_while_it_arrives() {
+    require_kafka();
+    let topic = unique_name("it-body-budget-grpc");
+    create_topic(&topic, 1).await;
+    let shutdown = CancellationToken::new();
+    let collector = Collector::start(&budget_config(&topic), shutdown.clone())
+        .await
+        .unwrap();
+    let addr = collector.otlp_grpc_addr.unwrap();
+    let ops = collector.ops_addr;
+
+    let (connection, mut held) = half_sent_grpc(addr).await;
+    let in_flight = wait_for_gauge(ops, "the half-sent body's bytes", |v| v >= HELD as f64).await;
+    assert!(in_flight <= (HELD + 20 * KIB) as f64, "{in_flight}");
+    // The server's settings have arrived by now: streams per connection
+    // are limited, as hyper would by default.
+    assert_eq!(connection.current_max_send_streams(), 200);
+
+    let mut client = TraceServiceClient::connect(format!("http://{addr}"))
+        .await
+        .unwrap()
+        .max_encoding_message_size(BUDGET);
+    let status = client
+        .export(request(vec![span(1, 1, PAYLOAD)]))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+    assert!(!status.details().is_empty(), "RetryInfo in the details");
+    let refused = metric(
+        ops,
+        "collector_requests_refused_total{receiver=\"otlp_grpc\",reason=\"overloaded\"}",
+    )
+    .await;
+    assert_eq!(refused, 1.0);
+
+    // The sender gives up: its bytes come back, and the retry goes through.
+    held.send_reset(h2::Reason::CANCEL);
+    wait_for_gauge(ops, "0 once the stream is reset", |v| v == 0.0).await;
+    client
+        .export(request(vec![span(1, 1, PAYLOAD)]))
+        .await
+        .unwrap();
+    let records = read_topic(&topic, 1, Duration::from_secs(20)).await;
+    assert_eq!(records.len(), 1);
+    assert_eq!(records[0].key, hex(&[1; 16]));
+    wait_for_gauge(ops, "0 once Kafka has the spans", |v| v == 0.0).await;
+
+    shutdown.cancel();
+    collector.wait().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http_body_holds_the_budget_while_it_arrives() {
+    require_kafka();
+    let topic = unique_name("it-body-budget-http");
+    create_topic(&topic, 1).await;
+    let shutdown = CancellationToken::new();
+    let collector = Collector::start(&budget_config(&topic), shutdown.clone())
+        .await
+        .unwrap();
+    let addr = collector.otlp_http_addr.unwrap();
+    let ops = collector.ops_addr;
+
+    // HTTP/1.1 with a Content-Length the sender never reaches.
+    let mut held = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let head = format!(
+        "POST /v1/traces HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/x-protobuf\r\n\
+         content-length: {}\r\n\r\n",
+        HELD + 100 * KIB
+    );
+    held.write_all(head.as_bytes()).await.unwrap();
+    held.write_all(&vec![b'x'; HELD]).await.unwrap();
+    wait_for_gauge(ops, "the half-sent body's bytes", |v| v >= HELD as f64).await;
+
+    let url = format!("http://{addr}/v1/traces");
+    let client = reqwest::Client::new();
+    let post = || {
+        client
+            .post(&url)
+            .header("content-type", "application/x-protobuf")
+            .body(request(vec![span(2, 2, PAYLOAD)]).encode_to_vec())
+            .send()
+    };
+    let response = post().await.unwrap();
+    assert_eq!(response.status(), 429);
+    assert_eq!(response.headers()["retry-after"], "1");
+    assert_eq!(response.headers()["content-type"], "application/x-protobuf");
+    let refused = metric(
+        ops,
+        "collector_requests_refused_total{receiver=\"otlp_http\",reason=\"overloaded\"}",
+    )
+    .await;
+    assert_eq!(refused, 1.0);
+
+    drop(held);
+    wait_for_gauge(ops, "0 once the connection is closed", |v| v == 0.0).await;
+    let response = post().await.unwrap();
+    assert_eq!(response.status(), 200);
+    let records = read_topic(&topic, 1, Duration::from_secs(20)).await;
+    assert_eq!(records.len(), 1);
+    assert_eq!(records[0].key, hex(&[2; 16]));
+
+    shutdown.cancel();
+    collector.wait().await;
+}
