@@ -68,6 +68,11 @@ pub struct HttpReceiverConfig<R> {
     pub listen: SocketAddr,
     /// Largest request body accepted, in bytes, after gzip decompression.
     pub max_request_bytes: usize,
+    /// Longest a request body may take to arrive, from its headers to its
+    /// last byte. A body still arriving then is cut short (HTTP 408) and
+    /// the byte budget it held is freed, so stalled senders cannot keep it.
+    #[serde(with = "humantime_serde")]
+    pub body_timeout: Duration,
     /// TLS for this listener; without the table it speaks plain text.
     pub tls: Option<TlsConfig>,
     /// Whether requests must carry credentials when `[auth]` has any.
@@ -88,6 +93,12 @@ pub struct GrpcReceiverConfig<R> {
     pub listen: SocketAddr,
     /// Largest request message accepted, in bytes, after gzip decompression.
     pub max_message_bytes: usize,
+    /// Longest a request message may take to arrive, from its headers to
+    /// its last byte. A message still arriving then is cut short
+    /// (DEADLINE_EXCEEDED) and the byte budget it held is freed, so stalled
+    /// senders cannot keep it.
+    #[serde(with = "humantime_serde")]
+    pub body_timeout: Duration,
     /// TLS for this listener (for `[jaeger_grpc]`, `CollectorService` and
     /// `SamplingManager`); without the table it speaks plain text.
     pub tls: Option<TlsConfig>,
@@ -105,6 +116,7 @@ impl<R: ReceiverDefaults> Default for HttpReceiverConfig<R> {
             enabled: true,
             listen: SocketAddr::from(([0, 0, 0, 0], R::PORT)),
             max_request_bytes: R::MAX_BYTES,
+            body_timeout: DEFAULT_BODY_TIMEOUT,
             tls: None,
             require_auth: true,
             receiver: PhantomData,
@@ -118,12 +130,19 @@ impl<R: ReceiverDefaults> Default for GrpcReceiverConfig<R> {
             enabled: true,
             listen: SocketAddr::from(([0, 0, 0, 0], R::PORT)),
             max_message_bytes: R::MAX_BYTES,
+            body_timeout: DEFAULT_BODY_TIMEOUT,
             tls: None,
             require_auth: true,
             receiver: PhantomData,
         }
     }
 }
+
+/// Time for a request body to arrive: a 16 MiB body at about 4 Mbit/s.
+const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The shortest body timeout accepted.
+const MIN_BODY_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// 16 MiB: a large batch of spans from an SDK or agent, gzip included.
 const HTTP_MAX_REQUEST_BYTES: usize = 16 * 1024 * 1024;
@@ -430,36 +449,47 @@ impl CollectorConfig {
     }
 
     /// Every enabled receiver's request limit is positive and fits in the
-    /// byte budget: a request larger than the budget could never be accepted.
+    /// byte budget (a request larger than the budget could never be
+    /// accepted), and its body timeout is at least a second.
     fn validate_receiver_sizes(&self) -> Result<(), ConfigError> {
         let receivers = [
             (
                 "otlp_http.max_request_bytes",
+                "otlp_http.body_timeout",
                 self.otlp_http.enabled,
                 self.otlp_http.max_request_bytes,
+                self.otlp_http.body_timeout,
             ),
             (
                 "zipkin.max_request_bytes",
+                "zipkin.body_timeout",
                 self.zipkin.enabled,
                 self.zipkin.max_request_bytes,
+                self.zipkin.body_timeout,
             ),
             (
                 "jaeger_thrift_http.max_request_bytes",
+                "jaeger_thrift_http.body_timeout",
                 self.jaeger_thrift_http.enabled,
                 self.jaeger_thrift_http.max_request_bytes,
+                self.jaeger_thrift_http.body_timeout,
             ),
             (
                 "otlp_grpc.max_message_bytes",
+                "otlp_grpc.body_timeout",
                 self.otlp_grpc.enabled,
                 self.otlp_grpc.max_message_bytes,
+                self.otlp_grpc.body_timeout,
             ),
             (
                 "jaeger_grpc.max_message_bytes",
+                "jaeger_grpc.body_timeout",
                 self.jaeger_grpc.enabled,
                 self.jaeger_grpc.max_message_bytes,
+                self.jaeger_grpc.body_timeout,
             ),
         ];
-        for (key, enabled, max) in receivers {
+        for (key, timeout_key, enabled, max, timeout) in receivers {
             if !enabled {
                 continue;
             }
@@ -471,6 +501,14 @@ impl CollectorConfig {
                     "kafka.max_bytes_in_flight",
                     format!(
                         "must be at least {key} ({max}), or the largest request could never be accepted"
+                    ),
+                ));
+            }
+            if timeout < MIN_BODY_TIMEOUT {
+                return Err(ConfigError::invalid(
+                    timeout_key,
+                    format!(
+                        "must be at least {MIN_BODY_TIMEOUT:?}: a body needs time to arrive, even from a nearby client"
                     ),
                 ));
             }

@@ -35,6 +35,10 @@ pub enum RequestError {
     /// that are split, but a span cannot be.
     #[error("{0}")]
     SpanTooLarge(String),
+    /// The body did not arrive in full within the receiver's `body_timeout`;
+    /// its bytes were let go.
+    #[error("request body not received in full within {0:?}")]
+    BodyTimeout(std::time::Duration),
     /// The byte budget or the producer queue is full: Kafka is slower than
     /// the incoming load.
     #[error("overloaded: too much data is waiting for Kafka; retry later")]
@@ -76,6 +80,7 @@ impl RequestError {
             RequestError::UnsupportedMediaType { .. } => "unsupported_media_type",
             RequestError::UnsupportedEncoding(_) => "unsupported_encoding",
             RequestError::SpanTooLarge(_) => "span_too_large",
+            RequestError::BodyTimeout(_) => "body_timeout",
             RequestError::Overloaded => "overloaded",
             RequestError::Unavailable(_) => "kafka_unavailable",
         }
@@ -86,6 +91,7 @@ impl RequestError {
     pub fn http_status(&self) -> StatusCode {
         match self {
             RequestError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            RequestError::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             RequestError::UnsupportedMediaType { .. } | RequestError::UnsupportedEncoding(_) => {
                 StatusCode::UNSUPPORTED_MEDIA_TYPE
             }
@@ -99,6 +105,9 @@ impl RequestError {
 
     /// The gRPC code carried in the `google.rpc.Status` body.
     pub fn grpc_code(&self) -> i32 {
+        if let RequestError::BodyTimeout(_) = self {
+            return 4; // DEADLINE_EXCEEDED
+        }
         match self.class() {
             ErrorClass::BadInput => 3,     // INVALID_ARGUMENT
             ErrorClass::Overloaded => 8,   // RESOURCE_EXHAUSTED
@@ -130,5 +139,13 @@ mod tests {
             StatusCode::PAYLOAD_TOO_LARGE
         );
         assert_eq!(RequestError::Unavailable("x".into()).grpc_code(), 14);
+        let slow = RequestError::BodyTimeout(std::time::Duration::from_secs(30));
+        assert_eq!(slow.http_status(), StatusCode::REQUEST_TIMEOUT);
+        assert_eq!(slow.grpc_code(), 4);
+        assert_eq!(slow.class(), ErrorClass::BadInput, "no Retry-After");
+        assert_eq!(
+            slow.to_string(),
+            "request body not received in full within 30s"
+        );
     }
 }

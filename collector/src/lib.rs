@@ -30,6 +30,7 @@ use crate::config::CollectorConfig;
 use crate::metrics::CollectorMetrics;
 use crate::pipeline::Pipeline;
 use crate::producer::SpanProducer;
+use crate::receiver::body_meter::BodyLimits;
 use crate::receiver::listener::{Endpoint, Listener, ListenerMetrics, Security};
 use crate::receiver::reload::FileError;
 use crate::sampling::SamplingMetrics;
@@ -233,7 +234,10 @@ async fn start_grpc_and_sampling(
     if config.otlp_grpc.enabled {
         let (addr, task) = receiver::otlp_grpc::serve(
             security.endpoint(Listener::OtlpGrpc, config.otlp_grpc.listen),
-            config.otlp_grpc.max_message_bytes,
+            BodyLimits {
+                max_bytes: config.otlp_grpc.max_message_bytes,
+                timeout: config.otlp_grpc.body_timeout,
+            },
             pipeline.clone(),
             shutdown.clone(),
         )
@@ -246,7 +250,10 @@ async fn start_grpc_and_sampling(
         let services = receiver::jaeger_grpc::JaegerGrpcServices {
             collector: config.jaeger_grpc.enabled.then(|| pipeline.clone()),
             sampling: store.clone(),
-            max_message_bytes: config.jaeger_grpc.max_message_bytes,
+            limits: BodyLimits {
+                max_bytes: config.jaeger_grpc.max_message_bytes,
+                timeout: config.jaeger_grpc.body_timeout,
+            },
         };
         let endpoint = security.endpoint(Listener::JaegerGrpc, config.jaeger_grpc.listen);
         let (addr, task) = receiver::jaeger_grpc::serve(endpoint, services, shutdown.clone())
@@ -276,11 +283,11 @@ struct HttpStarted {
 }
 
 /// A whole-body HTTP receiver's `serve`: every one takes its endpoint, its
-/// body limit, the pipeline and the shutdown token.
+/// body limits, the pipeline and the shutdown token.
 type ServeHttp =
     fn(
         Endpoint,
-        usize,
+        BodyLimits,
         Arc<Pipeline>,
         CancellationToken,
     ) -> Pin<Box<dyn Future<Output = std::io::Result<(SocketAddr, JoinHandle<()>)>> + Send>>;
@@ -290,7 +297,7 @@ type ServeHttp =
 struct HttpSection {
     enabled: bool,
     listen: SocketAddr,
-    max_request_bytes: usize,
+    limits: BodyLimits,
 }
 
 impl HttpSection {
@@ -298,7 +305,10 @@ impl HttpSection {
         HttpSection {
             enabled: section.enabled,
             listen: section.listen,
-            max_request_bytes: section.max_request_bytes,
+            limits: BodyLimits {
+                max_bytes: section.max_request_bytes,
+                timeout: section.body_timeout,
+            },
         }
     }
 }
@@ -335,17 +345,12 @@ async fn start_http_receivers(
             continue;
         }
         let endpoint = security.endpoint(listener, section.listen);
-        let (bound, task) = serve(
-            endpoint,
-            section.max_request_bytes,
-            pipeline.clone(),
-            shutdown.clone(),
-        )
-        .await
-        .map_err(|source| StartError::Bind {
-            addr: section.listen,
-            source,
-        })?;
+        let (bound, task) = serve(endpoint, section.limits, pipeline.clone(), shutdown.clone())
+            .await
+            .map_err(|source| StartError::Bind {
+                addr: section.listen,
+                source,
+            })?;
         let addr = match listener {
             Listener::OtlpHttp => &mut started.otlp_http_addr,
             Listener::Zipkin => &mut started.zipkin_addr,

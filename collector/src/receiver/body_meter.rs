@@ -9,13 +9,20 @@
 //! it answers a full budget: RESOURCE_EXHAUSTED with a `RetryInfo`, or 429
 //! with `Retry-After`. The reservation travels in the request's extensions
 //! and the pipeline takes it over, so a body is never counted twice.
+//!
+//! A body must also arrive within the receiver's `body_timeout`: otherwise
+//! a client that sends half a body and stalls would keep its share of the
+//! budget, and enough of them would refuse everyone else.
 
+use std::future::Future as _;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll, ready};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
+use tokio::time::Sleep;
 use tonic::codegen::http::{Extensions, Request};
 use tonic::server::NamedService;
 
@@ -26,19 +33,35 @@ use crate::receiver::otlp_grpc::grpc_status;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
+/// How large a receiver's request bodies may be, and how long they may take
+/// to arrive.
+#[derive(Debug, Clone, Copy)]
+pub struct BodyLimits {
+    /// Largest body, after gzip decompression.
+    pub max_bytes: usize,
+    /// From the request's headers to the body's last byte.
+    pub timeout: Duration,
+}
+
 /// The layer that meters one receiver's request bodies.
 #[derive(Debug, Clone)]
 pub struct Meter {
     pipeline: Arc<Pipeline>,
     /// The `receiver` label refusals are counted under.
     receiver: &'static str,
+    /// How long a body may take to arrive.
+    body_timeout: Duration,
 }
 
 impl Meter {
-    /// Meters bodies against `pipeline`'s budget, counting refusals under
-    /// `receiver`.
-    pub fn new(pipeline: Arc<Pipeline>, receiver: &'static str) -> Self {
-        Meter { pipeline, receiver }
+    /// Meters bodies against `pipeline`'s budget and `body_timeout`,
+    /// counting refusals under `receiver`.
+    pub fn new(pipeline: Arc<Pipeline>, receiver: &'static str, body_timeout: Duration) -> Self {
+        Meter {
+            pipeline,
+            receiver,
+            body_timeout,
+        }
     }
 }
 
@@ -81,7 +104,15 @@ where
         let held = HeldBody::new(self.meter.pipeline.budget());
         request.extensions_mut().insert(held.clone());
         let meter = self.meter.clone();
-        let request = request.map(|inner| B::wrap(MeteredBody { inner, held, meter }));
+        let deadline = Box::pin(tokio::time::sleep(meter.body_timeout));
+        let request = request.map(|inner| {
+            B::wrap(MeteredBody {
+                inner,
+                held,
+                meter,
+                deadline,
+            })
+        });
         self.inner.call(request)
     }
 }
@@ -90,8 +121,8 @@ where
 pub trait Rebody: Body<Data = Bytes> + Unpin + Send + Sized + 'static {
     /// `metered` as a body of this type.
     fn wrap(metered: MeteredBody<Self>) -> Self;
-    /// The error that ends a body refused for want of budget.
-    fn refusal() -> BoxError;
+    /// The error that ends a body cut short for `why`.
+    fn refusal(why: &RequestError) -> BoxError;
 }
 
 impl Rebody for tonic::body::Body {
@@ -100,8 +131,8 @@ impl Rebody for tonic::body::Body {
     }
 
     /// tonic answers a body error that is a `Status` with that status.
-    fn refusal() -> BoxError {
-        Box::new(grpc_status(&RequestError::Overloaded))
+    fn refusal(why: &RequestError) -> BoxError {
+        Box::new(grpc_status(why))
     }
 }
 
@@ -111,18 +142,33 @@ impl Rebody for axum::body::Body {
     }
 
     /// The handler sees only that the body failed; it asks
-    /// [`HeldBody::refused`] why.
-    fn refusal() -> BoxError {
-        Box::new(RequestError::Overloaded)
+    /// [`HeldBody::refusal`] why.
+    fn refusal(why: &RequestError) -> BoxError {
+        why.to_string().into()
     }
 }
 
-/// A body that reserves each data frame's bytes before yielding it.
+/// A body that reserves each data frame's bytes before yielding it, and
+/// ends at its deadline.
 #[derive(Debug)]
 pub struct MeteredBody<B> {
     inner: B,
     held: HeldBody,
     meter: Meter,
+    deadline: Pin<Box<Sleep>>,
+}
+
+impl<B: Rebody> MeteredBody<B> {
+    /// Ends the body for `why`: counted, remembered for the handler, and
+    /// the error its server answers with.
+    fn cut(&mut self, why: Cut) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        self.held.lock().cut = Some(why);
+        let error = why.error();
+        self.meter
+            .pipeline
+            .count_request_refusal(self.meter.receiver, &error);
+        Poll::Ready(Some(Err(B::refusal(&error))))
+    }
 }
 
 impl<B> Body for MeteredBody<B>
@@ -138,24 +184,22 @@ where
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = self.get_mut();
-        if this.held.lock().refused {
+        if this.held.lock().cut.is_some() {
             return Poll::Ready(None);
         }
-        let frame = match ready!(Pin::new(&mut this.inner).poll_frame(cx)) {
-            None => return Poll::Ready(None),
-            Some(Err(error)) => return Poll::Ready(Some(Err(error.into()))),
-            Some(Ok(frame)) => frame,
+        let frame = match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Pending => {
+                ready!(this.deadline.as_mut().poll(cx));
+                return this.cut(Cut::TimedOut(this.meter.body_timeout));
+            }
+            Poll::Ready(None) => return Poll::Ready(None),
+            Poll::Ready(Some(Err(error))) => return Poll::Ready(Some(Err(error.into()))),
+            Poll::Ready(Some(Ok(frame))) => frame,
         };
         if let Some(data) = frame.data_ref() {
-            let mut held = this.held.lock();
-            if !held.reservation.try_grow(data.len()) {
-                held.refused = true;
-                drop(held);
-                let meter = &this.meter;
-                meter
-                    .pipeline
-                    .count_request_refusal(meter.receiver, &RequestError::Overloaded);
-                return Poll::Ready(Some(Err(B::refusal())));
+            let fits = this.held.lock().reservation.try_grow(data.len());
+            if !fits {
+                return this.cut(Cut::Overloaded);
             }
         }
         Poll::Ready(Some(Ok(frame)))
@@ -178,15 +222,33 @@ pub struct HeldBody(Arc<Mutex<Held>>);
 #[derive(Debug)]
 struct Held {
     reservation: Reservation,
-    /// The body was cut short because the budget was spent.
-    refused: bool,
+    /// Why the body was cut short, if it was.
+    cut: Option<Cut>,
+}
+
+/// Why a body was cut short.
+#[derive(Debug, Clone, Copy)]
+enum Cut {
+    /// The budget was spent.
+    Overloaded,
+    /// It did not arrive within the body timeout.
+    TimedOut(Duration),
+}
+
+impl Cut {
+    fn error(self) -> RequestError {
+        match self {
+            Cut::Overloaded => RequestError::Overloaded,
+            Cut::TimedOut(after) => RequestError::BodyTimeout(after),
+        }
+    }
 }
 
 impl HeldBody {
     fn new(budget: &Budget) -> Self {
         HeldBody(Arc::new(Mutex::new(Held {
             reservation: budget.empty(),
-            refused: false,
+            cut: None,
         })))
     }
 
@@ -204,11 +266,10 @@ impl HeldBody {
         }
     }
 
-    /// Whether the body of the request with `extensions` failed because
-    /// the budget was spent.
-    pub fn refused(extensions: &Extensions) -> bool {
-        extensions
-            .get::<HeldBody>()
-            .is_some_and(|held| held.lock().refused)
+    /// Why the body of the request with `extensions` was cut short, if it
+    /// was: the budget was spent, or the body timeout passed.
+    pub fn refusal(extensions: &Extensions) -> Option<RequestError> {
+        let held = extensions.get::<HeldBody>()?;
+        held.lock().cut.map(Cut::error)
     }
 }

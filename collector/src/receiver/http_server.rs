@@ -19,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::error::{ErrorClass, RequestError};
 use crate::pipeline::Pipeline;
-use crate::receiver::body_meter::{HeldBody, Meter};
+use crate::receiver::body_meter::{BodyLimits, HeldBody, Meter};
 use crate::receiver::listener::{self, Endpoint};
 
 /// Binds `endpoint` and serves `app` until `shutdown`, with bodies
@@ -60,21 +60,21 @@ impl WholeBody {
     pub(crate) async fn serve(
         self,
         endpoint: Endpoint,
-        max_request_bytes: usize,
+        limits: BodyLimits,
         pipeline: Arc<Pipeline>,
         shutdown: CancellationToken,
     ) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
-        let meter = Meter::new(pipeline.clone(), self.receiver);
+        let meter = Meter::new(pipeline.clone(), self.receiver, limits.timeout);
         let state = WholeRequest {
             receiver: self.receiver,
             decode: self.decode,
-            max_request_bytes,
+            max_request_bytes: limits.max_bytes,
             pipeline,
         };
         let app = Router::new()
             .route(self.path, post(accept_whole))
             .with_state(state);
-        serve(endpoint, app, max_request_bytes, meter, shutdown).await
+        serve(endpoint, app, limits.max_bytes, meter, shutdown).await
     }
 }
 
@@ -116,18 +116,18 @@ async fn accept_whole(
     }
 }
 
-/// The answer to a body that could not be read: `refuse`'s answer to an
-/// overload when the byte budget cut it short (the meter counted it),
-/// axum's own otherwise (413 for a body over the size limit).
+/// The answer to a body that could not be read: `refuse`'s answer when the
+/// meter cut it short (the byte budget was spent or the body timeout
+/// passed; the meter counted it), axum's own otherwise (413 for a body over
+/// the size limit).
 pub(crate) fn refused_body(
     extensions: &Extensions,
     rejection: BytesRejection,
     refuse: impl FnOnce(&RequestError) -> Response,
 ) -> Response {
-    if HeldBody::refused(extensions) {
-        refuse(&RequestError::Overloaded)
-    } else {
-        rejection.into_response()
+    match HeldBody::refusal(extensions) {
+        Some(error) => refuse(&error),
+        None => rejection.into_response(),
     }
 }
 

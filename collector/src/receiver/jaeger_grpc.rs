@@ -27,7 +27,7 @@ use tower::Layer as _;
 use crate::convert::jaeger_model::batch_to_otlp;
 use crate::error::RequestError;
 use crate::pipeline::Pipeline;
-use crate::receiver::body_meter::{HeldBody, Meter};
+use crate::receiver::body_meter::{BodyLimits, HeldBody, Meter};
 use crate::receiver::listener::{self, Endpoint};
 use crate::receiver::otlp_grpc::grpc_status;
 use crate::sampling::StrategyStore;
@@ -72,8 +72,9 @@ pub struct JaegerGrpcServices {
     pub collector: Option<Arc<Pipeline>>,
     /// `SamplingManager`, when `sampling.enabled`.
     pub sampling: Option<Arc<StrategyStore>>,
-    /// Largest request message, after gzip decompression.
-    pub max_message_bytes: usize,
+    /// Largest request message, after gzip decompression, and how long it
+    /// may take to arrive.
+    pub limits: BodyLimits,
 }
 
 /// Binds `endpoint` and serves until `shutdown`; in-flight requests finish
@@ -85,12 +86,12 @@ pub async fn serve(
 ) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
     let mut routes = Routes::default();
     if let Some(pipeline) = services.collector {
-        let meter = Meter::new(pipeline.clone(), RECEIVER);
+        let meter = Meter::new(pipeline.clone(), RECEIVER, services.limits.timeout);
         routes = routes.add_service(
             meter.layer(
                 CollectorServiceServer::new(JaegerGrpc { pipeline })
                     .accept_compressed(CompressionEncoding::Gzip)
-                    .max_decoding_message_size(services.max_message_bytes),
+                    .max_decoding_message_size(services.limits.max_bytes),
             ),
         );
     }

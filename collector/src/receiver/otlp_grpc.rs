@@ -32,7 +32,7 @@ use tower::Layer as _;
 use crate::error::{ErrorClass, RequestError};
 use crate::grouping::{FieldNaming, RejectedSpan};
 use crate::pipeline::Pipeline;
-use crate::receiver::body_meter::{HeldBody, Meter};
+use crate::receiver::body_meter::{BodyLimits, HeldBody, Meter};
 use crate::receiver::listener::{self, Endpoint};
 
 const RECEIVER: &str = "otlp_grpc";
@@ -67,6 +67,9 @@ struct RetryInfo {
 pub fn grpc_status(error: &RequestError) -> Status {
     let message = error.to_string();
     let code = match error.class() {
+        ErrorClass::BadInput if error.grpc_code() == Code::DeadlineExceeded as i32 => {
+            return Status::deadline_exceeded(message);
+        }
         ErrorClass::BadInput => return Status::invalid_argument(message),
         ErrorClass::Overloaded => Code::ResourceExhausted,
         ErrorClass::Unavailable => Code::Unavailable,
@@ -230,14 +233,14 @@ impl Decoder for BytesDecoder {
 /// first.
 pub async fn serve(
     endpoint: Endpoint,
-    max_message_bytes: usize,
+    limits: BodyLimits,
     pipeline: Arc<Pipeline>,
     shutdown: CancellationToken,
 ) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
-    let meter = Meter::new(pipeline.clone(), RECEIVER);
+    let meter = Meter::new(pipeline.clone(), RECEIVER, limits.timeout);
     let service = OtlpGrpc {
         pipeline,
-        max_message_bytes,
+        max_message_bytes: limits.max_bytes,
     };
     listener::serve_grpc(endpoint, Routes::new(meter.layer(service)), shutdown).await
 }

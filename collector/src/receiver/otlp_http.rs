@@ -21,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 use crate::error::RequestError;
 use crate::grouping::{FieldNaming, RejectedSpan};
 use crate::pipeline::Pipeline;
-use crate::receiver::body_meter::{HeldBody, Meter};
+use crate::receiver::body_meter::{BodyLimits, HeldBody, Meter};
 use crate::receiver::http_server::{
     self, content_type, decompress, media_type, off_reactor, refused_body, with_retry_after,
 };
@@ -77,18 +77,18 @@ struct ReceiverState {
 /// first.
 pub async fn serve(
     endpoint: Endpoint,
-    max_request_bytes: usize,
+    limits: BodyLimits,
     pipeline: Arc<Pipeline>,
     shutdown: CancellationToken,
 ) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
-    let meter = Meter::new(pipeline.clone(), RECEIVER);
+    let meter = Meter::new(pipeline.clone(), RECEIVER, limits.timeout);
     let app = Router::new()
         .route("/v1/traces", post(export))
         .with_state(ReceiverState {
             pipeline,
-            max_request_bytes,
+            max_request_bytes: limits.max_bytes,
         });
-    http_server::serve(endpoint, app, max_request_bytes, meter, shutdown).await
+    http_server::serve(endpoint, app, limits.max_bytes, meter, shutdown).await
 }
 
 async fn export(

@@ -16,7 +16,7 @@ use spanway_collector::Collector;
 use spanway_collector::config::CollectorConfig;
 use spanway_e2e::{create_topic, require_kafka, unique_name};
 use spanway_schemas::proto::grpc::otlp_trace::trace_service_client::TraceServiceClient;
-use tokio::io::AsyncWriteExt as _;
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio_util::sync::CancellationToken;
 use tonic::Code;
 
@@ -54,9 +54,13 @@ async fn wait_for_gauge(ops: SocketAddr, what: &str, holds: impl Fn(f64) -> bool
 
 /// An OTLP/gRPC export whose message claims more bytes than it sends: the
 /// stream stays open with `HELD` bytes of body until it is reset.
-async fn half_sent_grpc(
-    addr: SocketAddr,
-) -> (h2::client::SendRequest<Bytes>, h2::SendStream<Bytes>) {
+struct HalfSentGrpc {
+    connection: h2::client::SendRequest<Bytes>,
+    response: h2::client::ResponseFuture,
+    stream: h2::SendStream<Bytes>,
+}
+
+async fn half_sent_grpc(addr: SocketAddr) -> HalfSentGrpc {
     let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
     let (client, connection) = h2::client::handshake(tcp).await.unwrap();
     tokio::spawn(async move {
@@ -70,13 +74,31 @@ async fn half_sent_grpc(
     .header("te", "trailers")
     .body(())
     .unwrap();
-    let (_response, mut stream) = client.send_request(request, false).unwrap();
+    let (response, mut stream) = client.send_request(request, false).unwrap();
     // The gRPC length prefix announces a message larger than what follows.
     let mut body = vec![0u8];
     body.extend_from_slice(&u32::try_from(HELD + 100 * KIB).unwrap().to_be_bytes());
     body.resize(5 + HELD, b'x');
     stream.send_data(Bytes::from(body), false).unwrap();
-    (client, stream)
+    HalfSentGrpc {
+        connection: client,
+        response,
+        stream,
+    }
+}
+
+/// An OTLP/HTTP request whose body stops `HELD` bytes into its
+/// Content-Length; the connection stays open until dropped.
+async fn half_sent_http(addr: SocketAddr) -> tokio::net::TcpStream {
+    let mut held = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let head = format!(
+        "POST /v1/traces HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/x-protobuf\r\n\
+         content-length: {}\r\n\r\n",
+        HELD + 100 * KIB
+    );
+    held.write_all(head.as_bytes()).await.unwrap();
+    held.write_all(&vec![b'x'; HELD]).await.unwrap();
+    held
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -91,7 +113,11 @@ async fn a_grpc_body_holds_the_budget_while_it_arrives() {
     let addr = collector.otlp_grpc_addr.unwrap();
     let ops = collector.ops_addr;
 
-    let (connection, mut held) = half_sent_grpc(addr).await;
+    let HalfSentGrpc {
+        connection,
+        stream: mut held,
+        ..
+    } = half_sent_grpc(addr).await;
     let in_flight = wait_for_gauge(ops, "the half-sent body's bytes", |v| v >= HELD as f64).await;
     assert!(in_flight <= (HELD + 20 * KIB) as f64, "{in_flight}");
     // The server's settings have arrived by now: streams per connection
@@ -144,14 +170,7 @@ async fn an_http_body_holds_the_budget_while_it_arrives() {
     let ops = collector.ops_addr;
 
     // HTTP/1.1 with a Content-Length the sender never reaches.
-    let mut held = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let head = format!(
-        "POST /v1/traces HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/x-protobuf\r\n\
-         content-length: {}\r\n\r\n",
-        HELD + 100 * KIB
-    );
-    held.write_all(head.as_bytes()).await.unwrap();
-    held.write_all(&vec![b'x'; HELD]).await.unwrap();
+    let held = half_sent_http(addr).await;
     wait_for_gauge(ops, "the half-sent body's bytes", |v| v >= HELD as f64).await;
 
     let url = format!("http://{addr}/v1/traces");
@@ -181,6 +200,59 @@ async fn an_http_body_holds_the_budget_while_it_arrives() {
     let records = read_topic(&topic, 1, Duration::from_secs(20)).await;
     assert_eq!(records.len(), 1);
     assert_eq!(records[0].key, hex(&[2; 16]));
+
+    shutdown.cancel();
+    collector.wait().await;
+}
+
+/// A body that stalls is cut at the receiver's body timeout, answered
+/// DEADLINE_EXCEEDED or 408, counted, and its budget freed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_body_is_cut_at_the_body_timeout() {
+    require_kafka();
+    let topic = unique_name("it-body-timeout");
+    create_topic(&topic, 1).await;
+    let mut config = budget_config(&topic);
+    // Room for both half-sent bodies: only the timeout cuts them.
+    config.kafka.max_bytes_in_flight = 4 * BUDGET;
+    let timeout = Duration::from_secs(1);
+    config.otlp_grpc.body_timeout = timeout;
+    config.otlp_http.body_timeout = timeout;
+    config.validate().unwrap();
+    let shutdown = CancellationToken::new();
+    let collector = Collector::start(&config, shutdown.clone()).await.unwrap();
+    let ops = collector.ops_addr;
+
+    let started = Instant::now();
+    let grpc = half_sent_grpc(collector.otlp_grpc_addr.unwrap()).await;
+    let mut http = half_sent_http(collector.otlp_http_addr.unwrap()).await;
+
+    let response = tokio::time::timeout(Duration::from_secs(20), grpc.response)
+        .await
+        .expect("an answer once the body timeout passes")
+        .unwrap();
+    assert!(started.elapsed() >= timeout, "not before the timeout");
+    // A trailers-only answer: the status is in the headers.
+    assert_eq!(response.headers()["grpc-status"], "4", "DEADLINE_EXCEEDED");
+    // Percent-encoded, as gRPC sends messages.
+    let message = response.headers()["grpc-message"].to_str().unwrap();
+    assert!(message.contains("not%20received%20in%20full"), "{message}");
+
+    let mut answer = vec![0u8; 256];
+    let read = tokio::time::timeout(Duration::from_secs(20), http.read(&mut answer))
+        .await
+        .expect("an answer once the body timeout passes")
+        .unwrap();
+    let answer = String::from_utf8_lossy(&answer[..read]);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+
+    wait_for_gauge(ops, "0 once both bodies are cut", |v| v == 0.0).await;
+    for receiver in ["otlp_grpc", "otlp_http"] {
+        let series = format!(
+            "collector_requests_refused_total{{receiver=\"{receiver}\",reason=\"body_timeout\"}}"
+        );
+        assert_eq!(metric(ops, &series).await, 1.0, "{series}");
+    }
 
     shutdown.cancel();
     collector.wait().await;
