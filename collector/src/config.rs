@@ -68,11 +68,13 @@ pub struct HttpReceiverConfig<R> {
     pub listen: SocketAddr,
     /// Largest request body accepted, in bytes, after gzip decompression.
     pub max_request_bytes: usize,
-    /// Longest a request body may take to arrive, from its headers to its
-    /// last byte. A body still arriving then is cut short (HTTP 408) and
-    /// the byte budget it held is freed, so stalled senders cannot keep it.
+    /// Longest a client may take to send a request's head, and then its
+    /// body. A body still arriving then is cut short (HTTP 408) and the
+    /// byte budget it held is freed; an HTTP/1 connection that sends no
+    /// request for this long is closed. So stalled senders hold neither
+    /// budget nor connections for longer.
     #[serde(with = "humantime_serde")]
-    pub body_timeout: Duration,
+    pub read_timeout: Duration,
     /// TLS for this listener; without the table it speaks plain text.
     pub tls: Option<TlsConfig>,
     /// Whether requests must carry credentials when `[auth]` has any.
@@ -98,7 +100,7 @@ pub struct GrpcReceiverConfig<R> {
     /// (DEADLINE_EXCEEDED) and the byte budget it held is freed, so stalled
     /// senders cannot keep it.
     #[serde(with = "humantime_serde")]
-    pub body_timeout: Duration,
+    pub read_timeout: Duration,
     /// TLS for this listener (for `[jaeger_grpc]`, `CollectorService` and
     /// `SamplingManager`); without the table it speaks plain text.
     pub tls: Option<TlsConfig>,
@@ -116,7 +118,7 @@ impl<R: ReceiverDefaults> Default for HttpReceiverConfig<R> {
             enabled: true,
             listen: SocketAddr::from(([0, 0, 0, 0], R::PORT)),
             max_request_bytes: R::MAX_BYTES,
-            body_timeout: DEFAULT_BODY_TIMEOUT,
+            read_timeout: DEFAULT_READ_TIMEOUT,
             tls: None,
             require_auth: true,
             receiver: PhantomData,
@@ -130,7 +132,7 @@ impl<R: ReceiverDefaults> Default for GrpcReceiverConfig<R> {
             enabled: true,
             listen: SocketAddr::from(([0, 0, 0, 0], R::PORT)),
             max_message_bytes: R::MAX_BYTES,
-            body_timeout: DEFAULT_BODY_TIMEOUT,
+            read_timeout: DEFAULT_READ_TIMEOUT,
             tls: None,
             require_auth: true,
             receiver: PhantomData,
@@ -138,11 +140,13 @@ impl<R: ReceiverDefaults> Default for GrpcReceiverConfig<R> {
     }
 }
 
-/// Time for a request body to arrive: a 16 MiB body at about 4 Mbit/s.
-const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(30);
+/// Time for a request to arrive: a 16 MiB body at about 4 Mbit/s. Also
+/// how long an idle HTTP/1 connection stays open (the OpenTelemetry
+/// Collector's HTTP servers close theirs after a minute).
+const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The shortest body timeout accepted.
-const MIN_BODY_TIMEOUT: Duration = Duration::from_secs(1);
+const MIN_READ_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// 16 MiB: a large batch of spans from an SDK or agent, gzip included.
 const HTTP_MAX_REQUEST_BYTES: usize = 16 * 1024 * 1024;
@@ -455,38 +459,38 @@ impl CollectorConfig {
         let receivers = [
             (
                 "otlp_http.max_request_bytes",
-                "otlp_http.body_timeout",
+                "otlp_http.read_timeout",
                 self.otlp_http.enabled,
                 self.otlp_http.max_request_bytes,
-                self.otlp_http.body_timeout,
+                self.otlp_http.read_timeout,
             ),
             (
                 "zipkin.max_request_bytes",
-                "zipkin.body_timeout",
+                "zipkin.read_timeout",
                 self.zipkin.enabled,
                 self.zipkin.max_request_bytes,
-                self.zipkin.body_timeout,
+                self.zipkin.read_timeout,
             ),
             (
                 "jaeger_thrift_http.max_request_bytes",
-                "jaeger_thrift_http.body_timeout",
+                "jaeger_thrift_http.read_timeout",
                 self.jaeger_thrift_http.enabled,
                 self.jaeger_thrift_http.max_request_bytes,
-                self.jaeger_thrift_http.body_timeout,
+                self.jaeger_thrift_http.read_timeout,
             ),
             (
                 "otlp_grpc.max_message_bytes",
-                "otlp_grpc.body_timeout",
+                "otlp_grpc.read_timeout",
                 self.otlp_grpc.enabled,
                 self.otlp_grpc.max_message_bytes,
-                self.otlp_grpc.body_timeout,
+                self.otlp_grpc.read_timeout,
             ),
             (
                 "jaeger_grpc.max_message_bytes",
-                "jaeger_grpc.body_timeout",
+                "jaeger_grpc.read_timeout",
                 self.jaeger_grpc.enabled,
                 self.jaeger_grpc.max_message_bytes,
-                self.jaeger_grpc.body_timeout,
+                self.jaeger_grpc.read_timeout,
             ),
         ];
         for (key, timeout_key, enabled, max, timeout) in receivers {
@@ -504,11 +508,11 @@ impl CollectorConfig {
                     ),
                 ));
             }
-            if timeout < MIN_BODY_TIMEOUT {
+            if timeout < MIN_READ_TIMEOUT {
                 return Err(ConfigError::invalid(
                     timeout_key,
                     format!(
-                        "must be at least {MIN_BODY_TIMEOUT:?}: a body needs time to arrive, even from a nearby client"
+                        "must be at least {MIN_READ_TIMEOUT:?}: a body needs time to arrive, even from a nearby client"
                     ),
                 ));
             }

@@ -35,7 +35,7 @@ pub enum RequestError {
     /// that are split, but a span cannot be.
     #[error("{0}")]
     SpanTooLarge(String),
-    /// The body did not arrive in full within the receiver's `body_timeout`;
+    /// The body did not arrive in full within the receiver's `read_timeout`;
     /// its bytes were let go.
     #[error("request body not received in full within {0:?}")]
     BodyTimeout(std::time::Duration),

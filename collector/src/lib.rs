@@ -236,7 +236,7 @@ async fn start_grpc_and_sampling(
             security.endpoint(Listener::OtlpGrpc, config.otlp_grpc.listen),
             BodyLimits {
                 max_bytes: config.otlp_grpc.max_message_bytes,
-                timeout: config.otlp_grpc.body_timeout,
+                timeout: config.otlp_grpc.read_timeout,
             },
             pipeline.clone(),
             shutdown.clone(),
@@ -252,7 +252,7 @@ async fn start_grpc_and_sampling(
             sampling: store.clone(),
             limits: BodyLimits {
                 max_bytes: config.jaeger_grpc.max_message_bytes,
-                timeout: config.jaeger_grpc.body_timeout,
+                timeout: config.jaeger_grpc.read_timeout,
             },
         };
         let endpoint = security.endpoint(Listener::JaegerGrpc, config.jaeger_grpc.listen);
@@ -307,7 +307,7 @@ impl HttpSection {
             listen: section.listen,
             limits: BodyLimits {
                 max_bytes: section.max_request_bytes,
-                timeout: section.body_timeout,
+                timeout: section.read_timeout,
             },
         }
     }

@@ -129,26 +129,26 @@ fn compression_levels_are_checked_per_codec() {
 }
 
 #[test]
-fn body_timeouts_are_read_and_checked_per_receiver() {
+fn read_timeouts_are_read_and_checked_per_receiver() {
     let env = [
-        ("SPANWAY_OTLP_GRPC__BODY_TIMEOUT", "5s"),
-        ("SPANWAY_ZIPKIN__BODY_TIMEOUT", "2m"),
+        ("SPANWAY_OTLP_GRPC__READ_TIMEOUT", "5s"),
+        ("SPANWAY_ZIPKIN__READ_TIMEOUT", "2m"),
     ]
     .map(|(k, v)| (k.to_string(), v.to_string()));
     let cfg: CollectorConfig = spanway_service_kit::config::load_with_env(None, env).unwrap();
-    assert_eq!(cfg.otlp_grpc.body_timeout, Duration::from_secs(5));
-    assert_eq!(cfg.zipkin.body_timeout, Duration::from_secs(120));
+    assert_eq!(cfg.otlp_grpc.read_timeout, Duration::from_secs(5));
+    assert_eq!(cfg.zipkin.read_timeout, Duration::from_secs(120));
     assert_eq!(
-        cfg.otlp_http.body_timeout,
+        cfg.otlp_http.read_timeout,
         Duration::from_secs(30),
         "default"
     );
     cfg.validate().unwrap();
 
     let mut cfg = CollectorConfig::default();
-    cfg.jaeger_grpc.body_timeout = Duration::from_millis(500);
+    cfg.jaeger_grpc.read_timeout = Duration::from_millis(500);
     let error = cfg.validate().unwrap_err().to_string();
-    assert!(error.contains("jaeger_grpc.body_timeout"), "{error}");
+    assert!(error.contains("jaeger_grpc.read_timeout"), "{error}");
     cfg.jaeger_grpc.enabled = false;
     cfg.validate().unwrap();
 }

@@ -10,7 +10,7 @@
 //! with `Retry-After`. The reservation travels in the request's extensions
 //! and the pipeline takes it over, so a body is never counted twice.
 //!
-//! A body must also arrive within the receiver's `body_timeout`: otherwise
+//! A body must also arrive within the receiver's `read_timeout`: otherwise
 //! a client that sends half a body and stalls would keep its share of the
 //! budget, and enough of them would refuse everyone else.
 

@@ -23,19 +23,19 @@ use crate::receiver::body_meter::{BodyLimits, HeldBody, Meter};
 use crate::receiver::listener::{self, Endpoint};
 
 /// Binds `endpoint` and serves `app` until `shutdown`, with bodies
-/// (compressed or not) capped at `max_request_bytes` and reserving the
-/// byte budget as they arrive; in-flight requests finish first.
+/// (compressed or not) within `limits` and reserving the byte budget as
+/// they arrive; in-flight requests finish first.
 pub(crate) async fn serve(
     endpoint: Endpoint,
     app: Router,
-    max_request_bytes: usize,
+    limits: BodyLimits,
     meter: Meter,
     shutdown: CancellationToken,
 ) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
     let app = app
-        .layer(DefaultBodyLimit::max(max_request_bytes))
+        .layer(DefaultBodyLimit::max(limits.max_bytes))
         .layer(meter);
-    listener::serve_http(endpoint, app, shutdown).await
+    listener::serve_http(endpoint, app, limits.timeout, shutdown).await
 }
 
 /// Turns a request's headers and body into OTLP, within a size limit.
@@ -74,7 +74,7 @@ impl WholeBody {
         let app = Router::new()
             .route(self.path, post(accept_whole))
             .with_state(state);
-        serve(endpoint, app, limits.max_bytes, meter, shutdown).await
+        serve(endpoint, app, limits, meter, shutdown).await
     }
 }
 

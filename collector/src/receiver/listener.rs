@@ -14,10 +14,14 @@ use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::Router;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::registry::Registry;
@@ -26,9 +30,11 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
+use tonic::codegen::http;
 use tonic::service::Routes;
 use tonic::transport::server::{Connected, TcpConnectInfo};
 use tower::Layer as _;
+use tower::ServiceExt as _;
 
 use crate::config::CollectorConfig;
 use crate::metrics::ReceiverLabel;
@@ -323,24 +329,77 @@ pub struct Endpoint {
 
 /// Binds `endpoint` and serves `app` until `shutdown`; in-flight requests
 /// finish first.
+///
+/// Over HTTP/1 a client has `read_timeout` to send each request's head,
+/// and a connection that sends nothing for that long is closed: without it
+/// a client that opens connections and stalls would hold them, and their
+/// buffers, for good. (The body's own deadline is the receivers' body
+/// meter's.)
 pub(crate) async fn serve_http(
     endpoint: Endpoint,
     app: Router,
+    read_timeout: Duration,
     shutdown: CancellationToken,
 ) -> io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
-    let (bound, incoming) = bind(&endpoint, shutdown.clone()).await?;
+    let (bound, mut incoming) = bind(&endpoint, shutdown.clone()).await?;
     let service = endpoint.auth.layer(app);
     let name = endpoint.listener.name();
+    let mut server = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    server
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(read_timeout);
     let task = tokio::spawn(async move {
-        let result = axum::serve(
-            incoming,
-            axum::ServiceExt::<axum::extract::Request>::into_make_service(service),
-        )
-        .with_graceful_shutdown(shutdown.cancelled_owned())
-        .await;
-        if let Err(error) = result {
-            tracing::error!(receiver = name, %error, "HTTP server stopped");
+        let graceful = GracefulShutdown::new();
+        loop {
+            let connection = tokio::select! {
+                _ = shutdown.cancelled() => break,
+                next = incoming.connections.recv() => match next {
+                    Some(next) => next,
+                    None => break,
+                },
+            };
+            let (connection, remote) = connection;
+            let service =
+                service
+                    .clone()
+                    .map_request(|request: http::Request<hyper::body::Incoming>| {
+                        request.map(axum::body::Body::new)
+                    });
+            let heard = Arc::new(AtomicBool::new(false));
+            let connection = Heard {
+                inner: connection,
+                heard: heard.clone(),
+            };
+            let connection = server
+                .serve_connection_with_upgrades(
+                    TokioIo::new(connection),
+                    TowerToHyperService::new(service),
+                )
+                .into_owned();
+            let connection = graceful.watch(connection);
+            tokio::spawn(async move {
+                let mut connection = std::pin::pin!(connection);
+                // hyper's head timeout starts with the first byte: the
+                // server waits for it to tell HTTP/1 from HTTP/2. A client
+                // that sends nothing gets the same time, then is dropped.
+                let result = tokio::select! {
+                    result = connection.as_mut() => result,
+                    () = tokio::time::sleep(read_timeout) => {
+                        if !heard.load(Ordering::Relaxed) {
+                            tracing::debug!(receiver = name, %remote, "HTTP connection closed: nothing sent");
+                            return;
+                        }
+                        connection.await
+                    }
+                };
+                // A client that went away, or one closed for its read timeout.
+                if let Err(error) = result {
+                    tracing::debug!(receiver = name, %remote, %error, "HTTP connection ended");
+                }
+            });
         }
+        graceful.shutdown().await;
     });
     Ok((bound, task))
 }
@@ -376,7 +435,7 @@ async fn bind(
     let local = listener.local_addr()?;
     let (sender, connections) = mpsc::channel(ACCEPT_QUEUE);
     tokio::spawn(accept(listener, endpoint.clone(), sender, shutdown));
-    Ok((local, Incoming { connections, local }))
+    Ok((local, Incoming { connections }))
 }
 
 /// Accepts until `shutdown`, handing each connection, once its TLS
@@ -437,29 +496,11 @@ async fn accept(
     }
 }
 
-/// Connections ready to serve, for axum (as a [`axum::serve::Listener`])
-/// and tonic (as a stream).
+/// Connections ready to serve, for the HTTP server's loop and for tonic
+/// (as a stream).
 #[derive(Debug)]
 pub(crate) struct Incoming {
     connections: mpsc::Receiver<(Connection, SocketAddr)>,
-    local: SocketAddr,
-}
-
-impl axum::serve::Listener for Incoming {
-    type Io = Connection;
-    type Addr = SocketAddr;
-
-    async fn accept(&mut self) -> (Connection, SocketAddr) {
-        match self.connections.recv().await {
-            Some(connection) => connection,
-            // The accept loop stopped for shutdown, which stops the server.
-            None => std::future::pending().await,
-        }
-    }
-
-    fn local_addr(&self) -> io::Result<SocketAddr> {
-        Ok(self.local)
-    }
 }
 
 impl futures::Stream for Incoming {
@@ -554,6 +595,59 @@ impl AsyncWrite for Connection {
             Connection::Plain(stream) => Pin::new(stream).poll_shutdown(cx),
             Connection::Tls(stream) => Pin::new(stream).poll_shutdown(cx),
         }
+    }
+}
+
+/// A connection that notes when its client first sends something.
+#[derive(Debug)]
+struct Heard {
+    inner: Connection,
+    heard: Arc<AtomicBool>,
+}
+
+impl AsyncRead for Heard {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let read = Pin::new(&mut this.inner).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            this.heard.store(true, Ordering::Relaxed);
+        }
+        read
+    }
+}
+
+impl AsyncWrite for Heard {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
     }
 }
 

@@ -88,7 +88,7 @@ pub async fn serve(
             pipeline,
             max_request_bytes: limits.max_bytes,
         });
-    http_server::serve(endpoint, app, limits.max_bytes, meter, shutdown).await
+    http_server::serve(endpoint, app, limits, meter, shutdown).await
 }
 
 async fn export(

@@ -4,6 +4,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use axum::extract::{Query, State};
@@ -16,6 +17,10 @@ use super::StrategyStore;
 use super::strategies::JsonResponse;
 use crate::receiver::listener::{self, Endpoint};
 
+/// How long an SDK may take to send a strategy request's head, and how
+/// long an idle connection stays open: the receivers' default.
+const READ_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// Binds `endpoint` and serves until `shutdown`.
 pub async fn serve(
     endpoint: Endpoint,
@@ -26,7 +31,7 @@ pub async fn serve(
         .route("/sampling", get(strategy))
         .route("/api/sampling", get(strategy))
         .with_state(store);
-    listener::serve_http(endpoint, app, shutdown).await
+    listener::serve_http(endpoint, app, READ_TIMEOUT, shutdown).await
 }
 
 async fn strategy(

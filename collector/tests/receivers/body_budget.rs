@@ -216,8 +216,8 @@ async fn a_stalled_body_is_cut_at_the_body_timeout() {
     // Room for both half-sent bodies: only the timeout cuts them.
     config.kafka.max_bytes_in_flight = 4 * BUDGET;
     let timeout = Duration::from_secs(1);
-    config.otlp_grpc.body_timeout = timeout;
-    config.otlp_http.body_timeout = timeout;
+    config.otlp_grpc.read_timeout = timeout;
+    config.otlp_http.read_timeout = timeout;
     config.validate().unwrap();
     let shutdown = CancellationToken::new();
     let collector = Collector::start(&config, shutdown.clone()).await.unwrap();
@@ -247,6 +247,42 @@ async fn a_stalled_body_is_cut_at_the_body_timeout() {
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
 
     wait_for_gauge(ops, "0 once both bodies are cut", |v| v == 0.0).await;
+
+    // Over HTTP/1 a request's head has the same time, and a connection
+    // that sends nothing is closed after it too.
+    let http_addr = collector.otlp_http_addr.unwrap();
+    let started = Instant::now();
+    let mut idle = tokio::net::TcpStream::connect(http_addr).await.unwrap();
+    let mut half_head = tokio::net::TcpStream::connect(http_addr).await.unwrap();
+    half_head
+        .write_all(b"POST /v1/traces HTTP/1.1\r\nhost: collector\r\n")
+        .await
+        .unwrap();
+    // A kept-alive connection after one answered request.
+    let mut kept = tokio::net::TcpStream::connect(http_addr).await.unwrap();
+    kept.write_all(
+        b"POST /v1/traces HTTP/1.1\r\nhost: collector\r\n\
+          content-type: application/x-protobuf\r\ncontent-length: 0\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let mut answer = vec![0u8; 512];
+    let read = kept.read(&mut answer).await.unwrap();
+    let answer = String::from_utf8_lossy(&answer[..read]);
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    for (what, stream) in [
+        ("nothing sent", &mut idle),
+        ("half a head", &mut half_head),
+        ("one request answered", &mut kept),
+    ] {
+        // Read to the end (an answer to the stalled head, if any, first).
+        let mut rest = Vec::new();
+        tokio::time::timeout(Duration::from_secs(20), stream.read_to_end(&mut rest))
+            .await
+            .unwrap_or_else(|_| panic!("a connection with {what} is closed"))
+            .ok();
+    }
+    assert!(started.elapsed() >= timeout, "not before the timeout");
     for receiver in ["otlp_grpc", "otlp_http"] {
         let series = format!(
             "collector_requests_refused_total{{receiver=\"{receiver}\",reason=\"body_timeout\"}}"
