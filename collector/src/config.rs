@@ -101,6 +101,13 @@ pub struct GrpcReceiverConfig<R> {
     /// senders cannot keep it.
     #[serde(with = "humantime_serde")]
     pub read_timeout: Duration,
+    /// How long a client's connection lives before the server asks it to
+    /// reconnect (HTTP/2 GOAWAY; calls in flight finish first). gRPC
+    /// clients keep one connection for good otherwise, so the replicas an
+    /// autoscaler adds behind a Kubernetes Service would get none of their
+    /// calls.
+    #[serde(with = "humantime_serde")]
+    pub max_connection_age: Duration,
     /// TLS for this listener (for `[jaeger_grpc]`, `CollectorService` and
     /// `SamplingManager`); without the table it speaks plain text.
     pub tls: Option<TlsConfig>,
@@ -133,6 +140,7 @@ impl<R: ReceiverDefaults> Default for GrpcReceiverConfig<R> {
             listen: SocketAddr::from(([0, 0, 0, 0], R::PORT)),
             max_message_bytes: R::MAX_BYTES,
             read_timeout: DEFAULT_READ_TIMEOUT,
+            max_connection_age: DEFAULT_MAX_CONNECTION_AGE,
             tls: None,
             require_auth: true,
             receiver: PhantomData,
@@ -144,6 +152,13 @@ impl<R: ReceiverDefaults> Default for GrpcReceiverConfig<R> {
 /// how long an idle HTTP/1 connection stays open (the OpenTelemetry
 /// Collector's HTTP servers close theirs after a minute).
 const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Ten minutes: new replicas get calls within minutes of starting, and a
+/// reconnection is rare beside the calls a connection carries.
+const DEFAULT_MAX_CONNECTION_AGE: Duration = Duration::from_secs(600);
+
+/// The shortest connection age accepted.
+const MIN_CONNECTION_AGE: Duration = Duration::from_secs(1);
 
 /// The shortest body timeout accepted.
 const MIN_READ_TIMEOUT: Duration = Duration::from_secs(1);
@@ -454,7 +469,8 @@ impl CollectorConfig {
 
     /// Every enabled receiver's request limit is positive and fits in the
     /// byte budget (a request larger than the budget could never be
-    /// accepted), and its body timeout is at least a second.
+    /// accepted), its body timeout is at least a second, and so is a gRPC
+    /// listener's connection age.
     fn validate_receiver_sizes(&self) -> Result<(), ConfigError> {
         let receivers = [
             (
@@ -514,6 +530,23 @@ impl CollectorConfig {
                     format!(
                         "must be at least {MIN_READ_TIMEOUT:?}: a body needs time to arrive, even from a nearby client"
                     ),
+                ));
+            }
+        }
+        for (key, age) in [
+            (
+                "otlp_grpc.max_connection_age",
+                self.otlp_grpc.max_connection_age,
+            ),
+            (
+                "jaeger_grpc.max_connection_age",
+                self.jaeger_grpc.max_connection_age,
+            ),
+        ] {
+            if age < MIN_CONNECTION_AGE {
+                return Err(ConfigError::invalid(
+                    key,
+                    format!("must be at least {MIN_CONNECTION_AGE:?}"),
                 ));
             }
         }

@@ -232,8 +232,11 @@ async fn start_grpc_and_sampling(
         None
     };
     if config.otlp_grpc.enabled {
+        let endpoint = security
+            .endpoint(Listener::OtlpGrpc, config.otlp_grpc.listen)
+            .with_max_connection_age(config.otlp_grpc.max_connection_age);
         let (addr, task) = receiver::otlp_grpc::serve(
-            security.endpoint(Listener::OtlpGrpc, config.otlp_grpc.listen),
+            endpoint,
             BodyLimits {
                 max_bytes: config.otlp_grpc.max_message_bytes,
                 timeout: config.otlp_grpc.read_timeout,
@@ -255,7 +258,9 @@ async fn start_grpc_and_sampling(
                 timeout: config.jaeger_grpc.read_timeout,
             },
         };
-        let endpoint = security.endpoint(Listener::JaegerGrpc, config.jaeger_grpc.listen);
+        let endpoint = security
+            .endpoint(Listener::JaegerGrpc, config.jaeger_grpc.listen)
+            .with_max_connection_age(config.jaeger_grpc.max_connection_age);
         let (addr, task) = receiver::jaeger_grpc::serve(endpoint, services, shutdown.clone())
             .await
             .map_err(bind_error(config.jaeger_grpc.listen))?;

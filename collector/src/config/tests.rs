@@ -129,15 +129,22 @@ fn compression_levels_are_checked_per_codec() {
 }
 
 #[test]
-fn read_timeouts_are_read_and_checked_per_receiver() {
+fn read_timeouts_and_connection_ages_are_read_and_checked() {
     let env = [
         ("SPANWAY_OTLP_GRPC__READ_TIMEOUT", "5s"),
         ("SPANWAY_ZIPKIN__READ_TIMEOUT", "2m"),
+        ("SPANWAY_OTLP_GRPC__MAX_CONNECTION_AGE", "1m"),
     ]
     .map(|(k, v)| (k.to_string(), v.to_string()));
     let cfg: CollectorConfig = spanway_service_kit::config::load_with_env(None, env).unwrap();
     assert_eq!(cfg.otlp_grpc.read_timeout, Duration::from_secs(5));
     assert_eq!(cfg.zipkin.read_timeout, Duration::from_secs(120));
+    assert_eq!(cfg.otlp_grpc.max_connection_age, Duration::from_secs(60));
+    assert_eq!(
+        cfg.jaeger_grpc.max_connection_age,
+        Duration::from_secs(600),
+        "default"
+    );
     assert_eq!(
         cfg.otlp_http.read_timeout,
         Duration::from_secs(30),
@@ -151,4 +158,9 @@ fn read_timeouts_are_read_and_checked_per_receiver() {
     assert!(error.contains("jaeger_grpc.read_timeout"), "{error}");
     cfg.jaeger_grpc.enabled = false;
     cfg.validate().unwrap();
+
+    let mut cfg = CollectorConfig::default();
+    cfg.otlp_grpc.max_connection_age = Duration::from_millis(10);
+    let error = cfg.validate().unwrap_err().to_string();
+    assert!(error.contains("otlp_grpc.max_connection_age"), "{error}");
 }

@@ -305,3 +305,41 @@ async fn raw_export(addr: std::net::SocketAddr, bytes: Vec<u8>) -> Result<(), to
     .await
     .map(|_| ())
 }
+
+/// A client's connection is asked to reconnect after `max_connection_age`
+/// (HTTP/2 GOAWAY, then closed), and a client that keeps calling carries
+/// on over a new connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_are_asked_to_reconnect_after_their_age() {
+    require_kafka();
+    let topic = unique_name("it-otlp-grpc-age");
+    create_topic(&topic, 1).await;
+    let mut config = config(&topic);
+    let age = Duration::from_secs(1);
+    config.otlp_grpc.max_connection_age = age;
+    config.validate().unwrap();
+    let shutdown = CancellationToken::new();
+    let collector = Collector::start(&config, shutdown.clone()).await.unwrap();
+    let addr = collector.otlp_grpc_addr.unwrap();
+
+    let started = Instant::now();
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (_client, connection) = h2::client::handshake(tcp).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(20), connection)
+        .await
+        .expect("the server closes the connection once it is old enough")
+        .ok();
+    assert!(started.elapsed() >= age, "not before its age");
+
+    let mut client = TraceServiceClient::connect(format!("http://{addr}"))
+        .await
+        .unwrap();
+    client.export(request(vec![span(1, 1, 10)])).await.unwrap();
+    tokio::time::sleep(3 * age).await;
+    client.export(request(vec![span(2, 2, 10)])).await.unwrap();
+    let records = read_topic(&topic, 2, Duration::from_secs(20)).await;
+    assert_eq!(records.len(), 2, "both calls reached Kafka");
+
+    shutdown.cancel();
+    collector.wait().await;
+}
