@@ -1,10 +1,10 @@
 //! Request bodies reserve the byte budget as they arrive.
 //!
-//! A body used to count against `kafka.max_bytes_in_flight` only once it
-//! had been read in full, so clients sending many large bodies at once (on
-//! many connections, or on many streams of one HTTP/2 connection) could
-//! fill memory before the budget saw any of it. Here every data frame
-//! reserves its bytes before the server buffers it. A frame that does not
+//! Counting a body against `kafka.max_bytes_in_flight` only once it has
+//! been read in full would let clients sending many large bodies at once
+//! (on many connections, or on many streams of one HTTP/2 connection) fill
+//! memory before the budget saw any of it. So every data frame reserves its
+//! bytes before the server buffers it. A frame that does not
 //! fit ends the body with an overload error, which the receiver answers as
 //! it answers a full budget: RESOURCE_EXHAUSTED with a `RetryInfo`, or 429
 //! with `Retry-After`. The reservation travels in the request's extensions
