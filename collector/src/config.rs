@@ -70,9 +70,9 @@ pub struct HttpReceiverConfig<R> {
     pub max_request_bytes: usize,
     /// Longest a client may take to send a request's head, and then its
     /// body. A body still arriving then is cut short (HTTP 408) and the
-    /// byte budget it held is freed; an HTTP/1 connection that sends no
-    /// request for this long is closed. So stalled senders hold neither
-    /// budget nor connections for longer.
+    /// byte budget it held is freed; a connection with no request in
+    /// flight for this long is closed (HTTP/2: GOAWAY). So stalled senders
+    /// hold neither budget nor connections for longer.
     #[serde(with = "humantime_serde")]
     pub read_timeout: Duration,
     /// TLS for this listener; without the table it speaks plain text.
@@ -149,8 +149,8 @@ impl<R: ReceiverDefaults> Default for GrpcReceiverConfig<R> {
 }
 
 /// Time for a request to arrive: a 16 MiB body at about 4 Mbit/s. Also
-/// how long an idle HTTP/1 connection stays open (the OpenTelemetry
-/// Collector's HTTP servers close theirs after a minute).
+/// how long an idle connection to an HTTP receiver stays open (the
+/// OpenTelemetry Collector's HTTP servers close theirs after a minute).
 const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Ten minutes: new replicas get calls within minutes of starting, and a

@@ -5,6 +5,7 @@
 //! SIGTERM/SIGINT handling, and structured logs.
 
 pub mod config;
+pub mod http_server;
 pub mod liveness;
 pub mod logging;
 pub mod metric_set;

@@ -18,6 +18,7 @@ use axum::routing::get;
 use prometheus_client::registry::Registry;
 use tokio_util::sync::CancellationToken;
 
+use crate::http_server;
 use crate::liveness::Liveness;
 
 /// Readiness as the component reports it: set when its dependencies answer.
@@ -135,6 +136,12 @@ pub fn spawn_readiness_probe<F, Fut>(
     });
 }
 
+/// How long a client of the operations endpoint has to send a request
+/// head, and how long a connection may sit idle. Prometheus keeps its
+/// scrape connection open between scrapes; one closed in between is
+/// reopened at the next.
+pub const READ_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// Binds `addr` and serves the operations endpoint until `shutdown`.
 /// Returns the bound address (useful with port 0).
 pub async fn serve(
@@ -144,17 +151,29 @@ pub async fn serve(
     liveness: Liveness,
     shutdown: CancellationToken,
 ) -> std::io::Result<SocketAddr> {
+    serve_with_read_timeout(addr, registry, ready, liveness, READ_TIMEOUT, shutdown).await
+}
+
+/// [`serve`] with another [`READ_TIMEOUT`].
+pub async fn serve_with_read_timeout(
+    addr: SocketAddr,
+    registry: Arc<Registry>,
+    ready: Readiness,
+    liveness: Liveness,
+    read_timeout: Duration,
+    shutdown: CancellationToken,
+) -> std::io::Result<SocketAddr> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let bound = listener.local_addr()?;
     let app = router(registry, ready, liveness);
-    tokio::spawn(async move {
-        let result = axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown.cancelled_owned())
-            .await;
-        if let Err(error) = result {
-            tracing::error!(%error, "operations endpoint stopped");
-        }
-    });
+    let connections = http_server::accept_plain(listener, "ops", shutdown.clone());
+    tokio::spawn(http_server::serve(
+        connections,
+        app,
+        read_timeout,
+        "ops",
+        shutdown,
+    ));
     Ok(bound)
 }
 

@@ -14,27 +14,22 @@ use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::Router;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
-use hyper_util::service::TowerToHyperService;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::registry::Registry;
+use spanway_service_kit::http_server;
 use spanway_service_kit::metric_set::MetricSet;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-use tonic::codegen::http;
 use tonic::service::Routes;
 use tonic::transport::server::{Connected, TcpConnectInfo};
 use tower::Layer as _;
-use tower::ServiceExt as _;
 
 use crate::config::CollectorConfig;
 use crate::metrics::ReceiverLabel;
@@ -346,9 +341,9 @@ impl Endpoint {
 /// Binds `endpoint` and serves `app` until `shutdown`; in-flight requests
 /// finish first.
 ///
-/// Over HTTP/1 a client has `read_timeout` to send each request's head,
-/// and a connection that sends nothing for that long is closed: without it
-/// a client that opens connections and stalls would hold them, and their
+/// `read_timeout` bounds a silent client, each HTTP/1 request head and an
+/// idle connection ([`spanway_service_kit::http_server`]): without it a
+/// client that opens connections and stalls would hold them, and their
 /// buffers, for good. (The body's own deadline is the receivers' body
 /// meter's.)
 pub(crate) async fn serve_http(
@@ -357,66 +352,15 @@ pub(crate) async fn serve_http(
     read_timeout: Duration,
     shutdown: CancellationToken,
 ) -> io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
-    let (bound, mut incoming) = bind(&endpoint, shutdown.clone()).await?;
+    let (bound, incoming) = bind(&endpoint, shutdown.clone()).await?;
     let service = endpoint.auth.layer(app);
-    let name = endpoint.listener.name();
-    let mut server = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-    server
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(read_timeout);
-    let task = tokio::spawn(async move {
-        let graceful = GracefulShutdown::new();
-        loop {
-            let connection = tokio::select! {
-                _ = shutdown.cancelled() => break,
-                next = incoming.connections.recv() => match next {
-                    Some(next) => next,
-                    None => break,
-                },
-            };
-            let (connection, remote) = connection;
-            let service =
-                service
-                    .clone()
-                    .map_request(|request: http::Request<hyper::body::Incoming>| {
-                        request.map(axum::body::Body::new)
-                    });
-            let heard = Arc::new(AtomicBool::new(false));
-            let connection = Heard {
-                inner: connection,
-                heard: heard.clone(),
-            };
-            let connection = server
-                .serve_connection_with_upgrades(
-                    TokioIo::new(connection),
-                    TowerToHyperService::new(service),
-                )
-                .into_owned();
-            let connection = graceful.watch(connection);
-            tokio::spawn(async move {
-                let mut connection = std::pin::pin!(connection);
-                // hyper's head timeout starts with the first byte: the
-                // server waits for it to tell HTTP/1 from HTTP/2. A client
-                // that sends nothing gets the same time, then is dropped.
-                let result = tokio::select! {
-                    result = connection.as_mut() => result,
-                    () = tokio::time::sleep(read_timeout) => {
-                        if !heard.load(Ordering::Relaxed) {
-                            tracing::debug!(receiver = name, %remote, "HTTP connection closed: nothing sent");
-                            return;
-                        }
-                        connection.await
-                    }
-                };
-                // A client that went away, or one closed for its read timeout.
-                if let Err(error) = result {
-                    tracing::debug!(receiver = name, %remote, %error, "HTTP connection ended");
-                }
-            });
-        }
-        graceful.shutdown().await;
-    });
+    let task = tokio::spawn(http_server::serve(
+        incoming.connections,
+        service,
+        read_timeout,
+        endpoint.listener.name(),
+        shutdown,
+    ));
     Ok((bound, task))
 }
 
@@ -618,59 +562,6 @@ impl AsyncWrite for Connection {
             Connection::Plain(stream) => Pin::new(stream).poll_shutdown(cx),
             Connection::Tls(stream) => Pin::new(stream).poll_shutdown(cx),
         }
-    }
-}
-
-/// A connection that notes when its client first sends something.
-#[derive(Debug)]
-struct Heard {
-    inner: Connection,
-    heard: Arc<AtomicBool>,
-}
-
-impl AsyncRead for Heard {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        let before = buf.filled().len();
-        let read = Pin::new(&mut this.inner).poll_read(cx, buf);
-        if buf.filled().len() > before {
-            this.heard.store(true, Ordering::Relaxed);
-        }
-        read
-    }
-}
-
-impl AsyncWrite for Heard {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
-    }
-
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
     }
 }
 

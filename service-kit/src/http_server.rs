@@ -1,0 +1,314 @@
+//! Serving HTTP/1 and HTTP/2 connections with the time limits a public
+//! port needs, for the collector's HTTP receivers and every process's
+//! operations endpoint.
+//!
+//! `axum::serve` runs hyper without a timer, so it enforces no deadline at
+//! all: a client that opens connections and sends nothing, half a request
+//! head, or nothing more after its last request holds each connection and
+//! its buffers for as long as it likes. Here one `read_timeout` bounds all
+//! of that:
+//!
+//! - a connection that sends nothing is dropped after it;
+//! - over HTTP/1 each request head must arrive within it (hyper's own
+//!   header timeout);
+//! - a connection with no request in flight for that long is asked to
+//!   close: over HTTP/1 it is closed, over HTTP/2 it gets GOAWAY, and a
+//!   request that arrives meanwhile still finishes. HTTP/2 PINGs do not
+//!   count as activity, as in Go's server, so a client cannot hold an idle
+//!   connection open by pinging it.
+//!
+//! On shutdown every connection is asked to close the same way, and
+//! [`serve`] returns once the requests in flight have been answered.
+
+use std::convert::Infallible;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{Request, Response};
+use hyper::body::Incoming;
+use hyper::service::Service as _;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tower::ServiceExt as _;
+
+/// Connections accepted but not yet taken by the server.
+const ACCEPT_QUEUE: usize = 64;
+
+/// Serves every connection from `connections` with `service` until
+/// `shutdown`, then asks each to close and returns once they have.
+/// `listener` names the port in logs.
+pub async fn serve<C, S>(
+    mut connections: mpsc::Receiver<(C, SocketAddr)>,
+    service: S,
+    read_timeout: Duration,
+    listener: &'static str,
+    shutdown: CancellationToken,
+) where
+    C: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    S: tower::Service<Request<Body>, Response = Response<Body>, Error = Infallible>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
+    let mut server = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    server
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(read_timeout);
+    let tasks = TaskTracker::new();
+    loop {
+        let (connection, remote) = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            next = connections.recv() => match next {
+                Some(next) => next,
+                None => break,
+            },
+        };
+        let activity = Arc::new(Activity::new());
+        let service = TowerToHyperService::new(
+            service
+                .clone()
+                .map_request(|request: Request<Incoming>| request.map(Body::new)),
+        );
+        let counted = activity.clone();
+        let service = hyper::service::service_fn(move |request| {
+            let request_guard = counted.begin();
+            let response = service.call(request);
+            async move {
+                let response = response.await;
+                drop(request_guard);
+                response
+            }
+        });
+        let connection = Heard {
+            inner: connection,
+            activity: activity.clone(),
+        };
+        let connection = server
+            .serve_connection_with_upgrades(TokioIo::new(connection), service)
+            .into_owned();
+        let shutdown = shutdown.clone();
+        tasks.spawn(async move {
+            let mut connection = std::pin::pin!(connection);
+            let mut closing = false;
+            let result = loop {
+                let deadline = activity.idle_deadline(read_timeout);
+                tokio::select! {
+                    result = connection.as_mut() => break result,
+                    () = shutdown.cancelled(), if !closing => {
+                        connection.as_mut().graceful_shutdown();
+                        closing = true;
+                    }
+                    () = tokio::time::sleep_until(deadline), if !closing => {
+                        if !activity.idle_for(read_timeout) {
+                            continue;
+                        }
+                        // hyper's head timeout starts with the first byte:
+                        // it waits for one to tell HTTP/1 from HTTP/2.
+                        if !activity.heard.load(Ordering::Relaxed) {
+                            tracing::debug!(listener, %remote, "HTTP connection dropped: nothing sent");
+                            return;
+                        }
+                        tracing::debug!(listener, %remote, "HTTP connection idle: asked to close");
+                        connection.as_mut().graceful_shutdown();
+                        closing = true;
+                    }
+                }
+            };
+            // A client that went away, or one closed for its read timeout.
+            if let Err(error) = result {
+                tracing::debug!(listener, %remote, %error, "HTTP connection ended");
+            }
+        });
+    }
+    tasks.close();
+    tasks.wait().await;
+}
+
+/// Accepts plain TCP connections on `listener` until `shutdown`, for
+/// [`serve`].
+pub fn accept_plain(
+    listener: TcpListener,
+    name: &'static str,
+    shutdown: CancellationToken,
+) -> mpsc::Receiver<(TcpStream, SocketAddr)> {
+    let (sender, connections) = mpsc::channel(ACCEPT_QUEUE);
+    tokio::spawn(async move {
+        loop {
+            let accepted = tokio::select! {
+                _ = shutdown.cancelled() => return,
+                accepted = listener.accept() => accepted,
+            };
+            match accepted {
+                Ok((stream, remote)) => {
+                    let _ = stream.set_nodelay(true);
+                    if sender.send((stream, remote)).await.is_err() {
+                        return;
+                    }
+                }
+                Err(error) => {
+                    // Out of file descriptors, say: wait instead of spinning.
+                    tracing::warn!(listener = name, %error, "cannot accept a connection");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }
+    });
+    connections
+}
+
+/// Whether a connection has requests in flight, and since when it has
+/// had none.
+#[derive(Debug)]
+struct Activity {
+    start: Instant,
+    in_flight: AtomicUsize,
+    /// Milliseconds from `start` to the last request's start or end.
+    last: AtomicU64,
+    /// Whether the client has sent a byte.
+    heard: AtomicBool,
+}
+
+impl Activity {
+    fn new() -> Activity {
+        Activity {
+            start: Instant::now(),
+            in_flight: AtomicUsize::new(0),
+            last: AtomicU64::new(0),
+            heard: AtomicBool::new(false),
+        }
+    }
+
+    fn touch(&self) {
+        let millis = u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.last.store(millis, Ordering::Relaxed);
+    }
+
+    fn begin(self: &Arc<Self>) -> RequestGuard {
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        self.touch();
+        RequestGuard(self.clone())
+    }
+
+    fn last(&self) -> Instant {
+        self.start + Duration::from_millis(self.last.load(Ordering::Relaxed))
+    }
+
+    /// When the connection will have been idle for `timeout`, if nothing
+    /// happens before.
+    fn idle_deadline(&self, timeout: Duration) -> Instant {
+        if self.in_flight.load(Ordering::Relaxed) > 0 {
+            Instant::now() + timeout
+        } else {
+            self.last() + timeout
+        }
+    }
+
+    fn idle_for(&self, timeout: Duration) -> bool {
+        self.in_flight.load(Ordering::Relaxed) == 0 && self.last().elapsed() >= timeout
+    }
+}
+
+/// One request in flight on a connection, until dropped.
+struct RequestGuard(Arc<Activity>);
+
+impl Drop for RequestGuard {
+    fn drop(&mut self) {
+        self.0.touch();
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// A connection that notes when its client first sends something.
+#[derive(Debug)]
+struct Heard<C> {
+    inner: C,
+    activity: Arc<Activity>,
+}
+
+impl<C: AsyncRead + Unpin> AsyncRead for Heard<C> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let read = Pin::new(&mut this.inner).poll_read(cx, buf);
+        if buf.filled().len() > before && !this.activity.heard.load(Ordering::Relaxed) {
+            this.activity.heard.store(true, Ordering::Relaxed);
+        }
+        read
+    }
+}
+
+impl<C: AsyncWrite + Unpin> AsyncWrite for Heard<C> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_connection_is_idle_only_with_nothing_in_flight_for_the_whole_timeout() {
+        let timeout = Duration::from_secs(30);
+        let activity = Arc::new(Activity::new());
+        assert_eq!(activity.idle_deadline(timeout), activity.start + timeout);
+        tokio::time::advance(Duration::from_secs(20)).await;
+        assert!(!activity.idle_for(timeout));
+
+        let request = activity.begin();
+        tokio::time::advance(Duration::from_secs(60)).await;
+        assert!(!activity.idle_for(timeout), "a request is in flight");
+        assert_eq!(activity.idle_deadline(timeout), Instant::now() + timeout);
+
+        drop(request);
+        tokio::time::advance(Duration::from_secs(29)).await;
+        assert!(
+            !activity.idle_for(timeout),
+            "counted from the request's end"
+        );
+        tokio::time::advance(Duration::from_secs(1)).await;
+        assert!(activity.idle_for(timeout));
+    }
+}
