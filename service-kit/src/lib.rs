@@ -9,6 +9,7 @@ pub mod http_server;
 pub mod liveness;
 pub mod logging;
 pub mod metric_set;
+pub mod open_files;
 pub mod ops;
 pub mod runtime;
 pub mod secret;

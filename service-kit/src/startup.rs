@@ -14,6 +14,7 @@ use anyhow::Context;
 use tokio_util::sync::CancellationToken;
 
 use crate::logging::{self, LogConfig};
+use crate::open_files;
 use crate::runtime::RuntimeConfig;
 use crate::shutdown;
 
@@ -56,6 +57,7 @@ where
     Fut: Future<Output = anyhow::Result<()>>,
 {
     logging::init(&log.level, log.json);
+    open_files::raise_and_log();
     self::runtime(runtime)?.block_on(async {
         let token = CancellationToken::new();
         shutdown::cancel_on_signal(token.clone());
