@@ -75,6 +75,12 @@ pub struct HttpReceiverConfig<R> {
     /// hold neither budget nor connections for longer.
     #[serde(with = "humantime_serde")]
     pub read_timeout: Duration,
+    /// Most client connections open at once on this listener (TLS
+    /// handshakes included). One more is closed as soon as it is accepted,
+    /// and counted (`collector_connections_refused_total`), so a flood of
+    /// connections cannot grow memory without bound; clients reconnect
+    /// with backoff, and a load balancer tries another replica.
+    pub max_connections: usize,
     /// TLS for this listener; without the table it speaks plain text.
     pub tls: Option<TlsConfig>,
     /// Whether requests must carry credentials when `[auth]` has any.
@@ -108,6 +114,12 @@ pub struct GrpcReceiverConfig<R> {
     /// calls.
     #[serde(with = "humantime_serde")]
     pub max_connection_age: Duration,
+    /// Most client connections open at once on this listener (TLS
+    /// handshakes included). One more is closed as soon as it is accepted,
+    /// and counted (`collector_connections_refused_total`), so a flood of
+    /// connections cannot grow memory without bound; clients reconnect
+    /// with backoff, and a load balancer tries another replica.
+    pub max_connections: usize,
     /// TLS for this listener (for `[jaeger_grpc]`, `CollectorService` and
     /// `SamplingManager`); without the table it speaks plain text.
     pub tls: Option<TlsConfig>,
@@ -126,6 +138,7 @@ impl<R: ReceiverDefaults> Default for HttpReceiverConfig<R> {
             listen: SocketAddr::from(([0, 0, 0, 0], R::PORT)),
             max_request_bytes: R::MAX_BYTES,
             read_timeout: DEFAULT_READ_TIMEOUT,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
             tls: None,
             require_auth: true,
             receiver: PhantomData,
@@ -141,6 +154,7 @@ impl<R: ReceiverDefaults> Default for GrpcReceiverConfig<R> {
             max_message_bytes: R::MAX_BYTES,
             read_timeout: DEFAULT_READ_TIMEOUT,
             max_connection_age: DEFAULT_MAX_CONNECTION_AGE,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
             tls: None,
             require_auth: true,
             receiver: PhantomData,
@@ -156,6 +170,14 @@ const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// Ten minutes: new replicas get calls within minutes of starting, and a
 /// reconnection is rare beside the calls a connection carries.
 const DEFAULT_MAX_CONNECTION_AGE: Duration = Duration::from_secs(600);
+
+/// Connections one listener holds at most: far more clients than one
+/// collector replica serves at its rate (an SDK keeps one connection per
+/// exporter), few enough that an idle connection's 16–18 KiB times the
+/// limit stays near 70 MiB a listener (docs/benchmarks.md, "Collector:
+/// what a connection holds"), well inside the chart's memory limit beside
+/// the byte budget.
+const DEFAULT_MAX_CONNECTIONS: usize = 4_096;
 
 /// The shortest connection age accepted.
 const MIN_CONNECTION_AGE: Duration = Duration::from_secs(1);
@@ -247,6 +269,9 @@ pub struct SamplingConfig {
     pub reload_interval: Duration,
     /// Address of the HTTP endpoint; 5778 is the port Jaeger SDKs poll.
     pub http_listen: SocketAddr,
+    /// Most connections open at once on the HTTP endpoint; the gRPC one
+    /// counts under `jaeger_grpc.max_connections`.
+    pub max_connections: usize,
     /// TLS for the HTTP endpoint; the gRPC one uses `jaeger_grpc.tls`.
     pub tls: Option<TlsConfig>,
     /// Whether strategy requests, HTTP and gRPC, must carry credentials
@@ -335,6 +360,7 @@ impl Default for SamplingConfig {
             strategies_file: None,
             reload_interval: Duration::from_secs(30),
             http_listen: SocketAddr::from(([0, 0, 0, 0], 5778)),
+            max_connections: DEFAULT_MAX_CONNECTIONS,
             tls: None,
             require_auth: false,
         }
@@ -559,6 +585,12 @@ impl CollectorConfig {
             let settings = listener.settings(self);
             if let (true, Some(tls)) = (settings.enabled, settings.tls) {
                 tls.validate(&listener.tls_keys())?;
+            }
+            if settings.enabled && settings.max_connections == 0 {
+                return Err(ConfigError::invalid(
+                    listener.max_connections_key(),
+                    "must be at least 1",
+                ));
             }
         }
         self.auth.validate()?;

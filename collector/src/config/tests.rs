@@ -164,3 +164,34 @@ fn read_timeouts_and_connection_ages_are_read_and_checked() {
     let error = cfg.validate().unwrap_err().to_string();
     assert!(error.contains("otlp_grpc.max_connection_age"), "{error}");
 }
+
+#[test]
+fn connection_limits_are_read_per_listener_and_must_allow_one() {
+    let env = [
+        ("SPANWAY_OTLP_GRPC__MAX_CONNECTIONS", "500"),
+        ("SPANWAY_SAMPLING__MAX_CONNECTIONS", "20"),
+    ]
+    .map(|(k, v)| (k.to_string(), v.to_string()));
+    let cfg: CollectorConfig = spanway_service_kit::config::load_with_env(None, env).unwrap();
+    assert_eq!(cfg.otlp_grpc.max_connections, 500);
+    assert_eq!(cfg.sampling.max_connections, 20);
+    assert_eq!(cfg.zipkin.max_connections, 4_096, "default");
+    cfg.validate().unwrap();
+
+    let mut cfg = CollectorConfig::default();
+    cfg.jaeger_thrift_http.max_connections = 0;
+    let error = cfg.validate().unwrap_err().to_string();
+    assert!(
+        error.contains("jaeger_thrift_http.max_connections"),
+        "{error}"
+    );
+    cfg.jaeger_thrift_http.enabled = false;
+    cfg.validate().unwrap();
+
+    // The Jaeger gRPC port stays open for sampling with PostSpans off.
+    let mut cfg = CollectorConfig::default();
+    cfg.jaeger_grpc.enabled = false;
+    cfg.jaeger_grpc.max_connections = 0;
+    let error = cfg.validate().unwrap_err().to_string();
+    assert!(error.contains("jaeger_grpc.max_connections"), "{error}");
+}

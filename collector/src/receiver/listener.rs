@@ -20,12 +20,13 @@ use std::time::Duration;
 use axum::Router;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use spanway_service_kit::http_server;
 use spanway_service_kit::metric_set::MetricSet;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 use tonic::service::Routes;
 use tonic::transport::server::{Connected, TcpConnectInfo};
@@ -77,6 +78,8 @@ pub struct ListenerSettings<'a> {
     pub listen: SocketAddr,
     /// Its `tls` table.
     pub tls: Option<&'a TlsConfig>,
+    /// Most connections open at once.
+    pub max_connections: usize,
     /// Which requests must authenticate when `[auth]` has credentials;
     /// `None` for none.
     pub auth: Option<Scope>,
@@ -105,6 +108,18 @@ impl Listener {
         }
     }
 
+    /// The key of its connection limit.
+    pub fn max_connections_key(self) -> &'static str {
+        match self {
+            Listener::OtlpHttp => "otlp_http.max_connections",
+            Listener::OtlpGrpc => "otlp_grpc.max_connections",
+            Listener::JaegerGrpc => "jaeger_grpc.max_connections",
+            Listener::Zipkin => "zipkin.max_connections",
+            Listener::JaegerThriftHttp => "jaeger_thrift_http.max_connections",
+            Listener::SamplingHttp => "sampling.max_connections",
+        }
+    }
+
     /// The keys of its `tls` table.
     pub fn tls_keys(self) -> TlsKeys {
         match self {
@@ -127,14 +142,26 @@ impl Listener {
     /// Its settings in `config`.
     pub fn settings(self, config: &CollectorConfig) -> ListenerSettings<'_> {
         let all = |required: bool| required.then_some(Scope::All);
-        let (enabled, listen, tls, auth) = match self {
+        let (enabled, listen, tls, auth, max_connections) = match self {
             Listener::OtlpHttp => {
                 let c = &config.otlp_http;
-                (c.enabled, c.listen, &c.tls, all(c.require_auth))
+                (
+                    c.enabled,
+                    c.listen,
+                    &c.tls,
+                    all(c.require_auth),
+                    c.max_connections,
+                )
             }
             Listener::OtlpGrpc => {
                 let c = &config.otlp_grpc;
-                (c.enabled, c.listen, &c.tls, all(c.require_auth))
+                (
+                    c.enabled,
+                    c.listen,
+                    &c.tls,
+                    all(c.require_auth),
+                    c.max_connections,
+                )
             }
             Listener::JaegerGrpc => {
                 let c = &config.jaeger_grpc;
@@ -149,19 +176,38 @@ impl Listener {
                     c.listen,
                     &c.tls,
                     scope,
+                    c.max_connections,
                 )
             }
             Listener::Zipkin => {
                 let c = &config.zipkin;
-                (c.enabled, c.listen, &c.tls, all(c.require_auth))
+                (
+                    c.enabled,
+                    c.listen,
+                    &c.tls,
+                    all(c.require_auth),
+                    c.max_connections,
+                )
             }
             Listener::JaegerThriftHttp => {
                 let c = &config.jaeger_thrift_http;
-                (c.enabled, c.listen, &c.tls, all(c.require_auth))
+                (
+                    c.enabled,
+                    c.listen,
+                    &c.tls,
+                    all(c.require_auth),
+                    c.max_connections,
+                )
             }
             Listener::SamplingHttp => {
                 let c = &config.sampling;
-                (c.enabled, c.http_listen, &c.tls, all(c.require_auth))
+                (
+                    c.enabled,
+                    c.http_listen,
+                    &c.tls,
+                    all(c.require_auth),
+                    c.max_connections,
+                )
             }
         };
         ListenerSettings {
@@ -169,6 +215,7 @@ impl Listener {
             listen,
             tls: tls.as_ref(),
             auth,
+            max_connections,
         }
     }
 }
@@ -179,6 +226,12 @@ spanway_service_kit::metric_set! {
         /// TLS handshakes that failed or timed out, by listener.
         tls_handshake_failures: Family<ReceiverLabel, Counter> => "tls_handshake_failures",
             "TLS handshakes that failed or timed out, by receiver";
+        /// Client connections open, by listener.
+        connections_open: Family<ReceiverLabel, Gauge> => "connections_open",
+            "Client connections open, TLS handshakes included, by receiver";
+        /// Connections closed on accept, the listener at its limit.
+        connections_refused: Family<ReceiverLabel, Counter> => "connections_refused",
+            "Connections closed as soon as accepted because the receiver had max_connections open, by receiver";
         /// Requests refused for want of valid credentials.
         unauthenticated: UnauthenticatedCounter => "requests_unauthenticated",
             "Requests refused for want of valid credentials, by receiver and reason";
@@ -194,11 +247,13 @@ impl ListenerMetrics {
     }
 }
 
-/// TLS settings and credentials of every enabled listener, kept current.
+/// TLS settings and credentials of every enabled listener, kept current,
+/// and each listener's connection limit.
 #[derive(Debug, Clone)]
 pub struct Security {
     tls: HashMap<Listener, Arc<ServerTls>>,
     auth: HashMap<Listener, AuthLayer>,
+    max_connections: HashMap<Listener, usize>,
     metrics: ListenerMetrics,
 }
 
@@ -249,9 +304,14 @@ impl Security {
                 shutdown.clone(),
             );
         }
+        let max_connections = Listener::ALL
+            .iter()
+            .map(|&listener| (listener, listener.settings(config).max_connections))
+            .collect();
         Ok(Security {
             tls: files.tls,
             auth,
+            max_connections,
             metrics,
         })
     }
@@ -264,6 +324,15 @@ impl Security {
 
     /// What `listener` serves with, listening on `listen`.
     pub fn endpoint(&self, listener: Listener, listen: SocketAddr) -> Endpoint {
+        let label = ReceiverLabel {
+            receiver: listener.name(),
+        };
+        let limit = self
+            .max_connections
+            .get(&listener)
+            .copied()
+            .unwrap_or(Semaphore::MAX_PERMITS)
+            .min(Semaphore::MAX_PERMITS);
         Endpoint {
             listener,
             listen,
@@ -272,10 +341,17 @@ impl Security {
             handshake_failures: self
                 .metrics
                 .tls_handshake_failures
-                .get_or_create(&ReceiverLabel {
-                    receiver: listener.name(),
-                })
+                .get_or_create(&label)
                 .clone(),
+            slots: Slots {
+                free: Arc::new(Semaphore::new(limit)),
+                open: self.metrics.connections_open.get_or_create(&label).clone(),
+                refused: self
+                    .metrics
+                    .connections_refused
+                    .get_or_create(&label)
+                    .clone(),
+            },
             max_connection_age: None,
         }
     }
@@ -321,6 +397,8 @@ pub struct Endpoint {
     tls: Option<Arc<ServerTls>>,
     auth: AuthLayer,
     handshake_failures: Counter,
+    /// Room for more connections.
+    slots: Slots,
     /// For gRPC listeners: how long a connection lives.
     max_connection_age: Option<Duration>,
 }
@@ -428,11 +506,21 @@ async fn accept(
                 continue;
             }
         };
+        let Some(slot) = endpoint.slots.take() else {
+            tracing::debug!(receiver = name, %remote, "connection refused: max_connections open");
+            continue;
+        };
         // Small responses should not wait for Nagle's algorithm.
         let _ = stream.set_nodelay(true);
         let Some(tls) = &endpoint.tls else {
             if sender
-                .send((Connection::Plain(stream), remote))
+                .send((
+                    Connection::Plain {
+                        stream,
+                        _slot: slot,
+                    },
+                    remote,
+                ))
                 .await
                 .is_err()
             {
@@ -447,7 +535,13 @@ async fn accept(
             match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
                 Ok(Ok(stream)) => {
                     let _ = sender
-                        .send((Connection::Tls(Box::new(stream)), remote))
+                        .send((
+                            Connection::Tls {
+                                stream: Box::new(stream),
+                                _slot: slot,
+                            },
+                            remote,
+                        ))
                         .await;
                 }
                 Ok(Err(error)) => {
@@ -480,18 +574,65 @@ impl futures::Stream for Incoming {
     }
 }
 
-/// An accepted connection, with or without TLS.
+/// An accepted connection, with or without TLS, holding its slot.
 #[derive(Debug)]
 pub(crate) enum Connection {
-    Plain(TcpStream),
-    Tls(Box<tokio_rustls::server::TlsStream<TcpStream>>),
+    Plain {
+        stream: TcpStream,
+        _slot: Slot,
+    },
+    Tls {
+        stream: Box<tokio_rustls::server::TlsStream<TcpStream>>,
+        _slot: Slot,
+    },
+}
+
+/// A listener's room for connections, and its counts.
+#[derive(Debug, Clone)]
+struct Slots {
+    free: Arc<Semaphore>,
+    open: Gauge,
+    refused: Counter,
+}
+
+impl Slots {
+    /// A slot for one more connection, or `None` (counted) at the limit.
+    fn take(&self) -> Option<Slot> {
+        match self.free.clone().try_acquire_owned() {
+            Ok(permit) => {
+                self.open.inc();
+                Some(Slot {
+                    _permit: permit,
+                    open: self.open.clone(),
+                })
+            }
+            Err(_) => {
+                self.refused.inc();
+                None
+            }
+        }
+    }
+}
+
+/// One connection's place under its listener's limit, given back when
+/// the connection is dropped.
+#[derive(Debug)]
+pub(crate) struct Slot {
+    _permit: OwnedSemaphorePermit,
+    open: Gauge,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.open.dec();
+    }
 }
 
 impl Connection {
     fn tcp(&self) -> &TcpStream {
         match self {
-            Connection::Plain(stream) => stream,
-            Connection::Tls(stream) => stream.get_ref().0,
+            Connection::Plain { stream, .. } => stream,
+            Connection::Tls { stream, .. } => stream.get_ref().0,
         }
     }
 }
@@ -514,8 +655,8 @@ impl AsyncRead for Connection {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         match self.get_mut() {
-            Connection::Plain(stream) => Pin::new(stream).poll_read(cx, buf),
-            Connection::Tls(stream) => Pin::new(stream).poll_read(cx, buf),
+            Connection::Plain { stream, .. } => Pin::new(stream).poll_read(cx, buf),
+            Connection::Tls { stream, .. } => Pin::new(stream).poll_read(cx, buf),
         }
     }
 }
@@ -527,8 +668,8 @@ impl AsyncWrite for Connection {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         match self.get_mut() {
-            Connection::Plain(stream) => Pin::new(stream).poll_write(cx, buf),
-            Connection::Tls(stream) => Pin::new(stream).poll_write(cx, buf),
+            Connection::Plain { stream, .. } => Pin::new(stream).poll_write(cx, buf),
+            Connection::Tls { stream, .. } => Pin::new(stream).poll_write(cx, buf),
         }
     }
 
@@ -538,29 +679,29 @@ impl AsyncWrite for Connection {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         match self.get_mut() {
-            Connection::Plain(stream) => Pin::new(stream).poll_write_vectored(cx, bufs),
-            Connection::Tls(stream) => Pin::new(stream).poll_write_vectored(cx, bufs),
+            Connection::Plain { stream, .. } => Pin::new(stream).poll_write_vectored(cx, bufs),
+            Connection::Tls { stream, .. } => Pin::new(stream).poll_write_vectored(cx, bufs),
         }
     }
 
     fn is_write_vectored(&self) -> bool {
         match self {
-            Connection::Plain(stream) => stream.is_write_vectored(),
-            Connection::Tls(stream) => stream.is_write_vectored(),
+            Connection::Plain { stream, .. } => stream.is_write_vectored(),
+            Connection::Tls { stream, .. } => stream.is_write_vectored(),
         }
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
-            Connection::Plain(stream) => Pin::new(stream).poll_flush(cx),
-            Connection::Tls(stream) => Pin::new(stream).poll_flush(cx),
+            Connection::Plain { stream, .. } => Pin::new(stream).poll_flush(cx),
+            Connection::Tls { stream, .. } => Pin::new(stream).poll_flush(cx),
         }
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
-            Connection::Plain(stream) => Pin::new(stream).poll_shutdown(cx),
-            Connection::Tls(stream) => Pin::new(stream).poll_shutdown(cx),
+            Connection::Plain { stream, .. } => Pin::new(stream).poll_shutdown(cx),
+            Connection::Tls { stream, .. } => Pin::new(stream).poll_shutdown(cx),
         }
     }
 }

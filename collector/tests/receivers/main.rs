@@ -9,6 +9,7 @@ mod grpc_common;
 mod http_common;
 
 mod body_budget;
+mod connection_limit;
 mod jaeger_grpc;
 mod jaeger_thrift;
 mod otlp_grpc;

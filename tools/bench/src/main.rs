@@ -175,6 +175,12 @@ struct CollectorArgs {
     /// exporter (otlp_proto, one record per trace, required_acks -1, zstd).
     #[arg(long)]
     with_jaeger_v2: bool,
+    /// Instead of load: open this many idle OTLP/gRPC connections (the
+    /// HTTP/2 preface and SETTINGS, nothing more) to each collector, our
+    /// own and with --with-jaeger-v2 Jaeger v2, --repeat times alternating,
+    /// and report the memory each connection holds.
+    #[arg(long)]
+    idle_connections: Option<usize>,
     /// Jaeger v2's binary [default: .services/jaeger/bin/jaeger].
     #[arg(long)]
     jaeger_v2_bin: Option<PathBuf>,
@@ -500,6 +506,30 @@ async fn analytics_bench(args: AnalyticsArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `collector --idle-connections`.
+async fn idle_connections(options: &collector::run::Options, count: usize) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&options.log_dir)
+        .with_context(|| format!("creating {}", options.log_dir.display()))?;
+    let mut targets = vec![collector::run::Target::Spanway];
+    if options.with_jaeger_v2 {
+        targets.push(collector::run::Target::JaegerV2);
+    }
+    let mut runs = Vec::new();
+    for repetition in 0..options.repeat {
+        if repetition % 2 == 1 {
+            targets.reverse();
+        }
+        for &target in &targets {
+            eprintln!("run: {} with {count} idle connections", target.name());
+            runs.push(collector::connections::idle(options, target, count).await?);
+        }
+    }
+    println!("machine: {}", report::machine(&Machine::describe()));
+    println!();
+    print!("{}", collector::connections::markdown(&runs));
+    Ok(())
+}
+
 async fn collector(args: CollectorArgs) -> anyhow::Result<()> {
     let root = workspace_root();
     let options = collector::run::Options {
@@ -551,6 +581,9 @@ async fn collector(args: CollectorArgs) -> anyhow::Result<()> {
         load[1],
         load[2]
     );
+    if let Some(count) = args.idle_connections {
+        return idle_connections(&options, count).await;
+    }
     let results = collector::benchmark(&options).await?;
     let load_end = measure::load_average().context("reading the load average")?;
     println!("machine: {}", report::machine(&Machine::describe()));

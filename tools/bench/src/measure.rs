@@ -218,6 +218,11 @@ pub fn peak_rss_kib(pid: u32) -> Result<u64, MeasureError> {
     status_kib(pid, "VmHWM:")
 }
 
+/// Resident set size of `pid` now, in KiB (`VmRSS`).
+pub fn rss_kib(pid: u32) -> Result<u64, MeasureError> {
+    status_kib(pid, "VmRSS:")
+}
+
 fn status_kib(pid: u32, key: &'static str) -> Result<u64, MeasureError> {
     let path = format!("/proc/{pid}/status");
     let text = read(&path)?;

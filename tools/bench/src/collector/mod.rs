@@ -9,12 +9,14 @@
 //! | [`load`] | pacing, calls in flight, latency |
 //! | [`run`] | the collector as a child process, `/proc` figures |
 //! | [`topic`] | what the topic holds afterwards |
+//! | [`connections`] | memory held by idle client connections |
 //! | [`report`] | lines and the Markdown table |
 //!
 //! Runs go one after another, never side by side: for each rate and
 //! repetition, both collectors, the order alternating between repetitions
 //! so neither always runs on a machine the other has just warmed up.
 
+pub mod connections;
 pub mod load;
 pub mod report;
 pub mod run;

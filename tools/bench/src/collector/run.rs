@@ -209,16 +209,28 @@ pub(crate) fn free_ports(n: usize) -> anyhow::Result<Vec<u16>> {
 
 /// The ports a collector listens on.
 #[derive(Debug, Clone, Copy)]
-struct Ports {
-    otlp_grpc: u16,
+pub(crate) struct Ports {
+    pub(crate) otlp_grpc: u16,
     /// Ours: the operations endpoint; Jaeger's: its admin server.
-    health: u16,
+    pub(crate) health: u16,
     /// Jaeger's receivers that cannot be switched off.
-    others: [u16; 3],
+    pub(crate) others: [u16; 3],
+}
+
+impl Ports {
+    /// Five free loopback ports.
+    pub(crate) fn free() -> anyhow::Result<Ports> {
+        let ports = free_ports(5)?;
+        Ok(Ports {
+            otlp_grpc: ports[0],
+            health: ports[1],
+            others: [ports[2], ports[3], ports[4]],
+        })
+    }
 }
 
 impl Target {
-    fn command(
+    pub(crate) fn command(
         self,
         options: &Options,
         topic: &str,
@@ -288,7 +300,7 @@ impl Target {
     }
 
     /// The URL that answers 200 once the collector is ready.
-    fn ready_url(self, ports: Ports) -> String {
+    pub(crate) fn ready_url(self, ports: Ports) -> String {
         match self {
             Target::Spanway => format!("http://127.0.0.1:{}/health/ready", ports.health),
             Target::JaegerV2 => format!("http://127.0.0.1:{}/status", ports.health),
@@ -417,12 +429,7 @@ async fn measured(
     repetition: usize,
     topic: &str,
 ) -> anyhow::Result<RunResult> {
-    let ports = free_ports(5)?;
-    let ports = Ports {
-        otlp_grpc: ports[0],
-        health: ports[1],
-        others: [ports[2], ports[3], ports[4]],
-    };
+    let ports = Ports::free()?;
     let log = options.log_dir.join(format!(
         "{}-{}-{repetition}.log",
         target.name(),

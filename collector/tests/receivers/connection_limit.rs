@@ -1,0 +1,126 @@
+//! Each listener holds at most `max_connections`: one more is closed as
+//! soon as it is accepted and counted, and the slot of a connection that
+//! ends is free for the next.
+#![allow(clippy::unwrap_used)]
+
+use super::grpc_common;
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use grpc_common::{config, metric, read_topic, request, span};
+use spanway_collector::Collector;
+use spanway_e2e::{create_topic, require_kafka, unique_name};
+use spanway_schemas::proto::grpc::otlp_trace::trace_service_client::TraceServiceClient;
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::TcpStream;
+use tokio_util::sync::CancellationToken;
+
+/// Waits until `series` reads `expected`.
+async fn wait_for(ops: SocketAddr, series: &str, expected: f64) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let value = metric(ops, series).await;
+        if value == expected {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{series} is {value}, expected {expected}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// An HTTP/2 connection the server has taken (its SETTINGS answered).
+async fn h2_connection(addr: SocketAddr) -> h2::client::SendRequest<bytes::Bytes> {
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let (client, connection) = h2::client::handshake(tcp).await.unwrap();
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    client.ready().await.unwrap()
+}
+
+/// Sends `hello` on a new connection and says whether the server closed
+/// it without a byte of answer.
+async fn closed_at_once(addr: SocketAddr, hello: &[u8]) -> bool {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    // The server may close before or after these bytes arrive.
+    let _ = stream.write_all(hello).await;
+    let mut buf = [0u8; 256];
+    match tokio::time::timeout(Duration::from_secs(10), stream.read(&mut buf)).await {
+        Ok(Ok(0)) | Ok(Err(_)) => true,
+        Ok(Ok(_)) => false,
+        Err(_) => panic!("the connection was neither answered nor closed"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_past_the_limit_are_closed_at_once_and_counted() {
+    require_kafka();
+    let topic = unique_name("it-connection-limit");
+    create_topic(&topic, 1).await;
+    let mut config = config(&topic);
+    config.otlp_grpc.max_connections = 2;
+    config.otlp_http.max_connections = 1;
+    config.validate().unwrap();
+    let shutdown = CancellationToken::new();
+    let collector = Collector::start(&config, shutdown.clone()).await.unwrap();
+    let grpc = collector.otlp_grpc_addr.unwrap();
+    let http = collector.otlp_http_addr.unwrap();
+    let ops = collector.ops_addr;
+    let open = r#"collector_connections_open{receiver="otlp_grpc"}"#;
+    let refused = r#"collector_connections_refused_total{receiver="otlp_grpc"}"#;
+
+    let first = h2_connection(grpc).await;
+    let _second = h2_connection(grpc).await;
+    wait_for(ops, open, 2.0).await;
+    assert!(
+        closed_at_once(grpc, b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n").await,
+        "a third gRPC connection is closed"
+    );
+    wait_for(ops, refused, 1.0).await;
+    assert_eq!(metric(ops, open).await, 2.0);
+
+    // A connection that ends gives its slot to the next client.
+    drop(first);
+    wait_for(ops, open, 1.0).await;
+    let mut client = TraceServiceClient::connect(format!("http://{grpc}"))
+        .await
+        .unwrap();
+    client.export(request(vec![span(1, 1, 10)])).await.unwrap();
+    let records = read_topic(&topic, 1, Duration::from_secs(20)).await;
+    assert_eq!(records.len(), 1, "the export through the freed slot landed");
+    assert_eq!(metric(ops, refused).await, 1.0);
+
+    // The HTTP listener has its own limit and counts.
+    let mut kept = TcpStream::connect(http).await.unwrap();
+    kept.write_all(format!("GET /health HTTP/1.1\r\nhost: {http}\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut buf = [0u8; 256];
+    assert!(
+        kept.read(&mut buf).await.unwrap() > 0,
+        "the first is answered"
+    );
+    let hello = format!("GET /health HTTP/1.1\r\nhost: {http}\r\n\r\n");
+    assert!(closed_at_once(http, hello.as_bytes()).await);
+    wait_for(
+        ops,
+        r#"collector_connections_refused_total{receiver="otlp_http"}"#,
+        1.0,
+    )
+    .await;
+    drop(kept);
+    wait_for(
+        ops,
+        r#"collector_connections_open{receiver="otlp_http"}"#,
+        0.0,
+    )
+    .await;
+    assert!(!closed_at_once(http, hello.as_bytes()).await, "room again");
+
+    shutdown.cancel();
+    collector.wait().await;
+}
