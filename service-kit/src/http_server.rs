@@ -18,7 +18,11 @@
 //!   connection open by pinging it.
 //!
 //! On shutdown every connection is asked to close the same way, and
-//! [`serve`] returns once the requests in flight have been answered.
+//! [`serve`] returns once the requests in flight have been answered, or
+//! after `drain` at the latest: a client that never acknowledges the
+//! close (over HTTP/2 the server waits for the PING that follows GOAWAY
+//! to come back), or whose network went away, would otherwise hold the
+//! process up until it is killed.
 
 use std::convert::Infallible;
 use std::io;
@@ -46,13 +50,24 @@ use tower::ServiceExt as _;
 /// Connections accepted but not yet taken by the server.
 const ACCEPT_QUEUE: usize = 64;
 
+/// How long [`serve`] waits for connections.
+#[derive(Debug, Clone, Copy)]
+pub struct Deadlines {
+    /// For a silent client, each HTTP/1 request head, and an idle
+    /// connection.
+    pub read: Duration,
+    /// For the connections still open after shutdown.
+    pub drain: Duration,
+}
+
 /// Serves every connection from `connections` with `service` until
-/// `shutdown`, then asks each to close and returns once they have.
-/// `listener` names the port in logs.
+/// `shutdown`, then asks each to close and returns once they have, or
+/// drops those left after `deadlines.drain`. `listener` names the port in
+/// logs.
 pub async fn serve<C, S>(
     mut connections: mpsc::Receiver<(C, SocketAddr)>,
     service: S,
-    read_timeout: Duration,
+    deadlines: Deadlines,
     listener: &'static str,
     shutdown: CancellationToken,
 ) where
@@ -63,12 +78,14 @@ pub async fn serve<C, S>(
         + 'static,
     S::Future: Send + 'static,
 {
+    let read_timeout = deadlines.read;
     let mut server = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
     server
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(read_timeout);
     let tasks = TaskTracker::new();
+    let drained = CancellationToken::new();
     loop {
         let (connection, remote) = tokio::select! {
             _ = shutdown.cancelled() => break,
@@ -101,6 +118,7 @@ pub async fn serve<C, S>(
             .serve_connection_with_upgrades(TokioIo::new(connection), service)
             .into_owned();
         let shutdown = shutdown.clone();
+        let drained = drained.clone();
         tasks.spawn(async move {
             let mut connection = std::pin::pin!(connection);
             let mut closing = false;
@@ -108,6 +126,7 @@ pub async fn serve<C, S>(
                 let deadline = activity.idle_deadline(read_timeout);
                 tokio::select! {
                     result = connection.as_mut() => break result,
+                    () = drained.cancelled() => return,
                     () = shutdown.cancelled(), if !closing => {
                         connection.as_mut().graceful_shutdown();
                         closing = true;
@@ -135,7 +154,19 @@ pub async fn serve<C, S>(
         });
     }
     tasks.close();
-    tasks.wait().await;
+    if tokio::time::timeout(deadlines.drain, tasks.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            listener,
+            connections = tasks.len(),
+            drain = ?deadlines.drain,
+            "connections still open after the drain; dropping them"
+        );
+        drained.cancel();
+        tasks.wait().await;
+    }
 }
 
 /// Accepts plain TCP connections on `listener` until `shutdown`, for

@@ -38,6 +38,16 @@ fn app() -> Router {
 }
 
 async fn start(read_timeout: Duration) -> (SocketAddr, CancellationToken, JoinHandle<()>) {
+    start_with(http_server::Deadlines {
+        read: read_timeout,
+        drain: NEVER,
+    })
+    .await
+}
+
+async fn start_with(
+    deadlines: http_server::Deadlines,
+) -> (SocketAddr, CancellationToken, JoinHandle<()>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let shutdown = CancellationToken::new();
@@ -45,7 +55,7 @@ async fn start(read_timeout: Duration) -> (SocketAddr, CancellationToken, JoinHa
     let server = tokio::spawn(http_server::serve(
         connections,
         app(),
-        read_timeout,
+        deadlines,
         "test",
         shutdown.clone(),
     ));
@@ -215,6 +225,35 @@ async fn shutdown_answers_the_requests_in_flight_then_returns() {
     tokio::time::timeout(NEVER, driver).await.unwrap().unwrap();
     // The idle HTTP/1 connection was closed, well before its timeout.
     assert!(until_closed(&mut idle).await < NEVER);
+}
+
+#[tokio::test]
+async fn connections_that_do_not_close_are_dropped_after_the_drain() {
+    let drain = Duration::from_secs(1);
+    let (addr, shutdown, server) = start_with(http_server::Deadlines { read: NEVER, drain }).await;
+    // An HTTP/2 client that never reads again: it does not answer the
+    // PING the server sends after GOAWAY.
+    let mut deaf = TcpStream::connect(addr).await.unwrap();
+    deaf.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00")
+        .await
+        .unwrap();
+    let mut settings = [0u8; 9];
+    deaf.read_exact(&mut settings).await.unwrap();
+    // An HTTP/1 request whose head stops halfway.
+    let mut half = TcpStream::connect(addr).await.unwrap();
+    half.write_all(b"GET / HTTP/1.1\r\nhost: te").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    let cancelled = Instant::now();
+    shutdown.cancel();
+    tokio::time::timeout(NEVER, server)
+        .await
+        .expect("serve returned after the drain")
+        .unwrap();
+    let waited = cancelled.elapsed();
+    assert!(waited >= drain, "it waited for the drain: {waited:?}");
+    assert!(until_closed(&mut half).await < NEVER);
+    assert!(until_closed(&mut deaf).await < NEVER);
 }
 
 #[tokio::test]

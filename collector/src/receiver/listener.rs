@@ -41,6 +41,11 @@ use crate::receiver::tls::{self, ServerTls, TlsConfig, TlsKeys, tls_keys};
 
 /// How long a client may take to finish its TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long after the delivery timeout the listeners wait for their
+/// connections at shutdown. Every request in flight is answered within the
+/// delivery timeout and a second; what is open after that is a client
+/// that does not close, or a body still arriving, which is cut.
+const DRAIN_AFTER_DELIVERY: Duration = Duration::from_secs(5);
 /// Connections accepted but not yet taken by the server.
 const ACCEPT_QUEUE: usize = 64;
 /// Streams one HTTP/2 connection of a gRPC listener may have open at once:
@@ -254,6 +259,7 @@ pub struct Security {
     tls: HashMap<Listener, Arc<ServerTls>>,
     auth: HashMap<Listener, AuthLayer>,
     max_connections: HashMap<Listener, usize>,
+    drain: Duration,
     metrics: ListenerMetrics,
 }
 
@@ -312,6 +318,7 @@ impl Security {
             tls: files.tls,
             auth,
             max_connections,
+            drain: config.kafka.delivery_timeout + DRAIN_AFTER_DELIVERY,
             metrics,
         })
     }
@@ -353,6 +360,7 @@ impl Security {
                     .clone(),
             },
             max_connection_age: None,
+            drain: self.drain,
         }
     }
 }
@@ -399,6 +407,8 @@ pub struct Endpoint {
     handshake_failures: Counter,
     /// Room for more connections.
     slots: Slots,
+    /// How long connections may take to close after shutdown.
+    drain: Duration,
     /// For gRPC listeners: how long a connection lives.
     max_connection_age: Option<Duration>,
 }
@@ -432,10 +442,14 @@ pub(crate) async fn serve_http(
 ) -> io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
     let (bound, incoming) = bind(&endpoint, shutdown.clone()).await?;
     let service = endpoint.auth.layer(app);
+    let deadlines = http_server::Deadlines {
+        read: read_timeout,
+        drain: endpoint.drain,
+    };
     let task = tokio::spawn(http_server::serve(
         incoming.connections,
         service,
-        read_timeout,
+        deadlines,
         endpoint.listener.name(),
         shutdown,
     ));
@@ -459,14 +473,28 @@ pub(crate) async fn serve_grpc(
     if let Some(age) = endpoint.max_connection_age {
         server = server.max_connection_age(age);
     }
+    let drain = endpoint.drain;
     let task = tokio::spawn(async move {
-        let result = server
+        let served = server
             .layer(endpoint.auth)
             .add_routes(routes)
-            .serve_with_incoming_shutdown(incoming, shutdown.cancelled_owned())
-            .await;
-        if let Err(error) = result {
-            tracing::error!(receiver = name, %error, "gRPC server stopped");
+            .serve_with_incoming_shutdown(incoming, shutdown.clone().cancelled_owned());
+        // tonic waits for every connection to close after shutdown, with no
+        // deadline of its own; past the drain, stop waiting. The connections
+        // left end with the process.
+        let drained = async {
+            shutdown.cancelled().await;
+            tokio::time::sleep(drain).await;
+        };
+        tokio::select! {
+            result = served => {
+                if let Err(error) = result {
+                    tracing::error!(receiver = name, %error, "gRPC server stopped");
+                }
+            }
+            () = drained => {
+                tracing::warn!(receiver = name, ?drain, "connections still open after the drain; no longer waiting for them");
+            }
         }
     });
     Ok((bound, task))

@@ -1,6 +1,8 @@
-//! Each listener holds at most `max_connections`: one more is closed as
-//! soon as it is accepted and counted, and the slot of a connection that
-//! ends is free for the next.
+//! What the listeners do with connections: each holds at most
+//! `max_connections` (one more is closed as soon as it is accepted and
+//! counted, and the slot of a connection that ends is free for the next),
+//! and at shutdown none waits past its drain for a client that never
+//! closes.
 #![allow(clippy::unwrap_used)]
 
 use super::grpc_common;
@@ -123,4 +125,41 @@ async fn connections_past_the_limit_are_closed_at_once_and_counted() {
 
     shutdown.cancel();
     collector.wait().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_stops_waiting_for_clients_that_never_close() {
+    require_kafka();
+    let topic = unique_name("it-connection-drain");
+    create_topic(&topic, 1).await;
+    let mut config = config(&topic);
+    config.kafka.delivery_timeout = Duration::from_secs(1);
+    config.validate().unwrap();
+    // The delivery timeout and the listeners' 5 s after it.
+    let drain = Duration::from_secs(6);
+    let shutdown = CancellationToken::new();
+    let collector = Collector::start(&config, shutdown.clone()).await.unwrap();
+
+    // HTTP/2 clients that never read again, so never answer the PING the
+    // server sends after GOAWAY, on a gRPC and on an HTTP port.
+    let hello = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00";
+    let mut deaf = Vec::new();
+    for addr in [
+        collector.otlp_grpc_addr.unwrap(),
+        collector.otlp_http_addr.unwrap(),
+    ] {
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        stream.write_all(hello).await.unwrap();
+        let mut settings = [0u8; 9];
+        stream.read_exact(&mut settings).await.unwrap();
+        deaf.push(stream);
+    }
+
+    let cancelled = Instant::now();
+    shutdown.cancel();
+    tokio::time::timeout(Duration::from_secs(60), collector.wait())
+        .await
+        .expect("the collector stopped");
+    let waited = cancelled.elapsed();
+    assert!(waited >= drain, "it waited for the drain first: {waited:?}");
 }
