@@ -104,7 +104,10 @@ pub struct GrpcReceiverConfig<R> {
     /// Longest a request message may take to arrive, from its headers to
     /// its last byte. A message still arriving then is cut short
     /// (DEADLINE_EXCEEDED) and the byte budget it held is freed, so stalled
-    /// senders cannot keep it.
+    /// senders cannot keep it. Also how long a new connection may stay
+    /// silent, and how long one asked to close (for its age, idleness or
+    /// shutdown) may take to do so with no call in flight, before it is
+    /// dropped: otherwise such clients would hold their connection slots.
     #[serde(with = "humantime_serde")]
     pub read_timeout: Duration,
     /// How long a client's connection lives before the server asks it to
@@ -114,6 +117,12 @@ pub struct GrpcReceiverConfig<R> {
     /// calls.
     #[serde(with = "humantime_serde")]
     pub max_connection_age: Duration,
+    /// How long a connection with no call in flight stays open before the
+    /// server asks it to close (HTTP/2 GOAWAY; PINGs do not count as
+    /// calls). The client reconnects for its next call. Without it, idle
+    /// clients would hold `max_connections` slots that busy ones need.
+    #[serde(with = "humantime_serde")]
+    pub max_connection_idle: Duration,
     /// Most client connections open at once on this listener (TLS
     /// handshakes included). One more is closed as soon as it is accepted,
     /// and counted (`collector_connections_refused_total`), so a flood of
@@ -154,6 +163,7 @@ impl<R: ReceiverDefaults> Default for GrpcReceiverConfig<R> {
             max_message_bytes: R::MAX_BYTES,
             read_timeout: DEFAULT_READ_TIMEOUT,
             max_connection_age: DEFAULT_MAX_CONNECTION_AGE,
+            max_connection_idle: DEFAULT_MAX_CONNECTION_IDLE,
             max_connections: DEFAULT_MAX_CONNECTIONS,
             tls: None,
             require_auth: true,
@@ -170,6 +180,12 @@ const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// Ten minutes: new replicas get calls within minutes of starting, and a
 /// reconnection is rare beside the calls a connection carries.
 const DEFAULT_MAX_CONNECTION_AGE: Duration = Duration::from_secs(600);
+
+/// Five minutes: longer than any exporter's or sampler's usual interval
+/// (OpenTelemetry SDKs export every 5 s when they have spans, remote
+/// samplers poll every minute), so only a client that has gone quiet
+/// reconnects.
+const DEFAULT_MAX_CONNECTION_IDLE: Duration = Duration::from_secs(300);
 
 /// Connections one listener holds at most: far more clients than one
 /// collector replica serves at its rate (an SDK keeps one connection per
@@ -495,8 +511,8 @@ impl CollectorConfig {
 
     /// Every enabled receiver's request limit is positive and fits in the
     /// byte budget (a request larger than the budget could never be
-    /// accepted), its body timeout is at least a second, and so is a gRPC
-    /// listener's connection age.
+    /// accepted), its body timeout is at least a second, and so are a gRPC
+    /// listener's connection age and idle time.
     fn validate_receiver_sizes(&self) -> Result<(), ConfigError> {
         let receivers = [
             (
@@ -567,6 +583,14 @@ impl CollectorConfig {
             (
                 "jaeger_grpc.max_connection_age",
                 self.jaeger_grpc.max_connection_age,
+            ),
+            (
+                "otlp_grpc.max_connection_idle",
+                self.otlp_grpc.max_connection_idle,
+            ),
+            (
+                "jaeger_grpc.max_connection_idle",
+                self.jaeger_grpc.max_connection_idle,
             ),
         ] {
             if age < MIN_CONNECTION_AGE {

@@ -31,7 +31,7 @@ use crate::metrics::CollectorMetrics;
 use crate::pipeline::Pipeline;
 use crate::producer::SpanProducer;
 use crate::receiver::body_meter::BodyLimits;
-use crate::receiver::listener::{Endpoint, Listener, ListenerMetrics, Security};
+use crate::receiver::listener::{Endpoint, GrpcConnections, Listener, ListenerMetrics, Security};
 use crate::receiver::reload::FileError;
 use crate::sampling::SamplingMetrics;
 
@@ -234,7 +234,10 @@ async fn start_grpc_and_sampling(
     if config.otlp_grpc.enabled {
         let endpoint = security
             .endpoint(Listener::OtlpGrpc, config.otlp_grpc.listen)
-            .with_max_connection_age(config.otlp_grpc.max_connection_age);
+            .with_grpc_connections(GrpcConnections {
+                max_idle: config.otlp_grpc.max_connection_idle,
+                max_age: config.otlp_grpc.max_connection_age,
+            });
         let (addr, task) = receiver::otlp_grpc::serve(
             endpoint,
             BodyLimits {
@@ -260,7 +263,10 @@ async fn start_grpc_and_sampling(
         };
         let endpoint = security
             .endpoint(Listener::JaegerGrpc, config.jaeger_grpc.listen)
-            .with_max_connection_age(config.jaeger_grpc.max_connection_age);
+            .with_grpc_connections(GrpcConnections {
+                max_idle: config.jaeger_grpc.max_connection_idle,
+                max_age: config.jaeger_grpc.max_connection_age,
+            });
         let (addr, task) = receiver::jaeger_grpc::serve(endpoint, services, shutdown.clone())
             .await
             .map_err(bind_error(config.jaeger_grpc.listen))?;

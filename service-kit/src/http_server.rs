@@ -1,28 +1,30 @@
 //! Serving HTTP/1 and HTTP/2 connections with the time limits a public
-//! port needs, for the collector's HTTP receivers and every process's
-//! operations endpoint.
+//! port needs, for the collector's receivers (HTTP and gRPC) and every
+//! process's operations endpoint.
 //!
-//! `axum::serve` runs hyper without a timer, so it enforces no deadline at
-//! all: a client that opens connections and sends nothing, half a request
-//! head, or nothing more after its last request holds each connection and
-//! its buffers for as long as it likes. Here one `read_timeout` bounds all
-//! of that:
+//! `axum::serve` runs hyper without a timer, and tonic's server only
+//! bounds a connection's age, so neither drops a client that opens
+//! connections and sends nothing, half a request head, or nothing more
+//! after its last request: each holds its connection, its buffers and,
+//! under a connection limit, a slot another client needs. Here:
 //!
-//! - a connection that sends nothing is dropped after it;
-//! - over HTTP/1 each request head must arrive within it (hyper's own
+//! - a connection that sends nothing is dropped after `read`;
+//! - over HTTP/1 each request head must arrive within `read` (hyper's own
 //!   header timeout);
-//! - a connection with no request in flight for that long is asked to
-//!   close: over HTTP/1 it is closed, over HTTP/2 it gets GOAWAY, and a
-//!   request that arrives meanwhile still finishes. HTTP/2 PINGs do not
-//!   count as activity, as in Go's server, so a client cannot hold an idle
-//!   connection open by pinging it.
+//! - a connection with no request in flight for `idle`, or older than
+//!   `max_age`, is asked to close: over HTTP/1 it is closed, over HTTP/2
+//!   it gets GOAWAY, and a request that arrives meanwhile still finishes.
+//!   HTTP/2 PINGs do not count as activity, as in Go's server, so a client
+//!   cannot hold an idle connection open by pinging it;
+//! - a connection asked to close that still has not, with nothing in
+//!   flight for `read`, is dropped. Over HTTP/2 the server waits for the
+//!   PING it sends after GOAWAY to come back, and a client that never
+//!   reads would otherwise keep the connection for good.
 //!
 //! On shutdown every connection is asked to close the same way, and
 //! [`serve`] returns once the requests in flight have been answered, or
-//! after `drain` at the latest: a client that never acknowledges the
-//! close (over HTTP/2 the server waits for the PING that follows GOAWAY
-//! to come back), or whose network went away, would otherwise hold the
-//! process up until it is killed.
+//! after `drain` at the latest: a client whose network went away would
+//! otherwise hold the process up until it is killed.
 
 use std::convert::Infallible;
 use std::io;
@@ -50,14 +52,54 @@ use tower::ServiceExt as _;
 /// Connections accepted but not yet taken by the server.
 const ACCEPT_QUEUE: usize = 64;
 
-/// How long [`serve`] waits for connections.
+/// How long [`serve`] waits for clients, and for what.
 #[derive(Debug, Clone, Copy)]
 pub struct Deadlines {
-    /// For a silent client, each HTTP/1 request head, and an idle
-    /// connection.
+    /// For a silent client, each HTTP/1 request head, and a connection
+    /// asked to close that does not.
     pub read: Duration,
+    /// With no request in flight for this long, a connection is asked to
+    /// close.
+    pub idle: Duration,
+    /// A connection this old is asked to close; its requests in flight
+    /// finish first, and the client opens a new one for the next.
+    pub max_age: Option<Duration>,
     /// For the connections still open after shutdown.
     pub drain: Duration,
+}
+
+impl Deadlines {
+    /// `read` for idle connections too, and no age limit: what an HTTP
+    /// port needs.
+    pub fn new(read: Duration, drain: Duration) -> Deadlines {
+        Deadlines {
+            read,
+            idle: read,
+            max_age: None,
+            drain,
+        }
+    }
+}
+
+/// Which HTTP versions a port speaks.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Versions {
+    /// HTTP/1 and HTTP/2, told apart by the first bytes.
+    #[default]
+    Any,
+    /// HTTP/2 only, as gRPC needs, with at most `max_streams` requests
+    /// open at once on one connection.
+    Http2 {
+        /// Every open stream holds its headers and a task.
+        max_streams: u32,
+    },
+}
+
+/// Why a connection is asked to close.
+#[derive(Debug, Clone, Copy)]
+enum Close {
+    Idle,
+    Old,
 }
 
 /// Serves every connection from `connections` with `service` until
@@ -68,6 +110,7 @@ pub async fn serve<C, S>(
     mut connections: mpsc::Receiver<(C, SocketAddr)>,
     service: S,
     deadlines: Deadlines,
+    versions: Versions,
     listener: &'static str,
     shutdown: CancellationToken,
 ) where
@@ -78,12 +121,22 @@ pub async fn serve<C, S>(
         + 'static,
     S::Future: Send + 'static,
 {
-    let read_timeout = deadlines.read;
     let mut server = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-    server
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(read_timeout);
+    match versions {
+        Versions::Any => {
+            server
+                .http1()
+                .timer(TokioTimer::new())
+                .header_read_timeout(deadlines.read);
+        }
+        Versions::Http2 { max_streams } => {
+            server = server.http2_only();
+            server
+                .http2()
+                .timer(TokioTimer::new())
+                .max_concurrent_streams(max_streams);
+        }
+    }
     let tasks = TaskTracker::new();
     let drained = CancellationToken::new();
     loop {
@@ -115,35 +168,46 @@ pub async fn serve<C, S>(
             activity: activity.clone(),
         };
         let connection = server
-            .serve_connection_with_upgrades(TokioIo::new(connection), service)
+            .serve_connection(TokioIo::new(connection), service)
             .into_owned();
         let shutdown = shutdown.clone();
         let drained = drained.clone();
         tasks.spawn(async move {
             let mut connection = std::pin::pin!(connection);
-            let mut closing = false;
+            // When the connection was asked to close.
+            let mut closing: Option<Instant> = None;
             let result = loop {
-                let deadline = activity.idle_deadline(read_timeout);
+                let deadline = match closing {
+                    None => activity.next_deadline(&deadlines),
+                    Some(since) => (since + deadlines.read).max(activity.idle_deadline(deadlines.read)),
+                };
                 tokio::select! {
                     result = connection.as_mut() => break result,
                     () = drained.cancelled() => return,
-                    () = shutdown.cancelled(), if !closing => {
+                    () = shutdown.cancelled(), if closing.is_none() => {
                         connection.as_mut().graceful_shutdown();
-                        closing = true;
+                        closing = Some(Instant::now());
                     }
-                    () = tokio::time::sleep_until(deadline), if !closing => {
-                        if !activity.idle_for(read_timeout) {
+                    () = tokio::time::sleep_until(deadline) => {
+                        if let Some(since) = closing {
+                            if since.elapsed() >= deadlines.read && activity.idle_for(deadlines.read) {
+                                tracing::debug!(listener, %remote, "HTTP connection dropped: asked to close, it did not");
+                                return;
+                            }
                             continue;
                         }
                         // hyper's head timeout starts with the first byte:
                         // it waits for one to tell HTTP/1 from HTTP/2.
-                        if !activity.heard.load(Ordering::Relaxed) {
+                        if !activity.heard.load(Ordering::Relaxed) && activity.idle_for(deadlines.read) {
                             tracing::debug!(listener, %remote, "HTTP connection dropped: nothing sent");
                             return;
                         }
-                        tracing::debug!(listener, %remote, "HTTP connection idle: asked to close");
+                        let Some(reason) = activity.close_reason(&deadlines) else {
+                            continue;
+                        };
+                        tracing::debug!(listener, %remote, ?reason, "HTTP connection asked to close");
                         connection.as_mut().graceful_shutdown();
-                        closing = true;
+                        closing = Some(Instant::now());
                     }
                 }
             };
@@ -251,6 +315,36 @@ impl Activity {
     fn idle_for(&self, timeout: Duration) -> bool {
         self.in_flight.load(Ordering::Relaxed) == 0 && self.last().elapsed() >= timeout
     }
+
+    /// When to look again at a connection not yet asked to close: when it
+    /// will have been silent for `read` (nothing heard yet) or idle for
+    /// `idle`, or reaches its age.
+    fn next_deadline(&self, deadlines: &Deadlines) -> Instant {
+        let quiet = if self.heard.load(Ordering::Relaxed) {
+            deadlines.idle
+        } else {
+            deadlines.read.min(deadlines.idle)
+        };
+        let idle = self.idle_deadline(quiet);
+        match deadlines.max_age {
+            Some(age) => idle.min(self.start + age),
+            None => idle,
+        }
+    }
+
+    /// Why the connection should be asked to close now, if it should.
+    fn close_reason(&self, deadlines: &Deadlines) -> Option<Close> {
+        if deadlines
+            .max_age
+            .is_some_and(|age| self.start.elapsed() >= age)
+        {
+            Some(Close::Old)
+        } else if self.idle_for(deadlines.idle) {
+            Some(Close::Idle)
+        } else {
+            None
+        }
+    }
 }
 
 /// One request in flight on a connection, until dropped.
@@ -341,5 +435,59 @@ mod tests {
         );
         tokio::time::advance(Duration::from_secs(1)).await;
         assert!(activity.idle_for(timeout));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn silence_counts_against_read_idleness_against_idle_and_age_from_the_start() {
+        let deadlines = Deadlines {
+            read: Duration::from_secs(30),
+            idle: Duration::from_secs(300),
+            max_age: Some(Duration::from_secs(600)),
+            drain: Duration::from_secs(15),
+        };
+        let activity = Arc::new(Activity::new());
+        let start = activity.start;
+        assert_eq!(
+            activity.next_deadline(&deadlines),
+            start + deadlines.read,
+            "nothing heard yet"
+        );
+        activity.heard.store(true, Ordering::Relaxed);
+        assert_eq!(activity.next_deadline(&deadlines), start + deadlines.idle);
+        tokio::time::advance(Duration::from_secs(299)).await;
+        assert!(activity.close_reason(&deadlines).is_none());
+        tokio::time::advance(Duration::from_secs(1)).await;
+        assert!(matches!(
+            activity.close_reason(&deadlines),
+            Some(Close::Idle)
+        ));
+
+        let busy = activity.begin();
+        tokio::time::advance(Duration::from_secs(299)).await;
+        assert!(
+            activity.close_reason(&deadlines).is_none(),
+            "a call in flight"
+        );
+        assert_eq!(
+            activity.next_deadline(&deadlines),
+            start + Duration::from_secs(600),
+            "the age comes before the next idle check"
+        );
+        tokio::time::advance(Duration::from_secs(1)).await;
+        assert!(matches!(
+            activity.close_reason(&deadlines),
+            Some(Close::Old)
+        ));
+        drop(busy);
+
+        let no_age = Deadlines {
+            max_age: None,
+            ..deadlines
+        };
+        let fresh = Arc::new(Activity::new());
+        fresh.heard.store(true, Ordering::Relaxed);
+        tokio::time::advance(Duration::from_secs(3_600)).await;
+        let _call = fresh.begin();
+        assert!(fresh.close_reason(&no_age).is_none(), "no age limit");
     }
 }

@@ -167,16 +167,14 @@ pub async fn serve_with_read_timeout(
     let bound = listener.local_addr()?;
     let app = router(registry, ready, liveness);
     let connections = http_server::accept_plain(listener, "ops", shutdown.clone());
-    let deadlines = http_server::Deadlines {
-        read: read_timeout,
-        // Nothing waits for this server: the process exits once its own
-        // work has drained.
-        drain: read_timeout,
-    };
+    // Nothing waits for this server at shutdown: the process exits once
+    // its own work has drained.
+    let deadlines = http_server::Deadlines::new(read_timeout, read_timeout);
     tokio::spawn(http_server::serve(
         connections,
         app,
         deadlines,
+        http_server::Versions::Any,
         "ops",
         shutdown,
     ));

@@ -38,15 +38,18 @@ fn app() -> Router {
 }
 
 async fn start(read_timeout: Duration) -> (SocketAddr, CancellationToken, JoinHandle<()>) {
-    start_with(http_server::Deadlines {
-        read: read_timeout,
-        drain: NEVER,
-    })
-    .await
+    start_with(http_server::Deadlines::new(read_timeout, NEVER)).await
 }
 
 async fn start_with(
     deadlines: http_server::Deadlines,
+) -> (SocketAddr, CancellationToken, JoinHandle<()>) {
+    start_serving(deadlines, http_server::Versions::Any).await
+}
+
+async fn start_serving(
+    deadlines: http_server::Deadlines,
+    versions: http_server::Versions,
 ) -> (SocketAddr, CancellationToken, JoinHandle<()>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -56,6 +59,7 @@ async fn start_with(
         connections,
         app(),
         deadlines,
+        versions,
         "test",
         shutdown.clone(),
     ));
@@ -168,6 +172,70 @@ async fn an_idle_http2_connection_gets_goaway_though_its_client_pings() {
     assert!(pongs >= 3, "the client's pings were answered: {pongs}");
 }
 
+/// The bytes of an HTTP/2 client's preface and an empty SETTINGS frame.
+const H2_HELLO: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00";
+
+#[tokio::test]
+async fn an_idle_http2_client_that_never_answers_the_goaway_is_dropped() {
+    let (addr, _shutdown, _server) = start(READ_TIMEOUT).await;
+    // It reads what the server sends, but answers nothing: not its
+    // SETTINGS, not the PING that follows GOAWAY.
+    let mut deaf = TcpStream::connect(addr).await.unwrap();
+    deaf.write_all(H2_HELLO).await.unwrap();
+    let waited = until_closed(&mut deaf).await;
+    // Idle for the read timeout, then asked to close, then a read timeout
+    // more for the close to finish.
+    assert!(waited >= 2 * READ_TIMEOUT, "closed after {waited:?}");
+}
+
+#[tokio::test]
+async fn an_http2_only_port_closes_connections_at_their_age_and_refuses_http1() {
+    let age = Duration::from_secs(1);
+    let deadlines = http_server::Deadlines {
+        max_age: Some(age),
+        ..http_server::Deadlines::new(NEVER, NEVER)
+    };
+    let versions = http_server::Versions::Http2 { max_streams: 10 };
+    let (addr, _shutdown, _server) = start_serving(deadlines, versions).await;
+
+    let connected = Instant::now();
+    let (mut client, mut ping_pong, driver) = h2_connect(addr).await;
+    let (status, body) = h2_get(&mut client, addr, "/").await;
+    assert_eq!((status, body.as_str()), (StatusCode::OK, "ok"));
+    // A busy connection closes at its age too: a slow request is in
+    // flight when the age comes, and is answered first.
+    let slow = tokio::spawn(async move { h2_get(&mut client, addr, "/slow").await });
+    let pinger = tokio::spawn(async move {
+        while ping_pong.ping(h2::Ping::opaque()).await.is_ok() {
+            tokio::time::sleep(age / 10).await;
+        }
+    });
+    let (status, body) = slow.await.unwrap();
+    assert_eq!((status, body.as_str()), (StatusCode::OK, "done"));
+    tokio::time::timeout(NEVER, driver)
+        .await
+        .expect("the server kept a connection past its age")
+        .unwrap();
+    let lived = connected.elapsed();
+    assert!(lived >= SLOW, "closed after {lived:?}");
+    pinger.abort();
+
+    let mut http1 = TcpStream::connect(addr).await.unwrap();
+    http1
+        .write_all(b"GET / HTTP/1.1\r\nhost: test\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(NEVER, http1.read_to_end(&mut answer))
+        .await
+        .expect("the server answered or closed");
+    assert!(
+        !answer.starts_with(b"HTTP/1.1"),
+        "no HTTP/1 answer: {}",
+        String::from_utf8_lossy(&answer)
+    );
+}
+
 #[tokio::test]
 async fn a_request_longer_than_the_read_timeout_is_answered_then_the_connection_closes() {
     let (addr, _shutdown, _server) = start(READ_TIMEOUT).await;
@@ -230,13 +298,11 @@ async fn shutdown_answers_the_requests_in_flight_then_returns() {
 #[tokio::test]
 async fn connections_that_do_not_close_are_dropped_after_the_drain() {
     let drain = Duration::from_secs(1);
-    let (addr, shutdown, server) = start_with(http_server::Deadlines { read: NEVER, drain }).await;
+    let (addr, shutdown, server) = start_with(http_server::Deadlines::new(NEVER, drain)).await;
     // An HTTP/2 client that never reads again: it does not answer the
     // PING the server sends after GOAWAY.
     let mut deaf = TcpStream::connect(addr).await.unwrap();
-    deaf.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00")
-        .await
-        .unwrap();
+    deaf.write_all(H2_HELLO).await.unwrap();
     let mut settings = [0u8; 9];
     deaf.read_exact(&mut settings).await.unwrap();
     // An HTTP/1 request whose head stops halfway.

@@ -134,6 +134,7 @@ fn read_timeouts_and_connection_ages_are_read_and_checked() {
         ("SPANWAY_OTLP_GRPC__READ_TIMEOUT", "5s"),
         ("SPANWAY_ZIPKIN__READ_TIMEOUT", "2m"),
         ("SPANWAY_OTLP_GRPC__MAX_CONNECTION_AGE", "1m"),
+        ("SPANWAY_JAEGER_GRPC__MAX_CONNECTION_IDLE", "90s"),
     ]
     .map(|(k, v)| (k.to_string(), v.to_string()));
     let cfg: CollectorConfig = spanway_service_kit::config::load_with_env(None, env).unwrap();
@@ -143,6 +144,12 @@ fn read_timeouts_and_connection_ages_are_read_and_checked() {
     assert_eq!(
         cfg.jaeger_grpc.max_connection_age,
         Duration::from_secs(600),
+        "default"
+    );
+    assert_eq!(cfg.jaeger_grpc.max_connection_idle, Duration::from_secs(90));
+    assert_eq!(
+        cfg.otlp_grpc.max_connection_idle,
+        Duration::from_secs(300),
         "default"
     );
     assert_eq!(
@@ -163,6 +170,11 @@ fn read_timeouts_and_connection_ages_are_read_and_checked() {
     cfg.otlp_grpc.max_connection_age = Duration::from_millis(10);
     let error = cfg.validate().unwrap_err().to_string();
     assert!(error.contains("otlp_grpc.max_connection_age"), "{error}");
+
+    let mut cfg = CollectorConfig::default();
+    cfg.jaeger_grpc.max_connection_idle = Duration::ZERO;
+    let error = cfg.validate().unwrap_err().to_string();
+    assert!(error.contains("jaeger_grpc.max_connection_idle"), "{error}");
 }
 
 #[test]

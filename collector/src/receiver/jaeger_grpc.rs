@@ -98,5 +98,5 @@ pub async fn serve(
     if let Some(store) = services.sampling {
         routes = routes.add_service(SamplingService::server(store));
     }
-    listener::serve_grpc(endpoint, routes, shutdown).await
+    listener::serve_grpc(endpoint, routes, services.limits.timeout, shutdown).await
 }

@@ -29,7 +29,6 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 use tonic::service::Routes;
-use tonic::transport::server::{Connected, TcpConnectInfo};
 use tower::Layer as _;
 
 use crate::config::CollectorConfig;
@@ -48,10 +47,9 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 const DRAIN_AFTER_DELIVERY: Duration = Duration::from_secs(5);
 /// Connections accepted but not yet taken by the server.
 const ACCEPT_QUEUE: usize = 64;
-/// Streams one HTTP/2 connection of a gRPC listener may have open at once:
-/// hyper's own default, which tonic's builder would otherwise replace with
-/// no limit. Every open stream holds its headers and a task; exporters keep
-/// a few open per connection.
+/// Streams one HTTP/2 connection of a gRPC listener may have open at once,
+/// hyper's own default. Every open stream holds its headers and a task;
+/// exporters keep a few open per connection.
 const MAX_STREAMS_PER_CONNECTION: u32 = 200;
 /// The gRPC path prefix of `jaeger.api_v2.SamplingManager`, served on the
 /// Jaeger gRPC port beside `CollectorService`.
@@ -359,7 +357,7 @@ impl Security {
                     .get_or_create(&label)
                     .clone(),
             },
-            max_connection_age: None,
+            grpc_connections: None,
             drain: self.drain,
         }
     }
@@ -409,19 +407,29 @@ pub struct Endpoint {
     slots: Slots,
     /// How long connections may take to close after shutdown.
     drain: Duration,
-    /// For gRPC listeners: how long a connection lives.
-    max_connection_age: Option<Duration>,
+    /// For gRPC listeners: how long a connection lives, and stays idle.
+    grpc_connections: Option<GrpcConnections>,
 }
 
-impl Endpoint {
-    /// The endpoint with its gRPC connections asked to close after `age`:
-    /// the server sends GOAWAY, the calls in flight finish, and the client
-    /// opens a new connection for its next calls. Clients that keep one
+/// How long a gRPC listener keeps a client's connection.
+#[derive(Debug, Clone, Copy)]
+pub struct GrpcConnections {
+    /// With no call in flight for this long, a connection is asked to
+    /// close.
+    pub max_idle: Duration,
+    /// A connection this old is asked to close. Clients that keep one
     /// connection for good would otherwise stay on the replica they first
     /// reached, and replicas added by an autoscaler would get none of
     /// their calls.
-    pub fn with_max_connection_age(mut self, age: Duration) -> Self {
-        self.max_connection_age = Some(age);
+    pub max_age: Duration,
+}
+
+impl Endpoint {
+    /// The endpoint with its gRPC connections asked to close (HTTP/2
+    /// GOAWAY; the calls in flight finish, and the client opens a new
+    /// connection for its next calls) when idle or old.
+    pub fn with_grpc_connections(mut self, connections: GrpcConnections) -> Self {
+        self.grpc_connections = Some(connections);
         self
     }
 }
@@ -442,61 +450,52 @@ pub(crate) async fn serve_http(
 ) -> io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
     let (bound, incoming) = bind(&endpoint, shutdown.clone()).await?;
     let service = endpoint.auth.layer(app);
-    let deadlines = http_server::Deadlines {
-        read: read_timeout,
-        drain: endpoint.drain,
-    };
+    let deadlines = http_server::Deadlines::new(read_timeout, endpoint.drain);
     let task = tokio::spawn(http_server::serve(
         incoming.connections,
         service,
         deadlines,
+        http_server::Versions::Any,
         endpoint.listener.name(),
         shutdown,
     ));
     Ok((bound, task))
 }
 
-/// Binds `endpoint` and serves `routes` until `shutdown`; in-flight
-/// requests finish first.
+/// Binds `endpoint` and serves `routes` over HTTP/2 until `shutdown`;
+/// in-flight requests finish first.
+///
+/// The same server as the HTTP receivers', not tonic's: tonic's bounds a
+/// connection's age but not a client that connects and stays silent, nor
+/// one that never completes a close, and each of those would hold one of
+/// the listener's `max_connections` slots for good. `read_timeout` bounds
+/// both ([`spanway_service_kit::http_server`]). A client's `grpc-timeout`
+/// is its own to keep: when it passes, the client cancels the call, which
+/// drops the handler.
 pub(crate) async fn serve_grpc(
     endpoint: Endpoint,
     routes: Routes,
+    read_timeout: Duration,
     shutdown: CancellationToken,
 ) -> io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
     let (bound, incoming) = bind(&endpoint, shutdown.clone()).await?;
-    let name = endpoint.listener.name();
-    let mut server =
-        tonic::transport::Server::builder().max_concurrent_streams(MAX_STREAMS_PER_CONNECTION);
-    // No `max_connection_age_grace`: with it, tonic 0.14 skips the
-    // graceful close and cuts the connection, calls and all, after the age
-    // plus the grace. Without it, calls in flight finish first.
-    if let Some(age) = endpoint.max_connection_age {
-        server = server.max_connection_age(age);
+    let service = endpoint.auth.layer(routes.prepare().into_axum_router());
+    let mut deadlines = http_server::Deadlines::new(read_timeout, endpoint.drain);
+    if let Some(connections) = endpoint.grpc_connections {
+        deadlines.idle = connections.max_idle;
+        deadlines.max_age = Some(connections.max_age);
     }
-    let drain = endpoint.drain;
-    let task = tokio::spawn(async move {
-        let served = server
-            .layer(endpoint.auth)
-            .add_routes(routes)
-            .serve_with_incoming_shutdown(incoming, shutdown.clone().cancelled_owned());
-        // tonic waits for every connection to close after shutdown, with no
-        // deadline of its own; past the drain, stop waiting. The connections
-        // left end with the process.
-        let drained = async {
-            shutdown.cancelled().await;
-            tokio::time::sleep(drain).await;
-        };
-        tokio::select! {
-            result = served => {
-                if let Err(error) = result {
-                    tracing::error!(receiver = name, %error, "gRPC server stopped");
-                }
-            }
-            () = drained => {
-                tracing::warn!(receiver = name, ?drain, "connections still open after the drain; no longer waiting for them");
-            }
-        }
-    });
+    let versions = http_server::Versions::Http2 {
+        max_streams: MAX_STREAMS_PER_CONNECTION,
+    };
+    let task = tokio::spawn(http_server::serve(
+        incoming.connections,
+        service,
+        deadlines,
+        versions,
+        endpoint.listener.name(),
+        shutdown,
+    ));
     Ok((bound, task))
 }
 
@@ -585,21 +584,10 @@ async fn accept(
     }
 }
 
-/// Connections ready to serve, for the HTTP server's loop and for tonic
-/// (as a stream).
+/// Connections ready to serve.
 #[derive(Debug)]
 pub(crate) struct Incoming {
     connections: mpsc::Receiver<(Connection, SocketAddr)>,
-}
-
-impl futures::Stream for Incoming {
-    type Item = io::Result<Connection>;
-
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        self.connections
-            .poll_recv(cx)
-            .map(|next| next.map(|(connection, _)| Ok(connection)))
-    }
 }
 
 /// An accepted connection, with or without TLS, holding its slot.
@@ -653,26 +641,6 @@ pub(crate) struct Slot {
 impl Drop for Slot {
     fn drop(&mut self) {
         self.open.dec();
-    }
-}
-
-impl Connection {
-    fn tcp(&self) -> &TcpStream {
-        match self {
-            Connection::Plain { stream, .. } => stream,
-            Connection::Tls { stream, .. } => stream.get_ref().0,
-        }
-    }
-}
-
-impl Connected for Connection {
-    type ConnectInfo = TcpConnectInfo;
-
-    fn connect_info(&self) -> TcpConnectInfo {
-        TcpConnectInfo {
-            local_addr: self.tcp().local_addr().ok(),
-            remote_addr: self.tcp().peer_addr().ok(),
-        }
     }
 }
 

@@ -242,7 +242,8 @@ pub async fn serve(
         pipeline,
         max_message_bytes: limits.max_bytes,
     };
-    listener::serve_grpc(endpoint, Routes::new(meter.layer(service)), shutdown).await
+    let routes = Routes::new(meter.layer(service));
+    listener::serve_grpc(endpoint, routes, limits.timeout, shutdown).await
 }
 
 #[cfg(test)]

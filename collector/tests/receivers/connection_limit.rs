@@ -163,3 +163,80 @@ async fn shutdown_stops_waiting_for_clients_that_never_close() {
     let waited = cancelled.elapsed();
     assert!(waited >= drain, "it waited for the drain first: {waited:?}");
 }
+
+/// Reads until the server closes `stream`, answering nothing; how long
+/// that took.
+async fn until_closed(stream: &mut TcpStream) -> Duration {
+    let start = Instant::now();
+    let mut buf = [0u8; 1024];
+    loop {
+        match tokio::time::timeout(Duration::from_secs(30), stream.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return start.elapsed(),
+            Ok(Ok(_)) => continue,
+            Err(_) => panic!("the connection was kept open for 30 s"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_idle_and_deaf_clients_give_their_slots_back() {
+    require_kafka();
+    let topic = unique_name("it-connection-idle");
+    create_topic(&topic, 1).await;
+    let mut config = config(&topic);
+    let read = Duration::from_secs(1);
+    let idle = Duration::from_secs(2);
+    config.otlp_grpc.max_connections = 1;
+    config.otlp_grpc.read_timeout = read;
+    config.otlp_grpc.max_connection_idle = idle;
+    config.otlp_http.max_connections = 1;
+    config.otlp_http.read_timeout = read;
+    config.validate().unwrap();
+    let shutdown = CancellationToken::new();
+    let collector = Collector::start(&config, shutdown.clone()).await.unwrap();
+    let grpc = collector.otlp_grpc_addr.unwrap();
+    let http = collector.otlp_http_addr.unwrap();
+    let ops = collector.ops_addr;
+    let open = r#"collector_connections_open{receiver="otlp_grpc"}"#;
+
+    // A client that connects to the gRPC port and sends nothing holds the
+    // only slot until the read timeout.
+    let mut silent = TcpStream::connect(grpc).await.unwrap();
+    wait_for(ops, open, 1.0).await;
+    let waited = until_closed(&mut silent).await;
+    assert!(waited >= read / 2, "dropped after {waited:?}");
+    wait_for(ops, open, 0.0).await;
+
+    // HTTP/2 clients that never answer the server, so never complete the
+    // close after GOAWAY: idle, asked to close, then dropped a read
+    // timeout later, on the gRPC and on an HTTP port.
+    let hello = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00";
+    for (addr, asked_after) in [(grpc, idle), (http, read)] {
+        let mut deaf = TcpStream::connect(addr).await.unwrap();
+        deaf.write_all(hello).await.unwrap();
+        let waited = until_closed(&mut deaf).await;
+        assert!(
+            waited >= asked_after + read / 2,
+            "{addr}: dropped after {waited:?}"
+        );
+    }
+    wait_for(ops, open, 0.0).await;
+
+    // A real client is asked to close when idle too, and reconnects for
+    // its next export through the free slot.
+    let mut client = TraceServiceClient::connect(format!("http://{grpc}"))
+        .await
+        .unwrap();
+    client.export(request(vec![span(1, 1, 10)])).await.unwrap();
+    wait_for(ops, open, 1.0).await;
+    tokio::time::sleep(idle + read).await;
+    wait_for(ops, open, 0.0).await;
+    client.export(request(vec![span(2, 2, 10)])).await.unwrap();
+    let records = read_topic(&topic, 2, Duration::from_secs(20)).await;
+    assert_eq!(records.len(), 2, "both exports landed");
+    let refused = r#"collector_connections_refused_total{receiver="otlp_grpc"}"#;
+    assert_eq!(metric(ops, refused).await, 0.0, "no client was turned away");
+
+    shutdown.cancel();
+    collector.wait().await;
+}
