@@ -111,10 +111,11 @@ pub struct GrpcReceiverConfig<R> {
     #[serde(with = "humantime_serde")]
     pub read_timeout: Duration,
     /// How long a client's connection lives before the server asks it to
-    /// reconnect (HTTP/2 GOAWAY; calls in flight finish first). gRPC
-    /// clients keep one connection for good otherwise, so the replicas an
-    /// autoscaler adds behind a Kubernetes Service would get none of their
-    /// calls.
+    /// reconnect (HTTP/2 GOAWAY; calls in flight finish first), within a
+    /// tenth either way so that clients that connected together do not
+    /// reconnect together. gRPC clients keep one connection for good
+    /// otherwise, so the replicas an autoscaler adds behind a Kubernetes
+    /// Service would get none of their calls.
     #[serde(with = "humantime_serde")]
     pub max_connection_age: Duration,
     /// How long a connection with no call in flight stays open before the

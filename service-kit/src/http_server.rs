@@ -61,8 +61,11 @@ pub struct Deadlines {
     /// With no request in flight for this long, a connection is asked to
     /// close.
     pub idle: Duration,
-    /// A connection this old is asked to close; its requests in flight
-    /// finish first, and the client opens a new one for the next.
+    /// A connection about this old is asked to close; its requests in
+    /// flight finish first, and the client opens a new one for the next.
+    /// Each connection's age is drawn within a tenth of it either way, as
+    /// Go's gRPC server does, so that clients that connected together (to
+    /// a replica that just started, say) do not all reconnect together.
     pub max_age: Option<Duration>,
     /// For the connections still open after shutdown.
     pub drain: Duration,
@@ -147,7 +150,7 @@ pub async fn serve<C, S>(
                 None => break,
             },
         };
-        let activity = Arc::new(Activity::new());
+        let activity = Arc::new(Activity::new(deadlines.max_age.map(jittered)));
         let service = TowerToHyperService::new(
             service
                 .clone()
@@ -267,9 +270,24 @@ pub fn accept_plain(
 
 /// Whether a connection has requests in flight, and since when it has
 /// had none.
+/// `age`, give or take up to a tenth, drawn for each connection.
+fn jittered(age: Duration) -> Duration {
+    use std::hash::{BuildHasher as _, Hasher as _};
+    // Every `RandomState` is keyed anew: its hash of nothing is a fresh
+    // pseudo-random number, without a random-number crate.
+    let bits = std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish();
+    // The top 53 bits as a fraction in [0, 1).
+    let unit = (bits >> 11) as f64 / (1u64 << 53) as f64;
+    age.mul_f64(0.9 + 0.2 * unit)
+}
+
 #[derive(Debug)]
 struct Activity {
     start: Instant,
+    /// This connection's age limit, if any.
+    max_age: Option<Duration>,
     in_flight: AtomicUsize,
     /// Milliseconds from `start` to the last request's start or end.
     last: AtomicU64,
@@ -278,9 +296,10 @@ struct Activity {
 }
 
 impl Activity {
-    fn new() -> Activity {
+    fn new(max_age: Option<Duration>) -> Activity {
         Activity {
             start: Instant::now(),
+            max_age,
             in_flight: AtomicUsize::new(0),
             last: AtomicU64::new(0),
             heard: AtomicBool::new(false),
@@ -326,7 +345,7 @@ impl Activity {
             deadlines.read.min(deadlines.idle)
         };
         let idle = self.idle_deadline(quiet);
-        match deadlines.max_age {
+        match self.max_age {
             Some(age) => idle.min(self.start + age),
             None => idle,
         }
@@ -334,10 +353,7 @@ impl Activity {
 
     /// Why the connection should be asked to close now, if it should.
     fn close_reason(&self, deadlines: &Deadlines) -> Option<Close> {
-        if deadlines
-            .max_age
-            .is_some_and(|age| self.start.elapsed() >= age)
-        {
+        if self.max_age.is_some_and(|age| self.start.elapsed() >= age) {
             Some(Close::Old)
         } else if self.idle_for(deadlines.idle) {
             Some(Close::Idle)
@@ -417,7 +433,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_connection_is_idle_only_with_nothing_in_flight_for_the_whole_timeout() {
         let timeout = Duration::from_secs(30);
-        let activity = Arc::new(Activity::new());
+        let activity = Arc::new(Activity::new(None));
         assert_eq!(activity.idle_deadline(timeout), activity.start + timeout);
         tokio::time::advance(Duration::from_secs(20)).await;
         assert!(!activity.idle_for(timeout));
@@ -442,10 +458,10 @@ mod tests {
         let deadlines = Deadlines {
             read: Duration::from_secs(30),
             idle: Duration::from_secs(300),
-            max_age: Some(Duration::from_secs(600)),
+            max_age: None,
             drain: Duration::from_secs(15),
         };
-        let activity = Arc::new(Activity::new());
+        let activity = Arc::new(Activity::new(Some(Duration::from_secs(600))));
         let start = activity.start;
         assert_eq!(
             activity.next_deadline(&deadlines),
@@ -480,14 +496,27 @@ mod tests {
         ));
         drop(busy);
 
-        let no_age = Deadlines {
-            max_age: None,
-            ..deadlines
-        };
-        let fresh = Arc::new(Activity::new());
+        let fresh = Arc::new(Activity::new(None));
         fresh.heard.store(true, Ordering::Relaxed);
         tokio::time::advance(Duration::from_secs(3_600)).await;
         let _call = fresh.begin();
-        assert!(fresh.close_reason(&no_age).is_none(), "no age limit");
+        assert!(fresh.close_reason(&deadlines).is_none(), "no age limit");
+    }
+
+    #[test]
+    fn ages_are_spread_within_a_tenth_either_way() {
+        let age = Duration::from_secs(600);
+        let ages: Vec<Duration> = (0..1_000).map(|_| jittered(age)).collect();
+        let (low, high) = (age.mul_f64(0.9), age.mul_f64(1.1));
+        assert!(ages.iter().all(|a| (low..=high).contains(a)), "{ages:?}");
+        // Spread over the range, not bunched: some in each fifth of it.
+        for fifth in 0..5 {
+            let from = low + (high - low) * fifth / 5;
+            let to = from + (high - low) / 5;
+            assert!(
+                ages.iter().any(|a| (from..to).contains(a)),
+                "none in {from:?}..{to:?}"
+            );
+        }
     }
 }

@@ -329,7 +329,8 @@ async fn connections_are_asked_to_reconnect_after_their_age() {
         .await
         .expect("the server closes the connection once it is old enough")
         .ok();
-    assert!(started.elapsed() >= age, "not before its age");
+    // Each connection's age is drawn within a tenth of the setting.
+    assert!(started.elapsed() >= age * 9 / 10, "not before its age");
 
     let mut client = TraceServiceClient::connect(format!("http://{addr}"))
         .await
