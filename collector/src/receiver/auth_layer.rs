@@ -1,5 +1,5 @@
-//! The tower layer that asks for credentials, in front of both the axum
-//! (HTTP) and the tonic (gRPC) servers.
+//! The tower layer that asks for credentials, in front of every receiver,
+//! HTTP and gRPC alike.
 //!
 //! It reads only the `Authorization` header, before any handler or
 //! extractor runs: a refused request's body is never read and never reaches
@@ -10,6 +10,7 @@
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use axum::body::Body;
 use axum::http::{HeaderValue, Request, Response, StatusCode, header};
 use futures::future::BoxFuture;
 use prometheus_client::encoding::EncodeLabelSet;
@@ -121,27 +122,8 @@ pub struct Auth<S> {
     gate: Option<Arc<Gate>>,
 }
 
-/// A response body a refusal can be written in: text for HTTP, nothing
-/// for gRPC, whose status travels in headers.
-pub trait RefusalBody: Default {
-    /// A body saying `message`.
-    fn text(message: &'static str) -> Self;
-}
-
-impl RefusalBody for axum::body::Body {
-    fn text(message: &'static str) -> Self {
-        axum::body::Body::from(message)
-    }
-}
-
-impl RefusalBody for tonic::body::Body {
-    fn text(_message: &'static str) -> Self {
-        tonic::body::Body::default()
-    }
-}
-
 impl Gate {
-    fn refuse<B: RefusalBody>(&self, refusal: Refusal) -> Response<B> {
+    fn refuse(&self, refusal: Refusal) -> Response<Body> {
         self.refused
             .get_or_create(&UnauthenticatedLabels {
                 receiver: self.receiver,
@@ -156,7 +138,7 @@ impl Gate {
         match self.protocol {
             Protocol::Grpc => tonic::Status::unauthenticated(refusal.message()).into_http(),
             Protocol::Http => {
-                let mut response = Response::new(B::text(refusal.message()));
+                let mut response = Response::new(Body::from(refusal.message()));
                 *response.status_mut() = StatusCode::UNAUTHORIZED;
                 let headers = response.headers_mut();
                 headers.insert(
@@ -172,16 +154,15 @@ impl Gate {
     }
 }
 
-impl<S, B, RB> tower::Service<Request<B>> for Auth<S>
+impl<S, B> tower::Service<Request<B>> for Auth<S>
 where
-    S: tower::Service<Request<B>, Response = Response<RB>> + Clone + Send + 'static,
+    S: tower::Service<Request<B>, Response = Response<Body>> + Clone + Send + 'static,
     S::Future: Send + 'static,
     B: Send + 'static,
-    RB: RefusalBody + Send + 'static,
 {
-    type Response = Response<RB>;
+    type Response = Response<Body>;
     type Error = S::Error;
-    type Future = BoxFuture<'static, Result<Response<RB>, S::Error>>;
+    type Future = BoxFuture<'static, Result<Response<Body>, S::Error>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
         self.inner.poll_ready(cx)
