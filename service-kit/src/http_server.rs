@@ -105,16 +105,93 @@ enum Close {
     Old,
 }
 
+/// What the server did to a connection its client kept open.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Ending {
+    /// Dropped: it sent nothing for `read`.
+    Silent,
+    /// Asked to close: no request in flight for `idle`.
+    Idle,
+    /// Asked to close: older than its `max_age`.
+    Old,
+    /// Dropped: asked to close, it had not `read` later.
+    Unresponsive,
+}
+
+impl Ending {
+    /// Every ending, for counters that should show zeros from the start.
+    pub const ALL: [Ending; 4] = [
+        Ending::Silent,
+        Ending::Idle,
+        Ending::Old,
+        Ending::Unresponsive,
+    ];
+
+    /// Its name as a metric label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Ending::Silent => "silent",
+            Ending::Idle => "idle",
+            Ending::Old => "max_age",
+            Ending::Unresponsive => "unresponsive",
+        }
+    }
+}
+
+impl From<Close> for Ending {
+    fn from(close: Close) -> Ending {
+        match close {
+            Close::Idle => Ending::Idle,
+            Close::Old => Ending::Old,
+        }
+    }
+}
+
+/// Told of each [`Ending`], to count them.
+pub type OnEnding = Arc<dyn Fn(Ending) + Send + Sync>;
+
+/// The port [`serve`] serves: its name in logs, and who counts what it
+/// does to connections.
+#[derive(Clone)]
+pub struct Port {
+    /// Names the port in logs.
+    pub name: &'static str,
+    /// Told each time the server drops a connection, or asks one to
+    /// close, that its client kept open.
+    pub on_ending: Option<OnEnding>,
+}
+
+impl Port {
+    /// A port that counts nothing.
+    pub fn named(name: &'static str) -> Port {
+        Port {
+            name,
+            on_ending: None,
+        }
+    }
+
+    fn ended(&self, ending: Ending) {
+        if let Some(on_ending) = &self.on_ending {
+            on_ending(ending);
+        }
+    }
+}
+
+impl std::fmt::Debug for Port {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Port").field("name", &self.name).finish()
+    }
+}
+
 /// Serves every connection from `connections` with `service` until
 /// `shutdown`, then asks each to close and returns once they have, or
-/// drops those left after `deadlines.drain`. `listener` names the port in
-/// logs.
+/// drops those left after `deadlines.drain`.
 pub async fn serve<C, S>(
     mut connections: mpsc::Receiver<(C, SocketAddr)>,
     service: S,
     deadlines: Deadlines,
     versions: Versions,
-    listener: &'static str,
+    port: Port,
     shutdown: CancellationToken,
 ) where
     C: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -124,6 +201,7 @@ pub async fn serve<C, S>(
         + 'static,
     S::Future: Send + 'static,
 {
+    let listener = port.name;
     let mut server = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
     match versions {
         Versions::Any => {
@@ -175,6 +253,7 @@ pub async fn serve<C, S>(
             .into_owned();
         let shutdown = shutdown.clone();
         let drained = drained.clone();
+        let port = port.clone();
         tasks.spawn(async move {
             let mut connection = std::pin::pin!(connection);
             // When the connection was asked to close.
@@ -195,6 +274,7 @@ pub async fn serve<C, S>(
                         if let Some(since) = closing {
                             if since.elapsed() >= deadlines.read && activity.idle_for(deadlines.read) {
                                 tracing::debug!(listener, %remote, "HTTP connection dropped: asked to close, it did not");
+                                port.ended(Ending::Unresponsive);
                                 return;
                             }
                             continue;
@@ -203,12 +283,14 @@ pub async fn serve<C, S>(
                         // it waits for one to tell HTTP/1 from HTTP/2.
                         if !activity.heard.load(Ordering::Relaxed) && activity.idle_for(deadlines.read) {
                             tracing::debug!(listener, %remote, "HTTP connection dropped: nothing sent");
+                            port.ended(Ending::Silent);
                             return;
                         }
                         let Some(reason) = activity.close_reason(&deadlines) else {
                             continue;
                         };
                         tracing::debug!(listener, %remote, ?reason, "HTTP connection asked to close");
+                        port.ended(reason.into());
                         connection.as_mut().graceful_shutdown();
                         closing = Some(Instant::now());
                     }

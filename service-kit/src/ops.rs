@@ -175,7 +175,7 @@ pub async fn serve_with_read_timeout(
         app,
         deadlines,
         http_server::Versions::Any,
-        "ops",
+        http_server::Port::named("ops"),
         shutdown,
     ));
     Ok(bound)

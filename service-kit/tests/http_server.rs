@@ -5,14 +5,14 @@
 #![allow(clippy::unwrap_used)]
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::Router;
 use axum::http::{Request, StatusCode};
 use axum::routing::get;
 use prometheus_client::registry::Registry;
-use spanway_service_kit::http_server;
+use spanway_service_kit::http_server::{self, Ending};
 use spanway_service_kit::liveness::Liveness;
 use spanway_service_kit::ops::{self, Readiness};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
@@ -44,12 +44,23 @@ async fn start(read_timeout: Duration) -> (SocketAddr, CancellationToken, JoinHa
 async fn start_with(
     deadlines: http_server::Deadlines,
 ) -> (SocketAddr, CancellationToken, JoinHandle<()>) {
-    start_serving(deadlines, http_server::Versions::Any).await
+    start_serving(deadlines, http_server::Versions::Any, Endings::default()).await
+}
+
+/// What the server told of the connections it ended, in order.
+#[derive(Debug, Clone, Default)]
+struct Endings(Arc<Mutex<Vec<Ending>>>);
+
+impl Endings {
+    fn seen(&self) -> Vec<Ending> {
+        self.0.lock().unwrap().clone()
+    }
 }
 
 async fn start_serving(
     deadlines: http_server::Deadlines,
     versions: http_server::Versions,
+    endings: Endings,
 ) -> (SocketAddr, CancellationToken, JoinHandle<()>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -60,7 +71,12 @@ async fn start_serving(
         app(),
         deadlines,
         versions,
-        "test",
+        http_server::Port {
+            name: "test",
+            on_ending: Some(Arc::new(move |ending| {
+                endings.0.lock().unwrap().push(ending)
+            })),
+        },
         shutdown.clone(),
     ));
     (addr, shutdown, server)
@@ -122,10 +138,14 @@ async fn h2_get(
 
 #[tokio::test]
 async fn a_client_that_sends_nothing_is_dropped_after_the_read_timeout() {
-    let (addr, _shutdown, _server) = start(READ_TIMEOUT).await;
+    let endings = Endings::default();
+    let deadlines = http_server::Deadlines::new(READ_TIMEOUT, NEVER);
+    let (addr, _shutdown, _server) =
+        start_serving(deadlines, http_server::Versions::Any, endings.clone()).await;
     let mut stream = TcpStream::connect(addr).await.unwrap();
     let waited = until_closed(&mut stream).await;
     assert!(waited >= READ_TIMEOUT, "closed after {waited:?}");
+    assert_eq!(endings.seen(), [Ending::Silent]);
 }
 
 #[tokio::test]
@@ -177,7 +197,10 @@ const H2_HELLO: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x
 
 #[tokio::test]
 async fn an_idle_http2_client_that_never_answers_the_goaway_is_dropped() {
-    let (addr, _shutdown, _server) = start(READ_TIMEOUT).await;
+    let endings = Endings::default();
+    let deadlines = http_server::Deadlines::new(READ_TIMEOUT, NEVER);
+    let (addr, _shutdown, _server) =
+        start_serving(deadlines, http_server::Versions::Any, endings.clone()).await;
     // It reads what the server sends, but answers nothing: not its
     // SETTINGS, not the PING that follows GOAWAY.
     let mut deaf = TcpStream::connect(addr).await.unwrap();
@@ -186,6 +209,7 @@ async fn an_idle_http2_client_that_never_answers_the_goaway_is_dropped() {
     // Idle for the read timeout, then asked to close, then a read timeout
     // more for the close to finish.
     assert!(waited >= 2 * READ_TIMEOUT, "closed after {waited:?}");
+    assert_eq!(endings.seen(), [Ending::Idle, Ending::Unresponsive]);
 }
 
 #[tokio::test]
@@ -196,7 +220,8 @@ async fn an_http2_only_port_closes_connections_at_their_age_and_refuses_http1() 
         ..http_server::Deadlines::new(NEVER, NEVER)
     };
     let versions = http_server::Versions::Http2 { max_streams: 10 };
-    let (addr, _shutdown, _server) = start_serving(deadlines, versions).await;
+    let endings = Endings::default();
+    let (addr, _shutdown, _server) = start_serving(deadlines, versions, endings.clone()).await;
 
     let connected = Instant::now();
     let (mut client, mut ping_pong, driver) = h2_connect(addr).await;
@@ -218,6 +243,7 @@ async fn an_http2_only_port_closes_connections_at_their_age_and_refuses_http1() 
         .unwrap();
     let lived = connected.elapsed();
     assert!(lived >= SLOW, "closed after {lived:?}");
+    assert_eq!(endings.seen(), [Ending::Old]);
     pinger.abort();
 
     let mut http1 = TcpStream::connect(addr).await.unwrap();

@@ -235,6 +235,10 @@ spanway_service_kit::metric_set! {
         /// Connections closed on accept, the listener at its limit.
         connections_refused: Family<ReceiverLabel, Counter> => "connections_refused",
             "Connections closed as soon as accepted because the receiver had max_connections open, by receiver";
+        /// Connections the server ended, or asked to end, that their
+        /// clients kept open.
+        connections_ended: Family<EndingLabels, Counter> => "connections_ended",
+            "Connections the server dropped (reason silent or unresponsive) or asked to close (idle or max_age) while their clients kept them open, by receiver and reason";
         /// Requests refused for want of valid credentials.
         unauthenticated: UnauthenticatedCounter => "requests_unauthenticated",
             "Requests refused for want of valid credentials, by receiver and reason";
@@ -359,6 +363,7 @@ impl Security {
             },
             grpc_connections: None,
             drain: self.drain,
+            ended: self.metrics.connections_ended.clone(),
         }
     }
 }
@@ -409,6 +414,17 @@ pub struct Endpoint {
     drain: Duration,
     /// For gRPC listeners: how long a connection lives, and stays idle.
     grpc_connections: Option<GrpcConnections>,
+    /// Connections ended by the server, by listener and reason.
+    ended: Family<EndingLabels, Counter>,
+}
+
+/// Labels of `collector_connections_ended_total`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
+pub struct EndingLabels {
+    /// The listener, as its configuration section.
+    pub receiver: &'static str,
+    /// [`http_server::Ending::as_str`]: a fixed set.
+    pub reason: &'static str,
 }
 
 /// How long a gRPC listener keeps a client's connection.
@@ -425,6 +441,32 @@ pub struct GrpcConnections {
 }
 
 impl Endpoint {
+    /// The port as the shared server knows it: named, and counting the
+    /// connections it ends.
+    fn port(&self) -> http_server::Port {
+        let receiver = self.listener.name();
+        let ended = self.ended.clone();
+        // Every series from the start, so that rates over them need no
+        // first event.
+        for ending in http_server::Ending::ALL {
+            let _series = ended.get_or_create(&EndingLabels {
+                receiver,
+                reason: ending.as_str(),
+            });
+        }
+        http_server::Port {
+            name: receiver,
+            on_ending: Some(Arc::new(move |ending: http_server::Ending| {
+                ended
+                    .get_or_create(&EndingLabels {
+                        receiver,
+                        reason: ending.as_str(),
+                    })
+                    .inc();
+            })),
+        }
+    }
+
     /// The endpoint with its gRPC connections asked to close (HTTP/2
     /// GOAWAY; the calls in flight finish, and the client opens a new
     /// connection for its next calls) when idle or old.
@@ -456,7 +498,7 @@ pub(crate) async fn serve_http(
         service,
         deadlines,
         http_server::Versions::Any,
-        endpoint.listener.name(),
+        endpoint.port(),
         shutdown,
     ));
     Ok((bound, task))
@@ -493,7 +535,7 @@ pub(crate) async fn serve_grpc(
         service,
         deadlines,
         versions,
-        endpoint.listener.name(),
+        endpoint.port(),
         shutdown,
     ));
     Ok((bound, task))

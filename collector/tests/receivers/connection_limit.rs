@@ -236,6 +236,18 @@ async fn silent_idle_and_deaf_clients_give_their_slots_back() {
     assert_eq!(records.len(), 2, "both exports landed");
     let refused = r#"collector_connections_refused_total{receiver="otlp_grpc"}"#;
     assert_eq!(metric(ops, refused).await, 0.0, "no client was turned away");
+    let ended = |receiver: &str, reason: &str| {
+        format!(r#"collector_connections_ended_total{{receiver="{receiver}",reason="{reason}"}}"#)
+    };
+    assert_eq!(metric(ops, &ended("otlp_grpc", "silent")).await, 1.0);
+    assert_eq!(
+        metric(ops, &ended("otlp_grpc", "idle")).await,
+        2.0,
+        "the deaf client and the real one"
+    );
+    assert_eq!(metric(ops, &ended("otlp_grpc", "unresponsive")).await, 1.0);
+    assert_eq!(metric(ops, &ended("otlp_http", "idle")).await, 1.0);
+    assert_eq!(metric(ops, &ended("otlp_http", "unresponsive")).await, 1.0);
 
     shutdown.cancel();
     collector.wait().await;
