@@ -13,6 +13,14 @@
 //! A body must also arrive within the receiver's `read_timeout`: otherwise
 //! a client that sends half a body and stalls would keep its share of the
 //! budget, and enough of them would refuse everyone else.
+//!
+//! For the gRPC receivers, whose methods take one message, the body ends
+//! with that message. tonic inflates a gzip message as soon as it is whole
+//! but waits for the end of the stream before it hands the message over,
+//! and only then does the pipeline reserve its inflated size: a client that
+//! sent a small compressed message and kept its stream open held up to
+//! `max_message_bytes` the budget never saw, on each of its streams, until
+//! the body timeout.
 
 use std::future::Future as _;
 use std::pin::Pin;
@@ -51,6 +59,8 @@ pub struct Meter {
     receiver: &'static str,
     /// How long a body may take to arrive.
     body_timeout: Duration,
+    /// Whether a body ends with its first gRPC message.
+    one_grpc_message: bool,
 }
 
 impl Meter {
@@ -61,7 +71,15 @@ impl Meter {
             pipeline,
             receiver,
             body_timeout,
+            one_grpc_message: false,
         }
+    }
+
+    /// The meter for unary gRPC methods: a body ends with its one
+    /// message, whatever the client does with its stream after it.
+    pub fn unary_grpc(mut self) -> Self {
+        self.one_grpc_message = true;
+        self
     }
 }
 
@@ -105,12 +123,14 @@ where
         request.extensions_mut().insert(held.clone());
         let meter = self.meter.clone();
         let deadline = Box::pin(tokio::time::sleep(meter.body_timeout));
+        let message = meter.one_grpc_message.then(GrpcMessage::default);
         let request = request.map(|inner| {
             B::wrap(MeteredBody {
                 inner,
                 held,
                 meter,
                 deadline,
+                message,
             })
         });
         self.inner.call(request)
@@ -156,6 +176,50 @@ pub struct MeteredBody<B> {
     held: HeldBody,
     meter: Meter,
     deadline: Pin<Box<Sleep>>,
+    /// For a unary gRPC method: how far its one message has come.
+    message: Option<GrpcMessage>,
+}
+
+/// How much of a gRPC message has arrived: its 5-byte prefix (a
+/// compression flag and a big-endian length), then that many bytes.
+#[derive(Debug, Default)]
+struct GrpcMessage {
+    prefix: [u8; 5],
+    prefix_len: usize,
+    /// Bytes of the message still to come, once the prefix is whole.
+    remaining: Option<usize>,
+}
+
+impl GrpcMessage {
+    /// Takes in the next bytes of the body.
+    fn read(&mut self, mut data: &[u8]) {
+        while !data.is_empty() && !self.is_whole() {
+            match self.remaining.as_mut() {
+                Some(remaining) => {
+                    let taken = data.len().min(*remaining);
+                    *remaining -= taken;
+                    data = &data[taken..];
+                }
+                None => {
+                    let taken = data.len().min(5 - self.prefix_len);
+                    self.prefix[self.prefix_len..self.prefix_len + taken]
+                        .copy_from_slice(&data[..taken]);
+                    self.prefix_len += taken;
+                    data = &data[taken..];
+                    if self.prefix_len == 5 {
+                        let [_, a, b, c, d] = self.prefix;
+                        let length = u32::from_be_bytes([a, b, c, d]);
+                        self.remaining = Some(usize::try_from(length).unwrap_or(usize::MAX));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Whether the whole message has arrived.
+    fn is_whole(&self) -> bool {
+        self.remaining == Some(0)
+    }
 }
 
 impl<B: Rebody> MeteredBody<B> {
@@ -187,6 +251,9 @@ where
         if this.held.lock().cut.is_some() {
             return Poll::Ready(None);
         }
+        if this.message.as_ref().is_some_and(GrpcMessage::is_whole) {
+            return Poll::Ready(None);
+        }
         let frame = match Pin::new(&mut this.inner).poll_frame(cx) {
             Poll::Pending => {
                 ready!(this.deadline.as_mut().poll(cx));
@@ -201,12 +268,15 @@ where
             if !fits {
                 return this.cut(Cut::Overloaded);
             }
+            if let Some(message) = &mut this.message {
+                message.read(data);
+            }
         }
         Poll::Ready(Some(Ok(frame)))
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        self.inner.is_end_stream() || self.message.as_ref().is_some_and(GrpcMessage::is_whole)
     }
 
     fn size_hint(&self) -> SizeHint {
@@ -271,5 +341,40 @@ impl HeldBody {
     pub fn refusal(extensions: &Extensions) -> Option<RequestError> {
         let held = extensions.get::<HeldBody>()?;
         held.lock().cut.map(Cut::error)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_grpc_message_is_whole_after_its_prefix_and_its_length_in_bytes() {
+        let mut framed = vec![1, 0, 0, 1, 4];
+        framed.extend(std::iter::repeat_n(b'm', 260));
+        // Cut anywhere, even inside the prefix, the chunks add up.
+        for cut in [0, 1, 3, 5, 6, 200, framed.len()] {
+            let mut message = GrpcMessage::default();
+            message.read(&framed[..cut]);
+            assert!(!message.is_whole() || cut == framed.len(), "cut at {cut}");
+            message.read(&framed[cut..]);
+            assert!(message.is_whole(), "cut at {cut}");
+        }
+
+        let mut short = GrpcMessage::default();
+        short.read(&framed[..framed.len() - 1]);
+        assert!(!short.is_whole(), "one byte missing");
+
+        let mut empty = GrpcMessage::default();
+        empty.read(&[0, 0, 0]);
+        assert!(!empty.is_whole(), "half a prefix");
+        empty.read(&[0, 0]);
+        assert!(empty.is_whole(), "a message of no bytes");
+
+        // Bytes past the message (a second one a unary call should not
+        // send) leave it whole.
+        let mut more = GrpcMessage::default();
+        more.read(&[framed.as_slice(), &[0, 0, 0, 0, 9, 1]].concat());
+        assert!(more.is_whole());
     }
 }

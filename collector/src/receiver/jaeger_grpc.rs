@@ -86,7 +86,7 @@ pub async fn serve(
 ) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
     let mut routes = Routes::default();
     if let Some(pipeline) = services.collector {
-        let meter = Meter::new(pipeline.clone(), RECEIVER, services.limits.timeout);
+        let meter = Meter::new(pipeline.clone(), RECEIVER, services.limits.timeout).unary_grpc();
         routes = routes.add_service(
             meter.layer(
                 CollectorServiceServer::new(JaegerGrpc { pipeline })

@@ -237,7 +237,7 @@ pub async fn serve(
     pipeline: Arc<Pipeline>,
     shutdown: CancellationToken,
 ) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
-    let meter = Meter::new(pipeline.clone(), RECEIVER, limits.timeout);
+    let meter = Meter::new(pipeline.clone(), RECEIVER, limits.timeout).unary_grpc();
     let service = OtlpGrpc {
         pipeline,
         max_message_bytes: limits.max_bytes,

@@ -293,3 +293,97 @@ async fn a_stalled_body_is_cut_at_the_body_timeout() {
     shutdown.cancel();
     collector.wait().await;
 }
+
+/// The grpc-status of a call: from the headers of a trailers-only answer,
+/// or from the trailers after the response message.
+async fn grpc_status(response: h2::client::ResponseFuture) -> String {
+    let response = response.await.unwrap();
+    let status = |headers: &tonic::codegen::http::HeaderMap| {
+        headers
+            .get("grpc-status")
+            .map(|v| v.to_str().unwrap().to_owned())
+    };
+    if let Some(code) = status(response.headers()) {
+        return code;
+    }
+    let mut body = response.into_body();
+    while let Some(chunk) = body.data().await {
+        let chunk = chunk.unwrap();
+        let _ = body.flow_control().release_capacity(chunk.len());
+    }
+    let trailers = body.trailers().await.unwrap().expect("trailers");
+    status(&trailers).expect("grpc-status in the trailers")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_compressed_message_is_answered_without_waiting_for_its_stream_to_end() {
+    require_kafka();
+    let topic = unique_name("it-body-budget-gzip");
+    create_topic(&topic, 1).await;
+    let shutdown = CancellationToken::new();
+    let collector = Collector::start(&budget_config(&topic), shutdown.clone())
+        .await
+        .unwrap();
+    let addr = collector.otlp_grpc_addr.unwrap();
+    let ops = collector.ops_addr;
+
+    // Half the budget once inflated, a few KiB as sent.
+    let message = request(vec![span(7, 1, PAYLOAD)]).encode_to_vec();
+    let mut gzip = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    std::io::Write::write_all(&mut gzip, &message).unwrap();
+    let compressed = gzip.finish().unwrap();
+    assert!(compressed.len() < 8 * KIB, "{} bytes", compressed.len());
+    let mut framed = vec![1u8];
+    framed.extend_from_slice(&u32::try_from(compressed.len()).unwrap().to_be_bytes());
+    framed.extend_from_slice(&compressed);
+    let framed = Bytes::from(framed);
+
+    // Calls that send their whole message but never end their stream.
+    // Holding each inflated message until the stream ended would keep
+    // memory the budget never saw, 100 times what was sent.
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (client, connection) = h2::client::handshake(tcp).await.unwrap();
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    let mut client = client.ready().await.unwrap();
+    const CALLS: usize = 8;
+    let mut open = Vec::new();
+    let mut answers = Vec::new();
+    for _ in 0..CALLS {
+        let call = tonic::codegen::http::Request::post(format!(
+            "http://{addr}/opentelemetry.proto.collector.trace.v1.TraceService/Export"
+        ))
+        .header("content-type", "application/grpc")
+        .header("grpc-encoding", "gzip")
+        .header("te", "trailers")
+        .body(())
+        .unwrap();
+        client = client.ready().await.unwrap();
+        let (response, mut stream) = client.send_request(call, false).unwrap();
+        stream.send_data(framed.clone(), false).unwrap();
+        open.push(stream);
+        answers.push(tokio::spawn(grpc_status(response)));
+    }
+    let mut ok = 0;
+    for answer in answers {
+        let status = tokio::time::timeout(Duration::from_secs(10), answer)
+            .await
+            .expect("answered while the client holds its stream open")
+            .unwrap();
+        match status.as_str() {
+            "0" => ok += 1,
+            // RESOURCE_EXHAUSTED: the budget was full of the others.
+            "8" => {}
+            other => panic!("grpc-status {other}"),
+        }
+    }
+    assert!(ok >= 1, "at least the first fit the budget");
+    wait_for_gauge(ops, "0 with every call answered", |v| v == 0.0).await;
+    let records = read_topic(&topic, ok, Duration::from_secs(20)).await;
+    assert_eq!(records.len(), ok, "every call answered OK is on the topic");
+    drop(open);
+
+    shutdown.cancel();
+    collector.wait().await;
+}
