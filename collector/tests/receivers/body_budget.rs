@@ -315,6 +315,48 @@ async fn grpc_status(response: h2::client::ResponseFuture) -> String {
     status(&trailers).expect("grpc-status in the trailers")
 }
 
+/// `message` gzip-compressed and framed as one gRPC message.
+fn gzip_framed(message: &[u8]) -> Bytes {
+    let mut gzip = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    std::io::Write::write_all(&mut gzip, message).unwrap();
+    let compressed = gzip.finish().unwrap();
+    assert!(compressed.len() < 8 * KIB, "{} bytes", compressed.len());
+    let mut framed = vec![1u8];
+    framed.extend_from_slice(&u32::try_from(compressed.len()).unwrap().to_be_bytes());
+    framed.extend_from_slice(&compressed);
+    Bytes::from(framed)
+}
+
+/// A Jaeger `PostSpansRequest` of one span whose name is `payload` bytes.
+fn jaeger_request(payload: usize) -> Vec<u8> {
+    use spanway_schemas::prost_types::{Duration as PbDuration, Timestamp};
+    use spanway_schemas::proto::jaeger::api_v2 as jaeger;
+    let span = jaeger::Span {
+        trace_id: vec![8; 16],
+        span_id: vec![1; 8],
+        operation_name: "x".repeat(payload),
+        start_time: Some(Timestamp {
+            seconds: 1_700_000_000,
+            nanos: 0,
+        }),
+        duration: Some(PbDuration {
+            seconds: 0,
+            nanos: 1_000_000,
+        }),
+        ..Default::default()
+    };
+    jaeger::PostSpansRequest {
+        batch: Some(jaeger::Batch {
+            spans: vec![span],
+            process: Some(jaeger::Process {
+                service_name: "shop".into(),
+                tags: Vec::new(),
+            }),
+        }),
+    }
+    .encode_to_vec()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_compressed_message_is_answered_without_waiting_for_its_stream_to_end() {
     require_kafka();
@@ -324,62 +366,65 @@ async fn a_compressed_message_is_answered_without_waiting_for_its_stream_to_end(
     let collector = Collector::start(&budget_config(&topic), shutdown.clone())
         .await
         .unwrap();
-    let addr = collector.otlp_grpc_addr.unwrap();
     let ops = collector.ops_addr;
+    // Each half the budget once inflated, a few KiB as sent.
+    let calls = [
+        (
+            collector.otlp_grpc_addr.unwrap(),
+            "/opentelemetry.proto.collector.trace.v1.TraceService/Export",
+            gzip_framed(&request(vec![span(7, 1, PAYLOAD)]).encode_to_vec()),
+        ),
+        (
+            collector.jaeger_grpc_addr.unwrap(),
+            "/jaeger.api_v2.CollectorService/PostSpans",
+            gzip_framed(&jaeger_request(PAYLOAD)),
+        ),
+    ];
 
-    // Half the budget once inflated, a few KiB as sent.
-    let message = request(vec![span(7, 1, PAYLOAD)]).encode_to_vec();
-    let mut gzip = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
-    std::io::Write::write_all(&mut gzip, &message).unwrap();
-    let compressed = gzip.finish().unwrap();
-    assert!(compressed.len() < 8 * KIB, "{} bytes", compressed.len());
-    let mut framed = vec![1u8];
-    framed.extend_from_slice(&u32::try_from(compressed.len()).unwrap().to_be_bytes());
-    framed.extend_from_slice(&compressed);
-    let framed = Bytes::from(framed);
-
-    // Calls that send their whole message but never end their stream.
-    // Holding each inflated message until the stream ended would keep
-    // memory the budget never saw, 100 times what was sent.
-    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let (client, connection) = h2::client::handshake(tcp).await.unwrap();
-    tokio::spawn(async move {
-        let _ = connection.await;
-    });
-    let mut client = client.ready().await.unwrap();
-    const CALLS: usize = 8;
-    let mut open = Vec::new();
-    let mut answers = Vec::new();
-    for _ in 0..CALLS {
-        let call = tonic::codegen::http::Request::post(format!(
-            "http://{addr}/opentelemetry.proto.collector.trace.v1.TraceService/Export"
-        ))
-        .header("content-type", "application/grpc")
-        .header("grpc-encoding", "gzip")
-        .header("te", "trailers")
-        .body(())
-        .unwrap();
-        client = client.ready().await.unwrap();
-        let (response, mut stream) = client.send_request(call, false).unwrap();
-        stream.send_data(framed.clone(), false).unwrap();
-        open.push(stream);
-        answers.push(tokio::spawn(grpc_status(response)));
-    }
     let mut ok = 0;
-    for answer in answers {
-        let status = tokio::time::timeout(Duration::from_secs(10), answer)
-            .await
-            .expect("answered while the client holds its stream open")
-            .unwrap();
-        match status.as_str() {
-            "0" => ok += 1,
-            // RESOURCE_EXHAUSTED: the budget was full of the others.
-            "8" => {}
-            other => panic!("grpc-status {other}"),
+    let mut open = Vec::new();
+    for (addr, path, framed) in calls {
+        // Calls that send their whole message but never end their stream.
+        // Holding each inflated message until the stream ended would keep
+        // memory the budget never saw, 100 times what was sent.
+        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let (client, connection) = h2::client::handshake(tcp).await.unwrap();
+        tokio::spawn(async move {
+            let _ = connection.await;
+        });
+        let mut client = client.ready().await.unwrap();
+        const CALLS: usize = 8;
+        let mut answers = Vec::new();
+        for _ in 0..CALLS {
+            let call = tonic::codegen::http::Request::post(format!("http://{addr}{path}"))
+                .header("content-type", "application/grpc")
+                .header("grpc-encoding", "gzip")
+                .header("te", "trailers")
+                .body(())
+                .unwrap();
+            client = client.ready().await.unwrap();
+            let (response, mut stream) = client.send_request(call, false).unwrap();
+            stream.send_data(framed.clone(), false).unwrap();
+            open.push(stream);
+            answers.push(tokio::spawn(grpc_status(response)));
         }
+        let mut ok_here = 0;
+        for answer in answers {
+            let status = tokio::time::timeout(Duration::from_secs(10), answer)
+                .await
+                .unwrap_or_else(|_| panic!("{path}: no answer while the stream is open"))
+                .unwrap();
+            match status.as_str() {
+                "0" => ok_here += 1,
+                // RESOURCE_EXHAUSTED: the budget was full of the others.
+                "8" => {}
+                other => panic!("{path}: grpc-status {other}"),
+            }
+        }
+        assert!(ok_here >= 1, "{path}: at least the first fit the budget");
+        ok += ok_here;
+        wait_for_gauge(ops, "0 with every call answered", |v| v == 0.0).await;
     }
-    assert!(ok >= 1, "at least the first fit the budget");
-    wait_for_gauge(ops, "0 with every call answered", |v| v == 0.0).await;
     let records = read_topic(&topic, ok, Duration::from_secs(20)).await;
     assert_eq!(records.len(), ok, "every call answered OK is on the topic");
     drop(open);
