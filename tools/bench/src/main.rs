@@ -181,6 +181,12 @@ struct CollectorArgs {
     /// and report the memory each connection holds.
     #[arg(long)]
     idle_connections: Option<usize>,
+    /// Instead of load: make this many OTLP/gRPC exports to each collector
+    /// that send a gzip-compressed message of a few KiB (about 4 MB
+    /// inflated) and never end their streams, --repeat times alternating,
+    /// and report how many were answered and the memory each holds.
+    #[arg(long, conflicts_with = "idle_connections")]
+    held_open_calls: Option<usize>,
     /// Jaeger v2's binary [default: .services/jaeger/bin/jaeger].
     #[arg(long)]
     jaeger_v2_bin: Option<PathBuf>,
@@ -506,8 +512,15 @@ async fn analytics_bench(args: AnalyticsArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `collector --idle-connections`.
-async fn idle_connections(options: &collector::run::Options, count: usize) -> anyhow::Result<()> {
+/// What `collector --idle-connections` or `--held-open-calls` holds open.
+#[derive(Debug, Clone, Copy)]
+enum Holding {
+    IdleConnections(usize),
+    HeldOpenCalls(usize),
+}
+
+/// `collector --idle-connections` and `collector --held-open-calls`.
+async fn holding(options: &collector::run::Options, holding: Holding) -> anyhow::Result<()> {
     std::fs::create_dir_all(&options.log_dir)
         .with_context(|| format!("creating {}", options.log_dir.display()))?;
     let mut targets = vec![collector::run::Target::Spanway];
@@ -520,13 +533,26 @@ async fn idle_connections(options: &collector::run::Options, count: usize) -> an
             targets.reverse();
         }
         for &target in &targets {
-            eprintln!("run: {} with {count} idle connections", target.name());
-            runs.push(collector::connections::idle(options, target, count).await?);
+            runs.push(match holding {
+                Holding::IdleConnections(count) => {
+                    eprintln!("run: {} with {count} idle connections", target.name());
+                    collector::connections::idle(options, target, count).await?
+                }
+                Holding::HeldOpenCalls(calls) => {
+                    eprintln!("run: {} with {calls} calls held open", target.name());
+                    collector::connections::held_open(options, target, calls).await?
+                }
+            });
         }
     }
     println!("machine: {}", report::machine(&Machine::describe()));
     println!();
-    print!("{}", collector::connections::markdown(&runs));
+    match holding {
+        Holding::IdleConnections(_) => print!("{}", collector::connections::markdown(&runs)),
+        Holding::HeldOpenCalls(_) => {
+            print!("{}", collector::connections::held_open_markdown(&runs));
+        }
+    }
     Ok(())
 }
 
@@ -582,7 +608,10 @@ async fn collector(args: CollectorArgs) -> anyhow::Result<()> {
         load[2]
     );
     if let Some(count) = args.idle_connections {
-        return idle_connections(&options, count).await;
+        return holding(&options, Holding::IdleConnections(count)).await;
+    }
+    if let Some(calls) = args.held_open_calls {
+        return holding(&options, Holding::HeldOpenCalls(calls)).await;
     }
     let results = collector::benchmark(&options).await?;
     let load_end = measure::load_average().context("reading the load average")?;
