@@ -319,6 +319,16 @@ struct IngesterArgs {
     /// order (traces at random times of one day).
     #[arg(long)]
     raw_time_order: bool,
+    /// Produce the topics' traces in the order they started, as live
+    /// traffic reaches the topic, instead of the corpus's order (traces at
+    /// random times of one day). Both writers read the same order.
+    #[arg(long)]
+    topic_time_order: bool,
+    /// With --topic-time-order, shuffle each run of this many records
+    /// (traces), as spans reach a topic seconds after they start: 10,000
+    /// records of 10 spans are about three seconds of the ingester's load.
+    #[arg(long, default_value_t = 0)]
+    topic_disorder: usize,
     /// A raw bulk load to run (repeatable; one run each): the ingester's
     /// documents as they are, or changed in one way, to measure what that
     /// costs the engine.
@@ -671,6 +681,8 @@ async fn ingester(args: IngesterArgs) -> anyhow::Result<()> {
         raw_batch: args.raw_batch.max(1),
         raw_concurrency: args.raw_concurrency.max(1),
         raw_time_order: args.raw_time_order,
+        topic_time_order: args.topic_time_order,
+        topic_disorder: args.topic_disorder,
         raw_variants: args.raw_variants,
         raw_only: args.raw_only,
         raw_template_patch: args.raw_template_patch,

@@ -55,6 +55,12 @@ pub enum RawVariant {
     /// that rise with time, as live traffic's do, make each `create`'s
     /// lookup cheaper as the index grows. Meant with `--raw-time-order`.
     DefaultsTimeIds,
+    /// [`RawVariant::Defaults`] with ids of 36 characters led by the span's
+    /// start time: 13 hex digits of microseconds, `_`, then the span id and
+    /// hash of [`RawVariant::ShortIds`], and the id filter left off. Whether
+    /// ids that rise with time and are short close the distance to
+    /// [`RawVariant::DefaultsAutoIds`]. Meant with `--raw-time-order`.
+    DefaultsTimeShortIds,
 }
 
 impl RawVariant {
@@ -71,6 +77,9 @@ impl RawVariant {
             RawVariant::Defaults => "raw bulk, the ingester's defaults",
             RawVariant::DefaultsAutoIds => "raw bulk, the ingester's defaults, auto ids",
             RawVariant::DefaultsTimeIds => "raw bulk, the ingester's defaults, time-led ids",
+            RawVariant::DefaultsTimeShortIds => {
+                "raw bulk, the ingester's defaults, short time-led ids, no id filter"
+            }
         }
     }
 }
@@ -103,11 +112,16 @@ pub(crate) async fn raw_loader_run(
     .await?;
     let shape = crate::workload::BulkShape {
         auto_ids: matches!(variant, RawVariant::AutoIds | RawVariant::DefaultsAutoIds),
-        time_ids: variant == RawVariant::DefaultsTimeIds,
+        time_ids: matches!(
+            variant,
+            RawVariant::DefaultsTimeIds | RawVariant::DefaultsTimeShortIds
+        ),
         time_ordered: options.raw_time_order,
         short_ids: matches!(
             variant,
-            RawVariant::ShortIds | RawVariant::TagsAsFieldsShortIds
+            RawVariant::ShortIds
+                | RawVariant::TagsAsFieldsShortIds
+                | RawVariant::DefaultsTimeShortIds
         ),
         tags_as_fields: matches!(
             variant,
@@ -116,6 +130,7 @@ pub(crate) async fn raw_loader_run(
                 | RawVariant::Defaults
                 | RawVariant::DefaultsAutoIds
                 | RawVariant::DefaultsTimeIds
+                | RawVariant::DefaultsTimeShortIds
                 | RawVariant::TagsAsFieldsShortIds
         ),
     };
@@ -234,7 +249,10 @@ async fn install_templates(
     let mut span = templates::span_template(&prefix, shards, 0);
     let defaults = matches!(
         variant,
-        RawVariant::Defaults | RawVariant::DefaultsAutoIds | RawVariant::DefaultsTimeIds
+        RawVariant::Defaults
+            | RawVariant::DefaultsAutoIds
+            | RawVariant::DefaultsTimeIds
+            | RawVariant::DefaultsTimeShortIds
     );
     if defaults || variant == RawVariant::TagsAsFieldsRefsUnindexed {
         templates::store_references_only(&mut span);
@@ -249,7 +267,9 @@ async fn install_templates(
         .context("asking the engine its version")?
         .json()
         .await?;
-    if templates::IdLookupFilter::Auto.wanted(Some(&info)) {
+    if variant != RawVariant::DefaultsTimeShortIds
+        && templates::IdLookupFilter::Auto.wanted(Some(&info))
+    {
         span["settings"][templates::ID_LOOKUP_FILTER_SETTING] = serde_json::Value::Bool(true);
     }
     if defaults {

@@ -2,6 +2,7 @@
 //! encoding each ingester reads, and the same spans as ready-made bulk
 //! bodies for the raw loader.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -33,6 +34,35 @@ pub fn corpus(spans: u64, spans_per_trace: usize, resource: &[(String, String)])
         .unwrap_or(usize::MAX)
         .div_ceil(per_trace);
     spanway_e2e::corpus::generate_with_resource(SEED, traces, per_trace, resource)
+}
+
+/// Puts the corpus's records (one trace each) in the order their traces
+/// started, as live traffic reaches a topic, then shuffles each run of
+/// `disorder` records (seeded, so every run sends the same order): spans
+/// arrive seconds after they start, and not in the order they started.
+pub fn order_by_start(corpus: &mut Corpus, disorder: usize) {
+    let mut starts: HashMap<&str, u64> = HashMap::new();
+    for span in corpus.spans.values() {
+        let start = starts.entry(span.trace_id.as_str()).or_insert(u64::MAX);
+        *start = (*start).min(span.start_us);
+    }
+    let mut keyed: Vec<(u64, SpanRecord)> = std::mem::take(&mut corpus.records)
+        .into_iter()
+        .map(|record| {
+            let start = starts.get(record.key.as_str()).copied().unwrap_or(u64::MAX);
+            (start, record)
+        })
+        .collect();
+    keyed.sort_by_key(|(start, _)| *start);
+    if disorder > 1 {
+        use rand::SeedableRng as _;
+        use rand::seq::SliceRandom as _;
+        let mut rng = rand::rngs::StdRng::seed_from_u64(SEED);
+        for run in keyed.chunks_mut(disorder) {
+            run.shuffle(&mut rng);
+        }
+    }
+    corpus.records = keyed.into_iter().map(|(_, record)| record).collect();
 }
 
 /// The corpus as Jaeger's collector writes it to Kafka (`jaeger_proto`, its
@@ -330,6 +360,41 @@ mod tests {
         assert_eq!(hex::encode(bytes), "b7ad6b716920333100f067aa0ba902b7");
         assert!(short_id("no-underscores").is_err());
         assert!(short_id("a_zz_00").is_err(), "not hex");
+    }
+
+    #[test]
+    fn ordered_by_start_the_records_follow_their_traces_starts() {
+        let mut corpus = corpus(200, 10, &[]);
+        let before: Vec<String> = corpus.records.iter().map(|r| r.key.clone()).collect();
+        order_by_start(&mut corpus, 0);
+        let start_of = |key: &str| {
+            corpus
+                .spans
+                .values()
+                .filter(|s| s.trace_id == key)
+                .map(|s| s.start_us)
+                .min()
+                .unwrap()
+        };
+        let starts: Vec<u64> = corpus.records.iter().map(|r| start_of(&r.key)).collect();
+        assert!(starts.windows(2).all(|w| w[0] <= w[1]), "{starts:?}");
+        let mut after: Vec<String> = corpus.records.iter().map(|r| r.key.clone()).collect();
+        assert_ne!(after, before, "the corpus's own order is not time order");
+        after.sort();
+        let mut sorted_before = before;
+        sorted_before.sort();
+        assert_eq!(after, sorted_before, "the same records");
+
+        let mut shuffled = self::corpus(200, 10, &[]);
+        order_by_start(&mut shuffled, 5);
+        let starts: Vec<u64> = shuffled.records.iter().map(|r| start_of(&r.key)).collect();
+        assert!(starts.windows(2).any(|w| w[0] > w[1]), "shuffled within runs");
+        let run_max: Vec<u64> = starts.chunks(5).map(|c| *c.iter().max().unwrap()).collect();
+        let run_min: Vec<u64> = starts.chunks(5).map(|c| *c.iter().min().unwrap()).collect();
+        assert!(
+            run_max.iter().zip(&run_min[1..]).all(|(max, next_min)| max <= next_min),
+            "each run of 5 before the next"
+        );
     }
 
     #[test]

@@ -90,6 +90,10 @@ pub struct Options {
     pub raw_concurrency: usize,
     /// Raw loads send documents in their spans' start-time order.
     pub raw_time_order: bool,
+    /// The topics hold the traces in the order they started.
+    pub topic_time_order: bool,
+    /// With `topic_time_order`, runs of this many records shuffled.
+    pub topic_disorder: usize,
     /// The raw loads to run, one run each.
     pub raw_variants: Vec<RawVariant>,
     /// Only the raw loads.
@@ -202,11 +206,14 @@ pub async fn ingester_benchmark(options: &Options) -> anyhow::Result<Vec<RunResu
     std::fs::create_dir_all(&options.log_dir)
         .with_context(|| format!("creating {}", options.log_dir.display()))?;
 
-    let corpus = crate::workload::corpus(
+    let mut corpus = crate::workload::corpus(
         options.spans,
         options.spans_per_trace,
         &options.resource_attributes,
     );
+    if options.topic_time_order {
+        crate::workload::order_by_start(&mut corpus, options.topic_disorder);
+    }
     let expected = corpus.spans.len() as u64;
     let otlp_topic = spanway_e2e::unique_name("bench-otlp");
     let jaeger_topic = spanway_e2e::unique_name("bench-jaeger");
