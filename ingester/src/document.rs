@@ -660,8 +660,13 @@ mod tests {
     /// `seal_unsealed` seals a batch.
     fn time_led(span: &jaeger::Span) -> Document {
         let names = IndexNames::new("");
-        let mut doc =
-            span_document_unsealed(span, span.process.as_ref(), &names, &TagsAsFields::default(), None);
+        let mut doc = span_document_unsealed(
+            span,
+            span.process.as_ref(),
+            &names,
+            &TagsAsFields::default(),
+            None,
+        );
         doc.lead_with_start_time();
         seal_unsealed([&mut doc]);
         doc.document
@@ -677,7 +682,10 @@ mod tests {
         assert_eq!(led.source, derived.source, "only the id differs");
         assert_eq!(led.index, derived.index);
         let (start, rest) = led.id.split_at(13);
-        assert_eq!(u64::from_str_radix(start, 16).unwrap(), 1_767_225_599_999_999);
+        assert_eq!(
+            u64::from_str_radix(start, 16).unwrap(),
+            1_767_225_599_999_999
+        );
         let (span_id, hash) = rest.strip_prefix('_').unwrap().split_at(11);
         assert_eq!(b64.decode(span_id).unwrap(), vec![0xcd; 8]);
         // The hash is the one the derived id ends in, in other letters.

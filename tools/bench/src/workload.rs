@@ -388,11 +388,17 @@ mod tests {
         let mut shuffled = self::corpus(200, 10, &[]);
         order_by_start(&mut shuffled, 5);
         let starts: Vec<u64> = shuffled.records.iter().map(|r| start_of(&r.key)).collect();
-        assert!(starts.windows(2).any(|w| w[0] > w[1]), "shuffled within runs");
+        assert!(
+            starts.windows(2).any(|w| w[0] > w[1]),
+            "shuffled within runs"
+        );
         let run_max: Vec<u64> = starts.chunks(5).map(|c| *c.iter().max().unwrap()).collect();
         let run_min: Vec<u64> = starts.chunks(5).map(|c| *c.iter().min().unwrap()).collect();
         assert!(
-            run_max.iter().zip(&run_min[1..]).all(|(max, next_min)| max <= next_min),
+            run_max
+                .iter()
+                .zip(&run_min[1..])
+                .all(|(max, next_min)| max <= next_min),
             "each run of 5 before the next"
         );
     }
