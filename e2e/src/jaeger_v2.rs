@@ -140,6 +140,28 @@ pub fn engine_query_config(
     http_port: u16,
     grpc_port: u16,
 ) -> String {
+    engine_query_config_for(backend, url, prefix, http_port, grpc_port, false)
+}
+
+/// [`engine_query_config`], reading hourly span indices when `hourly_spans` (the ingester's
+/// `index_rollover_frequency_spans = "hour"`): Jaeger v2 names them with `date_layout` and
+/// steps through a query's time range by `rollover_frequency`.
+pub fn engine_query_config_for(
+    backend: &str,
+    url: &str,
+    prefix: &str,
+    http_port: u16,
+    grpc_port: u16,
+    hourly_spans: bool,
+) -> String {
+    let spans = if hourly_spans {
+        "
+            spans:
+              date_layout: \"2006-01-02-15\"
+              rollover_frequency: hour"
+    } else {
+        ""
+    };
     format!(
         "service:
   extensions: [jaeger_storage, jaeger_query]
@@ -156,7 +178,7 @@ extensions:
           server_urls: [{url}]
           create_mappings: false
           indices:
-            index_prefix: {prefix}
+            index_prefix: {prefix}{spans}
     metric_backends:
       engine: *engine
   jaeger_query:

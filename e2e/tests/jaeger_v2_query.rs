@@ -19,9 +19,12 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use prost::Message as _;
 use serde_json::Value;
-use spanway_e2e::jaeger_v2::{JaegerV2, engine_query_config, free_ports, jaeger_v2_bin};
+use spanway_e2e::jaeger_v2::{
+    JaegerV2, engine_query_config, engine_query_config_for, free_ports, jaeger_v2_bin,
+};
 use spanway_e2e::otlp::{int_kv, resource_spans};
 use spanway_e2e::{Engine, wait_for_count};
+use spanway_ingester::config::SpanIndexPeriod;
 use spanway_schemas::proto::otlp;
 
 mod common;
@@ -358,5 +361,130 @@ async fn monitor_tab_reads(kind: Engine) {
 
     jaeger.assert_running();
     drop(jaeger);
+    pipeline.stop_and_remove(engine).await;
+}
+
+const HOUR_MS: u64 = 3_600_000;
+
+/// Checkout's traces between `start_ms` and now, as Jaeger v2 configured by `config` (with
+/// its HTTP endpoint on `http_port`) finds them: their ids.
+async fn checkout_traces(config: &str, http_port: u16, start_ms: u64) -> BTreeSet<String> {
+    let mut jaeger = JaegerV2::start(config);
+    jaeger.wait_ready().await;
+    let query = Query {
+        base: format!("http://127.0.0.1:{http_port}"),
+        client: reqwest::Client::new(),
+    };
+    let params = [
+        ("service", "checkout".to_owned()),
+        ("start", (start_ms * 1_000).to_string()),
+        ("end", (now_ms() * 1_000).to_string()),
+        ("limit", "1000".to_owned()),
+    ];
+    let found = query.get("/traces", &params).await;
+    jaeger.assert_running();
+    found["data"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no data: {found}"))
+        .iter()
+        .map(|trace| {
+            assert_eq!(trace["spans"].as_array().unwrap().len(), 3, "whole trace");
+            trace["traceID"].as_str().unwrap().to_owned()
+        })
+        .collect()
+}
+
+/// Hourly span indices (`index_rollover_frequency_spans = "hour"`): spans of two hours land in
+/// two indices named as Jaeger names them, and Jaeger v2 told the same finds every trace of
+/// both hours in one search; with its daily default it finds none, which is why the setting's
+/// documentation names the flag.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jaeger_v2_query_reads_hourly_span_indices() {
+    jaeger_v2_bin();
+    let engine = &Engine::OpenSearch.require().await;
+    let pipeline = common::Pipeline::start_with("e2e-hourly", engine, |config| {
+        config.elasticsearch.index_rollover_frequency_spans = SpanIndexPeriod::Hour;
+    })
+    .await;
+    let prefix = pipeline.prefix.clone();
+
+    // Two whole hours back and one: both hours are over, and inside every lookback.
+    let first_hour_ms = (now_ms() / HOUR_MS - 2) * HOUR_MS;
+    let client = reqwest::Client::new();
+    for (hour, hour_ms) in [first_hour_ms, first_hour_ms + HOUR_MS]
+        .into_iter()
+        .enumerate()
+    {
+        let response = client
+            .post(pipeline.otlp_http_traces())
+            .header("content-type", "application/x-protobuf")
+            .body(topology(hour_ms + 5 * STEP_MS, now_ms() + hour as u64).encode_to_vec())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "collector accepted hour {hour}");
+    }
+    let span_pattern = format!("{prefix}-jaeger-span-*");
+    let stored = wait_for_count(engine, &span_pattern, 6 * TRACES, Duration::from_secs(120)).await;
+    assert_eq!(stored, 6 * TRACES, "span documents in {span_pattern}");
+
+    let hour_name = |ms: u64| {
+        let t = time::OffsetDateTime::from_unix_timestamp((ms / 1_000) as i64).unwrap();
+        format!(
+            "{prefix}-jaeger-span-{:04}-{:02}-{:02}-{:02}",
+            t.year(),
+            u8::from(t.month()),
+            t.day(),
+            t.hour()
+        )
+    };
+    let indices: Value = client
+        .get(format!(
+            "{engine}/_cat/indices/{span_pattern}?format=json&h=index,docs.count"
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let indices: BTreeSet<(String, String)> = indices
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| {
+            (
+                i["index"].as_str().unwrap().to_owned(),
+                i["docs.count"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    let per_hour = (3 * TRACES).to_string();
+    assert_eq!(
+        indices,
+        BTreeSet::from([
+            (hour_name(first_hour_ms), per_hour.clone()),
+            (hour_name(first_hour_ms + HOUR_MS), per_hour),
+        ]),
+        "one span index per hour"
+    );
+
+    let [http_port, grpc_port] = free_ports::<2>();
+    let hourly = engine_query_config_for("opensearch", engine, &prefix, http_port, grpc_port, true);
+    let found = checkout_traces(&hourly, http_port, first_hour_ms).await;
+    assert_eq!(
+        found.len() as u64,
+        2 * TRACES,
+        "traces of both hours: {found:?}"
+    );
+
+    let [http_port, grpc_port] = free_ports::<2>();
+    let daily = engine_query_config("opensearch", engine, &prefix, http_port, grpc_port);
+    let found = checkout_traces(&daily, http_port, first_hour_ms).await;
+    assert!(
+        found.is_empty(),
+        "daily names find no hourly index: {found:?}"
+    );
+
     pipeline.stop_and_remove(engine).await;
 }

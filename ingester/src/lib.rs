@@ -96,7 +96,7 @@ impl Ingester {
         let names = if es.use_aliases {
             IndexNames::with_aliases(&es.index_prefix)
         } else {
-            IndexNames::new(&es.index_prefix)
+            IndexNames::new(&es.index_prefix).with_span_period(es.index_rollover_frequency_spans)
         };
         // The policy goes first: the templates refer to it, and Elasticsearch
         // refuses settings naming a lifecycle feature it does not have.

@@ -7,6 +7,9 @@
 //! - daily indices are `<prefix>jaeger-<family>-YYYY-MM-DD`, the UTC day of
 //!   the document's event time (span start, window start), never the ingest
 //!   time, so late data lands where queries look for it;
+//! - hourly span indices are `<prefix>jaeger-span-YYYY-MM-DD-HH`, the UTC
+//!   hour of the span's start (Jaeger's `--es.index-rollover-frequency-spans
+//!   hour`, date layout `2006-01-02-15`);
 //! - in rollover mode writes go to `<prefix>jaeger-<family>-write` and reads
 //!   to `<prefix>jaeger-<family>-read`, the first index being
 //!   `<prefix>jaeger-<family>-000001` (Jaeger's `--es.use-aliases`);
@@ -74,6 +77,15 @@ impl Prefix {
         name.push_str(family.as_str());
         name.push('-');
         push_day(&mut name, micros);
+        name
+    }
+
+    /// The hourly index of `family` holding event time `micros`:
+    /// [`Prefix::daily`]'s name followed by `-HH`.
+    pub fn hourly(&self, family: Family, micros: i64) -> String {
+        let mut name = self.daily(family, micros);
+        name.push('-');
+        push_hour(&mut name, micros);
         name
     }
 
@@ -145,6 +157,17 @@ fn push_day(out: &mut String, micros: i64) {
     }
 }
 
+/// Appends the two-digit UTC hour of `micros`; instants beyond what a date
+/// can hold take the hour of the day [`push_day`] gives them.
+fn push_hour(out: &mut String, micros: i64) {
+    let hour = match OffsetDateTime::from_unix_timestamp_nanos(i128::from(micros) * 1000) {
+        Ok(t) => t.hour(),
+        Err(_) if micros < 0 => 0,
+        Err(_) => 23,
+    };
+    push_padded(out, u32::from(hour), 2);
+}
+
 /// `n` in decimal, zero-padded to `width` digits (`n` has at most `width`).
 fn push_padded(out: &mut String, n: u32, width: u32) {
     for place in (0..width).rev() {
@@ -153,12 +176,44 @@ fn push_padded(out: &mut String, n: u32, width: u32) {
     }
 }
 
-/// Where span and service documents go: daily indices, or the write
-/// aliases in rollover mode.
+/// How much of the spans' time one span index holds.
+///
+/// Every span delivered again goes to the index its first copy went to,
+/// because the index is named from the span's own start, so exactly once
+/// holds across indices of either length. Hourly indices keep each index
+/// small: the engine checks each new span's id against every segment of its
+/// index, and that check grows with the index (docs/benchmarks.md). They
+/// cost 24 times the indices, each with its shards, and Jaeger query must be
+/// told (`--es.index-rollover-frequency-spans=hour`; in Jaeger v2
+/// `indices.spans.rollover_frequency: hour` with `date_layout:
+/// "2006-01-02-15"`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SpanIndexPeriod {
+    /// `…-YYYY-MM-DD`, Jaeger's default.
+    #[default]
+    Day,
+    /// `…-YYYY-MM-DD-HH`.
+    Hour,
+}
+
+impl SpanIndexPeriod {
+    /// The setting's value as written in configuration.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SpanIndexPeriod::Day => "day",
+            SpanIndexPeriod::Hour => "hour",
+        }
+    }
+}
+
+/// Where span and service documents go: daily (or, for spans, hourly)
+/// indices, or the write aliases in rollover mode.
 #[derive(Debug, Clone)]
 pub struct IndexNames {
     prefix: Prefix,
     aliases: bool,
+    span_period: SpanIndexPeriod,
 }
 
 impl IndexNames {
@@ -167,6 +222,17 @@ impl IndexNames {
         IndexNames {
             prefix: Prefix::new(index_prefix),
             aliases: false,
+            span_period: SpanIndexPeriod::Day,
+        }
+    }
+
+    /// Span indices of `period` instead of daily ones; service indices stay
+    /// daily, as Jaeger's `--es.index-rollover-frequency-services` defaults.
+    /// No effect in rollover mode, which writes to the alias.
+    pub fn with_span_period(self, period: SpanIndexPeriod) -> Self {
+        IndexNames {
+            span_period: period,
+            ..self
         }
     }
 
@@ -181,7 +247,13 @@ impl IndexNames {
 
     /// The span index for a span starting at `start_micros`.
     pub fn span_index(&self, start_micros: u64) -> String {
-        self.index(Family::Span, start_micros)
+        match self.span_period {
+            SpanIndexPeriod::Hour if !self.aliases => {
+                let micros = i64::try_from(start_micros).unwrap_or(i64::MAX);
+                self.prefix.hourly(Family::Span, micros)
+            }
+            _ => self.index(Family::Span, start_micros),
+        }
     }
 
     /// The service index for a span starting at `start_micros`.
@@ -295,6 +367,61 @@ mod tests {
             "jaeger-span-write"
         );
         assert_eq!(names.prefix().as_str(), "prod-");
+    }
+
+    #[test]
+    fn hourly_span_names_follow_jaegers_hour_layout() {
+        let names = IndexNames::new("prod").with_span_period(SpanIndexPeriod::Hour);
+        assert_eq!(
+            names.span_index(LAST_MICRO_OF_2025 as u64),
+            "prod-jaeger-span-2025-12-31-23"
+        );
+        assert_eq!(
+            names.span_index(LAST_MICRO_OF_2025 as u64 + 1),
+            "prod-jaeger-span-2026-01-01-00",
+            "UTC hour and day boundary"
+        );
+        let one_hour = 3_600_000_000u64;
+        assert_eq!(
+            names.span_index(LAST_MICRO_OF_2025 as u64 + 1 + 13 * one_hour + 59),
+            "prod-jaeger-span-2026-01-01-13"
+        );
+        // Services stay daily, as Jaeger reads them by default.
+        assert_eq!(
+            names.service_index(LAST_MICRO_OF_2025 as u64),
+            "prod-jaeger-service-2025-12-31"
+        );
+        // Rollover mode writes to the alias whatever the period.
+        let aliased = IndexNames::with_aliases("prod").with_span_period(SpanIndexPeriod::Hour);
+        assert_eq!(aliased.span_index(0), "prod-jaeger-span-write");
+        assert_eq!(
+            IndexNames::new("")
+                .with_span_period(SpanIndexPeriod::Hour)
+                .span_index(u64::MAX),
+            "jaeger-span-9999-12-31-23"
+        );
+    }
+
+    /// The hour text is `time`'s, every 7,919 seconds over two centuries.
+    #[test]
+    fn hour_text_matches_formatting() {
+        let names = IndexNames::new("").with_span_period(SpanIndexPeriod::Hour);
+        let mut micros = 0i64;
+        while micros < 7_258_118_400_000_000 {
+            let t = OffsetDateTime::from_unix_timestamp_nanos(i128::from(micros) * 1000).unwrap();
+            assert_eq!(
+                names.span_index(micros as u64),
+                format!(
+                    "jaeger-span-{:04}-{:02}-{:02}-{:02}",
+                    t.year(),
+                    u8::from(t.month()),
+                    t.day(),
+                    t.hour()
+                ),
+                "{micros}"
+            );
+            micros += 7_919_000_123;
+        }
     }
 
     #[test]

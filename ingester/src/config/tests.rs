@@ -225,3 +225,35 @@ fn the_id_filter_is_off_by_default_when_the_engine_makes_span_ids() {
         "an explicit setting stands"
     );
 }
+
+#[test]
+fn hourly_span_indices_are_read_from_env_and_refused_with_aliases() {
+    let env = [(
+        "SPANWAY_ELASTICSEARCH__INDEX_ROLLOVER_FREQUENCY_SPANS",
+        "hour",
+    )]
+    .map(|(k, v)| (k.to_string(), v.to_string()));
+    let mut cfg = spanway_service_kit::config::load_with_env::<IngesterConfig>(None, env).unwrap();
+    assert_eq!(
+        cfg.elasticsearch.index_rollover_frequency_spans,
+        SpanIndexPeriod::Hour
+    );
+    cfg.validate().unwrap();
+    cfg.elasticsearch.use_aliases = true;
+    let error = cfg.validate().unwrap_err().to_string();
+    assert!(
+        error.contains("elasticsearch.index_rollover_frequency_spans")
+            && error.contains("use_aliases"),
+        "{error}"
+    );
+
+    let env = [(
+        "SPANWAY_ELASTICSEARCH__INDEX_ROLLOVER_FREQUENCY_SPANS",
+        "minute",
+    )]
+    .map(|(k, v)| (k.to_string(), v.to_string()));
+    let error = spanway_service_kit::config::load_with_env::<IngesterConfig>(None, env)
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("minute"), "{error}");
+}
