@@ -64,6 +64,18 @@ pub enum RawVariant {
 }
 
 impl RawVariant {
+    /// Whether the variant installs the ingester's default mapping (the
+    /// `defaults` family), whatever ids it sends.
+    fn is_defaults(self) -> bool {
+        matches!(
+            self,
+            RawVariant::Defaults
+                | RawVariant::DefaultsAutoIds
+                | RawVariant::DefaultsTimeIds
+                | RawVariant::DefaultsTimeShortIds
+        )
+    }
+
     fn label(self) -> &'static str {
         match self {
             RawVariant::AsIngester => "raw bulk",
@@ -123,16 +135,13 @@ pub(crate) async fn raw_loader_run(
                 | RawVariant::TagsAsFieldsShortIds
                 | RawVariant::DefaultsTimeShortIds
         ),
-        tags_as_fields: matches!(
-            variant,
-            RawVariant::TagsAsFields
-                | RawVariant::TagsAsFieldsRefsUnindexed
-                | RawVariant::Defaults
-                | RawVariant::DefaultsAutoIds
-                | RawVariant::DefaultsTimeIds
-                | RawVariant::DefaultsTimeShortIds
-                | RawVariant::TagsAsFieldsShortIds
-        ),
+        tags_as_fields: variant.is_defaults()
+            || matches!(
+                variant,
+                RawVariant::TagsAsFields
+                    | RawVariant::TagsAsFieldsRefsUnindexed
+                    | RawVariant::TagsAsFieldsShortIds
+            ),
     };
     let bodies = crate::workload::bulk_bodies(corpus, &prefix, options.raw_batch, shape)?;
     let url = format!("{}/_bulk", options.opensearch);
@@ -247,13 +256,7 @@ async fn install_templates(
 ) -> anyhow::Result<()> {
     let prefix = Prefix::new(prefix);
     let mut span = templates::span_template(&prefix, shards, 0);
-    let defaults = matches!(
-        variant,
-        RawVariant::Defaults
-            | RawVariant::DefaultsAutoIds
-            | RawVariant::DefaultsTimeIds
-            | RawVariant::DefaultsTimeShortIds
-    );
+    let defaults = variant.is_defaults();
     if defaults || variant == RawVariant::TagsAsFieldsRefsUnindexed {
         templates::store_references_only(&mut span);
     }
