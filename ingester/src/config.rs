@@ -168,11 +168,12 @@ pub struct ElasticsearchConfig {
     /// How much time one span index holds: `day` (the default,
     /// `…-jaeger-span-YYYY-MM-DD`) or `hour` (`…-YYYY-MM-DD-HH`), the UTC
     /// day or hour of each span's start, as Jaeger's
-    /// `--es.index-rollover-frequency-spans` names them. Hourly indices keep
-    /// each span's id check to an hour's index, which costs the engine less
-    /// than a day's as traffic grows (docs/benchmarks.md), for 24 times the
-    /// indices and their shards: lower `shards` with it. Jaeger query reads
-    /// them with `--es.index-rollover-frequency-spans=hour` (Jaeger v2:
+    /// `--es.index-rollover-frequency-spans` names them: for a deployment
+    /// whose Jaeger query reads hourly indices, or whose daily ones grow too
+    /// large. 24 times the indices and their shards: lower `shards` with it.
+    /// Not cheaper for the engine on the benchmark's day of traffic
+    /// (docs/benchmarks.md). Jaeger query reads them with
+    /// `--es.index-rollover-frequency-spans=hour` (Jaeger v2:
     /// `indices.spans.rollover_frequency: hour` and `date_layout:
     /// "2006-01-02-15"`). Service indices stay daily. Not with `use_aliases`.
     pub index_rollover_frequency_spans: SpanIndexPeriod,

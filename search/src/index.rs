@@ -180,13 +180,13 @@ fn push_padded(out: &mut String, n: u32, width: u32) {
 ///
 /// Every span delivered again goes to the index its first copy went to,
 /// because the index is named from the span's own start, so exactly once
-/// holds across indices of either length. Hourly indices keep each index
-/// small: the engine checks each new span's id against every segment of its
-/// index, and that check grows with the index (docs/benchmarks.md). They
-/// cost 24 times the indices, each with its shards, and Jaeger query must be
-/// told (`--es.index-rollover-frequency-spans=hour`; in Jaeger v2
+/// holds across indices of either length. Hourly indices are for
+/// deployments whose Jaeger query already reads them
+/// (`--es.index-rollover-frequency-spans=hour`; in Jaeger v2
 /// `indices.spans.rollover_frequency: hour` with `date_layout:
-/// "2006-01-02-15"`).
+/// "2006-01-02-15"`), or whose daily indices grow too large to handle;
+/// they cost 24 times the indices, each with its shards. On the benchmark's
+/// day of traffic they did not cost the engine less (docs/benchmarks.md).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum SpanIndexPeriod {
