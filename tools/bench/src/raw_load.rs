@@ -61,6 +61,9 @@ pub enum RawVariant {
     /// ids that rise with time and are short close the distance to
     /// [`RawVariant::DefaultsAutoIds`]. Meant with `--raw-time-order`.
     DefaultsTimeShortIds,
+    /// [`RawVariant::Defaults`] into hourly span indices: whether an
+    /// hour's index makes each `create`'s lookup cheaper than a day's.
+    DefaultsHourly,
 }
 
 impl RawVariant {
@@ -73,6 +76,7 @@ impl RawVariant {
                 | RawVariant::DefaultsAutoIds
                 | RawVariant::DefaultsTimeIds
                 | RawVariant::DefaultsTimeShortIds
+                | RawVariant::DefaultsHourly
         )
     }
 
@@ -92,6 +96,7 @@ impl RawVariant {
             RawVariant::DefaultsTimeShortIds => {
                 "raw bulk, the ingester's defaults, short time-led ids, no id filter"
             }
+            RawVariant::DefaultsHourly => "raw bulk, the ingester's defaults, hourly indices",
         }
     }
 }
@@ -129,6 +134,7 @@ pub(crate) async fn raw_loader_run(
             RawVariant::DefaultsTimeIds | RawVariant::DefaultsTimeShortIds
         ),
         time_ordered: options.raw_time_order,
+        hourly: variant == RawVariant::DefaultsHourly,
         short_ids: matches!(
             variant,
             RawVariant::ShortIds

@@ -19,7 +19,7 @@ use spanway_ingester::document::{TagsAsFields, micros_of_timestamp, span_documen
 use spanway_schemas::proto::otlp;
 use spanway_schemas::{Encoding, SpanRecord, TraceId, decode_record, encode_trace};
 use spanway_search::bulk::body::create_lines;
-use spanway_search::index::IndexNames;
+use spanway_search::index::{IndexNames, SpanIndexPeriod};
 
 /// Fixed, so every run of the benchmark sends the same spans.
 const SEED: u64 = 0x5eed_be4c;
@@ -96,6 +96,9 @@ pub struct BulkShape {
     /// Documents in their spans' start-time order, as live traffic arrives,
     /// instead of the corpus's order (traces at random times of a day).
     pub time_ordered: bool,
+    /// Span indices by the hour of each span's start, as the ingester's
+    /// `index_rollover_frequency_spans = "hour"` names them.
+    pub hourly: bool,
 }
 
 /// The corpus's span documents for an index prefix, as `_bulk` bodies of
@@ -107,7 +110,12 @@ pub fn bulk_bodies(
     batch: usize,
     shape: BulkShape,
 ) -> anyhow::Result<Vec<Bytes>> {
-    let names = IndexNames::new(prefix);
+    let period = if shape.hourly {
+        SpanIndexPeriod::Hour
+    } else {
+        SpanIndexPeriod::Day
+    };
+    let names = IndexNames::new(prefix).with_span_period(period);
     let fields = TagsAsFields {
         all: shape.tags_as_fields,
         ..TagsAsFields::default()
@@ -427,6 +435,13 @@ mod tests {
         assert!(String::from_utf8_lossy(first).starts_with(r#"{"create":{"_id":"#));
     }
 
+    /// The `_index` of an action line.
+    fn action_index(action: &str) -> String {
+        let value: serde_json::Value = serde_json::from_str(action).unwrap();
+        let (_, target) = value.as_object().unwrap().iter().next().unwrap();
+        target["_index"].as_str().unwrap().to_owned()
+    }
+
     #[test]
     fn shapes_change_only_what_they_say() {
         let corpus = corpus(10, 10, &[]);
@@ -445,6 +460,17 @@ mod tests {
             r#"{"index":{"_index":"p-jaeger-span-2026-02-01"}}"#
         );
         assert_eq!(auto[1], plain[1], "same source");
+        let hourly = lines(BulkShape {
+            hourly: true,
+            ..BulkShape::default()
+        });
+        let hour_index = action_index(&hourly[0]);
+        assert!(
+            hour_index.len() == "p-jaeger-span-2026-02-01-00".len()
+                && hour_index.starts_with("p-jaeger-span-2026-02-01-"),
+            "{hour_index}"
+        );
+        assert_eq!(hourly[1], plain[1], "same source");
         let fields = lines(BulkShape {
             tags_as_fields: true,
             ..BulkShape::default()
