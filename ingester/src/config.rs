@@ -171,8 +171,10 @@ pub struct ElasticsearchConfig {
     /// `--es.index-rollover-frequency-spans` names them: for a deployment
     /// whose Jaeger query reads hourly indices, or whose daily ones grow too
     /// large. 24 times the indices and their shards: lower `shards` with it.
-    /// Not cheaper for the engine on the benchmark's day of traffic
-    /// (docs/benchmarks.md). Jaeger query reads them with
+    /// Raw loads in start order cost the engine a sixth less with them (the
+    /// id lookup nearly goes); through the ingester the benchmark found no
+    /// saving, on a day of spans packed into seconds (docs/benchmarks.md).
+    /// Jaeger query reads them with
     /// `--es.index-rollover-frequency-spans=hour` (Jaeger v2:
     /// `indices.spans.rollover_frequency: hour` and `date_layout:
     /// "2006-01-02-15"`). Service indices stay daily. Not with `use_aliases`.
