@@ -12,6 +12,12 @@ use spanway_schemas::{Encoding, SpanRecord, TraceId, encode_trace};
 pub const SERVICES: [&str; 5] = ["frontend", "checkout", "payments", "inventory", "shipping"];
 /// 2026-02-01T00:00:00Z in nanoseconds: every span starts on that UTC day.
 pub const DAY_START_NS: u64 = 1_769_904_000_000_000_000;
+/// How long after [`DAY_START_NS`] traces start by default: most of the
+/// day, leaving room for the longest trace to end before midnight.
+pub const DEFAULT_WINDOW_NS: u64 = 80_000_000_000_000;
+/// The longest window [`generate_over`] accepts: a trace of 10,000 spans
+/// started at its end still ends on the same UTC day.
+pub const MAX_WINDOW_NS: u64 = 86_000_000_000_000;
 
 /// What a stored span document must say.
 #[derive(Debug, Clone, PartialEq)]
@@ -55,6 +61,21 @@ pub fn generate_with_resource(
     spans_per_trace: usize,
     resource: &[(String, String)],
 ) -> Corpus {
+    generate_over(seed, traces, spans_per_trace, resource, DEFAULT_WINDOW_NS)
+}
+
+/// [`generate_with_resource`] with traces starting in the first
+/// `window_ns` of the day (at most [`MAX_WINDOW_NS`]) instead of most of
+/// it: a shorter window puts as many spans into fewer hours, as a busier
+/// hour of real traffic does, for what hourly indices cost.
+pub fn generate_over(
+    seed: u64,
+    traces: usize,
+    spans_per_trace: usize,
+    resource: &[(String, String)],
+    window_ns: u64,
+) -> Corpus {
+    let window_ns = window_ns.clamp(1, MAX_WINDOW_NS);
     let mut rng = StdRng::seed_from_u64(seed);
     let mut corpus = Corpus::default();
     for _ in 0..traces {
@@ -62,7 +83,7 @@ pub fn generate_with_resource(
         rng.fill(&mut trace_bytes);
         trace_bytes[0] |= 1;
         let trace_id = TraceId::from_bytes(trace_bytes).expect("non-zero");
-        let trace_start = DAY_START_NS + rng.random_range(0..80_000_000_000_000u64);
+        let trace_start = DAY_START_NS + rng.random_range(0..window_ns);
         let mut by_service: HashMap<&str, Vec<otlp::Span>> = HashMap::new();
         let mut ids: Vec<[u8; 8]> = Vec::new();
         for i in 0..spans_per_trace {
@@ -243,5 +264,29 @@ mod tests {
             assert_eq!(resource[0].0, "service.name", "service.name stays first");
             assert_eq!(resource[1..], extra[..]);
         }
+    }
+
+    #[test]
+    fn a_short_window_puts_every_trace_in_its_first_hours() {
+        const HOUR_NS: u64 = 3_600_000_000_000;
+        let corpus = generate_over(5, 400, 3, &[], 2 * HOUR_NS);
+        let hours: BTreeSet<u64> = corpus
+            .spans
+            .values()
+            .map(|span| (span.start_us * 1000 - DAY_START_NS) / HOUR_NS)
+            .collect();
+        assert_eq!(hours, BTreeSet::from([0, 1]), "two hours, both used");
+
+        let day = generate(5, 400, 3);
+        let day_hours: BTreeSet<u64> = day
+            .spans
+            .values()
+            .map(|span| (span.start_us * 1000 - DAY_START_NS) / HOUR_NS)
+            .collect();
+        assert!(
+            day_hours.len() > 20,
+            "the default spreads over the day: {day_hours:?}"
+        );
+        assert!(day_hours.iter().all(|hour| *hour < 24));
     }
 }

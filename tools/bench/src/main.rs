@@ -264,6 +264,14 @@ struct IngesterArgs {
     /// process tag of every stored span.
     #[arg(long = "resource-attribute", value_parser = parse_key_value)]
     resource_attributes: Vec<(String, String)>,
+    /// Traces start at random times in this first part of the corpus's UTC
+    /// day (at most 23h53m20s). The default spreads them over most of the
+    /// day, so the load passes through an hour of span time in a second or
+    /// two; "2h" puts the same spans into two hours, each written for a
+    /// good part of the run, as with hourly span indices in real traffic.
+    /// [default: 22h 13m 20s]
+    #[arg(long, value_parser = parse_corpus_window)]
+    corpus_window: Option<Duration>,
     /// Also run Jaeger's v1 ingester on a jaeger_proto copy of the corpus.
     #[arg(long)]
     with_jaeger: bool,
@@ -370,6 +378,18 @@ struct IngesterArgs {
     keep: bool,
     #[command(flatten)]
     topic: workload::TopicShape,
+}
+
+fn parse_corpus_window(text: &str) -> Result<Duration, String> {
+    let window = humantime::parse_duration(text).map_err(|e| e.to_string())?;
+    let most = Duration::from_nanos(spanway_e2e::corpus::MAX_WINDOW_NS);
+    if window.is_zero() || window > most {
+        return Err(format!(
+            "must be more than zero and at most {}, to stay within one UTC day",
+            humantime::format_duration(most)
+        ));
+    }
+    Ok(window)
 }
 
 fn parse_json(text: &str) -> Result<serde_json::Value, String> {
@@ -656,6 +676,7 @@ async fn ingester(args: IngesterArgs) -> anyhow::Result<()> {
         partitions: args.partitions,
         spans_per_trace: args.spans_per_trace,
         resource_attributes: args.resource_attributes,
+        corpus_window: args.corpus_window.unwrap_or(workload::DEFAULT_WINDOW),
         with_jaeger: args.with_jaeger,
         with_jaeger_v2: args.with_jaeger_v2,
         jaeger_v2_bin: args
@@ -725,6 +746,10 @@ async fn ingester(args: IngesterArgs) -> anyhow::Result<()> {
         load_end[2],
         options.log_dir.display()
     );
+    println!(
+        "corpus: traces start within the first {} of its UTC day",
+        humantime::format_duration(options.corpus_window)
+    );
     println!();
     print!("{}", report::markdown(&results));
     print!("{}", report::against_peers(&results));
@@ -732,4 +757,23 @@ async fn ingester(args: IngesterArgs) -> anyhow::Result<()> {
         println!("\n{line}");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn corpus_window_stays_within_one_day() {
+        assert_eq!(
+            parse_corpus_window("2h"),
+            Ok(Duration::from_secs(7200)),
+            "a window of hours is taken"
+        );
+        for refused in ["0s", "24h", "1d"] {
+            let error = parse_corpus_window(refused).expect_err(refused);
+            assert!(error.contains("one UTC day"), "{refused}: {error}");
+        }
+        assert!(parse_corpus_window("two hours").is_err());
+    }
 }

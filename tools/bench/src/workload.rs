@@ -26,15 +26,24 @@ const SEED: u64 = 0x5eed_be4c;
 
 /// `spans` spans in traces of `spans_per_trace` (rounded up to whole
 /// traces): five services, nine attributes per span plus the service name
-/// and `resource` on each span's resource, all on one UTC day (see
-/// [`spanway_e2e::corpus::generate_with_resource`]).
-pub fn corpus(spans: u64, spans_per_trace: usize, resource: &[(String, String)]) -> Corpus {
+/// and `resource` on each span's resource, traces starting in the first
+/// `window` of one UTC day (see [`spanway_e2e::corpus::generate_over`]).
+pub fn corpus(
+    spans: u64,
+    spans_per_trace: usize,
+    resource: &[(String, String)],
+    window: Duration,
+) -> Corpus {
     let per_trace = spans_per_trace.max(1);
     let traces = usize::try_from(spans)
         .unwrap_or(usize::MAX)
         .div_ceil(per_trace);
-    spanway_e2e::corpus::generate_with_resource(SEED, traces, per_trace, resource)
+    let window_ns = u64::try_from(window.as_nanos()).unwrap_or(u64::MAX);
+    spanway_e2e::corpus::generate_over(SEED, traces, per_trace, resource, window_ns)
 }
+
+/// The default `--corpus-window`: most of a day, as the corpus always had.
+pub const DEFAULT_WINDOW: Duration = Duration::from_nanos(spanway_e2e::corpus::DEFAULT_WINDOW_NS);
 
 /// Puts the corpus's records (one trace each) in the order their traces
 /// started, as live traffic reaches a topic, then shuffles each run of
@@ -372,7 +381,7 @@ mod tests {
 
     #[test]
     fn ordered_by_start_the_records_follow_their_traces_starts() {
-        let mut corpus = corpus(200, 10, &[]);
+        let mut corpus = corpus(200, 10, &[], DEFAULT_WINDOW);
         let before: Vec<String> = corpus.records.iter().map(|r| r.key.clone()).collect();
         order_by_start(&mut corpus, 0);
         let start_of = |key: &str| {
@@ -393,7 +402,7 @@ mod tests {
         sorted_before.sort();
         assert_eq!(after, sorted_before, "the same records");
 
-        let mut shuffled = self::corpus(200, 10, &[]);
+        let mut shuffled = self::corpus(200, 10, &[], DEFAULT_WINDOW);
         order_by_start(&mut shuffled, 5);
         let starts: Vec<u64> = shuffled.records.iter().map(|r| start_of(&r.key)).collect();
         assert!(
@@ -413,14 +422,14 @@ mod tests {
 
     #[test]
     fn corpus_rounds_up_to_whole_traces() {
-        let corpus = corpus(25, 10, &[]);
+        let corpus = corpus(25, 10, &[], DEFAULT_WINDOW);
         assert_eq!(corpus.spans.len(), 30);
         assert_eq!(corpus.records.len(), 3);
     }
 
     #[test]
     fn same_spans_in_every_form() {
-        let corpus = corpus(40, 10, &[]);
+        let corpus = corpus(40, 10, &[], DEFAULT_WINDOW);
         let jaeger = jaeger_records(&corpus).unwrap();
         assert_eq!(jaeger.len(), 40);
         let bodies = bulk_bodies(&corpus, "p", 15, BulkShape::default()).unwrap();
@@ -444,7 +453,7 @@ mod tests {
 
     #[test]
     fn shapes_change_only_what_they_say() {
-        let corpus = corpus(10, 10, &[]);
+        let corpus = corpus(10, 10, &[], DEFAULT_WINDOW);
         let lines = |shape| {
             let bodies = bulk_bodies(&corpus, "p", 100, shape).unwrap();
             let text = String::from_utf8(bodies[0].to_vec()).unwrap();

@@ -56,6 +56,8 @@ pub struct Options {
     pub spans_per_trace: usize,
     /// Attributes on every span's resource beside `service.name`.
     pub resource_attributes: Vec<(String, String)>,
+    /// Traces start in this first part of the corpus's day.
+    pub corpus_window: Duration,
     /// Also run Jaeger's v1 ingester.
     pub with_jaeger: bool,
     /// Also run Jaeger v2 as an ingester.
@@ -210,6 +212,7 @@ pub async fn ingester_benchmark(options: &Options) -> anyhow::Result<Vec<RunResu
         options.spans,
         options.spans_per_trace,
         &options.resource_attributes,
+        options.corpus_window,
     );
     if options.topic_time_order {
         crate::workload::order_by_start(&mut corpus, options.topic_disorder);
