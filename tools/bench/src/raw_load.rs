@@ -164,6 +164,7 @@ pub(crate) async fn raw_loader_run(
         &Prefix::new(&prefix).pattern(Family::Span),
     )
     .await;
+    let work = crate::runs::index_work::read(&options.opensearch, &prefix).await;
     if !options.keep {
         delete_prefix(&options.opensearch, &prefix).await;
     }
@@ -178,6 +179,9 @@ pub(crate) async fn raw_loader_run(
         "{} documents per request, {} in flight, {order}; count after the run: {count}",
         options.raw_batch, options.raw_concurrency
     )];
+    if let Some(work) = &work {
+        notes.push(work.describe());
+    }
     if failed.0 > 0 {
         notes.push(format!(
             "INCOMPLETE: {} items refused, first: {}",

@@ -36,6 +36,7 @@ use crate::measure::{self, MeasuredChild, Meter};
 use crate::null_endpoint::{NullEndpoint, Snapshot};
 use crate::raw_load::{RawVariant, raw_loader_run};
 
+pub mod index_work;
 mod ingesters;
 mod progress;
 pub mod warm_up;
@@ -519,9 +520,12 @@ async fn ingester_run(
         Some(endpoint) => Some(endpoint.stop().await),
         None => None,
     };
-    let index_size = match destination {
-        Destination::OpenSearch => span_index_size(&options.opensearch, &prefix).await,
-        Destination::Null => None,
+    let (work, index_size) = match destination {
+        Destination::OpenSearch => (
+            index_work::read(&options.opensearch, &prefix).await,
+            span_index_size(&options.opensearch, &prefix).await,
+        ),
+        Destination::Null => (None, None),
     };
     if destination == Destination::OpenSearch && !options.keep {
         delete_prefix(&options.opensearch, &prefix).await;
@@ -532,6 +536,9 @@ async fn ingester_run(
     let mut notes = Vec::new();
     if let Some(snapshot) = &snapshot {
         notes.push(null_notes(snapshot));
+    }
+    if let Some(work) = &work {
+        notes.push(work.describe());
     }
     // Per span, not per Lucene document: each nested tag, log and reference
     // is a document of its own.

@@ -153,7 +153,6 @@ impl Watch {
     }
 }
 
-/// Deletes the indices and templates of a run's prefix.
 /// The size of a run's span indices once merged into one segment (so runs
 /// compare), in bytes.
 pub(super) async fn span_index_size(url: &str, prefix: &str) -> Option<u64> {
@@ -193,6 +192,7 @@ pub(super) async fn span_index_size(url: &str, prefix: &str) -> Option<u64> {
     last
 }
 
+/// Deletes the indices and templates of a run's prefix.
 pub(crate) async fn delete_prefix(url: &str, prefix: &str) {
     let client = reqwest::Client::new();
     for path in [
