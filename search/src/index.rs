@@ -187,8 +187,9 @@ fn push_padded(out: &mut String, n: u32, width: u32) {
 /// "2006-01-02-15"`), or whose daily indices grow too large to handle;
 /// they cost 24 times the indices, each with its shards. Each span's id is
 /// looked up in an hour's index: raw loads in start order cost the engine a
-/// sixth less, while through the ingester the benchmark, which packs a day
-/// into seconds, found no saving (docs/benchmarks.md).
+/// sixth less where each hourly index holds 50,000 spans, while through
+/// the ingester the benchmark found no saving, neither on a day of spans
+/// packed into seconds nor on two hours (docs/benchmarks.md).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum SpanIndexPeriod {
