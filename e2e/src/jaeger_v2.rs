@@ -140,28 +140,34 @@ pub fn engine_query_config(
     http_port: u16,
     grpc_port: u16,
 ) -> String {
-    engine_query_config_for(backend, url, prefix, http_port, grpc_port, false)
+    engine_query_config_for(backend, url, prefix, http_port, grpc_port, &[])
 }
 
-/// [`engine_query_config`], reading hourly span indices when `hourly_spans` (the ingester's
-/// `index_rollover_frequency_spans = "hour"`): Jaeger v2 names them with `date_layout` and
-/// steps through a query's time range by `rollover_frequency`.
+/// [`engine_query_config`] with a `(family, date_layout, rollover_frequency)` for each index
+/// family named otherwise than by Jaeger's default `2006-01-02` days: `("spans",
+/// "2006-01-02-15", "hour")` reads hourly span indices (the ingester's
+/// `index_rollover_frequency_spans = "hour"`), `"2006.01.02"` dotted days (its
+/// `index_date_separator = "."`). Jaeger v2 names indices by the layout and steps through a
+/// query's time range by the frequency.
 pub fn engine_query_config_for(
     backend: &str,
     url: &str,
     prefix: &str,
     http_port: u16,
     grpc_port: u16,
-    hourly_spans: bool,
+    date_layouts: &[(&str, &str, &str)],
 ) -> String {
-    let spans = if hourly_spans {
-        "
-            spans:
-              date_layout: \"2006-01-02-15\"
-              rollover_frequency: hour"
-    } else {
-        ""
-    };
+    let spans: String = date_layouts
+        .iter()
+        .map(|(family, layout, frequency)| {
+            format!(
+                "
+            {family}:
+              date_layout: \"{layout}\"
+              rollover_frequency: {frequency}"
+            )
+        })
+        .collect();
     format!(
         "service:
   extensions: [jaeger_storage, jaeger_query]

@@ -24,7 +24,7 @@ use spanway_e2e::jaeger_v2::{
 };
 use spanway_e2e::otlp::{int_kv, resource_spans};
 use spanway_e2e::{Engine, wait_for_count};
-use spanway_ingester::config::SpanIndexPeriod;
+use spanway_ingester::config::{DateSeparator, SpanIndexPeriod};
 use spanway_schemas::proto::otlp;
 
 mod common;
@@ -366,14 +366,50 @@ async fn monitor_tab_reads(kind: Engine) {
 
 const HOUR_MS: u64 = 3_600_000;
 
+/// The engine's `_cat/indices` rows for `pattern`, with the columns `h` names.
+async fn cat_indices(engine: &str, pattern: &str, h: &str) -> Vec<Value> {
+    let rows: Value = reqwest::get(format!("{engine}/_cat/indices/{pattern}?format=json&h={h}"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    rows.as_array().unwrap().clone()
+}
+
 /// Checkout's traces between `start_ms` and now, as Jaeger v2 configured by `config` (with
 /// its HTTP endpoint on `http_port`) finds them: their ids.
 async fn checkout_traces(config: &str, http_port: u16, start_ms: u64) -> BTreeSet<String> {
+    found_by(config, http_port, start_ms, false).await.1
+}
+
+/// What Jaeger v2 configured by `config` finds: the services it lists (when `services`,
+/// else none) and checkout's traces between `start_ms` and now.
+async fn found_by(
+    config: &str,
+    http_port: u16,
+    start_ms: u64,
+    services: bool,
+) -> (BTreeSet<String>, BTreeSet<String>) {
     let mut jaeger = JaegerV2::start(config);
     jaeger.wait_ready().await;
     let query = Query {
         base: format!("http://127.0.0.1:{http_port}"),
         client: reqwest::Client::new(),
+    };
+    let listed = if services {
+        let listed = query.get("/services", &[]).await;
+        listed["data"]
+            .as_array()
+            .map(|names| {
+                names
+                    .iter()
+                    .map(|name| name.as_str().unwrap().to_owned())
+                    .collect()
+            })
+            .unwrap_or_default()
+    } else {
+        BTreeSet::new()
     };
     let params = [
         ("service", "checkout".to_owned()),
@@ -383,7 +419,7 @@ async fn checkout_traces(config: &str, http_port: u16, start_ms: u64) -> BTreeSe
     ];
     let found = query.get("/traces", &params).await;
     jaeger.assert_running();
-    found["data"]
+    let traces = found["data"]
         .as_array()
         .unwrap_or_else(|| panic!("no data: {found}"))
         .iter()
@@ -391,7 +427,8 @@ async fn checkout_traces(config: &str, http_port: u16, start_ms: u64) -> BTreeSe
             assert_eq!(trace["spans"].as_array().unwrap().len(), 3, "whole trace");
             trace["traceID"].as_str().unwrap().to_owned()
         })
-        .collect()
+        .collect();
+    (listed, traces)
 }
 
 /// Hourly span indices (`index_rollover_frequency_spans = "hour"`): spans of two hours land in
@@ -438,27 +475,17 @@ async fn jaeger_v2_query_reads_hourly_span_indices() {
             t.hour()
         )
     };
-    let indices: Value = client
-        .get(format!(
-            "{engine}/_cat/indices/{span_pattern}?format=json&h=index,docs.count"
-        ))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let indices: BTreeSet<(String, String)> = indices
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|i| {
-            (
-                i["index"].as_str().unwrap().to_owned(),
-                i["docs.count"].as_str().unwrap().to_owned(),
-            )
-        })
-        .collect();
+    let indices: BTreeSet<(String, String)> =
+        cat_indices(engine, &span_pattern, "index,docs.count")
+            .await
+            .iter()
+            .map(|i| {
+                (
+                    i["index"].as_str().unwrap().to_owned(),
+                    i["docs.count"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect();
     let per_hour = (3 * TRACES).to_string();
     assert_eq!(
         indices,
@@ -470,7 +497,14 @@ async fn jaeger_v2_query_reads_hourly_span_indices() {
     );
 
     let [http_port, grpc_port] = free_ports::<2>();
-    let hourly = engine_query_config_for("opensearch", engine, &prefix, http_port, grpc_port, true);
+    let hourly = engine_query_config_for(
+        "opensearch",
+        engine,
+        &prefix,
+        http_port,
+        grpc_port,
+        &[("spans", "2006-01-02-15", "hour")],
+    );
     let found = checkout_traces(&hourly, http_port, first_hour_ms).await;
     assert_eq!(
         found.len() as u64,
@@ -484,6 +518,87 @@ async fn jaeger_v2_query_reads_hourly_span_indices() {
     assert!(
         found.is_empty(),
         "daily names find no hourly index: {found:?}"
+    );
+
+    pipeline.stop_and_remove(engine).await;
+}
+
+/// An index date separator (`index_date_separator = "."`, Jaeger's
+/// `--es.index-date-separator`): span and service indices are named `…-YYYY.MM.DD`, and
+/// Jaeger v2 given the matching `date_layout` lists the services and finds every trace; with its
+/// default layout it finds no trace, which is why a deployment that chose a separator needs the
+/// setting.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jaeger_v2_query_reads_indices_with_a_date_separator() {
+    jaeger_v2_bin();
+    let engine = &Engine::OpenSearch.require().await;
+    let pipeline = common::Pipeline::start_with("e2e-datesep", engine, |config| {
+        config.elasticsearch.index_date_separator = DateSeparator::new(".").unwrap();
+    })
+    .await;
+    let prefix = pipeline.prefix.clone();
+
+    // The last whole minute: every span of it starts on one UTC day.
+    let minute_ms = (now_ms() / STEP_MS - 1) * STEP_MS;
+    let client = reqwest::Client::new();
+    let response = client
+        .post(pipeline.otlp_http_traces())
+        .header("content-type", "application/x-protobuf")
+        .body(topology(minute_ms, now_ms()).encode_to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200, "collector accepted the traces");
+    let span_pattern = format!("{prefix}-jaeger-span-*");
+    let stored = wait_for_count(engine, &span_pattern, 3 * TRACES, Duration::from_secs(120)).await;
+    assert_eq!(stored, 3 * TRACES, "span documents in {span_pattern}");
+
+    let day = {
+        let t = time::OffsetDateTime::from_unix_timestamp((minute_ms / 1_000) as i64).unwrap();
+        format!("{:04}.{:02}.{:02}", t.year(), u8::from(t.month()), t.day())
+    };
+    // Service documents are written beside the spans; wait for them before listing.
+    let service_pattern = format!("{prefix}-jaeger-service-*");
+    wait_for_count(engine, &service_pattern, 1, Duration::from_secs(60)).await;
+    let names: BTreeSet<String> = cat_indices(engine, &format!("{prefix}-jaeger-*"), "index")
+        .await
+        .iter()
+        .map(|i| i["index"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        names,
+        BTreeSet::from([
+            format!("{prefix}-jaeger-span-{day}"),
+            format!("{prefix}-jaeger-service-{day}"),
+        ]),
+        "dotted day names"
+    );
+
+    let [http_port, grpc_port] = free_ports::<2>();
+    let dotted = engine_query_config_for(
+        "opensearch",
+        engine,
+        &prefix,
+        http_port,
+        grpc_port,
+        &[
+            ("spans", "2006.01.02", "day"),
+            ("services", "2006.01.02", "day"),
+        ],
+    );
+    let (services, traces) = found_by(&dotted, http_port, minute_ms, true).await;
+    assert_eq!(
+        services,
+        BTreeSet::from(["checkout".to_owned(), "payments".to_owned()])
+    );
+    assert_eq!(traces.len() as u64, TRACES, "every trace: {traces:?}");
+
+    let [http_port, grpc_port] = free_ports::<2>();
+    let default = engine_query_config("opensearch", engine, &prefix, http_port, grpc_port);
+    let traces = checkout_traces(&default, http_port, minute_ms).await;
+    assert!(
+        traces.is_empty(),
+        "dashed names find no dotted index: {traces:?}"
     );
 
     pipeline.stop_and_remove(engine).await;

@@ -8,7 +8,7 @@ use spanway_schemas::{DEFAULT_TOPIC, Encoding};
 use spanway_search::bulk::writer::WriterOptions;
 use spanway_search::config::EngineClientConfig;
 pub use spanway_search::document::SpanIds;
-pub use spanway_search::index::SpanIndexPeriod;
+pub use spanway_search::index::{DateSeparator, SpanIndexPeriod};
 pub use spanway_search::retention::RetentionConfig;
 pub use spanway_search::templates::{
     IdLookupFilter, ReferencesMapping, RefreshInterval, SpanFieldsMapping, TemplateApi,
@@ -171,14 +171,21 @@ pub struct ElasticsearchConfig {
     /// `--es.index-rollover-frequency-spans` names them: for a deployment
     /// whose Jaeger query reads hourly indices, or whose daily ones grow too
     /// large. 24 times the indices and their shards: lower `shards` with it.
-    /// Raw loads in start order cost the engine a sixth less with them (the
-    /// id lookup nearly goes); through the ingester the benchmark found no
-    /// saving, on a day of spans packed into seconds (docs/benchmarks.md).
+    /// Raw loads in start order cost the engine a sixth less with them where
+    /// each hourly index held 50,000 spans; through the ingester the
+    /// benchmark found no saving, on a day of spans packed into seconds or
+    /// on two hours (docs/benchmarks.md).
     /// Jaeger query reads them with
     /// `--es.index-rollover-frequency-spans=hour` (Jaeger v2:
     /// `indices.spans.rollover_frequency: hour` and `date_layout:
     /// "2006-01-02-15"`). Service indices stay daily. Not with `use_aliases`.
     pub index_rollover_frequency_spans: SpanIndexPeriod,
+    /// What goes between the year, month, day (and hour) of dated index
+    /// names: Jaeger's `--es.index-date-separator`, for a deployment whose
+    /// Jaeger query was given one (`.` names `jaeger-span-2026.12.07`;
+    /// Jaeger v2: `date_layout: "2006.01.02"` on spans and services). Empty
+    /// or up to 8 of `-`, `_`, `.`, `+`. Not with `use_aliases`.
+    pub index_date_separator: DateSeparator,
     /// An optional lifecycle policy that deletes old indices (and, with
     /// `use_aliases`, rolls the write aliases over).
     pub retention: RetentionConfig,
@@ -346,6 +353,7 @@ impl Default for ElasticsearchConfig {
             tags_as_fields: TagsAsFieldsConfig::default(),
             use_aliases: false,
             index_rollover_frequency_spans: SpanIndexPeriod::Day,
+            index_date_separator: DateSeparator::default(),
             retention: RetentionConfig::default(),
         }
     }
@@ -465,6 +473,16 @@ impl IngesterConfig {
                 format!(
                     "{:?} names indices by the hour, but elasticsearch.use_aliases writes every span to the write alias: choose one",
                     self.elasticsearch.index_rollover_frequency_spans.as_str()
+                ),
+            ));
+        }
+        let separator = &self.elasticsearch.index_date_separator;
+        if self.elasticsearch.use_aliases && *separator != DateSeparator::default() {
+            return Err(ConfigError::invalid(
+                "elasticsearch.index_date_separator",
+                format!(
+                    "{:?} writes dates into index names, but elasticsearch.use_aliases writes to the write alias, which has none: choose one",
+                    separator.as_str()
                 ),
             ));
         }

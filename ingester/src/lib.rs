@@ -96,7 +96,9 @@ impl Ingester {
         let names = if es.use_aliases {
             IndexNames::with_aliases(&es.index_prefix)
         } else {
-            IndexNames::new(&es.index_prefix).with_span_period(es.index_rollover_frequency_spans)
+            IndexNames::new(&es.index_prefix)
+                .with_span_period(es.index_rollover_frequency_spans)
+                .with_date_separator(es.index_date_separator.clone())
         };
         // The policy goes first: the templates refer to it, and Elasticsearch
         // refuses settings naming a lifecycle feature it does not have.

@@ -13,7 +13,11 @@
 //! - in rollover mode writes go to `<prefix>jaeger-<family>-write` and reads
 //!   to `<prefix>jaeger-<family>-read`, the first index being
 //!   `<prefix>jaeger-<family>-000001` (Jaeger's `--es.use-aliases`);
-//! - `<prefix>` is the `index_prefix` setting followed by `-`, or nothing.
+//! - `<prefix>` is the `index_prefix` setting followed by `-`, or nothing;
+//! - the `-` between the date's parts is Jaeger's default
+//!   `--es.index-date-separator`; another one ([`DateSeparator`], e.g. `.`
+//!   for `jaeger-span-2026.12.07`) goes between every part of Jaeger's
+//!   indices, as Jaeger writes them.
 //!
 //! Other daily indices (the service graph) follow the same
 //! `<base>-YYYY-MM-DD` rule through [`daily`].
@@ -42,49 +46,116 @@ impl Family {
     }
 }
 
-/// The prefix of every Jaeger index name, separator included.
+/// What goes between the year, month, day (and hour) in the names of
+/// Jaeger's dated indices: Jaeger's `--es.index-date-separator`, `-` unless
+/// a deployment chose otherwise (Jaeger v2 spells the same choice as a
+/// `date_layout` such as `"2006.01.02"`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(try_from = "String")]
+pub struct DateSeparator(String);
+
+impl TryFrom<String> for DateSeparator {
+    type Error = String;
+
+    fn try_from(text: String) -> Result<Self, String> {
+        DateSeparator::new(&text)
+    }
+}
+
+impl Default for DateSeparator {
+    fn default() -> Self {
+        DateSeparator("-".to_owned())
+    }
+}
+
+impl DateSeparator {
+    /// Most characters a separator may have.
+    pub const MAX_LEN: usize = 8;
+
+    /// `text` if it can sit inside an index name: empty, or at most
+    /// [`Self::MAX_LEN`] of `-`, `_`, `.` and `+`. Letters and digits would
+    /// make the date unreadable, and the engines refuse most other
+    /// punctuation in index names. The error says why.
+    pub fn new(text: &str) -> Result<Self, String> {
+        if text.len() > Self::MAX_LEN {
+            return Err(format!(
+                "index date separator {text:?} is longer than {} characters",
+                Self::MAX_LEN
+            ));
+        }
+        if let Some(bad) = text.chars().find(|c| !matches!(c, '-' | '_' | '.' | '+')) {
+            return Err(format!(
+                "index date separator {text:?} holds {bad:?}: it may hold only '-', '_', '.' and '+' (or be empty)"
+            ));
+        }
+        Ok(DateSeparator(text.to_owned()))
+    }
+
+    /// The separator as written between a date's parts.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// The prefix of every Jaeger index name, separator included, and how the
+/// names' dates are written.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Prefix(String);
+pub struct Prefix {
+    text: String,
+    date_separator: DateSeparator,
+}
 
 impl Prefix {
     /// From the `index_prefix` setting: `prod` gives `prod-`, as Jaeger
-    /// does; empty stays empty.
+    /// does; empty stays empty. Dates are written `YYYY-MM-DD`.
     pub fn new(index_prefix: &str) -> Self {
-        if index_prefix.is_empty() {
-            Prefix(String::new())
+        let text = if index_prefix.is_empty() {
+            String::new()
         } else {
-            Prefix(format!("{index_prefix}-"))
+            format!("{index_prefix}-")
+        };
+        Prefix {
+            text,
+            date_separator: DateSeparator::default(),
+        }
+    }
+
+    /// Dated names with `separator` between the date's parts.
+    pub fn with_date_separator(self, separator: DateSeparator) -> Self {
+        Prefix {
+            date_separator: separator,
+            ..self
         }
     }
 
     /// The prefix with its separator (empty or `name-`).
     pub fn as_str(&self) -> &str {
-        &self.0
+        &self.text
     }
 
     /// `<prefix>jaeger-<family>`: the template name, and the stem of every
     /// index and alias of the family.
     pub fn base(&self, family: Family) -> String {
-        format!("{}jaeger-{}", self.0, family.as_str())
+        format!("{}jaeger-{}", self.text, family.as_str())
     }
 
     /// The daily index of `family` holding event time `micros`. Written
     /// piece by piece: the ingester names an index for every document.
     pub fn daily(&self, family: Family, micros: i64) -> String {
-        let mut name = String::with_capacity(self.0.len() + 30);
-        name.push_str(&self.0);
+        let mut name = String::with_capacity(self.text.len() + 30);
+        name.push_str(&self.text);
         name.push_str("jaeger-");
         name.push_str(family.as_str());
         name.push('-');
-        push_day(&mut name, micros);
+        push_day(&mut name, micros, self.date_separator.as_str());
         name
     }
 
     /// The hourly index of `family` holding event time `micros`:
-    /// [`Prefix::daily`]'s name followed by `-HH`.
+    /// [`Prefix::daily`]'s name followed by the separator and `HH`.
     pub fn hourly(&self, family: Family, micros: i64) -> String {
         let mut name = self.daily(family, micros);
-        name.push('-');
+        name.push_str(self.date_separator.as_str());
         push_hour(&mut name, micros);
         name
     }
@@ -115,7 +186,7 @@ pub fn daily(base: &str, micros: i64) -> String {
     let mut name = String::with_capacity(base.len() + 11);
     name.push_str(base);
     name.push('-');
-    push_day(&mut name, micros);
+    push_day(&mut name, micros, "-");
     name
 }
 
@@ -129,32 +200,27 @@ pub fn pattern(base: &str) -> String {
 /// so such documents gather in one index instead of failing.
 pub fn day(micros: i64) -> String {
     let mut text = String::with_capacity(10);
-    push_day(&mut text, micros);
+    push_day(&mut text, micros, "-");
     text
 }
 
-/// Appends [`day`]'s text to `out`.
-fn push_day(out: &mut String, micros: i64) {
-    match OffsetDateTime::from_unix_timestamp_nanos(i128::from(micros) * 1000) {
-        Ok(t) => match u32::try_from(t.year()) {
-            Ok(year) => {
-                push_padded(out, year, 4);
-                out.push('-');
-                push_padded(out, u32::from(u8::from(t.month())), 2);
-                out.push('-');
-                push_padded(out, u32::from(t.day()), 2);
-            }
-            // Years before 0 (a corrupt timestamp): rare enough for `format!`.
-            Err(_) => out.push_str(&format!(
-                "{:04}-{:02}-{:02}",
-                t.year(),
-                u8::from(t.month()),
-                t.day()
-            )),
-        },
-        Err(_) if micros < 0 => out.push_str("0000-01-01"),
-        Err(_) => out.push_str("9999-12-31"),
+/// Appends [`day`]'s text to `out`, with `separator` between its parts.
+fn push_day(out: &mut String, micros: i64, separator: &str) {
+    let (year, month, day) =
+        match OffsetDateTime::from_unix_timestamp_nanos(i128::from(micros) * 1000) {
+            Ok(t) => (t.year(), u8::from(t.month()), t.day()),
+            Err(_) if micros < 0 => (0, 1, 1),
+            Err(_) => (9999, 12, 31),
+        };
+    match u32::try_from(year) {
+        Ok(year) => push_padded(out, year, 4),
+        // Years before 0 (a corrupt timestamp): rare enough for `format!`.
+        Err(_) => out.push_str(&format!("{year:04}")),
     }
+    out.push_str(separator);
+    push_padded(out, u32::from(month), 2);
+    out.push_str(separator);
+    push_padded(out, u32::from(day), 2);
 }
 
 /// Appends the two-digit UTC hour of `micros`; instants beyond what a date
@@ -235,6 +301,15 @@ impl IndexNames {
     pub fn with_span_period(self, period: SpanIndexPeriod) -> Self {
         IndexNames {
             span_period: period,
+            ..self
+        }
+    }
+
+    /// Dated names with `separator` between the date's parts (Jaeger's
+    /// `--es.index-date-separator`).
+    pub fn with_date_separator(self, separator: DateSeparator) -> Self {
+        IndexNames {
+            prefix: self.prefix.with_date_separator(separator),
             ..self
         }
     }
@@ -436,5 +511,60 @@ mod tests {
         );
         assert_eq!(day(i64::MIN), "0000-01-01");
         assert_eq!(day(-1), "1969-12-31");
+    }
+
+    #[test]
+    fn date_separator_goes_between_every_part_as_jaeger_writes_it() {
+        let dot = DateSeparator::new(".").unwrap();
+        let names = IndexNames::new("prod").with_date_separator(dot.clone());
+        assert_eq!(
+            names.span_index(LAST_MICRO_OF_2025 as u64),
+            "prod-jaeger-span-2025.12.31"
+        );
+        assert_eq!(
+            names.service_index(LAST_MICRO_OF_2025 as u64 + 1),
+            "prod-jaeger-service-2026.01.01"
+        );
+        // Jaeger's hour layout with a separator: "2006" sep "01" sep "02" sep "15".
+        let hourly = names.with_span_period(SpanIndexPeriod::Hour);
+        assert_eq!(
+            hourly.span_index(LAST_MICRO_OF_2025 as u64),
+            "prod-jaeger-span-2025.12.31.23"
+        );
+        let dependencies = Prefix::new("").with_date_separator(DateSeparator::new("").unwrap());
+        assert_eq!(
+            dependencies.daily(Family::Dependencies, LAST_MICRO_OF_2025),
+            "jaeger-dependencies-20251231"
+        );
+        // Patterns, aliases and template names have no date to separate.
+        let prefix = Prefix::new("prod").with_date_separator(dot);
+        assert_eq!(prefix.pattern(Family::Span), "prod-jaeger-span-*");
+        assert_eq!(prefix.write_alias(Family::Span), "prod-jaeger-span-write");
+        assert_eq!(
+            IndexNames::with_aliases("prod")
+                .with_date_separator(DateSeparator::new("_").unwrap())
+                .span_index(0),
+            "prod-jaeger-span-write"
+        );
+        // Other daily indices keep `-`.
+        assert_eq!(daily("graph", LAST_MICRO_OF_2025), "graph-2025-12-31");
+    }
+
+    #[test]
+    fn date_separator_refuses_what_an_index_name_cannot_hold() {
+        for good in ["-", ".", "_", "", "+", "--", "._"] {
+            assert_eq!(DateSeparator::new(good).unwrap().as_str(), good);
+        }
+        for (bad, why) in [
+            ("/", "'/'"),
+            (" ", "' '"),
+            ("a", "'a'"),
+            ("*", "'*'"),
+            (":", "':'"),
+            ("---------", "longer than 8"),
+        ] {
+            let error = DateSeparator::new(bad).unwrap_err();
+            assert!(error.contains(why), "{bad:?}: {error}");
+        }
     }
 }

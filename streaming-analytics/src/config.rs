@@ -7,6 +7,7 @@ use serde::Deserialize;
 use spanway_kafka::KafkaClientConfig;
 use spanway_schemas::{DEFAULT_TOPIC, Encoding};
 use spanway_search::config::EngineClientConfig;
+use spanway_search::index::DateSeparator;
 use spanway_search::templates::TemplateApi;
 use spanway_service_kit::config::ConfigError;
 use spanway_service_kit::liveness;
@@ -14,6 +15,7 @@ use spanway_service_kit::logging::LogConfig;
 use spanway_service_kit::runtime::RuntimeConfig;
 use spanway_service_kit::section::Section;
 
+use crate::documents::Indices;
 use crate::edges::{Rules, SameService};
 use crate::pairing::Timing;
 use crate::span::PeerSource;
@@ -92,6 +94,12 @@ pub struct OutputConfig {
     pub index_prefix: String,
     /// Name of the service-graph indices; a `-YYYY-MM-DD` suffix is added.
     pub service_graph_index: String,
+    /// What goes between the year, month and day of Jaeger's dependency
+    /// index names: Jaeger's `--es.index-date-separator` (`.` names
+    /// `jaeger-dependencies-2026.12.07`; Jaeger v2: `date_layout:
+    /// "2006.01.02"` on dependencies). Empty or up to 8 of `-`, `_`, `.`,
+    /// `+`. The service-graph indices keep `-`.
+    pub index_date_separator: DateSeparator,
     /// Primary shards of new indices.
     pub shards: u32,
     /// Replicas of new indices.
@@ -224,11 +232,20 @@ impl Default for ConsumerConfig {
     }
 }
 
+impl OutputConfig {
+    /// The names of the indices this output writes.
+    pub fn indices(&self) -> Indices {
+        Indices::new(&self.index_prefix, &self.service_graph_index)
+            .with_date_separator(self.index_date_separator.clone())
+    }
+}
+
 impl Default for OutputConfig {
     fn default() -> Self {
         OutputConfig {
             index_prefix: String::new(),
             service_graph_index: "spanway-service-graph".into(),
+            index_date_separator: DateSeparator::default(),
             shards: 1,
             replicas: 1,
             create_templates: true,
@@ -511,6 +528,43 @@ mod tests {
         let error = load("jaeger").unwrap_err().to_string();
         assert!(error.contains("same_service"), "{error}");
         assert!(error.contains("calls"), "{error}");
+    }
+
+    #[test]
+    fn index_date_separator_names_dependency_indices() {
+        let load = |value: &str| {
+            spanway_service_kit::config::load_with_env::<AnalyticsConfig>(
+                None,
+                [(
+                    "SPANWAY_ELASTICSEARCH__INDEX_DATE_SEPARATOR".to_owned(),
+                    value.to_owned(),
+                )],
+            )
+        };
+        // 2026-12-07T10:00:00Z.
+        let micros = 1_796_637_600_000_000;
+        let indices = load(".").unwrap().elasticsearch.indices();
+        assert_eq!(
+            indices.dependencies(micros),
+            "jaeger-dependencies-2026.12.07"
+        );
+        assert_eq!(
+            indices.service_graph(micros),
+            "spanway-service-graph-2026-12-07",
+            "our own index keeps its dashes"
+        );
+        assert_eq!(
+            AnalyticsConfig::default()
+                .elasticsearch
+                .indices()
+                .dependencies(micros),
+            "jaeger-dependencies-2026-12-07"
+        );
+        let error = load("#").unwrap_err().to_string();
+        assert!(
+            error.contains("index date separator") && error.contains("'#'"),
+            "{error}"
+        );
     }
 
     /// The shipped example must load, validate, and equal the defaults it documents.

@@ -288,10 +288,7 @@ impl Job {
             edge_series,
             writes,
             timing: config.timing(),
-            indices: Indices::new(
-                &config.elasticsearch.index_prefix,
-                &config.elasticsearch.service_graph_index,
-            ),
+            indices: config.elasticsearch.indices(),
             peer_order: config.model.peer_attributes.clone(),
             names: RefCell::new(Names::default()),
             record_key: RefCell::new((String::new(), 0)),

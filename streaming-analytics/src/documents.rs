@@ -12,7 +12,7 @@
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use spanway_search::document::{Document, DocumentKind};
-use spanway_search::index::{self, Family, Prefix};
+use spanway_search::index::{self, DateSeparator, Family, Prefix};
 use spanway_search::templates;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -37,6 +37,16 @@ impl Indices {
         Indices {
             prefix: Prefix::new(prefix),
             service_graph: service_graph.to_owned(),
+        }
+    }
+
+    /// Jaeger's dependency indices with `separator` between the date's
+    /// parts (Jaeger's `--es.index-date-separator`); the service-graph
+    /// indices keep `-`.
+    pub fn with_date_separator(self, separator: DateSeparator) -> Self {
+        Indices {
+            prefix: self.prefix.with_date_separator(separator),
+            ..self
         }
     }
 

@@ -39,7 +39,6 @@ use tokio_util::sync::CancellationToken;
 
 pub use crate::config::AnalyticsConfig;
 use crate::consume::Job;
-use crate::documents::Indices;
 use crate::metrics::{AnalyticsMetrics, EdgeSeries};
 use crate::rollup::Rollup;
 
@@ -107,7 +106,7 @@ impl Analytics {
         let writer = BulkWriter::new(engine, options, metrics.writer.clone());
         if out.create_templates {
             let api = writer.template_api(out.template_api).await?;
-            let indices = Indices::new(&out.index_prefix, &out.service_graph_index);
+            let indices = out.indices();
             writer
                 .put_templates(indices.templates(out.shards, out.replicas), api)
                 .await?;
@@ -145,7 +144,7 @@ impl Analytics {
         )?;
         let writer_cancel = CancellationToken::new();
         let rollup = Rollup::new(
-            Indices::new(&out.index_prefix, &out.service_graph_index),
+            out.indices(),
             config.dependencies.period,
             out.retry_initial_backoff,
             out.retry_max_backoff,

@@ -257,3 +257,38 @@ fn hourly_span_indices_are_read_from_env_and_refused_with_aliases() {
         .to_string();
     assert!(error.contains("minute"), "{error}");
 }
+
+#[test]
+fn index_date_separator_is_read_from_env_checked_and_refused_with_aliases() {
+    let load = |value: &str| {
+        let env = [("SPANWAY_ELASTICSEARCH__INDEX_DATE_SEPARATOR", value)]
+            .map(|(k, v)| (k.to_string(), v.to_string()));
+        spanway_service_kit::config::load_with_env::<IngesterConfig>(None, env)
+    };
+    assert_eq!(
+        IngesterConfig::default()
+            .elasticsearch
+            .index_date_separator
+            .as_str(),
+        "-",
+        "Jaeger's default"
+    );
+    let mut cfg = load(".").unwrap();
+    assert_eq!(cfg.elasticsearch.index_date_separator.as_str(), ".");
+    cfg.validate().unwrap();
+    cfg.elasticsearch.use_aliases = true;
+    let error = cfg.validate().unwrap_err().to_string();
+    assert!(
+        error.contains("elasticsearch.index_date_separator") && error.contains("use_aliases"),
+        "{error}"
+    );
+
+    let error = load("/").unwrap_err().to_string();
+    // The loader names the section; the message names the setting.
+    assert!(
+        error.contains("elasticsearch")
+            && error.contains("index date separator")
+            && error.contains("'/'"),
+        "the setting and the character: {error}"
+    );
+}
