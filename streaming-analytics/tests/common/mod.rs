@@ -8,7 +8,10 @@ use rdkafka::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{Offset, TopicPartitionList};
 use serde_json::{Value, json};
-use spanway_e2e::{kafka_bootstrap, unique_name};
+use spanway_e2e::jaeger_v2::JaegerV2;
+use spanway_e2e::{create_topic, kafka_bootstrap, produce, topology, unique_name};
+use spanway_streaming_analytics::{Analytics, AnalyticsConfig};
+use tokio_util::sync::CancellationToken;
 
 /// 2026-03-02T00:00:00Z in ms: all test spans start that day.
 pub const START_MS: u64 = 1_772_409_600_000;
@@ -40,6 +43,86 @@ impl Names {
     pub fn graph_indices(&self) -> String {
         format!("{}-*", self.graph)
     }
+
+    /// The job reading this test's topic into its indices on `url`, with the default windows:
+    /// offsets committed often and the last windows written 3 s after the topic is read, so a
+    /// test waits seconds, not minutes. Not yet validated: a test changes what it needs first.
+    pub fn job_config(&self, url: &str) -> AnalyticsConfig {
+        let mut config = AnalyticsConfig::default();
+        config.kafka.client.brokers = vec![kafka_bootstrap()];
+        config.kafka.topics = vec![self.topic.clone()];
+        config.kafka.group_id = self.group.clone();
+        config.kafka.commit_interval = Duration::from_millis(200);
+        config.elasticsearch.client.url = Some(url.to_owned());
+        config.elasticsearch.index_prefix = self.prefix.clone();
+        config.elasticsearch.service_graph_index = self.graph.clone();
+        config.elasticsearch.replicas = 0;
+        config.windows.idle_flush = Duration::from_secs(3);
+        config.ops.listen = "127.0.0.1:0".parse().unwrap();
+        config
+    }
+}
+
+/// A new topic of `partitions` named for `run`, holding `traces` single calls from `frontend`
+/// to `cart`, `spacing_ms` apart from `START_MS`; the names of the test's group and indices.
+pub async fn single_calls_topic(run: &str, partitions: i32, traces: u64, spacing_ms: u64) -> Names {
+    let topic = unique_name(&format!("analytics-{run}"));
+    create_topic(&topic, partitions).await;
+    let traffic = topology::single_calls(traces, START_MS, spacing_ms);
+    produce(&topic, &traffic.as_produce_input()).await;
+    Names::new(&topic, run)
+}
+
+/// The links Jaeger v2's query, configured by `config` with its HTTP endpoint on `http_port`,
+/// returns for the `lookback_ms` before `end_ms`: (parent, child, calls) each.
+pub async fn jaeger_v2_links(
+    config: &str,
+    http_port: u16,
+    end_ms: u64,
+    lookback_ms: u64,
+) -> Vec<(String, String, u64)> {
+    let mut jaeger = JaegerV2::start(config);
+    jaeger.wait_ready().await;
+    let body: Value = reqwest::get(format!(
+        "http://127.0.0.1:{http_port}/api/dependencies?endTs={end_ms}&lookback={lookback_ms}"
+    ))
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    jaeger.assert_running();
+    body["data"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no data: {body}"))
+        .iter()
+        .map(|link| {
+            (
+                link["parent"].as_str().unwrap().to_owned(),
+                link["child"].as_str().unwrap().to_owned(),
+                link["callCount"].as_u64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// Runs the job on `config` until its group has committed the end of every partition of
+/// `names.topic`, then stops it and waits for its clean exit: everything it read is written.
+pub async fn run_until_read(
+    config: &AnalyticsConfig,
+    names: &Names,
+    partitions: i32,
+    timeout: Duration,
+) {
+    config.validate().unwrap();
+    let shutdown = CancellationToken::new();
+    let analytics = Analytics::start(config, shutdown.clone()).await.unwrap();
+    wait_until_read(&names.group, &names.topic, partitions, timeout).await;
+    shutdown.cancel();
+    analytics
+        .wait()
+        .await
+        .expect("streaming analytics stops cleanly");
 }
 
 /// Job settings as environment variables: short windows so a minute of

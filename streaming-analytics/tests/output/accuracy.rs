@@ -27,22 +27,12 @@ use common::{Names, START_MS, dependency_totals, documents, wait_until_read};
 const PARTITIONS: i32 = 3;
 
 fn analytics_config(names: &Names, url: &str) -> AnalyticsConfig {
-    let mut config = AnalyticsConfig::default();
-    config.kafka.client.brokers = vec![kafka_bootstrap()];
-    config.kafka.topics = vec![names.topic.clone()];
-    config.kafka.group_id = names.group.clone();
+    let mut config = names.job_config(url);
     config.kafka.session_timeout = Duration::from_secs(6);
     config.kafka.drain_timeout = Duration::from_secs(3);
-    config.kafka.commit_interval = Duration::from_millis(200);
-    config.elasticsearch.client.url = Some(url.to_owned());
-    config.elasticsearch.index_prefix = names.prefix.clone();
-    config.elasticsearch.service_graph_index = names.graph.clone();
-    config.elasticsearch.replicas = 0;
     config.windows.size = Duration::from_secs(5);
     config.windows.allowed_lateness = Duration::from_secs(5);
     config.windows.pairing_wait = Duration::from_secs(2);
-    config.windows.idle_flush = Duration::from_secs(3);
-    config.ops.listen = "127.0.0.1:0".parse().unwrap();
     config.validate().unwrap();
     config
 }

@@ -11,15 +11,10 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use spanway_e2e::jaeger_query::{JaegerQuery, jaeger_query_bin};
-use spanway_e2e::jaeger_v2::{JaegerV2, engine_query_config, free_ports};
-use spanway_e2e::{
-    Engine, create_topic, delete_indices, kafka_bootstrap, produce, require_kafka, topology,
-    unique_name,
-};
-use spanway_streaming_analytics::{Analytics, AnalyticsConfig};
-use tokio_util::sync::CancellationToken;
+use spanway_e2e::jaeger_v2::{engine_query_config, free_ports};
+use spanway_e2e::{Engine, delete_indices, require_kafka};
 
-use common::{Names, START_MS, wait_until_read};
+use common::{START_MS, jaeger_v2_links, run_until_read, single_calls_topic};
 
 const PARTITIONS: i32 = 4;
 const DAYS: u64 = 3;
@@ -57,36 +52,13 @@ async fn jaeger_query_counts_every_call_of_days_of_partition_windows() {
     jaeger_query_bin();
     let url = Engine::OpenSearch.require().await;
 
-    let topic = unique_name("analytics-limit");
-    create_topic(&topic, PARTITIONS).await;
     let traces = DAYS * 86_400_000 / SPACING_MS;
-    let traffic = topology::single_calls(traces, START_MS, SPACING_MS);
-    produce(&topic, &traffic.as_produce_input()).await;
-    let names = Names::new(&topic, "limit");
+    let names = single_calls_topic("limit", PARTITIONS, traces, SPACING_MS).await;
 
-    let mut config = AnalyticsConfig::default();
-    config.kafka.client.brokers = vec![kafka_bootstrap()];
-    config.kafka.topics = vec![topic.clone()];
-    config.kafka.group_id = names.group.clone();
-    config.kafka.commit_interval = Duration::from_millis(200);
-    config.elasticsearch.client.url = Some(url.clone());
-    config.elasticsearch.index_prefix = names.prefix.clone();
-    config.elasticsearch.service_graph_index = names.graph.clone();
-    config.elasticsearch.replicas = 0;
-    config.windows.idle_flush = Duration::from_secs(3);
-    config.ops.listen = "127.0.0.1:0".parse().unwrap();
-    config.validate().unwrap();
+    let config = names.job_config(&url);
     assert_eq!(config.windows.size, Duration::from_secs(60));
     assert_eq!(config.dependencies.period, Duration::from_secs(3600));
-
-    let shutdown = CancellationToken::new();
-    let analytics = Analytics::start(&config, shutdown.clone()).await.unwrap();
-    wait_until_read(&names.group, &topic, PARTITIONS, Duration::from_secs(300)).await;
-    shutdown.cancel();
-    analytics
-        .wait()
-        .await
-        .expect("streaming analytics stops cleanly");
+    run_until_read(&config, &names, PARTITIONS, Duration::from_secs(300)).await;
 
     // The fine-grained record: one document per minute and partition with calls, more than
     // Jaeger query would read.
@@ -162,29 +134,12 @@ async fn jaeger_query_counts_every_call_of_days_of_partition_windows() {
 
     // Jaeger v2's query reads the same documents the same way.
     let [http_port, grpc_port] = free_ports::<2>();
-    let mut v2 = JaegerV2::start(&engine_query_config(
-        "opensearch",
-        &url,
-        &names.prefix,
-        http_port,
-        grpc_port,
-    ));
-    v2.wait_ready().await;
-    let body: Value = reqwest::get(format!(
-        "http://127.0.0.1:{http_port}/api/dependencies?endTs={end_ms}&lookback={}",
-        (DAYS + 1) * 86_400_000
-    ))
-    .await
-    .unwrap()
-    .json()
-    .await
-    .unwrap();
+    let config = engine_query_config("opensearch", &url, &names.prefix, http_port, grpc_port);
     assert_eq!(
-        body["data"][0]["callCount"].as_u64(),
-        Some(traces),
-        "every call, through Jaeger v2's query: {body}"
+        jaeger_v2_links(&config, http_port, end_ms, (DAYS + 1) * 86_400_000).await,
+        vec![("frontend".to_owned(), "cart".to_owned(), traces)],
+        "every call, through Jaeger v2's query"
     );
-    drop(v2);
 
     delete_indices(&url, &format!("{}-*", names.prefix)).await;
     delete_indices(&url, &names.graph_indices()).await;
