@@ -386,7 +386,8 @@ fn read_topic(topic: &str, acknowledged: &HashSet<String>) -> HashMap<String, us
 /// other leaders wait for the dead replica until the controller fences it
 /// (about 9 s). One collector's delivery timeout (30 s) outlasts that: every
 /// request is acknowledged, and a trace is on the topic twice only after a
-/// new epoch, which this producer rarely starts. The other's (5 s) is shorter than
+/// new epoch, which this producer starts only when leadership moves back to
+/// the restarted broker within the drill. The other's (5 s) is shorter than
 /// the stall, so produce requests time out: some requests are refused,
 /// retryably; the producer starts new epochs and counts them
 /// (`collector_kafka_producer_epochs_total`); every acknowledged trace is on
@@ -494,12 +495,13 @@ async fn partition_leader_killed_under_load_loses_and_duplicates_nothing() {
                 "{name}: refused though the delivery timeout outlasts the failover: {:?}",
                 answers.refused
             );
-            // No record timed out, yet the producer started one new epoch
-            // in 4 of 21 runs on 2026-12-07, with nothing refused or
-            // doubled; why is not known (a retried batch answered out of
-            // sequence by the new leader would do it). A duplicate is then
-            // possible, and the assertion above allows one only with the
-            // epoch counted.
+            // No record times out, yet the producer sometimes starts a new
+            // epoch: when leadership moves back to the restarted broker
+            // while traffic still runs, its first answers are "not leader"
+            // and a batch in flight behind them "out of order sequence", on
+            // which librdkafka restarts its sequence numbers under a new
+            // epoch (docs/drills.md). A duplicate is then possible, and the
+            // assertion above allows one only with the epoch counted.
             if epochs > 0.0 {
                 eprintln!("{name}: {epochs} new producer epochs with no record timed out");
             }
