@@ -190,6 +190,26 @@ spanway_e2e::per_engine!(
     jaeger_v2_query_and_monitor_tab_read_elasticsearch_8 => Elasticsearch8,
 );
 
+/// Sends `requests` (each a minute of the topology: its start and its run number) through the
+/// pipeline's OTLP/HTTP endpoint and waits until the engine holds all their spans.
+async fn send_and_store(pipeline: &common::Pipeline, engine: &str, requests: &[(u64, u64)]) {
+    let client = reqwest::Client::new();
+    for (n, &(minute_ms, run)) in requests.iter().enumerate() {
+        let response = client
+            .post(pipeline.otlp_http_traces())
+            .header("content-type", "application/x-protobuf")
+            .body(topology(minute_ms, run).encode_to_vec())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "collector accepted request {n}");
+    }
+    let span_pattern = format!("{}-jaeger-span-*", pipeline.prefix);
+    let want = 3 * TRACES * requests.len() as u64;
+    let stored = wait_for_count(engine, &span_pattern, want, Duration::from_secs(120)).await;
+    assert_eq!(stored, want, "span documents in {span_pattern}");
+}
+
 async fn monitor_tab_reads(kind: Engine) {
     jaeger_v2_bin();
     let engine = &kind.require().await;
@@ -200,17 +220,7 @@ async fn monitor_tab_reads(kind: Engine) {
     // Three minutes back, so the minute is whole and inside the default lookbacks.
     let minute_ms = (now_ms() / STEP_MS - 3) * STEP_MS;
     let run = now_ms();
-    let response = reqwest::Client::new()
-        .post(pipeline.otlp_http_traces())
-        .header("content-type", "application/x-protobuf")
-        .body(topology(minute_ms, run).encode_to_vec())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200, "collector accepted the traces");
-    let span_pattern = format!("{prefix}-jaeger-span-*");
-    let stored = wait_for_count(engine, &span_pattern, 3 * TRACES, Duration::from_secs(120)).await;
-    assert_eq!(stored, 3 * TRACES, "span documents in {span_pattern}");
+    send_and_store(&pipeline, engine, &[(minute_ms, run)]).await;
     // Services and operations are read from the service index: three pairs.
     let service_pattern = format!("{prefix}-jaeger-service-*");
     let pairs = wait_for_count(engine, &service_pattern, 3, Duration::from_secs(60)).await;
@@ -383,6 +393,19 @@ async fn checkout_traces(config: &str, http_port: u16, start_ms: u64) -> BTreeSe
     found_by(config, http_port, start_ms, false).await.1
 }
 
+/// Jaeger v2 with its default index names (daily, dashed) finds none of checkout's traces
+/// since `start_ms` under `prefix`: the indices the test wrote are named otherwise, so a
+/// deployment that chose their naming must tell Jaeger v2 too.
+async fn default_layout_finds_nothing(engine: &str, prefix: &str, start_ms: u64) {
+    let [http_port, grpc_port] = free_ports::<2>();
+    let default = engine_query_config("opensearch", engine, prefix, http_port, grpc_port);
+    let found = checkout_traces(&default, http_port, start_ms).await;
+    assert!(
+        found.is_empty(),
+        "the default layout names none of these indices, yet found {found:?}"
+    );
+}
+
 /// What Jaeger v2 configured by `config` finds: the services it lists (when `services`,
 /// else none) and checkout's traces between `start_ms` and now.
 async fn found_by(
@@ -447,23 +470,17 @@ async fn jaeger_v2_query_reads_hourly_span_indices() {
 
     // Two whole hours back and one: both hours are over, and inside every lookback.
     let first_hour_ms = (now_ms() / HOUR_MS - 2) * HOUR_MS;
-    let client = reqwest::Client::new();
-    for (hour, hour_ms) in [first_hour_ms, first_hour_ms + HOUR_MS]
-        .into_iter()
-        .enumerate()
-    {
-        let response = client
-            .post(pipeline.otlp_http_traces())
-            .header("content-type", "application/x-protobuf")
-            .body(topology(hour_ms + 5 * STEP_MS, now_ms() + hour as u64).encode_to_vec())
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), 200, "collector accepted hour {hour}");
-    }
+    let run = now_ms();
+    send_and_store(
+        &pipeline,
+        engine,
+        &[
+            (first_hour_ms + 5 * STEP_MS, run),
+            (first_hour_ms + HOUR_MS + 5 * STEP_MS, run + 1),
+        ],
+    )
+    .await;
     let span_pattern = format!("{prefix}-jaeger-span-*");
-    let stored = wait_for_count(engine, &span_pattern, 6 * TRACES, Duration::from_secs(120)).await;
-    assert_eq!(stored, 6 * TRACES, "span documents in {span_pattern}");
 
     let hour_name = |ms: u64| {
         let t = time::OffsetDateTime::from_unix_timestamp((ms / 1_000) as i64).unwrap();
@@ -512,13 +529,7 @@ async fn jaeger_v2_query_reads_hourly_span_indices() {
         "traces of both hours: {found:?}"
     );
 
-    let [http_port, grpc_port] = free_ports::<2>();
-    let daily = engine_query_config("opensearch", engine, &prefix, http_port, grpc_port);
-    let found = checkout_traces(&daily, http_port, first_hour_ms).await;
-    assert!(
-        found.is_empty(),
-        "daily names find no hourly index: {found:?}"
-    );
+    default_layout_finds_nothing(engine, &prefix, first_hour_ms).await;
 
     pipeline.stop_and_remove(engine).await;
 }
@@ -540,18 +551,7 @@ async fn jaeger_v2_query_reads_indices_with_a_date_separator() {
 
     // The last whole minute: every span of it starts on one UTC day.
     let minute_ms = (now_ms() / STEP_MS - 1) * STEP_MS;
-    let client = reqwest::Client::new();
-    let response = client
-        .post(pipeline.otlp_http_traces())
-        .header("content-type", "application/x-protobuf")
-        .body(topology(minute_ms, now_ms()).encode_to_vec())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200, "collector accepted the traces");
-    let span_pattern = format!("{prefix}-jaeger-span-*");
-    let stored = wait_for_count(engine, &span_pattern, 3 * TRACES, Duration::from_secs(120)).await;
-    assert_eq!(stored, 3 * TRACES, "span documents in {span_pattern}");
+    send_and_store(&pipeline, engine, &[(minute_ms, now_ms())]).await;
 
     let day = {
         let t = time::OffsetDateTime::from_unix_timestamp((minute_ms / 1_000) as i64).unwrap();
@@ -593,13 +593,7 @@ async fn jaeger_v2_query_reads_indices_with_a_date_separator() {
     );
     assert_eq!(traces.len() as u64, TRACES, "every trace: {traces:?}");
 
-    let [http_port, grpc_port] = free_ports::<2>();
-    let default = engine_query_config("opensearch", engine, &prefix, http_port, grpc_port);
-    let traces = checkout_traces(&default, http_port, minute_ms).await;
-    assert!(
-        traces.is_empty(),
-        "dashed names find no dotted index: {traces:?}"
-    );
+    default_layout_finds_nothing(engine, &prefix, minute_ms).await;
 
     pipeline.stop_and_remove(engine).await;
 }
