@@ -5,6 +5,7 @@
 
 use std::time::Duration;
 
+use prometheus_client::metrics::counter::Counter;
 use rand::Rng;
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, OwnedHeaders};
@@ -95,21 +96,32 @@ impl std::fmt::Debug for DeadLetters {
 
 impl DeadLetters {
     /// An idempotent producer to `topic`, connected as the consumer is
-    /// (`client`), reporting connection faults to `faults`.
+    /// (`client`), reporting connection faults to `faults` and counting its
+    /// new epochs in `epochs`.
+    ///
+    /// Dead letters are delivered at least once: a letter whose send failed
+    /// is sent again, and when the failure came with a new producer epoch
+    /// (see [`AckingContext::counting_epochs`]) its first attempt may be on
+    /// the topic too. The counter tells an operator replaying the topic
+    /// whether copies are possible; each letter's source position headers
+    /// identify them.
     pub fn new(
         client: &KafkaClient,
         topic: &str,
         faults: FaultReporter,
+        epochs: Counter,
     ) -> Result<Self, KafkaError> {
         let properties = client.client_config(|role| {
             role.set("enable.idempotence", "true")
                 .set("acks", "all")
                 .set("compression.type", "zstd")
-                .set("message.timeout.ms", "30000");
+                .set("message.timeout.ms", "30000")
+                // The statistics carry the producer's epoch.
+                .set("statistics.interval.ms", "5000");
         });
         let producer = PolledProducer::new(
             &properties,
-            AckingContext::new(ReportingContext::new(client, faults)),
+            AckingContext::new(ReportingContext::new(client, faults)).counting_epochs(epochs),
             "dead-letters",
         )?;
         Ok(DeadLetters {

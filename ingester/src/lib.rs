@@ -161,7 +161,12 @@ impl Ingester {
             addr: config.ops.listen,
             source,
         })?;
-        let dead_letters = DeadLetters::new(&kafka, &config.dead_letter.topic, faults.clone())?;
+        let dead_letters = DeadLetters::new(
+            &kafka,
+            &config.dead_letter.topic,
+            faults.clone(),
+            metrics.dead_letter_producer_epochs.clone(),
+        )?;
         let consume::Started {
             consumer,
             shared,

@@ -37,6 +37,10 @@ spanway_service_kit::metric_set! {
         /// Records dead-lettered (undecodable records and refused documents).
         dead_lettered: Counter => "dead_lettered",
             "Records and documents sent to the dead-letter topic";
+        /// New epochs of the dead-letter producer: after one, a letter sent again
+        /// may be on the dead-letter topic twice.
+        dead_letter_producer_epochs: Counter => "dead_letter_producer_epochs",
+            "Dead-letter producer epochs started after the first (a letter sent again may be there twice)";
         /// Times reading was paused because writes fell behind.
         pauses: Counter => "pauses", "Times reading paused because writes fell behind";
         /// Records between the consumer's position and the end of each partition.
@@ -79,6 +83,7 @@ mod tests {
         for name in [
             "ingester_records_consumed_total",
             "ingester_dead_lettered_total 1",
+            "ingester_dead_letter_producer_epochs_total 0",
             "ingester_pauses_total 1",
             "ingester_lag_records{topic=\"t\",partition=\"0\"} 3",
             "ingester_lag_seconds{topic=\"t\",partition=\"0\"} 1",
