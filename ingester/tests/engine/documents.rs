@@ -23,6 +23,38 @@ async fn get(url: &str) -> (u16, Value) {
     (status, response.json().await.unwrap_or(Value::Null))
 }
 
+/// Removes the indices and templates under the test's prefix.
+async fn clean(url: &str, names: &Names) {
+    delete_indices(url, &format!("{}-*", names.prefix)).await;
+    delete_templates(url, &names.prefix).await;
+}
+
+/// Stops `ingester`, which must stop cleanly, and removes what the test wrote.
+async fn stop_and_clean(ingester: Ingester, shutdown: CancellationToken, url: &str, names: &Names) {
+    shutdown.cancel();
+    ingester.wait().await.expect("the ingester stops cleanly");
+    clean(url, names).await;
+}
+
+/// The test's topic, one partition, holding `corpus`.
+async fn topic_holding(names: &Names, corpus: &corpus::Corpus) {
+    create_topic(&names.topic, 1).await;
+    produce(&names.topic, &corpus.as_produce_input()).await;
+}
+
+/// The mapping of `index` and, within it, its tag fields (`tag.*`).
+async fn mapped_tag_fields(url: &str, index: &str) -> (Value, Value) {
+    let (_, mapping) = get(&format!("{url}/{index}/_mapping")).await;
+    let fields = mapping[index]["mappings"]["properties"]["tag"]["properties"].clone();
+    (mapping, fields)
+}
+
+/// The documents of `index` (at most 200) whose nested tags hold the key `late.0`.
+async fn nested_late_keys(url: &str, index: &str) -> Vec<Value> {
+    let query = json!({"size": 200, "query": {"nested": {"path": "tags", "query": {"term": {"tags.key": "late.0"}}}}});
+    search(url, index, query).await
+}
+
 async fn delete_templates(url: &str, prefix: &str) {
     let client = reqwest::Client::new();
     for kind in ["span", "service"] {
@@ -42,9 +74,8 @@ async fn composable_templates_and_tags_as_fields_on_opensearch() {
     require_kafka();
     let url = Engine::OpenSearch.require().await;
     let names = Names::new("composable");
-    create_topic(&names.topic, 1).await;
     let corpus = corpus::generate(5, 20, 5);
-    produce(&names.topic, &corpus.as_produce_input()).await;
+    topic_holding(&names, &corpus).await;
 
     let mut cfg = config(&names, &url);
     cfg.elasticsearch.template_api = TemplateApi::Composable;
@@ -120,10 +151,7 @@ async fn composable_templates_and_tags_as_fields_on_opensearch() {
     .await;
     assert!(!hits.is_empty(), "searchable as a field");
 
-    shutdown.cancel();
-    ingester.wait().await.expect("the ingester stops cleanly");
-    delete_indices(&url, &format!("{}-*", names.prefix)).await;
-    delete_templates(&url, &names.prefix).await;
+    stop_and_clean(ingester, shutdown, &url, &names).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -131,9 +159,8 @@ async fn auto_detection_keeps_legacy_templates_on_elasticsearch_7() {
     require_kafka();
     let url = Engine::Elasticsearch7.require().await;
     let names = Names::new("legacy");
-    create_topic(&names.topic, 1).await;
     let corpus = corpus::generate(6, 5, 2);
-    produce(&names.topic, &corpus.as_produce_input()).await;
+    topic_holding(&names, &corpus).await;
 
     let cfg = config(&names, &url);
     assert_eq!(cfg.elasticsearch.template_api, TemplateApi::Auto);
@@ -159,18 +186,14 @@ async fn auto_detection_keeps_legacy_templates_on_elasticsearch_7() {
     .await;
     assert_eq!(status, 404);
 
-    shutdown.cancel();
-    ingester.wait().await.expect("the ingester stops cleanly");
-    delete_indices(&url, &format!("{}-*", names.prefix)).await;
-    delete_templates(&url, &names.prefix).await;
+    stop_and_clean(ingester, shutdown, &url, &names).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn alias_mode_writes_through_the_write_alias_and_follows_a_rollover() {
     let url = Engine::OpenSearch.require().await;
     let names = aliases_and_rollover(&url, "aliases").await;
-    delete_indices(&url, &format!("{}-*", names.prefix)).await;
-    delete_templates(&url, &names.prefix).await;
+    clean(&url, &names).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -202,8 +225,7 @@ async fn elasticsearch_8_gets_composable_templates_rollover_aliases_and_every_sp
         mapping[&index]["mappings"]["properties"]["tags"]["type"], "nested",
         "the index made by the rollover has the template's mapping"
     );
-    delete_indices(&url, &format!("{}-*", names.prefix)).await;
-    delete_templates(&url, &names.prefix).await;
+    clean(&url, &names).await;
 }
 
 /// Alias mode on the engine at `url`: spans are written through the write
@@ -214,9 +236,8 @@ async fn elasticsearch_8_gets_composable_templates_rollover_aliases_and_every_sp
 async fn aliases_and_rollover(url: &str, label: &str) -> Names {
     require_kafka();
     let names = Names::new(label);
-    create_topic(&names.topic, 1).await;
     let corpus = corpus::generate(8, 10, 3);
-    produce(&names.topic, &corpus.as_produce_input()).await;
+    topic_holding(&names, &corpus).await;
 
     let mut cfg = config(&names, url);
     cfg.elasticsearch.use_aliases = true;
@@ -328,9 +349,8 @@ async fn learned_tag_fields_and_an_index_out_of_fields_on_opensearch() {
     require_kafka();
     let url = Engine::OpenSearch.require().await;
     let names = Names::new("learned");
-    create_topic(&names.topic, 1).await;
     let first = corpus::generate(31, 20, 5);
-    produce(&names.topic, &first.as_produce_input()).await;
+    topic_holding(&names, &first).await;
 
     // The first spans written without learning, as a version before it did.
     let mut cfg = config(&names, &url);
@@ -367,8 +387,7 @@ async fn learned_tag_fields_and_an_index_out_of_fields_on_opensearch() {
         total,
         "the replayed spans added nothing"
     );
-    let (_, mapping) = get(&format!("{url}/{index}/_mapping")).await;
-    let tag_fields = &mapping[&index]["mappings"]["properties"]["tag"]["properties"];
+    let (mapping, tag_fields) = mapped_tag_fields(&url, &index).await;
     assert_eq!(
         tag_fields["attr@3"]["type"], "keyword",
         "a learned key is a field: {mapping}"
@@ -408,27 +427,18 @@ async fn learned_tag_fields_and_an_index_out_of_fields_on_opensearch() {
         total,
         "every span with keys past the field limit is stored"
     );
-    let (_, mapping) = get(&format!("{url}/{index}/_mapping")).await;
-    let tag_fields = &mapping[&index]["mappings"]["properties"]["tag"]["properties"];
+    let (mapping, tag_fields) = mapped_tag_fields(&url, &index).await;
     assert!(
         tag_fields.get("late@0").is_none(),
         "no field was added past the limit: {mapping}"
     );
-    let late = search(
-        &url,
-        &index,
-        json!({"size": 200, "query": {"nested": {"path": "tags", "query": {"term": {"tags.key": "late.0"}}}}}),
-    )
-    .await;
+    let late = nested_late_keys(&url, &index).await;
     assert_eq!(late.len(), second.spans.len());
     assert!(late.iter().all(|doc| nested_only(doc, "late.5")));
     let everything = search(&url, &names.span_indices(), json!({"size": 1000})).await;
     assert_eq!(everything.len() as u64, total, "no copies");
 
-    shutdown.cancel();
-    ingester.wait().await.expect("the ingester stops cleanly");
-    delete_indices(&url, &format!("{}-*", names.prefix)).await;
-    delete_templates(&url, &names.prefix).await;
+    stop_and_clean(ingester, shutdown, &url, &names).await;
 }
 
 /// An ingester starting where others have written learns the keys the span
@@ -439,9 +449,8 @@ async fn a_starting_ingester_learns_the_keys_the_index_has_as_fields_on_opensear
     require_kafka();
     let url = Engine::OpenSearch.require().await;
     let names = Names::new("adopted");
-    create_topic(&names.topic, 1).await;
     let first = corpus::generate(41, 10, 5);
-    produce(&names.topic, &first.as_produce_input()).await;
+    topic_holding(&names, &first).await;
     let mut cfg = config(&names, &url);
     cfg.elasticsearch.tags_as_fields.keys = vec![];
     // Room for three keys: each span's first three attributes.
@@ -463,8 +472,7 @@ async fn a_starting_ingester_learns_the_keys_the_index_has_as_fields_on_opensear
     let mut total = first.spans.len() as u64;
     run(cfg.clone(), total).await;
     let index = format!("{}-jaeger-span-2026-02-01", names.prefix);
-    let (_, mapping) = get(&format!("{url}/{index}/_mapping")).await;
-    let tag_fields = &mapping[&index]["mappings"]["properties"]["tag"]["properties"];
+    let (mapping, tag_fields) = mapped_tag_fields(&url, &index).await;
     for field in ["attr@0", "attr@1", "attr@2"] {
         assert_eq!(tag_fields[field]["type"], "keyword", "{field}: {mapping}");
     }
@@ -476,23 +484,16 @@ async fn a_starting_ingester_learns_the_keys_the_index_has_as_fields_on_opensear
     produce(&names.topic, &renamed_attributes(&second)).await;
     total += second.spans.len() as u64;
     run(cfg, total).await;
-    let (_, mapping) = get(&format!("{url}/{index}/_mapping")).await;
-    let tag_fields = &mapping[&index]["mappings"]["properties"]["tag"]["properties"];
+    let (mapping, tag_fields) = mapped_tag_fields(&url, &index).await;
     assert!(
         tag_fields.get("late@0").is_none(),
         "a key the index did not have stayed nested: {mapping}"
     );
-    let late = search(
-        &url,
-        &index,
-        json!({"size": 100, "query": {"nested": {"path": "tags", "query": {"term": {"tags.key": "late.0"}}}}}),
-    )
-    .await;
+    let late = nested_late_keys(&url, &index).await;
     assert_eq!(late.len(), second.spans.len());
     assert!(late.iter().all(|doc| nested_only(doc, "late.0")));
 
-    delete_indices(&url, &format!("{}-*", names.prefix)).await;
-    delete_templates(&url, &names.prefix).await;
+    clean(&url, &names).await;
 }
 
 /// Runs an ingester configured by `configure` over `spans` on a topic of
@@ -505,8 +506,7 @@ async fn ingest_all(
     configure: impl FnOnce(&mut spanway_ingester::config::IngesterConfig),
 ) -> (Names, String, Value) {
     let names = Names::new(name);
-    create_topic(&names.topic, 1).await;
-    produce(&names.topic, &spans.as_produce_input()).await;
+    topic_holding(&names, spans).await;
     let mut cfg = config(&names, url);
     configure(&mut cfg);
     let shutdown = CancellationToken::new();
@@ -607,8 +607,7 @@ async fn references_stored_or_nested_on_opensearch() {
         let either = hits(index.clone(), either.clone()).await;
         let children = hits(index.clone(), children.clone()).await;
         answers.push((stored, roots, either, children));
-        delete_indices(&url, &format!("{}-*", names.prefix)).await;
-        delete_templates(&url, &names.prefix).await;
+        clean(&url, &names).await;
     }
     let (stored, nested) = (&answers[0], &answers[1]);
     assert_eq!(stored.0, nested.0, "the same references read back");
@@ -783,8 +782,7 @@ async fn span_fields_searched_or_jaegers(engine: Engine) {
             span_ids(&listed),
             (flags_status, span_ids(&by_flags).len(), flagged),
         ));
-        delete_indices(&url, &format!("{}-*", names.prefix)).await;
-        delete_templates(&url, &names.prefix).await;
+        clean(&url, &names).await;
     }
     let (searched, jaeger) = (&answers[0], &answers[1]);
     let mut expected_traces: Vec<&String> = spans
