@@ -76,6 +76,27 @@ async fn produce_one(producer: &FutureProducer, topic: &str, payload: &str) {
         .unwrap_or_else(|error| panic!("producing to {topic} failed: {error}"));
 }
 
+/// Producing to `topic` with `config` is refused by the broker's ACLs
+/// (`TopicAuthorizationFailed`), not by anything else; `why` names the case.
+async fn assert_refused_by_acls(config: ClientConfig, topic: &str, why: &str) {
+    let result = producer(config)
+        .send(
+            FutureRecord::<str, str>::to(topic).payload("refused"),
+            Duration::from_secs(15),
+        )
+        .await;
+    assert!(
+        matches!(
+            result,
+            Err((
+                KafkaError::MessageProduction(RDKafkaErrorCode::TopicAuthorizationFailed),
+                _
+            ))
+        ),
+        "expected TopicAuthorizationFailed {why}, got {result:?}"
+    );
+}
+
 /// Consumes `topic` from the start in a new `secure-` group until `payload` arrives.
 fn consume_until(mut config: ClientConfig, topic: &str, payload: &str) {
     let consumer: BaseConsumer = config
@@ -138,16 +159,12 @@ async fn user_without_acls_gets_topic_authorization_failed() {
     require_secure_kafka();
     let topic = unique_name("secure-e2e");
     create_secure_topic(&topic, 1).await;
-    let result = producer(scram_client_config(KAFKA_NOACL_USER, KAFKA_NOACL_PASSWORD))
-        .send(
-            FutureRecord::<str, str>::to(&topic).payload("refused"),
-            Duration::from_secs(15),
-        )
-        .await;
-    match result {
-        Err((KafkaError::MessageProduction(RDKafkaErrorCode::TopicAuthorizationFailed), _)) => {}
-        other => panic!("expected TopicAuthorizationFailed, got {other:?}"),
-    }
+    assert_refused_by_acls(
+        scram_client_config(KAFKA_NOACL_USER, KAFKA_NOACL_PASSWORD),
+        &topic,
+        "for a user without ACLs",
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -161,22 +178,12 @@ async fn oauthbearer_unsecured_jwt_principal_is_subject_to_acls() {
         "over oauthbearer",
     )
     .await;
-    let result = producer(oauthbearer_client_config("nobody"))
-        .send(
-            FutureRecord::<str, str>::to(&topic).payload("refused"),
-            Duration::from_secs(15),
-        )
-        .await;
-    assert!(
-        matches!(
-            result,
-            Err((
-                KafkaError::MessageProduction(RDKafkaErrorCode::TopicAuthorizationFailed),
-                _
-            ))
-        ),
-        "expected TopicAuthorizationFailed for principal nobody, got {result:?}"
-    );
+    assert_refused_by_acls(
+        oauthbearer_client_config("nobody"),
+        &topic,
+        "for principal nobody",
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -252,22 +259,12 @@ async fn helpers_change_passwords_and_acls() {
     );
 
     remove_acls_for(&user);
-    let result = producer(scram_client_config(&user, "second-secret"))
-        .send(
-            FutureRecord::<str, str>::to(&topic).payload("refused"),
-            Duration::from_secs(15),
-        )
-        .await;
-    assert!(
-        matches!(
-            result,
-            Err((
-                KafkaError::MessageProduction(RDKafkaErrorCode::TopicAuthorizationFailed),
-                _
-            ))
-        ),
-        "expected TopicAuthorizationFailed after remove_acls_for, got {result:?}"
-    );
+    assert_refused_by_acls(
+        scram_client_config(&user, "second-secret"),
+        &topic,
+        "after remove_acls_for",
+    )
+    .await;
     kafka_secure_admin(&[
         "configs",
         "--alter",
