@@ -127,6 +127,10 @@ pub struct RunResult {
     pub others_cpu: Option<Duration>,
     /// How long the load ran, warm-up included.
     pub elapsed: Duration,
+    /// The probes' median freshness in the run's last third over that in
+    /// its first third: about 1 when the pipeline keeps up with the rate,
+    /// well above when it falls behind (see `probes::trend`).
+    pub trend: Option<f64>,
 }
 
 impl RunResult {
@@ -394,6 +398,7 @@ async fn with_processes(
         probes: probes.acked,
         probes_refused: probes.refused,
         latencies: probes.latencies,
+        trend: probes.trend,
         stored,
         accepted,
         engine_cpu: costs.engine,
@@ -422,13 +427,14 @@ fn ms(d: Option<Duration>) -> String {
 /// One progress line per run.
 pub fn one_line(r: &RunResult) -> String {
     format!(
-        "{} @ {:.0}: {} probes, freshness p50 {} ms, p99 {} ms, max {} ms; {} lost; stored {} of {} accepted; background {} spans/s, {} calls failed; others CPU {}{}",
+        "{} @ {:.0}: {} probes, freshness p50 {} ms, p99 {} ms, max {} ms, trend {}; {} lost; stored {} of {} accepted; background {} spans/s, {} calls failed; others CPU {}{}",
         r.pipeline.name(),
         r.rate,
         r.probes,
         ms(r.freshness(0.5)),
         ms(r.freshness(0.99)),
         ms(r.freshness(1.0)),
+        trend(r.trend),
         r.lost(),
         r.stored,
         r.accepted,
@@ -439,6 +445,10 @@ pub fn one_line(r: &RunResult) -> String {
     )
 }
 
+fn trend(trend: Option<f64>) -> String {
+    trend.map_or_else(|| "-".into(), |t| format!("{t:.2}"))
+}
+
 fn others(cpu: Option<Duration>) -> String {
     cpu.map_or_else(|| "—".into(), |d| format!("{:.2} s", d.as_secs_f64()))
 }
@@ -446,12 +456,12 @@ fn others(cpu: Option<Duration>) -> String {
 /// The results as a Markdown table.
 pub fn markdown(results: &[RunResult]) -> String {
     let mut out = String::from(
-        "| run | background spans/s | probes | freshness p50 / p90 / p99 / max ms | OpenSearch µs CPU per span | lost | stored / accepted | verified | others CPU s |\n\
-         |---|--:|--:|--:|--:|--:|--:|---|--:|\n",
+        "| run | background spans/s | probes | freshness p50 / p90 / p99 / max ms | trend, last third / first | OpenSearch µs CPU per span | lost | stored / accepted | verified | others CPU s |\n\
+         |---|--:|--:|--:|--:|--:|--:|--:|---|--:|\n",
     );
     for r in results {
         out.push_str(&format!(
-            "| {} @ {:.0} #{} | {} | {} | {} / {} / {} / {} | {} | {} | {} / {} | {} | {}{} |\n",
+            "| {} @ {:.0} #{} | {} | {} | {} / {} / {} / {} | {} | {} | {} | {} / {} | {} | {}{} |\n",
             r.pipeline.name(),
             r.rate,
             r.repetition,
@@ -461,6 +471,7 @@ pub fn markdown(results: &[RunResult]) -> String {
             ms(r.freshness(0.9)),
             ms(r.freshness(0.99)),
             ms(r.freshness(1.0)),
+            trend(r.trend),
             r.engine_us_per_span()
                 .map_or_else(|| "-".into(), |us| format!("{us:.1}")),
             r.lost(),
@@ -493,6 +504,7 @@ mod tests {
             engine_cpu: None,
             others_cpu,
             elapsed: Duration::from_secs(40),
+            trend: Some(1.234),
         }
     }
 
@@ -507,6 +519,11 @@ mod tests {
         let table = markdown(&results);
         let rows: Vec<&str> = table.lines().skip(2).collect();
         assert!(rows[0].ends_with("| yes | 0.30 |"), "{}", rows[0]);
+        assert!(
+            rows[0].contains("| 600 / 900 / 900 / 900 | 1.23 |"),
+            "{}",
+            rows[0]
+        );
         assert!(rows[1].ends_with("| 60.00 DISTURBED |"), "{}", rows[1]);
         assert!(rows[2].ends_with("| — |"), "{}", rows[2]);
         assert!(!results[0].disturbed() && results[1].disturbed());

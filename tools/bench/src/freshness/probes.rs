@@ -19,6 +19,34 @@ pub(super) struct Probes {
     pub(super) acked: usize,
     pub(super) refused: usize,
     pub(super) latencies: Vec<Duration>,
+    pub(super) trend: Option<f64>,
+}
+
+/// The median freshness of the probes acknowledged in the last third of the
+/// run over that of the first third, from (acknowledged at, freshness) pairs
+/// in any order; `None` with fewer than six probes found.
+///
+/// A pipeline that keeps up with the background rate answers as fast at
+/// the end as at the start: about 1. One that falls behind builds a backlog
+/// through the run, and each later probe waits behind more of it, so the
+/// ratio grows with the run. That is how a run tells that its rate was
+/// above what the machine sustains, which the freshness target (measured at
+/// half the sustained maximum) needs to know.
+pub(super) fn trend(found: &[(Instant, Duration)]) -> Option<f64> {
+    if found.len() < 6 {
+        return None;
+    }
+    let mut by_ack = found.to_vec();
+    by_ack.sort_unstable_by_key(|(at, _)| *at);
+    let third = by_ack.len() / 3;
+    let median = |part: &[(Instant, Duration)]| {
+        let mut latencies: Vec<Duration> = part.iter().map(|(_, d)| *d).collect();
+        latencies.sort_unstable();
+        latencies[latencies.len() / 2]
+    };
+    let first = median(&by_ack[..third]);
+    let last = median(&by_ack[by_ack.len() - third..]);
+    (!first.is_zero()).then(|| last.as_secs_f64() / first.as_secs_f64())
 }
 
 /// Background load and probes side by side; returns when the load is
@@ -43,14 +71,17 @@ pub(super) async fn measure(
     let background = load::drive(endpoint, pool, &plan);
     let sender = send_probes(endpoint, options, acked_tx);
     let searcher = find_probes(options, prefix, acked_rx);
-    let (load, refused, latencies) = tokio::try_join!(background, sender, searcher)?;
-    let (acked, latencies) = latencies;
+    let (load, refused, (acked, found)) = tokio::try_join!(background, sender, searcher)?;
+    let trend = trend(&found);
+    let mut latencies: Vec<Duration> = found.into_iter().map(|(_, d)| d).collect();
+    latencies.sort_unstable();
     Ok((
         load,
         Probes {
             acked,
             refused,
             latencies,
+            trend,
         },
     ))
 }
@@ -149,12 +180,13 @@ pub(super) fn probe() -> (String, otlp::ExportTraceServiceRequest) {
 
 /// Searches for every acknowledged probe not yet found, every poll, until
 /// the sender is done and every probe is found or `give_up` has passed.
-/// Returns the number of probes acknowledged and the latencies found.
+/// Returns the number of probes acknowledged and, for each found, when it
+/// was acknowledged and how long until it was found.
 pub(super) async fn find_probes(
     options: &Options,
     prefix: &str,
     mut acked: mpsc::UnboundedReceiver<(String, Instant)>,
-) -> anyhow::Result<(usize, Vec<Duration>)> {
+) -> anyhow::Result<(usize, Vec<(Instant, Duration)>)> {
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
         .build()?;
@@ -208,11 +240,10 @@ pub(super) async fn find_probes(
             if let Some(id) = hit["_source"]["traceID"].as_str()
                 && let Some(at) = waiting.remove(id)
             {
-                latencies.push(seen.duration_since(at));
+                latencies.push((at, seen.duration_since(at)));
             }
         }
     }
-    latencies.sort_unstable();
     Ok((total, latencies))
 }
 
@@ -237,6 +268,33 @@ pub(super) async fn wait_stored(url: &str, prefix: &str, expected: u64) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn found(latencies_ms: &[u64]) -> Vec<(Instant, Duration)> {
+        let start = Instant::now();
+        latencies_ms
+            .iter()
+            .enumerate()
+            .map(|(i, ms)| {
+                (
+                    start + Duration::from_millis(200 * i as u64),
+                    Duration::from_millis(*ms),
+                )
+            })
+            .rev() // the order found in does not matter
+            .collect()
+    }
+
+    #[test]
+    fn a_steady_run_trends_about_one_and_a_run_falling_behind_grows() {
+        let steady = trend(&found(&[600, 700, 650, 620, 680, 640, 660, 610, 690])).unwrap();
+        assert!((0.9..=1.1).contains(&steady), "{steady}");
+        let behind = trend(&found(&[
+            500, 900, 1_400, 2_000, 2_600, 3_300, 4_000, 4_600, 5_200,
+        ]))
+        .unwrap();
+        assert!((behind - 4_600.0 / 900.0).abs() < 1e-9, "{behind}");
+        assert_eq!(trend(&found(&[500, 600, 700, 800, 900])), None);
+    }
 
     #[test]
     fn probes_have_distinct_32_digit_ids() {
