@@ -58,9 +58,28 @@ enum Command {
 #[derive(Debug, Args)]
 struct FreshnessArgs {
     /// Background spans per second, open loop. Repeatable; each rate is a
-    /// set of runs.
+    /// set of runs. With --find-max, the one rate the search starts from.
     #[arg(long = "rate", default_value = "5000")]
     rates: Vec<f64>,
+    /// Find the highest rate our pipeline keeps up with (stepping up from
+    /// --rate until a rate falls behind in two runs), then measure each
+    /// pipeline at half of it: the load the freshness target names. A run
+    /// keeps up when it loses nothing, gets 95 % of its rate accepted and
+    /// its probes are no slower at its end than --sustained-trend allows.
+    #[arg(long)]
+    find_max: bool,
+    /// With --find-max: each rate is the last one times this.
+    #[arg(long, default_value_t = 1.25, requires = "find_max")]
+    step: f64,
+    /// With --find-max: the highest rate tried, spans/s.
+    #[arg(long, default_value_t = 100_000.0, requires = "find_max")]
+    max_rate: f64,
+    /// With --find-max: the largest trend (median freshness in a run's
+    /// last third over its first third) of a run that kept up. Steady runs
+    /// read 0.9-1.25 on this machine; runs falling behind grow with their
+    /// length.
+    #[arg(long, default_value_t = 1.3, requires = "find_max")]
+    sustained_trend: f64,
     /// Seconds probes are sent for, after the warm-up.
     #[arg(long, default_value_t = 60.0)]
     seconds: f64,
@@ -451,8 +470,24 @@ async fn freshness_bench(args: FreshnessArgs) -> anyhow::Result<()> {
         args.rates.iter().all(|r| r.is_finite() && *r > 0.0),
         "--rate must be a positive number of spans per second"
     );
+    let find_max = if args.find_max {
+        anyhow::ensure!(
+            args.rates.len() == 1,
+            "--find-max starts from one --rate, not {}",
+            args.rates.len()
+        );
+        Some(freshness::Search {
+            from: args.rates[0],
+            step: args.step,
+            up_to: args.max_rate,
+            trend_limit: args.sustained_trend,
+        })
+    } else {
+        None
+    };
     let options = freshness::Options {
         rates: args.rates,
+        find_max,
         duration: seconds(args.seconds, "seconds")?,
         warmup: seconds(args.warmup, "warmup")?,
         probes_per_second: args.probes_per_second,
@@ -474,7 +509,7 @@ async fn freshness_bench(args: FreshnessArgs) -> anyhow::Result<()> {
         services_dir: root.join(".services"),
     };
     eprintln!("machine: {}", report::machine(&Machine::describe()));
-    let results = freshness::benchmark(&options).await?;
+    let report = freshness::benchmark(&options).await?;
     println!("machine: {}", report::machine(&Machine::describe()));
     println!(
         "{} s of probes per run after {} s of warm-up, {} probes/s, a search every {} ms; logs in {}",
@@ -485,7 +520,10 @@ async fn freshness_bench(args: FreshnessArgs) -> anyhow::Result<()> {
         options.log_dir.display()
     );
     println!();
-    print!("{}", freshness::markdown(&results));
+    print!(
+        "{}",
+        freshness::report_markdown(&report, options.find_max.as_ref())
+    );
     Ok(())
 }
 

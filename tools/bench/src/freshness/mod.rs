@@ -33,14 +33,21 @@ use crate::measure::{MeasuredChild, Meter};
 use crate::report::thousands;
 
 mod probes;
+mod search;
 
 use probes::{measure, wait_stored};
+pub use search::{Behind, Found, Search};
+use search::{Stepper, judge, round_rate};
 
 /// Everything a freshness benchmark needs to know.
 #[derive(Debug, Clone)]
 pub struct Options {
-    /// Background span rates, one set of runs each.
+    /// Background span rates, one set of runs each; ignored when
+    /// `find_max` is set.
     pub rates: Vec<f64>,
+    /// Look for the highest rate our pipeline sustains, then measure at
+    /// half of it (the freshness target's load) instead of at `rates`.
+    pub find_max: Option<Search>,
     /// How long probes are sent for, after the warm-up.
     pub duration: Duration,
     /// Background load before the probes start (topic metadata, index
@@ -164,8 +171,21 @@ impl RunResult {
     }
 }
 
-/// Runs every rate for each pipeline, one run at a time.
-pub async fn benchmark(options: &Options) -> anyhow::Result<Vec<RunResult>> {
+/// What a benchmark saw.
+#[derive(Debug, Default)]
+pub struct Report {
+    /// The search's runs (our pipeline), each with whether it kept up.
+    pub search: Vec<(RunResult, Result<(), Behind>)>,
+    /// What the search found, when there was one.
+    pub found: Option<Found>,
+    /// The runs at the rates asked for, or at half the maximum found.
+    pub runs: Vec<RunResult>,
+}
+
+/// Runs every rate for each pipeline, one run at a time; with a search,
+/// first finds the highest rate our pipeline sustains and then runs each
+/// pipeline at half of it.
+pub async fn benchmark(options: &Options) -> anyhow::Result<Report> {
     preflight(options)?;
     std::fs::create_dir_all(&options.log_dir)
         .with_context(|| format!("creating {}", options.log_dir.display()))?;
@@ -175,12 +195,28 @@ pub async fn benchmark(options: &Options) -> anyhow::Result<Vec<RunResult>> {
         min_spans: 5,
         max_spans: 20,
     });
+    let mut report = Report::default();
+    let rates = match options.find_max {
+        None => options.rates.clone(),
+        Some(search) => {
+            let found = find_max(options, &pool, search, &mut report.search).await?;
+            eprintln!("{}", found_line(&found));
+            let half = match &found {
+                Found::Max { rate, .. } => round_rate(rate / 2.0),
+                Found::BelowFirst(..) => {
+                    report.found = Some(found);
+                    return Ok(report);
+                }
+            };
+            report.found = Some(found);
+            vec![half]
+        }
+    };
     let mut pipelines = vec![Pipeline::Spanway];
     if options.with_jaeger_v2 {
         pipelines.push(Pipeline::JaegerV2);
     }
-    let mut results = Vec::new();
-    for &rate in &options.rates {
+    for rate in rates {
         for repetition in 1..=options.repeat.max(1) {
             let mut order = pipelines.clone();
             if repetition % 2 == 0 {
@@ -190,11 +226,67 @@ pub async fn benchmark(options: &Options) -> anyhow::Result<Vec<RunResult>> {
                 tokio::time::sleep(options.settle).await;
                 let result = run(options, &pool, pipeline, rate, repetition).await?;
                 eprintln!("{}", one_line(&result));
-                results.push(result);
+                report.runs.push(result);
             }
         }
     }
-    Ok(results)
+    Ok(report)
+}
+
+/// Steps our pipeline's rate up until a rate does not keep up twice.
+async fn find_max(
+    options: &Options,
+    pool: &Pool,
+    search: Search,
+    runs: &mut Vec<(RunResult, Result<(), Behind>)>,
+) -> anyhow::Result<Found> {
+    let mut stepper = Stepper::new(search);
+    loop {
+        let rate = stepper.rate();
+        let repetition = 1 + runs.iter().filter(|(r, _)| r.rate == rate).count();
+        tokio::time::sleep(options.settle).await;
+        let result = run(options, pool, Pipeline::Spanway, rate, repetition).await?;
+        let verdict = judge(&result, search.trend_limit);
+        eprintln!(
+            "{}; {}",
+            one_line(&result),
+            verdict.as_ref().map_or_else(
+                |why| format!("did not keep up: {why}"),
+                |()| "kept up".into()
+            )
+        );
+        runs.push((result, verdict.clone()));
+        if let Some(found) = stepper.record(verdict) {
+            return Ok(found);
+        }
+    }
+}
+
+/// One sentence on what a search found.
+pub fn found_line(found: &Found) -> String {
+    match found {
+        Found::Max {
+            rate,
+            stopped: Some((next, why)),
+        } => format!(
+            "highest rate kept up: {} spans/s ({} did not, twice: {why}); measured at half: {} spans/s",
+            thousands(*rate),
+            thousands(*next),
+            thousands(round_rate(rate / 2.0))
+        ),
+        Found::Max {
+            rate,
+            stopped: None,
+        } => format!(
+            "every rate up to the search's cap kept up: at least {} spans/s; measured at half: {} spans/s",
+            thousands(*rate),
+            thousands(round_rate(rate / 2.0))
+        ),
+        Found::BelowFirst(rate, why) => format!(
+            "not even the first rate, {} spans/s, kept up ({why}); start lower with --rate",
+            thousands(*rate)
+        ),
+    }
 }
 
 fn preflight(options: &Options) -> anyhow::Result<()> {
@@ -220,6 +312,9 @@ fn preflight(options: &Options) -> anyhow::Result<()> {
     }
     if options.rates.is_empty() {
         bail!("no --rate given");
+    }
+    if let Some(search) = &options.find_max {
+        search.validate().map_err(anyhow::Error::msg)?;
     }
     if !options.probes_per_second.is_finite() || options.probes_per_second <= 0.0 {
         bail!("--probes-per-second must be positive");
@@ -453,36 +548,77 @@ fn others(cpu: Option<Duration>) -> String {
     cpu.map_or_else(|| "—".into(), |d| format!("{:.2} s", d.as_secs_f64()))
 }
 
+/// The columns of every run table.
+const COLUMNS: &str = "| run | background spans/s | probes | freshness p50 / p90 / p99 / max ms | trend, last third / first | OpenSearch µs CPU per span | lost | stored / accepted | verified | others CPU s |";
+const ALIGN: &str = "|---|--:|--:|--:|--:|--:|--:|--:|---|--:|";
+
+/// One run's row, without a line end.
+fn row(r: &RunResult) -> String {
+    format!(
+        "| {} @ {:.0} #{} | {} | {} | {} / {} / {} / {} | {} | {} | {} | {} / {} | {} | {}{} |",
+        r.pipeline.name(),
+        r.rate,
+        r.repetition,
+        thousands(r.load.accepted_rate()),
+        r.probes,
+        ms(r.freshness(0.5)),
+        ms(r.freshness(0.9)),
+        ms(r.freshness(0.99)),
+        ms(r.freshness(1.0)),
+        trend(r.trend),
+        r.engine_us_per_span()
+            .map_or_else(|| "-".into(), |us| format!("{us:.1}")),
+        r.lost(),
+        r.stored,
+        r.accepted,
+        if r.verified() { "yes" } else { "**no**" },
+        r.others_cpu
+            .map_or_else(|| "—".into(), |d| format!("{:.2}", d.as_secs_f64())),
+        if r.disturbed() { " DISTURBED" } else { "" },
+    )
+}
+
 /// The results as a Markdown table.
 pub fn markdown(results: &[RunResult]) -> String {
-    let mut out = String::from(
-        "| run | background spans/s | probes | freshness p50 / p90 / p99 / max ms | trend, last third / first | OpenSearch µs CPU per span | lost | stored / accepted | verified | others CPU s |\n\
-         |---|--:|--:|--:|--:|--:|--:|--:|---|--:|\n",
-    );
+    let mut out = format!("{COLUMNS}\n{ALIGN}\n");
     for r in results {
-        out.push_str(&format!(
-            "| {} @ {:.0} #{} | {} | {} | {} / {} / {} / {} | {} | {} | {} | {} / {} | {} | {}{} |\n",
-            r.pipeline.name(),
-            r.rate,
-            r.repetition,
-            thousands(r.load.accepted_rate()),
-            r.probes,
-            ms(r.freshness(0.5)),
-            ms(r.freshness(0.9)),
-            ms(r.freshness(0.99)),
-            ms(r.freshness(1.0)),
-            trend(r.trend),
-            r.engine_us_per_span()
-                .map_or_else(|| "-".into(), |us| format!("{us:.1}")),
-            r.lost(),
-            r.stored,
-            r.accepted,
-            if r.verified() { "yes" } else { "**no**" },
-            r.others_cpu
-                .map_or_else(|| "—".into(), |d| format!("{:.2}", d.as_secs_f64())),
-            if r.disturbed() { " DISTURBED" } else { "" },
-        ));
+        out.push_str(&row(r));
+        out.push('\n');
     }
+    out
+}
+
+/// The whole report: with a search, its runs and what it found before the
+/// runs at half the maximum.
+pub fn report_markdown(report: &Report, search: Option<&Search>) -> String {
+    let mut out = String::new();
+    if let Some(search) = search {
+        out.push_str(&format!(
+            "Search for the highest rate our pipeline keeps up with: from {} spans/s, times {} each step. \
+             A run kept up when it was verified, at least {:.0} % of its rate was accepted and its trend \
+             was at most {:.2}; a rate that did not keep up was run once more before the search stopped on it.\n\n",
+            thousands(search.from),
+            search.step,
+            search::RATE_SHARE * 100.0,
+            search.trend_limit,
+        ));
+        out.push_str(&format!("{COLUMNS} kept up |\n{ALIGN}---|\n"));
+        for (r, verdict) in &report.search {
+            out.push_str(&row(r));
+            match verdict {
+                Ok(()) => out.push_str(" yes |\n"),
+                Err(why) => out.push_str(&format!(" **no**: {why} |\n")),
+            }
+        }
+        if let Some(found) = &report.found {
+            out.push_str(&format!("\n{}\n", found_line(found)));
+        }
+        if report.runs.is_empty() {
+            return out;
+        }
+        out.push('\n');
+    }
+    out.push_str(&markdown(&report.runs));
     out
 }
 
@@ -528,5 +664,48 @@ mod tests {
         assert!(rows[2].ends_with("| — |"), "{}", rows[2]);
         assert!(!results[0].disturbed() && results[1].disturbed());
         assert!(one_line(&results[1]).ends_with("others CPU 60.00 s DISTURBED"));
+    }
+
+    #[test]
+    fn a_search_report_shows_each_verdict_what_was_found_and_the_runs_at_half() {
+        let search = Search {
+            from: 10_000.0,
+            step: 1.25,
+            up_to: 100_000.0,
+            trend_limit: 1.3,
+        };
+        let report = Report {
+            search: vec![
+                (result(None), Ok(())),
+                (result(None), Err(Behind::Trend(1.234))),
+            ],
+            found: Some(Found::Max {
+                rate: 10_000.0,
+                stopped: Some((12_500.0, Behind::Trend(1.234))),
+            }),
+            runs: vec![result(None)],
+        };
+        let text = report_markdown(&report, Some(&search));
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(lines[0].contains("trend was at most 1.30"), "{}", lines[0]);
+        assert!(
+            lines[2].ends_with("| others CPU s | kept up |"),
+            "{}",
+            lines[2]
+        );
+        assert!(lines[4].ends_with("| — | yes |"), "{}", lines[4]);
+        assert!(
+            lines[5].ends_with("| — | **no**: trend 1.23 |"),
+            "{}",
+            lines[5]
+        );
+        assert_eq!(
+            lines[7],
+            "highest rate kept up: 10,000 spans/s (12,500 did not, twice: trend 1.23); measured at half: 5,000 spans/s"
+        );
+        assert_eq!(lines[9], COLUMNS);
+        assert_eq!(lines.len(), 12);
+        // Without a search, only the runs.
+        assert_eq!(report_markdown(&report, None), markdown(&report.runs));
     }
 }
