@@ -596,10 +596,11 @@ pub fn report_markdown(report: &Report, search: Option<&Search>) -> String {
         out.push_str(&format!(
             "Search for the highest rate our pipeline keeps up with: from {} spans/s, times {} each step. \
              A run kept up when it was verified, at least {:.0} % of its rate was accepted and its trend \
-             was at most {:.2}; a rate that did not keep up was run once more before the search stopped on it.\n\n",
+             was between {:.2} and {:.2}; a rate that did not keep up was run once more before the search stopped on it.\n\n",
             thousands(search.from),
             search.step,
             search::RATE_SHARE * 100.0,
+            1.0 / search.trend_limit,
             search.trend_limit,
         ));
         out.push_str(&format!("{COLUMNS} kept up |\n{ALIGN}---|\n"));
@@ -687,7 +688,11 @@ mod tests {
         };
         let text = report_markdown(&report, Some(&search));
         let lines: Vec<&str> = text.lines().collect();
-        assert!(lines[0].contains("trend was at most 1.30"), "{}", lines[0]);
+        assert!(
+            lines[0].contains("trend was between 0.77 and 1.30"),
+            "{}",
+            lines[0]
+        );
         assert!(
             lines[2].ends_with("| others CPU s | kept up |"),
             "{}",
