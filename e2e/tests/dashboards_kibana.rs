@@ -860,14 +860,10 @@ async fn panels_chart_a_known_topology(url: &str, opensearch: bool) {
     )
     .unwrap();
     let start_ms = now_ms - 120_000;
-    let response = reqwest::Client::new()
-        .post(pipeline.otlp_http_traces())
-        .header("content-type", "application/x-protobuf")
-        .body(topology(start_ms, now_ms).encode_to_vec())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
+    let status = pipeline
+        .post_otlp(topology(start_ms, now_ms).encode_to_vec())
+        .await;
+    assert_eq!(status, 200);
 
     let spans = format!("{prefix}-jaeger-span-*");
     let graph = format!("{prefix}-spanway-service-graph-*");

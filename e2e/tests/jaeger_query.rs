@@ -295,14 +295,10 @@ async fn jaeger_query_reads(kind: Engine) {
     // The traces started a few seconds ago: Jaeger looks back 72 h for
     // services and by the requested window for searches.
     let base_us = now_us() - 5_000_000;
-    let response = reqwest::Client::new()
-        .post(pipeline.otlp_http_traces())
-        .header("content-type", "application/x-protobuf")
-        .body(export_request(base_us).encode_to_vec())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200, "collector accepted the traces");
+    let status = pipeline
+        .post_otlp(export_request(base_us).encode_to_vec())
+        .await;
+    assert_eq!(status, 200, "collector accepted the traces");
 
     // Wait until the ingester has written every span and service document.
     let span_count: usize = known_traces().iter().map(|(_, s)| s.len()).sum();
@@ -575,14 +571,8 @@ async fn jaeger_query_shows_a_span_stored_twice_once() {
 
     let body = export_request(now_us() - 5_000_000).encode_to_vec();
     for _ in 0..2 {
-        let response = reqwest::Client::new()
-            .post(pipeline.otlp_http_traces())
-            .header("content-type", "application/x-protobuf")
-            .body(body.clone())
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), 200, "collector accepted the traces");
+        let status = pipeline.post_otlp(body.clone()).await;
+        assert_eq!(status, 200, "collector accepted the traces");
     }
     let span_count: usize = known_traces().iter().map(|(_, s)| s.len()).sum();
     let span_pattern = format!("{prefix}-jaeger-span-*");

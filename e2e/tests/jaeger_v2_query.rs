@@ -193,16 +193,11 @@ spanway_e2e::per_engine!(
 /// Sends `requests` (each a minute of the topology: its start and its run number) through the
 /// pipeline's OTLP/HTTP endpoint and waits until the engine holds all their spans.
 async fn send_and_store(pipeline: &common::Pipeline, engine: &str, requests: &[(u64, u64)]) {
-    let client = reqwest::Client::new();
     for (n, &(minute_ms, run)) in requests.iter().enumerate() {
-        let response = client
-            .post(pipeline.otlp_http_traces())
-            .header("content-type", "application/x-protobuf")
-            .body(topology(minute_ms, run).encode_to_vec())
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), 200, "collector accepted request {n}");
+        let status = pipeline
+            .post_otlp(topology(minute_ms, run).encode_to_vec())
+            .await;
+        assert_eq!(status, 200, "collector accepted request {n}");
     }
     let span_pattern = format!("{}-jaeger-span-*", pipeline.prefix);
     let want = 3 * TRACES * requests.len() as u64;

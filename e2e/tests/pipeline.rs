@@ -140,14 +140,8 @@ async fn otlp_trace_reaches_engine(engine: &str) {
     let ingester = &pipeline.ingester;
 
     // Send the trace as an OTLP exporter does.
-    let response = reqwest::Client::new()
-        .post(pipeline.otlp_http_traces())
-        .header("content-type", "application/x-protobuf")
-        .body(known_trace().encode_to_vec())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200, "collector accepted the trace");
+    let status = pipeline.post_otlp(known_trace().encode_to_vec()).await;
+    assert_eq!(status, 200, "collector accepted the trace");
 
     // Kafka holds one record for the trace, keyed and labelled as the contract says.
     let consumer: BaseConsumer = ClientConfig::new()
@@ -297,14 +291,8 @@ async fn otlp_trace_reaches_engine(engine: &str) {
     );
 
     // Sending the same trace again must not create duplicates (deterministic ids + create).
-    let again = reqwest::Client::new()
-        .post(pipeline.otlp_http_traces())
-        .header("content-type", "application/x-protobuf")
-        .body(known_trace().encode_to_vec())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(again.status(), 200);
+    let again = pipeline.post_otlp(known_trace().encode_to_vec()).await;
+    assert_eq!(again, 200);
     for _ in 0..60 {
         if ingester.metrics.records_consumed.get() >= 2
             && ingester.metrics.bytes_in_flight.get() == 0

@@ -80,6 +80,19 @@ impl Pipeline {
         format!("http://{addr}/v1/traces")
     }
 
+    /// Posts an encoded `ExportTraceServiceRequest` to the OTLP/HTTP endpoint as an OTLP
+    /// exporter does, and returns the answer's status.
+    pub async fn post_otlp(&self, request: Vec<u8>) -> reqwest::StatusCode {
+        reqwest::Client::new()
+            .post(self.otlp_http_traces())
+            .header("content-type", "application/x-protobuf")
+            .body(request)
+            .send()
+            .await
+            .expect("the collector answers")
+            .status()
+    }
+
     /// Stops both, and fails the test unless the ingester stopped cleanly.
     pub async fn stop(self) {
         self.shutdown.cancel();
