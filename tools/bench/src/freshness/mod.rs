@@ -246,7 +246,7 @@ async fn find_max(
         let repetition = 1 + runs.iter().filter(|(r, _)| r.rate == rate).count();
         tokio::time::sleep(options.settle).await;
         let result = run(options, pool, Pipeline::Spanway, rate, repetition).await?;
-        let verdict = judge(&result, search.trend_limit);
+        let verdict = judge(&result, &search);
         eprintln!(
             "{}; {}",
             one_line(&result),
@@ -595,11 +595,13 @@ pub fn report_markdown(report: &Report, search: Option<&Search>) -> String {
     if let Some(search) = search {
         out.push_str(&format!(
             "Search for the highest rate our pipeline keeps up with: from {} spans/s, times {} each step. \
-             A run kept up when it was verified, at least {:.0} % of its rate was accepted and its trend \
-             was between {:.2} and {:.2}; a rate that did not keep up was run once more before the search stopped on it.\n\n",
+             A run kept up when it was verified, at least {:.0} % of its rate was accepted, its median freshness \
+             was at most {} ms and its trend was between {:.2} and {:.2}; a rate that did not keep up was run once more \
+             before the search stopped on it.\n\n",
             thousands(search.from),
             search.step,
             search::RATE_SHARE * 100.0,
+            search.p50_limit.as_millis(),
             1.0 / search.trend_limit,
             search.trend_limit,
         ));
@@ -674,6 +676,7 @@ mod tests {
             step: 1.25,
             up_to: 100_000.0,
             trend_limit: 1.3,
+            p50_limit: Duration::from_secs(2),
         };
         let report = Report {
             search: vec![
@@ -689,7 +692,9 @@ mod tests {
         let text = report_markdown(&report, Some(&search));
         let lines: Vec<&str> = text.lines().collect();
         assert!(
-            lines[0].contains("trend was between 0.77 and 1.30"),
+            lines[0].contains(
+                "median freshness was at most 2000 ms and its trend was between 0.77 and 1.30"
+            ),
             "{}",
             lines[0]
         );

@@ -5,10 +5,11 @@
 //! (docs/benchmarks.md), so a fixed rate is sometimes above half of what
 //! the pipeline sustains and sometimes far below it. The search steps the
 //! rate up geometrically and judges each run by what it saw: a run that
-//! lost nothing, got its rate through, and whose probes were about as fast
-//! at its end as at its start kept up.
+//! lost nothing, got its rate through, whose probes were about as fast at
+//! its end as at its start, and not slow from the start, kept up.
 
 use std::fmt;
+use std::time::Duration;
 
 use super::RunResult;
 
@@ -26,6 +27,11 @@ pub struct Search {
     /// still working off the backlog of its start, which a rate close to
     /// the pipeline's capacity takes longer than a run to drain.
     pub trend_limit: f64,
+    /// A run whose median freshness is above this was behind from its
+    /// start. A trend alone misses that: when the warm-up has already
+    /// built a backlog larger than what the run adds, the last third waits
+    /// little longer than the first.
+    pub p50_limit: Duration,
 }
 
 impl Search {
@@ -54,6 +60,9 @@ impl Search {
                 "--sustained-trend must be above 1 (a steady run reads about 1), not {}",
                 self.trend_limit
             ));
+        }
+        if self.p50_limit.is_zero() {
+            return Err("--sustained-p50 must be above zero".into());
         }
         Ok(())
     }
@@ -89,6 +98,8 @@ pub enum Behind {
     CatchingUp(f64),
     /// Too few probes found to tell.
     NoTrend,
+    /// The probes' median freshness was above the search's limit.
+    Slow(Duration),
 }
 
 impl fmt::Display for Behind {
@@ -103,12 +114,13 @@ impl fmt::Display for Behind {
             Behind::Trend(trend) => write!(f, "trend {trend:.2}"),
             Behind::CatchingUp(trend) => write!(f, "still catching up, trend {trend:.2}"),
             Behind::NoTrend => write!(f, "too few probes found for a trend"),
+            Behind::Slow(p50) => write!(f, "median freshness {:.0} ms", p50.as_secs_f64() * 1e3),
         }
     }
 }
 
 /// Whether a run kept up with its rate, and if not, the first reason.
-pub fn judge(run: &RunResult, trend_limit: f64) -> Result<(), Behind> {
+pub fn judge(run: &RunResult, search: &Search) -> Result<(), Behind> {
     if !run.verified() {
         return Err(Behind::Unverified);
     }
@@ -116,6 +128,10 @@ pub fn judge(run: &RunResult, trend_limit: f64) -> Result<(), Behind> {
     if accepted < run.rate * RATE_SHARE {
         return Err(Behind::Rate { accepted });
     }
+    if let Some(p50) = run.freshness(0.5).filter(|p50| *p50 > search.p50_limit) {
+        return Err(Behind::Slow(p50));
+    }
+    let trend_limit = search.trend_limit;
     match run.trend {
         None => Err(Behind::NoTrend),
         Some(trend) if trend > trend_limit => Err(Behind::Trend(trend)),
@@ -210,6 +226,7 @@ mod tests {
         step: 1.25,
         up_to: 40_000.0,
         trend_limit: 1.3,
+        p50_limit: Duration::from_secs(2),
     };
 
     #[test]
@@ -258,6 +275,10 @@ mod tests {
                 trend_limit: f64::NAN,
                 ..SEARCH
             },
+            Search {
+                p50_limit: Duration::ZERO,
+                ..SEARCH
+            },
         ] {
             let error = bad.validate().unwrap_err();
             assert!(!error.is_empty());
@@ -297,32 +318,39 @@ mod tests {
     #[test]
     fn a_run_keeps_up_only_verified_at_its_rate_and_about_as_fast_at_its_end_as_its_start() {
         let kept = run(10_000.0, 99_000, Some(1.1), 99_050);
-        assert_eq!(judge(&kept, 1.3), Ok(()));
+        assert_eq!(judge(&kept, &SEARCH), Ok(()));
         assert_eq!(
-            judge(&run(10_000.0, 99_000, Some(1.45), 99_050), 1.3),
+            judge(&run(10_000.0, 99_000, Some(1.45), 99_050), &SEARCH),
             Err(Behind::Trend(1.45))
         );
         assert_eq!(
-            judge(&run(10_000.0, 99_000, None, 99_050), 1.3),
+            judge(&run(10_000.0, 99_000, None, 99_050), &SEARCH),
             Err(Behind::NoTrend)
         );
         // A first third far slower than the last: still draining the start's backlog.
         assert_eq!(
-            judge(&run(10_000.0, 99_000, Some(0.55), 99_050), 1.3),
+            judge(&run(10_000.0, 99_000, Some(0.55), 99_050), &SEARCH),
             Err(Behind::CatchingUp(0.55))
         );
         assert_eq!(
-            judge(&run(10_000.0, 99_000, Some(0.8), 99_050), 1.3),
+            judge(&run(10_000.0, 99_000, Some(0.8), 99_050), &SEARCH),
             Ok(())
         );
         // 90,000 spans in 10 s is 9,000 spans/s: under 95 % of 10,000.
         assert_eq!(
-            judge(&run(10_000.0, 90_000, Some(1.0), 90_050), 1.3),
+            judge(&run(10_000.0, 90_000, Some(1.0), 90_050), &SEARCH),
             Err(Behind::Rate { accepted: 9_000.0 })
+        );
+        // Behind from the start: slow throughout, so the trend stays near 1.
+        let mut slow = run(10_000.0, 99_000, Some(1.2), 99_050);
+        slow.latencies = vec![Duration::from_millis(9_000); 50];
+        assert_eq!(
+            judge(&slow, &SEARCH),
+            Err(Behind::Slow(Duration::from_millis(9_000)))
         );
         // One span short in the indices.
         assert_eq!(
-            judge(&run(10_000.0, 99_000, Some(1.0), 99_049), 1.3),
+            judge(&run(10_000.0, 99_000, Some(1.0), 99_049), &SEARCH),
             Err(Behind::Unverified)
         );
     }
