@@ -89,7 +89,7 @@ pub enum Behind {
     /// A probe lost, a call refused or failed, or fewer spans stored than
     /// accepted.
     Unverified,
-    /// The collector accepted less than [`RATE_SHARE`] of the asked rate.
+    /// The collector accepted less than 95 % of the asked rate.
     Rate { accepted: f64 },
     /// The probes got slower through the run.
     Trend(f64),
