@@ -37,7 +37,7 @@ mod search;
 
 use probes::{measure, wait_stored};
 pub use search::{Behind, Found, Search};
-use search::{Stepper, judge, round_rate};
+use search::{Stepper, judge};
 
 /// Everything a freshness benchmark needs to know.
 #[derive(Debug, Clone)]
@@ -201,15 +201,12 @@ pub async fn benchmark(options: &Options) -> anyhow::Result<Report> {
         Some(search) => {
             let found = find_max(options, &pool, search, &mut report.search).await?;
             eprintln!("{}", found_line(&found));
-            let half = match &found {
-                Found::Max { rate, .. } => round_rate(rate / 2.0),
-                Found::BelowFirst(..) => {
-                    report.found = Some(found);
-                    return Ok(report);
-                }
-            };
+            let half = found.half();
             report.found = Some(found);
-            vec![half]
+            match half {
+                Some(half) => vec![half],
+                None => return Ok(report),
+            }
         }
     };
     let mut pipelines = vec![Pipeline::Spanway];
@@ -272,7 +269,7 @@ pub fn found_line(found: &Found) -> String {
             "highest rate kept up: {} spans/s ({} did not, twice: {why}); measured at half: {} spans/s",
             thousands(*rate),
             thousands(*next),
-            thousands(round_rate(rate / 2.0))
+            thousands(found.half().unwrap_or_default())
         ),
         Found::Max {
             rate,
@@ -280,7 +277,7 @@ pub fn found_line(found: &Found) -> String {
         } => format!(
             "every rate up to the search's cap kept up: at least {} spans/s; measured at half: {} spans/s",
             thousands(*rate),
-            thousands(round_rate(rate / 2.0))
+            thousands(found.half().unwrap_or_default())
         ),
         Found::BelowFirst(rate, why) => format!(
             "not even the first rate, {} spans/s, kept up ({why}); start lower with --rate",

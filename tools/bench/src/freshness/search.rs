@@ -153,6 +153,17 @@ pub enum Found {
     BelowFirst(f64, Behind),
 }
 
+impl Found {
+    /// The rate freshness is measured at: half the highest rate kept up,
+    /// rounded to 100 spans/s; `None` when no rate kept up.
+    pub fn half(&self) -> Option<f64> {
+        match self {
+            Found::Max { rate, .. } => Some(round_rate(rate / 2.0)),
+            Found::BelowFirst(..) => None,
+        }
+    }
+}
+
 /// The search's state: which rate to run next, and what was found so far.
 ///
 /// A rate that does not keep up is run once more before the search stops
