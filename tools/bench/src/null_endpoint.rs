@@ -208,7 +208,16 @@ async fn info() -> Response {
     json_response(StatusCode::OK, INFO.to_owned())
 }
 
-async fn other(State(stats): State<Arc<Stats>>, method: Method, uri: Uri) -> Response {
+/// Takes the body even though nothing reads it: answering before a body
+/// arrives makes hyper close the connection, and a client that has already
+/// picked that keep-alive connection for its next request (Jaeger's template
+/// `PUT`s, one after another) then reads `EOF` instead of an answer.
+async fn other(
+    State(stats): State<Arc<Stats>>,
+    method: Method,
+    uri: Uri,
+    _body: Bytes,
+) -> Response {
     lock(&stats.other_requests).insert(format!("{method} {}", uri.path()));
     json_response(StatusCode::OK, r#"{"acknowledged":true}"#.to_owned())
 }
@@ -422,5 +431,51 @@ mod tests {
             snapshot.other_requests,
             vec!["PUT /_template/p-jaeger-span"]
         );
+    }
+
+    /// A template `PUT` whose body arrives after its head, then a second
+    /// request on the same connection: both are answered.
+    #[tokio::test]
+    async fn keeps_the_connection_when_a_body_arrives_late() {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+        let endpoint = NullEndpoint::start(1).await.unwrap();
+        let mut stream = tokio::net::TcpStream::connect(endpoint.addr).await.unwrap();
+        let body = "{}";
+        let head = format!(
+            "PUT /_template/p-jaeger-span HTTP/1.1\r\nhost: x\r\ncontent-length: {}\r\n\r\n",
+            body.len()
+        );
+        stream.write_all(head.as_bytes()).await.unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        stream.write_all(body.as_bytes()).await.unwrap();
+        stream
+            .write_all(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n")
+            .await
+            .unwrap();
+
+        let mut received = Vec::new();
+        let mut buf = [0u8; 4096];
+        let answered_twice = |r: &[u8]| {
+            r.windows(b"HTTP/1.1 200".len())
+                .filter(|w| *w == b"HTTP/1.1 200")
+                .count()
+                == 2
+                && r.ends_with(b"}")
+        };
+        while !answered_twice(&received) {
+            let n = tokio::time::timeout(std::time::Duration::from_secs(10), stream.read(&mut buf))
+                .await
+                .expect("an answer within 10 s")
+                .unwrap();
+            assert!(
+                n > 0,
+                "connection closed after: {}",
+                String::from_utf8_lossy(&received)
+            );
+            received.extend_from_slice(&buf[..n]);
+        }
+        assert!(String::from_utf8_lossy(&received).contains("2.19.6"));
+        endpoint.stop().await;
     }
 }
