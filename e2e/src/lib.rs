@@ -294,6 +294,57 @@ pub async fn delete_indices(url: &str, pattern: &str) {
         .await;
 }
 
+/// Deletes the indices and the index templates, legacy and composable, whose
+/// names start with `prefix`.
+pub async fn delete_prefixed(url: &str, prefix: &str) {
+    let client = reqwest::Client::new();
+    for path in [
+        format!("{prefix}*"),
+        format!("_template/{prefix}*"),
+        format!("_index_template/{prefix}*"),
+    ] {
+        let _ = client.delete(format!("{url}/{path}")).send().await;
+    }
+}
+
+/// Removes a test's indices and index templates when dropped, so also when
+/// the test fails midway. A node kept between test runs otherwise collects
+/// them, and an engine reads every legacy template whenever it creates an
+/// index, which the benchmarks run on the same node pay for.
+#[derive(Debug)]
+#[must_use = "the indices are removed when this is dropped"]
+pub struct RemoveOnDrop {
+    url: String,
+    prefix: String,
+}
+
+impl RemoveOnDrop {
+    /// Removes what starts with `prefix` from the engine at `url` on drop.
+    pub fn new(url: &str, prefix: &str) -> Self {
+        RemoveOnDrop {
+            url: url.to_owned(),
+            prefix: prefix.to_owned(),
+        }
+    }
+}
+
+impl Drop for RemoveOnDrop {
+    /// Runs on a thread of its own with its own runtime: the test's runtime
+    /// may be the one dropping this, or already gone.
+    fn drop(&mut self) {
+        let (url, prefix) = (self.url.clone(), self.prefix.clone());
+        let _ = std::thread::spawn(move || {
+            if let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                runtime.block_on(delete_prefixed(&url, &prefix));
+            }
+        })
+        .join();
+    }
+}
+
 /// A producer configured as the topic contract requires.
 pub fn contract_producer() -> rdkafka::producer::FutureProducer {
     ClientConfig::new()

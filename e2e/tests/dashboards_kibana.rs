@@ -1118,8 +1118,7 @@ async fn panels_chart_a_known_topology(url: &str, opensearch: bool) {
         trace_analytics_reads_the_span_indices(&engine, &spans).await;
     }
 
-    let client = reqwest::Client::new();
-    let _ = client.delete(format!("{url}/{prefix}-*")).send().await;
+    spanway_e2e::delete_prefixed(url, &prefix).await;
 }
 
 /// Every field of `fields` is in `index`, aggregatable, of its expected type, and neither it

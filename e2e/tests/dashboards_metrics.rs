@@ -299,5 +299,5 @@ async fn every_metric_the_dashboard_and_alerts_use_is_exported() {
         .wait()
         .await
         .expect("streaming analytics stops cleanly");
-    let _ = http.delete(format!("{url}/{prefix}-*")).send().await;
+    spanway_e2e::delete_prefixed(&url, &prefix).await;
 }

@@ -313,10 +313,7 @@ async fn otlp_trace_reaches_engine(engine: &str) {
     );
 
     pipeline.stop().await;
-    let _ = reqwest::Client::new()
-        .delete(format!("{engine}/{prefix}-*"))
-        .send()
-        .await;
+    spanway_e2e::delete_prefixed(engine, &prefix).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use rand::Rng;
 use spanway_e2e::corpus;
 use spanway_e2e::{
-    Engine, count, create_topic, delete_indices, log_dir, produce, require_kafka, spawn_logged,
+    Engine, RemoveOnDrop, count, create_topic, log_dir, produce, require_kafka, spawn_logged,
     stop_cleanly, wait_for_count,
 };
 
@@ -56,6 +56,7 @@ async fn sigkill_at_random_moments_loses_and_duplicates_nothing() {
     require_kafka();
     let url = Engine::OpenSearch.require().await;
     let names = Names::new("crash");
+    let _leftovers = RemoveOnDrop::new(&url, &names.prefix);
     create_topic(&names.topic, 6).await;
     let corpus = corpus::generate(23, 4_000, 10);
     let total = corpus.spans.len() as u64;
@@ -102,7 +103,6 @@ async fn sigkill_at_random_moments_loses_and_duplicates_nothing() {
 
     // A graceful stop commits and exits.
     stop_cleanly(child);
-    delete_indices(&url, &format!("{}-*", names.prefix)).await;
 }
 
 /// A static member (`kafka.instance_id`) killed with SIGKILL and restarted
@@ -111,6 +111,7 @@ async fn sigkill_at_random_moments_loses_and_duplicates_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn static_member_resumes_after_sigkill_without_waiting_for_its_session() {
     let (url, names, logs) = prepare("static", 3).await;
+    let _leftovers = RemoveOnDrop::new(&url, &names.prefix);
     // A session far longer than a restart: a member that had to wait for
     // it would show.
     let session = Duration::from_secs(60);
@@ -153,7 +154,6 @@ async fn static_member_resumes_after_sigkill_without_waiting_for_its_session() {
     assert_stored_once(&url, &names, total, &logs).await;
 
     stop_cleanly(child);
-    delete_indices(&url, &format!("{}-*", names.prefix)).await;
 }
 
 /// Two processes given the same `kafka.instance_id`: the group fences the
@@ -162,6 +162,7 @@ async fn static_member_resumes_after_sigkill_without_waiting_for_its_session() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_duplicate_instance_id_stops_the_fenced_process_with_a_clear_error() {
     let (url, names, logs) = prepare("fenced", 3).await;
+    let _leftovers = RemoveOnDrop::new(&url, &names.prefix);
     let extra = [("SPANWAY_KAFKA__INSTANCE_ID", "same-id")];
 
     let before = corpus::generate(41, 200, 10);
@@ -199,7 +200,6 @@ async fn a_duplicate_instance_id_stops_the_fenced_process_with_a_clear_error() {
     produce(&names.topic, &after.as_produce_input()).await;
     assert_stored_once(&url, &names, total, &logs).await;
     stop_cleanly(newer);
-    delete_indices(&url, &format!("{}-*", names.prefix)).await;
 }
 
 /// Scale-out and scale-in while spans stream in: one ingester, then three,
@@ -208,6 +208,7 @@ async fn a_duplicate_instance_id_stops_the_fenced_process_with_a_clear_error() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scaling_out_and_in_under_load_with_kills_stores_every_span_once() {
     let (url, names, logs) = prepare("scale", 12).await;
+    let _leftovers = RemoveOnDrop::new(&url, &names.prefix);
     // Six waves of 4,000 spans, 1.5 s apart: the group changes while they arrive.
     let waves: Vec<_> = (0..6)
         .map(|i| corpus::generate(60 + i, 400, 10).as_produce_input())
@@ -240,5 +241,4 @@ async fn scaling_out_and_in_under_load_with_kills_stores_every_span_once() {
         "the first ingester ran throughout"
     );
     stop_cleanly(first);
-    delete_indices(&url, &format!("{}-*", names.prefix)).await;
 }

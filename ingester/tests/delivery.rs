@@ -14,7 +14,7 @@ use serde_json::json;
 use spanway_e2e::corpus::{self, DAY_START_NS};
 use spanway_e2e::ops::{LiveWatch, live_loops, live_report};
 use spanway_e2e::{
-    Engine, count, create_topic, delete_indices, kafka_bootstrap, produce, require_kafka, search,
+    Engine, RemoveOnDrop, count, create_topic, kafka_bootstrap, produce, require_kafka, search,
     wait_for_count,
 };
 use spanway_ingester::Ingester;
@@ -33,6 +33,7 @@ async fn ready() -> String {
 async fn fifty_thousand_spans_are_stored_exactly_once() {
     let url = ready().await;
     let names = Names::new("volume");
+    let _leftovers = RemoveOnDrop::new(&url, &names.prefix);
     create_topic(&names.topic, 6).await;
     let corpus = corpus::generate(7, 5_000, 10);
     assert_eq!(corpus.spans.len(), 50_000);
@@ -108,7 +109,6 @@ async fn fifty_thousand_spans_are_stored_exactly_once() {
 
     shutdown.cancel();
     ingester.wait().await.expect("the ingester stops cleanly");
-    delete_indices(&url, &format!("{}-*", names.prefix)).await;
 }
 
 /// Records on the topic twice, as a producer's retry under a new epoch or a
@@ -119,6 +119,7 @@ async fn fifty_thousand_spans_are_stored_exactly_once() {
 async fn a_record_on_the_topic_twice_is_stored_once() {
     let url = ready().await;
     let names = Names::new("twice");
+    let _leftovers = RemoveOnDrop::new(&url, &names.prefix);
     create_topic(&names.topic, 3).await;
     let corpus = corpus::generate(11, 500, 10);
     let originals = corpus.as_produce_input();
@@ -180,7 +181,6 @@ async fn a_record_on_the_topic_twice_is_stored_once() {
 
     shutdown.cancel();
     ingester.wait().await.expect("the ingester stops cleanly");
-    delete_indices(&url, &format!("{}-*", names.prefix)).await;
 }
 
 /// With `span_ids = "engine"` the engine makes the ids: the spans are the
@@ -190,6 +190,7 @@ async fn a_record_on_the_topic_twice_is_stored_once() {
 async fn with_engine_ids_a_record_on_the_topic_twice_is_stored_twice() {
     let url = ready().await;
     let names = Names::new("engine-ids");
+    let _leftovers = RemoveOnDrop::new(&url, &names.prefix);
     create_topic(&names.topic, 3).await;
     let corpus = corpus::generate(17, 400, 10);
     let mut records = corpus.as_produce_input();
@@ -258,7 +259,6 @@ async fn with_engine_ids_a_record_on_the_topic_twice_is_stored_twice() {
 
     shutdown.cancel();
     ingester.wait().await.expect("the ingester stops cleanly");
-    delete_indices(&url, &format!("{}-*", names.prefix)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -277,6 +277,7 @@ async fn a_member_leaving_mid_stream_writes_nothing_twice_with_engine_ids() {
 async fn member_leaving_mid_stream(span_ids: SpanIds) {
     let url = ready().await;
     let names = Names::new("rebalance");
+    let _leftovers = RemoveOnDrop::new(&url, &names.prefix);
     create_topic(&names.topic, 6).await;
     let corpus = corpus::generate(11, 3_000, 10);
     produce(&names.topic, &corpus.as_produce_input()).await;
@@ -335,13 +336,13 @@ async fn member_leaving_mid_stream(span_ids: SpanIds) {
 
     first_stop.cancel();
     first.wait().await.expect("the ingester stops cleanly");
-    delete_indices(&url, &format!("{}-*", names.prefix)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn poison_records_and_refused_documents_go_to_the_dead_letter_topic() {
     let url = ready().await;
     let names = Names::new("deadletter");
+    let _leftovers = RemoveOnDrop::new(&url, &names.prefix);
     create_topic(&names.topic, 1).await;
     create_topic(&names.dead_letter, 1).await;
 
@@ -468,7 +469,6 @@ async fn poison_records_and_refused_documents_go_to_the_dead_letter_topic() {
     assert_eq!(ingester.metrics.dead_lettered.get(), 2);
     shutdown.cancel();
     ingester.wait().await.expect("the ingester stops cleanly");
-    delete_indices(&url, &format!("{}-*", names.prefix)).await;
 }
 
 /// The span index blocked for writes (`index.blocks.write`, as an operator
@@ -479,6 +479,7 @@ async fn poison_records_and_refused_documents_go_to_the_dead_letter_topic() {
 async fn an_index_write_block_holds_spans_back_and_dead_letters_none() {
     let url = ready().await;
     let names = Names::new("blocked");
+    let _leftovers = RemoveOnDrop::new(&url, &names.prefix);
     create_topic(&names.topic, 3).await;
     create_topic(&names.dead_letter, 1).await;
     let before = corpus::generate(51, 200, 10);
@@ -536,5 +537,4 @@ async fn an_index_write_block_holds_spans_back_and_dead_letters_none() {
 
     shutdown.cancel();
     ingester.wait().await.expect("the ingester stops cleanly");
-    delete_indices(&url, &format!("{}-*", names.prefix)).await;
 }

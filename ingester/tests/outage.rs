@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use spanway_e2e::corpus;
 use spanway_e2e::{
-    Engine, count, create_topic, delete_indices, produce, require_kafka, wait_for_count,
+    Engine, RemoveOnDrop, count, create_topic, produce, require_kafka, wait_for_count,
 };
 use spanway_ingester::Ingester;
 use tokio_util::sync::CancellationToken;
@@ -55,6 +55,7 @@ async fn engine_outage_pauses_within_budget_and_loses_nothing() {
     require_kafka();
     let url = Engine::OpenSearch.require().await;
     let names = Names::new("outage");
+    let _leftovers = RemoveOnDrop::new(&url, &names.prefix);
     create_topic(&names.topic, 3).await;
     let corpus = corpus::generate(31, 3_000, 10);
     let total = corpus.spans.len() as u64;
@@ -115,7 +116,6 @@ async fn engine_outage_pauses_within_budget_and_loses_nothing() {
 
     shutdown.cancel();
     ingester.wait().await.expect("the ingester stops cleanly");
-    delete_indices(&url, &format!("{}-*", names.prefix)).await;
 }
 
 /// On the two-node OpenSearch cluster (`dev/services up
@@ -132,6 +132,7 @@ async fn a_search_node_holding_primaries_killed_under_load_loses_and_duplicates_
     let _cluster = CLUSTER.lock().await;
     let url = cluster::search_url();
     let names = Names::new("node-kill");
+    let _leftovers = RemoveOnDrop::new(&url, &names.prefix);
     create_topic(&names.topic, 6).await;
     let waves: Vec<_> = (0..6)
         .map(|i| corpus::generate(80 + i, 300, 10).as_produce_input())
@@ -244,7 +245,6 @@ async fn a_search_node_holding_primaries_killed_under_load_loses_and_duplicates_
     ingester.wait().await.expect("the ingester stops cleanly");
     cluster::start("opensearch-2");
     restart.0 = None;
-    delete_indices(&url, &format!("{}-*", names.prefix)).await;
 }
 
 /// On the two-node cluster, whose data-only node `opensearch-2` has one
@@ -262,6 +262,7 @@ async fn a_full_write_queue_is_retried_and_dead_letters_nothing() {
     let url = cluster::search_url();
     let rejected_before = write_rejections(&url, "opensearch-2").await;
     let names = Names::new("queue-full");
+    let _leftovers = RemoveOnDrop::new(&url, &names.prefix);
     create_topic(&names.topic, 6).await;
     let waves: Vec<_> = (0..4)
         .map(|i| corpus::generate(90 + i, 300, 10).as_produce_input())
@@ -304,7 +305,6 @@ async fn a_full_write_queue_is_retried_and_dead_letters_nothing() {
 
     shutdown.cancel();
     ingester.wait().await.expect("the ingester stops cleanly");
-    delete_indices(&url, &format!("{}-*", names.prefix)).await;
 }
 
 /// Tasks the node's write thread pool has refused since it started.

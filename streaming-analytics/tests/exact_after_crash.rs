@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use rand::Rng;
 use spanway_e2e::{
-    Engine, create_topic, delete_indices, log_dir, produce, require_kafka, spawn_logged,
+    Engine, RemoveOnDrop, create_topic, log_dir, produce, require_kafka, spawn_logged,
     stop_cleanly, topology, unique_name,
 };
 use spanway_streaming_analytics::{Analytics, AnalyticsConfig};
@@ -60,8 +60,10 @@ async fn sigkill_at_random_moments_changes_no_document() {
     let traffic = topology::generate(11, 6_000, START_MS, 10);
     produce(&topic, &traffic.as_produce_input()).await;
     let clean = clean_run(&url, &topic, PARTITIONS, &logs).await;
+    let _clean_leftovers = RemoveOnDrop::new(&url, &clean.prefix);
 
     let crashed = Names::new(&topic, "crashed");
+    let _crashed_leftovers = RemoveOnDrop::new(&url, &crashed.prefix);
     let mut rng = rand::rng();
     let mut mid_stream_kills = 0;
     for kill in 0..3 {
@@ -99,11 +101,6 @@ async fn sigkill_at_random_moments_changes_no_document() {
         totals, traffic.expected.calls,
         "the uninterrupted run counts right too"
     );
-
-    for names in [clean, crashed] {
-        delete_indices(&url, &format!("{}-*", names.prefix)).await;
-        delete_indices(&url, &names.graph_indices()).await;
-    }
 }
 
 /// The dependency and service-graph documents of two runs are identical.
@@ -142,6 +139,7 @@ async fn static_member_resumes_after_sigkill_and_changes_no_document() {
     let traffic = topology::generate(12, 3_000, START_MS, 10);
     produce(&topic, &traffic.as_produce_input()).await;
     let clean = clean_run(&url, &topic, PARTITIONS, &logs).await;
+    let _clean_leftovers = RemoveOnDrop::new(&url, &clean.prefix);
 
     let session = Duration::from_secs(60);
     let extra = [
@@ -149,6 +147,7 @@ async fn static_member_resumes_after_sigkill_and_changes_no_document() {
         ("SPANWAY_KAFKA__SESSION_TIMEOUT", "60s"),
     ];
     let killed = Names::new(&topic, "static");
+    let _killed_leftovers = RemoveOnDrop::new(&url, &killed.prefix);
     let mut child = spawn_with(&killed, &url, &logs.join("first.log"), &extra);
     let deadline = Instant::now() + Duration::from_secs(120);
     let at_kill = loop {
@@ -193,10 +192,6 @@ async fn static_member_resumes_after_sigkill_and_changes_no_document() {
     stop_cleanly(child);
 
     assert_same_documents(&url, &clean, &killed, &logs).await;
-    for names in [clean, killed] {
-        delete_indices(&url, &format!("{}-*", names.prefix)).await;
-        delete_indices(&url, &names.graph_indices()).await;
-    }
 }
 
 /// Scale-out and scale-in while the topic fills: one job, then two, the
@@ -221,6 +216,7 @@ async fn scaling_out_and_in_with_a_kill_changes_no_document() {
     });
 
     let scaled = Names::new(&topic, "scaled");
+    let _scaled_leftovers = RemoveOnDrop::new(&url, &scaled.prefix);
     let first = spawn(&scaled, &url, &logs.join("a.log"));
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let mut second = spawn(&scaled, &url, &logs.join("b.log"));
@@ -233,6 +229,7 @@ async fn scaling_out_and_in_with_a_kill_changes_no_document() {
     stop_cleanly(first);
 
     let clean = clean_run(&url, &topic, partitions, &logs).await;
+    let _clean_leftovers = RemoveOnDrop::new(&url, &clean.prefix);
 
     assert_same_documents(&url, &clean, &scaled, &logs).await;
     let totals = common::dependency_totals(&documents(&url, &clean.dependency_indices()).await);
@@ -240,10 +237,6 @@ async fn scaling_out_and_in_with_a_kill_changes_no_document() {
         totals, traffic.expected.calls,
         "the undisturbed run counts right"
     );
-    for names in [clean, scaled] {
-        delete_indices(&url, &format!("{}-*", names.prefix)).await;
-        delete_indices(&url, &names.graph_indices()).await;
-    }
 }
 
 /// The network to the search engine cut for a minute while the job reads
@@ -270,6 +263,7 @@ async fn engine_unreachable_for_a_minute_pauses_reading_and_changes_no_document(
     let engine = url.trim_start_matches("http://").trim_end_matches('/');
     let relay = spanway_e2e::relay::Relay::start(engine).await;
     let cut = Names::new(&topic, "cut");
+    let _cut_leftovers = RemoveOnDrop::new(&url, &cut.prefix);
     let mut settings = env(&cut, &relay.http_url());
     settings.push((
         "SPANWAY_ELASTICSEARCH__MAX_PENDING_WINDOWS".into(),
@@ -316,9 +310,6 @@ async fn engine_unreachable_for_a_minute_pauses_reading_and_changes_no_document(
         .expect("streaming analytics stops cleanly");
 
     let clean = clean_run(&url, &topic, PARTITIONS, &logs).await;
+    let _clean_leftovers = RemoveOnDrop::new(&url, &clean.prefix);
     assert_same_documents(&url, &clean, &cut, &logs).await;
-    for names in [clean, cut] {
-        delete_indices(&url, &format!("{}-*", names.prefix)).await;
-        delete_indices(&url, &names.graph_indices()).await;
-    }
 }

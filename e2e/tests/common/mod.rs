@@ -103,17 +103,12 @@ impl Pipeline {
             .expect("the ingester stops cleanly");
     }
 
-    /// [`Pipeline::stop`], then removes the indices and legacy templates
-    /// under its prefix from the engine at `engine`.
+    /// [`Pipeline::stop`], then removes the indices and templates under its
+    /// prefix from the engine at `engine`.
     pub async fn stop_and_remove(self, engine: &str) {
         let prefix = self.prefix.clone();
         self.stop().await;
-        let client = reqwest::Client::new();
-        let _ = client.delete(format!("{engine}/{prefix}-*")).send().await;
-        let _ = client
-            .delete(format!("{engine}/_template/{prefix}-*"))
-            .send()
-            .await;
+        spanway_e2e::delete_prefixed(engine, &prefix).await;
     }
 }
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use spanway_e2e::corpus;
 use spanway_e2e::{
-    Engine, count, create_topic, delete_indices, produce, require_kafka, unique_name,
+    Engine, RemoveOnDrop, count, create_topic, delete_indices, produce, require_kafka, unique_name,
     wait_for_count,
 };
 use spanway_ingester::Ingester;
@@ -91,6 +91,7 @@ async fn records_of_many_spans_are_written_in_document_sized_requests() {
     require_kafka();
     let url = Engine::OpenSearch.require().await;
     let names = Names::new("doclimit");
+    let _leftovers = RemoveOnDrop::new(&url, &names.prefix);
     create_topic(&names.topic, 1).await;
     // One record per trace, 50 spans each: 20 records, 1,000 span documents.
     let corpus = corpus::generate(31, 20, 50);
@@ -126,14 +127,6 @@ async fn records_of_many_spans_are_written_in_document_sized_requests() {
         total,
         "no duplicates"
     );
-    delete_indices(&url, &format!("{}-*", names.prefix)).await;
-    let client = reqwest::Client::new();
-    for kind in ["span", "service"] {
-        let _ = client
-            .delete(format!("{url}/_template/{}-jaeger-{kind}", names.prefix))
-            .send()
-            .await;
-    }
 }
 
 /// An index with one of its two primaries unassigned (red), as when a node

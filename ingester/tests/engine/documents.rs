@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use spanway_e2e::corpus;
 use spanway_e2e::{
-    Engine, create_topic, delete_indices, produce, require_kafka, search, wait_for_count,
+    Engine, create_topic, delete_prefixed, produce, require_kafka, search, wait_for_count,
 };
 use spanway_ingester::Ingester;
 use spanway_ingester::config::{RefreshInterval, TemplateApi};
@@ -25,8 +25,7 @@ async fn get(url: &str) -> (u16, Value) {
 
 /// Removes the indices and templates under the test's prefix.
 async fn clean(url: &str, names: &Names) {
-    delete_indices(url, &format!("{}-*", names.prefix)).await;
-    delete_templates(url, &names.prefix).await;
+    delete_prefixed(url, &names.prefix).await;
 }
 
 /// Stops `ingester`, which must stop cleanly, and removes what the test wrote.
@@ -53,20 +52,6 @@ async fn mapped_tag_fields(url: &str, index: &str) -> (Value, Value) {
 async fn nested_late_keys(url: &str, index: &str) -> Vec<Value> {
     let query = json!({"size": 200, "query": {"nested": {"path": "tags", "query": {"term": {"tags.key": "late.0"}}}}});
     search(url, index, query).await
-}
-
-async fn delete_templates(url: &str, prefix: &str) {
-    let client = reqwest::Client::new();
-    for kind in ["span", "service"] {
-        let _ = client
-            .delete(format!("{url}/_index_template/{prefix}-jaeger-{kind}"))
-            .send()
-            .await;
-        let _ = client
-            .delete(format!("{url}/_template/{prefix}-jaeger-{kind}"))
-            .send()
-            .await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

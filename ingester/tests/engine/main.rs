@@ -11,5 +11,6 @@ mod common;
 
 mod bulk_limits;
 mod documents;
+mod leftovers;
 mod liveness;
 mod retention;

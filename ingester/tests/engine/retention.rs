@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 use spanway_e2e::corpus;
-use spanway_e2e::{Engine, create_topic, delete_indices, produce, require_kafka, wait_for_count};
+use spanway_e2e::{Engine, RemoveOnDrop, create_topic, produce, require_kafka, wait_for_count};
 use spanway_ingester::{Ingester, StartError};
 use spanway_search::retention::RetentionError;
 use tokio_util::sync::CancellationToken;
@@ -63,6 +63,7 @@ async fn refused(url: &str, label: &str, feature: &str, engine: &str) {
 async fn starts_without_retention(url: &str, label: &str) {
     require_kafka();
     let names = Names::new(label);
+    let _leftovers = RemoveOnDrop::new(url, &names.prefix);
     create_topic(&names.topic, 1).await;
     let corpus = corpus::generate(21, 4, 3);
     produce(&names.topic, &corpus.as_produce_input()).await;
@@ -83,7 +84,6 @@ async fn starts_without_retention(url: &str, label: &str) {
     assert!(settings.get("plugins").is_none(), "{settings}");
     shutdown.cancel();
     ingester.wait().await.expect("the ingester stops cleanly");
-    delete_indices(url, &format!("{}-*", names.prefix)).await;
     let client = reqwest::Client::new();
     for kind in ["span", "service"] {
         let _ = client

@@ -14,7 +14,7 @@ use std::time::Duration;
 use serde_json::Value;
 use spanway_e2e::jaeger_query::{JaegerQuery, jaeger_query_bin};
 use spanway_e2e::{
-    Engine, create_topic, delete_indices, kafka_bootstrap, produce, require_kafka, topology,
+    Engine, RemoveOnDrop, create_topic, kafka_bootstrap, produce, require_kafka, topology,
     unique_name, wait_for_count,
 };
 use spanway_ingester::Ingester;
@@ -129,6 +129,7 @@ async fn known_topology_is_counted_exactly(url: &str, storage_type: &str, copies
     }
     produce(&topic, &records).await;
     let names = Names::new(&topic, "accuracy");
+    let _leftovers = RemoveOnDrop::new(&url, &names.prefix);
 
     let shutdown = CancellationToken::new();
     let analytics = Analytics::start(&analytics_config(&names, &url), shutdown.clone())
@@ -220,7 +221,4 @@ async fn known_topology_is_counted_exactly(url: &str, storage_type: &str, copies
         "Jaeger /api/dependencies"
     );
     drop(jaeger);
-
-    delete_indices(&url, &format!("{}-*", names.prefix)).await;
-    delete_indices(&url, &names.graph_indices()).await;
 }

@@ -14,7 +14,7 @@ use serde_json::Value;
 use spanway_e2e::jaeger_v2::{
     engine_query_config, engine_query_config_for, free_ports, jaeger_v2_bin,
 };
-use spanway_e2e::{Engine, delete_indices, require_kafka};
+use spanway_e2e::{Engine, RemoveOnDrop, require_kafka};
 use spanway_search::index::DateSeparator;
 
 use common::{START_MS, jaeger_v2_links, run_until_read, single_calls_topic};
@@ -34,6 +34,7 @@ async fn jaeger_v2_reads_dependency_indices_with_a_date_separator() {
 
     let traces = DAYS * 86_400_000 / SPACING_MS;
     let names = single_calls_topic("datesep", PARTITIONS, traces, SPACING_MS).await;
+    let _leftovers = RemoveOnDrop::new(&url, &names.prefix);
 
     let mut config = names.job_config(&url);
     config.elasticsearch.index_date_separator = DateSeparator::new(".").unwrap();
@@ -93,7 +94,4 @@ async fn jaeger_v2_reads_dependency_indices_with_a_date_separator() {
         Vec::new(),
         "Jaeger v2's default layout names no dotted index"
     );
-
-    delete_indices(&url, &format!("{}-*", names.prefix)).await;
-    delete_indices(&url, &names.graph_indices()).await;
 }

@@ -12,7 +12,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use spanway_e2e::jaeger_query::{JaegerQuery, jaeger_query_bin};
 use spanway_e2e::jaeger_v2::{engine_query_config, free_ports};
-use spanway_e2e::{Engine, delete_indices, require_kafka};
+use spanway_e2e::{Engine, RemoveOnDrop, require_kafka};
 
 use common::{START_MS, jaeger_v2_links, run_until_read, single_calls_topic};
 
@@ -54,6 +54,7 @@ async fn jaeger_query_counts_every_call_of_days_of_partition_windows() {
 
     let traces = DAYS * 86_400_000 / SPACING_MS;
     let names = single_calls_topic("limit", PARTITIONS, traces, SPACING_MS).await;
+    let _leftovers = RemoveOnDrop::new(&url, &names.prefix);
 
     let config = names.job_config(&url);
     assert_eq!(config.windows.size, Duration::from_secs(60));
@@ -140,7 +141,4 @@ async fn jaeger_query_counts_every_call_of_days_of_partition_windows() {
         vec![("frontend".to_owned(), "cart".to_owned(), traces)],
         "every call, through Jaeger v2's query"
     );
-
-    delete_indices(&url, &format!("{}-*", names.prefix)).await;
-    delete_indices(&url, &names.graph_indices()).await;
 }

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use spanway_e2e::ops::{LiveWatch, live_loops, live_report};
 use spanway_e2e::{
-    Engine, count, create_topic, delete_indices, produce, require_kafka, topology, unique_name,
+    Engine, RemoveOnDrop, count, create_topic, produce, require_kafka, topology, unique_name,
 };
 use spanway_streaming_analytics::{Analytics, AnalyticsConfig};
 use tokio_util::sync::CancellationToken;
@@ -37,6 +37,7 @@ async fn bulk_writes_show_on_the_jobs_metrics() {
     let traffic = topology::generate(3, 500, START_MS, 20);
     produce(&topic, &traffic.as_produce_input()).await;
     let names = Names::new(&topic, "writer-metrics");
+    let _leftovers = RemoveOnDrop::new(&url, &names.prefix);
     let mut settings = env(&names, &url);
     settings.push(("SPANWAY_ELASTICSEARCH__COMPRESSION".into(), "gzip".into()));
     let config: AnalyticsConfig =
@@ -120,7 +121,4 @@ async fn bulk_writes_show_on_the_jobs_metrics() {
         count(&url, &dependencies).await > 0,
         "gzipped writes stored"
     );
-
-    delete_indices(&url, &dependencies).await;
-    delete_indices(&url, &names.graph_indices()).await;
 }
