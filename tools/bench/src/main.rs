@@ -354,6 +354,11 @@ struct IngesterArgs {
     /// order (traces at random times of one day).
     #[arg(long)]
     raw_time_order: bool,
+    /// With --raw-time-order, shuffle each run of this many documents, as
+    /// spans reach the engine seconds after they start: 75,000 documents
+    /// are about three seconds of a raw load here.
+    #[arg(long, default_value_t = 0)]
+    raw_disorder: usize,
     /// Produce the topics' traces in the order they started, as live
     /// traffic reaches the topic, instead of the corpus's order (traces at
     /// random times of one day). Both writers read the same order.
@@ -754,6 +759,7 @@ async fn ingester(args: IngesterArgs) -> anyhow::Result<()> {
         raw_batch: args.raw_batch.max(1),
         raw_concurrency: args.raw_concurrency.max(1),
         raw_time_order: args.raw_time_order,
+        raw_disorder: args.raw_disorder,
         topic_time_order: args.topic_time_order,
         topic_disorder: args.topic_disorder,
         raw_variants: args.raw_variants,

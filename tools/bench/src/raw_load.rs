@@ -134,6 +134,7 @@ pub(crate) async fn raw_loader_run(
             RawVariant::DefaultsTimeIds | RawVariant::DefaultsTimeShortIds
         ),
         time_ordered: options.raw_time_order,
+        disorder: options.raw_disorder,
         hourly: variant == RawVariant::DefaultsHourly,
         short_ids: matches!(
             variant,
@@ -170,10 +171,10 @@ pub(crate) async fn raw_loader_run(
     }
     let failed = outcome?;
 
-    let order = if options.raw_time_order {
-        "in start-time order"
-    } else {
-        "in the corpus's order"
+    let order = match (options.raw_time_order, options.raw_disorder) {
+        (true, 0 | 1) => "in start-time order".to_owned(),
+        (true, n) => format!("in start-time order, each run of {n} shuffled"),
+        (false, _) => "in the corpus's order".to_owned(),
     };
     let mut notes = vec![format!(
         "{} documents per request, {} in flight, {order}; count after the run: {count}",

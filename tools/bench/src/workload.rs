@@ -105,6 +105,10 @@ pub struct BulkShape {
     /// Documents in their spans' start-time order, as live traffic arrives,
     /// instead of the corpus's order (traces at random times of a day).
     pub time_ordered: bool,
+    /// With `time_ordered`, each run of this many documents shuffled
+    /// (seeded): spans reach a writer seconds after they start, and not in
+    /// the order they started.
+    pub disorder: usize,
     /// Span indices by the hour of each span's start, as the ingester's
     /// `index_rollover_frequency_spans = "hour"` names them.
     pub hourly: bool,
@@ -159,6 +163,14 @@ pub fn bulk_bodies(
     if shape.time_ordered {
         // Stable: spans that start in the same microsecond keep their order.
         documents.sort_by_key(|(start_us, _)| *start_us);
+        if shape.disorder > 1 {
+            use rand::SeedableRng as _;
+            use rand::seq::SliceRandom as _;
+            let mut rng = rand::rngs::StdRng::seed_from_u64(SEED);
+            for run in documents.chunks_mut(shape.disorder) {
+                run.shuffle(&mut rng);
+            }
+        }
     }
     Ok(documents
         .chunks(batch.max(1))
@@ -521,5 +533,21 @@ mod tests {
             id.starts_with(&format!("{:013x}_", ordered_starts[0])),
             "{id}"
         );
+
+        let run = 7;
+        let disordered_starts = starts(&lines(BulkShape {
+            time_ordered: true,
+            disorder: run,
+            ..BulkShape::default()
+        }));
+        assert!(!disordered_starts.is_sorted(), "shuffled within runs");
+        for (shuffled, ordered) in disordered_starts
+            .chunks(run)
+            .zip(ordered_starts.chunks(run))
+        {
+            let mut shuffled = shuffled.to_vec();
+            shuffled.sort_unstable();
+            assert_eq!(shuffled, ordered, "each run holds its own documents");
+        }
     }
 }

@@ -93,6 +93,8 @@ pub struct Options {
     pub raw_concurrency: usize,
     /// Raw loads send documents in their spans' start-time order.
     pub raw_time_order: bool,
+    /// With `raw_time_order`, runs of this many documents shuffled.
+    pub raw_disorder: usize,
     /// The topics hold the traces in the order they started.
     pub topic_time_order: bool,
     /// With `topic_time_order`, runs of this many records shuffled.
