@@ -12,7 +12,7 @@ use spanway_search::index::{Family, Prefix};
 use spanway_search::templates;
 
 use crate::measure::Meter;
-use crate::runs::{Destination, Options, RunResult, delete_prefix, engine_count};
+use crate::runs::{Destination, Options, RunResult, engine_count};
 
 /// What a raw load changes in the ingester's documents or mapping. Each
 /// answers one question about where the engine's time goes; none of them is
@@ -167,7 +167,7 @@ pub(crate) async fn raw_loader_run(
     .await;
     let work = crate::runs::index_work::read(&options.opensearch, &prefix).await;
     if !options.keep {
-        delete_prefix(&options.opensearch, &prefix).await;
+        spanway_e2e::delete_prefixed(&options.opensearch, &prefix).await;
     }
     let failed = outcome?;
 

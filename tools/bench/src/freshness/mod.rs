@@ -370,7 +370,7 @@ async fn run(
     {
         eprintln!("warning: {error:#}");
     }
-    crate::runs::delete_prefix(&options.opensearch, &names.prefix).await;
+    spanway_e2e::delete_prefixed(&options.opensearch, &names.prefix).await;
     result
 }
 

@@ -43,8 +43,8 @@ pub mod warm_up;
 
 use ingesters::{Case, Ingester};
 pub(crate) use ingesters::{jaeger_v2_config, kafka_receiver_yaml, spanway_command};
+pub(crate) use progress::engine_count;
 use progress::{Progress, span_index_size, wait_engine, wait_null};
-pub(crate) use progress::{delete_prefix, engine_count};
 
 /// Everything a benchmark run needs to know.
 #[derive(Debug, Clone)]
@@ -530,7 +530,7 @@ async fn ingester_run(
         Destination::Null => (None, None),
     };
     if destination == Destination::OpenSearch && !options.keep {
-        delete_prefix(&options.opensearch, &prefix).await;
+        spanway_e2e::delete_prefixed(&options.opensearch, &prefix).await;
     }
     let progress = progress?;
     let (cpu, peak) = sample.with_context(|| format!("measuring {name}"))?;

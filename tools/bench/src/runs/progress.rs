@@ -191,15 +191,3 @@ pub(super) async fn span_index_size(url: &str, prefix: &str) -> Option<u64> {
     }
     last
 }
-
-/// Deletes the indices and templates of a run's prefix.
-pub(crate) async fn delete_prefix(url: &str, prefix: &str) {
-    let client = reqwest::Client::new();
-    for path in [
-        format!("{prefix}-jaeger-*"),
-        format!("_template/{prefix}-jaeger-*"),
-        format!("_index_template/{prefix}-jaeger-*"),
-    ] {
-        let _ = client.delete(format!("{url}/{path}")).send().await;
-    }
-}
