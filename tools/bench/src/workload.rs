@@ -63,15 +63,21 @@ pub fn order_by_start(corpus: &mut Corpus, disorder: usize) {
         })
         .collect();
     keyed.sort_by_key(|(start, _)| *start);
-    if disorder > 1 {
+    shuffle_runs(&mut keyed, disorder);
+    corpus.records = keyed.into_iter().map(|(_, record)| record).collect();
+}
+
+/// Shuffles each run of `run` items in place, seeded, so that every
+/// benchmark run sends the same order; runs of 0 or 1 leave the order.
+fn shuffle_runs<T>(items: &mut [T], run: usize) {
+    if run > 1 {
         use rand::SeedableRng as _;
         use rand::seq::SliceRandom as _;
         let mut rng = rand::rngs::StdRng::seed_from_u64(SEED);
-        for run in keyed.chunks_mut(disorder) {
-            run.shuffle(&mut rng);
+        for chunk in items.chunks_mut(run) {
+            chunk.shuffle(&mut rng);
         }
     }
-    corpus.records = keyed.into_iter().map(|(_, record)| record).collect();
 }
 
 /// The corpus as Jaeger's collector writes it to Kafka (`jaeger_proto`, its
@@ -163,14 +169,7 @@ pub fn bulk_bodies(
     if shape.time_ordered {
         // Stable: spans that start in the same microsecond keep their order.
         documents.sort_by_key(|(start_us, _)| *start_us);
-        if shape.disorder > 1 {
-            use rand::SeedableRng as _;
-            use rand::seq::SliceRandom as _;
-            let mut rng = rand::rngs::StdRng::seed_from_u64(SEED);
-            for run in documents.chunks_mut(shape.disorder) {
-                run.shuffle(&mut rng);
-            }
-        }
+        shuffle_runs(&mut documents, shape.disorder);
     }
     Ok(documents
         .chunks(batch.max(1))
