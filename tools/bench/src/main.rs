@@ -122,6 +122,11 @@ struct FreshnessArgs {
     /// (repeatable), e.g. --ingester-env SPANWAY_BULK__FLUSH_INTERVAL=100ms.
     #[arg(long = "ingester-env", value_parser = parse_key_value)]
     ingester_env: Vec<(String, String)>,
+    /// Our ingester binary [default: target/release/spanway-ingester], to set
+    /// another build's freshness and engine cost beside this one's. A wrapper
+    /// script here must `exec` the ingester, as for the ingester subcommand.
+    #[arg(long)]
+    ingester_bin: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -513,7 +518,9 @@ async fn freshness_bench(args: FreshnessArgs) -> anyhow::Result<()> {
         opensearch: args.opensearch.trim_end_matches('/').to_owned(),
         partitions: args.partitions,
         collector_bin: root.join("target/release/spanway-collector"),
-        ingester_bin: root.join("target/release/spanway-ingester"),
+        ingester_bin: args
+            .ingester_bin
+            .unwrap_or_else(|| root.join("target/release/spanway-ingester")),
         jaeger_v2_bin: root.join(".services/jaeger/bin/jaeger"),
         log_dir: root
             .join("target/bench")
