@@ -242,6 +242,19 @@ pub fn log_dir(name: &str) -> std::path::PathBuf {
 
 /// Searches `index` on the engine at `url` (after a refresh) and returns the hits' `_source`s.
 pub async fn search(url: &str, index: &str, query: serde_json::Value) -> Vec<serde_json::Value> {
+    search_hits(url, index, query)
+        .await
+        .into_iter()
+        .map(|mut hit| hit["_source"].take())
+        .collect()
+}
+
+/// [`search`], returning whole hits: for a test that reads `_id` or `_index` beside the source.
+pub async fn search_hits(
+    url: &str,
+    index: &str,
+    query: serde_json::Value,
+) -> Vec<serde_json::Value> {
     let client = reqwest::Client::new();
     let _ = client.post(format!("{url}/{index}/_refresh")).send().await;
     let response = client
@@ -253,11 +266,11 @@ pub async fn search(url: &str, index: &str, query: serde_json::Value) -> Vec<ser
     if response.status() == reqwest::StatusCode::NOT_FOUND {
         return Vec::new();
     }
-    let body: serde_json::Value = response.json().await.expect("search response");
-    body["hits"]["hits"]
-        .as_array()
-        .map(|hits| hits.iter().map(|h| h["_source"].clone()).collect())
-        .unwrap_or_default()
+    let mut body: serde_json::Value = response.json().await.expect("search response");
+    match body["hits"]["hits"].take() {
+        serde_json::Value::Array(hits) => hits,
+        _ => Vec::new(),
+    }
 }
 
 /// Counts documents in `index` (a name or pattern) on the engine at `url`,

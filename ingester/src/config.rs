@@ -328,10 +328,12 @@ impl Default for ConsumerConfig {
 
 impl ElasticsearchConfig {
     /// The id filter to install: `auto` means off when the engine makes the
-    /// span ids, as no write looks an id up then.
+    /// span ids, as no write looks an id up then, and off with time-led
+    /// ids, whose lookups the segments' bounds settle more cheaply than
+    /// the filter's hashing (docs/benchmarks.md).
     pub fn effective_id_lookup_filter(&self) -> IdLookupFilter {
         match (self.id_lookup_filter, self.span_ids) {
-            (IdLookupFilter::Auto, SpanIds::Engine) => IdLookupFilter::Off,
+            (IdLookupFilter::Auto, SpanIds::Engine | SpanIds::TimeLed) => IdLookupFilter::Off,
             (filter, _) => filter,
         }
     }

@@ -197,12 +197,57 @@ pub struct Unsealed {
     /// keys placed some tags elsewhere: what the id's hash covers, so that
     /// the id does not depend on what this process had learned.
     hashed: Option<Vec<u8>>,
+    /// The span's start, µs since the epoch: what a time-led id begins with.
+    start_micros: u64,
+    /// How the hash ends the id.
+    hash_text: HashText,
+}
+
+/// How a span document's id ends in the hash of its source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum HashText {
+    /// 16 hex digits: `<trace id>_<span id>_<hash>`.
+    Hex,
+    /// 11 base64url characters: the time-led form.
+    Base64,
 }
 
 impl Unsealed {
     /// The bytes the id's hash covers.
     fn hashed(&self) -> &[u8] {
         self.hashed.as_deref().unwrap_or(&self.document.source)
+    }
+
+    pub(crate) fn hash_text(&self) -> HashText {
+        self.hash_text
+    }
+
+    /// Gives the document its time-led id (`span_ids = "time-led"`):
+    /// 13 hex digits of the span's start in µs (the width holds until
+    /// 2112, so text order is time order), `_`, then the span id and the
+    /// hash, each in base64url. 36 characters for an 8-byte span id. The
+    /// trace id is left out: the hash covers the source, which holds it.
+    /// A span id that is not hex (never, from the decoders) stays as text.
+    pub fn lead_with_start_time(&mut self) {
+        if self.hash_text == HashText::Base64 {
+            return;
+        }
+        let id = &self.document.id;
+        let span_text = id
+            .strip_suffix(&"0".repeat(HASH_DIGITS))
+            .and_then(|rest| rest.strip_suffix('_'))
+            .and_then(|rest| rest.rsplit_once('_'))
+            .map_or("", |(_, span)| span);
+        let mut led = String::with_capacity(13 + 1 + 11 + span_id_hash::BASE64_HASH_CHARS);
+        use std::fmt::Write as _;
+        let _ = write!(led, "{:013x}_", self.start_micros);
+        match hex::decode(span_text) {
+            Ok(bytes) => span_id_hash::push_base64url(&mut led, &bytes),
+            Err(_) => led.push_str(span_text),
+        }
+        span_id_hash::push_base64url(&mut led, &[0; 8]);
+        self.document.id = led;
+        self.hash_text = HashText::Base64;
     }
 }
 
@@ -288,6 +333,8 @@ fn unsealed_document(
             source,
         },
         hashed,
+        start_micros: times.0,
+        hash_text: HashText::Hex,
     }
 }
 
@@ -607,6 +654,75 @@ mod tests {
         let mut changed = span();
         changed.operation_name = "POST /".into();
         assert_ne!(a.id, span_document(&changed, &names).id);
+    }
+
+    /// The time-led id of `span`, sealed with its neighbours' ids as
+    /// `seal_unsealed` seals a batch.
+    fn time_led(span: &jaeger::Span) -> Document {
+        let names = IndexNames::new("");
+        let mut doc = span_document_unsealed(
+            span,
+            span.process.as_ref(),
+            &names,
+            &TagsAsFields::default(),
+            None,
+        );
+        doc.lead_with_start_time();
+        seal_unsealed([&mut doc]);
+        doc.document
+    }
+
+    #[test]
+    fn time_led_ids_hold_start_span_id_and_the_derived_hash() {
+        use base64::Engine as _;
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let derived = span_document(&span(), &IndexNames::new(""));
+        let led = time_led(&span());
+        assert_eq!(led.id.len(), 36, "{}", led.id);
+        assert_eq!(led.source, derived.source, "only the id differs");
+        assert_eq!(led.index, derived.index);
+        let (start, rest) = led.id.split_at(13);
+        assert_eq!(
+            u64::from_str_radix(start, 16).unwrap(),
+            1_767_225_599_999_999
+        );
+        let (span_id, hash) = rest.strip_prefix('_').unwrap().split_at(11);
+        assert_eq!(b64.decode(span_id).unwrap(), vec![0xcd; 8]);
+        // The hash is the one the derived id ends in, in other letters.
+        let derived_hash = &derived.id[derived.id.len() - 16..];
+        assert_eq!(hex::encode(b64.decode(hash).unwrap()), derived_hash);
+        assert_ne!(derived_hash, "0000000000000000", "sealed");
+        // Leading twice changes nothing.
+        let names = IndexNames::new("");
+        let mut twice =
+            span_document_unsealed(&span(), None, &names, &TagsAsFields::default(), None);
+        twice.lead_with_start_time();
+        let once = twice.document.id.clone();
+        twice.lead_with_start_time();
+        assert_eq!(twice.document.id, once);
+    }
+
+    #[test]
+    fn time_led_ids_sort_by_start_and_follow_the_content() {
+        let base = time_led(&span());
+        assert_eq!(base, time_led(&span()), "the same span, the same id");
+        let mut later = span();
+        later.start_time.as_mut().unwrap().nanos = 0;
+        later.start_time.as_mut().unwrap().seconds += 1;
+        assert!(time_led(&later).id > base.id, "a later start sorts after");
+        let mut earlier = span();
+        earlier.start_time.as_mut().unwrap().seconds -= 86_400 * 365;
+        assert!(time_led(&earlier).id < base.id);
+        let mut other_trace = span();
+        other_trace.trace_id = vec![0x12; 16];
+        assert_ne!(
+            time_led(&other_trace).id,
+            base.id,
+            "the trace id is in the hash"
+        );
+        let mut changed = span();
+        changed.operation_name = "POST /".into();
+        assert_ne!(time_led(&changed).id, base.id);
     }
 
     #[test]

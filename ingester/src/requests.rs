@@ -189,13 +189,17 @@ impl BatchDocuments {
     }
 
     fn push_span(&mut self, position: usize, mut document: Unsealed, service: ServiceOf<'_>) {
-        if self.span_ids == SpanIds::Engine {
-            // Sealing passes it by: no hash is computed for an id never
-            // sent. What is left of the id names the span in logs.
-            let document = &mut document.document;
-            document.kind = DocumentKind::AppendedSpan;
-            if let Some(at) = document.id.rfind('_') {
-                document.id.truncate(at);
+        match self.span_ids {
+            SpanIds::Derived => {}
+            SpanIds::TimeLed => document.lead_with_start_time(),
+            SpanIds::Engine => {
+                // Sealing passes it by: no hash is computed for an id never
+                // sent. What is left of the id names the span in logs.
+                let document = &mut document.document;
+                document.kind = DocumentKind::AppendedSpan;
+                if let Some(at) = document.id.rfind('_') {
+                    document.id.truncate(at);
+                }
             }
         }
         let size = encoded_len(&document.document);
@@ -477,7 +481,7 @@ mod tests {
     }
 
     #[test]
-    fn engine_span_ids_leave_the_id_out_and_the_document_as_it_was() {
+    fn span_ids_change_the_id_and_leave_the_document_as_it_was() {
         let records: Vec<RawRecord> = (0..3u8)
             .map(|t| record(i64::from(t), tagged_trace(t + 1, 4), None))
             .collect();
@@ -514,6 +518,18 @@ mod tests {
             assert!(!String::from_utf8(action).unwrap().contains("_id"));
         }
         assert_eq!(engine_services, derived_services, "services keep their ids");
+
+        let (led, led_services) = batch(SpanIds::TimeLed);
+        assert_eq!(led.len(), derived.len(), "the same requests");
+        for ((l, l_at), (d, d_at)) in led.iter().flatten().zip(derived.iter().flatten()) {
+            assert_eq!(l.kind, DocumentKind::Span, "written with create");
+            assert_eq!((&l.source, &l.index, l_at), (&d.source, &d.index, d_at));
+            assert_eq!(l.id.len(), 36, "{}", l.id);
+            assert_eq!(l.id.as_bytes()[13], b'_', "{}", l.id);
+            let hash = &l.id[25..];
+            assert_ne!(hash, "AAAAAAAAAAA", "a time-led id is sealed");
+        }
+        assert_eq!(led_services, derived_services, "services keep their ids");
     }
 
     /// Spans of one trace per record, each with a tag no list configures.

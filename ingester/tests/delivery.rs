@@ -117,6 +117,17 @@ async fn fifty_thousand_spans_are_stored_exactly_once() {
 /// long after (once the original is stored). Each span is stored once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_record_on_the_topic_twice_is_stored_once() {
+    record_on_the_topic_twice(SpanIds::Derived).await;
+}
+
+/// Time-led ids are derived from the span as the default's are, so a copy
+/// is refused as already stored, with no id filter on the indices.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_on_the_topic_twice_is_stored_once_with_time_led_ids() {
+    record_on_the_topic_twice(SpanIds::TimeLed).await;
+}
+
+async fn record_on_the_topic_twice(span_ids: SpanIds) {
     let url = ready().await;
     let names = Names::new("twice");
     let _leftovers = RemoveOnDrop::new(&url, &names.prefix);
@@ -146,10 +157,10 @@ async fn a_record_on_the_topic_twice_is_stored_once() {
     let copied_spans = spans_in(&records) - spans_in(&originals);
     produce(&names.topic, &records).await;
 
+    let mut config = config(&names, &url);
+    config.elasticsearch.span_ids = span_ids;
     let shutdown = CancellationToken::new();
-    let ingester = Ingester::start(config(&names, &url), shutdown.clone())
-        .await
-        .unwrap();
+    let ingester = Ingester::start(config, shutdown.clone()).await.unwrap();
     let spans = corpus.spans.len() as u64;
     let stored = wait_for_count(&url, &names.span_indices(), spans, Duration::from_secs(300)).await;
     assert_eq!(stored, spans, "every span stored");
@@ -179,8 +190,62 @@ async fn a_record_on_the_topic_twice_is_stored_once() {
     assert_eq!(ingester.metrics.dead_lettered.get(), 0);
     assert_eq!(ingester.metrics.documents_rejected.get(), 0);
 
+    // The ids are of the configured form, and the filter on as it says.
+    let hits = spanway_e2e::search_hits(
+        &url,
+        &names.span_indices(),
+        json!({"size": 200, "_source": ["spanID", "startTime"]}),
+    )
+    .await;
+    assert_eq!(hits.len(), 200);
+    for hit in &hits {
+        let id = hit["_id"].as_str().unwrap();
+        let span_id = hit["_source"]["spanID"].as_str().unwrap();
+        match span_ids {
+            SpanIds::TimeLed => {
+                assert_eq!(id.len(), 36, "{id}");
+                let start = u64::from_str_radix(&id[..13], 16).unwrap();
+                assert_eq!(json!(start), hit["_source"]["startTime"], "{id}");
+            }
+            _ => assert!(id.contains(&format!("_{span_id}_")), "{id} names {span_id}"),
+        }
+    }
+    let filters = id_filters(&url, &names.span_indices()).await;
+    assert!(!filters.is_empty());
+    for (index, filter) in filters {
+        let on = filter == "true";
+        assert_eq!(
+            on,
+            span_ids == SpanIds::Derived,
+            "{index}: the id filter only for derived ids, {filter}"
+        );
+    }
+
     shutdown.cancel();
     ingester.wait().await.expect("the ingester stops cleanly");
+}
+
+/// Each span index matching `indices` with its id filter setting (null
+/// when unset).
+async fn id_filters(url: &str, indices: &str) -> Vec<(String, serde_json::Value)> {
+    let settings: serde_json::Value =
+        reqwest::get(format!("{url}/{indices}/_settings?flat_settings=true"))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+    settings
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(index, body)| {
+            (
+                index.clone(),
+                body["settings"]["index.optimize_doc_id_lookup.fuzzy_set.enabled"].clone(),
+            )
+        })
+        .collect()
 }
 
 /// With `span_ids = "engine"` the engine makes the ids: the spans are the
@@ -238,22 +303,12 @@ async fn with_engine_ids_a_record_on_the_topic_twice_is_stored_twice() {
     )
     .await;
     assert_eq!(corpus.check_documents(&sample), 2000);
-    let settings: serde_json::Value = reqwest::get(format!(
-        "{url}/{}/_settings?flat_settings=true",
-        names.span_indices()
-    ))
-    .await
-    .unwrap()
-    .json()
-    .await
-    .unwrap();
-    let indices = settings.as_object().unwrap();
-    assert!(!indices.is_empty(), "{settings}");
-    for (index, body) in indices {
-        let filter = &body["settings"]["index.optimize_doc_id_lookup.fuzzy_set.enabled"];
+    let filters = id_filters(&url, &names.span_indices()).await;
+    assert!(!filters.is_empty());
+    for (index, filter) in filters {
         assert!(
             filter.is_null() || filter == "false",
-            "{index}: no id filter when nothing looks ids up: {body}"
+            "{index}: no id filter when nothing looks ids up: {filter}"
         );
     }
 

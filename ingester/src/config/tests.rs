@@ -206,7 +206,20 @@ fn fetch_sizes_outside_librdkafkas_ranges_name_the_key() {
 }
 
 #[test]
-fn the_id_filter_is_off_by_default_when_the_engine_makes_span_ids() {
+fn span_ids_are_read_by_their_documented_names() {
+    for (text, expected) in [
+        ("derived", SpanIds::Derived),
+        ("time-led", SpanIds::TimeLed),
+        ("engine", SpanIds::Engine),
+    ] {
+        let parsed: SpanIds = serde_json::from_value(serde_json::json!(text)).unwrap();
+        assert_eq!(parsed, expected, "{text}");
+    }
+    assert!(serde_json::from_value::<SpanIds>(serde_json::json!("timeled")).is_err());
+}
+
+#[test]
+fn the_id_filter_is_off_by_default_unless_derived_ids_are_looked_up() {
     let mut cfg = IngesterConfig::default();
     assert_eq!(cfg.elasticsearch.span_ids, SpanIds::Derived);
     assert_eq!(
@@ -217,6 +230,12 @@ fn the_id_filter_is_off_by_default_when_the_engine_makes_span_ids() {
     assert_eq!(
         cfg.elasticsearch.effective_id_lookup_filter(),
         IdLookupFilter::Off
+    );
+    cfg.elasticsearch.span_ids = SpanIds::TimeLed;
+    assert_eq!(
+        cfg.elasticsearch.effective_id_lookup_filter(),
+        IdLookupFilter::Off,
+        "time-led ids are looked up without it"
     );
     cfg.elasticsearch.id_lookup_filter = IdLookupFilter::On;
     assert_eq!(

@@ -9,6 +9,7 @@
 //! Four independent sources hashed in lockstep fill that idle time and
 //! give the same values.
 
+use super::HashText;
 use spanway_search::document::{Document, DocumentKind};
 
 const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
@@ -52,17 +53,36 @@ fn fnv1a64_four(inputs: [&[u8]; 4]) -> [u64; 4] {
     h
 }
 
-/// Ends `doc`'s id with `hash`, replacing what stood in its place.
-fn write_hash(doc: &mut Document, hash: u64) {
-    let keep = doc.id.len().saturating_sub(HASH_DIGITS);
+/// Characters of the hash at the end of a time-led id (8 bytes in
+/// base64url without padding).
+pub(super) const BASE64_HASH_CHARS: usize = 11;
+
+/// `bytes` in base64url without padding, after what `out` holds.
+pub(super) fn push_base64url(out: &mut String, bytes: &[u8]) {
+    use base64::Engine as _;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode_string(bytes, out);
+}
+
+/// Ends `doc`'s id with `hash` written as `text` says, replacing what
+/// stood in its place.
+fn write_hash(doc: &mut Document, hash: u64, text: HashText) {
+    let width = match text {
+        HashText::Hex => HASH_DIGITS,
+        HashText::Base64 => BASE64_HASH_CHARS,
+    };
+    let keep = doc.id.len().saturating_sub(width);
     doc.id.truncate(keep);
-    super::push_hex(&mut doc.id, &hash.to_be_bytes());
+    match text {
+        HashText::Hex => super::push_hex(&mut doc.id, &hash.to_be_bytes()),
+        HashText::Base64 => push_base64url(&mut doc.id, &hash.to_be_bytes()),
+    }
 }
 
 /// A document whose id ends in the hash, and the bytes that hash covers.
 trait Sealable {
     fn is_span(&self) -> bool;
     fn hashed(&self) -> &[u8];
+    fn hash_text(&self) -> HashText;
     fn document(&mut self) -> &mut Document;
 }
 
@@ -73,6 +93,10 @@ impl Sealable for Document {
 
     fn hashed(&self) -> &[u8] {
         &self.source
+    }
+
+    fn hash_text(&self) -> HashText {
+        HashText::Hex
     }
 
     fn document(&mut self) -> &mut Document {
@@ -87,6 +111,10 @@ impl Sealable for super::Unsealed {
 
     fn hashed(&self) -> &[u8] {
         super::Unsealed::hashed(self)
+    }
+
+    fn hash_text(&self) -> HashText {
+        super::Unsealed::hash_text(self)
     }
 
     fn document(&mut self) -> &mut Document {
@@ -113,13 +141,15 @@ fn seal<'a, T: Sealable + 'a>(docs: impl IntoIterator<Item = &'a mut T>) {
             [Some(a), Some(b), Some(c), Some(d)] => {
                 let hashes = fnv1a64_four([a.hashed(), b.hashed(), c.hashed(), d.hashed()]);
                 for (doc, hash) in [a, b, c, d].into_iter().zip(hashes) {
-                    write_hash(doc.document(), hash);
+                    let text = doc.hash_text();
+                    write_hash(doc.document(), hash, text);
                 }
             }
             rest => {
                 for doc in rest.into_iter().flatten() {
                     let hash = fnv1a64_from(OFFSET, doc.hashed());
-                    write_hash(doc.document(), hash);
+                    let text = doc.hash_text();
+                    write_hash(doc.document(), hash, text);
                 }
                 return;
             }
